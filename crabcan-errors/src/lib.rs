@@ -1,0 +1,305 @@
+//! The one error type of crabcan, its one-line messages, and the exit codes they map to.
+//!
+//! Exit codes follow the docker/podman convention:
+//! the command's own status (128+N when killed by signal N), 125 when crabcan itself fails,
+//! 126 when the command exists but cannot be executed, 127 when it is not found.
+//!
+//! An [`Errcode`] can also be encoded to bytes and decoded again, so that the container's
+//! child process can report a setup failure to its parent over a socket.
+
+use std::fmt;
+
+/// crabcan itself failed: bad arguments or a setup step.
+pub const EXIT_CRABCAN: i32 = 125;
+/// The command was found but could not be executed.
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+/// The command was not found inside the container.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// What kind of failure an [`Errcode`] is; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad input from the user (arguments, paths, values).
+    Usage,
+    /// A setup step failed (a syscall, a file, the kernel refused).
+    Setup,
+    /// The command is not in the container.
+    NotFound,
+    /// The command is there but cannot be executed.
+    NotExecutable,
+}
+
+impl Kind {
+    fn to_byte(self) -> u8 {
+        match self {
+            Kind::Usage => 1,
+            Kind::Setup => 2,
+            Kind::NotFound => 3,
+            Kind::NotExecutable => 4,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Usage,
+            2 => Kind::Setup,
+            3 => Kind::NotFound,
+            4 => Kind::NotExecutable,
+            _ => return None,
+        })
+    }
+}
+
+/// A crabcan failure: what failed, on which path or value, and why.
+///
+/// Displayed as one line, e.g.
+/// `cannot bind-mount /srv/data to /data: No such file or directory`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Errcode {
+    kind: Kind,
+    msg: String,
+    errno: Option<i32>,
+    hint: Option<String>,
+}
+
+/// Shorthand for results carrying an [`Errcode`].
+pub type Result<T> = std::result::Result<T, Errcode>;
+
+impl Errcode {
+    /// Bad input: `msg` says which flag or value and why it is refused.
+    pub fn usage(msg: impl Into<String>) -> Errcode {
+        Errcode {
+            kind: Kind::Usage,
+            msg: msg.into(),
+            errno: None,
+            hint: None,
+        }
+    }
+
+    /// A failed system call: `what` names the operation and its path ("mount proc on /proc").
+    pub fn sys(what: impl Into<String>, errno: nix::errno::Errno) -> Errcode {
+        Errcode {
+            kind: Kind::Setup,
+            msg: format!("cannot {}", what.into()),
+            errno: Some(errno as i32),
+            hint: None,
+        }
+    }
+
+    /// A setup failure that is not a single errno (a malformed file, a missing feature).
+    pub fn setup(msg: impl Into<String>) -> Errcode {
+        Errcode {
+            kind: Kind::Setup,
+            msg: msg.into(),
+            errno: None,
+            hint: None,
+        }
+    }
+
+    /// The command `cmd` was not found in the container.
+    pub fn not_found(cmd: &str) -> Errcode {
+        Errcode {
+            kind: Kind::NotFound,
+            msg: format!("{cmd}: command not found in the container"),
+            errno: None,
+            hint: None,
+        }
+    }
+
+    /// The command `cmd` exists but `execve` refused it with `errno`.
+    pub fn not_executable(cmd: &str, errno: nix::errno::Errno) -> Errcode {
+        Errcode {
+            kind: Kind::NotExecutable,
+            msg: format!("cannot execute {cmd}"),
+            errno: Some(errno as i32),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint shown after the message ("… (hint: …)").
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Errcode {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Prefixes the message with context ("in --add /a:/b: …").
+    pub fn context(mut self, ctx: impl fmt::Display) -> Errcode {
+        self.msg = format!("{ctx}: {}", self.msg);
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The errno behind the failure, if one.
+    pub fn errno(&self) -> Option<nix::errno::Errno> {
+        self.errno.map(nix::errno::Errno::from_raw)
+    }
+
+    /// The process exit code this failure maps to.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            Kind::Usage | Kind::Setup => EXIT_CRABCAN,
+            Kind::NotFound => EXIT_NOT_FOUND,
+            Kind::NotExecutable => EXIT_CANNOT_EXEC,
+        }
+    }
+
+    /// Encodes the error for the parent/child channel.
+    pub fn encode(&self) -> Vec<u8> {
+        let hint = self.hint.as_deref().unwrap_or("");
+        let mut out = Vec::with_capacity(14 + self.msg.len() + hint.len());
+        out.push(self.kind.to_byte());
+        out.push(u8::from(self.errno.is_some()));
+        out.extend_from_slice(&self.errno.unwrap_or(0).to_le_bytes());
+        for s in [self.msg.as_str(), hint] {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        out
+    }
+
+    /// Decodes what [`Errcode::encode`] produced; `None` for anything malformed.
+    pub fn decode(buf: &[u8]) -> Option<Errcode> {
+        let kind = Kind::from_byte(*buf.first()?)?;
+        let has_errno = match *buf.get(1)? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let errno = i32::from_le_bytes(buf.get(2..6)?.try_into().ok()?);
+        let mut rest = buf.get(6..)?;
+        let mut strings = [String::new(), String::new()];
+        for s in &mut strings {
+            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let bytes = rest.get(4..4usize.checked_add(len)?)?;
+            *s = String::from_utf8(bytes.to_vec()).ok()?;
+            rest = &rest[4 + len..];
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        let [msg, hint] = strings;
+        Some(Errcode {
+            kind,
+            msg,
+            errno: has_errno.then_some(errno),
+            hint: (!hint.is_empty()).then_some(hint),
+        })
+    }
+}
+
+impl fmt::Display for Errcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)?;
+        if let Some(e) = self.errno {
+            write!(f, ": {}", nix::errno::Errno::from_raw(e).desc())?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Errcode {}
+
+/// Extension to turn a `nix` result into an [`Errcode`] naming the operation.
+pub trait SysContext<T> {
+    /// On error, `cannot {what}: {errno}`; `what` is built only on failure.
+    fn sys_ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T> SysContext<T> for std::result::Result<T, nix::errno::Errno> {
+    fn sys_ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| Errcode::sys(what(), e))
+    }
+}
+
+impl<T> SysContext<T> for std::io::Result<T> {
+    fn sys_ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| {
+            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc_eio()));
+            Errcode::sys(what(), errno)
+        })
+    }
+}
+
+fn libc_eio() -> i32 {
+    nix::errno::Errno::EIO as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+    use proptest::prelude::*;
+
+    #[test]
+    fn exit_codes_follow_the_convention() {
+        assert_eq!(Errcode::usage("x").exit_code(), 125);
+        assert_eq!(Errcode::sys("mount", Errno::EPERM).exit_code(), 125);
+        assert_eq!(Errcode::setup("x").exit_code(), 125);
+        assert_eq!(Errcode::not_found("ls").exit_code(), 127);
+        assert_eq!(
+            Errcode::not_executable("ls", Errno::EACCES).exit_code(),
+            126
+        );
+    }
+
+    #[test]
+    fn message_says_what_where_and_why_on_one_line() {
+        let e = Errcode::sys("bind-mount /srv/data to /data", Errno::ENOENT)
+            .with_hint("create /srv/data first");
+        let s = e.to_string();
+        assert_eq!(
+            s,
+            "cannot bind-mount /srv/data to /data: No such file or directory (hint: create /srv/data first)"
+        );
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn context_prefixes_the_message() {
+        let e = Errcode::usage("no ':' in it").context("invalid --add 'abc'");
+        assert_eq!(e.to_string(), "invalid --add 'abc': no ':' in it");
+    }
+
+    #[test]
+    fn io_errors_keep_their_errno() {
+        let io = std::io::Error::from_raw_os_error(libc_enotdir());
+        let e = Err::<(), _>(io).sys_ctx(|| "open /x").unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::ENOTDIR));
+    }
+
+    fn libc_enotdir() -> i32 {
+        Errno::ENOTDIR as i32
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        assert_eq!(Errcode::decode(&[]), None);
+        assert_eq!(Errcode::decode(&[9, 0, 0, 0, 0, 0]), None);
+        let mut ok = Errcode::usage("abc").encode();
+        ok.push(0);
+        assert_eq!(Errcode::decode(&ok), None, "trailing bytes");
+        let ok = Errcode::usage("abc").encode();
+        assert_eq!(Errcode::decode(&ok[..ok.len() - 1]), None, "truncated");
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trips(kind in 1u8..=4, errno in proptest::option::of(1i32..200),
+                                     msg in ".*", hint in proptest::option::of(".+")) {
+            let e = Errcode { kind: Kind::from_byte(kind).unwrap(), msg, errno, hint };
+            prop_assert_eq!(Errcode::decode(&e.encode()), Some(e));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Errcode::decode(&bytes);
+        }
+    }
+}
