@@ -1,1 +1,32 @@
-//! placeholder
+//! The container's filesystem view: a private mount namespace, a new root (a host directory
+//! or a scratch tmpfs) with fresh `/proc`, read-only `/sys`, a minimal `/dev`, extra bind
+//! mounts, masked and read-only paths, and `pivot_root` into it with the old root detached.
+//!
+//! Usable on its own: [`plan`] computes the ordered steps as plain data (no side effects),
+//! [`prepare`] creates missing mount points in a directory root on the host (and removes
+//! them again), and [`apply`] performs the steps in a process that already has its own mount
+//! namespace. Nothing here logs, exits or keeps global state.
+//!
+//! ```
+//! use crabcan_mounts::{plan, BindMount, MountConfig, Root, Step};
+//!
+//! let mut cfg = MountConfig::new(Root::Dir("/srv/rootfs".into()));
+//! cfg.binds.push(BindMount::parse("/srv/data:/data:ro")?);
+//! let plan = plan(&cfg)?;
+//! assert_eq!(plan.steps.first(), Some(&Step::MakePrivate));
+//! assert_eq!(plan.steps.last(), Some(&Step::Pivot));
+//! assert!(plan.targets().any(|t| t == std::path::Path::new("/data")));
+//! # Ok::<(), crabcan_errors::Errcode>(())
+//! ```
+
+mod apply;
+mod plan;
+mod prepare;
+mod sys;
+
+pub use apply::apply;
+pub use plan::{
+    BindMount, DEVICES, Fs, MASKED_PATHS, MountConfig, MountPlan, READONLY_PATHS, Root,
+    SCRATCH_HOST_DIRS, Source, Step, Sysfs, container_path, plan,
+};
+pub use prepare::{Prepared, prepare};

@@ -1,0 +1,145 @@
+//! Shared support for the end-to-end tests: the crabcan binary, the test root filesystem,
+//! and the checks that a run left the host as it found it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The crabcan binary under test: `CRABCAN_BIN` (set in the VM) or the one cargo built.
+pub fn crabcan_bin() -> PathBuf {
+    match std::env::var_os("CRABCAN_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_crabcan")),
+    }
+}
+
+/// A `Command` for the crabcan binary with a clean, predictable environment.
+pub fn crabcan() -> Command {
+    let mut c = Command::new(crabcan_bin());
+    c.env_remove("RUST_LOG").stdin(Stdio::null());
+    c
+}
+
+/// Fails the test, saying why, unless it runs as root (CI and the VM run as root).
+pub fn require_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test needs root (it creates namespaces with a full id map); run it as root");
+    }
+}
+
+/// The busybox root filesystem the tests run containers in.
+///
+/// `CRABCAN_TEST_ROOTFS` (set in the VM) or `target/test-rootfs`, built on first use by
+/// `cargo xtask rootfs`.
+pub fn rootfs() -> PathBuf {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("CRABCAN_TEST_ROOTFS") {
+                let p = PathBuf::from(p);
+                assert!(
+                    p.join("bin/busybox").is_file(),
+                    "CRABCAN_TEST_ROOTFS={} has no bin/busybox",
+                    p.display()
+                );
+                return p;
+            }
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let dir = workspace.join("target/test-rootfs");
+            if !dir.join("bin/busybox").is_file() || !dir.join("bin/crabcan-probe").is_file() {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let status = Command::new(cargo)
+                    .current_dir(&workspace)
+                    .args(["xtask", "rootfs"])
+                    .arg(&dir)
+                    .status()
+                    .expect("cannot run cargo xtask rootfs");
+                assert!(status.success(), "cargo xtask rootfs {} failed", dir.display());
+            }
+            dir.canonicalize().expect("test rootfs path")
+        })
+        .clone()
+}
+
+/// Runs crabcan with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    crabcan().args(args).output().expect("cannot start crabcan")
+}
+
+/// Runs `sh -c SCRIPT` in a container over the test rootfs, with extra crabcan `flags`.
+pub fn sh(flags: &[&str], script: &str) -> Output {
+    let root = rootfs();
+    let mut c = crabcan();
+    c.arg("run").arg("--mount").arg(&root).args(flags);
+    c.args(["--", "/bin/sh", "-c", script]);
+    c.output().expect("cannot start crabcan")
+}
+
+/// The text of stdout.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The text of stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The exit code, or a panic naming the signal that killed crabcan itself.
+pub fn code(o: &Output) -> i32 {
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("crabcan was killed: {:?}; stderr: {}", o.status, stderr(o)))
+}
+
+/// Asserts the run succeeded, printing its stderr if not.
+pub fn assert_ok(o: &Output) {
+    assert_eq!(code(o), 0, "crabcan failed; stderr:\n{}", stderr(o));
+}
+
+/// What the host looks like, for checking that a run left nothing behind.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostState {
+    /// Mount points of this process's mount namespace (ids stripped, so order/identity count).
+    pub mounts: Vec<String>,
+    /// Entries directly under /tmp whose names mention crabcan.
+    pub tmp: Vec<String>,
+}
+
+/// Reads the parts of the host state a container must not change.
+pub fn host_state() -> HostState {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("read mountinfo")
+        .lines()
+        .map(|l| l.split(' ').skip(3).take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut tmp: Vec<String> = std::fs::read_dir("/tmp")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("crabcan"))
+                .collect()
+        })
+        .unwrap_or_default();
+    tmp.sort();
+    HostState { mounts, tmp }
+}
+
+/// Pids of live processes whose command line mentions `marker`.
+pub fn processes_with(marker: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(d) = std::fs::read_dir("/proc") {
+        for e in d.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
+                && String::from_utf8_lossy(&cmd).contains(marker)
+            {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,592 @@
+//! The mount plan: plain data computed from a [`MountConfig`], with no side effects.
+
+use crabcan_errors::{Errcode, Result};
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// Host directories bound read-only into a scratch root (when no root directory is given).
+pub const SCRATCH_HOST_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"];
+
+/// Device nodes bound from the host into the container's `/dev`.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Paths hidden from the container (a file gets `/dev/null` over it, a directory an empty
+/// read-only tmpfs), as the OCI runtimes do.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/sysrq-trigger",
+    "/proc/latency_stats",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths the container may read but not write.
+pub const READONLY_PATHS: &[&str] = &["/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq"];
+
+/// Where the container's root comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// An existing directory on the host (absolute path).
+    Dir(PathBuf),
+    /// A fresh tmpfs with the host's [`SCRATCH_HOST_DIRS`] bound read-only into it.
+    Scratch,
+}
+
+/// How `/sys` is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sysfs {
+    /// A fresh read-only sysfs (needs the container's own network namespace).
+    Fresh,
+    /// The host's `/sys`, bound recursively and read-only (when sharing the host network).
+    HostBind,
+}
+
+/// One extra bind mount (`--add SRC:DST[:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Absolute path on the host.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: PathBuf,
+    /// Mounted read-only (recursively).
+    pub read_only: bool,
+}
+
+impl BindMount {
+    /// Parses `SRC:DST[:ro|:rw]`. SRC is taken as given (the caller makes it absolute);
+    /// DST must be absolute, without `.` or `..` components.
+    pub fn parse(spec: &str) -> Result<BindMount> {
+        let bad = |why: &str| Errcode::usage(format!("invalid --add '{spec}': {why}"));
+        let (src, rest) = spec
+            .split_once(':')
+            .ok_or_else(|| bad("expected SRC:DST[:ro]"))?;
+        let (dst, read_only) = match rest.rsplit_once(':') {
+            Some((dst, "ro")) => (dst, true),
+            Some((dst, "rw")) => (dst, false),
+            Some((_, opt)) => return Err(bad(&format!("unknown option '{opt}' (use ro or rw)"))),
+            None => (rest, false),
+        };
+        if src.is_empty() {
+            return Err(bad("SRC is empty"));
+        }
+        let target = container_path(dst).map_err(|why| bad(&format!("DST {why}")))?;
+        Ok(BindMount {
+            source: PathBuf::from(src),
+            target,
+            read_only,
+        })
+    }
+}
+
+/// Checks a path meant inside the container: absolute, no `.`/`..`, not the root itself.
+/// Returns it normalised (repeated and trailing slashes dropped).
+pub fn container_path(p: &str) -> std::result::Result<PathBuf, String> {
+    if p.is_empty() {
+        return Err("is empty".into());
+    }
+    if !p.starts_with('/') {
+        return Err(format!("'{p}' is not an absolute path"));
+    }
+    if p.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(format!("'{p}' must not contain '.' or '..'"));
+    }
+    let mut out = PathBuf::from("/");
+    for c in Path::new(p).components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!("'{p}' must not contain '.' or '..'"));
+            }
+        }
+    }
+    if out == Path::new("/") {
+        return Err("must not be / itself".into());
+    }
+    Ok(out)
+}
+
+/// Everything that decides the container's mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    /// The root filesystem.
+    pub root: Root,
+    /// Mount the root read-only (`/dev`, `/proc` and extra binds keep their own modes).
+    pub read_only: bool,
+    /// Extra bind mounts, in order.
+    pub binds: Vec<BindMount>,
+    /// How `/sys` is provided.
+    pub sysfs: Sysfs,
+    /// The group owning pty slaves (the `tty` group, 5) when it is mapped in the container.
+    pub devpts_gid: Option<u32>,
+    /// Hide [`MASKED_PATHS`] and make [`READONLY_PATHS`] read-only.
+    pub mask_paths: bool,
+}
+
+impl MountConfig {
+    /// A config with the usual defaults for `root`.
+    pub fn new(root: Root) -> MountConfig {
+        MountConfig {
+            root,
+            read_only: false,
+            binds: Vec::new(),
+            sysfs: Sysfs::Fresh,
+            devpts_gid: None,
+            mask_paths: true,
+        }
+    }
+}
+
+/// A host path cloned (as a detached mount tree) before the root is set up, so that later
+/// mounts can never shadow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Absolute host path.
+    pub path: PathBuf,
+    /// Include the mounts below it.
+    pub recursive: bool,
+    /// Make the clone read-only (recursively when `recursive`).
+    pub read_only: bool,
+    /// A missing path is skipped instead of failing (scratch-root host dirs).
+    pub optional: bool,
+}
+
+/// A fresh filesystem to mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fs {
+    /// `proc` (nosuid, nodev, noexec).
+    Proc,
+    /// `sysfs` read-only (nosuid, nodev, noexec).
+    Sysfs,
+    /// The tmpfs holding `/dev`.
+    DevTmpfs,
+    /// `devpts` with its own instance and `ptmx`.
+    Devpts,
+    /// The tmpfs for `/dev/shm`.
+    Shm,
+}
+
+/// One step of the plan. Paths named `target`/`path` are inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Make every mount private so nothing propagates back to the host.
+    MakePrivate,
+    /// Clone host path `sources[index]` as a detached tree.
+    Clone { index: usize },
+    /// Use a host directory as the root (a recursive bind of it onto itself).
+    RootFromDir { dir: PathBuf },
+    /// Use a fresh tmpfs as the root, mounted on a host directory in the private namespace.
+    RootScratch,
+    /// Create a directory.
+    Dir { path: PathBuf, mode: u32 },
+    /// Create a symlink `path` -> `target`.
+    Symlink { path: PathBuf, target: PathBuf },
+    /// Mirror a host dir of the scratch root: a symlink stays a symlink, a dir gets the clone.
+    HostDir { index: usize, path: PathBuf },
+    /// Attach the clone `sources[index]` at `target`, creating the mount point if missing.
+    Attach { index: usize, target: PathBuf },
+    /// Mount a fresh filesystem at `target`.
+    Fresh {
+        fs: Fs,
+        target: PathBuf,
+        gid: Option<u32>,
+    },
+    /// Hide `path` if it exists.
+    Mask { path: PathBuf },
+    /// Make `path` read-only if it exists.
+    ReadOnly { path: PathBuf },
+    /// Make the root mount read-only.
+    RootReadOnly,
+    /// `pivot_root` into the new root and detach the old one.
+    Pivot,
+}
+
+/// The ordered mount steps for one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Host paths cloned before anything is mounted.
+    pub sources: Vec<Source>,
+    /// The steps, in the order they are applied.
+    pub steps: Vec<Step>,
+    /// The root this plan builds.
+    pub root: Root,
+}
+
+impl MountPlan {
+    /// Every mount target of the plan, in order (for logs and tests).
+    pub fn targets(&self) -> impl Iterator<Item = &Path> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Attach { target, .. } | Step::Fresh { target, .. } => Some(target.as_path()),
+            Step::HostDir { path, .. } => Some(path.as_path()),
+            _ => None,
+        })
+    }
+}
+
+/// Computes the mount plan for `cfg`. Pure: touches nothing.
+pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
+    let mut sources = Vec::new();
+    let mut steps = vec![Step::MakePrivate];
+    let mut add_source = |src: Source, steps: &mut Vec<Step>| {
+        sources.push(src);
+        let index = sources.len() - 1;
+        steps.push(Step::Clone { index });
+        index
+    };
+
+    let dev_idx: Vec<usize> = DEVICES
+        .iter()
+        .map(|d| {
+            add_source(
+                Source {
+                    path: Path::new("/dev").join(d),
+                    recursive: false,
+                    read_only: false,
+                    optional: false,
+                },
+                &mut steps,
+            )
+        })
+        .collect();
+    let sys_idx = (cfg.sysfs == Sysfs::HostBind).then(|| {
+        add_source(
+            Source {
+                path: "/sys".into(),
+                recursive: true,
+                read_only: true,
+                optional: false,
+            },
+            &mut steps,
+        )
+    });
+    let mut bind_idx = Vec::with_capacity(cfg.binds.len());
+    for b in &cfg.binds {
+        if !b.source.is_absolute() {
+            return Err(Errcode::usage(format!(
+                "invalid --add source '{}': not an absolute path",
+                b.source.display()
+            )));
+        }
+        let target = container_path(&b.target.to_string_lossy()).map_err(|why| {
+            Errcode::usage(format!(
+                "invalid --add target '{}': {why}",
+                b.target.display()
+            ))
+        })?;
+        let idx = add_source(
+            Source {
+                path: b.source.clone(),
+                recursive: true,
+                read_only: b.read_only,
+                optional: false,
+            },
+            &mut steps,
+        );
+        bind_idx.push((idx, target));
+    }
+
+    match &cfg.root {
+        Root::Dir(dir) => {
+            if !dir.is_absolute() {
+                return Err(Errcode::usage(format!(
+                    "invalid --mount '{}': not an absolute path",
+                    dir.display()
+                )));
+            }
+            steps.push(Step::RootFromDir { dir: dir.clone() });
+        }
+        Root::Scratch => {
+            let host_idx: Vec<(usize, &str)> = SCRATCH_HOST_DIRS
+                .iter()
+                .map(|d| {
+                    let idx = add_source(
+                        Source {
+                            path: d.into(),
+                            recursive: true,
+                            read_only: true,
+                            optional: true,
+                        },
+                        &mut steps,
+                    );
+                    (idx, *d)
+                })
+                .collect();
+            steps.push(Step::RootScratch);
+            for (dir, mode) in [
+                ("/proc", 0o555),
+                ("/sys", 0o555),
+                ("/dev", 0o755),
+                ("/tmp", 0o1777),
+                ("/root", 0o700),
+            ] {
+                steps.push(Step::Dir {
+                    path: dir.into(),
+                    mode,
+                });
+            }
+            for (index, d) in host_idx {
+                steps.push(Step::HostDir {
+                    index,
+                    path: d.into(),
+                });
+            }
+        }
+    }
+
+    steps.push(Step::Fresh {
+        fs: Fs::Proc,
+        target: "/proc".into(),
+        gid: None,
+    });
+    steps.push(match sys_idx {
+        Some(index) => Step::Attach {
+            index,
+            target: "/sys".into(),
+        },
+        None => Step::Fresh {
+            fs: Fs::Sysfs,
+            target: "/sys".into(),
+            gid: None,
+        },
+    });
+    steps.push(Step::Fresh {
+        fs: Fs::DevTmpfs,
+        target: "/dev".into(),
+        gid: None,
+    });
+    for (d, index) in DEVICES.iter().zip(dev_idx) {
+        steps.push(Step::Attach {
+            index,
+            target: Path::new("/dev").join(d),
+        });
+    }
+    steps.push(Step::Dir {
+        path: "/dev/pts".into(),
+        mode: 0o755,
+    });
+    steps.push(Step::Fresh {
+        fs: Fs::Devpts,
+        target: "/dev/pts".into(),
+        gid: cfg.devpts_gid,
+    });
+    steps.push(Step::Dir {
+        path: "/dev/shm".into(),
+        mode: 0o1777,
+    });
+    steps.push(Step::Fresh {
+        fs: Fs::Shm,
+        target: "/dev/shm".into(),
+        gid: None,
+    });
+    for (path, target) in [
+        ("/dev/ptmx", "pts/ptmx"),
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(Step::Symlink {
+            path: path.into(),
+            target: target.into(),
+        });
+    }
+    for (index, target) in bind_idx {
+        steps.push(Step::Attach { index, target });
+    }
+    if cfg.mask_paths {
+        steps.extend(MASKED_PATHS.iter().map(|p| Step::Mask { path: p.into() }));
+        steps.extend(READONLY_PATHS.iter().map(|p| Step::ReadOnly { path: p.into() }));
+    }
+    if cfg.read_only {
+        steps.push(Step::RootReadOnly);
+    }
+    steps.push(Step::Pivot);
+    Ok(MountPlan {
+        sources,
+        steps,
+        root: cfg.root.clone(),
+    })
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::MakePrivate => write!(f, "make / recursively private"),
+            Step::Clone { index } => write!(f, "clone source #{index}"),
+            Step::RootFromDir { dir } => write!(f, "bind {} as the root", dir.display()),
+            Step::RootScratch => write!(f, "tmpfs as the root"),
+            Step::Dir { path, mode } => write!(f, "mkdir {} ({mode:o})", path.display()),
+            Step::Symlink { path, target } => {
+                write!(f, "symlink {} -> {}", path.display(), target.display())
+            }
+            Step::HostDir { path, .. } => write!(f, "host {} read-only", path.display()),
+            Step::Attach { index, target } => {
+                write!(f, "attach source #{index} at {}", target.display())
+            }
+            Step::Fresh { fs, target, .. } => write!(f, "mount {fs:?} at {}", target.display()),
+            Step::Mask { path } => write!(f, "mask {}", path.display()),
+            Step::ReadOnly { path } => write!(f, "read-only {}", path.display()),
+            Step::RootReadOnly => write!(f, "root read-only"),
+            Step::Pivot => write!(f, "pivot_root"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pos(plan: &MountPlan, pred: impl Fn(&Step) -> bool) -> usize {
+        plan.steps
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("step missing in {:#?}", plan.steps))
+    }
+
+    #[test]
+    fn parse_bind_forms() {
+        let b = BindMount::parse("/srv/data:/data").unwrap();
+        assert_eq!(b.source, Path::new("/srv/data"));
+        assert_eq!(b.target, Path::new("/data"));
+        assert!(!b.read_only);
+        assert!(BindMount::parse("/a:/b:ro").unwrap().read_only);
+        assert!(!BindMount::parse("/a:/b:rw").unwrap().read_only);
+        assert_eq!(
+            BindMount::parse("/a:/b//c/").unwrap().target,
+            Path::new("/b/c")
+        );
+    }
+
+    #[test]
+    fn parse_bind_rejects_bad_specs_with_reasons() {
+        for (spec, why) in [
+            ("/a", "expected SRC:DST"),
+            (":/b", "SRC is empty"),
+            ("/a:", "DST is empty"),
+            ("/a:b", "not an absolute path"),
+            ("/a:/b/../etc", "'.' or '..'"),
+            ("/a:/..", "'.' or '..'"),
+            ("/a:/b/./c", "'.' or '..'"),
+            ("/a:/", "must not be / itself"),
+            ("/a:/b:rx", "unknown option 'rx'"),
+        ] {
+            let e = BindMount::parse(spec).unwrap_err().to_string();
+            assert!(e.contains(why), "{spec}: {e}");
+            assert!(e.starts_with(&format!("invalid --add '{spec}'")), "{e}");
+        }
+    }
+
+    #[test]
+    fn dir_root_plan_order() {
+        let mut cfg = MountConfig::new(Root::Dir("/srv/root".into()));
+        cfg.binds.push(BindMount::parse("/srv/data:/data:ro").unwrap());
+        cfg.read_only = true;
+        let p = plan(&cfg).unwrap();
+        assert_eq!(p.steps[0], Step::MakePrivate);
+        let root = pos(&p, |s| matches!(s, Step::RootFromDir { .. }));
+        let last_clone = p
+            .steps
+            .iter()
+            .rposition(|s| matches!(s, Step::Clone { .. }))
+            .unwrap();
+        assert!(last_clone < root, "sources are cloned before the root");
+        let proc_ = pos(&p, |s| matches!(s, Step::Fresh { fs: Fs::Proc, .. }));
+        let dev = pos(&p, |s| matches!(s, Step::Fresh { fs: Fs::DevTmpfs, .. }));
+        let null = pos(&p, |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/dev/null")));
+        let data = pos(&p, |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/data")));
+        let mask = pos(&p, |s| matches!(s, Step::Mask { .. }));
+        let ro = pos(&p, |s| *s == Step::RootReadOnly);
+        assert!(root < proc_ && proc_ < dev && dev < null && null < data);
+        assert!(proc_ < mask, "masks come after /proc is mounted");
+        assert!(data < ro, "the root goes read-only after its mount points are used");
+        assert_eq!(p.steps.last(), Some(&Step::Pivot));
+        let src = &p.sources[match p.steps[data] {
+            Step::Attach { index, .. } => index,
+            _ => unreachable!(),
+        }];
+        assert_eq!(src.path, Path::new("/srv/data"));
+        assert!(src.read_only && src.recursive && !src.optional);
+    }
+
+    #[test]
+    fn scratch_root_binds_host_dirs_read_only() {
+        let p = plan(&MountConfig::new(Root::Scratch)).unwrap();
+        let scratch = pos(&p, |s| *s == Step::RootScratch);
+        for d in SCRATCH_HOST_DIRS {
+            let i = pos(&p, |s| matches!(s, Step::HostDir { path, .. } if path == Path::new(d)));
+            assert!(i > scratch);
+            let Step::HostDir { index, .. } = p.steps[i] else {
+                unreachable!()
+            };
+            assert!(p.sources[index].read_only && p.sources[index].optional);
+        }
+        assert!(!p.steps.contains(&Step::RootReadOnly));
+    }
+
+    #[test]
+    fn host_network_binds_sys_instead_of_fresh_sysfs() {
+        let mut cfg = MountConfig::new(Root::Scratch);
+        cfg.sysfs = Sysfs::HostBind;
+        let p = plan(&cfg).unwrap();
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Fresh { fs: Fs::Sysfs, .. })));
+        assert!(p.sources.iter().any(|s| s.path == Path::new("/sys") && s.read_only));
+    }
+
+    #[test]
+    fn relative_root_and_sources_are_refused() {
+        assert!(plan(&MountConfig::new(Root::Dir("rel".into()))).is_err());
+        let mut cfg = MountConfig::new(Root::Scratch);
+        cfg.binds.push(BindMount {
+            source: "rel".into(),
+            target: "/x".into(),
+            read_only: false,
+        });
+        assert!(plan(&cfg).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn dot_dot_never_gets_through(parts in proptest::collection::vec("[a-z.]{1,4}", 1..5)) {
+            let dst = format!("/{}", parts.join("/"));
+            let has_dots = parts.iter().any(|p| p == ".." || p == ".");
+            let r = BindMount::parse(&format!("/src:{dst}"));
+            prop_assert_eq!(r.is_err(), has_dots);
+            if let Ok(b) = r {
+                prop_assert!(b.target.is_absolute());
+                prop_assert!(b.target.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))));
+            }
+        }
+
+        #[test]
+        fn parse_never_panics(spec in "\\PC{0,40}") {
+            let _ = BindMount::parse(&spec);
+        }
+
+        #[test]
+        fn every_bind_is_attached_once_in_order(n in 0usize..20, ro in any::<bool>()) {
+            let mut cfg = MountConfig::new(Root::Dir("/r".into()));
+            for i in 0..n {
+                cfg.binds.push(BindMount::parse(&format!("/s{i}:/t{i}{}", if ro { ":ro" } else { "" })).unwrap());
+            }
+            let p = plan(&cfg).unwrap();
+            let attached: Vec<(PathBuf, PathBuf)> = p.steps.iter().filter_map(|s| match s {
+                Step::Attach { index, target } if p.sources[*index].path.to_string_lossy().starts_with("/s") => {
+                    Some((p.sources[*index].path.clone(), target.clone()))
+                }
+                _ => None,
+            }).collect();
+            for (src, dst) in &attached {
+                prop_assert_eq!(&src.to_string_lossy()[2..], &dst.to_string_lossy()[2..]);
+                prop_assert_eq!(p.sources.iter().find(|s| &s.path == src).map(|s| s.read_only), Some(ro));
+            }
+            let attached: Vec<PathBuf> = attached.into_iter().map(|(_, t)| t).collect();
+            let want: Vec<PathBuf> = (0..n).map(|i| PathBuf::from(format!("/t{i}"))).collect();
+            prop_assert_eq!(attached, want);
+        }
+    }
+}

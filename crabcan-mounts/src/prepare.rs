@@ -1,0 +1,128 @@
+//! Host-side preparation of a directory root: the mount points the plan needs that the
+//! directory lacks are created before the container starts and removed after it ends.
+
+use crate::plan::{MountPlan, Root, Step};
+use crate::sys::{self, Kind};
+use crabcan_errors::{Errcode, Result, SysContext};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::UnlinkatFlags;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Mount points created in a directory root; [`Prepared::cleanup`] (or drop) removes them.
+#[derive(Debug)]
+pub struct Prepared {
+    root: Option<OwnedFd>,
+    created: Vec<(PathBuf, Kind)>,
+}
+
+/// Creates, beneath a [`Root::Dir`], the mount points of `plan` that do not exist yet
+/// (resolving every path inside the root, so a symlink in it cannot point the creation
+/// elsewhere). A scratch root needs nothing: returns an empty [`Prepared`].
+pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
+    let Root::Dir(dir) = &plan.root else {
+        return Ok(Prepared {
+            root: None,
+            created: Vec::new(),
+        });
+    };
+    let root = nix::fcntl::open(
+        dir.as_path(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys_ctx(|| format!("open the container's root {}", dir.display()))?;
+    let mut prepared = Prepared {
+        root: None,
+        created: Vec::new(),
+    };
+    let mut mounted: Vec<&Path> = Vec::new();
+    for step in &plan.steps {
+        let (target, kind) = match step {
+            Step::Fresh { target, .. } => (target.as_path(), Kind::Dir),
+            Step::Attach { index, target } => {
+                let is_dir = plan.sources[*index].path.is_dir();
+                (target.as_path(), if is_dir { Kind::Dir } else { Kind::File })
+            }
+            _ => continue,
+        };
+        // Only mount points on the root directory itself: ones below an earlier mount
+        // (/dev/null on the /dev tmpfs) are made inside the container.
+        if !mounted.iter().any(|m| target.starts_with(m)) {
+            let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
+            let r = sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut |p, k| {
+                prepared.created.push((p.to_path_buf(), k))
+            });
+            if let Err(e) = r {
+                prepared.root = Some(root);
+                prepared.cleanup_quietly();
+                return Err(Errcode::sys(
+                    format!(
+                        "create mount point {} in {}",
+                        target.display(),
+                        dir.display()
+                    ),
+                    e,
+                ));
+            }
+        }
+        mounted.push(target);
+    }
+    prepared.root = Some(root);
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// The paths (inside the root) that were created, in creation order.
+    pub fn created(&self) -> impl Iterator<Item = &Path> {
+        self.created.iter().map(|(p, _)| p.as_path())
+    }
+
+    /// Removes what was created, deepest first; reports the first failure.
+    pub fn cleanup(mut self) -> Result<()> {
+        self.remove_all()
+    }
+
+    fn cleanup_quietly(&mut self) {
+        let _ = self.remove_all();
+    }
+
+    fn remove_all(&mut self) -> Result<()> {
+        let Some(root) = self.root.take() else {
+            return Ok(());
+        };
+        let mut first = None;
+        while let Some((path, kind)) = self.created.pop() {
+            if let Err(e) = remove_in_root(root.as_fd(), &path, kind) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        self.cleanup_quietly();
+    }
+}
+
+fn remove_in_root(root: std::os::fd::BorrowedFd<'_>, path: &Path, kind: Kind) -> Result<()> {
+    let what = || format!("remove mount point {} it created", path.display());
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
+    let pfd = match sys::open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Errcode::sys(what(), e)),
+    };
+    let flag = match kind {
+        Kind::Dir => UnlinkatFlags::RemoveDir,
+        Kind::File => UnlinkatFlags::NoRemoveDir,
+    };
+    match nix::unistd::unlinkat(pfd.as_fd(), name, flag) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Errcode::sys(what(), e)),
+    }
+}

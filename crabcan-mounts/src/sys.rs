@@ -1,0 +1,170 @@
+//! Thin wrappers over the mount syscalls that `nix` does not cover (`open_tree`,
+//! `move_mount`, `mount_setattr`) and fd-relative path helpers.
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+/// `MOUNT_ATTR_RDONLY`.
+pub const ATTR_RDONLY: u64 = 0x1;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn cpath(p: &Path) -> Result<CString, Errno> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// Clones the mount (tree) at `path` into a new detached mount; its fd is returned.
+pub fn open_tree(path: &Path, recursive: bool, follow: bool) -> Result<OwnedFd, Errno> {
+    let c = cpath(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    if !follow {
+        flags |= libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
+    }
+    // SAFETY: plain syscall with a valid C string; the result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Clones the mount tree whose root `fd` is (an `O_PATH` fd of a mount's root).
+pub fn open_tree_fd(fd: BorrowedFd<'_>, recursive: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: empty path with AT_EMPTY_PATH on a valid fd.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sets attributes (`ATTR_*`) on the mount `fd` refers to, recursively if asked.
+pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, recursive: bool) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: valid fd, empty path, attr points to a live struct of the size we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Attaches the detached mount `from` on top of the file or directory `to`.
+pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: valid fds and empty paths with the matching EMPTY_PATH flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Opens `rel` beneath `root` as if `root` were `/`: symlinks and `..` cannot leave it.
+pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    if rel.as_os_str().is_empty() {
+        return nix::fcntl::openat2(root, ".", how);
+    }
+    nix::fcntl::openat2(root, rel, how)
+}
+
+/// What kind of mount point to create when one is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// An empty regular file (for binding a file).
+    File,
+}
+
+/// Opens `rel` beneath `root` (as `O_PATH`), creating it and its missing parent directories.
+/// Each thing created is passed to `created` (its path relative to `root`, and its kind).
+pub fn ensure_in_root(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    kind: Kind,
+    mode: u32,
+    created: &mut dyn FnMut(&Path, Kind),
+) -> Result<OwnedFd, Errno> {
+    match open_in_root(root, rel, OFlag::O_PATH) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let parent = rel.parent().unwrap_or(Path::new("/"));
+    let name = rel.file_name().ok_or(Errno::EINVAL)?;
+    let pfd = if parent != Path::new("/") && !parent.as_os_str().is_empty() {
+        drop(ensure_in_root(root, parent, Kind::Dir, 0o755, created)?);
+        open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?
+    } else {
+        open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?
+    };
+    let made = match kind {
+        Kind::Dir => nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode)),
+        Kind::File => nix::fcntl::openat(
+            pfd.as_fd(),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(mode),
+        )
+        .map(drop),
+    };
+    match made {
+        Ok(()) => created(rel, kind),
+        Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    open_in_root(root, rel, OFlag::O_PATH)
+}
+
+/// The path of an open fd as the kernel sees it (`/proc/self/fd/N`).
+pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
