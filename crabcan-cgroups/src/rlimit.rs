@@ -1,0 +1,280 @@
+//! `--ulimit NAME=SOFT[:HARD]`: parsing (pure) and applying in the container's child process.
+
+use crate::parse::{is_unlimited, parse_plain_u64, parse_size};
+use crabcan_errors::{Errcode, Result, SysContext};
+use nix::errno::Errno;
+use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+
+/// How the value of an rlimit is counted; decides which suffixes are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    /// Bytes: size suffixes (k, m, g, t) are accepted.
+    Bytes,
+    /// A plain count (files, processes, signals, seconds, microseconds, priorities).
+    Count,
+}
+
+/// The `--ulimit` names, their resource and unit.
+const RLIMITS: &[(&str, Resource, Unit)] = &[
+    ("as", Resource::RLIMIT_AS, Unit::Bytes),
+    ("core", Resource::RLIMIT_CORE, Unit::Bytes),
+    ("cpu", Resource::RLIMIT_CPU, Unit::Count),
+    ("data", Resource::RLIMIT_DATA, Unit::Bytes),
+    ("fsize", Resource::RLIMIT_FSIZE, Unit::Bytes),
+    ("locks", Resource::RLIMIT_LOCKS, Unit::Count),
+    ("memlock", Resource::RLIMIT_MEMLOCK, Unit::Bytes),
+    ("msgqueue", Resource::RLIMIT_MSGQUEUE, Unit::Bytes),
+    ("nice", Resource::RLIMIT_NICE, Unit::Count),
+    ("nofile", Resource::RLIMIT_NOFILE, Unit::Count),
+    ("nproc", Resource::RLIMIT_NPROC, Unit::Count),
+    ("rtprio", Resource::RLIMIT_RTPRIO, Unit::Count),
+    ("rttime", Resource::RLIMIT_RTTIME, Unit::Count),
+    ("sigpending", Resource::RLIMIT_SIGPENDING, Unit::Count),
+    ("stack", Resource::RLIMIT_STACK, Unit::Bytes),
+];
+
+/// The names `--ulimit` accepts.
+pub fn rlimit_names() -> impl Iterator<Item = &'static str> {
+    RLIMITS.iter().map(|(n, _, _)| *n)
+}
+
+/// One `--ulimit`: a resource, its soft limit and, if given, its hard limit.
+///
+/// Values are in the kernel's units (bytes, seconds for `cpu`, microseconds for `rttime`,
+/// the raw 0..=40 ceiling for `nice`); [`RLIM_INFINITY`] means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RlimitSpec {
+    /// The `--ulimit` name ("nofile").
+    pub name: &'static str,
+    /// The resource it sets.
+    pub resource: Resource,
+    /// The soft limit.
+    pub soft: u64,
+    /// The hard limit; `None` keeps the inherited one, raised to `soft` if lower.
+    pub hard: Option<u64>,
+}
+
+impl RlimitSpec {
+    /// The value as the user would write it again ("nofile=1024:2048").
+    pub fn to_flag_value(&self) -> String {
+        let show = |v: u64| {
+            if v == RLIM_INFINITY {
+                "unlimited".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        match self.hard {
+            Some(h) => format!("{}={}:{}", self.name, show(self.soft), show(h)),
+            None => format!("{}={}", self.name, show(self.soft)),
+        }
+    }
+}
+
+/// Parses `--ulimit NAME=SOFT[:HARD]`: "nofile=1024:2048", "core=0", "stack=unlimited".
+///
+/// Names are case-insensitive and may carry an `RLIMIT_` prefix; byte-valued limits accept
+/// size suffixes ("stack=8m"). A soft limit above the hard limit is refused.
+pub fn parse_ulimit(s: &str) -> Result<RlimitSpec> {
+    let bad = |why: String| Errcode::usage(format!("invalid --ulimit '{s}': {why}"));
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(bad(
+            "expected NAME=SOFT[:HARD], e.g. nofile=1024:2048".into()
+        ));
+    };
+    let lower = name.to_ascii_lowercase();
+    let key = lower.strip_prefix("rlimit_").unwrap_or(&lower);
+    let Some(&(name, resource, unit)) = RLIMITS.iter().find(|(n, _, _)| *n == key) else {
+        let known: Vec<&str> = rlimit_names().collect();
+        return Err(bad(format!(
+            "unknown limit '{name}' (known: {})",
+            known.join(", ")
+        )));
+    };
+    let one = |v: &str, which: &str| -> Result<u64> {
+        if is_unlimited(v) || v == "-1" {
+            return Ok(RLIM_INFINITY);
+        }
+        let n = match unit {
+            Unit::Count => parse_plain_u64(v),
+            Unit::Bytes => parse_size(v).ok(),
+        };
+        n.filter(|&n| n != RLIM_INFINITY).ok_or_else(|| {
+            let what = match unit {
+                Unit::Count => "a whole number",
+                Unit::Bytes => "a size in bytes (k, m, g, t suffixes allowed)",
+            };
+            bad(format!(
+                "the {which} limit '{v}' is not {what} or 'unlimited'"
+            ))
+        })
+    };
+    let (soft, hard) = match value.split_once(':') {
+        Some((soft, hard)) => (one(soft, "soft")?, Some(one(hard, "hard")?)),
+        None => (one(value, "soft")?, None),
+    };
+    if let Some(h) = hard {
+        // RLIM_INFINITY is u64::MAX, so plain comparison orders "unlimited" last.
+        if soft > h {
+            return Err(bad("the soft limit is above the hard limit".into()));
+        }
+    }
+    Ok(RlimitSpec {
+        name,
+        resource,
+        soft,
+        hard,
+    })
+}
+
+/// Sets the rlimits on the calling process, in order (a later spec for the same name wins).
+///
+/// Call it in the container's child process, after the namespaces are set up and before
+/// `execve`, never in crabcan's parent. A soft-only spec keeps the inherited hard limit,
+/// raised to the soft one when the soft one is higher. Raising a hard limit needs
+/// CAP_SYS_RESOURCE in the host's initial user namespace; the error says so.
+pub fn apply_rlimits(specs: &[RlimitSpec]) -> Result<()> {
+    for spec in specs {
+        let (_, cur_hard) = getrlimit(spec.resource)
+            .sys_ctx(|| format!("read the current {} limit (getrlimit)", spec.name))?;
+        let hard = target_hard(spec, cur_hard);
+        setrlimit(spec.resource, spec.soft, hard).map_err(|e| {
+            let what = format!(
+                "apply --ulimit {} (setrlimit {}={}:{})",
+                spec.to_flag_value(),
+                spec.name,
+                show(spec.soft),
+                show(hard)
+            );
+            if e == Errno::EPERM && hard > cur_hard {
+                Errcode::sys(
+                    format!(
+                        "{what}: raising the hard limit above the inherited {} needs CAP_SYS_RESOURCE in the host's user namespace, which this process lacks",
+                        show(cur_hard)
+                    ),
+                    e,
+                )
+                .with_hint(format!(
+                    "ask for at most {} or raise crabcan's own hard limit before the run",
+                    show(cur_hard)
+                ))
+            } else {
+                Errcode::sys(what, e)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The hard limit to set for `spec` when the current one is `cur_hard`.
+pub fn target_hard(spec: &RlimitSpec, cur_hard: u64) -> u64 {
+    spec.hard.unwrap_or(cur_hard.max(spec.soft))
+}
+
+fn show(v: u64) -> String {
+    if v == RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_name_parses() {
+        for name in rlimit_names() {
+            let spec = parse_ulimit(&format!("{name}=1:2")).unwrap();
+            assert_eq!(spec.name, name);
+            assert_eq!((spec.soft, spec.hard), (1, Some(2)));
+            let upper = parse_ulimit(&format!("RLIMIT_{}=0", name.to_uppercase())).unwrap();
+            assert_eq!(upper.resource, spec.resource);
+        }
+        assert_eq!(rlimit_names().count(), 15);
+    }
+
+    #[test]
+    fn examples() {
+        let s = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!(s.resource, Resource::RLIMIT_NOFILE);
+        assert_eq!((s.soft, s.hard), (1024, Some(2048)));
+        let s = parse_ulimit("core=0").unwrap();
+        assert_eq!(
+            (s.resource, s.soft, s.hard),
+            (Resource::RLIMIT_CORE, 0, None)
+        );
+        let s = parse_ulimit("stack=unlimited").unwrap();
+        assert_eq!((s.soft, s.hard), (RLIM_INFINITY, None));
+        let s = parse_ulimit("stack=8m:unlimited").unwrap();
+        assert_eq!((s.soft, s.hard), (8 << 20, Some(RLIM_INFINITY)));
+        let s = parse_ulimit("nproc=-1").unwrap();
+        assert_eq!(s.soft, RLIM_INFINITY);
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_value() {
+        for s in [
+            "nofile",
+            "nofile=",
+            "nofile=:5",
+            "nofile=5:",
+            "nofile=abc",
+            "nofile=1k",
+            "nofile=-2",
+            "nofile=1:2:3",
+            "bogus=1",
+            "=1",
+            "nofile=2048:1024",
+            "nofile=unlimited:1024",
+            "stack=1.5m",
+            "cpu=18446744073709551615",
+        ] {
+            let e = parse_ulimit(s).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("--ulimit") && msg.contains(&format!("'{s}'")),
+                "{msg}"
+            );
+            assert_eq!(e.exit_code(), 125);
+        }
+        let msg = parse_ulimit("nofile=2048:1024").unwrap_err().to_string();
+        assert!(msg.contains("soft limit is above the hard limit"), "{msg}");
+        let msg = parse_ulimit("bogus=1").unwrap_err().to_string();
+        assert!(msg.contains("nofile") && msg.contains("rttime"), "{msg}");
+    }
+
+    #[test]
+    fn soft_only_keeps_or_raises_the_hard_limit() {
+        let s = parse_ulimit("nofile=100").unwrap();
+        assert_eq!(target_hard(&s, 4096), 4096);
+        let s = parse_ulimit("nofile=8192").unwrap();
+        assert_eq!(target_hard(&s, 4096), 8192);
+        let s = parse_ulimit("nofile=unlimited").unwrap();
+        assert_eq!(target_hard(&s, 4096), RLIM_INFINITY);
+        let s = parse_ulimit("nofile=10:20").unwrap();
+        assert_eq!(target_hard(&s, 4096), 20);
+    }
+
+    proptest! {
+        #[test]
+        fn ulimit_round_trips(i in 0usize..15, soft in 0u64..1 << 40, extra in proptest::option::of(0u64..1 << 40)) {
+            let name = rlimit_names().nth(i).unwrap();
+            let hard = extra.map(|e| soft + e);
+            let s = match hard {
+                Some(h) => format!("{name}={soft}:{h}"),
+                None => format!("{name}={soft}"),
+            };
+            let spec = parse_ulimit(&s).unwrap();
+            prop_assert_eq!((spec.soft, spec.hard), (soft, hard));
+            prop_assert_eq!(spec.to_flag_value(), s);
+        }
+
+        #[test]
+        fn ulimit_never_panics(s in ".{0,30}") {
+            let _ = parse_ulimit(&s);
+        }
+    }
+}
