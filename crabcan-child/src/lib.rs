@@ -1,1 +1,361 @@
-//! placeholder
+//! The container's process bootstrap: one `clone` into new namespaces, the parent/child
+//! channel, the id maps, the ordered setup in the child, and `execve`.
+//!
+//! The steps are separate so a front end can hold the child before exec:
+//! [`spawn`] clones a child that waits; [`Container::write_id_maps`] maps its ids (place it
+//! in a cgroup after that); [`Container::release`] lets it set up and exec and reports a
+//! setup failure; [`Container::wait`] forwards signals and returns its status.
+
+mod exec;
+mod idmap;
+mod net;
+
+pub use exec::{DEFAULT_PATH, argv, candidates, environment};
+pub use idmap::{IdMap, ROOT_RANGE};
+
+use crabcan_errors::{Errcode, Result, SysContext};
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::{Gid, Pid, Uid};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// Signals sent to crabcan that are passed on to the container.
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// Stack for the cloned child; it runs setup code only, then execs.
+const CHILD_STACK: usize = 1024 * 1024;
+
+/// Network mode of the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// Its own network namespace with loopback up.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// Hooks run in the child around the id switch, for the confinement crates.
+pub trait ChildHooks {
+    /// Runs as root in the container, after mounts and before the ids are switched.
+    fn before_ids(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Runs after the ids are switched, the last thing before exec.
+    fn after_ids(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// No extra confinement (for tests and tools that do their own).
+pub struct NoHooks;
+impl ChildHooks for NoHooks {}
+
+/// Everything the child needs, decided before the clone.
+pub struct ChildSpec<'a> {
+    /// The command and its arguments.
+    pub argv: Vec<CString>,
+    /// The command's environment.
+    pub env: Vec<CString>,
+    /// Working directory inside the container.
+    pub workdir: PathBuf,
+    /// Hostname in the new UTS namespace.
+    pub hostname: String,
+    /// uid and gid the command runs as inside.
+    pub uid: u32,
+    /// The user namespace's id map.
+    pub idmap: IdMap,
+    /// The mount plan applied in the child.
+    pub mounts: crabcan_mounts::MountPlan,
+    /// Network mode.
+    pub net: Net,
+    /// Extra confinement steps.
+    pub hooks: &'a dyn ChildHooks,
+}
+
+/// A cloned container process and crabcan's end of the channel to it.
+pub struct Container {
+    pid: Pid,
+    chan: OwnedFd,
+    reaped: Option<i32>,
+}
+
+/// Blocks the signals crabcan forwards (and SIGCHLD) so the parent can take them with
+/// `sigwait`; returns the previous mask, which the child restores before exec.
+pub fn block_signals() -> Result<SigSet> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+        .sys_ctx(|| "block signals")?;
+    Ok(old)
+}
+
+/// Clones the container's process into new namespaces. It waits for
+/// [`Container::release`] before doing anything. The caller must be single-threaded.
+pub fn spawn(spec: &ChildSpec<'_>, saved_mask: &SigSet) -> Result<Container> {
+    let (parent_end, child_end) = nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .sys_ctx(|| "create the parent/child socket pair")?;
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC;
+    if spec.net == Net::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let mut stack = vec![0u8; CHILD_STACK];
+    let parent_raw = parent_end.as_raw_fd();
+    let child_raw = child_end.as_raw_fd();
+    let cb = Box::new(|| child_main(spec, parent_raw, child_raw, saved_mask));
+    // SAFETY: the caller is single-threaded (documented), the stack is ours and outlives the
+    // call (no CLONE_VM: the child gets its own copy of memory), and the child only runs
+    // `child_main`, which ends in exec or _exit.
+    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
+        .map_err(|e| userns_error(e, flags))?;
+    drop(child_end);
+    Ok(Container {
+        pid,
+        chan: parent_end,
+        reaped: None,
+    })
+}
+
+fn userns_error(e: Errno, flags: CloneFlags) -> Errcode {
+    let base = Errcode::sys("create the container's namespaces (clone)", e);
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return base.with_hint(
+            "user namespaces are disabled by the sysctl user.max_user_namespaces=0; \
+             allow them with: sysctl -w user.max_user_namespaces=15000",
+        );
+    }
+    if !Uid::effective().is_root() {
+        if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+            return base.with_hint(
+                "unprivileged user namespaces are disabled by the sysctl \
+                 kernel.unprivileged_userns_clone=0; allow them with: \
+                 sysctl -w kernel.unprivileged_userns_clone=1",
+            );
+        }
+        if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+            return base.with_hint(
+                "AppArmor restricts unprivileged user namespaces \
+                 (kernel.apparmor_restrict_unprivileged_userns=1); set it to 0 or run as root",
+            );
+        }
+    }
+    if e == Errno::ENOSPC {
+        return base.with_hint("a namespace limit under /proc/sys/user/ is reached");
+    }
+    if e == Errno::EINVAL && flags.contains(CloneFlags::CLONE_NEWUSER) {
+        return base.with_hint("this kernel may lack user namespace support (CONFIG_USER_NS)");
+    }
+    base
+}
+
+impl Container {
+    /// The container's pid on the host.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Writes the child's uid map, setgroups policy and gid map.
+    pub fn write_id_maps(&self, map: &IdMap) -> Result<()> {
+        let dir = format!("/proc/{}", self.pid);
+        let write = |file: &str, text: &str| {
+            std::fs::write(format!("{dir}/{file}"), text).sys_ctx(|| {
+                format!(
+                    "write {file} of the container ({})",
+                    text.trim().replace('\n', "; ")
+                )
+            })
+        };
+        write("uid_map", &map.uid_map())?;
+        if map.deny_setgroups {
+            write("setgroups", "deny")?;
+        }
+        write("gid_map", &map.gid_map())
+    }
+
+    /// Lets the child set up and exec; returns once it has exec'd, or its setup error.
+    pub fn release(&mut self) -> Result<()> {
+        nix::sys::socket::send(self.chan.as_raw_fd(), b"g", MsgFlags::empty())
+            .sys_ctx(|| "release the container's process")?;
+        let mut buf = vec![0u8; 8192];
+        let n = loop {
+            match nix::sys::socket::recv(self.chan.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(Errno::EINTR) => continue,
+                r => break r.sys_ctx(|| "read the container's setup result")?,
+            }
+        };
+        if n == 0 {
+            // EOF: the channel closed on exec (CLOEXEC), or the child died. Tell them apart.
+            return match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) if c != 0 => {
+                    self.reaped = Some(c);
+                    Err(Errcode::setup(format!(
+                        "the container's process exited with {c} during setup"
+                    )))
+                }
+                Ok(WaitStatus::Signaled(_, s, _)) => {
+                    self.reaped = Some(128 + s as i32);
+                    Err(Errcode::setup(format!(
+                        "the container's process was killed by {s} during setup"
+                    )))
+                }
+                _ => Ok(()),
+            };
+        }
+        Err(Errcode::decode(&buf[..n]).unwrap_or_else(|| {
+            Errcode::setup("the container's process reported an unreadable setup error")
+        }))
+    }
+
+    /// Waits for the container to end, forwarding [`FORWARDED`] signals to it. Returns its
+    /// exit code (128+N when killed by signal N). Signals must be blocked ([`block_signals`]).
+    pub fn wait(&mut self) -> Result<i32> {
+        if let Some(c) = self.reaped {
+            return Ok(c);
+        }
+        let mut set = SigSet::empty();
+        for s in FORWARDED {
+            set.add(*s);
+        }
+        set.add(Signal::SIGCHLD);
+        loop {
+            match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => return Ok(self.reap(c)),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Ok(self.reap(128 + s as i32)),
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(Errcode::sys("wait for the container", e)),
+            }
+            match set.wait() {
+                Ok(Signal::SIGCHLD) => {}
+                Ok(sig) => {
+                    log::debug!("forwarding {sig} to the container");
+                    let _ = nix::sys::signal::kill(self.pid, sig);
+                }
+                Err(e) => return Err(Errcode::sys("wait for signals", e)),
+            }
+        }
+    }
+
+    fn reap(&mut self, code: i32) -> i32 {
+        self.reaped = Some(code);
+        code
+    }
+
+    /// Kills the container (if still running) and reaps it.
+    pub fn kill(&mut self) {
+        if self.reaped.is_none() {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+            self.reaped = Some(128 + Signal::SIGKILL as i32);
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The child's side. Never returns to the caller's code: it execs or `_exit`s.
+fn child_main(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSet) -> isize {
+    let code = match setup_and_exec(spec, parent_end, chan, mask) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
+            e.exit_code()
+        }
+    };
+    // SAFETY: _exit is always safe; it skips the parent's atexit handlers and buffers.
+    unsafe { libc::_exit(code) }
+}
+
+fn setup_and_exec(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSet) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
+    // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
+    // SAFETY: the fd number came from the parent's socketpair and is not used here again.
+    unsafe { libc::close(parent_end) };
+    let mut go = [0u8; 1];
+    let n = loop {
+        match nix::sys::socket::recv(chan, &mut go, MsgFlags::empty()) {
+            Err(Errno::EINTR) => continue,
+            r => break r.sys_ctx(|| "wait for the parent")?,
+        }
+    };
+    if n == 0 {
+        // crabcan went away before releasing us: nothing to set up, nobody to tell.
+        // SAFETY: see child_main.
+        unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) };
+    }
+    // The parent placed us in our cgroup before the go: root the cgroup namespace there.
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).sys_ctx(|| "create the cgroup namespace")?;
+    crabcan_hostname::apply(&spec.hostname)?;
+    log::debug!("hostname set to {}", spec.hostname);
+    crabcan_mounts::apply(&spec.mounts)?;
+    log::debug!("mounts applied, root pivoted");
+    if spec.net == Net::None {
+        net::loopback_up()?;
+    }
+    spec.hooks.before_ids()?;
+    switch_ids(spec.uid, &spec.idmap)?;
+    spec.hooks.after_ids()?;
+    // Changing ids cleared the parent-death signal; set it again for the command.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
+    nix::unistd::chdir(&spec.workdir)
+        .sys_ctx(|| format!("chdir to the working directory {}", spec.workdir.display()))?;
+    close_other_fds()?;
+    mask.thread_set_mask()
+        .sys_ctx(|| "restore the signal mask")?;
+    log::debug!("exec {:?}", spec.argv);
+    Err(exec::exec(&spec.argv, &spec.env))
+}
+
+fn switch_ids(uid: u32, map: &IdMap) -> Result<()> {
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(uid));
+    if !map.deny_setgroups {
+        nix::unistd::setgroups(&[]).sys_ctx(|| "clear supplementary groups (setgroups)")?;
+    }
+    nix::unistd::setresgid(g, g, g).sys_ctx(|| format!("set gid {uid} (setresgid)"))?;
+    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {uid} (setresuid)"))
+}
+
+/// Marks every fd above 2 close-on-exec, the channel included (its closing tells the
+/// parent that exec succeeded), so nothing of crabcan's reaches the command.
+fn close_other_fds() -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags here.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r < 0 {
+        return Err(Errcode::sys(
+            "mark inherited file descriptors close-on-exec (close_range)",
+            Errno::last(),
+        ));
+    }
+    Ok(())
+}

@@ -1,1 +1,57 @@
-fn main() {}
+//! The `crabcan` binary: arguments → configuration → container → exit code.
+
+mod cli;
+mod config;
+mod launch;
+
+use crabcan_errors::{Errcode, Result};
+use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
+
+fn main() {
+    let code = match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crabcan: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main() -> Result<i32> {
+    let (debug, args) = match cli::parse(std::env::args_os().collect())? {
+        cli::Parsed::Print(text) => {
+            print!("{text}");
+            return Ok(0);
+        }
+        cli::Parsed::Run { debug, args } => (debug, args),
+    };
+    init_logging(debug);
+    let caller = config::Caller {
+        euid: nix::unistd::geteuid().as_raw(),
+        egid: nix::unistd::getegid().as_raw(),
+        cwd: std::env::current_dir()
+            .map_err(|e| Errcode::setup(format!("cannot read the working directory: {e}")))?,
+        term: std::env::var("TERM").ok(),
+    };
+    let cfg = config::build(&args, &caller, || {
+        crabcan_hostname::generate(&mut rand::rng())
+    })?;
+    launch::run(cfg)
+}
+
+fn init_logging(debug: bool) {
+    let level = if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Warn
+    };
+    let config = ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .build();
+    // A second init can only fail if a logger is already set; nothing to do then.
+    let _ = TermLogger::init(level, config, TerminalMode::Stderr, ColorChoice::Auto);
+}

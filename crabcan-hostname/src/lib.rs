@@ -25,8 +25,8 @@ pub const ADJECTIVES: &[&str] = &[
     "mellow", "merry", "mighty", "misty", "modest", "neat", "nimble", "noble", "odd", "olive",
     "placid", "plucky", "polite", "proud", "quick", "quiet", "rapid", "rare", "ready", "regal",
     "rosy", "rusty", "sandy", "savvy", "shiny", "silent", "silver", "sleek", "smart", "snowy",
-    "solid", "spry", "steady", "stoic", "sunny", "swift", "tidy", "tiny", "tough", "vast",
-    "vivid", "warm", "wild", "wise", "witty", "young", "zany", "zesty",
+    "solid", "spry", "steady", "stoic", "sunny", "swift", "tidy", "tiny", "tough", "vast", "vivid",
+    "warm", "wild", "wise", "witty", "young", "zany", "zesty",
 ];
 
 /// Nouns for generated names: short, lowercase ASCII, no hyphens.
@@ -59,7 +59,11 @@ pub fn name_space() -> u64 {
 /// Checks that `name` is a valid hostname: one RFC 1123 label of 1 to 63 characters,
 /// ASCII letters, digits and hyphens, not starting or ending with a hyphen.
 pub fn validate(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(Errcode::usage(format!("invalid --hostname '{name}': {why}")));
+    let bad = |why: &str| {
+        Err(Errcode::usage(format!(
+            "invalid --hostname '{name}': {why}"
+        )))
+    };
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -133,7 +137,12 @@ mod tests {
             assert!(e.starts_with("invalid --hostname"), "{e}");
         }
         let long = "a".repeat(64);
-        assert!(validate(&long).unwrap_err().to_string().contains("64 characters"));
+        assert!(
+            validate(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("64 characters")
+        );
         assert!(validate(&"a".repeat(63)).is_ok());
         assert!(validate("a").is_ok());
         assert!(validate("web-01").is_ok());

@@ -165,7 +165,12 @@ impl State<'_> {
         use MsFlags as M;
         let devpts_opts;
         let (source, fstype, flags, data) = match fs {
-            Fs::Proc => ("proc", "proc", M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC, None),
+            Fs::Proc => (
+                "proc",
+                "proc",
+                M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
+                None,
+            ),
             Fs::Sysfs => (
                 "sysfs",
                 "sysfs",

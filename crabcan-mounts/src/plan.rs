@@ -399,7 +399,11 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
     }
     if cfg.mask_paths {
         steps.extend(MASKED_PATHS.iter().map(|p| Step::Mask { path: p.into() }));
-        steps.extend(READONLY_PATHS.iter().map(|p| Step::ReadOnly { path: p.into() }));
+        steps.extend(
+            READONLY_PATHS
+                .iter()
+                .map(|p| Step::ReadOnly { path: p.into() }),
+        );
     }
     if cfg.read_only {
         steps.push(Step::RootReadOnly);
@@ -484,7 +488,8 @@ mod tests {
     #[test]
     fn dir_root_plan_order() {
         let mut cfg = MountConfig::new(Root::Dir("/srv/root".into()));
-        cfg.binds.push(BindMount::parse("/srv/data:/data:ro").unwrap());
+        cfg.binds
+            .push(BindMount::parse("/srv/data:/data:ro").unwrap());
         cfg.read_only = true;
         let p = plan(&cfg).unwrap();
         assert_eq!(p.steps[0], Step::MakePrivate);
@@ -496,14 +501,31 @@ mod tests {
             .unwrap();
         assert!(last_clone < root, "sources are cloned before the root");
         let proc_ = pos(&p, |s| matches!(s, Step::Fresh { fs: Fs::Proc, .. }));
-        let dev = pos(&p, |s| matches!(s, Step::Fresh { fs: Fs::DevTmpfs, .. }));
-        let null = pos(&p, |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/dev/null")));
-        let data = pos(&p, |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/data")));
+        let dev = pos(&p, |s| {
+            matches!(
+                s,
+                Step::Fresh {
+                    fs: Fs::DevTmpfs,
+                    ..
+                }
+            )
+        });
+        let null = pos(
+            &p,
+            |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/dev/null")),
+        );
+        let data = pos(
+            &p,
+            |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/data")),
+        );
         let mask = pos(&p, |s| matches!(s, Step::Mask { .. }));
         let ro = pos(&p, |s| *s == Step::RootReadOnly);
         assert!(root < proc_ && proc_ < dev && dev < null && null < data);
         assert!(proc_ < mask, "masks come after /proc is mounted");
-        assert!(data < ro, "the root goes read-only after its mount points are used");
+        assert!(
+            data < ro,
+            "the root goes read-only after its mount points are used"
+        );
         assert_eq!(p.steps.last(), Some(&Step::Pivot));
         let src = &p.sources[match p.steps[data] {
             Step::Attach { index, .. } => index,
@@ -518,7 +540,10 @@ mod tests {
         let p = plan(&MountConfig::new(Root::Scratch)).unwrap();
         let scratch = pos(&p, |s| *s == Step::RootScratch);
         for d in SCRATCH_HOST_DIRS {
-            let i = pos(&p, |s| matches!(s, Step::HostDir { path, .. } if path == Path::new(d)));
+            let i = pos(
+                &p,
+                |s| matches!(s, Step::HostDir { path, .. } if path == Path::new(d)),
+            );
             assert!(i > scratch);
             let Step::HostDir { index, .. } = p.steps[i] else {
                 unreachable!()
@@ -533,8 +558,16 @@ mod tests {
         let mut cfg = MountConfig::new(Root::Scratch);
         cfg.sysfs = Sysfs::HostBind;
         let p = plan(&cfg).unwrap();
-        assert!(!p.steps.iter().any(|s| matches!(s, Step::Fresh { fs: Fs::Sysfs, .. })));
-        assert!(p.sources.iter().any(|s| s.path == Path::new("/sys") && s.read_only));
+        assert!(
+            !p.steps
+                .iter()
+                .any(|s| matches!(s, Step::Fresh { fs: Fs::Sysfs, .. }))
+        );
+        assert!(
+            p.sources
+                .iter()
+                .any(|s| s.path == Path::new("/sys") && s.read_only)
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
             Step::Fresh { target, .. } => (target.as_path(), Kind::Dir),
             Step::Attach { index, target } => {
                 let is_dir = plan.sources[*index].path.is_dir();
-                (target.as_path(), if is_dir { Kind::Dir } else { Kind::File })
+                (
+                    target.as_path(),
+                    if is_dir { Kind::Dir } else { Kind::File },
+                )
             }
             _ => continue,
         };

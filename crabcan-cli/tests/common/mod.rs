@@ -55,7 +55,11 @@ pub fn rootfs() -> PathBuf {
                     .arg(&dir)
                     .status()
                     .expect("cannot run cargo xtask rootfs");
-                assert!(status.success(), "cargo xtask rootfs {} failed", dir.display());
+                assert!(
+                    status.success(),
+                    "cargo xtask rootfs {} failed",
+                    dir.display()
+                );
             }
             dir.canonicalize().expect("test rootfs path")
         })

@@ -1,0 +1,332 @@
+//! Command-line arguments (clap) and their normalisation.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use crabcan_errors::{Errcode, Result};
+use std::ffi::OsString;
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  crabcan run -- /bin/sh -c 'hostname; id; ls /'
+  crabcan run --mount ./rootfs --uid 1000 -- /bin/sh
+  crabcan run -m ./rootfs -a /srv/data:/data:ro --read-only -- ls /data
+  crabcan --debug --mount ./rootfs --uid 0 --command /bin/sh   (the tutorial's form)
+
+Exit status: the command's own (128+N if killed by signal N); 125 when crabcan fails;
+126 when the command cannot be executed; 127 when it is not found.";
+
+/// crabcan: run a command in fresh Linux namespaces with its own hostname and root.
+#[derive(Debug, Parser)]
+#[command(name = "crabcan", version, after_help = RUN_EXAMPLES)]
+pub struct Cli {
+    /// Show each setup step at debug level, with timestamps, on stderr.
+    #[arg(short, long, global = true)]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// crabcan's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a command in a new container and wait for it.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+}
+
+/// Network modes for `--net`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetArg {
+    /// Own network namespace with only loopback, up.
+    None,
+    /// Share the host's network.
+    Host,
+}
+
+/// Flags of `crabcan run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Root directory of the container [default: a scratch tmpfs with the host's /usr, /bin,
+    /// /sbin, /lib, /lib64 and /etc read-only].
+    #[arg(short, long, value_name = "DIR")]
+    pub mount: Option<OsString>,
+
+    /// Command and arguments as one string, split on whitespace (or give them after --).
+    #[arg(short, long, value_name = "\"CMD ARGS\"")]
+    pub command: Option<String>,
+
+    /// uid and gid the command runs as inside the container.
+    #[arg(short, long, value_name = "N", default_value_t = 0)]
+    pub uid: u32,
+
+    /// Extra bind mount SRC:DST, read-only with :ro; repeatable.
+    #[arg(short, long = "add", value_name = "SRC:DST[:ro]")]
+    pub add: Vec<String>,
+
+    /// Hostname inside [default: a random adjective-noun-N].
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Environment variable KEY=VALUE; repeatable [default: PATH, HOME, TERM, HOSTNAME].
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Working directory inside the container.
+    #[arg(short, long, value_name = "DIR", default_value = "/")]
+    pub workdir: String,
+
+    /// Mount the container's root read-only.
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Network: none (own namespace, loopback only) or host.
+    #[arg(long, value_enum, default_value_t = NetArg::None, value_name = "none|host")]
+    pub net: NetArg,
+
+    /// As root: map container ids 0-65535 to host ids HOST.. instead of 0.. .
+    #[arg(long, value_name = "HOST")]
+    pub userns_base: Option<u32>,
+
+    /// The command and its arguments.
+    #[arg(last = true, value_name = "COMMAND [ARG...]")]
+    pub args: Vec<OsString>,
+}
+
+/// Inserts `run` into the tutorial's flat form (`crabcan --mount DIR --command CMD`), so
+/// both spellings parse the same way.
+pub fn normalise(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut it = args.into_iter();
+    out.extend(it.next());
+    let mut inserted = false;
+    for a in it {
+        if !inserted {
+            let s = a.to_str().unwrap_or("");
+            let global = matches!(s, "-d" | "--debug");
+            let own = matches!(s, "run" | "help" | "-h" | "--help" | "-V" | "--version");
+            if own {
+                inserted = true;
+            } else if !global {
+                out.push("run".into());
+                inserted = true;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// What parsing decided: run a container, or print something and exit.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run with these arguments.
+    Run { debug: bool, args: Box<RunArgs> },
+    /// Print this (help, version) to stdout and exit 0.
+    Print(String),
+}
+
+/// Parses the process arguments; clap errors become one-line usage errors (exit 125).
+pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
+    let args = normalise(args);
+    match Cli::try_parse_from(args) {
+        Ok(Cli {
+            debug,
+            cmd: Cmd::Run(r),
+        }) => Ok(Parsed::Run {
+            debug,
+            args: Box::new(r),
+        }),
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                Ok(Parsed::Print(e.render().to_string()))
+            }
+            _ => {
+                let text = e.render().to_string();
+                let first = text
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                Err(Errcode::usage(first).with_hint("see crabcan run --help"))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn run(v: &[&str]) -> RunArgs {
+        match parse(os(v)).unwrap() {
+            Parsed::Run { args, .. } => *args,
+            Parsed::Print(p) => panic!("printed {p}"),
+        }
+    }
+
+    #[test]
+    fn every_flag_parses() {
+        let r = run(&[
+            "crabcan",
+            "run",
+            "-m",
+            "/r",
+            "-c",
+            "/bin/sh -c id",
+            "-u",
+            "7",
+            "-a",
+            "/a:/b",
+            "--add",
+            "/c:/d:ro",
+            "--hostname",
+            "box",
+            "-e",
+            "A=1",
+            "--env",
+            "B=2",
+            "-w",
+            "/tmp",
+            "--read-only",
+            "--net",
+            "host",
+            "--userns-base",
+            "100000",
+        ]);
+        assert_eq!(r.mount, Some("/r".into()));
+        assert_eq!(r.command.as_deref(), Some("/bin/sh -c id"));
+        assert_eq!(r.uid, 7);
+        assert_eq!(r.add, ["/a:/b", "/c:/d:ro"]);
+        assert_eq!(r.hostname.as_deref(), Some("box"));
+        assert_eq!(r.env, ["A=1", "B=2"]);
+        assert_eq!(r.workdir, "/tmp");
+        assert!(r.read_only);
+        assert_eq!(r.net, NetArg::Host);
+        assert_eq!(r.userns_base, Some(100_000));
+        assert!(r.args.is_empty());
+    }
+
+    #[test]
+    fn defaults() {
+        let r = run(&["crabcan", "run", "--", "/bin/true"]);
+        assert_eq!(r.mount, None);
+        assert_eq!(r.uid, 0);
+        assert_eq!(r.workdir, "/");
+        assert_eq!(r.net, NetArg::None);
+        assert!(!r.read_only);
+        assert_eq!(r.args, os(&["/bin/true"]));
+    }
+
+    #[test]
+    fn command_after_double_dash_keeps_its_flags() {
+        let r = run(&["crabcan", "run", "--", "/bin/sh", "-c", "echo -u --mount"]);
+        assert_eq!(r.args, os(&["/bin/sh", "-c", "echo -u --mount"]));
+    }
+
+    #[test]
+    fn tutorial_flat_form_still_works() {
+        let v = os(&[
+            "crabcan",
+            "--debug",
+            "--mount",
+            "/r",
+            "--uid",
+            "0",
+            "--command",
+            "/bin/sh",
+        ]);
+        match parse(v).unwrap() {
+            Parsed::Run { debug, args } => {
+                assert!(debug);
+                assert_eq!(args.mount, Some("/r".into()));
+                assert_eq!(args.command.as_deref(), Some("/bin/sh"));
+            }
+            Parsed::Print(p) => panic!("{p}"),
+        }
+        assert!(run(&["crabcan", "-m", "/r", "--", "ls"]).args == os(&["ls"]));
+    }
+
+    #[test]
+    fn debug_flag_works_after_run_too() {
+        match parse(os(&["crabcan", "run", "-d", "--", "x"])).unwrap() {
+            Parsed::Run { debug, .. } => assert!(debug),
+            Parsed::Print(p) => panic!("{p}"),
+        }
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_an_example() {
+        let Parsed::Print(h) = parse(os(&["crabcan", "run", "--help"])).unwrap() else {
+            panic!("no help");
+        };
+        for flag in [
+            "--mount",
+            "--command",
+            "--uid",
+            "--add",
+            "--hostname",
+            "--env",
+            "--workdir",
+            "--read-only",
+            "--net",
+            "--userns-base",
+            "--debug",
+            "Examples:",
+        ] {
+            assert!(h.contains(flag), "help lacks {flag}:\n{h}");
+        }
+        assert!(matches!(
+            parse(os(&["crabcan", "--help"])).unwrap(),
+            Parsed::Print(_)
+        ));
+        assert!(matches!(
+            parse(os(&["crabcan", "--version"])).unwrap(),
+            Parsed::Print(_)
+        ));
+    }
+
+    #[test]
+    fn bad_flags_are_one_line_usage_errors() {
+        for v in [
+            &["crabcan", "run", "--net", "bridge"][..],
+            &["crabcan", "run", "--uid", "-1"],
+            &["crabcan", "run", "--uid", "abc"],
+            &["crabcan", "run", "--bogus"],
+            &["crabcan", "run", "--mount"],
+        ] {
+            let e = parse(os(v)).unwrap_err();
+            assert_eq!(e.exit_code(), 125, "{v:?}");
+            let s = e.to_string();
+            assert!(!s.contains('\n'), "{v:?}: {s}");
+            assert!(!s.is_empty());
+        }
+        let e = parse(os(&["crabcan", "run", "--net", "bridge"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bridge"), "{e}");
+    }
+
+    #[test]
+    fn normalise_inserts_run_only_when_needed() {
+        assert_eq!(
+            normalise(os(&["c", "run", "-m", "x"])),
+            os(&["c", "run", "-m", "x"])
+        );
+        assert_eq!(
+            normalise(os(&["c", "-m", "x"])),
+            os(&["c", "run", "-m", "x"])
+        );
+        assert_eq!(
+            normalise(os(&["c", "-d", "-m", "x"])),
+            os(&["c", "-d", "run", "-m", "x"])
+        );
+        assert_eq!(normalise(os(&["c", "--help"])), os(&["c", "--help"]));
+        assert_eq!(normalise(os(&["c"])), os(&["c"]));
+    }
+}

@@ -1,0 +1,355 @@
+//! From parsed arguments to a checked container configuration.
+
+use crate::cli::{NetArg, RunArgs};
+use crabcan_child::{IdMap, Net};
+use crabcan_errors::{Errcode, Result};
+use crabcan_mounts::{BindMount, MountConfig, Root, Sysfs};
+use std::ffi::{CString, OsStr};
+use std::path::{Path, PathBuf};
+
+/// Facts about the caller that the configuration depends on.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// Working directory, for relative paths.
+    pub cwd: PathBuf,
+    /// The caller's TERM, passed on.
+    pub term: Option<String>,
+}
+
+/// A checked container configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Command and arguments.
+    pub argv: Vec<CString>,
+    /// Environment of the command.
+    pub env: Vec<CString>,
+    /// Working directory inside.
+    pub workdir: PathBuf,
+    /// Hostname inside.
+    pub hostname: String,
+    /// uid/gid inside.
+    pub uid: u32,
+    /// User namespace map.
+    pub idmap: IdMap,
+    /// Mounts.
+    pub mounts: MountConfig,
+    /// Network mode.
+    pub net: Net,
+}
+
+fn utf8<'a>(flag: &str, s: &'a OsStr) -> Result<&'a str> {
+    s.to_str().ok_or_else(|| {
+        Errcode::usage(format!(
+            "invalid {flag} '{}': not valid UTF-8",
+            s.to_string_lossy()
+        ))
+    })
+}
+
+/// Makes `p` absolute against `cwd` and resolves it on the host; it must exist.
+fn host_path(flag: &str, shown: &str, p: &str, cwd: &Path) -> Result<PathBuf> {
+    let abs = cwd.join(p);
+    abs.canonicalize().map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+            _ => e.to_string(),
+        };
+        Errcode::usage(format!("invalid {flag} '{shown}': {why}"))
+    })
+}
+
+/// Checks `args` and builds the configuration. `hostname` supplies a random name when
+/// none is given (called at most once).
+pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String) -> Result<Config> {
+    let root = match &args.mount {
+        None => Root::Scratch,
+        Some(m) => {
+            let m = utf8("--mount", m)?;
+            if m.trim().is_empty() {
+                return Err(Errcode::usage("invalid --mount '': empty path"));
+            }
+            let dir = host_path("--mount", m, m, &caller.cwd)?;
+            if !dir.is_dir() {
+                return Err(Errcode::usage(format!(
+                    "invalid --mount '{m}': not a directory"
+                )));
+            }
+            Root::Dir(dir)
+        }
+    };
+
+    let words: Vec<String> = match (&args.command, args.args.is_empty()) {
+        (Some(_), false) => {
+            return Err(Errcode::usage(
+                "give the command either with --command or after --, not both",
+            ));
+        }
+        (Some(c), true) => c.split_whitespace().map(String::from).collect(),
+        (None, _) => args
+            .args
+            .iter()
+            .map(|a| utf8("command", a).map(String::from))
+            .collect::<Result<_>>()?,
+    };
+    let argv = crabcan_child::argv(&words)?;
+
+    let idmap = IdMap::for_caller(caller.euid, caller.egid, args.userns_base)?;
+    idmap.check_uid(args.uid)?;
+
+    let hostname = match &args.hostname {
+        Some(h) => {
+            crabcan_hostname::validate(h)?;
+            h.clone()
+        }
+        None => hostname(),
+    };
+
+    let workdir = crabcan_mounts::container_path(&args.workdir)
+        .or_else(|why| {
+            if args.workdir == "/" {
+                Ok(PathBuf::from("/"))
+            } else {
+                Err(why)
+            }
+        })
+        .map_err(|why| Errcode::usage(format!("invalid --workdir: {why}")))?;
+
+    let mut binds = Vec::with_capacity(args.add.len());
+    for spec in &args.add {
+        let mut b = BindMount::parse(spec)?;
+        let src = b.source.to_string_lossy().into_owned();
+        b.source = host_path("--add", spec, &src, &caller.cwd)?;
+        binds.push(b);
+    }
+
+    let net = match args.net {
+        NetArg::None => Net::None,
+        NetArg::Host => Net::Host,
+    };
+    let mounts = MountConfig {
+        root,
+        read_only: args.read_only,
+        binds,
+        sysfs: if net == Net::None {
+            Sysfs::Fresh
+        } else {
+            Sysfs::HostBind
+        },
+        devpts_gid: idmap.contains(5).then_some(5),
+        mask_paths: true,
+    };
+    let env = crabcan_child::environment(&hostname, args.uid, caller.term.as_deref(), &args.env)?;
+    Ok(Config {
+        argv,
+        env,
+        workdir,
+        hostname,
+        uid: args.uid,
+        idmap,
+        mounts,
+        net,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Parsed, parse};
+    use proptest::prelude::*;
+
+    fn args(v: &[&str]) -> RunArgs {
+        let mut all = vec!["crabcan", "run"];
+        all.extend_from_slice(v);
+        match parse(all.iter().map(Into::into).collect()).unwrap() {
+            Parsed::Run { args, .. } => *args,
+            Parsed::Print(p) => panic!("{p}"),
+        }
+    }
+
+    fn caller(euid: u32) -> Caller {
+        Caller {
+            euid,
+            egid: euid,
+            cwd: std::env::temp_dir(),
+            term: Some("xterm".into()),
+        }
+    }
+
+    fn build_err(v: &[&str]) -> String {
+        let e = build(&args(v), &caller(0), || "h".into()).unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        e.to_string()
+    }
+
+    /// A directory and a file under the crate's target dir (never /tmp: nothing is left there).
+    fn fixture() -> (PathBuf, PathBuf) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+        (dir.clone(), dir.join("config.rs"))
+    }
+
+    #[test]
+    fn a_good_config() {
+        let (dir, file) = fixture();
+        let d = dir.to_str().unwrap();
+        let f = file.to_str().unwrap();
+        let a = args(&[
+            "-m",
+            d,
+            "-u",
+            "5",
+            "-a",
+            &format!("{f}:/etc/x.conf:ro"),
+            "-e",
+            "A=1",
+            "-w",
+            "/srv",
+            "--read-only",
+            "--",
+            "ls",
+            "-l",
+        ]);
+        let c = build(&a, &caller(0), || "rand-name-1".into()).unwrap();
+        assert_eq!(c.mounts.root, Root::Dir(dir.clone()));
+        assert_eq!(
+            c.argv,
+            [CString::new("ls").unwrap(), CString::new("-l").unwrap()]
+        );
+        assert_eq!(c.uid, 5);
+        assert_eq!(c.hostname, "rand-name-1");
+        assert_eq!(c.workdir, Path::new("/srv"));
+        assert!(c.mounts.read_only);
+        assert_eq!(c.mounts.binds[0].source, file);
+        assert_eq!(c.mounts.binds[0].target, Path::new("/etc/x.conf"));
+        assert!(c.mounts.binds[0].read_only);
+        assert_eq!(c.mounts.devpts_gid, Some(5));
+        assert!(
+            c.env
+                .iter()
+                .any(|e| e.to_bytes() == b"HOSTNAME=rand-name-1")
+        );
+    }
+
+    #[test]
+    fn command_string_is_split_on_whitespace() {
+        let c = build(&args(&["-c", "  /bin/sh   -c  id "]), &caller(0), || {
+            "h".into()
+        })
+        .unwrap();
+        let words: Vec<_> = c.argv.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(words, ["/bin/sh", "-c", "id"]);
+    }
+
+    #[test]
+    fn relative_mount_is_resolved_against_cwd() {
+        let (dir, _) = fixture();
+        let mut cl = caller(0);
+        cl.cwd = dir.parent().unwrap().to_path_buf();
+        let c = build(&args(&["-m", "src", "--", "x"]), &cl, || "h".into()).unwrap();
+        assert_eq!(c.mounts.root, Root::Dir(dir));
+    }
+
+    #[test]
+    fn bad_inputs_say_what_and_why() {
+        let (dir, file) = fixture();
+        let f = file.to_str().unwrap();
+        let d = dir.to_str().unwrap();
+        for (v, want) in [
+            (
+                vec!["-m", "/no/such/dir", "--", "x"],
+                "invalid --mount '/no/such/dir': no such",
+            ),
+            (
+                vec!["-m", "relative-absent", "--", "x"],
+                "invalid --mount 'relative-absent'",
+            ),
+            (vec!["-m", f, "--", "x"], "not a directory"),
+            (vec!["-m", "", "--", "x"], "invalid --mount"),
+            (vec!["-c", "   "], "no command given"),
+            (vec![], "no command given"),
+            (vec!["-c", "ls", "--", "ls"], "not both"),
+            (vec!["-a", "nocolon", "--", "x"], "expected SRC:DST"),
+            (vec!["-a", "/etc:rel", "--", "x"], "not an absolute path"),
+            (vec!["-a", "/etc:/a/../b", "--", "x"], "'.' or '..'"),
+            (
+                vec!["-a", "/no/such/src:/x", "--", "x"],
+                "invalid --add '/no/such/src:/x': no such",
+            ),
+            (vec!["-u", "70000", "--", "x"], "invalid --uid 70000"),
+            (
+                vec!["--hostname", "bad_name", "--", "x"],
+                "invalid --hostname",
+            ),
+            (
+                vec!["--hostname", &"a".repeat(64), "--", "x"],
+                "invalid --hostname",
+            ),
+            (vec!["-w", "rel", "--", "x"], "invalid --workdir"),
+            (vec!["-e", "NOVALUE", "--", "x"], "invalid --env"),
+        ] {
+            let mut v = v;
+            if v.first() == Some(&"-m") {
+                // keep as is
+            } else if !v.contains(&"-m") {
+                v.splice(0..0, ["-m", d]);
+            }
+            let e = build_err(&v);
+            assert!(e.contains(want), "{v:?}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn unprivileged_caller_only_has_uid_zero() {
+        let e = build(&args(&["-u", "1", "--", "x"]), &caller(1000), || "h".into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only uid 0"), "{e}");
+        let c = build(&args(&["--", "x"]), &caller(1000), || "h".into()).unwrap();
+        assert!(c.idmap.deny_setgroups);
+        assert_eq!(c.mounts.devpts_gid, None, "gid 5 is not mapped");
+    }
+
+    #[test]
+    fn non_utf8_paths_are_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut a = args(&["--", "x"]);
+        a.mount = Some(std::ffi::OsString::from_vec(vec![b'/', 0xff]));
+        let e = build(&a, &caller(0), || "h".into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid UTF-8"), "{e}");
+        let mut a = args(&[]);
+        a.args = vec![std::ffi::OsString::from_vec(vec![0xff])];
+        assert!(build(&a, &caller(0), || "h".into()).is_err());
+    }
+
+    #[test]
+    fn host_net_binds_sys() {
+        let c = build(&args(&["--net", "host", "--", "x"]), &caller(0), || {
+            "h".into()
+        })
+        .unwrap();
+        assert_eq!(c.net, Net::Host);
+        assert_eq!(c.mounts.sysfs, Sysfs::HostBind);
+    }
+
+    proptest! {
+        #[test]
+        fn no_input_panics(cmd in "\\PC{0,20}", add in "\\PC{0,20}", host in "\\PC{0,20}",
+                           env in "\\PC{0,20}", wd in "\\PC{0,20}", uid in any::<u32>()) {
+            let mut a = args(&[]);
+            a.command = Some(cmd);
+            a.add = vec![add];
+            a.hostname = Some(host);
+            a.env = vec![env];
+            a.workdir = wd;
+            a.uid = uid;
+            let _ = build(&a, &caller(0), || "h".into());
+            let _ = build(&a, &caller(1000), || "h".into());
+        }
+    }
+}

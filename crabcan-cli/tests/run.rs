@@ -1,0 +1,538 @@
+//! End to end: `crabcan run` against the busybox test root, as root and as an ordinary user.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A scratch directory for one test under target/ (never /tmp), removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let base = std::env::var_os("CRABCAN_TEST_SCRATCH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e"));
+        let dir = base.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn s(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `f`, then checks that the host's mount table and /tmp are as they were and that
+/// no process whose command line holds `marker` survived.
+fn leaves_nothing_behind(marker: &str, f: impl FnOnce()) {
+    let before = host_state_full();
+    f();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_with(marker),
+        Vec::<i32>::new(),
+        "processes left behind"
+    );
+    assert_eq!(host_state_full(), before, "host state changed");
+}
+
+fn host_state_full() -> (HostState, Vec<String>) {
+    let mut all: Vec<String> = std::fs::read_dir("/tmp")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    all.sort();
+    (host_state(), all)
+}
+
+fn host_hostname() -> String {
+    nix::unistd::gethostname()
+        .expect("gethostname")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn assert_generated_hostname(h: &str) {
+    let parts: Vec<&str> = h.split('-').collect();
+    assert_eq!(parts.len(), 3, "hostname {h:?} is not adjective-noun-N");
+    assert!(parts[0].bytes().all(|b| b.is_ascii_lowercase()) && !parts[0].is_empty());
+    assert!(parts[1].bytes().all(|b| b.is_ascii_lowercase()) && !parts[1].is_empty());
+    assert!(parts[2].parse::<u32>().is_ok(), "{h}");
+}
+
+#[test]
+fn hostname_is_random_and_not_the_hosts() {
+    require_root();
+    let host = host_hostname();
+    let a = sh(&[], "hostname");
+    assert_ok(&a);
+    let b = sh(&[], "hostname");
+    let (a, b) = (stdout(&a).trim().to_string(), stdout(&b).trim().to_string());
+    assert_generated_hostname(&a);
+    assert_generated_hostname(&b);
+    assert_ne!(a, host);
+    assert_ne!(a, b, "two containers got the same random hostname");
+    assert_eq!(host_hostname(), host, "the host's hostname changed");
+}
+
+#[test]
+fn hostname_flag_and_environment() {
+    require_root();
+    let o = sh(
+        &["--hostname", "box-1", "-e", "FOO=bar"],
+        "hostname; echo $HOSTNAME $FOO $HOME; echo $PATH",
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "box-1");
+    assert_eq!(lines[1], "box-1 bar /root");
+    assert!(
+        lines[2].contains("/usr/bin") && lines[2].contains("/bin"),
+        "{out}"
+    );
+}
+
+#[test]
+fn command_is_pid_one_and_sees_only_its_processes() {
+    require_root();
+    let o = sh(
+        &[],
+        "echo $$; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '",
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1"));
+    let pids: Vec<u32> = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    assert!(pids.contains(&1), "{pids:?}");
+    assert!(pids.len() <= 3, "container sees other processes: {pids:?}");
+}
+
+#[test]
+fn root_is_the_rootfs_and_the_old_root_is_gone() {
+    require_root();
+    let root = rootfs();
+    let o = sh(&[], "ls -a /; echo ---; cat /proc/self/mountinfo");
+    assert_ok(&o);
+    let out = stdout(&o);
+    let (ls, mountinfo) = out.split_once("---").expect("separator");
+    let inside: std::collections::BTreeSet<&str> = ls
+        .split_whitespace()
+        .filter(|n| *n != "." && *n != "..")
+        .collect();
+    let on_host: std::collections::BTreeSet<String> = std::fs::read_dir(&root)
+        .expect("read rootfs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let on_host: std::collections::BTreeSet<&str> = on_host.iter().map(String::as_str).collect();
+    assert_eq!(inside, on_host, "/ inside differs from the rootfs");
+    // The host's root filesystem must not be reachable: no mount shows the workspace.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    assert!(
+        !mountinfo.contains(&*workspace.to_string_lossy()),
+        "host paths visible in the container's mount table:\n{mountinfo}"
+    );
+    let mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .collect();
+    assert_eq!(mounts.first(), Some(&"/"), "{mountinfo}");
+    for m in ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/null"] {
+        assert!(mounts.contains(&m), "{m} not mounted:\n{mountinfo}");
+    }
+}
+
+#[test]
+fn dev_sys_and_loopback() {
+    require_root();
+    let o = sh(
+        &[],
+        "echo x > /dev/null && head -c 4 /dev/zero | wc -c && ls /dev/pts/ptmx && \
+         test -L /dev/fd && (touch /sys/x 2>/dev/null && echo sys-writable || echo sys-ro) && \
+         ip link show lo | grep -q UP && echo lo-up",
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("4\n"), "{out}");
+    assert!(out.contains("sys-ro"), "{out}");
+    assert!(out.contains("lo-up"), "{out}");
+}
+
+#[test]
+fn uid_flag_sets_uid_and_gid() {
+    require_root();
+    let o = sh(&["-u", "1000"], "id -u; id -g");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "1000\n1000\n");
+    let o = sh(&[], "id -u");
+    assert_eq!(stdout(&o), "0\n");
+}
+
+#[test]
+fn add_mounts_are_visible_and_ro_holds() {
+    require_root();
+    let dir = Scratch::new("add");
+    std::fs::write(dir.path().join("hello"), "from the host\n").unwrap();
+    leaves_nothing_behind("crabcan-add-test", || {
+        let rw = format!("{}:/data", dir.s());
+        let ro = format!("{}:/srv/ro/deep:ro", dir.s());
+        let o = sh(
+            &["-a", &rw, "-a", &ro],
+            "cat /data/hello; echo new > /data/new && echo rw-ok; \
+             echo x > /srv/ro/deep/x 2>/dev/null && echo ro-broken || echo ro-ok; : crabcan-add-test",
+        );
+        assert_ok(&o);
+        let out = stdout(&o);
+        assert!(out.contains("from the host"), "{out}");
+        assert!(out.contains("rw-ok") && out.contains("ro-ok"), "{out}");
+    });
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("new")).unwrap(),
+        "new\n"
+    );
+    assert!(!dir.path().join("x").exists());
+    // DSTs that did not exist in the rootfs were created for the run and removed after it.
+    let root = rootfs();
+    assert!(!root.join("data").exists(), "/data left in the rootfs");
+    assert!(!root.join("srv").exists(), "/srv left in the rootfs");
+}
+
+#[test]
+fn read_only_root_holds() {
+    require_root();
+    let o = sh(
+        &["--read-only"],
+        "touch /newfile 2>/dev/null && echo root-writable || echo root-ro; \
+         touch /dev/shm/x && echo shm-ok",
+    );
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "root-ro\nshm-ok\n");
+    assert!(!rootfs().join("newfile").exists());
+}
+
+#[test]
+fn exit_codes() {
+    require_root();
+    assert_eq!(code(&sh(&[], "exit 0")), 0);
+    assert_eq!(code(&sh(&[], "exit 7")), 7);
+    let root = rootfs();
+    let m = root.to_string_lossy();
+    let o = run(&["run", "-m", &m, "--", "/etc/passwd"]);
+    assert_eq!(code(&o), 126, "{}", stderr(&o));
+    assert!(stderr(&o).contains("/etc/passwd"), "{}", stderr(&o));
+    let o = run(&["run", "-m", &m, "--", "no-such-command"]);
+    assert_eq!(code(&o), 127);
+    let err = stderr(&o);
+    assert!(
+        err.contains("no-such-command") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn killed_command_exits_128_plus_signal() {
+    require_root();
+    leaves_nothing_behind("crabcan-kill-test", || {
+        let root = rootfs();
+        let mut child = crabcan()
+            .arg("run")
+            .arg("-m")
+            .arg(&root)
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo ready; exec sleep 1000 crabcan-kill-test",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        wait_ready(&mut child);
+        // The container's init is crabcan's only child; SIGKILL it from the host.
+        let pid = child_of(child.id()).expect("container process");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let st = child.wait().unwrap();
+        assert_eq!(st.code(), Some(137));
+    });
+}
+
+#[test]
+fn signals_are_forwarded() {
+    require_root();
+    for (sig, name) in [
+        (nix::sys::signal::Signal::SIGTERM, "TERM"),
+        (nix::sys::signal::Signal::SIGINT, "INT"),
+        (nix::sys::signal::Signal::SIGHUP, "HUP"),
+    ] {
+        let root = rootfs();
+        let script = format!("trap 'exit 42' {name}; echo ready; while :; do sleep 0.05; done");
+        let mut child = crabcan()
+            .arg("run")
+            .arg("-m")
+            .arg(&root)
+            .args(["--", "/bin/sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        wait_ready(&mut child);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let st = child.wait().unwrap();
+        assert_eq!(st.code(), Some(42), "{name} was not forwarded");
+    }
+}
+
+#[test]
+fn sigkill_of_crabcan_leaves_nothing_behind() {
+    require_root();
+    leaves_nothing_behind("crabcan-sigkill-test", || {
+        let root = rootfs();
+        let mut child = crabcan()
+            .arg("run")
+            .arg("-m")
+            .arg(&root)
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo ready; exec sleep 1000 crabcan-sigkill-test",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        wait_ready(&mut child);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+}
+
+#[test]
+fn failed_setup_leaves_nothing_behind() {
+    require_root();
+    let dir = Scratch::new("failed");
+    let add = format!("{}:/made-for-the-run", dir.s());
+    leaves_nothing_behind("crabcan-failed-test", || {
+        let o = sh(
+            &["-a", &add, "-w", "/no/such/workdir"],
+            ": crabcan-failed-test",
+        );
+        assert_eq!(code(&o), 125);
+        let err = stderr(&o);
+        assert!(err.contains("/no/such/workdir"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    });
+    assert!(!rootfs().join("made-for-the-run").exists());
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_125() {
+    let root = rootfs();
+    let m = root.to_string_lossy().into_owned();
+    let passwd = root.join("etc/passwd").to_string_lossy().into_owned();
+    let long = "a".repeat(64);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["run", "-m", "/no/such/dir", "--", "true"],
+        vec!["run", "-m", "no-such-relative", "--", "true"],
+        vec!["run", "-m", &passwd, "--", "true"],
+        vec!["run", "-m", &m, "-c", "   "],
+        vec!["run", "-m", &m],
+        vec!["run", "-m", &m, "-a", "nocolon", "--", "true"],
+        vec!["run", "-m", &m, "-a", "/etc:relative", "--", "true"],
+        vec!["run", "-m", &m, "-a", "/etc:/x/../../etc", "--", "true"],
+        vec!["run", "-m", &m, "-a", "/no/such/src:/x", "--", "true"],
+        vec!["run", "-m", &m, "-u", "99999999", "--", "true"],
+        vec!["run", "-m", &m, "--hostname", &long, "--", "true"],
+        vec!["run", "-m", &m, "--hostname", "bad_name!", "--", "true"],
+        vec!["run", "-m", &m, "--net", "bridge", "--", "true"],
+        vec!["run", "--bogus-flag"],
+    ];
+    for args in cases {
+        leaves_nothing_behind("crabcan-bad-input", || {
+            let o = run(&args);
+            assert_eq!(code(&o), 125, "{args:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("crabcan: "), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        });
+    }
+    // Non-UTF-8 path.
+    use std::os::unix::ffi::OsStrExt;
+    let o = crabcan()
+        .arg("run")
+        .arg("-m")
+        .arg(std::ffi::OsStr::from_bytes(b"/tmp/\xff"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).contains("UTF-8"), "{}", stderr(&o));
+}
+
+#[test]
+fn tutorial_flat_form_and_debug_log() {
+    require_root();
+    let root = rootfs();
+    let o = crabcan()
+        .arg("--debug")
+        .arg("--mount")
+        .arg(&root)
+        .args(["--uid", "0", "--command", "/bin/echo flat-form-works"])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "flat-form-works\n");
+    let log = stderr(&o);
+    for want in ["hostname", "pivot", "exec", "id maps", "mount plan"] {
+        assert!(log.contains(want), "debug log lacks {want}:\n{log}");
+    }
+    // RFC 3339 timestamps: 2026-11-29T09:02:16.926Z style at the start of each line.
+    let first = log.lines().next().unwrap_or("");
+    let ts = first.split_whitespace().next().unwrap_or("");
+    assert!(
+        ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.as_bytes()[10] == b'T',
+        "not an RFC 3339 timestamp: {first}"
+    );
+}
+
+#[test]
+fn default_root_works_without_an_image() {
+    require_root();
+    let o = run(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "hostname; id -u; ls /; touch /usr/x 2>/dev/null || echo usr-ro",
+    ]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_generated_hostname(lines.next().unwrap_or(""));
+    assert_eq!(lines.next(), Some("0"));
+    for d in ["usr", "etc", "proc", "dev", "tmp"] {
+        assert!(out.lines().any(|l| l == d), "{d} missing from / :\n{out}");
+    }
+    assert!(out.contains("usr-ro"), "{out}");
+}
+
+#[test]
+fn host_network_mode() {
+    require_root();
+    let o = sh(&["--net", "host"], "ls /sys/class/net | wc -l");
+    assert_ok(&o);
+    let n: usize = stdout(&o).trim().parse().unwrap();
+    let host = std::fs::read_dir("/sys/class/net").unwrap().count();
+    assert_eq!(n, host, "--net host should see the host's interfaces");
+    let o = sh(&[], "ls /sys/class/net");
+    assert_eq!(stdout(&o).trim(), "lo");
+}
+
+/// Runs crabcan as uid/gid 65534 with no supplementary groups.
+fn unprivileged(args: &[&str]) -> std::process::Output {
+    let mut c = crabcan();
+    c.uid(65534).gid(65534).args(args);
+    c.output().expect("spawn crabcan as 65534")
+}
+
+#[test]
+fn runs_without_root() {
+    require_root();
+    let root = rootfs();
+    let m = root.to_string_lossy();
+    leaves_nothing_behind("crabcan-rootless", || {
+        let o = unprivileged(&[
+            "run",
+            "-m",
+            &m,
+            "--",
+            "/bin/sh",
+            "-c",
+            "id -u; echo $$; hostname; cat /proc/self/uid_map; ls /proc | grep -c -E '^[0-9]+$'; : crabcan-rootless",
+        ]);
+        assert_ok(&o);
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "0");
+        assert_eq!(lines[1], "1");
+        assert_generated_hostname(lines[2]);
+        let map: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(map, ["0", "65534", "1"]);
+        assert_eq!(
+            code(&unprivileged(&[
+                "run", "-m", &m, "--", "/bin/sh", "-c", "exit 3"
+            ])),
+            3
+        );
+        assert_eq!(code(&unprivileged(&["run", "-m", &m, "--", "nope"])), 127);
+        let o = unprivileged(&["run", "-m", &m, "-u", "5", "--", "true"]);
+        assert_eq!(code(&o), 125);
+        assert!(stderr(&o).contains("--uid 5"), "{}", stderr(&o));
+        let o = unprivileged(&[
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "id -u; ls /usr >/dev/null && echo usr",
+        ]);
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "0\nusr\n");
+        let o = unprivileged(&[
+            "run",
+            "-m",
+            &m,
+            "--read-only",
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch /x 2>/dev/null || echo ro",
+        ]);
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "ro\n");
+    });
+}
+
+fn wait_ready(child: &mut std::process::Child) {
+    let out = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("read ready");
+    assert_eq!(line.trim(), "ready", "container did not start");
+}
+
+/// The pid of the only child process of `parent`.
+fn child_of(parent: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
