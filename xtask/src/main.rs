@@ -1,1 +1,41 @@
-fn main() {}
+//! crabcan's developer and CI tasks, run as `cargo xtask <task>`.
+
+mod json;
+mod rootfs;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <task>
+tasks:
+  rootfs DIR             build the busybox test root filesystem in DIR";
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("xtask: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("rootfs") => match &args[1..] {
+            [dir] if !dir.starts_with('-') => rootfs::ensure(&PathBuf::from(dir)).map(|()| true),
+            _ => return usage_error("rootfs takes exactly one argument, the directory"),
+        },
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => return usage_error(&format!("unknown task `{other}`")),
+        None => return usage_error("no task given"),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
