@@ -3,13 +3,15 @@
 mod json;
 mod rootfs;
 mod util;
+mod vmtest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask <task>
 tasks:
-  rootfs DIR             build the busybox test root filesystem in DIR";
+  rootfs DIR             build the busybox test root filesystem in DIR
+  vm-test [-- FILTER…]   run the test suite as root in a QEMU guest with cgroup v2";
 
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("xtask: {msg}\n{USAGE}");
@@ -23,6 +25,13 @@ fn main() -> ExitCode {
             [dir] if !dir.starts_with('-') => rootfs::ensure(&PathBuf::from(dir)).map(|()| true),
             _ => return usage_error("rootfs takes exactly one argument, the directory"),
         },
+        Some("vm-test") => {
+            let mut rest = &args[1..];
+            if rest.first().map(String::as_str) == Some("--") {
+                rest = &rest[1..];
+            }
+            vmtest::run(rest)
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,106 @@
+#!/bin/busybox sh
+# PID 1 of the `cargo xtask vm-test` guest.
+#
+# Stage 1 runs on the initramfs and moves everything into a tmpfs: pivot_root refuses to work
+# while the root is the initramfs itself, and the container tests need pivot_root.
+# Stage 2 prepares a clean cgroup v2 host, runs every test binary, reports on /dev/ttyS1 and
+# hands the verdict to QEMU through the isa-debug-exit port.
+PATH=/bin
+export PATH
+BB=/bin/busybox
+OPT=/opt/crabcan
+
+if [ "$1" != stage2 ]; then
+    $BB mkdir -p /newroot
+    $BB mount -t tmpfs -o mode=0755 tmpfs /newroot || exec $BB poweroff -f
+    $BB cp -a /bin /init /newroot/ || exec $BB poweroff -f
+    NB=/newroot/bin/busybox
+    # A move across filesystems copies then deletes, so memory holds one copy at a time.
+    for e in /*; do
+        case "$e" in
+            /newroot | /bin | /init | /proc | /sys | /dev) ;;
+            *) $NB mv "$e" /newroot/ || exec $NB poweroff -f ;;
+        esac
+    done
+    $NB mkdir -p /newroot/proc /newroot/sys /newroot/dev
+    exec $NB switch_root /newroot /init stage2
+fi
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+ip link set lo up
+hostname crabcan-vm
+
+# Binary output: no newline translation on the results port.
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+
+# The byte QEMU turns into its exit status: 0x10 -> 33 (pass), 0x11 -> 35 (fail).
+verdict() {
+    printf "\\$1" | dd of=/dev/port bs=1 seek=244 count=1 conv=notrunc 2>/dev/null
+    # Only reached if the debug-exit device is missing; the host then reports "no verdict".
+    poweroff -f
+}
+
+run_all() {
+    echo "vm-test: guest kernel $(uname -r), $(nproc) cpus, $(free -m | awk '/Mem:/ {print $2}') MiB"
+    ok=1
+    for c in cpu memory pids io cpuset; do
+        if grep -qw "$c" /sys/fs/cgroup/cgroup.controllers; then
+            if ! echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; then
+                echo "vm-test: cannot enable the $c cgroup controller"
+                [ "$c" = cpuset ] || ok=0
+            fi
+        elif [ "$c" != cpuset ]; then
+            echo "vm-test: the guest kernel has no $c cgroup controller"
+            ok=0
+        fi
+    done
+    echo "vm-test: cgroup2 subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+    [ "$ok" = 1 ] || return 1
+
+    # FILTER and other libtest arguments from the host, one per line.
+    set --
+    while IFS= read -r a; do
+        set -- "$@" "$a"
+    done < $OPT/args
+
+    failed=0
+    # An optional host-side script (XTASK_VM_SCRIPT) to inspect or assert on the guest.
+    if [ -f $OPT/script.sh ]; then
+        echo "vm-test: running script"
+        (cd /tmp && sh $OPT/script.sh) </dev/null
+        rc=$?
+        echo "vm-test: result script $rc"
+        [ "$rc" = 0 ] || failed=1
+    fi
+    for t in $OPT/tests/*; do
+        [ -x "$t" ] || continue
+        n=${t##*/}
+        # Each binary gets its own writable working directory.
+        mkdir -p /tmp/vm-test/$n
+        echo "vm-test: running $n"
+        (
+            cd /tmp/vm-test/$n &&
+                exec env -i PATH=/bin HOME=/root TMPDIR=/tmp \
+                    CRABCAN_BIN=$OPT/bin/crabcan \
+                    CRABCAN_TEST_ROOTFS=$OPT/rootfs \
+                    CRABCAN_IN_VM=1 RUST_BACKTRACE=1 \
+                    "$t" --include-ignored --test-threads=2 "$@"
+        ) </dev/null
+        rc=$?
+        echo "vm-test: result $n $rc"
+        [ "$rc" = 0 ] || failed=1
+    done
+    return $failed
+}
+
+# Output must be drained before the verdict ends the VM: the last close of the port waits for it.
+run_all </dev/null >/dev/ttyS1 2>&1
+status=$?
+sync
+if [ "$status" = 0 ]; then verdict 020; else verdict 021; fi

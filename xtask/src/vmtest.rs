@@ -1,0 +1,816 @@
+//! `cargo xtask vm-test [-- FILTER…]`: the test suite, as root, in a QEMU guest whose kernel and
+//! cgroup v2 hierarchy belong to the tests alone.
+//!
+//! Everything the VM needs comes from Debian packages unpacked (never installed) under
+//! `target/vm-cache/`; each run's files live in `target/vm-test/`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::rootfs;
+use crate::util::{self, Result};
+
+/// The guest's `/init`.
+const INIT: &str = include_str!("../guest/init.sh");
+
+/// Where the guest finds what the host built (the init script knows these paths too).
+const GUEST_OPT: &str = "opt/crabcan";
+
+/// Long enough for a slow emulated run of the whole suite; a hung guest must still end.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// QEMU's exit statuses for the bytes the guest writes to the isa-debug-exit port.
+const QEMU_PASS: i32 = (0x10 << 1) | 1;
+const QEMU_FAIL: i32 = (0x11 << 1) | 1;
+
+const QEMU_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "qemu-system-common",
+    "qemu-system-data",
+    "seabios",
+];
+
+/// Runs the suite in the guest; `Ok(true)` only if every test binary passed.
+pub fn run(libtest_args: &[String]) -> Result<bool> {
+    let started = Instant::now();
+    let target = util::target_dir();
+    let cache = target.join("vm-cache");
+    let work = target.join("vm-test");
+    util::mkdir_p(&work)?;
+
+    let kernel = kernel(&cache)?;
+    let qemu = Qemu::ensure(&cache)?;
+    let script = match std::env::var_os("XTASK_VM_SCRIPT") {
+        Some(p) => Some(fs::read_to_string(&p).map_err(|e| {
+            format!(
+                "cannot read XTASK_VM_SCRIPT={}: {e}",
+                Path::new(&p).display()
+            )
+        })?),
+        None => None,
+    };
+    let tests = build_tests()?;
+    let crabcan = util::build_musl_bin("crabcan-cli", "crabcan", false)
+        .map_err(|e| format!("cannot build crabcan for the guest: {e}"))?;
+    let guest_rootfs = work.join("rootfs");
+    rootfs::ensure(&guest_rootfs)?;
+    let initrd = initramfs(
+        &work,
+        &Payload {
+            tests: &tests,
+            crabcan: &crabcan,
+            rootfs: &guest_rootfs,
+            libtest_args,
+            script: script.as_deref(),
+        },
+    )?;
+
+    let timeout = match std::env::var("XTASK_VM_TIMEOUT") {
+        Ok(s) => Duration::from_secs(
+            s.parse()
+                .map_err(|_| format!("XTASK_VM_TIMEOUT={s} is not a number of seconds"))?,
+        ),
+        Err(_) => DEFAULT_TIMEOUT,
+    };
+    let booted = Instant::now();
+    let outcome = qemu.boot(&kernel, &initrd, &work, timeout)?;
+    let vm_secs = booted.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
+
+    let expected: Vec<&str> = script
+        .as_ref()
+        .map(|_| "script")
+        .into_iter()
+        .chain(tests.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    let results = parse_results(&outcome.results);
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, rc)| rc != "0")
+        .map(|(n, rc)| format!("{n} (exit {rc})"))
+        .collect();
+    let count = tests.len();
+    let timing = format!("in {secs:.1} s (VM {vm_secs:.1} s)");
+    let problem = match outcome.end {
+        End::Status(QEMU_PASS) if failed.is_empty() && results.len() == expected.len() => {
+            println!("vm-test: {count} test binaries, all passed {timing}");
+            return Ok(true);
+        }
+        End::Status(QEMU_PASS) | End::Status(QEMU_FAIL) if !failed.is_empty() => {
+            format!(
+                "{} of {count} test binaries failed: {}",
+                failed.len(),
+                failed.join(", ")
+            )
+        }
+        End::Status(QEMU_PASS) | End::Status(QEMU_FAIL) => {
+            let missing: Vec<&str> = expected
+                .iter()
+                .copied()
+                .filter(|n| !results.iter().any(|(r, _)| r == n))
+                .collect();
+            if missing.is_empty() {
+                "the guest reported a failure outside the tests (see the output above)".to_string()
+            } else {
+                format!("the guest never finished: {}", missing.join(", "))
+            }
+        }
+        End::TimedOut => format!(
+            "killed QEMU after the {} s timeout{}",
+            timeout.as_secs(),
+            running_at_end(&outcome.results)
+                .map(|n| format!(" while {n} was running"))
+                .unwrap_or_default()
+        ),
+        End::Status(0) => match panic_line(&work.join("console.log")) {
+            Some(line) => format!("the guest kernel panicked: {line}"),
+            None => "the guest stopped without a verdict".to_string(),
+        },
+        End::Status(code) => format!(
+            "QEMU exited with status {code}: {}",
+            util::last_line(&fs::read(work.join("qemu.stderr")).unwrap_or_default())
+        ),
+        End::Signal(status) => format!("QEMU died: {status}"),
+    };
+    println!("vm-test: FAILED {timing}: {problem}");
+    println!(
+        "vm-test: guest console log: {}",
+        work.join("console.log").display()
+    );
+    Ok(false)
+}
+
+/// The pairs (binary, exit status) the guest reported.
+fn parse_results(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("vm-test: result "))
+        .filter_map(|rest| {
+            let (name, rc) = rest.rsplit_once(' ')?;
+            Some((name.to_string(), rc.to_string()))
+        })
+        .collect()
+}
+
+/// The binary that started last and never reported a result.
+fn running_at_end(text: &str) -> Option<String> {
+    let last = text
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("vm-test: running "))
+        .next_back()?;
+    let finished = parse_results(text).iter().any(|(n, _)| n == last);
+    (!finished).then(|| last.to_string())
+}
+
+fn panic_line(console: &Path) -> Option<String> {
+    let text = fs::read(console).ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find(|l| l.contains("Kernel panic"))
+        .map(|l| l.trim().to_string())
+}
+
+/// Builds every test harness of the workspace as a static binary; returns (guest name, path).
+fn build_tests() -> Result<Vec<(String, PathBuf)>> {
+    util::ensure_musl_target()?;
+    let artifacts =
+        util::cargo_artifacts(&["test", "--workspace", "--no-run", "--target", util::MUSL])
+            .map_err(|e| format!("cannot build the tests: {e}"))?;
+    let mut tests: Vec<(String, PathBuf)> = Vec::new();
+    for a in artifacts {
+        let Some(exe) = a.executable.filter(|_| a.test) else {
+            continue;
+        };
+        // Library tests keep the crate's name; others say what they are (`test-run`, `bin-crabcan`).
+        let base = if a.kind == "lib" {
+            a.name.clone()
+        } else {
+            format!("{}-{}", a.kind, a.name)
+        };
+        let base: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut name = base.clone();
+        let mut n = 2;
+        while tests.iter().any(|(t, _)| *t == name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        tests.push((name, exe));
+    }
+    if tests.is_empty() {
+        return Err("cargo built no test executables".to_string());
+    }
+    tests.sort();
+    Ok(tests)
+}
+
+/// What goes into the guest besides busybox and the init script.
+struct Payload<'a> {
+    tests: &'a [(String, PathBuf)],
+    crabcan: &'a Path,
+    rootfs: &'a Path,
+    libtest_args: &'a [String],
+    script: Option<&'a str>,
+}
+
+/// Copies a tree, keeping modes and symlinks.
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let to = fs::read_link(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+        symlink(&to, dst).map_err(|e| format!("cannot link {}: {e}", dst.display()))
+    } else if ft.is_dir() {
+        util::mkdir_p(dst)?;
+        let entries =
+            fs::read_dir(src).map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+            copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        util::chmod(dst, meta.mode() & 0o7777)
+    } else if ft.is_file() {
+        fs::copy(src, dst)
+            .map(|_| ())
+            .map_err(|e| format!("cannot copy {}: {e}", src.display()))
+    } else {
+        Err(format!(
+            "{} is not a file, directory or symlink",
+            src.display()
+        ))
+    }
+}
+
+/// Lists a tree's paths relative to `root`, each directory before its contents.
+fn list_tree(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let dir = root.join(rel);
+    let mut entries: Vec<_> = fs::read_dir(&dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = rel.join(entry.file_name());
+        out.push(path.clone());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            list_tree(root, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stages the guest's root and packs it with busybox cpio (the host need not have cpio).
+fn initramfs(work: &Path, payload: &Payload) -> Result<PathBuf> {
+    let busybox = rootfs::busybox()?;
+    let stage = work.join("initramfs");
+    util::remove_all(&stage)?;
+    // The guest's own root doubles as a host with a user 65534, like the test rootfs.
+    rootfs::populate(&stage, &busybox)?;
+    let write = |path: &Path, text: &str, mode: u32| -> Result<()> {
+        fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        util::chmod(path, mode)
+    };
+    write(&stage.join("init"), INIT, 0o755)?;
+    let opt = stage.join(GUEST_OPT);
+    for sub in ["bin", "tests"] {
+        util::mkdir_p(&opt.join(sub))?;
+    }
+    util::chmod(&stage.join("opt"), 0o755)?;
+    util::chmod(&opt, 0o755)?;
+    util::install_file(payload.crabcan, &opt.join("bin/crabcan"), 0o755)?;
+    for (name, exe) in payload.tests {
+        util::install_file(exe, &opt.join("tests").join(name), 0o755)?;
+    }
+    copy_tree(payload.rootfs, &opt.join("rootfs"))?;
+    let mut args = String::new();
+    for a in payload.libtest_args {
+        if a.contains('\n') {
+            return Err(format!("test argument {a:?} contains a newline"));
+        }
+        args.push_str(a);
+        args.push('\n');
+    }
+    write(&opt.join("args"), &args, 0o644)?;
+    if let Some(script) = payload.script {
+        write(&opt.join("script.sh"), script, 0o755)?;
+    }
+
+    let mut names = Vec::new();
+    list_tree(&stage, Path::new(""), &mut names)?;
+    let list = work.join("initramfs.list");
+    let mut text = Vec::new();
+    for n in &names {
+        text.extend_from_slice(n.as_os_str().as_encoded_bytes());
+        text.push(b'\n');
+    }
+    fs::write(&list, text).map_err(|e| format!("cannot write {}: {e}", list.display()))?;
+    let cpio = work.join("initramfs.cpio");
+    let out = File::create(&cpio).map_err(|e| format!("cannot create {}: {e}", cpio.display()))?;
+    let input = File::open(&list).map_err(|e| format!("cannot read {}: {e}", list.display()))?;
+    let status = Command::new(&busybox)
+        .args(["cpio", "-o", "-H", "newc", "-R", "0:0"])
+        .current_dir(&stage)
+        .stdin(input)
+        .stdout(out)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run busybox cpio: {e}"));
+    // The archive is all QEMU needs; the staged copy would only double the disk use.
+    let _ = util::remove_all(&stage);
+    let _ = fs::remove_file(&list);
+    let status = status?;
+    if !status.status.success() {
+        return Err(format!(
+            "cannot build the initramfs: busybox cpio failed: {}",
+            util::last_line(&status.stderr)
+        ));
+    }
+    Ok(cpio)
+}
+
+/// The uncompressed kernel (a fast PVH boot), extracted once from Debian's kernel package.
+fn kernel(cache: &Path) -> Result<PathBuf> {
+    let vmlinux = cache.join("vmlinux");
+    if vmlinux.is_file() {
+        return Ok(vmlinux);
+    }
+    let deps = util::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
+        .map_err(|e| format!("cannot find the kernel package: {e}"))?;
+    let deps = String::from_utf8_lossy(&deps);
+    let package = deps
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends:"))
+        .map(str::trim)
+        .find(|p| p.starts_with("linux-image-"))
+        .ok_or_else(|| "cannot find the kernel package: linux-image-amd64 names none".to_string())?
+        .to_string();
+    eprintln!("vm-test: fetching {package}");
+    let debs_dir = cache.join("debs");
+    let debs = util::apt_download(&debs_dir, &[&package])
+        .map_err(|e| format!("cannot download {package}: {e}"))?;
+    let deb = debs
+        .first()
+        .ok_or_else(|| format!("cannot download {package}: no package file"))?;
+
+    let unpack = util::temp_sibling(&cache.join("kernel"), "unpack");
+    util::remove_all(&unpack)?;
+    util::mkdir_p(&unpack)?;
+    let result = extract_vmlinux(deb, &unpack, &vmlinux);
+    let _ = util::remove_all(&unpack);
+    // The package is big and the kernel is all we need from it.
+    if result.is_ok() {
+        let _ = fs::remove_file(deb);
+    }
+    result.map(|()| vmlinux)
+}
+
+fn extract_vmlinux(deb: &Path, unpack: &Path, vmlinux: &Path) -> Result<()> {
+    // Only the kernel image: unpacking the whole package (modules included) takes much longer.
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
+    let tar_in = dpkg
+        .stdout
+        .take()
+        .ok_or_else(|| "cannot read dpkg-deb's output".to_string())?;
+    let tar = Command::new("tar")
+        .args(["-x", "--wildcards", "./boot/vmlinuz-*"])
+        .current_dir(unpack)
+        .stdin(tar_in)
+        .output();
+    let dpkg_status = dpkg.wait();
+    let tar = tar.map_err(|e| format!("cannot run tar: {e}"))?;
+    if !tar.status.success() || !dpkg_status.is_ok_and(|s| s.success()) {
+        return Err(format!(
+            "cannot unpack the kernel from {}: {}",
+            deb.display(),
+            util::last_line(&tar.stderr)
+        ));
+    }
+    let vmlinuz = fs::read_dir(unpack.join("boot"))
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).next())
+        .ok_or_else(|| format!("{} holds no boot/vmlinuz-*", deb.display()))?;
+    let image =
+        fs::read(&vmlinuz).map_err(|e| format!("cannot read {}: {e}", vmlinuz.display()))?;
+
+    // The bzImage wraps an xz stream of the ELF kernel, which QEMU boots directly through PVH.
+    const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
+    let start = image
+        .windows(XZ_MAGIC.len())
+        .position(|w| w == XZ_MAGIC)
+        .ok_or_else(|| format!("{} holds no xz-compressed kernel", vmlinuz.display()))?;
+    let tmp = util::temp_sibling(vmlinux, "new");
+    let out = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let mut xz = Command::new("xz")
+        .args(["-dc", "--single-stream"])
+        .stdin(Stdio::piped())
+        .stdout(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run xz: {e}"))?;
+    // xz stops reading at the end of the stream, so a broken pipe here is expected.
+    if let Some(mut stdin) = xz.stdin.take() {
+        let _ = stdin.write_all(&image[start..]);
+    }
+    let done = xz
+        .wait_with_output()
+        .map_err(|e| format!("cannot run xz: {e}"))?;
+    let mut head = [0u8; 4];
+    let is_elf = File::open(&tmp)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == *b"\x7fELF";
+    if !done.status.success() || !is_elf {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!(
+            "cannot decompress the kernel in {}: {}",
+            vmlinuz.display(),
+            if is_elf {
+                util::last_line(&done.stderr)
+            } else {
+                "the result is not an ELF image".to_string()
+            }
+        ));
+    }
+    fs::rename(&tmp, vmlinux).map_err(|e| format!("cannot place {}: {e}", vmlinux.display()))
+}
+
+/// QEMU unpacked from Debian packages with the shared libraries the host lacks.
+struct Qemu {
+    root: PathBuf,
+}
+
+impl Qemu {
+    fn binary(&self) -> PathBuf {
+        self.root.join("usr/bin/qemu-system-x86_64")
+    }
+
+    fn library_path(&self) -> String {
+        ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"]
+            .iter()
+            .map(|d| self.root.join(d).display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    fn ensure(cache: &Path) -> Result<Qemu> {
+        let root = cache.join("qemu");
+        if root.join(".complete").is_file() {
+            return Ok(Qemu { root });
+        }
+        eprintln!("vm-test: fetching QEMU into {}", root.display());
+        let tmp = util::temp_sibling(&root, "unpack");
+        util::remove_all(&tmp)?;
+        let result = Self::unpack(cache, &tmp);
+        if let Err(e) = result {
+            let _ = util::remove_all(&tmp);
+            return Err(format!("cannot set up QEMU: {e}"));
+        }
+        // A stale or concurrent tree is replaced only by a complete one.
+        let old = util::temp_sibling(&root, "old");
+        if root.exists() {
+            let _ = fs::rename(&root, &old);
+        }
+        let placed = fs::rename(&tmp, &root);
+        let _ = util::remove_all(&old);
+        if let Err(e) = placed {
+            let _ = util::remove_all(&tmp);
+            if !root.join(".complete").is_file() {
+                return Err(format!("cannot place {}: {e}", root.display()));
+            }
+        }
+        Ok(Qemu { root })
+    }
+
+    fn unpack(cache: &Path, tmp: &Path) -> Result<()> {
+        let debs_dir = cache.join("debs");
+        for deb in util::apt_download(&debs_dir, QEMU_PACKAGES)? {
+            util::deb_extract(&deb, tmp)?;
+        }
+        let q = Qemu {
+            root: tmp.to_path_buf(),
+        };
+        // Follow the library dependencies the host lacks, starting from the emulator's package,
+        // until the dynamic loader finds everything.
+        let mut fetched: Vec<String> = Vec::new();
+        let mut frontier = vec!["qemu-system-x86".to_string()];
+        loop {
+            let missing = q.missing_libraries()?;
+            if missing.is_empty() {
+                break;
+            }
+            let wanted = uninstalled_library_deps(&frontier)?
+                .into_iter()
+                .filter(|p| !fetched.contains(p))
+                .collect::<Vec<_>>();
+            if wanted.is_empty() {
+                return Err(format!(
+                    "no package found for the missing libraries {}",
+                    missing.join(", ")
+                ));
+            }
+            eprintln!("vm-test: fetching {}", wanted.join(" "));
+            let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            for deb in util::apt_download(&debs_dir, &names)? {
+                util::deb_extract(&deb, tmp)?;
+            }
+            fetched.extend(wanted.iter().cloned());
+            frontier = wanted;
+        }
+        let version = util::output(
+            Command::new(q.binary())
+                .arg("--version")
+                .env("LD_LIBRARY_PATH", q.library_path()),
+        )?;
+        eprintln!(
+            "vm-test: {}",
+            String::from_utf8_lossy(&version)
+                .lines()
+                .next()
+                .unwrap_or("QEMU ready")
+        );
+        File::create(tmp.join(".complete"))
+            .map(|_| ())
+            .map_err(|e| format!("cannot mark {} complete: {e}", tmp.display()))
+    }
+
+    /// The sonames `ldd` cannot resolve for the emulator.
+    fn missing_libraries(&self) -> Result<Vec<String>> {
+        let out = Command::new("ldd")
+            .arg(self.binary())
+            .env("LD_LIBRARY_PATH", self.library_path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ldd: {e}"))?;
+        let mut missing: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("not found"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !out.status.success() && missing.is_empty() {
+            return Err(format!("ldd failed: {}", util::last_line(&out.stderr)));
+        }
+        Ok(missing)
+    }
+
+    /// Boots the guest, streams its results to stdout, and reports how QEMU ended.
+    fn boot(
+        &self,
+        kernel: &Path,
+        initrd: &Path,
+        work: &Path,
+        timeout: Duration,
+    ) -> Result<Outcome> {
+        let console = work.join("console.log");
+        let results = work.join("results.txt");
+        let stderr_path = work.join("qemu.stderr");
+        for f in [&console, &results] {
+            util::remove_all(f)?;
+        }
+        let stderr = File::create(&stderr_path)
+            .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
+        let kvm = kvm_usable();
+        let mut cmd = Command::new(self.binary());
+        cmd.env("LD_LIBRARY_PATH", self.library_path())
+            // The TCG accelerator is a loadable module; without this QEMU looks in /usr/lib.
+            .env(
+                "QEMU_MODULE_DIR",
+                self.root.join("usr/lib/x86_64-linux-gnu/qemu"),
+            )
+            .arg("-L")
+            .arg(self.root.join("usr/share/seabios"))
+            .arg("-L")
+            .arg(self.root.join("usr/share/qemu"))
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .args(["-machine", "q35", "-smp", "2", "-m", "2048"]);
+        if kvm {
+            cmd.args(["-accel", "kvm", "-cpu", "host"]);
+        } else {
+            cmd.args(["-accel", "tcg", "-cpu", "max"]);
+        }
+        cmd.arg("-kernel")
+            .arg(kernel)
+            .arg("-initrd")
+            .arg(initrd)
+            .args([
+                "-append",
+                "console=ttyS0 panic=-1 rdinit=/init quiet",
+                "-no-reboot",
+            ])
+            .arg("-serial")
+            .arg(chardev_file(&console)?)
+            .arg("-serial")
+            .arg(chardev_file(&results)?)
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        die_with_parent(&mut cmd);
+        eprintln!(
+            "vm-test: booting the guest ({}; kernel log in {})",
+            if kvm { "KVM" } else { "TCG emulation" },
+            console.display()
+        );
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+        let streamed = stream(&mut child, &results, timeout);
+        if streamed.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        streamed
+    }
+}
+
+/// QEMU's `-serial file:PATH`; a comma would end the path, so refuse it.
+fn chardev_file(path: &Path) -> Result<String> {
+    let p = path.display().to_string();
+    if p.contains(',') {
+        return Err(format!(
+            "the path {p} contains a comma, which QEMU cannot take"
+        ));
+    }
+    Ok(format!("file:{p}"))
+}
+
+/// How QEMU ended.
+enum End {
+    Status(i32),
+    Signal(ExitStatus),
+    TimedOut,
+}
+
+struct Outcome {
+    end: End,
+    /// Everything the guest wrote to its results port.
+    results: String,
+}
+
+/// Copies new output from the results file to stdout until QEMU exits or the time is up.
+fn stream(child: &mut Child, results: &Path, timeout: Duration) -> Result<Outcome> {
+    let start = Instant::now();
+    let mut file: Option<File> = None;
+    let mut seen = Vec::new();
+    let mut stdout = std::io::stdout();
+    let mut pump = |file: &mut Option<File>, seen: &mut Vec<u8>| {
+        if file.is_none() {
+            *file = File::open(results).ok();
+        }
+        if let Some(f) = file {
+            let mut chunk = Vec::new();
+            if f.read_to_end(&mut chunk).is_ok() && !chunk.is_empty() {
+                chunk.retain(|&b| b != b'\r');
+                let _ = stdout.write_all(&chunk);
+                let _ = stdout.flush();
+                seen.extend_from_slice(&chunk);
+            }
+        }
+    };
+    let end = loop {
+        pump(&mut file, &mut seen);
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                break match status.code() {
+                    Some(code) => End::Status(code),
+                    None => End::Signal(status),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot wait for QEMU: {e}")),
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break End::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    pump(&mut file, &mut seen);
+    if !seen.is_empty() && !seen.ends_with(b"\n") {
+        println!();
+    }
+    Ok(Outcome {
+        end,
+        results: String::from_utf8_lossy(&seen).into_owned(),
+    })
+}
+
+/// KVM only where it really works: a paravirtual KVM (kvm_pvm) hangs a stock kernel at boot.
+fn kvm_usable() -> bool {
+    let writable = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let hw = fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+        c.lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    });
+    writable && hw && !Path::new("/sys/module/kvm_pvm").exists()
+}
+
+unsafe extern "C" {
+    // From the C library std already links; std has no wrapper for it.
+    fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
+}
+
+/// Makes the kernel kill QEMU if this process dies, so no guest outlives a killed run.
+fn die_with_parent(cmd: &mut Command) {
+    const PR_SET_PDEATHSIG: std::ffi::c_int = 1;
+    const SIGKILL: std::ffi::c_ulong = 9;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Library packages that `packages` depend on and the host does not have installed.
+fn uninstalled_library_deps(packages: &[String]) -> Result<Vec<String>> {
+    let out = util::output(Command::new("apt-cache").arg("depends").args(packages))
+        .map_err(|e| format!("cannot list dependencies: {e}"))?;
+    let mut deps: Vec<String> = String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim().trim_start_matches('|');
+            l.strip_prefix("Depends:")
+                .or_else(|| l.strip_prefix("PreDepends:"))
+        })
+        .map(|p| p.trim().split(':').next().unwrap_or_default().to_string())
+        .filter(|p| p.starts_with("lib") && !p.starts_with('<'))
+        .collect();
+    deps.sort();
+    deps.dedup();
+    if deps.is_empty() {
+        return Ok(deps);
+    }
+    // dpkg-query fails for unknown packages, but still prints the known ones, which is all we need.
+    let query = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\n"])
+        .args(&deps)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run dpkg-query: {e}"))?;
+    let installed: Vec<String> = String::from_utf8_lossy(&query.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, status) = l.split_once(' ')?;
+            status.starts_with("ii").then(|| name.to_string())
+        })
+        .collect();
+    Ok(deps
+        .into_iter()
+        .filter(|d| !installed.contains(d))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_results_and_the_binary_left_running() {
+        let text = "vm-test: running a\nok\nvm-test: result a 0\nvm-test: running b c\n";
+        assert_eq!(
+            parse_results(text),
+            vec![("a".to_string(), "0".to_string())]
+        );
+        assert_eq!(running_at_end(text), Some("b c".to_string()));
+        assert_eq!(
+            running_at_end("vm-test: running a\nvm-test: result a 1\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn qemu_exit_codes_match_the_guest_bytes() {
+        assert_eq!(QEMU_PASS, 33);
+        assert_eq!(QEMU_FAIL, 35);
+    }
+}
