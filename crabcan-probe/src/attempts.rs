@@ -385,6 +385,15 @@ pub fn chmod_suid(_: &[String]) -> Verdict {
 /// fchmodat2 (added in Linux 6.6); older kernels answer ENOSYS.
 const SYS_FCHMODAT2: libc::c_long = 452;
 
+/// Without a mounted /proc a missing file proves nothing: the probe cannot even try.
+fn need_proc() -> Result<(), Verdict> {
+    if Path::new("/proc/self/status").is_file() {
+        Ok(())
+    } else {
+        Err(Verdict::Error("/proc is not mounted".into()))
+    }
+}
+
 /// Opens a /proc file and tells whether it is the real proc file or a mask over it.
 fn proc_file(path: &str, flags: libc::c_int) -> Result<(std::os::fd::OwnedFd, bool), Errno> {
     let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
@@ -397,6 +406,9 @@ fn proc_file(path: &str, flags: libc::c_int) -> Result<(std::os::fd::OwnedFd, bo
 /// /proc/sysrq-trigger. Blocked when it cannot be opened for writing, is masked (not a
 /// proc file; nothing is written then) or the write fails.
 pub fn sysrq_trigger(_: &[String]) -> Verdict {
+    if let Err(v) = need_proc() {
+        return v;
+    }
     let (fd, real) = match proc_file("/proc/sysrq-trigger", libc::O_WRONLY) {
         Ok(x) => x,
         Err(e) => return Verdict::Blocked(format!("open for writing: {}", en(e))),
@@ -424,6 +436,9 @@ fn read_some(fd: libc::c_int) -> Result<usize, Errno> {
 /// read-kcore: read bytes of /proc/kcore. Blocked when it cannot be opened or read, or
 /// reads as empty (masked by /dev/null).
 pub fn read_kcore(_: &[String]) -> Verdict {
+    if let Err(v) = need_proc() {
+        return v;
+    }
     let (fd, real) = match proc_file("/proc/kcore", libc::O_RDONLY) {
         Ok(x) => x,
         Err(e) => return Verdict::Blocked(format!("open: {}", en(e))),
@@ -441,6 +456,9 @@ pub fn read_kcore(_: &[String]) -> Verdict {
 /// proc-masked: the masked files must read as empty (or be absent/unreadable) and the
 /// masked directories must list as empty.
 pub fn proc_masked(_: &[String]) -> Verdict {
+    if let Err(v) = need_proc() {
+        return v;
+    }
     const FILES: &[&str] = &[
         "/proc/kcore",
         "/proc/keys",
