@@ -139,40 +139,64 @@ pub fn spawn(spec: &ChildSpec<'_>, saved_mask: &SigSet) -> Result<Container> {
 }
 
 fn userns_error(e: Errno, flags: CloneFlags) -> Errcode {
-    let base = Errcode::sys("create the container's namespaces (clone)", e);
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .ok()
             .map(|s| s.trim().to_string())
     };
-    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return base.with_hint(
+    let knobs = UsernsKnobs {
+        max_user_namespaces: read("/proc/sys/user/max_user_namespaces"),
+        unprivileged_userns_clone: read("/proc/sys/kernel/unprivileged_userns_clone"),
+        apparmor_restrict: read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+        root: Uid::effective().is_root(),
+    };
+    let base = Errcode::sys("create the container's namespaces (clone)", e);
+    match clone_hint(e, flags, &knobs) {
+        Some(h) => base.with_hint(h),
+        None => base,
+    }
+}
+
+/// The kernel settings that decide whether a user namespace may be created.
+#[derive(Debug, Default)]
+struct UsernsKnobs {
+    max_user_namespaces: Option<String>,
+    unprivileged_userns_clone: Option<String>,
+    apparmor_restrict: Option<String>,
+    root: bool,
+}
+
+/// Names the setting that refused the clone, and how to allow it.
+fn clone_hint(e: Errno, flags: CloneFlags, k: &UsernsKnobs) -> Option<&'static str> {
+    if k.max_user_namespaces.as_deref() == Some("0") {
+        return Some(
             "user namespaces are disabled by the sysctl user.max_user_namespaces=0; \
              allow them with: sysctl -w user.max_user_namespaces=15000",
         );
     }
-    if !Uid::effective().is_root() {
-        if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-            return base.with_hint(
+    if !k.root {
+        if k.unprivileged_userns_clone.as_deref() == Some("0") {
+            return Some(
                 "unprivileged user namespaces are disabled by the sysctl \
                  kernel.unprivileged_userns_clone=0; allow them with: \
                  sysctl -w kernel.unprivileged_userns_clone=1",
             );
         }
-        if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-            return base.with_hint(
+        if k.apparmor_restrict.as_deref() == Some("1") {
+            return Some(
                 "AppArmor restricts unprivileged user namespaces \
-                 (kernel.apparmor_restrict_unprivileged_userns=1); set it to 0 or run as root",
+                 (kernel.apparmor_restrict_unprivileged_userns=1); allow them with: \
+                 sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or run as root",
             );
         }
     }
-    if e == Errno::ENOSPC {
-        return base.with_hint("a namespace limit under /proc/sys/user/ is reached");
+    match e {
+        Errno::ENOSPC => Some("a namespace limit in /proc/sys/user/ is reached"),
+        Errno::EINVAL if flags.contains(CloneFlags::CLONE_NEWUSER) => {
+            Some("this kernel may lack user namespace support (CONFIG_USER_NS)")
+        }
+        _ => None,
     }
-    if e == Errno::EINVAL && flags.contains(CloneFlags::CLONE_NEWUSER) {
-        return base.with_hint("this kernel may lack user namespace support (CONFIG_USER_NS)");
-    }
-    base
 }
 
 impl Container {
@@ -358,4 +382,35 @@ fn close_other_fds() -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knobs(max: &str, unpriv: &str, aa: &str, root: bool) -> UsernsKnobs {
+        UsernsKnobs {
+            max_user_namespaces: Some(max.into()),
+            unprivileged_userns_clone: Some(unpriv.into()),
+            apparmor_restrict: Some(aa.into()),
+            root,
+        }
+    }
+
+    #[test]
+    fn clone_failures_name_the_setting_that_refused() {
+        let f = CloneFlags::CLONE_NEWUSER;
+        let h = clone_hint(Errno::ENOSPC, f, &knobs("0", "1", "0", true)).unwrap();
+        assert!(h.contains("user.max_user_namespaces"), "{h}");
+        let h = clone_hint(Errno::EPERM, f, &knobs("100", "0", "0", false)).unwrap();
+        assert!(h.contains("kernel.unprivileged_userns_clone"), "{h}");
+        let h = clone_hint(Errno::EACCES, f, &knobs("100", "1", "1", false)).unwrap();
+        assert!(h.contains("apparmor_restrict_unprivileged_userns"), "{h}");
+        // Root is not subject to the unprivileged knobs.
+        assert_eq!(
+            clone_hint(Errno::EPERM, f, &knobs("100", "0", "1", true)),
+            None
+        );
+        assert!(clone_hint(Errno::ENOSPC, f, &UsernsKnobs::default()).is_some());
+    }
 }

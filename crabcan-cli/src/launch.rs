@@ -7,8 +7,8 @@ use crabcan_errors::Result;
 /// Runs the container described by `cfg` and returns the exit code crabcan should end with.
 pub fn run(cfg: Config) -> Result<i32> {
     let plan = crabcan_mounts::plan(&cfg.mounts)?;
-    for step in &plan.steps {
-        log::debug!("mount plan: {step}");
+    for line in plan.describe() {
+        log::debug!("mount plan: {line}");
     }
     let prepared = crabcan_mounts::prepare(&plan)?;
     for p in prepared.created() {

@@ -217,6 +217,34 @@ pub struct MountPlan {
 }
 
 impl MountPlan {
+    /// One line per step, with source paths spelled out (for `--debug`).
+    pub fn describe(&self) -> Vec<String> {
+        let src = |i: &usize| {
+            self.sources
+                .get(*i)
+                .map(|s| s.path.display().to_string())
+                .unwrap_or_else(|| format!("#{i}"))
+        };
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Clone { index } => {
+                    let s = &self.sources[*index];
+                    format!(
+                        "clone {}{}{}",
+                        s.path.display(),
+                        if s.recursive { " (recursive)" } else { "" },
+                        if s.read_only { " read-only" } else { "" }
+                    )
+                }
+                Step::Attach { index, target } => {
+                    format!("bind {} to {}", src(index), target.display())
+                }
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
     /// Every mount target of the plan, in order (for logs and tests).
     pub fn targets(&self) -> impl Iterator<Item = &Path> {
         self.steps.iter().filter_map(|s| match s {
