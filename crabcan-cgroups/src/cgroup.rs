@@ -207,17 +207,21 @@ fn create_on(host: &Host, plan: &CgroupPlan) -> Result<Option<Cgroup>> {
         return Ok(None);
     };
 
+    // Steps shared by all limits are reported under the first explicit flag.
+    let label = required
+        .first()
+        .and_then(|&c| plan.flag_for(c))
+        .unwrap_or("the default pids limit");
     let mut attempt = 0;
     let (cgroup, enabled) = loop {
         attempt += 1;
-        match prepare(&place, plan, &required, optional.clone()) {
+        match prepare(&place, plan, label, &required, optional.clone()) {
             Ok(done) => break done,
             // Another crabcan removed the shared parent between our steps: start again.
             Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < CREATE_ATTEMPTS => {}
-            Err(e) if explicit => return Err(e),
-            Err(_) => {
+            Err(e) => {
                 let _ = remove_parent_if_empty(place.parent_dir());
-                return Ok(None);
+                return if explicit { Err(e) } else { Ok(None) };
             }
         }
     };
@@ -230,17 +234,26 @@ fn create_on(host: &Host, plan: &CgroupPlan) -> Result<Option<Cgroup>> {
         if !required.contains(&w.controller) && !enabled.contains(&w.controller) {
             continue;
         }
+        let flag = match w.source {
+            Source::Flag(f) => f,
+            Source::Default => "a default limit",
+        };
         let file = cgroup.path.join(w.file);
         let result = if file.exists() {
-            write_file(&file, &w.value)
-                .sys_ctx(|| format!("write '{}' to {}", w.value, file.display()))
+            write_file(&file, &w.value).map_err(|e| {
+                failed(
+                    flag,
+                    format!("write '{}' to {}", w.value, file.display()),
+                    e,
+                )
+            })
         } else {
-            Err(missing_file_error(w.file, &file))
+            Err(missing_file_error(flag, w.file, &file))
         };
         match (result, w.source) {
             (Ok(()), _) | (Err(_), Source::Default) => {}
             // Dropping `cgroup` on this return removes the half-made directory.
-            (Err(e), Source::Flag(flag)) => return Err(e.context(format!("cannot apply {flag}"))),
+            (Err(e), Source::Flag(_)) => return Err(e),
         }
     }
     Ok(Some(cgroup))
@@ -251,6 +264,7 @@ fn create_on(host: &Host, plan: &CgroupPlan) -> Result<Option<Cgroup>> {
 fn prepare(
     place: &Placement,
     plan: &CgroupPlan,
+    label: &str,
     required: &[Controller],
     mut optional: Vec<Controller>,
 ) -> Result<(Cgroup, Vec<Controller>)> {
@@ -260,26 +274,25 @@ fn prepare(
             match fs::create_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    let e = io_err(e, format!("create cgroup {}", dir.display()));
-                    return Err(explain(e, plan, required));
-                }
+                Err(e) => return Err(failed(label, format!("create cgroup {}", dir.display()), e)),
             }
         }
         for &c in required {
-            enable(dir, c).map_err(|e| explain(e, plan, required))?;
+            enable(dir, c, plan.flag_for(c).unwrap_or(label))?;
         }
-        optional.retain(|&c| enable(dir, c).is_ok());
+        optional.retain(|&c| enable(dir, c, label).is_ok());
     }
     if required.is_empty() && optional.is_empty() {
-        let _ = remove_parent_if_empty(parent);
         return Err(Errcode::setup("no controller could be enabled"));
     }
     let path = place.cgroup.clone();
     if let Err(e) = fs::create_dir(&path) {
         if e.kind() != io::ErrorKind::AlreadyExists {
-            let e = io_err(e, format!("create cgroup {}", path.display()));
-            return Err(explain(e, plan, required));
+            return Err(failed(
+                label,
+                format!("create cgroup {}", path.display()),
+                e,
+            ));
         }
         // A leftover of a run that was killed: reusable only if nothing runs in it.
         if fs::remove_dir(&path).is_err() {
@@ -289,7 +302,8 @@ fn prepare(
                 path.display()
             )));
         }
-        fs::create_dir(&path).sys_ctx(|| format!("create cgroup {}", path.display()))?;
+        fs::create_dir(&path)
+            .map_err(|e| failed(label, format!("create cgroup {}", path.display()), e))?;
     }
     let cgroup = Cgroup {
         path,
@@ -300,25 +314,28 @@ fn prepare(
 }
 
 /// Makes `controller` available to the children of `dir` (a no-op when it already is).
-fn enable(dir: &Path, controller: Controller) -> Result<()> {
+fn enable(dir: &Path, controller: Controller, flag: &str) -> Result<()> {
     let file = dir.join("cgroup.subtree_control");
-    let current = fs::read_to_string(&file).sys_ctx(|| format!("read {}", file.display()))?;
+    let current = fs::read_to_string(&file)
+        .map_err(|e| failed(flag, format!("read {}", file.display()), e))?;
     if parse_controllers(&current)
         .iter()
         .any(|c| c == controller.name())
     {
         return Ok(());
     }
-    write_file(&file, &format!("+{}", controller.name()))
-        .sys_ctx(|| format!("enable the {controller} controller in {}", file.display()))
+    write_file(&file, &format!("+{}", controller.name())).map_err(|e| {
+        failed(
+            flag,
+            format!("enable the {controller} controller in {}", file.display()),
+            e,
+        )
+    })
 }
 
-/// Prefixes a setup error with the flag it blocks and adds a hint for the usual errnos.
-fn explain(e: Errcode, plan: &CgroupPlan, required: &[Controller]) -> Errcode {
-    let flag = required
-        .first()
-        .and_then(|&c| plan.flag_for(c))
-        .unwrap_or("the default pids limit");
+/// "cannot apply FLAG: WHAT: ERRNO", with a hint for the errnos a cgroup tree usually gives.
+fn failed(flag: &str, what: String, e: io::Error) -> Errcode {
+    let e = io_err(e, format!("apply {flag}: {what}"));
     let hint = match e.errno() {
         Some(Errno::EBUSY) => Some(
             "that cgroup has processes of its own, and cgroup v2 lets only a cgroup without processes pass controllers to its children; run crabcan from a cgroup whose parent delegates them",
@@ -328,26 +345,29 @@ fn explain(e: Errcode, plan: &CgroupPlan, required: &[Controller]) -> Errcode {
         ),
         _ => None,
     };
-    let e = e.context(format!("cannot apply {flag}"));
     match hint {
         Some(h) => e.with_hint(h),
         None => e,
     }
 }
 
-fn missing_file_error(name: &str, file: &Path) -> Errcode {
-    let why = if name == "memory.swap.max" {
-        "the kernel does not account swap for cgroups"
+fn missing_file_error(flag: &str, name: &str, file: &Path) -> Errcode {
+    let (why, hint) = if name == "memory.swap.max" {
+        (
+            "the kernel does not account swap for cgroups",
+            format!("boot with swapaccount=1, or drop {flag}"),
+        )
     } else {
-        "the kernel does not provide it"
+        (
+            "the kernel does not provide it",
+            format!("drop {flag} on this kernel"),
+        )
     };
-    Errcode::setup(format!("{} does not exist: {why}", file.display())).with_hint(
-        if name == "memory.swap.max" {
-            "boot with swapaccount=1, or drop --memory-swap"
-        } else {
-            "drop the flag on this kernel"
-        },
-    )
+    Errcode::setup(format!(
+        "cannot apply {flag}: {} does not exist: {why}",
+        file.display()
+    ))
+    .with_hint(hint)
 }
 
 /// Kills every process in `dir` and below, then removes the directories bottom-up, retrying
@@ -485,5 +505,43 @@ mod tests {
             s.contains("cpu controller") && s.contains("/sys/fs/cgroup/cgroup.controllers"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn failures_name_the_flag_and_hint_at_the_usual_causes() {
+        let busy = failed(
+            "--memory",
+            "enable the memory controller in /cg/user.slice/cgroup.subtree_control".into(),
+            io::Error::from_raw_os_error(Errno::EBUSY as i32),
+        )
+        .to_string();
+        assert!(
+            busy.starts_with("cannot apply --memory: enable the memory controller in /cg/user.slice/cgroup.subtree_control: Device or resource busy"),
+            "{busy}"
+        );
+        assert!(busy.contains("without processes"), "{busy}");
+        let denied = failed(
+            "--pids",
+            "create cgroup /cg/crabcan".into(),
+            io::Error::from_raw_os_error(Errno::EACCES as i32),
+        )
+        .to_string();
+        assert!(
+            denied.contains("run as root or in a delegated cgroup"),
+            "{denied}"
+        );
+        let swap = missing_file_error(
+            "--memory-swap",
+            "memory.swap.max",
+            Path::new("/cg/crabcan/crabcan-a/memory.swap.max"),
+        )
+        .to_string();
+        assert!(
+            swap.starts_with(
+                "cannot apply --memory-swap: /cg/crabcan/crabcan-a/memory.swap.max does not exist"
+            ),
+            "{swap}"
+        );
+        assert!(swap.contains("swapaccount=1"), "{swap}");
     }
 }
