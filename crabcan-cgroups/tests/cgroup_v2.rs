@@ -103,14 +103,16 @@ fn pids_max_stops_a_fork_loop() {
     let stderr = read_all(child.stderr.take());
     let _ = child.wait().unwrap();
 
-    let started = stdout.lines().filter(|l| *l == "started").count();
+    // Whether the shell gives up or goes on after a failed fork differs between shells, so
+    // the evidence is the kernel's: refused forks counted, and never more than 8 members.
+    let members = fs::read_to_string(path.join("cgroup.procs")).unwrap();
     assert!(
-        started < 8,
-        "{started} background processes started under pids.max=8\n{stdout}\n{stderr}"
+        members.lines().count() <= 8,
+        "more than pids.max members: {members}"
     );
     assert!(
         stderr.to_lowercase().contains("fork"),
-        "the shell should report a failed fork: {stderr}"
+        "the shell should report a failed fork:\n{stdout}\n{stderr}"
     );
     let events = fs::read_to_string(path.join("pids.events")).unwrap();
     assert!(field(&events, "max") >= 1, "pids.events: {events}");
