@@ -1,0 +1,228 @@
+//! Tests of the plan, and a privileged test that applies it in a child process.
+
+use super::*;
+
+fn cfg(add: &[&str], drop: &[&str], uid: u32, seccomp: bool) -> SecurityConfig {
+    SecurityConfig {
+        cap_add: add.iter().map(|s| s.to_string()).collect(),
+        cap_drop: drop.iter().map(|s| s.to_string()).collect(),
+        uid,
+        seccomp,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn root_keeps_the_defaults_in_effective() {
+    let p = plan(&SecurityConfig::default()).unwrap();
+    assert_eq!(p.bounding(), CapSet::of(DEFAULT_CAPS));
+    assert_eq!(p.effective(), p.bounding());
+    assert!(p.seccomp_program().is_some());
+}
+
+#[test]
+fn non_root_gets_no_capabilities_but_keeps_the_bounding_set() {
+    let p = plan(&cfg(&["NET_ADMIN"], &[], 1000, false)).unwrap();
+    assert_eq!(p.effective(), CapSet::EMPTY);
+    assert!(p.bounding().contains(Capability::NetAdmin));
+}
+
+#[test]
+fn unconfined_has_no_program_and_says_so() {
+    let p = plan(&cfg(&[], &["ALL"], 0, false)).unwrap();
+    assert!(p.seccomp_program().is_none());
+    let d = describe(&p);
+    assert!(d.contains("seccomp unconfined"), "{d}");
+    assert!(d.contains("bounding none"), "{d}");
+    assert!(!d.contains('\n'));
+}
+
+#[test]
+fn bad_names_fail_the_plan() {
+    let e = plan(&cfg(&[], &["CAP_NOPE"], 0, true)).unwrap_err();
+    assert_eq!(e.kind(), crabcan_errors::Kind::Usage);
+    assert!(e.to_string().contains("CAP_NOPE"));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn describe_is_one_line_with_the_essentials() {
+    let p = plan(&cfg(&["ALL"], &["SYS_ADMIN"], 1000, true)).unwrap();
+    let d = describe(&p);
+    assert!(!d.contains('\n'));
+    assert!(d.contains("effective none (uid 1000)"), "{d}");
+    assert!(d.contains("x86_64 allow list"), "{d}");
+    assert!(d.contains("no_new_privs on"), "{d}");
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[test]
+fn other_arches_refuse_the_filter_clearly() {
+    let e = plan(&cfg(&[], &[], 0, true)).unwrap_err();
+    assert!(e.to_string().contains("x86_64"));
+    assert!(plan(&cfg(&[], &[], 0, false)).is_ok());
+}
+
+// -------------------------------------------------------------------------------------
+// Privileged: apply everything in a fresh process (the test binary re-executed), never in
+// the multi-threaded harness itself.
+
+const PROBE_ENV: &str = "CRABCAN_SECURITY_PROBE";
+const PROBE_TEST: &str = "tests::probe_applies_and_checks";
+
+/// Runs the probe in a child process as `mode` ("root" or "user") and checks it passed.
+fn run_probe(mode: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([PROBE_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PROBE_ENV, mode)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(&format!("PROBE OK {mode}")),
+        "probe ({mode}) failed: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+}
+
+#[test]
+fn apply_confines_a_real_process() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it drops bounding capabilities and installs the seccomp \
+         filter in a child process (run `cargo test -p crabcan-security` as root or in the VM)"
+    );
+    run_probe("root");
+    run_probe("user");
+}
+
+/// Only does something when re-executed by [`apply_confines_a_real_process`].
+#[test]
+fn probe_applies_and_checks() {
+    let Ok(mode) = std::env::var(PROBE_ENV) else {
+        return;
+    };
+    probe(&mode);
+    println!("PROBE OK {mode}");
+}
+
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {key} in status"))
+}
+
+fn hex(status: &str, key: &str) -> u64 {
+    u64::from_str_radix(&status_field(status, key), 16).unwrap()
+}
+
+fn errno_of(r: libc::c_long) -> Option<i32> {
+    (r < 0).then(|| Errno::last() as i32)
+}
+
+fn probe(mode: &str) {
+    let user = mode == "user";
+    let p = plan(&cfg(&[], &[], if user { 65534 } else { 0 }, true)).unwrap();
+    // A file to chmod later, made while still root (only the root probe uses it).
+    let file = std::env::temp_dir().join(format!("crabcan-security-probe-{}", std::process::id()));
+    if !user {
+        std::fs::write(&file, b"").unwrap();
+    }
+    let path = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
+
+    apply_bounding(&p).unwrap();
+    if user {
+        // Raw syscalls change only this thread, which is the one being confined; the libc
+        // wrappers would change every thread of the harness.
+        // SAFETY: integer arguments only; a null list with size 0 clears the groups.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+        }
+    }
+    apply_final(&p).unwrap();
+
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let mask = caps::valid_mask(caps::kernel_last_cap().unwrap());
+    let kept = CapSet::of(DEFAULT_CAPS).0 & mask;
+    let eff = if user { 0 } else { kept };
+    assert_eq!(hex(&status, "CapBnd"), kept, "bounding set");
+    assert_eq!(hex(&status, "CapEff"), eff, "effective set");
+    assert_eq!(hex(&status, "CapPrm"), eff, "permitted set");
+    assert_eq!(hex(&status, "CapInh"), 0, "inheritable set");
+    assert_eq!(hex(&status, "CapAmb"), 0, "ambient set");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
+    assert_eq!(status_field(&status, "Seccomp"), "2");
+
+    let eperm = Some(libc::EPERM);
+    // SAFETY: each call gets valid pointers or none; a refused call touches nothing.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_getpid),
+            i64::from(std::process::id())
+        );
+
+        let tmpfs = c"tmpfs";
+        let mnt = libc::syscall(
+            libc::SYS_mount,
+            tmpfs.as_ptr(),
+            path.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            0,
+        );
+        assert_eq!(errno_of(mnt), eperm, "mount");
+        // Without the filter a thread of a multi-threaded process gets EINVAL here.
+        let r = libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER);
+        assert_eq!(errno_of(r), eperm, "unshare(CLONE_NEWUSER)");
+        let r = libc::syscall(libc::SYS_unshare, libc::CLONE_NEWNET);
+        assert_eq!(errno_of(r), eperm, "unshare(CLONE_NEWNET)");
+        let r = libc::syscall(libc::SYS_setns, 0, 0);
+        assert_eq!(errno_of(r), eperm, "setns");
+
+        // /dev/null is no terminal: allowed terminal ioctls fail with ENOTTY, refused
+        // ones with EPERM before the driver sees them.
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        assert!(fd >= 0);
+        let ch = b'x';
+        let r = libc::syscall(libc::SYS_ioctl, fd, u64::from(seccomp::TIOCSTI), &ch);
+        assert_eq!(errno_of(r), eperm, "ioctl TIOCSTI");
+        let mut ws = std::mem::zeroed::<libc::winsize>();
+        let r = libc::syscall(libc::SYS_ioctl, fd, libc::TIOCGWINSZ, &mut ws);
+        assert_eq!(errno_of(r), Some(libc::ENOTTY), "ioctl TIOCGWINSZ");
+        libc::close(fd);
+
+        let r = libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0);
+        assert_eq!(errno_of(r), Some(libc::ENOSYS), "clone3");
+        let r = libc::syscall(seccomp::X32_SYSCALL_BIT as libc::c_long | libc::SYS_getpid);
+        assert_eq!(errno_of(r), eperm, "x32 getpid");
+        let r = libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0);
+        assert_eq!(errno_of(r), eperm, "keyctl");
+        let r = libc::syscall(libc::SYS_bpf, 0, 0, 0);
+        assert_eq!(errno_of(r), eperm, "bpf");
+        let r = libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0);
+        assert_eq!(errno_of(r), eperm, "ptrace");
+
+        assert!(libc::syscall(libc::SYS_personality, 0xffff_ffffu32) >= 0);
+        let r = libc::syscall(libc::SYS_personality, libc::ADDR_NO_RANDOMIZE);
+        assert_eq!(errno_of(r), eperm, "personality(ADDR_NO_RANDOMIZE)");
+
+        if !user {
+            let r = libc::syscall(libc::SYS_chmod, path.as_ptr(), 0o4755);
+            assert_eq!(errno_of(r), eperm, "chmod 04755");
+            let r = libc::syscall(libc::SYS_chmod, path.as_ptr(), 0o755);
+            assert_eq!(errno_of(r), None, "chmod 0755");
+        }
+    }
+    if !user {
+        let _ = std::fs::remove_file(&file);
+    }
+}
