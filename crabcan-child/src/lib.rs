@@ -32,6 +32,9 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGQUIT,
 ];
 
+/// Sent by the child just before `execve`, so the parent can tell exec from a silent death.
+const EXEC_MARKER: &[u8] = b"exec";
+
 /// Stack for the cloned child; it runs setup code only, then execs.
 const CHILD_STACK: usize = 1024 * 1024;
 
@@ -227,34 +230,44 @@ impl Container {
     pub fn release(&mut self) -> Result<()> {
         nix::sys::socket::send(self.chan.as_raw_fd(), b"g", MsgFlags::empty())
             .sys_ctx(|| "release the container's process")?;
+        // The child sends EXEC_MARKER right before execve; then either an error (exec
+        // failed) or EOF (the channel is CLOEXEC: exec succeeded). EOF without the marker
+        // means the child died during setup without a word (killed by a signal).
         let mut buf = vec![0u8; 8192];
-        let n = loop {
-            match nix::sys::socket::recv(self.chan.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        let mut marker = false;
+        loop {
+            let n = match nix::sys::socket::recv(self.chan.as_raw_fd(), &mut buf, MsgFlags::empty())
+            {
                 Err(Errno::EINTR) => continue,
-                r => break r.sys_ctx(|| "read the container's setup result")?,
-            }
-        };
-        if n == 0 {
-            // EOF: the channel closed on exec (CLOEXEC), or the child died. Tell them apart.
-            return match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, c)) if c != 0 => {
-                    self.reaped = Some(c);
-                    Err(Errcode::setup(format!(
-                        "the container's process exited with {c} during setup"
-                    )))
-                }
-                Ok(WaitStatus::Signaled(_, s, _)) => {
-                    self.reaped = Some(128 + s as i32);
-                    Err(Errcode::setup(format!(
-                        "the container's process was killed by {s} during setup"
-                    )))
-                }
-                _ => Ok(()),
+                r => r.sys_ctx(|| "read the container's setup result")?,
             };
+            match &buf[..n] {
+                [] if marker => return Ok(()),
+                [] => return Err(self.died_in_setup()),
+                m if m == EXEC_MARKER => marker = true,
+                m => {
+                    return Err(Errcode::decode(m).unwrap_or_else(|| {
+                        Errcode::setup("the container's process reported an unreadable setup error")
+                    }));
+                }
+            }
         }
-        Err(Errcode::decode(&buf[..n]).unwrap_or_else(|| {
-            Errcode::setup("the container's process reported an unreadable setup error")
-        }))
+    }
+
+    fn died_in_setup(&mut self) -> Errcode {
+        let how = match nix::sys::wait::waitpid(self.pid, None) {
+            Ok(WaitStatus::Exited(_, c)) => {
+                self.reaped = Some(c);
+                format!("exited with {c}")
+            }
+            Ok(WaitStatus::Signaled(_, s, _)) => {
+                self.reaped = Some(128 + s as i32);
+                format!("was killed by {s}")
+            }
+            Ok(other) => format!("stopped ({other:?})"),
+            Err(e) => format!("vanished ({})", e.desc()),
+        };
+        Errcode::setup(format!("the container's process {how} during setup"))
     }
 
     /// Waits for the container to end, forwarding [`FORWARDED`] signals to it. Returns its
@@ -357,6 +370,8 @@ fn setup_and_exec(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSe
     mask.thread_set_mask()
         .sys_ctx(|| "restore the signal mask")?;
     log::debug!("exec {:?}", spec.argv);
+    nix::sys::socket::send(chan, EXEC_MARKER, MsgFlags::empty())
+        .sys_ctx(|| "tell the parent the command starts")?;
     Err(exec::exec(&spec.argv, &spec.env))
 }
 
