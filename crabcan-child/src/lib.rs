@@ -1,6 +1,11 @@
 //! The container's process bootstrap: one `clone` into new namespaces, the parent/child
 //! channel, the id maps, the ordered setup in the child, and `execve`.
 //!
+//! In the child, after the parent's go: cgroup namespace, hostname, mounts and
+//! `pivot_root`, loopback, rlimits, capability bounding set, ids, working directory,
+//! fds marked close-on-exec, signal mask, then capabilities, no_new_privs and seccomp
+//! last, and `execve`.
+//!
 //! The steps are separate so a front end can hold the child before exec:
 //! [`spawn`] clones a child that waits; [`Container::write_id_maps`] maps its ids (place it
 //! in a cgroup after that); [`Container::release`] lets it set up and exec and reports a
@@ -47,24 +52,8 @@ pub enum Net {
     Host,
 }
 
-/// Hooks run in the child around the id switch, for the confinement crates.
-pub trait ChildHooks {
-    /// Runs as root in the container, after mounts and before the ids are switched.
-    fn before_ids(&self) -> Result<()> {
-        Ok(())
-    }
-    /// Runs after the ids are switched, the last thing before exec.
-    fn after_ids(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// No extra confinement (for tests and tools that do their own).
-pub struct NoHooks;
-impl ChildHooks for NoHooks {}
-
 /// Everything the child needs, decided before the clone.
-pub struct ChildSpec<'a> {
+pub struct ChildSpec {
     /// The command and its arguments.
     pub argv: Vec<CString>,
     /// The command's environment.
@@ -81,8 +70,10 @@ pub struct ChildSpec<'a> {
     pub mounts: crabcan_mounts::MountPlan,
     /// Network mode.
     pub net: Net,
-    /// Extra confinement steps.
-    pub hooks: &'a dyn ChildHooks,
+    /// Capabilities, no_new_privs and seccomp.
+    pub security: crabcan_security::SecurityPlan,
+    /// Resource limits set on the command's process.
+    pub rlimits: Vec<crabcan_cgroups::RlimitSpec>,
 }
 
 /// A cloned container process and crabcan's end of the channel to it.
@@ -108,7 +99,7 @@ pub fn block_signals() -> Result<SigSet> {
 
 /// Clones the container's process into new namespaces. It waits for
 /// [`Container::release`] before doing anything. The caller must be single-threaded.
-pub fn spawn(spec: &ChildSpec<'_>, saved_mask: &SigSet) -> Result<Container> {
+pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet) -> Result<Container> {
     let (parent_end, child_end) = nix::sys::socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -321,7 +312,7 @@ impl Drop for Container {
 }
 
 /// The child's side. Never returns to the caller's code: it execs or `_exit`s.
-fn child_main(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSet) -> isize {
+fn child_main(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> isize {
     let code = match setup_and_exec(spec, parent_end, chan, mask) {
         Ok(()) => 0,
         Err(e) => {
@@ -333,7 +324,7 @@ fn child_main(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSet) -
     unsafe { libc::_exit(code) }
 }
 
-fn setup_and_exec(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSet) -> Result<()> {
+fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
@@ -359,9 +350,9 @@ fn setup_and_exec(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSe
     if spec.net == Net::None {
         net::loopback_up()?;
     }
-    spec.hooks.before_ids()?;
+    crabcan_cgroups::apply_rlimits(&spec.rlimits)?;
+    crabcan_security::apply_bounding(&spec.security)?;
     switch_ids(spec.uid, &spec.idmap)?;
-    spec.hooks.after_ids()?;
     // Changing ids cleared the parent-death signal; set it again for the command.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     nix::unistd::chdir(&spec.workdir)
@@ -369,6 +360,7 @@ fn setup_and_exec(spec: &ChildSpec<'_>, parent_end: i32, chan: i32, mask: &SigSe
     close_other_fds()?;
     mask.thread_set_mask()
         .sys_ctx(|| "restore the signal mask")?;
+    crabcan_security::apply_final(&spec.security)?;
     log::debug!("exec {:?}", spec.argv);
     nix::sys::socket::send(chan, EXEC_MARKER, MsgFlags::empty())
         .sys_ctx(|| "tell the parent the command starts")?;

@@ -42,6 +42,15 @@ pub enum NetArg {
     Host,
 }
 
+/// Seccomp modes for `--seccomp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeccompArg {
+    /// The allow-list filter.
+    Default,
+    /// No filter (a warning is printed).
+    Unconfined,
+}
+
 /// Flags of `crabcan run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -85,6 +94,65 @@ pub struct RunArgs {
     /// As root: map container ids 0-65535 to host ids HOST.. instead of 0.. .
     #[arg(long, value_name = "HOST")]
     pub userns_base: Option<u32>,
+
+    /// Add a capability to the default set (CAP_NET_ADMIN, net_admin, or ALL); repeatable.
+    /// The default set is docker's 14; a non-zero --uid has no effective capabilities.
+    #[arg(long = "cap-add", value_name = "CAP", help_heading = "Confinement")]
+    pub cap_add: Vec<String>,
+
+    /// Drop a capability from the default set (or ALL); repeatable.
+    #[arg(long = "cap-drop", value_name = "CAP", help_heading = "Confinement")]
+    pub cap_drop: Vec<String>,
+
+    /// Seccomp: default (an allow list, everything else EPERM) or unconfined (no filter).
+    #[arg(long, value_enum, default_value_t = SeccompArg::Default, value_name = "default|unconfined",
+          help_heading = "Confinement")]
+    pub seccomp: SeccompArg,
+
+    /// Memory cap (cgroup memory.max), e.g. 512m or 2g [default: none].
+    #[arg(
+        long,
+        value_name = "SIZE",
+        help_heading = "Resource limits (cgroup v2)"
+    )]
+    pub memory: Option<String>,
+
+    /// Memory plus swap cap, e.g. 1g, or unlimited [default: none].
+    #[arg(
+        long = "memory-swap",
+        value_name = "SIZE",
+        help_heading = "Resource limits (cgroup v2)"
+    )]
+    pub memory_swap: Option<String>,
+
+    /// Process cap (pids.max), or unlimited [default: 4096 where the pids controller exists].
+    #[arg(long, value_name = "N", help_heading = "Resource limits (cgroup v2)")]
+    pub pids: Option<String>,
+
+    /// CPU quota in CPUs, e.g. 0.5 (cpu.max) [default: none].
+    #[arg(
+        long,
+        value_name = "FLOAT",
+        help_heading = "Resource limits (cgroup v2)"
+    )]
+    pub cpus: Option<String>,
+
+    /// Relative CPU weight 1-10000 (cpu.weight) [default: the kernel's, 100].
+    #[arg(
+        long = "cpu-weight",
+        value_name = "N",
+        help_heading = "Resource limits (cgroup v2)"
+    )]
+    pub cpu_weight: Option<String>,
+
+    /// rlimit NAME=SOFT[:HARD] (nofile, nproc, core, stack, ...; unlimited allowed);
+    /// repeatable [default: inherited from the caller].
+    #[arg(
+        long = "ulimit",
+        value_name = "NAME=SOFT[:HARD]",
+        help_heading = "Resource limits (cgroup v2)"
+    )]
+    pub ulimit: Vec<String>,
 
     /// The command and its arguments.
     #[arg(last = true, value_name = "COMMAND [ARG...]")]
@@ -220,6 +288,8 @@ mod tests {
         assert_eq!(r.workdir, "/");
         assert_eq!(r.net, NetArg::None);
         assert!(!r.read_only);
+        assert_eq!(r.seccomp, SeccompArg::Default);
+        assert!(r.memory.is_none() && r.pids.is_none() && r.ulimit.is_empty());
         assert_eq!(r.args, os(&["/bin/true"]));
     }
 

@@ -1,6 +1,6 @@
 //! From parsed arguments to a checked container configuration.
 
-use crate::cli::{NetArg, RunArgs};
+use crate::cli::{NetArg, RunArgs, SeccompArg};
 use crabcan_child::{IdMap, Net};
 use crabcan_errors::{Errcode, Result};
 use crabcan_mounts::{BindMount, MountConfig, Root, Sysfs};
@@ -39,6 +39,19 @@ pub struct Config {
     pub mounts: MountConfig,
     /// Network mode.
     pub net: Net,
+    /// Capabilities, no_new_privs, seccomp.
+    pub security: crabcan_security::SecurityPlan,
+    /// The user turned seccomp off.
+    pub seccomp_off: bool,
+    /// cgroup v2 limits asked for.
+    pub limits: crabcan_cgroups::Limits,
+    /// rlimits for the command.
+    pub rlimits: Vec<crabcan_cgroups::RlimitSpec>,
+}
+
+/// Parses the optional value of a limit flag with `parse`.
+fn opt<T>(v: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
+    v.as_deref().map(parse).transpose()
 }
 
 fn utf8<'a>(flag: &str, s: &'a OsStr) -> Result<&'a str> {
@@ -143,6 +156,24 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         mask_paths: true,
     };
     let env = crabcan_child::environment(&hostname, args.uid, caller.term.as_deref(), &args.env)?;
+    let security = crabcan_security::plan(&crabcan_security::SecurityConfig {
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        uid: args.uid,
+        seccomp: args.seccomp == SeccompArg::Default,
+    })?;
+    let limits = crabcan_cgroups::Limits {
+        memory: opt(&args.memory, crabcan_cgroups::parse_memory)?,
+        memory_swap: opt(&args.memory_swap, crabcan_cgroups::parse_memory_swap)?,
+        pids: opt(&args.pids, crabcan_cgroups::parse_pids)?,
+        cpus: opt(&args.cpus, crabcan_cgroups::parse_cpus)?,
+        cpu_weight: opt(&args.cpu_weight, crabcan_cgroups::parse_cpu_weight)?,
+    };
+    let rlimits = args
+        .ulimit
+        .iter()
+        .map(|u| crabcan_cgroups::parse_ulimit(u))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Config {
         argv,
         env,
@@ -152,6 +183,10 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         idmap,
         mounts,
         net,
+        security,
+        seccomp_off: args.seccomp == SeccompArg::Unconfined,
+        limits,
+        rlimits,
     })
 }
 
@@ -289,6 +324,18 @@ mod tests {
             ),
             (vec!["-w", "rel", "--", "x"], "invalid --workdir"),
             (vec!["-e", "NOVALUE", "--", "x"], "invalid --env"),
+            (vec!["--cap-add", "CAP_FLY", "--", "x"], "CAP_FLY"),
+            (vec!["--cap-drop", "", "--", "x"], "--cap-drop"),
+            (vec!["--memory", "lots", "--", "x"], "--memory"),
+            (vec!["--memory", "0", "--", "x"], "--memory"),
+            (vec!["--memory-swap", "1.5x", "--", "x"], "--memory-swap"),
+            (vec!["--pids=-3", "--", "x"], "--pids"),
+            (vec!["--cpus", "NaN", "--", "x"], "--cpus"),
+            (vec!["--cpus", "0", "--", "x"], "--cpus"),
+            (vec!["--cpu-weight", "0", "--", "x"], "--cpu-weight"),
+            (vec!["--ulimit", "nofile", "--", "x"], "--ulimit"),
+            (vec!["--ulimit", "bogus=1", "--", "x"], "--ulimit"),
+            (vec!["--ulimit", "nofile=10:5", "--", "x"], "--ulimit"),
         ] {
             let mut v = v;
             if v.first() == Some(&"-m") {

@@ -1,7 +1,7 @@
 //! Runs a configured container: plan, prepare, spawn, map, release, wait, clean up.
 
 use crate::config::Config;
-use crabcan_child::{ChildSpec, NoHooks};
+use crabcan_child::ChildSpec;
 use crabcan_errors::Result;
 
 /// Runs the container described by `cfg` and returns the exit code crabcan should end with.
@@ -14,7 +14,13 @@ pub fn run(cfg: Config) -> Result<i32> {
     for p in prepared.created() {
         log::debug!("created mount point {} in the root", p.display());
     }
-    let hooks = NoHooks;
+    if cfg.seccomp_off {
+        log::warn!("--seccomp unconfined: the container runs without a system call filter");
+    }
+    log::debug!("security: {}", crabcan_security::describe(&cfg.security));
+    let cg_name = format!("{}-{}", cfg.hostname, std::process::id());
+    let cg_plan = crabcan_cgroups::plan(&cfg.limits, &cg_name)?;
+    log::debug!("{}", crabcan_cgroups::describe(&cg_plan));
     let spec = ChildSpec {
         argv: cfg.argv,
         env: cfg.env,
@@ -24,18 +30,51 @@ pub fn run(cfg: Config) -> Result<i32> {
         idmap: cfg.idmap,
         mounts: plan,
         net: cfg.net,
-        hooks: &hooks,
+        security: cfg.security,
+        rlimits: cfg.rlimits,
     };
     log::debug!("hostname {}", spec.hostname);
+    let cgroup = crabcan_cgroups::Cgroup::create(&cg_plan)?;
+    if let Some(cg) = &cgroup {
+        log::debug!("cgroup {} created", cg.path().display());
+    }
     let mask = crabcan_child::block_signals()?;
-    let result = start_and_wait(&spec, &mask);
+    let result = start_and_wait(&spec, &mask, cgroup.as_ref());
+    let result = match (result, &cgroup) {
+        (Ok(137), Some(cg)) if cg.oom_killed() => {
+            // One line naming the limit; the exit code stays the container's own.
+            eprintln!(
+                "crabcan: the container was killed by the kernel's OOM killer: it reached --memory ({} bytes)",
+                memory_max(&cg_plan)
+            );
+            Ok(137)
+        }
+        (r, _) => r,
+    };
+    if let Some(cg) = cgroup
+        && let Err(e) = cg.remove()
+    {
+        log::warn!("{e}");
+    }
     if let Err(e) = prepared.cleanup() {
         log::warn!("{e}");
     }
     result
 }
 
-fn start_and_wait(spec: &ChildSpec<'_>, mask: &nix::sys::signal::SigSet) -> Result<i32> {
+fn memory_max(plan: &crabcan_cgroups::CgroupPlan) -> String {
+    plan.writes
+        .iter()
+        .find(|w| w.file == "memory.max")
+        .map(|w| w.value.clone())
+        .unwrap_or_else(|| "memory.max".into())
+}
+
+fn start_and_wait(
+    spec: &ChildSpec,
+    mask: &nix::sys::signal::SigSet,
+    cgroup: Option<&crabcan_cgroups::Cgroup>,
+) -> Result<i32> {
     let mut child = crabcan_child::spawn(spec, mask)?;
     log::debug!("container process {} cloned", child.pid());
     child.write_id_maps(&spec.idmap)?;
@@ -44,6 +83,10 @@ fn start_and_wait(spec: &ChildSpec<'_>, mask: &nix::sys::signal::SigSet) -> Resu
         spec.idmap.uid_map().trim(),
         spec.idmap.gid_map().trim()
     );
+    if let Some(cg) = cgroup {
+        cg.add_process(child.pid().as_raw())?;
+        log::debug!("container process placed in {}", cg.path().display());
+    }
     child.release()?;
     log::debug!("container running {:?}", spec.argv);
     let code = child.wait()?;
