@@ -20,13 +20,13 @@ pub fn loopback_up() -> Result<()> {
         *dst = *src as libc::c_char;
     }
     // SAFETY: ioctl with a valid socket and a properly initialised ifreq.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
         return Err(Errcode::sys(what, Errno::last()));
     }
     // SAFETY: the kernel filled ifru_flags for SIOCGIFFLAGS.
     unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
     // SAFETY: as above.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
         return Err(Errcode::sys(what, Errno::last()));
     }
     Ok(())
