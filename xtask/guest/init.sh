@@ -5,7 +5,7 @@
 # while the root is the initramfs itself, and the container tests need pivot_root.
 # Stage 2 prepares a clean cgroup v2 host, runs every test binary, reports on /dev/ttyS1 and
 # hands the verdict to QEMU through the isa-debug-exit port.
-PATH=/bin
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 BB=/bin/busybox
 OPT=/opt/crabcan
@@ -13,18 +13,23 @@ OPT=/opt/crabcan
 if [ "$1" != stage2 ]; then
     $BB mkdir -p /newroot
     $BB mount -t tmpfs -o mode=0755 tmpfs /newroot || exec $BB poweroff -f
-    $BB cp -a /bin /init /newroot/ || exec $BB poweroff -f
-    NB=/newroot/bin/busybox
+    # A private busybox, since /bin moves away with everything else.
+    NB=/newroot/.stage1/busybox
+    $BB mkdir /newroot/.stage1 && $BB cp /bin/busybox $NB || exec $BB poweroff -f
     # A move across filesystems copies then deletes, so memory holds one copy at a time.
+    # /init stays: switch_root checks for it before it empties the initramfs.
     for e in /*; do
         case "$e" in
-            /newroot | /bin | /init | /proc | /sys | /dev) ;;
+            /newroot | /init | /proc | /sys | /dev) ;;
             *) $NB mv "$e" /newroot/ || exec $NB poweroff -f ;;
         esac
     done
+    $NB cp /init /newroot/init || exec $NB poweroff -f
     $NB mkdir -p /newroot/proc /newroot/sys /newroot/dev
     exec $NB switch_root /newroot /init stage2
 fi
+
+rm -rf /.stage1
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -78,24 +83,22 @@ run_all() {
         echo "vm-test: result script $rc"
         [ "$rc" = 0 ] || failed=1
     fi
-    for t in $OPT/tests/*; do
-        [ -x "$t" ] || continue
-        n=${t##*/}
-        # Each binary gets its own writable working directory.
-        mkdir -p /tmp/vm-test/$n
+    # One line per binary: its name, then the package directory cargo would run it in (a
+    # writable copy of the sources at the host's path).
+    while read -r n dir; do
         echo "vm-test: running $n"
         (
-            cd /tmp/vm-test/$n &&
-                exec env -i PATH=/bin HOME=/root TMPDIR=/tmp \
+            cd "$dir" &&
+                exec env -i PATH="$PATH" HOME=/root TMPDIR=/tmp \
                     CRABCAN_BIN=$OPT/bin/crabcan \
                     CRABCAN_TEST_ROOTFS=$OPT/rootfs \
                     CRABCAN_IN_VM=1 RUST_BACKTRACE=1 \
-                    "$t" --include-ignored --test-threads=2 "$@"
+                    "$OPT/tests/$n" --include-ignored --test-threads=2 "$@"
         ) </dev/null
         rc=$?
         echo "vm-test: result $n $rc"
         [ "$rc" = 0 ] || failed=1
-    done
+    done < $OPT/tests.txt
     return $failed
 }
 

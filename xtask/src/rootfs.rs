@@ -63,25 +63,55 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     util::chmod(path, mode)
 }
 
+/// Where busybox and its applets live in a tree made by [`populate`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Everything in `/bin`, as the tests expect of their container rootfs.
+    Flat,
+    /// Debian's merged `/usr`: `/usr/bin`, with `/bin`, `/sbin`, `/lib` and `/lib64` as links, so
+    /// a guest host looks like the machines crabcan runs on.
+    MergedUsr,
+}
+
 /// Fills an empty `dir` with busybox, its applet links, the usual top-level directories and a
 /// minimal user database. Everything is world-readable: tests also run containers as 65534.
-pub fn populate(dir: &Path, busybox: &Path) -> Result<()> {
+pub fn populate(dir: &Path, busybox: &Path, layout: Layout) -> Result<()> {
     util::mkdir_p(dir)?;
     util::chmod(dir, 0o755)?;
-    for (sub, mode) in [
-        ("bin", 0o755),
+    let mut dirs = vec![
         ("proc", 0o555),
         ("sys", 0o555),
         ("dev", 0o755),
         ("tmp", 0o1777),
         ("etc", 0o755),
         ("root", 0o755),
-    ] {
+    ];
+    let bin_dir = match layout {
+        Layout::Flat => "bin",
+        Layout::MergedUsr => {
+            dirs.extend([("usr", 0o755), ("usr/lib", 0o755), ("usr/lib64", 0o755)]);
+            "usr/bin"
+        }
+    };
+    dirs.push((bin_dir, 0o755));
+    for (sub, mode) in dirs {
         let path = dir.join(sub);
         util::mkdir_p(&path)?;
         util::chmod(&path, mode)?;
     }
-    let bin = dir.join("bin");
+    if layout == Layout::MergedUsr {
+        for (link, to) in [
+            ("bin", "usr/bin"),
+            ("sbin", "usr/bin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+            ("usr/sbin", "bin"),
+        ] {
+            let path = dir.join(link);
+            symlink(to, &path).map_err(|e| format!("cannot link {}: {e}", path.display()))?;
+        }
+    }
+    let bin = dir.join(bin_dir);
     let target = bin.join("busybox");
     fs::copy(busybox, &target)
         .map_err(|e| format!("cannot copy busybox to {}: {e}", target.display()))?;
@@ -108,7 +138,7 @@ pub fn ensure(dir: &Path) -> Result<()> {
         }
         let tmp = util::temp_sibling(dir, "build");
         util::remove_all(&tmp)?;
-        let built = populate(&tmp, &busybox)
+        let built = populate(&tmp, &busybox, Layout::Flat)
             .and_then(|()| util::install_file(&probe, &tmp.join("bin/crabcan-probe"), 0o755));
         if let Err(e) = built {
             let _ = util::remove_all(&tmp);

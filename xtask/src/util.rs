@@ -264,6 +264,8 @@ pub struct Artifact {
     pub test: bool,
     /// The executable, for binaries and test harnesses.
     pub executable: Option<PathBuf>,
+    /// The package's directory, where `cargo test` runs the harness.
+    pub package_dir: Option<PathBuf>,
 }
 
 /// Runs `cargo ARGS --message-format=json-render-diagnostics` and returns the artifacts it built.
@@ -304,6 +306,11 @@ pub fn cargo_artifacts(args: &[&str]) -> Result<Vec<Artifact>> {
                 .get("executable")
                 .and_then(json::Value::as_str)
                 .map(PathBuf::from),
+            package_dir: msg
+                .get("manifest_path")
+                .and_then(json::Value::as_str)
+                .and_then(|m| Path::new(m).parent())
+                .map(Path::to_path_buf),
         });
     }
     Ok(out)

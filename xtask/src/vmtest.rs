@@ -62,6 +62,7 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
     let initrd = initramfs(
         &work,
         &Payload {
+            workspace: &util::workspace_root(),
             tests: &tests,
             crabcan: &crabcan,
             rootfs: &guest_rootfs,
@@ -86,7 +87,7 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
         .as_ref()
         .map(|_| "script")
         .into_iter()
-        .chain(tests.iter().map(|(n, _)| n.as_str()))
+        .chain(tests.iter().map(|t| t.name.as_str()))
         .collect();
     let results = parse_results(&outcome.results);
     let failed: Vec<String> = results
@@ -174,13 +175,23 @@ fn panic_line(console: &Path) -> Option<String> {
         .map(|l| l.trim().to_string())
 }
 
-/// Builds every test harness of the workspace as a static binary; returns (guest name, path).
-fn build_tests() -> Result<Vec<(String, PathBuf)>> {
+/// One test harness to run in the guest.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct TestBin {
+    /// Its file name in the guest, unique and shell-safe.
+    name: String,
+    exe: PathBuf,
+    /// The directory `cargo test` would run it in (its package's).
+    dir: PathBuf,
+}
+
+/// Builds every test harness of the workspace as a static binary.
+fn build_tests() -> Result<Vec<TestBin>> {
     util::ensure_musl_target()?;
     let artifacts =
         util::cargo_artifacts(&["test", "--workspace", "--no-run", "--target", util::MUSL])
             .map_err(|e| format!("cannot build the tests: {e}"))?;
-    let mut tests: Vec<(String, PathBuf)> = Vec::new();
+    let mut tests: Vec<TestBin> = Vec::new();
     for a in artifacts {
         let Some(exe) = a.executable.filter(|_| a.test) else {
             continue;
@@ -203,11 +214,12 @@ fn build_tests() -> Result<Vec<(String, PathBuf)>> {
             .collect();
         let mut name = base.clone();
         let mut n = 2;
-        while tests.iter().any(|(t, _)| *t == name) {
+        while tests.iter().any(|t| t.name == name) {
             name = format!("{base}-{n}");
             n += 1;
         }
-        tests.push((name, exe));
+        let dir = a.package_dir.unwrap_or_else(util::workspace_root);
+        tests.push(TestBin { name, exe, dir });
     }
     if tests.is_empty() {
         return Err("cargo built no test executables".to_string());
@@ -218,15 +230,16 @@ fn build_tests() -> Result<Vec<(String, PathBuf)>> {
 
 /// What goes into the guest besides busybox and the init script.
 struct Payload<'a> {
-    tests: &'a [(String, PathBuf)],
+    workspace: &'a Path,
+    tests: &'a [TestBin],
     crabcan: &'a Path,
     rootfs: &'a Path,
     libtest_args: &'a [String],
     script: Option<&'a str>,
 }
 
-/// Copies a tree, keeping modes and symlinks.
-fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+/// Copies a tree, keeping modes and symlinks; top-level entries named in `skip` stay behind.
+fn copy_tree(src: &Path, dst: &Path, skip: &[&str]) -> Result<()> {
     let meta =
         fs::symlink_metadata(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
     let ft = meta.file_type();
@@ -239,7 +252,10 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
             fs::read_dir(src).map_err(|e| format!("cannot list {}: {e}", src.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot list {}: {e}", src.display()))?;
-            copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
+            if skip.iter().any(|s| entry.file_name() == *s) {
+                continue;
+            }
+            copy_tree(&entry.path(), &dst.join(entry.file_name()), &[])?;
         }
         util::chmod(dst, meta.mode() & 0o7777)
     } else if ft.is_file() {
@@ -247,10 +263,8 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
             .map(|_| ())
             .map_err(|e| format!("cannot copy {}: {e}", src.display()))
     } else {
-        Err(format!(
-            "{} is not a file, directory or symlink",
-            src.display()
-        ))
+        // Sockets and fifos in a source tree are leftovers of some tool, not test inputs.
+        Ok(())
     }
 }
 
@@ -278,12 +292,17 @@ fn initramfs(work: &Path, payload: &Payload) -> Result<PathBuf> {
     let stage = work.join("initramfs");
     util::remove_all(&stage)?;
     // The guest's own root doubles as a host with a user 65534, like the test rootfs.
-    rootfs::populate(&stage, &busybox)?;
+    rootfs::populate(&stage, &busybox, rootfs::Layout::MergedUsr)?;
     let write = |path: &Path, text: &str, mode: u32| -> Result<()> {
         fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         util::chmod(path, mode)
     };
     write(&stage.join("init"), INIT, 0o755)?;
+    write(
+        &stage.join("etc/hosts"),
+        "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+        0o644,
+    )?;
     let opt = stage.join(GUEST_OPT);
     for sub in ["bin", "tests"] {
         util::mkdir_p(&opt.join(sub))?;
@@ -291,10 +310,31 @@ fn initramfs(work: &Path, payload: &Payload) -> Result<PathBuf> {
     util::chmod(&stage.join("opt"), 0o755)?;
     util::chmod(&opt, 0o755)?;
     util::install_file(payload.crabcan, &opt.join("bin/crabcan"), 0o755)?;
-    for (name, exe) in payload.tests {
-        util::install_file(exe, &opt.join("tests").join(name), 0o755)?;
+    let mut list = String::new();
+    for t in payload.tests {
+        util::install_file(&t.exe, &opt.join("tests").join(&t.name), 0o755)?;
+        let dir = t.dir.to_string_lossy();
+        if dir.contains('\n') {
+            return Err(format!("the test directory {dir:?} contains a newline"));
+        }
+        list.push_str(&format!("{} {dir}\n", t.name));
     }
-    copy_tree(payload.rootfs, &opt.join("rootfs"))?;
+    write(&opt.join("tests.txt"), &list, 0o644)?;
+    copy_tree(payload.rootfs, &opt.join("rootfs"), &[])?;
+    // Tests find their inputs through CARGO_MANIFEST_DIR and run in their package directory,
+    // as under cargo, so the sources sit at the same path in the guest (writable: a tmpfs).
+    let relative = payload
+        .workspace
+        .strip_prefix("/")
+        .map_err(|_| format!("{} is not absolute", payload.workspace.display()))?;
+    let mirror = stage.join(relative);
+    copy_tree(payload.workspace, &mirror, &["target", ".git"])?;
+    util::mkdir_p(&mirror.join("target"))?;
+    let mut up = Some(mirror.as_path());
+    while let Some(d) = up.filter(|d| *d != stage) {
+        util::chmod(d, 0o755)?;
+        up = d.parent();
+    }
     let mut args = String::new();
     for a in payload.libtest_args {
         if a.contains('\n') {
