@@ -16,7 +16,7 @@ mod idmap;
 mod net;
 
 pub use exec::{DEFAULT_PATH, argv, candidates, environment};
-pub use idmap::{IdMap, ROOT_RANGE};
+pub use idmap::{IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -199,8 +199,13 @@ impl Container {
         self.pid
     }
 
-    /// Writes the child's uid map, setgroups policy and gid map.
+    /// Writes the child's uid map, setgroups policy and gid map (through `newuidmap` and
+    /// `newgidmap` when the map uses the caller's subordinate ids).
     pub fn write_id_maps(&self, map: &IdMap) -> Result<()> {
+        if map.use_helpers {
+            run_helper("newuidmap", self.pid, &map.uids)?;
+            return run_helper("newgidmap", self.pid, &map.gids);
+        }
         let dir = format!("/proc/{}", self.pid);
         let write = |file: &str, text: &str| {
             std::fs::write(format!("{dir}/{file}"), text).sys_ctx(|| {
@@ -309,6 +314,33 @@ impl Drop for Container {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs the setuid helper `name` to write a multi-range id map for `pid`.
+fn run_helper(name: &str, pid: Pid, ranges: &[Range]) -> Result<()> {
+    let path = idmap::helper_path(name).ok_or_else(|| {
+        Errcode::setup(format!("cannot write the id map: {name} is not installed"))
+    })?;
+    let out = std::process::Command::new(&path)
+        .arg(pid.to_string())
+        .args(IdMap::helper_args(ranges))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .sys_ctx(|| format!("run {}", path.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&out.stderr);
+    let why = why
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
+    Err(Errcode::setup(format!(
+        "{name} {pid} {} failed ({}): {why}",
+        IdMap::helper_args(ranges).join(" "),
+        out.status
+    ))
+    .with_hint("check the caller's ranges in /etc/subuid and /etc/subgid"))
 }
 
 /// The child's side. Never returns to the caller's code: it execs or `_exit`s.

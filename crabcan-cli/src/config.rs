@@ -18,6 +18,8 @@ pub struct Caller {
     pub cwd: PathBuf,
     /// The caller's TERM, passed on.
     pub term: Option<String>,
+    /// The caller's subordinate uid and gid ranges (unprivileged callers only).
+    pub subids: Option<(crabcan_child::SubIds, crabcan_child::SubIds)>,
 }
 
 /// A checked container configuration.
@@ -110,7 +112,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
     };
     let argv = crabcan_child::argv(&words)?;
 
-    let idmap = IdMap::for_caller(caller.euid, caller.egid, args.userns_base)?;
+    let idmap = IdMap::for_caller(caller.euid, caller.egid, args.userns_base, caller.subids)?;
     idmap.check_uid(args.uid)?;
 
     let hostname = match &args.hostname {
@@ -211,6 +213,7 @@ mod tests {
             egid: euid,
             cwd: std::env::temp_dir(),
             term: Some("xterm".into()),
+            subids: None,
         }
     }
 

@@ -27,12 +27,19 @@ fn real_main() -> Result<i32> {
         cli::Parsed::Run { debug, args } => (debug, args),
     };
     init_logging(debug);
+    let euid = nix::unistd::geteuid().as_raw();
     let caller = config::Caller {
-        euid: nix::unistd::geteuid().as_raw(),
+        euid,
         egid: nix::unistd::getegid().as_raw(),
         cwd: std::env::current_dir()
             .map_err(|e| Errcode::setup(format!("cannot read the working directory: {e}")))?,
         term: std::env::var("TERM").ok(),
+        // Root maps a full range itself; only others need their subordinate ids.
+        subids: if euid == 0 {
+            None
+        } else {
+            crabcan_child::lookup_subids(euid)
+        },
     };
     let cfg = config::build(&args, &caller, || {
         crabcan_hostname::generate(&mut rand::rng())
