@@ -79,7 +79,10 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
         Err(_) => DEFAULT_TIMEOUT,
     };
     let booted = Instant::now();
-    let outcome = qemu.boot(&kernel, &initrd, &work, timeout)?;
+    let outcome = qemu.boot(&kernel, &initrd, &work, timeout);
+    // Rebuilt on every run, and large: no reason to keep it.
+    let _ = fs::remove_file(&initrd);
+    let outcome = outcome?;
     let vm_secs = booted.elapsed().as_secs_f64();
     let secs = started.elapsed().as_secs_f64();
 
@@ -118,7 +121,7 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
             if missing.is_empty() {
                 "the guest reported a failure outside the tests (see the output above)".to_string()
             } else {
-                format!("the guest never finished: {}", missing.join(", "))
+                format!("the guest reported no result for {}", missing.join(", "))
             }
         }
         End::TimedOut => format!(
