@@ -272,7 +272,7 @@ fn killed_command_exits_128_plus_signal() {
                 "--",
                 "/bin/sh",
                 "-c",
-                "echo ready; exec sleep 1000 crabcan-kill-test",
+                "echo ready; sleep 1000; : crabcan-kill-test",
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -328,12 +328,17 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
                 "--",
                 "/bin/sh",
                 "-c",
-                "echo ready; exec sleep 1000 crabcan-sigkill-test",
+                "echo ready; sleep 1000; : crabcan-sigkill-test",
             ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn");
         wait_ready(&mut child);
+        // crabcan and the container's shell both carry the marker.
+        assert!(
+            processes_with("crabcan-sigkill-test").len() >= 2,
+            "the container is not running"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
     });
