@@ -1,0 +1,86 @@
+//! `cargo xtask ci`: everything CI checks, in order, on a fresh machine as root.
+
+use crate::util::{self, Result};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Runs the checks; `--no-vm` stops after the host suite. Returns whether all passed.
+pub fn run(args: &[String]) -> Result<bool> {
+    let vm = match args {
+        [] => true,
+        [a] if a == "--no-vm" => false,
+        _ => return Err("ci takes no arguments but --no-vm".into()),
+    };
+    if !util::is_root() {
+        return Err(
+            "cargo xtask ci runs the privileged suite: run it as root (CI does)".into(),
+        );
+    }
+    let start = Instant::now();
+    step("install the musl target", util::ensure_musl_target)?;
+    step("install newuidmap/newgidmap (uidmap)", ensure_uidmap)?;
+    step("build the test root filesystem", || {
+        crate::rootfs::ensure(&util::target_dir().join("test-rootfs"))
+    })?;
+    let checks: [(&str, &[&str]); 3] = [
+        ("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
+        (
+            "cargo clippy",
+            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        ),
+        ("cargo test --workspace", &["test", "--workspace"]),
+    ];
+    for (name, cargo_args) in checks {
+        let t = Instant::now();
+        eprintln!("ci: {name}");
+        let status = util::cargo()
+            .args(cargo_args)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run {name}: {e}"))?;
+        if !status.success() {
+            eprintln!("ci: FAILED: {name} ({status})");
+            return Ok(false);
+        }
+        eprintln!("ci: {name} passed in {:.1} s", t.elapsed().as_secs_f64());
+    }
+    if vm {
+        eprintln!("ci: cargo xtask vm-test");
+        if !crate::vmtest::run(&[])? {
+            eprintln!("ci: FAILED: cargo xtask vm-test");
+            return Ok(false);
+        }
+    }
+    eprintln!(
+        "ci: all checks passed in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("ci: {name}");
+    f().map_err(|e| format!("{name}: {e}"))
+}
+
+/// The rootless-with-subordinate-ids test needs the system's setuid id-map helpers.
+fn ensure_uidmap() -> Result<()> {
+    if ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
+        .iter()
+        .all(|p| Path::new(p).is_file())
+    {
+        return Ok(());
+    }
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.args(["install", "-y", "--no-install-recommends", "uidmap"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        util::output(&mut c).map(drop)
+    };
+    install().or_else(|_| {
+        // A fresh machine may have no package lists yet.
+        util::output(Command::new("apt-get").arg("update"))?;
+        install()
+    })
+}
