@@ -13,9 +13,7 @@ pub fn run(args: &[String]) -> Result<bool> {
         _ => return Err("ci takes no arguments but --no-vm".into()),
     };
     if !util::is_root() {
-        return Err(
-            "cargo xtask ci runs the privileged suite: run it as root (CI does)".into(),
-        );
+        return Err("cargo xtask ci runs the privileged suite: run it as root (CI does)".into());
     }
     let start = Instant::now();
     step("install the musl target", util::ensure_musl_target)?;
@@ -27,7 +25,14 @@ pub fn run(args: &[String]) -> Result<bool> {
         ("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
         (
             "cargo clippy",
-            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
         ("cargo test --workspace", &["test", "--workspace"]),
     ];
