@@ -1,5 +1,6 @@
 //! crabcan's developer and CI tasks, run as `cargo xtask <task>`.
 
+mod bench;
 mod json;
 mod rootfs;
 mod util;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
             [dir] if !dir.starts_with('-') => rootfs::ensure(&PathBuf::from(dir)).map(|()| true),
             _ => return usage_error("rootfs takes exactly one argument, the directory"),
         },
+        Some("bench") => bench::main(&args[1..]),
         Some("vm-test") => {
             let mut rest = &args[1..];
             if rest.first().map(String::as_str) == Some("--") {

@@ -1,0 +1,968 @@
+//! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency, memory,
+//! bind-mount growth and throughput, measured side by side with bubblewrap, crun, runc and the
+//! bare cost of the namespaces (`unshare`). Reports PASS/MISS against the targets; it fails
+//! only when the harness breaks or a crabcan container fails.
+
+mod report;
+mod setup;
+mod sys;
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use report::{GrowthPoint, Json, Stats, Throughput};
+use setup::{Kind, Runtime, Skipped};
+
+use crate::util::{self, Result};
+
+const USAGE: &str = "usage: cargo xtask bench [--no-install] [--runs N] [--quick]
+  --no-install   do not apt-get install missing peers (bubblewrap, crun, runc); skip them
+  --runs N       measured runs per runtime for the start latency (default 200)
+  --quick        a short run: 20 runs each, fewer growth and throughput runs";
+
+/// Bind-mount counts of the growth curve.
+const MOUNT_COUNTS: [usize; 4] = [0, 10, 100, 1000];
+/// Parallelism levels of the throughput runs.
+const PARALLEL: [usize; 2] = [1, 2];
+
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    install: bool,
+    runs: usize,
+    warmup: usize,
+    growth_runs: usize,
+    containers: usize,
+    rss_samples: usize,
+}
+
+fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
+    let mut install = true;
+    let mut quick = false;
+    let mut runs = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--no-install" => install = false,
+            "--quick" => quick = true,
+            "--runs" => {
+                let v = it.next().ok_or("--runs needs a number")?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--runs takes a positive number, not '{v}'"))?;
+                if n == 0 {
+                    return Err("--runs must be at least 1".into());
+                }
+                runs = Some(n);
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown bench option '{other}'")),
+        }
+    }
+    let runs = runs.unwrap_or(if quick { 20 } else { 200 });
+    Ok(Some(Opts {
+        install,
+        runs,
+        warmup: if quick { 3 } else { 10 },
+        growth_runs: if quick { 5 } else { (runs / 4).clamp(10, 60) },
+        containers: if quick { 40 } else { 200 },
+        rss_samples: if quick { 3 } else { 10 },
+    }))
+}
+
+/// Entry point of the task: `Ok(false)` when a crabcan container failed.
+pub fn main(args: &[String]) -> Result<bool> {
+    let opts = match parse(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(true);
+        }
+        Err(e) => return Err(format!("{e}\n{USAGE}")),
+    };
+    let out_dir = setup::bench_dir();
+    util::mkdir_p(&out_dir)?;
+    let machine = Machine::read();
+    let before = HostState::snapshot();
+
+    println!("building crabcan (release) and the bench rootfs …");
+    let crabcan = setup::build_crabcan()?;
+    let max_mounts = MOUNT_COUNTS.iter().copied().max().unwrap_or(0);
+    let rootfs = setup::rootfs(max_mounts)?;
+    let binds = setup::bind_sources(max_mounts)?;
+    let bundle = setup::bundle(&rootfs)?;
+    let (runtimes, skipped) = setup::runtimes(&crabcan, &rootfs, &bundle, opts.install)?;
+    for s in &skipped {
+        println!("not measured: {}: {}", s.kind.name(), s.why);
+    }
+
+    let mut bench = Bench {
+        seq: 1,
+        crabcan_failures: 0,
+    };
+    let result = bench.measure(&opts, &runtimes, &rootfs, &binds);
+    // Whatever happened, leave no container state behind.
+    let mut leftovers = setup::cleanup_state();
+    let m = result?;
+    let after = HostState::snapshot();
+    leftovers.extend(before.leftovers(&after, &runtimes));
+
+    let load_after = Machine::loadavg();
+    let targets = targets(&m, &runtimes);
+    let text = render_table(
+        &machine,
+        &load_after,
+        &opts,
+        &runtimes,
+        &skipped,
+        &m,
+        &leftovers,
+        &targets,
+    );
+    print!("{text}");
+
+    let json = render_json(
+        &machine,
+        &load_after,
+        &opts,
+        &runtimes,
+        &skipped,
+        &m,
+        &leftovers,
+        &targets,
+    );
+    let json_path = out_dir.join("results.json");
+    fs::write(&json_path, json.render())
+        .map_err(|e| format!("cannot write {}: {e}", json_path.display()))?;
+    let svg_path = out_dir.join("growth.svg");
+    let subtitle = format!(
+        "{} · {} CPUs · Linux {} · {} runs per point",
+        machine.cpu, machine.nproc, machine.kernel, opts.growth_runs
+    );
+    fs::write(
+        &svg_path,
+        report::growth_svg(&m.growth, &m.throughput, &subtitle),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+    println!("\nwrote {} and {}", rel(&json_path), rel(&svg_path));
+    if bench.crabcan_failures > 0 {
+        println!("{} crabcan container(s) failed", bench.crabcan_failures);
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(util::workspace_root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// What the host looks like: printed with every result, since the numbers depend on it.
+struct Machine {
+    cpu: String,
+    nproc: usize,
+    kernel: String,
+    load_before: String,
+}
+
+impl Machine {
+    fn read() -> Machine {
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        Machine {
+            cpu,
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            load_before: Machine::loadavg(),
+        }
+    }
+
+    /// The 1, 5 and 15 minute load averages (other builds on a shared machine show up here).
+    fn loadavg() -> String {
+        fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    }
+}
+
+/// What a run could leave behind on the host.
+struct HostState {
+    tmp: BTreeSet<String>,
+    mounts: BTreeSet<String>,
+    pids: BTreeSet<u32>,
+}
+
+impl HostState {
+    fn snapshot() -> HostState {
+        let tmp = fs::read_dir("/tmp")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mounts = fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| m.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        HostState {
+            tmp,
+            mounts,
+            pids: pids(),
+        }
+    }
+
+    /// Differences that a container run could have caused.
+    fn leftovers(&self, after: &HostState, runtimes: &[Runtime]) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in after.tmp.difference(&self.tmp) {
+            out.push(format!("new entry in /tmp: {name}"));
+        }
+        for line in after.mounts.symmetric_difference(&self.mounts) {
+            let what = if after.mounts.contains(line) {
+                "new"
+            } else {
+                "gone"
+            };
+            let point = line.split(' ').nth(4).unwrap_or(line);
+            out.push(format!("{what} host mount: {point}"));
+        }
+        let programs: Vec<PathBuf> = runtimes
+            .iter()
+            .filter_map(|r| fs::canonicalize(&r.program).ok())
+            .collect();
+        for pid in after.pids.difference(&self.pids) {
+            let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if programs.contains(&exe) {
+                out.push(format!("process {pid} still running: {}", exe.display()));
+            }
+        }
+        out
+    }
+}
+
+fn pids() -> BTreeSet<u32> {
+    fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One runtime's start-latency series.
+struct Latency {
+    kind: Kind,
+    ms: Stats,
+    rss_kib: Stats,
+    failures: usize,
+}
+
+/// Peak memory of the crabcan process itself, apart from its container.
+struct OwnRss {
+    parent_kib: u64,
+    /// Of the parent's resident set while it waits: private anonymous memory…
+    anon_kib: u64,
+    /// … and pages of mapped files (the binary and shared libraries, shared with others).
+    file_kib: u64,
+    init_kib: u64,
+    samples: usize,
+}
+
+/// The floor that spawning itself adds: a static busybox `true`, spawned the same way.
+struct SpawnFloor {
+    ms: Stats,
+    rss_kib: Stats,
+}
+
+struct Measured {
+    latency: Vec<Latency>,
+    spawn_floor: SpawnFloor,
+    own_rss: Option<OwnRss>,
+    growth: Vec<GrowthPoint>,
+    throughput: Vec<Throughput>,
+}
+
+impl Measured {
+    fn median(&self, kind: Kind) -> Option<f64> {
+        self.latency
+            .iter()
+            .find(|l| l.kind == kind && l.ms.n > 0)
+            .map(|l| l.ms.median)
+    }
+}
+
+struct Bench {
+    seq: u64,
+    crabcan_failures: usize,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl Bench {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// One timed run; `None` (and a counted failure) when the container failed.
+    fn timed(&mut self, rt: &Runtime, extra: &[OsString]) -> Result<Option<sys::Timed>> {
+        let seq = self.next_seq();
+        let t = sys::run_timed(&mut rt.command(seq, extra))
+            .map_err(|e| format!("cannot run {}: {e}", rt.program.display()))?;
+        if t.reaped.code == 0 {
+            return Ok(Some(t));
+        }
+        if rt.kind == Kind::Crabcan {
+            self.crabcan_failures += 1;
+            // Say why once per failure: run it again with stderr visible.
+            let why = rt.probe(self.next_seq()).err().unwrap_or_default();
+            eprintln!(
+                "crabcan failed (exit {}){}{why}",
+                t.reaped.code,
+                if why.is_empty() {
+                    ""
+                } else {
+                    "; a rerun says: "
+                }
+            );
+        }
+        Ok(None)
+    }
+
+    fn measure(
+        &mut self,
+        opts: &Opts,
+        runtimes: &[Runtime],
+        rootfs: &Path,
+        binds: &Path,
+    ) -> Result<Measured> {
+        let names: Vec<&str> = runtimes.iter().map(|r| r.kind.name()).collect();
+        println!(
+            "start latency: {} warm-up + {} measured runs each, interleaved: {}",
+            opts.warmup,
+            opts.runs,
+            names.join(" ")
+        );
+        for _ in 0..opts.warmup {
+            for rt in runtimes {
+                self.timed(rt, &[])?;
+            }
+        }
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); runtimes.len()];
+        let mut rss: Vec<Vec<f64>> = vec![Vec::new(); runtimes.len()];
+        let mut failures = vec![0; runtimes.len()];
+        for _ in 0..opts.runs {
+            for (i, rt) in runtimes.iter().enumerate() {
+                match self.timed(rt, &[])? {
+                    Some(t) => {
+                        times[i].push(ms(t.elapsed));
+                        rss[i].push(t.reaped.maxrss_kib as f64);
+                    }
+                    None => failures[i] += 1,
+                }
+            }
+        }
+        let latency = runtimes
+            .iter()
+            .enumerate()
+            .map(|(i, rt)| Latency {
+                kind: rt.kind,
+                ms: Stats::of(&times[i]),
+                rss_kib: Stats::of(&rss[i]),
+                failures: failures[i],
+            })
+            .collect();
+
+        let spawn_floor = spawn_floor(rootfs, opts.runs.min(50))?;
+        let crab = runtimes
+            .iter()
+            .find(|r| r.kind == Kind::Crabcan)
+            .ok_or("crabcan is not among the runtimes")?;
+        println!("crabcan's own peak RSS: {} samples", opts.rss_samples);
+        let own_rss = own_rss(crab, opts.rss_samples)?;
+
+        println!(
+            "growth: {} runs each with {:?} --add bind mounts",
+            opts.growth_runs, MOUNT_COUNTS
+        );
+        let growth = self.growth(crab, binds, opts)?;
+
+        let mut throughput = Vec::new();
+        for p in PARALLEL {
+            println!("throughput: {} containers, {p} at a time", opts.containers);
+            throughput.push(self.throughput(crab, p, opts.containers)?);
+        }
+        Ok(Measured {
+            latency,
+            spawn_floor,
+            own_rss,
+            growth,
+            throughput,
+        })
+    }
+
+    fn growth(&mut self, crab: &Runtime, binds: &Path, opts: &Opts) -> Result<Vec<GrowthPoint>> {
+        let extras: Vec<Vec<OsString>> = MOUNT_COUNTS
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .flat_map(|i| {
+                        let name = setup::bind_name(i);
+                        let spec = format!(
+                            "{}:/{}/{name}",
+                            binds.join(&name).display(),
+                            setup::BIND_DIR_IN_ROOT
+                        );
+                        [OsString::from("--add"), OsString::from(spec)]
+                    })
+                    .collect()
+            })
+            .collect();
+        for extra in &extras {
+            for _ in 0..2 {
+                self.timed(crab, extra)?;
+            }
+        }
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); extras.len()];
+        for _ in 0..opts.growth_runs {
+            for (i, extra) in extras.iter().enumerate() {
+                if let Some(t) = self.timed(crab, extra)? {
+                    times[i].push(ms(t.elapsed));
+                }
+            }
+        }
+        Ok(MOUNT_COUNTS
+            .iter()
+            .zip(&times)
+            .map(|(&mounts, t)| GrowthPoint {
+                mounts,
+                ms: Stats::of(t),
+            })
+            .collect())
+    }
+
+    /// Runs `total` containers keeping `parallel` of them running at any time.
+    fn throughput(&mut self, crab: &Runtime, parallel: usize, total: usize) -> Result<Throughput> {
+        let mut running = 0;
+        let mut launched = 0;
+        let mut done = 0;
+        let mut failures = 0;
+        let start = Instant::now();
+        while done < total {
+            while running < parallel && launched < total {
+                let seq = self.next_seq();
+                crab.command(seq, &[])
+                    .spawn()
+                    .map_err(|e| format!("cannot run {}: {e}", crab.program.display()))?;
+                running += 1;
+                launched += 1;
+            }
+            let r = sys::wait(-1).map_err(|e| format!("wait for a container: {e}"))?;
+            running -= 1;
+            done += 1;
+            if r.code != 0 {
+                failures += 1;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        if failures > 0 {
+            eprintln!("{failures} of {total} crabcan containers failed ({parallel} at a time)");
+            self.crabcan_failures += failures;
+        }
+        Ok(Throughput {
+            parallel,
+            containers: total,
+            failures,
+            seconds,
+            per_sec: total as f64 / seconds,
+        })
+    }
+}
+
+/// Times fork + exec + wait of the static busybox `true` with no isolation at all: what every
+/// runtime's latency and RSS include before it does any work.
+fn spawn_floor(rootfs: &Path, runs: usize) -> Result<SpawnFloor> {
+    let busybox = rootfs.join("bin/busybox");
+    let mut times = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs + 3 {
+        let mut cmd = Command::new(&busybox);
+        cmd.arg("true");
+        sys::use_fork(&mut cmd);
+        let t = sys::run_timed(&mut cmd)
+            .map_err(|e| format!("cannot run {}: {e}", busybox.display()))?;
+        times.push(ms(t.elapsed));
+        rss.push(t.reaped.maxrss_kib as f64);
+    }
+    // The first runs warm the page cache.
+    Ok(SpawnFloor {
+        ms: Stats::of(&times[3..]),
+        rss_kib: Stats::of(&rss[3..]),
+    })
+}
+
+/// A `kB` field (`VmHWM`, `RssAnon`, …) of `/proc/PID/status`.
+fn status_kib(pid: i32, field: &str) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// crabcan's own peak RSS. `wait4` cannot separate it: a process's `ru_maxrss` already covers
+/// its reaped children and the image it had before `execve`. So the container runs a short
+/// `sleep` instead of `true`, and `VmHWM` of the crabcan process (its own image since exec;
+/// setup is over by then, it is waiting) and of the container's init are read meanwhile.
+fn own_rss(crab: &Runtime, samples: usize) -> Result<Option<OwnRss>> {
+    let mut parent = 0;
+    let mut anon = 0;
+    let mut file = 0;
+    let mut init = 0;
+    let mut got = 0;
+    for _ in 0..samples {
+        let mut cmd = Command::new(&crab.program);
+        cmd.arg("run")
+            .arg("--mount")
+            .arg(&crab.rootfs)
+            .args(["--", "/bin/sleep", "0.3"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        sys::use_fork(&mut cmd);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", crab.program.display()))?;
+        let pid = sys::child_pid(&child).map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_millis(150));
+        let p = status_kib(pid, "VmHWM");
+        let a = status_kib(pid, "RssAnon").unwrap_or(0);
+        let f = status_kib(pid, "RssFile").unwrap_or(0);
+        let i = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().and_then(|s| s.parse().ok()))
+            .and_then(|c: i32| status_kib(c, "VmHWM"));
+        let r = sys::wait(pid).map_err(|e| format!("wait for crabcan: {e}"))?;
+        if let (Some(p), Some(i), 0) = (p, i, r.code) {
+            if p > parent {
+                (parent, anon, file) = (p, a, f);
+            }
+            init = init.max(i);
+            got += 1;
+        }
+    }
+    Ok((got > 0).then_some(OwnRss {
+        parent_kib: parent,
+        anon_kib: anon,
+        file_kib: file,
+        init_kib: init,
+        samples: got,
+    }))
+}
+
+/// One target: what it says, the measured ratio or value, the limit, and the verdict.
+struct Target {
+    what: String,
+    value: Option<f64>,
+    limit: f64,
+    pass: Option<bool>,
+    note: String,
+}
+
+fn targets(m: &Measured, runtimes: &[Runtime]) -> Vec<Target> {
+    let crab = m.median(Kind::Crabcan);
+    let ran = |k: Kind| runtimes.iter().any(|r| r.kind == k);
+    let mut out = Vec::new();
+    let mut ratio =
+        |what: &str, a: Option<f64>, b: Option<f64>, limit: f64, at_most: bool, note: &str| {
+            let value = match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            out.push(Target {
+                what: what.to_string(),
+                value,
+                limit,
+                pass: value.map(|v| if at_most { v <= limit } else { v >= limit }),
+                note: note.to_string(),
+            });
+        };
+    for (k, limit) in [(Kind::Bwrap, 0.5), (Kind::Crun, 0.5), (Kind::Floor, 1.5)] {
+        let note = if ran(k) { "" } else { "peer not run" };
+        ratio(
+            &format!("crabcan median / {} median", k.name()),
+            crab,
+            m.median(k),
+            limit,
+            true,
+            note,
+        );
+    }
+    ratio(
+        "crabcan own peak RSS (MiB)",
+        m.own_rss.as_ref().map(|o| o.parent_kib as f64),
+        Some(1024.0),
+        2.0,
+        true,
+        "",
+    );
+    let g = |n: usize| m.growth.iter().find(|g| g.mounts == n).map(|g| g.ms.median);
+    // The cost of the mounts themselves: latency above the no-mount start.
+    let cost = |n: usize| g(n).zip(g(0)).map(|(a, b)| a - b);
+    ratio(
+        "cost of 1000 mounts / cost of 100 (above 0 mounts)",
+        cost(1000),
+        cost(100),
+        12.0,
+        true,
+        "",
+    );
+    let tp = |p: usize| {
+        m.throughput
+            .iter()
+            .find(|t| t.parallel == p)
+            .map(|t| t.per_sec)
+    };
+    ratio(
+        "throughput 2 at a time / 1 at a time",
+        tp(2),
+        tp(1),
+        1.7,
+        false,
+        "",
+    );
+    out
+}
+
+fn verdict(t: &Target) -> &'static str {
+    match t.pass {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "SKIP",
+    }
+}
+
+fn f2(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_table(
+    machine: &Machine,
+    load_after: &str,
+    opts: &Opts,
+    runtimes: &[Runtime],
+    skipped: &[Skipped],
+    m: &Measured,
+    leftovers: &[String],
+    targets: &[Target],
+) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "\n== machine: {} · {} CPUs · Linux {} · load {} before, {} after\n",
+        machine.cpu, machine.nproc, machine.kernel, machine.load_before, load_after
+    ));
+    s.push_str(&format!(
+        "\n== start latency of /bin/true ({} runs each, interleaved after {} warm-up rounds)\n",
+        opts.runs, opts.warmup
+    ));
+    let crab = m.median(Kind::Crabcan);
+    let rows: Vec<Vec<String>> = m
+        .latency
+        .iter()
+        .map(|l| {
+            vec![
+                l.kind.name().to_string(),
+                f2(l.ms.min),
+                f2(l.ms.median),
+                f2(l.ms.p90),
+                f2(l.ms.max),
+                crab.map_or("-".into(), |c| format!("{:.2}×", l.ms.median / c)),
+                format!("{:.0}", l.rss_kib.median),
+                format!("{:.0}", l.rss_kib.max),
+                l.failures.to_string(),
+            ]
+        })
+        .collect();
+    s.push_str(&report::table(
+        &[
+            "runtime",
+            "min ms",
+            "median ms",
+            "p90 ms",
+            "max ms",
+            "median/crabcan",
+            "tree RSS KiB (median)",
+            "(max)",
+            "failed",
+        ],
+        &rows,
+    ));
+    for rt in runtimes {
+        s.push_str(&format!("  {:<14} {}\n", rt.kind.name(), rt.describe()));
+    }
+    for sk in skipped {
+        s.push_str(&format!("  {:<14} NOT RUN: {}\n", sk.kind.name(), sk.why));
+    }
+    s.push_str(&format!(
+        "  spawn floor: fork+exec+wait of static busybox true, no isolation: median {} ms, \
+         maxrss {:.0} KiB (every tree RSS above includes this copy of the harness)\n",
+        f2(m.spawn_floor.ms.median),
+        m.spawn_floor.rss_kib.median
+    ));
+    match &m.own_rss {
+        Some(o) => s.push_str(&format!(
+            "  crabcan's own peak RSS (VmHWM of the crabcan process, max of {} samples): {} KiB \
+             = {:.2} MiB (while waiting: {} KiB anonymous, {} KiB file pages of the binary and \
+             libraries); container init (busybox sleep): {} KiB\n",
+            o.samples,
+            o.parent_kib,
+            o.parent_kib as f64 / 1024.0,
+            o.anon_kib,
+            o.file_kib,
+            o.init_kib
+        )),
+        None => s.push_str("  crabcan's own peak RSS: could not be sampled\n"),
+    }
+
+    s.push_str(&format!(
+        "\n== growth: crabcan start latency with N --add bind mounts ({} runs each, interleaved)\n",
+        opts.growth_runs
+    ));
+    let base = m.growth.first().map(|g| g.ms.median);
+    let rows: Vec<Vec<String>> = m
+        .growth
+        .iter()
+        .map(|g| {
+            let per = match (base, g.mounts) {
+                (Some(b), n) if n > 0 => format!("{:.1}", (g.ms.median - b) * 1e3 / n as f64),
+                _ => "-".into(),
+            };
+            vec![
+                g.mounts.to_string(),
+                f2(g.ms.min),
+                f2(g.ms.median),
+                f2(g.ms.p90),
+                f2(g.ms.max),
+                per,
+            ]
+        })
+        .collect();
+    s.push_str(&report::table(
+        &[
+            "mounts",
+            "min ms",
+            "median ms",
+            "p90 ms",
+            "max ms",
+            "µs per mount",
+        ],
+        &rows,
+    ));
+
+    s.push_str("\n== throughput: crabcan /bin/true containers\n");
+    let rows: Vec<Vec<String>> = m
+        .throughput
+        .iter()
+        .map(|t| {
+            vec![
+                t.parallel.to_string(),
+                t.containers.to_string(),
+                format!("{:.2}", t.seconds),
+                format!("{:.1}", t.per_sec),
+                t.failures.to_string(),
+            ]
+        })
+        .collect();
+    s.push_str(&report::table(
+        &["at a time", "containers", "seconds", "per second", "failed"],
+        &rows,
+    ));
+    if leftovers.is_empty() {
+        s.push_str(
+            "  left behind: nothing (no new /tmp entries, host mountinfo unchanged, \
+             no runtime processes, runc/crun lists empty)\n",
+        );
+    } else {
+        for l in leftovers {
+            s.push_str(&format!("  left behind?: {l}\n"));
+        }
+    }
+
+    s.push_str("\n== targets\n");
+    for t in targets {
+        s.push_str(&format!(
+            "  {}  {:<52} {} (limit {} {})\n",
+            verdict(t),
+            t.what,
+            t.value.map_or("n/a".into(), f2),
+            if t.what.starts_with("throughput") {
+                "≥"
+            } else {
+                "≤"
+            },
+            t.limit,
+        ));
+        if !t.note.is_empty() {
+            s.push_str(&format!("        {}\n", t.note));
+        }
+    }
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_json(
+    machine: &Machine,
+    load_after: &str,
+    opts: &Opts,
+    runtimes: &[Runtime],
+    skipped: &[Skipped],
+    m: &Measured,
+    leftovers: &[String],
+    targets: &[Target],
+) -> Json {
+    let crab = m.median(Kind::Crabcan);
+    let latency = m
+        .latency
+        .iter()
+        .map(|l| {
+            let command = runtimes
+                .iter()
+                .find(|r| r.kind == l.kind)
+                .map(Runtime::describe)
+                .unwrap_or_default();
+            Json::obj([
+                ("runtime", Json::str(l.kind.name())),
+                ("command", Json::str(command)),
+                ("ms", l.ms.json()),
+                (
+                    "median_ratio_to_crabcan",
+                    Json::opt(crab.map(|c| l.ms.median / c)),
+                ),
+                ("tree_maxrss_kib", l.rss_kib.json()),
+                ("failures", Json::Num(l.failures as f64)),
+            ])
+        })
+        .collect();
+    Json::obj([
+        (
+            "machine",
+            Json::obj([
+                ("cpu", Json::str(&machine.cpu)),
+                ("nproc", Json::Num(machine.nproc as f64)),
+                ("kernel", Json::str(&machine.kernel)),
+                ("loadavg_before", Json::str(&machine.load_before)),
+                ("loadavg_after", Json::str(load_after)),
+            ]),
+        ),
+        (
+            "settings",
+            Json::obj([
+                ("runs", Json::Num(opts.runs as f64)),
+                ("warmup", Json::Num(opts.warmup as f64)),
+                ("growth_runs", Json::Num(opts.growth_runs as f64)),
+                ("containers", Json::Num(opts.containers as f64)),
+            ]),
+        ),
+        ("latency", Json::Arr(latency)),
+        (
+            "not_run",
+            Json::Arr(
+                skipped
+                    .iter()
+                    .map(|s| {
+                        Json::obj([
+                            ("runtime", Json::str(s.kind.name())),
+                            ("why", Json::str(&s.why)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "spawn_floor",
+            Json::obj([
+                ("ms", m.spawn_floor.ms.json()),
+                ("maxrss_kib", m.spawn_floor.rss_kib.json()),
+            ]),
+        ),
+        (
+            "crabcan_own_rss",
+            m.own_rss.as_ref().map_or(Json::Null, |o| {
+                Json::obj([
+                    ("parent_vmhwm_kib", Json::Num(o.parent_kib as f64)),
+                    ("parent_rss_anon_kib", Json::Num(o.anon_kib as f64)),
+                    ("parent_rss_file_kib", Json::Num(o.file_kib as f64)),
+                    ("container_init_vmhwm_kib", Json::Num(o.init_kib as f64)),
+                    ("samples", Json::Num(o.samples as f64)),
+                ])
+            }),
+        ),
+        (
+            "growth",
+            Json::Arr(
+                m.growth
+                    .iter()
+                    .map(|g| {
+                        Json::obj([("mounts", Json::Num(g.mounts as f64)), ("ms", g.ms.json())])
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "throughput",
+            Json::Arr(
+                m.throughput
+                    .iter()
+                    .map(|t| {
+                        Json::obj([
+                            ("parallel", Json::Num(t.parallel as f64)),
+                            ("containers", Json::Num(t.containers as f64)),
+                            ("failures", Json::Num(t.failures as f64)),
+                            ("seconds", Json::Num(t.seconds)),
+                            ("per_second", Json::Num(t.per_sec)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "left_behind",
+            Json::Arr(leftovers.iter().map(Json::str).collect()),
+        ),
+        (
+            "targets",
+            Json::Arr(
+                targets
+                    .iter()
+                    .map(|t| {
+                        Json::obj([
+                            ("what", Json::str(&t.what)),
+                            ("value", Json::opt(t.value)),
+                            ("limit", Json::Num(t.limit)),
+                            ("result", Json::str(verdict(t))),
+                            ("pass", t.pass.map_or(Json::Null, Json::Bool)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+    ])
+}

@@ -1,0 +1,391 @@
+//! Summary statistics and the three outputs: the table, `results.json` and `growth.svg`.
+//! JSON and SVG are written by hand: xtask has no dependencies.
+
+use std::fmt::Write as _;
+
+/// Order statistics of one series of samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub n: usize,
+    pub min: f64,
+    pub p10: f64,
+    pub median: f64,
+    pub p90: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// Computes the statistics; all zero for an empty series.
+    pub fn of(samples: &[f64]) -> Stats {
+        let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Stats::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let at = |q: f64| v[((n - 1) as f64 * q).round() as usize];
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stats {
+            n,
+            min: v[0],
+            p10: at(0.1),
+            median,
+            p90: at(0.9),
+            max: v[n - 1],
+        }
+    }
+
+    /// As a JSON object.
+    pub fn json(&self) -> Json {
+        Json::obj([
+            ("n", Json::Num(self.n as f64)),
+            ("min", Json::Num(self.min)),
+            ("p10", Json::Num(self.p10)),
+            ("median", Json::Num(self.median)),
+            ("p90", Json::Num(self.p90)),
+            ("max", Json::Num(self.max)),
+        ])
+    }
+}
+
+/// A JSON value to be written.
+#[derive(Debug, Clone)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// An object from key/value pairs, keeping their order.
+    pub fn obj<const N: usize>(members: [(&str, Json); N]) -> Json {
+        Json::Obj(
+            members
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    }
+
+    /// A string value.
+    pub fn str(s: impl Into<String>) -> Json {
+        Json::Str(s.into())
+    }
+
+    /// `Num`, or `null` when absent.
+    pub fn opt(x: Option<f64>) -> Json {
+        x.map_or(Json::Null, Json::Num)
+    }
+
+    /// Serialises with two-space indentation.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, 0);
+        out.push('\n');
+        out
+    }
+
+    fn write(&self, out: &mut String, depth: usize) {
+        let pad = |out: &mut String, d: usize| {
+            out.push('\n');
+            out.push_str(&"  ".repeat(d));
+        };
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            // JSON has no NaN or infinity.
+            Json::Num(x) if !x.is_finite() => out.push_str("null"),
+            Json::Num(x) if x.fract() == 0.0 && x.abs() < 1e15 => {
+                let _ = write!(out, "{}", *x as i64);
+            }
+            Json::Num(x) => {
+                let _ = write!(out, "{}", (x * 1e4).round() / 1e4);
+            }
+            Json::Str(s) => out.push_str(&json_string(s)),
+            Json::Arr(items) if items.is_empty() => out.push_str("[]"),
+            Json::Arr(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    pad(out, depth + 1);
+                    item.write(out, depth + 1);
+                }
+                pad(out, depth);
+                out.push(']');
+            }
+            Json::Obj(members) if members.is_empty() => out.push_str("{}"),
+            Json::Obj(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    pad(out, depth + 1);
+                    out.push_str(&json_string(k));
+                    out.push_str(": ");
+                    v.write(out, depth + 1);
+                }
+                pad(out, depth);
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// A JSON string literal with the escapes the grammar requires.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One point of the bind-mount growth curve.
+#[derive(Debug, Clone, Copy)]
+pub struct GrowthPoint {
+    pub mounts: usize,
+    pub ms: Stats,
+}
+
+/// Throughput at one level of parallelism.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub parallel: usize,
+    pub containers: usize,
+    pub failures: usize,
+    pub seconds: f64,
+    pub per_sec: f64,
+}
+
+/// A "nice" axis maximum at or above `x` (1, 2 or 5 times a power of ten).
+fn nice_ceiling(x: f64) -> f64 {
+    if x <= 0.0 || !x.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|v| *v >= x)
+        .unwrap_or(10.0 * p)
+}
+
+/// Two panels: start latency against the number of bind mounts (median with a p10–p90 band;
+/// log-spaced counts at equal distances), and containers per second with 1 and 2 at a time.
+pub fn growth_svg(growth: &[GrowthPoint], tput: &[Throughput], subtitle: &str) -> String {
+    const W: f64 = 960.0;
+    const H: f64 = 420.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="22" text-anchor="middle" font-size="16">crabcan: start latency vs bind mounts, and throughput</text>
+<text x="{}" y="40" text-anchor="middle" fill="#555">{}</text>
+"##,
+        W / 2.0,
+        W / 2.0,
+        xml(subtitle)
+    );
+
+    // Left panel: latency.
+    let (x0, x1, y0, y1) = (70.0, 560.0, 360.0, 70.0);
+    let ymax = nice_ceiling(growth.iter().map(|g| g.ms.p90).fold(0.0, f64::max) * 1.1);
+    let ypos = |v: f64| y0 - (v / ymax) * (y0 - y1);
+    let n = growth.len().max(1);
+    let xpos = |i: usize| x0 + 40.0 + (x1 - x0 - 80.0) * i as f64 / (n.max(2) - 1) as f64;
+    axes(&mut s, x0, x1, y0, y1, ymax, "start latency (ms)");
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">--add bind mounts</text>"#,
+        (x0 + x1) / 2.0,
+        y0 + 40.0
+    );
+    let band: Vec<String> = growth
+        .iter()
+        .enumerate()
+        .map(|(i, g)| format!("{:.1},{:.1}", xpos(i), ypos(g.ms.p90)))
+        .chain(
+            growth
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, g)| format!("{:.1},{:.1}", xpos(i), ypos(g.ms.p10))),
+        )
+        .collect();
+    let _ = writeln!(
+        s,
+        r##"<polygon points="{}" fill="#f4a26155" stroke="none"/>"##,
+        band.join(" ")
+    );
+    let line: Vec<String> = growth
+        .iter()
+        .enumerate()
+        .map(|(i, g)| format!("{:.1},{:.1}", xpos(i), ypos(g.ms.median)))
+        .collect();
+    let _ = writeln!(
+        s,
+        r##"<polyline points="{}" fill="none" stroke="#e76f51" stroke-width="2.5"/>"##,
+        line.join(" ")
+    );
+    for (i, g) in growth.iter().enumerate() {
+        let (x, y) = (xpos(i), ypos(g.ms.median));
+        let _ = writeln!(
+            s,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#e76f51"/>
+<text x="{x:.1}" y="{:.1}" text-anchor="middle">{:.2} ms</text>
+<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            y - 10.0,
+            g.ms.median,
+            y0 + 18.0,
+            g.mounts
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="{}" fill="#555">line: median; band: p10–p90</text>"##,
+        x0 + 10.0,
+        y1 + 14.0
+    );
+
+    // Right panel: throughput.
+    let (x0, x1) = (640.0, 920.0);
+    let ymax = nice_ceiling(tput.iter().map(|t| t.per_sec).fold(0.0, f64::max) * 1.15);
+    let ypos = |v: f64| y0 - (v / ymax) * (y0 - y1);
+    axes(&mut s, x0, x1, y0, y1, ymax, "containers per second");
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">containers at a time</text>"#,
+        (x0 + x1) / 2.0,
+        y0 + 40.0
+    );
+    let slot = (x1 - x0) / tput.len().max(1) as f64;
+    for (i, t) in tput.iter().enumerate() {
+        let cx = x0 + slot * (i as f64 + 0.5);
+        let y = ypos(t.per_sec);
+        let _ = writeln!(
+            s,
+            r##"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="#2a9d8f"/>
+<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{:.0}/s</text>
+<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            cx - slot * 0.3,
+            slot * 0.6,
+            y0 - y,
+            y - 6.0,
+            t.per_sec,
+            y0 + 18.0,
+            t.parallel
+        );
+    }
+    if let Some(one) = tput.iter().find(|t| t.parallel == 1) {
+        let y = ypos(one.per_sec * 1.7);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#264653" stroke-dasharray="5,4"/>
+<text x="{}" y="{:.1}" text-anchor="end" fill="#264653">target 1.7×</text>"##,
+            x1 - 4.0,
+            y - 5.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn axes(s: &mut String, x0: f64, x1: f64, y0: f64, y1: f64, ymax: f64, label: &str) {
+    let _ = writeln!(
+        s,
+        r##"<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="black"/>
+<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="black"/>
+<text transform="translate({},{}) rotate(-90)" text-anchor="middle">{}</text>"##,
+        x0 - 48.0,
+        (y0 + y1) / 2.0,
+        xml(label)
+    );
+    for k in 0..=5 {
+        let v = ymax * f64::from(k) / 5.0;
+        let y = y0 - (y0 - y1) * f64::from(k) / 5.0;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#ddd"/>
+<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            x0 - 6.0,
+            y + 4.0,
+            trim_num(v)
+        );
+    }
+}
+
+fn trim_num(v: f64) -> String {
+    if v >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
+}
+
+/// A fixed-width text table: the first column left-aligned, the others right-aligned.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(cols) {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = width[i].saturating_sub(c.chars().count());
+            if i == 0 {
+                out.push_str(c);
+                out.push_str(&" ".repeat(pad));
+            } else {
+                out.push_str("  ");
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    out.push_str(&"-".repeat(width.iter().sum::<usize>() + 2 * (cols - 1)));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,461 @@
+//! Everything the measurements need before the first run: the release binary, the rootfs, the
+//! OCI bundle, the bind-mount sources, and the peers (installed when missing).
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::sys;
+use crate::rootfs;
+use crate::util::{self, Result};
+
+/// Where every bench file lives.
+pub fn bench_dir() -> PathBuf {
+    util::target_dir().join("bench")
+}
+
+/// Builds `crabcan` in release and returns the binary.
+pub fn build_crabcan() -> Result<PathBuf> {
+    util::cargo_artifacts(&[
+        "build",
+        "--release",
+        "-p",
+        "crabcan-cli",
+        "--bin",
+        "crabcan",
+    ])?
+    .into_iter()
+    .find(|a| a.name == "crabcan" && a.kind == "bin" && !a.test)
+    .and_then(|a| a.executable)
+    .ok_or_else(|| "cargo built no crabcan executable".to_string())
+}
+
+/// Mount points of the growth runs live below this directory of the rootfs.
+pub const BIND_DIR_IN_ROOT: &str = "mnt/bench";
+
+/// Name of the `i`-th bind mount's source and mount point.
+pub fn bind_name(i: usize) -> String {
+    format!("b{i:04}")
+}
+
+/// The busybox rootfs, with `count` mount points pre-created so the growth runs measure only
+/// mounting (crabcan would otherwise create and remove them on every run).
+pub fn rootfs(count: usize) -> Result<PathBuf> {
+    let dir = bench_dir().join("rootfs");
+    rootfs::ensure(&dir)?;
+    let mnt = dir.join(BIND_DIR_IN_ROOT);
+    for i in 0..count {
+        util::mkdir_p(&mnt.join(bind_name(i)))?;
+    }
+    Ok(dir)
+}
+
+/// `count` small host directories to bind, each holding one short file.
+pub fn bind_sources(count: usize) -> Result<PathBuf> {
+    let dir = bench_dir().join("binds");
+    for i in 0..count {
+        let sub = dir.join(bind_name(i));
+        let file = sub.join("id");
+        if !file.is_file() {
+            util::mkdir_p(&sub)?;
+            fs::write(&file, format!("{i}\n"))
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+fn json_str(s: &str) -> String {
+    super::report::json_string(s)
+}
+
+/// Writes a `runc spec`-style bundle over `rootfs`: `/bin/true`, no terminal, writable root, the
+/// same namespaces crabcan creates (user with the identity map root gets, pid, network, ipc,
+/// uts, mount, cgroup), the usual mounts, masked and read-only paths and default capabilities.
+pub fn bundle(rootfs: &Path) -> Result<PathBuf> {
+    let dir = bench_dir().join("bundle");
+    util::mkdir_p(&dir)?;
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+        .map(json_str)
+        .join(", ");
+    let masked = [
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/sys/firmware",
+        "/proc/scsi",
+    ]
+    .map(json_str)
+    .join(", ");
+    let readonly = [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ]
+    .map(json_str)
+    .join(", ");
+    let config = format!(
+        r#"{{
+  "ociVersion": "1.0.2-dev",
+  "process": {{
+    "terminal": false,
+    "user": {{ "uid": 0, "gid": 0 }},
+    "args": ["/bin/true"],
+    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+    "cwd": "/",
+    "capabilities": {{
+      "bounding": [{caps}],
+      "effective": [{caps}],
+      "permitted": [{caps}],
+      "ambient": [{caps}]
+    }},
+    "rlimits": [{{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }}],
+    "noNewPrivileges": true
+  }},
+  "root": {{ "path": {root}, "readonly": false }},
+  "hostname": "bench",
+  "mounts": [
+    {{ "destination": "/proc", "type": "proc", "source": "proc" }},
+    {{ "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+      "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }},
+    {{ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+      "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }},
+    {{ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+      "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] }},
+    {{ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+      "options": ["nosuid", "noexec", "nodev"] }},
+    {{ "destination": "/sys", "type": "sysfs", "source": "sysfs",
+      "options": ["nosuid", "noexec", "nodev", "ro"] }}
+  ],
+  "linux": {{
+    "uidMappings": [{{ "containerID": 0, "hostID": 0, "size": 65536 }}],
+    "gidMappings": [{{ "containerID": 0, "hostID": 0, "size": 65536 }}],
+    "namespaces": [
+      {{ "type": "user" }}, {{ "type": "pid" }}, {{ "type": "network" }}, {{ "type": "ipc" }},
+      {{ "type": "uts" }}, {{ "type": "mount" }}, {{ "type": "cgroup" }}
+    ],
+    "maskedPaths": [{masked}],
+    "readonlyPaths": [{readonly}]
+  }}
+}}
+"#,
+        root = json_str(&rootfs.to_string_lossy()),
+    );
+    let path = dir.join("config.json");
+    fs::write(&path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(dir)
+}
+
+/// The runtimes measured side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Crabcan,
+    Bwrap,
+    Crun,
+    Runc,
+    Floor,
+}
+
+impl Kind {
+    /// Every runtime, crabcan first.
+    pub const ALL: [Kind; 5] = [
+        Kind::Crabcan,
+        Kind::Bwrap,
+        Kind::Crun,
+        Kind::Runc,
+        Kind::Floor,
+    ];
+
+    /// Short name used in the table and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Crabcan => "crabcan",
+            Kind::Bwrap => "bwrap",
+            Kind::Crun => "crun",
+            Kind::Runc => "runc",
+            Kind::Floor => "unshare-floor",
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            Kind::Crabcan => "crabcan",
+            Kind::Bwrap => "bwrap",
+            Kind::Crun => "crun",
+            Kind::Runc => "runc",
+            Kind::Floor => "unshare",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Kind::Crabcan => "crabcan",
+            Kind::Bwrap => "bubblewrap",
+            Kind::Crun => "crun",
+            Kind::Runc => "runc",
+            Kind::Floor => "util-linux",
+        }
+    }
+}
+
+/// A runtime ready to be run: its binary and how to build each run's command line.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub kind: Kind,
+    pub program: PathBuf,
+    pub rootfs: PathBuf,
+    bundle: PathBuf,
+    state: PathBuf,
+    crun_workaround: bool,
+}
+
+impl Runtime {
+    /// The command line, with `id` as the container id of runc and crun.
+    fn argv(&self, id: &str) -> Vec<OsString> {
+        let mut v: Vec<OsString> = Vec::new();
+        match self.kind {
+            Kind::Crabcan => {
+                v.extend(["run".into(), "--mount".into(), self.rootfs.clone().into()]);
+                v.extend(["--".into(), "/bin/true".into()]);
+            }
+            Kind::Bwrap => {
+                v.extend(["--unshare-all".into(), "--bind".into()]);
+                v.extend([self.rootfs.clone().into(), "/".into()]);
+                v.extend(["--proc", "/proc", "--dev", "/dev", "/bin/true"].map(OsString::from));
+            }
+            Kind::Crun | Kind::Runc => {
+                v.extend(["--root".into(), self.state.clone().into(), "run".into()]);
+                v.extend(["--bundle".into(), self.bundle.clone().into(), id.into()]);
+            }
+            Kind::Floor => {
+                v.extend(
+                    [
+                        "--user",
+                        "--map-root-user",
+                        "--mount",
+                        "--uts",
+                        "--ipc",
+                        "--net",
+                        "--pid",
+                        "--cgroup",
+                        "--fork",
+                    ]
+                    .map(OsString::from),
+                );
+                v.extend([
+                    "--root".into(),
+                    self.rootfs.clone().into(),
+                    "/bin/true".into(),
+                ]);
+            }
+        }
+        v
+    }
+
+    /// The command for run `seq`, with extra arguments inserted before crabcan's `--`.
+    pub fn command(&self, seq: u64, extra: &[OsString]) -> Command {
+        // runc and crun need a fresh container id on every run.
+        let mut argv = self.argv(&format!("crabcan-bench-{}-{seq}", std::process::id()));
+        if let Some(pos) = argv.iter().position(|a| a == "--") {
+            argv.splice(pos..pos, extra.iter().cloned());
+        }
+        let mut cmd = Command::new(&self.program);
+        cmd.args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.crun_workaround {
+            sys::without_unified_cgroup(&mut cmd);
+        } else {
+            sys::use_fork(&mut cmd);
+        }
+        cmd
+    }
+
+    /// A human-readable form of the command line, for the report.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        if self.crun_workaround {
+            s.push_str("[private mount ns, /sys/fs/cgroup/unified unmounted] ");
+        }
+        s.push_str(self.kind.program());
+        for a in self.argv("ID") {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s.replace(&*util::target_dir().to_string_lossy(), "target")
+    }
+
+    /// Runs it once with stderr captured; the last line of stderr when it fails.
+    pub fn probe(&self, seq: u64) -> std::result::Result<(), String> {
+        let mut cmd = self.command(seq, &[]);
+        cmd.stderr(Stdio::piped());
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{} ({})", util::last_line(&out.stderr), out.status))
+        }
+    }
+}
+
+/// A runtime that could not be measured, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub kind: Kind,
+    pub why: String,
+}
+
+/// Looks for an executable `name` on PATH (plus the sbin directories root's PATH may lack).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let install = || {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["install", "-y", "-q"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        util::output(&mut cmd).map(|_| ())
+    };
+    if install().is_ok() {
+        return Ok(());
+    }
+    // The usual cause is stale or missing package lists; refreshing them installs nothing.
+    util::output(Command::new("apt-get").args(["update", "-q"]))?;
+    install()
+}
+
+/// Whether the host mounts cgroup v2 beside v1 at `/sys/fs/cgroup/unified` (crun refuses that).
+fn hybrid_cgroups() -> bool {
+    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup/unified"))
+    })
+}
+
+/// Finds (installing when allowed) and probes every runtime. crabcan itself must work; a peer
+/// that is missing or fails is reported with the reason instead.
+pub fn runtimes(
+    crabcan: &Path,
+    rootfs: &Path,
+    bundle: &Path,
+    install: bool,
+) -> Result<(Vec<Runtime>, Vec<Skipped>)> {
+    let state = bench_dir().join("state");
+    let missing: Vec<Kind> = Kind::ALL[1..]
+        .iter()
+        .copied()
+        .filter(|k| which(k.program()).is_none())
+        .collect();
+    let mut install_error = None;
+    if install && !missing.is_empty() {
+        let packages: Vec<&str> = missing.iter().map(|k| k.package()).collect();
+        println!("installing {} from Debian …", packages.join(" "));
+        if let Err(e) = apt_install(&packages) {
+            install_error = Some(e);
+        }
+    }
+    let mut ready = Vec::new();
+    let mut skipped = Vec::new();
+    for kind in Kind::ALL {
+        let program = match kind {
+            Kind::Crabcan => Some(crabcan.to_path_buf()),
+            _ => which(kind.program()),
+        };
+        let Some(program) = program else {
+            let why = match (&install_error, install) {
+                (_, false) => format!("{} is not installed (--no-install)", kind.program()),
+                (Some(e), true) => format!("cannot install {}: {e}", kind.package()),
+                (None, true) => format!("{} not found after installing", kind.program()),
+            };
+            skipped.push(Skipped { kind, why });
+            continue;
+        };
+        let rt = Runtime {
+            kind,
+            program,
+            rootfs: rootfs.to_path_buf(),
+            bundle: bundle.to_path_buf(),
+            state: state.join(kind.program()),
+            crun_workaround: kind == Kind::Crun && hybrid_cgroups(),
+        };
+        match rt.probe(0) {
+            Ok(()) => ready.push(rt),
+            Err(why) if kind == Kind::Crabcan => {
+                return Err(format!("crabcan cannot run /bin/true: {why}"));
+            }
+            Err(why) => skipped.push(Skipped {
+                kind,
+                why: format!("fails: {why}"),
+            }),
+        }
+    }
+    Ok((ready, skipped))
+}
+
+/// Deletes any container runc or crun still lists in the bench state, then the state itself.
+pub fn cleanup_state() -> Vec<String> {
+    let mut problems = Vec::new();
+    let state = bench_dir().join("state");
+    for kind in [Kind::Runc, Kind::Crun] {
+        let root = state.join(kind.program());
+        let Some(program) = which(kind.program()) else {
+            continue;
+        };
+        if !root.is_dir() {
+            continue;
+        }
+        let mut list = Command::new(&program);
+        list.arg("--root").arg(&root).args(["list", "-q"]);
+        if kind == Kind::Crun && hybrid_cgroups() {
+            sys::without_unified_cgroup(&mut list);
+        }
+        let ids = match util::output(&mut list) {
+            Ok(out) => String::from_utf8_lossy(&out).into_owned(),
+            Err(e) => {
+                problems.push(format!("cannot list {} containers: {e}", kind.program()));
+                continue;
+            }
+        };
+        for id in ids.split_whitespace() {
+            problems.push(format!(
+                "{} left container {id} behind; deleting it",
+                kind.program()
+            ));
+            let mut del = Command::new(&program);
+            del.arg("--root").arg(&root).args(["delete", "--force", id]);
+            if kind == Kind::Crun && hybrid_cgroups() {
+                sys::without_unified_cgroup(&mut del);
+            }
+            if let Err(e) = util::output(&mut del) {
+                problems.push(format!(
+                    "cannot delete {} container {id}: {e}",
+                    kind.program()
+                ));
+            }
+        }
+    }
+    if let Err(e) = util::remove_all(&state) {
+        problems.push(e);
+    }
+    problems
+}
