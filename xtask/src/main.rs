@@ -1,6 +1,7 @@
 //! crabcan's developer and CI tasks, run as `cargo xtask <task>`.
 
 mod bench;
+mod ci;
 mod json;
 mod rootfs;
 mod util;
@@ -11,6 +12,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask <task>
 tasks:
+  ci [--no-vm]           everything CI checks, as root: setup, fmt, clippy, tests, vm-test
+  bench [--help]         start latency, memory, growth and throughput against peers
   rootfs DIR             build the busybox test root filesystem in DIR
   vm-test [-- FILTER…]   run the test suite as root in a QEMU guest with cgroup v2";
 
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
             _ => return usage_error("rootfs takes exactly one argument, the directory"),
         },
         Some("bench") => bench::main(&args[1..]),
+        Some("ci") => ci::run(&args[1..]),
         Some("vm-test") => {
             let mut rest = &args[1..];
             if rest.first().map(String::as_str) == Some("--") {
