@@ -544,3 +544,41 @@ fn child_of(parent: u32) -> Option<i32> {
     let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
     text.split_whitespace().next()?.parse().ok()
 }
+
+#[test]
+fn many_binds_fit_under_a_low_open_files_limit_and_it_is_restored() {
+    require_root();
+    let dir = Scratch::new("many");
+    std::fs::write(dir.path().join("f"), "x").unwrap();
+    let root = rootfs();
+    let mut c = crabcan();
+    c.arg("run").arg("-m").arg(&root);
+    for i in 0..300 {
+        c.arg("-a").arg(format!("{}:/many-binds/b{i}:ro", dir.s()));
+    }
+    c.args(["--", "/bin/sh", "-c", "cat /many-binds/b299/f; ulimit -n"]);
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    assert!(
+        hard >= 400,
+        "the hard open-files limit {hard} is too low for this test"
+    );
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 256, hard)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let o = c.output().expect("spawn");
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        "x256\n",
+        "the command must see the caller's limit"
+    );
+    assert!(
+        !root.join("many-binds").exists(),
+        "mount points left in the rootfs"
+    );
+}

@@ -6,6 +6,7 @@ use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::stat::{Mode, SFlag};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -38,14 +39,40 @@ pub fn apply(plan: &MountPlan) -> Result<()> {
     // Modes in the plan are meant literally (1777 for /tmp); the caller's umask must not
     // change them. The child is single-threaded, so this is safe to flip and restore.
     let old_umask = nix::sys::stat::umask(Mode::empty());
+    let nofile = raise_nofile(plan.sources.len() as u64)?;
     let mut st = State {
         plan,
         clones: (0..plan.sources.len()).map(|_| None).collect(),
         root: None,
     };
     let r = plan.steps.iter().try_for_each(|s| st.step(s));
+    drop(st);
     nix::sys::stat::umask(old_umask);
+    if let Some((soft, hard)) = nofile {
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard)
+            .sys_ctx(|| "restore the open-files limit")?;
+    }
     r
+}
+
+/// Every source is held open as a detached mount until it is attached; with many `--add`
+/// binds that can pass the soft open-files limit. Raises it (within the hard limit) for the
+/// duration of [`apply`]; returns the limit to restore.
+fn raise_nofile(sources: u64) -> Result<Option<(u64, u64)>> {
+    let need = sources + 64;
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).sys_ctx(|| "read the open-files limit")?;
+    if need <= soft {
+        return Ok(None);
+    }
+    if need > hard {
+        return Err(Errcode::setup(format!(
+            "{sources} bind mounts need {need} open files, but the hard limit is {hard}"
+        )));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, need, hard)
+        .sys_ctx(|| format!("raise the open-files limit to {need} for {sources} mounts"))?;
+    Ok(Some((soft, hard)))
 }
 
 impl State<'_> {

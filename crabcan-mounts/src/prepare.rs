@@ -7,6 +7,7 @@ use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::unistd::UnlinkatFlags;
+use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -37,7 +38,9 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
         root: None,
         created: Vec::new(),
     };
-    let mut mounted: Vec<&Path> = Vec::new();
+    // Targets mounted so far; a set so that checking a path's ancestors stays linear in
+    // the number of mounts (a thousand --add binds must not cost a million comparisons).
+    let mut mounted: HashSet<&Path> = HashSet::new();
     for step in &plan.steps {
         let (target, kind) = match step {
             Step::Fresh { target, .. } => (target.as_path(), Kind::Dir),
@@ -52,7 +55,7 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
         };
         // Only mount points on the root directory itself: ones below an earlier mount
         // (/dev/null on the /dev tmpfs) are made inside the container.
-        if !mounted.iter().any(|m| target.starts_with(m)) {
+        if !target.ancestors().any(|a| mounted.contains(a)) {
             let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
             let r = sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut |p, k| {
                 prepared.created.push((p.to_path_buf(), k))
@@ -70,7 +73,7 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
                 ));
             }
         }
-        mounted.push(target);
+        mounted.insert(target);
     }
     prepared.root = Some(root);
     Ok(prepared)
