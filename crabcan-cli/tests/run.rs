@@ -263,21 +263,7 @@ fn exit_codes() {
 fn killed_command_exits_128_plus_signal() {
     require_root();
     leaves_nothing_behind("crabcan-kill-test", || {
-        let root = rootfs();
-        let mut child = crabcan()
-            .arg("run")
-            .arg("-m")
-            .arg(&root)
-            .args([
-                "--",
-                "/bin/sh",
-                "-c",
-                "echo ready; sleep 1000; : crabcan-kill-test",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        wait_ready(&mut child);
+        let mut child = spawn_ready("echo ready; sleep 1000; : crabcan-kill-test");
         // The container's init is crabcan's only child; SIGKILL it from the host.
         let pid = child_of(child.id()).expect("container process");
         nix::sys::signal::kill(
@@ -298,17 +284,8 @@ fn signals_are_forwarded() {
         (nix::sys::signal::Signal::SIGINT, "INT"),
         (nix::sys::signal::Signal::SIGHUP, "HUP"),
     ] {
-        let root = rootfs();
         let script = format!("trap 'exit 42' {name}; echo ready; while :; do sleep 0.05; done");
-        let mut child = crabcan()
-            .arg("run")
-            .arg("-m")
-            .arg(&root)
-            .args(["--", "/bin/sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        wait_ready(&mut child);
+        let mut child = spawn_ready(&script);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
         let st = child.wait().unwrap();
         assert_eq!(st.code(), Some(42), "{name} was not forwarded");
@@ -319,21 +296,7 @@ fn signals_are_forwarded() {
 fn sigkill_of_crabcan_leaves_nothing_behind() {
     require_root();
     leaves_nothing_behind("crabcan-sigkill-test", || {
-        let root = rootfs();
-        let mut child = crabcan()
-            .arg("run")
-            .arg("-m")
-            .arg(&root)
-            .args([
-                "--",
-                "/bin/sh",
-                "-c",
-                "echo ready; sleep 1000; : crabcan-sigkill-test",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        wait_ready(&mut child);
+        let mut child = spawn_ready("echo ready; sleep 1000; : crabcan-sigkill-test");
         // crabcan and the container's shell both carry the marker.
         assert!(
             processes_with("crabcan-sigkill-test").len() >= 2,
@@ -528,6 +491,21 @@ fn runs_without_root() {
         assert_ok(&o);
         assert_eq!(stdout(&o), "ro\n");
     });
+}
+
+/// Starts `sh -c SCRIPT` in a container over the test rootfs and waits until the script
+/// prints its first line, which must be `ready`.
+fn spawn_ready(script: &str) -> std::process::Child {
+    let mut child = crabcan()
+        .arg("run")
+        .arg("-m")
+        .arg(rootfs())
+        .args(["--", "/bin/sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn crabcan");
+    wait_ready(&mut child);
+    child
 }
 
 fn wait_ready(child: &mut std::process::Child) {
