@@ -1,0 +1,612 @@
+//! End to end: the resource limits of `crabcan run` (--memory, --memory-swap, --pids, --cpus,
+//! --ulimit), each proved by its effect on a workload in the container, and the cgroup
+//! namespace and cleanup that come with them.
+//!
+//! Tests that need the cgroup v2 memory/pids/cpu controllers are ignored on an ordinary host;
+//! `cargo xtask vm-test` runs them in a guest that has the controllers. Run anywhere else
+//! (`--include-ignored` on a host without them), they fail and say why.
+//!
+//! The tests of this file run one at a time: several check that no crabcan cgroup is left on
+//! the host, which a concurrently running container of this file would contradict.
+
+mod common;
+
+use common::*;
+use crabcan_cgroups::{Controller, Host, find_cgroup2_mount};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Serialises the tests of this file (see the module documentation).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next test still runs alone.
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails the test, saying why, unless this host offers the memory, pids and cpu controllers.
+fn require_v2_controllers() {
+    let host = Host::detect().expect("cannot inspect this host's cgroups");
+    let missing: Vec<&str> = [Controller::Memory, Controller::Pids, Controller::Cpu]
+        .into_iter()
+        .filter(|&c| !host.available(c))
+        .map(Controller::name)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "this test needs the cgroup v2 memory, pids and cpu controllers, and this host does not \
+         offer {} (a cgroup v1/v2 hybrid or no cgroup2 mount?): run it with cargo xtask vm-test",
+        missing.join(", ")
+    );
+}
+
+/// Where the cgroup2 hierarchy is mounted, if it is.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    find_cgroup2_mount(&mountinfo).map(|m| m.mount_point)
+}
+
+/// Directories under the cgroup2 mount (four levels deep) whose names mention crabcan.
+fn crabcan_cgroups() -> BTreeSet<PathBuf> {
+    fn walk(dir: &Path, depth: usize, found: &mut BTreeSet<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = e.path();
+            if e.file_name().to_string_lossy().contains("crabcan") {
+                found.insert(path.clone());
+            }
+            if depth > 1 {
+                walk(&path, depth - 1, found);
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    if let Some(mount) = cgroup2_mount() {
+        walk(&mount, 4, &mut found);
+    }
+    found
+}
+
+/// The hostname every container of this file gets, so that its cgroup
+/// (`crabcan-<hostname>-<crabcan pid>`) can be told from those of other crabcan runs.
+fn hostname() -> String {
+    format!("lim-{}", std::process::id())
+}
+
+/// `sh` from common, with this file's [`hostname`].
+fn run_sh(flags: &[&str], script: &str) -> std::process::Output {
+    let host = hostname();
+    let mut all = vec!["--hostname", host.as_str()];
+    all.extend_from_slice(flags);
+    sh(&all, script)
+}
+
+/// Runs `f` and checks that it left no crabcan cgroup behind.
+///
+/// In the VM (`CRABCAN_IN_VM`) nothing else runs: any directory mentioning crabcan that
+/// appeared meanwhile and is still there counts, the shared parent included. On a shared host
+/// other crabcan runs may come and go, so only the cgroups of this file's containers count.
+/// Directories that were there before (a crabcan killed with SIGKILL cannot remove its
+/// cgroup) are not this test's doing and are only reported.
+fn leaves_no_cgroup<T>(f: impl FnOnce() -> T) -> T {
+    let before = crabcan_cgroups();
+    if !before.is_empty() {
+        eprintln!("note: crabcan cgroups present before the test: {before:?}");
+    }
+    let r = f();
+    let ours = format!("crabcan-{}-", hostname());
+    let strict = std::env::var_os("CRABCAN_IN_VM").is_some();
+    let left: Vec<PathBuf> = crabcan_cgroups()
+        .difference(&before)
+        .filter(|p| strict || p.to_string_lossy().contains(&ours))
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    r
+}
+
+/// The pid of the only child process of `parent` (crabcan's child is the container's init).
+fn child_of(parent: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The pid namespace of process `pid` ("pid:[4026532…]").
+fn pid_ns(pid: i32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+        .unwrap_or_else(|e| panic!("read the pid namespace of {pid}: {e}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Host pids of the live processes in pid namespace `ns`.
+fn processes_in(ns: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .is_ok_and(|l| l.to_string_lossy() == ns)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits (briefly) until no process of pid namespace `ns` is left, failing if one stays.
+fn assert_namespace_empty(ns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_in(ns).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_in(ns),
+        Vec::<i32>::new(),
+        "processes of the container left behind"
+    );
+}
+
+/// A container started in the background: its script prints some lines, then `ready`, then
+/// keeps running until the test kills it.
+struct Running {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    /// What the script printed before `ready`.
+    lines: Vec<String>,
+    /// The container's init, as a host pid.
+    pid: i32,
+    done: bool,
+}
+
+impl Running {
+    fn start(flags: &[&str], script: &str) -> Running {
+        let root = rootfs();
+        let mut child = crabcan()
+            .arg("run")
+            .arg("--mount")
+            .arg(&root)
+            .args(["--hostname", &hostname()])
+            .args(flags)
+            .args(["--", "/bin/sh", "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn crabcan");
+        let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = out
+                .read_line(&mut line)
+                .expect("read the container's output");
+            if n == 0 {
+                let st = child.wait().expect("wait crabcan");
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!(
+                    "the container ended ({st}) before it was ready; output {lines:?}; stderr:\n{err}"
+                );
+            }
+            let line = line.trim_end().to_string();
+            if line == "ready" {
+                break;
+            }
+            lines.push(line);
+        }
+        let Some(pid) = child_of(child.id()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("crabcan has no child process although the container printed ready");
+        };
+        Running {
+            child,
+            out,
+            lines,
+            pid,
+            done: false,
+        }
+    }
+
+    /// SIGKILLs the container's init and returns crabcan's exit code, stdout rest and stderr.
+    fn kill_command(mut self) -> (Option<i32>, String, String) {
+        self.done = true;
+        kill(Pid::from_raw(self.pid), Signal::SIGKILL).expect("kill the container's init");
+        let st = self.child.wait().expect("wait crabcan");
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (st.code(), rest, err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the container running.
+        if !self.done {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The path of the cgroup v2 entry ("0::PATH") in the text of a /proc/PID/cgroup.
+fn v2_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+/// A script that holds about `mib` MiB of anonymous memory in the shell itself (a command
+/// substitution keeps all of its output), then prints how many bytes it held.
+///
+/// The pipeline's own complaints go to /dev/null: when the OOM killer takes the shell, the
+/// writers may report the broken pipe, and only crabcan's line is under test.
+fn memory_hog(mib: u32) -> String {
+    format!("x=$(head -c {mib}m /dev/zero 2>/dev/null | tr '\\0' a 2>/dev/null); echo held ${{#x}}")
+}
+
+#[test]
+#[ignore = "needs cgroup v2 memory/pids/cpu controllers: run by cargo xtask vm-test"]
+fn memory_limit_oom_kills_a_hog() {
+    require_root();
+    let _serial = serial();
+    require_v2_controllers();
+    let hog = memory_hog(64);
+    leaves_no_cgroup(|| {
+        // Memory and swap together capped at 32 MiB: nothing can be swapped out.
+        let o = run_sh(&["--memory", "32m", "--memory-swap", "32m"], &hog);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 137, "the hog was not OOM-killed; stderr:\n{err}");
+        assert!(!stdout(&o).contains("held"), "{}", stdout(&o));
+        assert_eq!(err.lines().count(), 1, "stderr:\n{err}");
+        assert!(err.contains("OOM") && err.contains("--memory"), "{err}");
+        assert!(
+            err.contains("33554432") || err.to_ascii_lowercase().contains("32m"),
+            "the message does not name the 32m limit: {err}"
+        );
+    });
+    leaves_no_cgroup(|| {
+        // The same workload fits under a large limit: the limit, not the workload, killed it.
+        let o = run_sh(&["--memory", "512m", "--memory-swap", "512m"], &hog);
+        assert_ok(&o);
+        assert_eq!(stdout(&o), format!("held {}\n", 64 << 20));
+        assert!(!stderr(&o).contains("OOM"), "{}", stderr(&o));
+    });
+}
+
+/// Starts 50 sleepers from a child shell, counts the processes of the container with shell
+/// builtins only (no fork needed), prints `ready` and keeps running.
+const FORK_LOOP: &str = "sh -c 'for i in $(seq 1 50); do sleep 1000 & done; echo all-started'; \
+     n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo procs=$n; echo ready; exec sleep 1000";
+
+/// Runs [`FORK_LOOP`] with `flags`; returns the sleepers it started (seen from inside and
+/// counted on the host), whether the loop finished, and stderr. Kills the container after and
+/// checks that nothing of it is left.
+fn fork_loop(flags: &[&str]) -> (usize, bool, String) {
+    let run = Running::start(flags, FORK_LOOP);
+    let inside: usize = run
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("procs="))
+        .unwrap_or_else(|| panic!("no procs= line in {:?}", run.lines))
+        .parse()
+        .expect("procs count");
+    let finished = run.lines.iter().any(|l| l == "all-started");
+    let ns = pid_ns(run.pid);
+    let on_host = processes_in(&ns).len();
+    // The init (now `sleep`) and the sleepers; nothing exits meanwhile.
+    assert_eq!(on_host, inside, "inside and host counts differ");
+    let (code, _, err) = run.kill_command();
+    assert_eq!(code, Some(137), "{err}");
+    assert_namespace_empty(&ns);
+    (inside - 1, finished, err)
+}
+
+#[test]
+#[ignore = "needs cgroup v2 memory/pids/cpu controllers: run by cargo xtask vm-test"]
+fn pids_limit_stops_a_fork_loop() {
+    require_root();
+    let _serial = serial();
+    require_v2_controllers();
+    leaves_no_cgroup(|| {
+        let (sleepers, finished, err) = fork_loop(&["--pids", "20"]);
+        eprintln!("--pids 20: {sleepers} sleepers started; stderr:\n{err}");
+        assert!(
+            err.contains("can't fork") || err.contains("Resource temporarily unavailable"),
+            "no fork failure reported; stderr:\n{err}"
+        );
+        assert!(
+            !finished,
+            "the loop started all 50 sleepers under --pids 20"
+        );
+        assert!(
+            (1..20).contains(&sleepers),
+            "{sleepers} sleepers under --pids 20"
+        );
+    });
+    leaves_no_cgroup(|| {
+        // Without --pids (the default cap is 4096) the same loop starts every sleeper.
+        let (sleepers, finished, err) = fork_loop(&[]);
+        assert!(finished, "stderr:\n{err}");
+        assert_eq!(sleepers, 50, "stderr:\n{err}");
+        assert!(!err.contains("fork"), "{err}");
+    });
+}
+
+/// Busy-loops a child shell for two seconds of wall time and returns the share of one CPU it
+/// got: its utime+stime over its lifetime, both from the container's own /proc.
+fn busy_share(flags: &[&str]) -> f64 {
+    let o = run_sh(
+        flags,
+        "( while :; do :; done ) & p=$!; sleep 2; read -r st < /proc/$p/stat; \
+         read -r up rest < /proc/uptime; kill $p; echo \"stat $st\"; echo \"uptime $up\"",
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    let stat = out
+        .lines()
+        .find_map(|l| l.strip_prefix("stat "))
+        .unwrap_or_else(|| panic!("no stat line: {out}"));
+    let uptime: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("uptime "))
+        .unwrap_or_else(|| panic!("no uptime line: {out}"))
+        .parse()
+        .expect("uptime");
+    // Fields after "(comm)": state is field 3, utime 14, stime 15, starttime 22.
+    let (_, after) = stat.rsplit_once(')').expect("stat has (comm)");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| -> f64 { f[n - 3].parse().expect("stat field") };
+    let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .expect("sysconf")
+        .expect("CLK_TCK") as f64;
+    let cpu = (field(14) + field(15)) / tck;
+    let lifetime = uptime - field(22) / tck;
+    assert!(lifetime > 1.5, "the busy loop lived {lifetime} s: {out}");
+    cpu / lifetime
+}
+
+#[test]
+#[ignore = "needs cgroup v2 memory/pids/cpu controllers: run by cargo xtask vm-test"]
+fn cpus_limit_halves_a_busy_loop() {
+    require_root();
+    let _serial = serial();
+    require_v2_controllers();
+    let (limited, free) = leaves_no_cgroup(|| (busy_share(&["--cpus", "0.5"]), busy_share(&[])));
+    eprintln!("share of a CPU: {limited:.2} under --cpus 0.5, {free:.2} without");
+    assert!(
+        (0.3..=0.7).contains(&limited),
+        "under --cpus 0.5 the busy loop got {limited:.2} of a CPU (unlimited: {free:.2})"
+    );
+    assert!(
+        free > 0.8,
+        "without --cpus the busy loop got only {free:.2} of a CPU: the measure is unreliable"
+    );
+}
+
+/// Checks the text of /proc/self/cgroup read in a container: the v2 entry, and every v1 entry
+/// of a hybrid host, is the namespace's root.
+fn assert_cgroup_root(text: &str) {
+    assert_eq!(
+        v2_path(text),
+        Some("/"),
+        "/proc/self/cgroup inside:\n{text}"
+    );
+    for l in text.lines() {
+        assert!(
+            l.ends_with(":/"),
+            "not rooted at the container: {l}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn cgroup_namespace_is_rooted_at_the_container() {
+    require_root();
+    let _serial = serial();
+    leaves_no_cgroup(|| {
+        let o = run_sh(&[], "cat /proc/self/cgroup");
+        assert_ok(&o);
+        assert_cgroup_root(&stdout(&o));
+    });
+}
+
+#[test]
+#[ignore = "needs cgroup v2 memory/pids/cpu controllers: run by cargo xtask vm-test"]
+fn cgroup_namespace_with_limits_and_sigkill_cleanup() {
+    require_root();
+    let _serial = serial();
+    require_v2_controllers();
+    leaves_no_cgroup(|| {
+        let run = Running::start(
+            &["--memory", "64m", "--pids", "100", "--cpus", "1"],
+            "cat /proc/self/cgroup; echo ready; exec sleep 1000",
+        );
+        assert_cgroup_root(&run.lines.join("\n"));
+        // On the host the same process sits in crabcan's cgroup.
+        let host_view =
+            std::fs::read_to_string(format!("/proc/{}/cgroup", run.pid)).expect("read cgroup");
+        let path = v2_path(&host_view).expect("v2 entry").to_string();
+        let leaf = path.rsplit('/').next().unwrap_or("");
+        assert!(
+            path.contains("/crabcan/") && leaf.starts_with(&format!("crabcan-{}-", hostname())),
+            "the container is not in a crabcan cgroup: {path}"
+        );
+        let dir = cgroup2_mount().expect("cgroup2 mount").join(&path[1..]);
+        assert!(
+            crabcan_cgroups().contains(&dir),
+            "{} not found by the cgroup walk",
+            dir.display()
+        );
+        let ns = pid_ns(run.pid);
+        // A SIGKILL that is not the OOM killer's: exit 137 and no OOM message.
+        let (code, _, err) = run.kill_command();
+        assert_eq!(code, Some(137), "{err}");
+        assert!(
+            !err.contains("OOM"),
+            "a plain SIGKILL was reported as OOM: {err}"
+        );
+        assert_namespace_empty(&ns);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    });
+}
+
+#[test]
+#[ignore = "needs cgroup v2 memory/pids/cpu controllers: run by cargo xtask vm-test"]
+fn default_pids_cap_applies_where_the_controller_exists() {
+    require_root();
+    let _serial = serial();
+    require_v2_controllers();
+    leaves_no_cgroup(|| {
+        let run = Running::start(&[], "echo ready; exec sleep 1000");
+        let host_view =
+            std::fs::read_to_string(format!("/proc/{}/cgroup", run.pid)).expect("read cgroup");
+        let path = v2_path(&host_view).expect("v2 entry").to_string();
+        assert!(
+            path.contains(&format!("/crabcan-{}-", hostname())),
+            "not in this container's crabcan cgroup: {path}"
+        );
+        let dir = cgroup2_mount().expect("cgroup2 mount").join(&path[1..]);
+        let max = std::fs::read_to_string(dir.join("pids.max")).expect("read pids.max");
+        assert_eq!(max.trim(), "4096", "{}", dir.display());
+        let (code, _, err) = run.kill_command();
+        assert_eq!(code, Some(137), "{err}");
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    });
+}
+
+#[test]
+fn memory_flag_where_the_controller_is_missing_or_present() {
+    require_root();
+    let _serial = serial();
+    let host = Host::detect().expect("cannot inspect this host's cgroups");
+    leaves_no_cgroup(|| {
+        let o = run_sh(&["--memory", "64m"], "echo ran");
+        if host.available(Controller::Memory) {
+            assert_ok(&o);
+            assert_eq!(stdout(&o), "ran\n");
+        } else {
+            let err = stderr(&o);
+            assert_eq!(code(&o), 125, "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains("--memory") && err.contains("not available"),
+                "{err}"
+            );
+            assert_eq!(stdout(&o), "", "the command ran although --memory failed");
+            // Without the limit the same run works.
+            let o = run_sh(&[], "echo ran");
+            assert_ok(&o);
+            assert_eq!(stdout(&o), "ran\n");
+        }
+    });
+}
+
+/// `paste` with `n` files open at once (it opens them all before reading any).
+fn paste(n: usize) -> String {
+    format!("paste{}", " /dev/null".repeat(n))
+}
+
+fn nofile() -> (u64, u64) {
+    getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit")
+}
+
+#[test]
+fn ulimit_soft_nofile_keeps_the_hard_limit() {
+    require_root();
+    let _serial = serial();
+    let (_, hard) = nofile();
+    // stdin, stdout and stderr take three of the 64 descriptors.
+    let script = format!(
+        "ulimit -Sn; ulimit -Hn; {} && echo fits; {} || echo over-refused",
+        paste(61),
+        paste(62)
+    );
+    leaves_no_cgroup(|| {
+        let o = run_sh(&["--ulimit", "nofile=64"], &script);
+        assert_ok(&o);
+        assert_eq!(
+            stdout(&o),
+            format!("64\n{}\nfits\nover-refused\n", hard.max(64))
+        );
+        assert!(stderr(&o).contains("Too many open files"), "{}", stderr(&o));
+    });
+}
+
+#[test]
+fn ulimit_soft_and_hard_nofile() {
+    require_root();
+    let _serial = serial();
+    let script = format!(
+        "ulimit -Sn; ulimit -Hn; {} && echo fits; {} || echo over-refused; \
+         ulimit -Sn 64 && {} && echo raised-to-hard; \
+         ulimit -Sn 65 2>/dev/null || echo soft-above-hard-refused; \
+         ulimit -Hn 65 2>/dev/null || echo hard-raise-refused",
+        paste(29),
+        paste(30),
+        paste(61)
+    );
+    leaves_no_cgroup(|| {
+        let o = run_sh(&["--ulimit", "nofile=32:64"], &script);
+        assert_ok(&o);
+        assert_eq!(
+            stdout(&o),
+            "32\n64\nfits\nover-refused\nraised-to-hard\nsoft-above-hard-refused\nhard-raise-refused\n"
+        );
+        assert!(stderr(&o).contains("Too many open files"), "{}", stderr(&o));
+    });
+}
+
+#[test]
+fn rlimits_are_inherited_without_ulimit() {
+    require_root();
+    let _serial = serial();
+    let (soft, hard) = nofile();
+    let show = |v: u64| {
+        if v == nix::sys::resource::RLIM_INFINITY {
+            "unlimited".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    leaves_no_cgroup(|| {
+        let o = run_sh(&[], "ulimit -Sn; ulimit -Hn");
+        assert_ok(&o);
+        assert_eq!(stdout(&o), format!("{}\n{}\n", show(soft), show(hard)));
+
+        // A distinctive soft limit set for crabcan alone comes through as well.
+        let distinct = if hard >= 777 { 777 } else { hard / 2 };
+        let root = rootfs();
+        let mut c = crabcan();
+        c.arg("run")
+            .arg("--mount")
+            .arg(&root)
+            .args(["--hostname", &hostname()])
+            .args(["--", "/bin/sh", "-c", "ulimit -Sn; ulimit -Hn"]);
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            c.pre_exec(move || {
+                setrlimit(Resource::RLIMIT_NOFILE, distinct, hard).map_err(std::io::Error::from)
+            });
+        }
+        let o = c.output().expect("run crabcan");
+        assert_ok(&o);
+        assert_eq!(stdout(&o), format!("{distinct}\n{}\n", show(hard)));
+    });
+}
