@@ -392,6 +392,11 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
     close_other_fds()?;
     mask.thread_set_mask()
         .sys_ctx(|| "restore the signal mask")?;
+    // The Rust runtime ignores SIGPIPE in crabcan, and an ignored signal survives execve:
+    // give the command the default, or `yes | head -1` would complain instead of ending.
+    // SAFETY: SIG_DFL carries no handler; the child is single-threaded.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
+        .sys_ctx(|| "reset SIGPIPE to its default")?;
     crabcan_security::apply_final(&spec.security)?;
     log::debug!("exec {:?}", spec.argv);
     nix::sys::socket::send(chan, EXEC_MARKER, MsgFlags::empty())

@@ -560,3 +560,12 @@ fn many_binds_fit_under_a_low_open_files_limit_and_it_is_restored() {
         "mount points left in the rootfs"
     );
 }
+
+#[test]
+fn command_starts_with_default_signal_dispositions() {
+    require_root();
+    let o = sh(&[], "grep SigIgn /proc/self/status; yes | head -c1; echo");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "SigIgn:\t0000000000000000\ny\n");
+    assert_eq!(stderr(&o), "", "a pipeline writer saw EPIPE instead of SIGPIPE");
+}
