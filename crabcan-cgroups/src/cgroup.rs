@@ -285,6 +285,7 @@ fn prepare(
     if required.is_empty() && optional.is_empty() {
         return Err(Errcode::setup("no controller could be enabled"));
     }
+    sweep_stale(parent);
     let path = place.cgroup.clone();
     if let Err(e) = fs::create_dir(&path) {
         if e.kind() != io::ErrorKind::AlreadyExists {
@@ -311,6 +312,32 @@ fn prepare(
         removed: false,
     };
     Ok((cgroup, optional))
+}
+
+/// The pid of the crabcan that owns a container cgroup named `crabcan-<name>-<pid>`.
+pub fn owner_pid(dir_name: &str) -> Option<i32> {
+    let rest = dir_name.strip_prefix(crate::plan::CGROUP_PREFIX)?;
+    let (_, pid) = rest.rsplit_once('-')?;
+    pid.parse().ok().filter(|p| *p > 0)
+}
+
+/// Removes the empty cgroups of containers whose crabcan is gone (a SIGKILLed crabcan
+/// cannot remove its own). A cgroup still holding processes refuses `rmdir` and stays.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(owner_pid) else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(Errno::ESRCH);
+        if gone {
+            let _ = fs::remove_dir(e.path());
+        }
+    }
 }
 
 /// Makes `controller` available to the children of `dir` (a no-op when it already is).
@@ -473,6 +500,15 @@ fn write_file(path: &Path, value: &str) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn owner_pid_is_the_last_dash_number() {
+        assert_eq!(super::owner_pid("crabcan-brave-otter-12-4321"), Some(4321));
+        assert_eq!(super::owner_pid("crabcan-box-7"), Some(7));
+        assert_eq!(super::owner_pid("crabcan-box"), None);
+        assert_eq!(super::owner_pid("other-box-7"), None);
+        assert_eq!(super::owner_pid("crabcan-box-0"), None);
+    }
+
     use super::*;
     use crate::host::tests::HYBRID_MOUNTINFO;
 

@@ -34,7 +34,7 @@ mod parse;
 mod plan;
 mod rlimit;
 
-pub use cgroup::{Cgroup, Host, unavailable_error};
+pub use cgroup::{Cgroup, Host, owner_pid, unavailable_error};
 pub use host::{
     Cgroup2Mount, PARENT_DIR, Placement, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path,
     parse_controllers, parse_oom_kill, placement, v1_mount_of,

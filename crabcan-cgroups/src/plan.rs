@@ -151,6 +151,10 @@ pub fn check_container_name(name: &str) -> Result<()> {
 
 /// Computes the cgroup plan for `limits`; pure. Refuses inconsistent limits.
 ///
+/// `container_name` should end in `-<pid of the crabcan that owns it>`: a later run then
+/// removes the cgroup if that crabcan was SIGKILLed before it could ([`owner_pid`]).
+///
+/// [`owner_pid`]: crate::owner_pid
 /// `--memory-swap` is the memory+swap total, as in other container tools: memory.swap.max
 /// gets `total - memory` (0 when equal: no swap), and it needs `--memory`. Without it, swap
 /// use is left to the kernel's default (not capped).

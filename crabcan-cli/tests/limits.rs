@@ -492,6 +492,34 @@ fn default_pids_cap_applies_where_the_controller_exists() {
 }
 
 #[test]
+#[ignore = "needs cgroup v2 memory/pids/cpu controllers: run by cargo xtask vm-test"]
+fn cgroup_of_a_sigkilled_crabcan_is_swept_by_the_next_run() {
+    require_root();
+    let _serial = serial();
+    require_v2_controllers();
+    leaves_no_cgroup(|| {
+        let mut run = Running::start(&[], "echo ready; exec sleep 1000");
+        let host_view =
+            std::fs::read_to_string(format!("/proc/{}/cgroup", run.pid)).expect("read cgroup");
+        let path = v2_path(&host_view).expect("v2 entry").to_string();
+        let dir = cgroup2_mount().expect("cgroup2 mount").join(&path[1..]);
+        // SIGKILL crabcan itself: it cannot clean up; the container dies with it.
+        run.done = true;
+        kill(Pid::from_raw(run.child.id() as i32), Signal::SIGKILL).expect("kill crabcan");
+        let _ = run.child.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while kill(Pid::from_raw(run.pid), None).is_ok() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(dir.exists(), "the killed run's cgroup vanished by itself?");
+        // The next run notices the owner is gone and removes the empty cgroup.
+        let o = run_sh(&[], "true");
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(!dir.exists(), "{} was not swept", dir.display());
+    });
+}
+
+#[test]
 fn memory_flag_where_the_controller_is_missing_or_present() {
     require_root();
     let _serial = serial();
