@@ -128,7 +128,17 @@ fn probe(mode: &str) {
     let user = mode == "user";
     let p = plan(&cfg(&[], &[], if user { 65534 } else { 0 }, true)).unwrap();
     // A file to chmod later, made while still root (only the root probe uses it).
-    let file = std::env::temp_dir().join(format!("crabcan-security-probe-{}", std::process::id()));
+    // Under target/, not /tmp, and removed on drop even when an assertion fails.
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(format!("security-probe-{}", std::process::id()));
+    let _cleanup = Removed(file.clone());
     if !user {
         std::fs::write(&file, b"").unwrap();
     }
