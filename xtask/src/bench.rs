@@ -88,7 +88,7 @@ pub fn main(args: &[String]) -> Result<bool> {
     let machine = Machine::read();
     let before = HostState::snapshot();
 
-    println!("building crabcan (release) and the bench rootfs …");
+    println!("building crabcan (release, static musl) and the bench rootfs …");
     let crabcan = setup::build_crabcan()?;
     let max_mounts = MOUNT_COUNTS.iter().copied().max().unwrap_or(0);
     let rootfs = setup::rootfs(max_mounts)?;
