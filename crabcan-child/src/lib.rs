@@ -83,14 +83,20 @@ pub struct Container {
     reaped: Option<i32>,
 }
 
-/// Blocks the signals crabcan forwards (and SIGCHLD) so the parent can take them with
-/// `sigwait`; returns the previous mask, which the child restores before exec.
-pub fn block_signals() -> Result<SigSet> {
+/// The signals the parent takes with `sigwait`: the forwarded ones and SIGCHLD.
+fn waited_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(*s);
     }
     set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks the signals crabcan forwards (and SIGCHLD) so the parent can take them with
+/// `sigwait`; returns the previous mask, which the child restores before exec.
+pub fn block_signals() -> Result<SigSet> {
+    let set = waited_signals();
     let mut old = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
         .sys_ctx(|| "block signals")?;
@@ -272,11 +278,7 @@ impl Container {
         if let Some(c) = self.reaped {
             return Ok(c);
         }
-        let mut set = SigSet::empty();
-        for s in FORWARDED {
-            set.add(*s);
-        }
-        set.add(Signal::SIGCHLD);
+        let set = waited_signals();
         loop {
             match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, c)) => return Ok(self.reap(c)),
@@ -373,6 +375,10 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
         // SAFETY: see child_main.
         unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) };
     }
+    // A session of its own: otherwise the container (root inside may be root outside) could
+    // signal crabcan's whole process group on the host with kill(0, …), and a terminal's
+    // Ctrl-C would reach it twice (directly and forwarded). It keeps stdio, not the tty.
+    nix::unistd::setsid().sys_ctx(|| "start a new session (setsid)")?;
     // The parent placed us in our cgroup before the go: root the cgroup namespace there.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).sys_ctx(|| "create the cgroup namespace")?;
     crabcan_hostname::apply(&spec.hostname)?;

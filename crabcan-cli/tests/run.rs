@@ -583,3 +583,32 @@ fn command_starts_with_default_signal_dispositions() {
         "a pipeline writer saw EPIPE instead of SIGPIPE"
     );
 }
+
+#[test]
+fn container_cannot_signal_the_callers_process_group() {
+    require_root();
+    // A sibling in crabcan's process group stands for the caller's shell and pipeline.
+    let mut sibling = std::process::Command::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .expect("spawn sleep");
+    let pgid = sibling.id() as i32;
+    let o = crabcan()
+        .process_group(pgid)
+        .arg("run")
+        .arg("-m")
+        .arg(rootfs())
+        .args(["--", "/bin/sh", "-c", "kill -TERM 0; echo sent"])
+        .output()
+        .expect("spawn crabcan");
+    let alive = sibling.try_wait().expect("try_wait").is_none();
+    let _ = sibling.kill();
+    let _ = sibling.wait();
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "sent\n");
+    assert!(
+        alive,
+        "the container's kill(0) reached a process of the caller's group"
+    );
+}
