@@ -415,6 +415,20 @@ fn default_root_works_without_an_image() {
         assert!(out.lines().any(|l| l == d), "{d} missing from / :\n{out}");
     }
     assert!(out.contains("usr-ro"), "{out}");
+    // The host's /etc is bound, but not its secrets: root inside may be root outside.
+    let o = run(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /etc/shadow /etc/gshadow 2>/dev/null | wc -c; ls -A /etc/ssh 2>/dev/null | wc -l",
+    ]);
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        "0\n0\n",
+        "host secrets visible in the scratch root"
+    );
 }
 
 #[test]
@@ -610,5 +624,56 @@ fn container_cannot_signal_the_callers_process_group() {
     assert!(
         alive,
         "the container's kill(0) reached a process of the caller's group"
+    );
+}
+
+/// A tiny root with symlinks an image may carry: a relative one, and an absolute one to `/`
+/// that must resolve to the container's root, never the host's.
+fn symlink_root(dir: &Scratch) -> PathBuf {
+    let root = dir.path().join("root");
+    for d in ["bin", "proc", "sys", "dev", "real"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(rootfs().join("bin/busybox"), root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::os::unix::fs::symlink("real", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("/", root.join("evil")).unwrap();
+    root
+}
+
+#[test]
+fn symlinks_in_the_root_resolve_inside_it() {
+    require_root();
+    let dir = Scratch::new("symlinks");
+    let root = symlink_root(&dir);
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "data\n").unwrap();
+    // Unique, so that finding it on the host would prove an escape.
+    let escape = format!("crabcan-escape-{}", std::process::id());
+    let o = crabcan()
+        .arg("run")
+        .arg("-m")
+        .arg(&root)
+        .arg("-a")
+        .arg(format!("{}:/link/data:ro", src.display()))
+        .arg("-a")
+        .arg(format!("{}:/evil/{escape}", src.display()))
+        .args(["--", "/bin/sh", "-c"])
+        .arg(format!("cat /real/data/f /{escape}/f"))
+        .output()
+        .expect("spawn crabcan");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "data\ndata\n");
+    assert!(
+        !Path::new("/").join(&escape).exists(),
+        "a mount point was created on the host's root through /evil -> /"
+    );
+    assert!(!root.join(&escape).exists(), "mount point left in the root");
+    assert!(
+        !root.join("real/data").exists(),
+        "mount point left in the root"
     );
 }

@@ -111,9 +111,14 @@ impl State<'_> {
                 self.clones[*index] = Some(cloned);
                 Ok(())
             }
-            Step::RootFromDir { dir } => {
+            Step::RootFromDir { dir, read_only } => {
                 let what = || format!("bind {} as the container's root", dir.display());
                 let tree = sys::open_tree(dir, true, true).sys_ctx(what)?;
+                if *read_only {
+                    // Recursive, so that mounts below the root directory are read-only too.
+                    sys::mount_setattr(tree.as_fd(), sys::ATTR_RDONLY, true)
+                        .sys_ctx(|| "make the container's root read-only")?;
+                }
                 let at = open_dir(dir).sys_ctx(what)?;
                 sys::move_mount(tree.as_fd(), at.as_fd()).sys_ctx(what)?;
                 self.root = Some(open_dir(dir).sys_ctx(what)?);

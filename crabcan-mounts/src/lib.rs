@@ -27,6 +27,6 @@ mod sys;
 pub use apply::apply;
 pub use plan::{
     BindMount, DEVICES, Fs, MASKED_PATHS, MountConfig, MountPlan, READONLY_PATHS, Root,
-    SCRATCH_HOST_DIRS, Source, Step, Sysfs, container_path, plan,
+    SCRATCH_HOST_DIRS, SCRATCH_MASKED_PATHS, Source, Step, Sysfs, container_path, plan,
 };
 pub use prepare::{Prepared, prepare};

@@ -21,7 +21,22 @@ pub const MASKED_PATHS: &[&str] = &[
     "/proc/latency_stats",
     "/proc/acpi",
     "/proc/scsi",
+    "/proc/asound",
     "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Secrets of the host's `/etc` hidden in a scratch root, which binds the host's `/etc`
+/// (root inside may be root outside, so file modes alone would not keep them).
+pub const SCRATCH_MASKED_PATHS: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh",
+    "/etc/ssl/private",
 ];
 
 /// Paths the container may read but not write.
@@ -177,8 +192,9 @@ pub enum Step {
     MakePrivate,
     /// Clone host path `sources[index]` as a detached tree.
     Clone { index: usize },
-    /// Use a host directory as the root (a recursive bind of it onto itself).
-    RootFromDir { dir: PathBuf },
+    /// Use a host directory as the root (a recursive bind of it onto itself), read-only
+    /// with all its sub-mounts when asked (before anything is mounted on it).
+    RootFromDir { dir: PathBuf, read_only: bool },
     /// Use a fresh tmpfs as the root, mounted on a host directory in the private namespace.
     RootScratch,
     /// Create a directory.
@@ -199,7 +215,7 @@ pub enum Step {
     Mask { path: PathBuf },
     /// Make `path` read-only if it exists.
     ReadOnly { path: PathBuf },
-    /// Make the root mount read-only.
+    /// Make the (scratch) root mount read-only, once everything is set up in it.
     RootReadOnly,
     /// `pivot_root` into the new root and detach the old one.
     Pivot,
@@ -325,7 +341,10 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
                     dir.display()
                 )));
             }
-            steps.push(Step::RootFromDir { dir: dir.clone() });
+            steps.push(Step::RootFromDir {
+                dir: dir.clone(),
+                read_only: cfg.read_only,
+            });
         }
         Root::Scratch => {
             let host_idx: Vec<(usize, &str)> = SCRATCH_HOST_DIRS
@@ -427,13 +446,20 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
     }
     if cfg.mask_paths {
         steps.extend(MASKED_PATHS.iter().map(|p| Step::Mask { path: p.into() }));
+        if cfg.root == Root::Scratch {
+            steps.extend(
+                SCRATCH_MASKED_PATHS
+                    .iter()
+                    .map(|p| Step::Mask { path: p.into() }),
+            );
+        }
         steps.extend(
             READONLY_PATHS
                 .iter()
                 .map(|p| Step::ReadOnly { path: p.into() }),
         );
     }
-    if cfg.read_only {
+    if cfg.read_only && cfg.root == Root::Scratch {
         steps.push(Step::RootReadOnly);
     }
     steps.push(Step::Pivot);
@@ -449,7 +475,12 @@ impl fmt::Display for Step {
         match self {
             Step::MakePrivate => write!(f, "make / recursively private"),
             Step::Clone { index } => write!(f, "clone source #{index}"),
-            Step::RootFromDir { dir } => write!(f, "bind {} as the root", dir.display()),
+            Step::RootFromDir { dir, read_only } => write!(
+                f,
+                "bind {} as the root{}",
+                dir.display(),
+                if *read_only { " (read-only)" } else { "" }
+            ),
             Step::RootScratch => write!(f, "tmpfs as the root"),
             Step::Dir { path, mode } => write!(f, "mkdir {} ({mode:o})", path.display()),
             Step::Symlink { path, target } => {
@@ -547,13 +578,19 @@ mod tests {
             |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/data")),
         );
         let mask = pos(&p, |s| matches!(s, Step::Mask { .. }));
-        let ro = pos(&p, |s| *s == Step::RootReadOnly);
+        assert!(
+            matches!(
+                &p.steps[root],
+                Step::RootFromDir {
+                    read_only: true,
+                    ..
+                }
+            ),
+            "a directory root goes read-only with its sub-mounts when it is bound"
+        );
+        assert!(!p.steps.contains(&Step::RootReadOnly));
         assert!(root < proc_ && proc_ < dev && dev < null && null < data);
         assert!(proc_ < mask, "masks come after /proc is mounted");
-        assert!(
-            data < ro,
-            "the root goes read-only after its mount points are used"
-        );
         assert_eq!(p.steps.last(), Some(&Step::Pivot));
         let src = &p.sources[match p.steps[data] {
             Step::Attach { index, .. } => index,
@@ -579,6 +616,11 @@ mod tests {
             assert!(p.sources[index].read_only && p.sources[index].optional);
         }
         assert!(!p.steps.contains(&Step::RootReadOnly));
+        for secret in SCRATCH_MASKED_PATHS {
+            assert!(p.steps.contains(&Step::Mask {
+                path: secret.into()
+            }));
+        }
     }
 
     #[test]

@@ -103,10 +103,12 @@ pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno>
     if r < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 
-/// Opens `rel` beneath `root` as if `root` were `/`: symlinks and `..` cannot leave it.
+/// Opens `rel` beneath `root` as if `root` were `/`: symlinks (absolute ones included) and
+/// `..` are resolved inside it and cannot leave it, so `/var/run -> /run` in an image works
+/// and `/evil -> /` points at the container's root, never the host's.
 pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
     let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let rel = rel.strip_prefix("/").unwrap_or(rel);
     if rel.as_os_str().is_empty() {
