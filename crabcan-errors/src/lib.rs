@@ -148,13 +148,16 @@ impl Errcode {
     }
 
     /// Encodes the error for the parent/child channel.
+    /// Messages and hints longer than a few KiB (a huge path echoed back) are clipped, so
+    /// that the packet always fits the parent's buffer.
     pub fn encode(&self) -> Vec<u8> {
-        let hint = self.hint.as_deref().unwrap_or("");
-        let mut out = Vec::with_capacity(14 + self.msg.len() + hint.len());
+        let msg = clipped(&self.msg, MAX_WIRE_TEXT);
+        let hint = clipped(self.hint.as_deref().unwrap_or(""), MAX_WIRE_TEXT);
+        let mut out = Vec::with_capacity(14 + msg.len() + hint.len());
         out.push(self.kind.to_byte());
         out.push(u8::from(self.errno.is_some()));
         out.extend_from_slice(&self.errno.unwrap_or(0).to_le_bytes());
-        for s in [self.msg.as_str(), hint] {
+        for s in [&*msg, &*hint] {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }
@@ -193,15 +196,45 @@ impl Errcode {
 
 impl fmt::Display for Errcode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.msg)?;
+        one_line(f, &self.msg)?;
         if let Some(e) = self.errno {
             write!(f, ": {}", nix::errno::Errno::from_raw(e).desc())?;
         }
         if let Some(h) = &self.hint {
-            write!(f, " (hint: {h})")?;
+            f.write_str(" (hint: ")?;
+            one_line(f, h)?;
+            f.write_str(")")?;
         }
         Ok(())
     }
+}
+
+/// Writes `s` with control characters escaped, so that input echoed in a message (a
+/// hostname with a newline in it) can never break the one-line rule.
+fn one_line(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Longest message or hint sent over the channel: the parent reads one packet of 8 KiB.
+const MAX_WIRE_TEXT: usize = 3000;
+
+/// `s` cut to at most `max` bytes at a character boundary, marked when cut.
+fn clipped(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
 }
 
 impl std::error::Error for Errcode {}
@@ -220,15 +253,12 @@ impl<T> SysContext<T> for std::result::Result<T, nix::errno::Errno> {
 
 impl<T> SysContext<T> for std::io::Result<T> {
     fn sys_ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|e| {
-            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc_eio()));
-            Errcode::sys(what(), errno)
+        self.map_err(|e| match e.raw_os_error() {
+            Some(n) => Errcode::sys(what(), nix::errno::Errno::from_raw(n)),
+            // Not from a syscall (bad UTF-8, a short read): its own text says why.
+            None => Errcode::setup(format!("cannot {}: {e}", what().into())),
         })
     }
-}
-
-fn libc_eio() -> i32 {
-    nix::errno::Errno::EIO as i32
 }
 
 #[cfg(test)]
@@ -276,6 +306,34 @@ mod tests {
 
     fn libc_enotdir() -> i32 {
         Errno::ENOTDIR as i32
+    }
+
+    #[test]
+    fn control_characters_never_break_the_line() {
+        let e = Errcode::usage("invalid --hostname 'a\nb'").with_hint("x\ty");
+        let s = e.to_string();
+        assert!(!s.contains('\n') && !s.contains('\t'), "{s}");
+        assert!(s.contains("a\\nb"), "{s}");
+    }
+
+    #[test]
+    fn huge_messages_fit_the_channel() {
+        let e = Errcode::sys(format!("chdir to {}", "é".repeat(5000)), Errno::ENOENT);
+        let wire = e.encode();
+        assert!(wire.len() < 8192, "{} bytes", wire.len());
+        let back = Errcode::decode(&wire).unwrap();
+        assert!(back.to_string().starts_with("cannot chdir to é"));
+        assert_eq!(back.errno(), Some(Errno::ENOENT));
+    }
+
+    #[test]
+    fn io_errors_without_errno_keep_their_text() {
+        let io = std::io::Error::other("stream did not contain valid UTF-8");
+        let e = Err::<(), _>(io).sys_ctx(|| "read /x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read /x: stream did not contain valid UTF-8"
+        );
     }
 
     #[test]
