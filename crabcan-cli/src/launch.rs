@@ -7,9 +7,16 @@ use crabcan_errors::Result;
 /// Runs the container described by `cfg` and returns the exit code crabcan should end with.
 pub fn run(cfg: Config) -> Result<i32> {
     let plan = crabcan_mounts::plan(&cfg.mounts)?;
-    for line in plan.describe() {
-        log::debug!("mount plan: {line}");
+    if log::log_enabled!(log::Level::Debug) {
+        for line in plan.describe() {
+            log::debug!("mount plan: {line}");
+        }
     }
+    let cg_name = format!("{}-{}", cfg.hostname, std::process::id());
+    let cg_plan = crabcan_cgroups::plan(&cfg.limits, &cg_name)?;
+    // From here on crabcan changes the host (mount points, a cgroup): a Ctrl-C must come
+    // through the wait loop, which cleans up, not kill crabcan half-way.
+    let mask = crabcan_child::block_signals()?;
     let prepared = crabcan_mounts::prepare(&plan)?;
     for p in prepared.created() {
         log::debug!("created mount point {} in the root", p.display());
@@ -18,8 +25,6 @@ pub fn run(cfg: Config) -> Result<i32> {
         log::warn!("--seccomp unconfined: the container runs without a system call filter");
     }
     log::debug!("security: {}", crabcan_security::describe(&cfg.security));
-    let cg_name = format!("{}-{}", cfg.hostname, std::process::id());
-    let cg_plan = crabcan_cgroups::plan(&cfg.limits, &cg_name)?;
     log::debug!("{}", crabcan_cgroups::describe(&cg_plan));
     let spec = ChildSpec {
         argv: cfg.argv,
@@ -38,7 +43,6 @@ pub fn run(cfg: Config) -> Result<i32> {
     if let Some(cg) = &cgroup {
         log::debug!("cgroup {} created", cg.path().display());
     }
-    let mask = crabcan_child::block_signals()?;
     let result = start_and_wait(&spec, &mask, cgroup.as_ref());
     let result = match (result, &cgroup) {
         (Ok(137), Some(cg)) if cg.oom_killed() => {

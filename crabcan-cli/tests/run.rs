@@ -677,3 +677,28 @@ fn symlinks_in_the_root_resolve_inside_it() {
         "mount point left in the root"
     );
 }
+
+#[test]
+fn nested_binds_never_create_inside_a_host_source() {
+    require_root();
+    let dir = Scratch::new("nested");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("f"), "inner\n").unwrap();
+    let outer = format!("{}:/data", a.display());
+    let inner = format!("{}:/data/sub", b.display());
+    let o = sh(&["-a", &outer, "-a", &inner], "cat /data/sub/f");
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("/data/sub"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        !a.join("sub").exists(),
+        "created a directory in the host's bind source"
+    );
+    // With the mount point there, the nested bind works.
+    std::fs::create_dir(a.join("sub")).unwrap();
+    let o = sh(&["-a", &outer, "-a", &inner], "cat /data/sub/f");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "inner\n");
+}

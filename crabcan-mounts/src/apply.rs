@@ -75,7 +75,7 @@ fn raise_nofile(sources: u64) -> Result<Option<(u64, u64)>> {
     Ok(Some((soft, hard)))
 }
 
-impl State<'_> {
+impl<'p> State<'p> {
     fn root(&self) -> Result<std::os::fd::BorrowedFd<'_>> {
         self.root
             .as_ref()
@@ -86,6 +86,13 @@ impl State<'_> {
     fn ensure(&self, path: &Path, kind: Kind, mode: u32) -> Result<OwnedFd> {
         sys::ensure_in_root(self.root()?, path, kind, mode, &mut |_, _| {})
             .sys_ctx(|| format!("create mount point {}", path.display()))
+    }
+
+    fn source(&self, index: usize) -> Result<&'p crate::plan::Source> {
+        self.plan
+            .sources
+            .get(index)
+            .ok_or_else(|| Errcode::setup(format!("mount plan names a missing source #{index}")))
     }
 
     fn take_clone(&mut self, index: usize) -> Result<Cloned> {
@@ -106,9 +113,11 @@ impl State<'_> {
             )
             .sys_ctx(|| "make / recursively private"),
             Step::Clone { index } => {
-                let src = &self.plan.sources[*index];
+                let src = self.source(*index)?;
                 let cloned = clone_source(&src.path, src.recursive, src.read_only, src.optional)?;
-                self.clones[*index] = Some(cloned);
+                if let Some(slot) = self.clones.get_mut(*index) {
+                    *slot = Some(cloned);
+                }
                 Ok(())
             }
             Step::RootFromDir { dir, read_only } => {
@@ -157,7 +166,7 @@ impl State<'_> {
                 Cloned::Tree { fd, is_dir } => self.attach(fd, is_dir, path, path),
             },
             Step::Attach { index, target } => {
-                let source = self.plan.sources[*index].path.clone();
+                let source = self.source(*index)?.path.clone();
                 match self.take_clone(*index)? {
                     Cloned::Tree { fd, is_dir } => self.attach(fd, is_dir, &source, target),
                     _ => Err(Errcode::setup(format!(

@@ -245,7 +245,9 @@ impl MountPlan {
             .iter()
             .map(|s| match s {
                 Step::Clone { index } => {
-                    let s = &self.sources[*index];
+                    let Some(s) = self.sources.get(*index) else {
+                        return format!("clone #{index} (missing)");
+                    };
                     format!(
                         "clone {}{}{}",
                         s.path.display(),
@@ -315,7 +317,13 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
                 b.source.display()
             )));
         }
-        let target = container_path(&b.target.to_string_lossy()).map_err(|why| {
+        let utf8 = b.target.to_str().ok_or_else(|| {
+            Errcode::usage(format!(
+                "invalid --add target '{}': not valid UTF-8",
+                b.target.display()
+            ))
+        })?;
+        let target = container_path(utf8).map_err(|why| {
             Errcode::usage(format!(
                 "invalid --add target '{}': {why}",
                 b.target.display()

@@ -7,7 +7,7 @@ use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::unistd::UnlinkatFlags;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,7 @@ pub struct Prepared {
 /// (resolving every path inside the root, so a symlink in it cannot point the creation
 /// elsewhere). A scratch root needs nothing: returns an empty [`Prepared`].
 pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
+    check_nested_binds(plan)?;
     let Root::Dir(dir) = &plan.root else {
         return Ok(Prepared {
             root: None,
@@ -45,7 +46,7 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
         let (target, kind) = match step {
             Step::Fresh { target, .. } => (target.as_path(), Kind::Dir),
             Step::Attach { index, target } => {
-                let is_dir = plan.sources[*index].path.is_dir();
+                let is_dir = source(plan, *index)?.path.is_dir();
                 (
                     target.as_path(),
                     if is_dir { Kind::Dir } else { Kind::File },
@@ -77,6 +78,48 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
     }
     prepared.root = Some(root);
     Ok(prepared)
+}
+
+fn source(plan: &MountPlan, index: usize) -> Result<&crate::plan::Source> {
+    plan.sources
+        .get(index)
+        .ok_or_else(|| Errcode::setup(format!("mount plan names a missing source #{index}")))
+}
+
+/// A bind below another bind (`-a /a:/data -a /b:/data/sub`) needs its mount point inside
+/// the first bind's host directory; crabcan never creates anything there (it would stay in
+/// the host's /a), so it must exist already.
+fn check_nested_binds(plan: &MountPlan) -> Result<()> {
+    // Every mount target so far, with the host directory behind it when it is a bind.
+    let mut mounts: HashMap<&Path, Option<&Path>> = HashMap::new();
+    for step in &plan.steps {
+        let (target, host) = match step {
+            Step::Attach { index, target } => (target.as_path(), Some(source(plan, *index)?)),
+            Step::HostDir { index, path } => (path.as_path(), Some(source(plan, *index)?)),
+            Step::Fresh { target, .. } => (target.as_path(), None),
+            _ => continue,
+        };
+        let below = target
+            .ancestors()
+            .skip(1)
+            .find_map(|a| mounts.get(a).map(|h| (a, *h)));
+        if let Some((outer, Some(outer_src))) = below {
+            let rel = target.strip_prefix(outer).unwrap_or(target);
+            let inside = outer_src.join(rel);
+            if std::fs::symlink_metadata(&inside).is_err() {
+                return Err(Errcode::usage(format!(
+                    "cannot bind-mount to {}: its mount point would have to be created as {} \
+                     inside the bind of {}",
+                    target.display(),
+                    inside.display(),
+                    outer_src.display()
+                ))
+                .with_hint(format!("create {} first", inside.display())));
+            }
+        }
+        mounts.insert(target, host.map(|s| s.path.as_path()));
+    }
+    Ok(())
 }
 
 impl Prepared {
