@@ -332,8 +332,8 @@ fn sweep_stale(parent: &Path) {
         let Some(pid) = name.to_str().and_then(owner_pid) else {
             continue;
         };
-        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-            == Err(Errno::ESRCH);
+        let gone =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH);
         if gone {
             let _ = fs::remove_dir(e.path());
         }
