@@ -33,8 +33,10 @@ pub struct Host {
 impl Host {
     /// Reads /proc/self/mountinfo, /proc/self/cgroup and the hierarchy root's cgroup.controllers.
     pub fn detect() -> Result<Host> {
-        let mountinfo =
-            fs::read_to_string("/proc/self/mountinfo").sys_ctx(|| "read /proc/self/mountinfo")?;
+        // Bytes, not a String: one mount point with a non-UTF-8 name elsewhere on the host
+        // must not make the cgroup2 mount unfindable.
+        let raw = fs::read("/proc/self/mountinfo").sys_ctx(|| "read /proc/self/mountinfo")?;
+        let mountinfo = String::from_utf8_lossy(&raw).into_owned();
         let Some(mount) = find_cgroup2_mount(&mountinfo) else {
             return Ok(Host {
                 mountinfo,

@@ -118,12 +118,6 @@ fn leaves_no_cgroup<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// The pid of the only child process of `parent` (crabcan's child is the container's init).
-fn child_of(parent: u32) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
-
 /// The pid namespace of process `pid` ("pid:[4026532…]").
 fn pid_ns(pid: i32) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/pid"))

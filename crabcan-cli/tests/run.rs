@@ -531,12 +531,6 @@ fn wait_ready(child: &mut std::process::Child) {
     assert_eq!(line.trim(), "ready", "container did not start");
 }
 
-/// The pid of the only child process of `parent`.
-fn child_of(parent: u32) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
-
 #[test]
 fn many_binds_fit_under_a_low_open_files_limit_and_it_is_restored() {
     require_root();

@@ -9,7 +9,7 @@
 use crabcan_errors::{Errcode, Result, SysContext};
 use rand::RngExt;
 
-/// Longest hostname the kernel accepts (`HOST_NAME_MAX`), and an RFC 1123 label's limit.
+/// Longest RFC 1123 label (the kernel itself accepts 64 bytes).
 pub const MAX_LEN: usize = 63;
 
 /// Largest number appended to a generated name (exclusive).

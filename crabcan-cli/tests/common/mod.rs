@@ -147,3 +147,9 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
     }
     out
 }
+
+/// The pid of the first child process of `parent` (crabcan's only child is the container).
+pub fn child_of(parent: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
