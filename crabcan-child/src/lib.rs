@@ -12,10 +12,12 @@
 //! setup failure; [`Container::wait`] forwards signals and returns its status.
 
 mod exec;
+mod guardian;
 mod idmap;
 mod net;
 
 pub use exec::{DEFAULT_PATH, argv, candidates, environment};
+pub use guardian::{Guardian, guardian};
 pub use idmap::{IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 
 use crabcan_errors::{Errcode, Result, SysContext};

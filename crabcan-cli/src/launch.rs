@@ -17,7 +17,15 @@ pub fn run(cfg: Config) -> Result<i32> {
     // From here on crabcan changes the host (mount points, a cgroup): a Ctrl-C must come
     // through the wait loop, which cleans up, not kill crabcan half-way.
     let mask = crabcan_child::block_signals()?;
-    let prepared = crabcan_mounts::prepare(&plan)?;
+    let mut prepared = crabcan_mounts::prepare(&plan)?;
+    // Only when crabcan wrote something on the host that a SIGKILL would strand.
+    let guardian = if prepared.is_empty() {
+        None
+    } else {
+        Some(crabcan_child::guardian(&mut || {
+            let _ = prepared.remove_now();
+        })?)
+    };
     for p in prepared.created() {
         log::debug!("created mount point {} in the root", p.display());
     }
@@ -62,6 +70,9 @@ pub fn run(cfg: Config) -> Result<i32> {
     }
     if let Err(e) = prepared.cleanup() {
         log::warn!("{e}");
+    }
+    if let Some(g) = guardian {
+        g.dismiss();
     }
     result
 }

@@ -295,8 +295,23 @@ fn signals_are_forwarded() {
 #[test]
 fn sigkill_of_crabcan_leaves_nothing_behind() {
     require_root();
+    let dir = Scratch::new("sigkill");
+    // A DST missing from the rootfs: crabcan creates it on the host for the run.
+    let made = format!("made-for-sigkill-{}", std::process::id());
+    let add = format!("{}:/{made}", dir.s());
+    let root = rootfs();
     leaves_nothing_behind("crabcan-sigkill-test", || {
-        let mut child = spawn_ready("echo ready; sleep 1000; : crabcan-sigkill-test");
+        let mut child = crabcan()
+            .arg("run")
+            .arg("-m")
+            .arg(&root)
+            .args(["-a", &add, "--", "/bin/sh", "-c"])
+            .arg("echo ready; sleep 1000; : crabcan-sigkill-test")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn crabcan");
+        wait_ready(&mut child);
+        assert!(root.join(&made).is_dir(), "the mount point was not created");
         // crabcan and the container's shell both carry the marker.
         assert!(
             processes_with("crabcan-sigkill-test").len() >= 2,
@@ -305,6 +320,12 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
         child.kill().unwrap();
         child.wait().unwrap();
     });
+    // The guardian removes it once crabcan is gone (leaves_nothing_behind already waited
+    // for every process with the marker, the guardian included).
+    assert!(
+        !root.join(&made).exists(),
+        "mount point left in the rootfs after SIGKILL"
+    );
 }
 
 #[test]
