@@ -192,7 +192,17 @@ struct TestBin {
 fn build_tests() -> Result<Vec<TestBin>> {
     util::ensure_musl_target()?;
     let artifacts =
-        util::cargo_artifacts(&["test", "--workspace", "--no-run", "--target", util::MUSL])
+        // Line tables keep backtraces readable at a fraction of full debug info's size: the
+        // binaries are packed into the initramfs, and its size is paid at every boot.
+        util::cargo_artifacts(&[
+            "test",
+            "--workspace",
+            "--no-run",
+            "--target",
+            util::MUSL,
+            "--config",
+            "profile.dev.debug=\"line-tables-only\"",
+        ])
             .map_err(|e| format!("cannot build the tests: {e}"))?;
     let mut tests: Vec<TestBin> = Vec::new();
     for a in artifacts {
