@@ -55,6 +55,7 @@ pub enum Net {
 }
 
 /// Everything the child needs, decided before the clone.
+#[derive(Debug)]
 pub struct ChildSpec {
     /// The command and its arguments.
     pub argv: Vec<CString>,

@@ -1,10 +1,10 @@
 //! From parsed arguments to a checked container configuration.
 
 use crate::cli::{NetArg, RunArgs, SeccompArg};
-use crabcan_child::{IdMap, Net};
+use crabcan_child::{ChildSpec, IdMap, Net};
 use crabcan_errors::{Errcode, Result};
 use crabcan_mounts::{BindMount, MountConfig, Root, Sysfs};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// Facts about the caller that the configuration depends on.
@@ -25,30 +25,12 @@ pub struct Caller {
 /// A checked container configuration.
 #[derive(Debug)]
 pub struct Config {
-    /// Command and arguments.
-    pub argv: Vec<CString>,
-    /// Environment of the command.
-    pub env: Vec<CString>,
-    /// Working directory inside.
-    pub workdir: PathBuf,
-    /// Hostname inside.
-    pub hostname: String,
-    /// uid/gid inside.
-    pub uid: u32,
-    /// User namespace map.
-    pub idmap: IdMap,
-    /// Mounts.
-    pub mounts: MountConfig,
-    /// Network mode.
-    pub net: Net,
-    /// Capabilities, no_new_privs, seccomp.
-    pub security: crabcan_security::SecurityPlan,
+    /// What the container's process gets, its mount plan included.
+    pub child: ChildSpec,
     /// The user turned seccomp off.
     pub seccomp_off: bool,
     /// cgroup v2 limits asked for.
     pub limits: crabcan_cgroups::Limits,
-    /// rlimits for the command.
-    pub rlimits: Vec<crabcan_cgroups::RlimitSpec>,
 }
 
 /// Parses the optional value of a limit flag with `parse`.
@@ -181,18 +163,20 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         .map(|u| crabcan_cgroups::parse_ulimit(u))
         .collect::<Result<Vec<_>>>()?;
     Ok(Config {
-        argv,
-        env,
-        workdir,
-        hostname,
-        uid: args.uid,
-        idmap,
-        mounts,
-        net,
-        security,
+        child: ChildSpec {
+            argv,
+            env,
+            workdir,
+            hostname,
+            uid: args.uid,
+            idmap,
+            mounts: crabcan_mounts::plan(&mounts)?,
+            net,
+            security,
+            rlimits,
+        },
         seccomp_off: args.seccomp == SeccompArg::Unconfined,
         limits,
-        rlimits,
     })
 }
 
@@ -200,6 +184,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
 mod tests {
     use super::*;
     use crate::cli::{Parsed, parse};
+    use crabcan_mounts::{Fs, Step};
     use proptest::prelude::*;
 
     fn args(v: &[&str]) -> RunArgs {
@@ -208,6 +193,14 @@ mod tests {
         match parse(all.iter().map(Into::into).collect()).unwrap() {
             Parsed::Run { args, .. } => *args,
             Parsed::Print(p) => panic!("{p}"),
+        }
+    }
+
+    fn devpts(gid: Option<u32>) -> Step {
+        Step::Fresh {
+            fs: Fs::Devpts,
+            target: "/dev/pts".into(),
+            gid,
         }
     }
 
@@ -255,21 +248,28 @@ mod tests {
             "-l",
         ]);
         let c = build(&a, &caller(0), || "rand-name-1".into()).unwrap();
-        assert_eq!(c.mounts.root, Root::Dir(dir.clone()));
+        assert_eq!(c.child.mounts.root, Root::Dir(dir.clone()));
         assert_eq!(
-            c.argv,
-            [CString::new("ls").unwrap(), CString::new("-l").unwrap()]
+            c.child.argv,
+            [
+                std::ffi::CString::new("ls").unwrap(),
+                std::ffi::CString::new("-l").unwrap()
+            ]
         );
-        assert_eq!(c.uid, 5);
-        assert_eq!(c.hostname, "rand-name-1");
-        assert_eq!(c.workdir, Path::new("/srv"));
-        assert!(c.mounts.read_only);
-        assert_eq!(c.mounts.binds[0].source, file);
-        assert_eq!(c.mounts.binds[0].target, Path::new("/etc/x.conf"));
-        assert!(c.mounts.binds[0].read_only);
-        assert_eq!(c.mounts.devpts_gid, Some(5));
+        assert_eq!(c.child.uid, 5);
+        assert_eq!(c.child.hostname, "rand-name-1");
+        assert_eq!(c.child.workdir, Path::new("/srv"));
+        let plan = &c.child.mounts;
+        assert!(plan.steps.contains(&Step::RootFromDir {
+            dir: dir.clone(),
+            read_only: true
+        }));
+        assert!(plan.sources.iter().any(|s| s.path == file && s.read_only));
+        assert!(plan.targets().any(|t| t == Path::new("/etc/x.conf")));
+        assert!(plan.steps.contains(&devpts(Some(5))));
         assert!(
-            c.env
+            c.child
+                .env
                 .iter()
                 .any(|e| e.to_bytes() == b"HOSTNAME=rand-name-1")
         );
@@ -281,7 +281,7 @@ mod tests {
             "h".into()
         })
         .unwrap();
-        let words: Vec<_> = c.argv.iter().map(|a| a.to_str().unwrap()).collect();
+        let words: Vec<_> = c.child.argv.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(words, ["/bin/sh", "-c", "id"]);
     }
 
@@ -291,7 +291,7 @@ mod tests {
         let mut cl = caller(0);
         cl.cwd = dir.parent().unwrap().to_path_buf();
         let c = build(&args(&["-m", "src", "--", "x"]), &cl, || "h".into()).unwrap();
-        assert_eq!(c.mounts.root, Root::Dir(dir));
+        assert_eq!(c.child.mounts.root, Root::Dir(dir));
     }
 
     #[test]
@@ -363,8 +363,11 @@ mod tests {
             .to_string();
         assert!(e.contains("only uid 0"), "{e}");
         let c = build(&args(&["--", "x"]), &caller(1000), || "h".into()).unwrap();
-        assert!(c.idmap.deny_setgroups);
-        assert_eq!(c.mounts.devpts_gid, None, "gid 5 is not mapped");
+        assert!(c.child.idmap.deny_setgroups);
+        assert!(
+            c.child.mounts.steps.contains(&devpts(None)),
+            "gid 5 is not mapped"
+        );
     }
 
     #[test]
@@ -387,8 +390,15 @@ mod tests {
             "h".into()
         })
         .unwrap();
-        assert_eq!(c.net, Net::Host);
-        assert_eq!(c.mounts.sysfs, Sysfs::HostBind);
+        assert_eq!(c.child.net, Net::Host);
+        assert!(
+            !c.child
+                .mounts
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Fresh { fs: Fs::Sysfs, .. })),
+            "--net host cannot mount a fresh sysfs"
+        );
     }
 
     proptest! {

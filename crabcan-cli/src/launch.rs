@@ -6,18 +6,23 @@ use crabcan_errors::Result;
 
 /// Runs the container described by `cfg` and returns the exit code crabcan should end with.
 pub fn run(cfg: Config) -> Result<i32> {
-    let plan = crabcan_mounts::plan(&cfg.mounts)?;
+    let Config {
+        child: spec,
+        seccomp_off,
+        limits,
+        ..
+    } = cfg;
     if log::log_enabled!(log::Level::Debug) {
-        for line in plan.describe() {
+        for line in spec.mounts.describe() {
             log::debug!("mount plan: {line}");
         }
     }
-    let cg_name = format!("{}-{}", cfg.hostname, std::process::id());
-    let cg_plan = crabcan_cgroups::plan(&cfg.limits, &cg_name)?;
+    let cg_name = format!("{}-{}", spec.hostname, std::process::id());
+    let cg_plan = crabcan_cgroups::plan(&limits, &cg_name)?;
     // From here on crabcan changes the host (mount points, a cgroup): a Ctrl-C must come
     // through the wait loop, which cleans up, not kill crabcan half-way.
     let mask = crabcan_child::block_signals()?;
-    let mut prepared = crabcan_mounts::prepare(&plan)?;
+    let mut prepared = crabcan_mounts::prepare(&spec.mounts)?;
     // Only when crabcan wrote something on the host that a SIGKILL would strand.
     let guardian = if prepared.is_empty() {
         None
@@ -29,23 +34,11 @@ pub fn run(cfg: Config) -> Result<i32> {
     for p in prepared.created() {
         log::debug!("created mount point {} in the root", p.display());
     }
-    if cfg.seccomp_off {
+    if seccomp_off {
         log::warn!("--seccomp unconfined: the container runs without a system call filter");
     }
-    log::debug!("security: {}", crabcan_security::describe(&cfg.security));
+    log::debug!("security: {}", crabcan_security::describe(&spec.security));
     log::debug!("{}", crabcan_cgroups::describe(&cg_plan));
-    let spec = ChildSpec {
-        argv: cfg.argv,
-        env: cfg.env,
-        workdir: cfg.workdir,
-        hostname: cfg.hostname,
-        uid: cfg.uid,
-        idmap: cfg.idmap,
-        mounts: plan,
-        net: cfg.net,
-        security: cfg.security,
-        rlimits: cfg.rlimits,
-    };
     log::debug!("hostname {}", spec.hostname);
     let cgroup = crabcan_cgroups::Cgroup::create(&cg_plan)?;
     if let Some(cg) = &cgroup {
