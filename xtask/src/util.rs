@@ -149,15 +149,6 @@ pub fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
         })
 }
 
-fn apt_lists_empty() -> bool {
-    fs::read_dir("/var/lib/apt/lists")
-        .map(|d| {
-            !d.flatten()
-                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
-        })
-        .unwrap_or(true)
-}
-
 fn apt_get_download(dir: &Path, packages: &[&str]) -> Result<()> {
     let mut cmd = Command::new("apt-get");
     if is_root() {
@@ -183,8 +174,9 @@ pub fn apt_download(dir: &Path, packages: &[&str]) -> Result<Vec<PathBuf>> {
         remove_all(&tmp)?;
         mkdir_p(&tmp)?;
         let mut result = apt_get_download(&tmp, &missing);
-        if result.is_err() && apt_lists_empty() {
-            // A fresh machine has no package lists yet; fetching them changes no package.
+        if result.is_err() {
+            // A fresh machine may have no package lists yet, or old ones naming versions the
+            // mirror no longer serves; fetching them again changes no installed package.
             let mut update = Command::new("apt-get");
             update.args(["-q", "update"]);
             output(&mut update)?;

@@ -394,26 +394,38 @@ fn initramfs(work: &Path, payload: &Payload) -> Result<PathBuf> {
     Ok(cpio)
 }
 
+/// The versioned kernel package `linux-image-amd64` currently points at.
+fn kernel_package() -> Result<String> {
+    let deps = util::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
+        .map_err(|e| format!("cannot find the kernel package: {e}"))?;
+    let deps = String::from_utf8_lossy(&deps);
+    deps.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends:"))
+        .map(str::trim)
+        .find(|p| p.starts_with("linux-image-"))
+        .map(str::to_string)
+        .ok_or_else(|| "cannot find the kernel package: linux-image-amd64 names none".to_string())
+}
+
 /// The uncompressed kernel (a fast PVH boot), extracted once from Debian's kernel package.
 fn kernel(cache: &Path) -> Result<PathBuf> {
     let vmlinux = cache.join("vmlinux");
     if vmlinux.is_file() {
         return Ok(vmlinux);
     }
-    let deps = util::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
-        .map_err(|e| format!("cannot find the kernel package: {e}"))?;
-    let deps = String::from_utf8_lossy(&deps);
-    let package = deps
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends:"))
-        .map(str::trim)
-        .find(|p| p.starts_with("linux-image-"))
-        .ok_or_else(|| "cannot find the kernel package: linux-image-amd64 names none".to_string())?
-        .to_string();
-    eprintln!("vm-test: fetching {package}");
-    let debs_dir = cache.join("debs");
-    let debs = util::apt_download(&debs_dir, &[&package])
-        .map_err(|e| format!("cannot download {package}: {e}"))?;
+    // The versioned name comes from the package lists; if they were stale, the download
+    // fails, apt_download refreshes them, and the name is looked up again.
+    let mut attempt = 0;
+    let (package, debs) = loop {
+        attempt += 1;
+        let package = kernel_package()?;
+        eprintln!("vm-test: fetching {package}");
+        match util::apt_download(&cache.join("debs"), &[&package]) {
+            Ok(debs) => break (package, debs),
+            Err(_) if attempt < 2 => continue,
+            Err(e) => return Err(format!("cannot download {package}: {e}")),
+        }
+    };
     let deb = debs
         .first()
         .ok_or_else(|| format!("cannot download {package}: no package file"))?;
