@@ -7,43 +7,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::{code, crabcan, require_root, rootfs, sh, stderr, stdout};
 
-/// The test rootfs with a `bin/crabcan-probe` built from the current sources.
-///
-/// `common::rootfs()` only builds the tree when it is missing; outside the VM this also
-/// refreshes the probe (once per test binary) so that a stale copy is never tested.
-fn probe_rootfs() -> PathBuf {
-    static FRESH: OnceLock<()> = OnceLock::new();
-    FRESH.get_or_init(|| {
-        if std::env::var_os("CRABCAN_TEST_ROOTFS").is_some() {
-            return;
-        }
-        let root = rootfs();
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&workspace)
-            .args(["xtask", "rootfs"])
-            .arg(&root)
-            .status()
-            .expect("cannot run cargo xtask rootfs");
-        assert!(
-            status.success(),
-            "cargo xtask rootfs {} failed",
-            root.display()
-        );
-    });
-    rootfs()
-}
-
 /// Runs `/bin/crabcan-probe ARGS` in a container with extra crabcan `flags`.
 fn probe(flags: &[&str], args: &[&str]) -> Output {
-    let root = probe_rootfs();
+    let root = rootfs();
     let mut c = crabcan();
     c.arg("run").arg("--mount").arg(&root).args(flags);
     c.arg("--").arg("/bin/crabcan-probe").args(args);
@@ -185,7 +155,7 @@ fn raw_socket_as_non_root() {
 #[test]
 fn every_attempt_and_check_has_a_test() {
     // `list` touches nothing, so the probe can run it directly on the host.
-    let bin = probe_rootfs().join("bin/crabcan-probe");
+    let bin = rootfs().join("bin/crabcan-probe");
     let o = Command::new(&bin)
         .arg("list")
         .output()
@@ -237,8 +207,6 @@ fn ok_rlimit() {
 #[test]
 fn ordinary_shell_workload() {
     require_root();
-    // The probe rootfs must be current even though this test runs busybox only.
-    probe_rootfs();
     let o = sh(
         &[],
         "ls / && ps && echo hi > /x && cat /x && rm /x && ulimit -n",

@@ -30,8 +30,9 @@ pub fn require_root() {
 
 /// The busybox root filesystem the tests run containers in.
 ///
-/// `CRABCAN_TEST_ROOTFS` (set in the VM) or `target/test-rootfs`, built on first use by
-/// `cargo xtask rootfs`.
+/// `CRABCAN_TEST_ROOTFS` (set in the VM) or `target/test-rootfs`, brought up to date once
+/// per test binary by `cargo xtask rootfs` (idempotent: it builds the tree when missing and
+/// refreshes `bin/crabcan-probe` when the sources changed, so a stale probe is never tested).
 pub fn rootfs() -> PathBuf {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS
@@ -47,20 +48,18 @@ pub fn rootfs() -> PathBuf {
             }
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let dir = workspace.join("target/test-rootfs");
-            if !dir.join("bin/busybox").is_file() || !dir.join("bin/crabcan-probe").is_file() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .current_dir(&workspace)
-                    .args(["xtask", "rootfs"])
-                    .arg(&dir)
-                    .status()
-                    .expect("cannot run cargo xtask rootfs");
-                assert!(
-                    status.success(),
-                    "cargo xtask rootfs {} failed",
-                    dir.display()
-                );
-            }
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(&workspace)
+                .args(["xtask", "rootfs"])
+                .arg(&dir)
+                .status()
+                .expect("cannot run cargo xtask rootfs");
+            assert!(
+                status.success(),
+                "cargo xtask rootfs {} failed",
+                dir.display()
+            );
             dir.canonicalize().expect("test rootfs path")
         })
         .clone()
