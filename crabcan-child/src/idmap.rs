@@ -122,6 +122,18 @@ impl IdMap {
         })
     }
 
+    /// Moves root's single full range onto host ids `uid`.. and `gid`.. (an allocated
+    /// range); other maps are left as they are.
+    pub fn rebase(&mut self, uid: u32, gid: u32) {
+        if let ([u], [g]) = (self.uids.as_mut_slice(), self.gids.as_mut_slice())
+            && u.count == ROOT_RANGE
+            && g.count == ROOT_RANGE
+        {
+            u.outside = uid;
+            g.outside = gid;
+        }
+    }
+
     /// How many consecutive ids from 0 are mapped (for both uids and gids).
     pub fn count(&self) -> u32 {
         let span = |r: &[Range]| r.iter().map(|x| x.count).fold(0u32, u32::saturating_add);

@@ -1,10 +1,11 @@
 //! The container's process bootstrap: one `clone` into new namespaces, the parent/child
 //! channel, the id maps, the ordered setup in the child, and `execve`.
 //!
-//! In the child, after the parent's go: cgroup namespace, hostname, mounts and
-//! `pivot_root`, loopback, rlimits, capability bounding set, ids, working directory,
-//! fds marked close-on-exec, signal mask, then capabilities, no_new_privs and seccomp
-//! last, and `execve`.
+//! In the child, after the parent's go: container root's ids, non-dumpable, cgroup
+//! namespace, hostname, mounts and `pivot_root`, loopback; then (in the command's process,
+//! forked by the child acting as the container's init unless [`ChildSpec::init`] is off)
+//! rlimits, capability bounding set, ids, working directory, fds marked close-on-exec,
+//! signal mask, then capabilities, no_new_privs and seccomp last, and `execve`.
 //!
 //! The steps are separate so a front end can hold the child before exec:
 //! [`spawn`] clones a child that waits; [`Container::write_id_maps`] maps its ids (place it
@@ -13,12 +14,18 @@
 
 mod exec;
 mod guardian;
+mod idalloc;
 mod idmap;
+mod init;
 mod net;
+mod sealed;
 
 pub use exec::{DEFAULT_PATH, argv, candidates, environment};
 pub use guardian::{Guardian, guardian};
+pub use idalloc::{IdLease, POOL_BASE, POOL_SLOTS, allocate_ids};
 pub use idmap::{IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
+pub use init::INIT_FORWARDS;
+pub use sealed::{reexec_sealed, running_sealed};
 
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -28,7 +35,7 @@ use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Signals sent to crabcan that are passed on to the container.
@@ -77,6 +84,8 @@ pub struct ChildSpec {
     pub security: crabcan_security::SecurityPlan,
     /// Resource limits set on the command's process.
     pub rlimits: Vec<crabcan_cgroups::RlimitSpec>,
+    /// A crabcan init is PID 1 and the command its child (otherwise the command is PID 1).
+    pub init: bool,
 }
 
 /// A cloned container process and crabcan's end of the channel to it.
@@ -231,10 +240,33 @@ impl Container {
         write("gid_map", &map.gid_map())
     }
 
-    /// Lets the child set up and exec; returns once it has exec'd, or its setup error.
-    pub fn release(&mut self) -> Result<()> {
-        nix::sys::socket::send(self.chan.as_raw_fd(), b"g", MsgFlags::empty())
-            .sys_ctx(|| "release the container's process")?;
+    /// Opens the container's user namespace (for idmapped mounts made by the parent).
+    pub fn userns(&self) -> Result<OwnedFd> {
+        nix::fcntl::open(
+            format!("/proc/{}/ns/user", self.pid).as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .sys_ctx(|| "open the container's user namespace")
+    }
+
+    /// Lets the child set up and exec, handing it `mounts` (the idmapped clones its mount
+    /// plan needs, from `crabcan_mounts::open_idmapped`); returns once it has exec'd, or
+    /// its setup error.
+    pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
+        let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
+        let iov = [std::io::IoSlice::new(b"g")];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[nix::sys::socket::ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        nix::sys::socket::sendmsg::<()>(
+            self.chan.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .sys_ctx(|| "release the container's process")?;
+        drop(mounts);
         // The child sends EXEC_MARKER right before execve; then either an error (exec
         // failed) or EOF (the channel is CLOEXEC: exec succeeded). EOF without the marker
         // means the child died during setup without a word (killed by a signal).
@@ -361,16 +393,33 @@ fn child_main(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> is
     unsafe { libc::_exit(code) }
 }
 
-fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
-    // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
-    // SAFETY: the fd number came from the parent's socketpair and is not used here again.
-    unsafe { libc::close(parent_end) };
+/// Waits for the parent's go; returns the fds that came with it.
+fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
     let mut go = [0u8; 1];
-    let n = loop {
-        match nix::sys::socket::recv(chan, &mut go, MsgFlags::empty()) {
+    // Room for SCM_RIGHTS with `expected` fds (plus one, to notice a surplus).
+    // SAFETY: CMSG_SPACE is pure arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(((expected + 1) * size_of::<RawFd>()) as u32) };
+    let mut cbuf = vec![0u8; space as usize];
+    let (n, fds) = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut go)];
+        match nix::sys::socket::recvmsg::<()>(
+            chan,
+            &mut iov,
+            Some(&mut cbuf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Err(Errno::EINTR) => continue,
-            r => break r.sys_ctx(|| "wait for the parent")?,
+            Err(e) => return Err(Errcode::sys("wait for the parent", e)),
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().sys_ctx(|| "read the parent's go")? {
+                    if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
+                        // SAFETY: the kernel installed these fds in our table for us.
+                        fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                    }
+                }
+                break (msg.bytes, fds);
+            }
         }
     };
     if n == 0 {
@@ -378,6 +427,29 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
         // SAFETY: see child_main.
         unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) };
     }
+    if fds.len() != expected {
+        return Err(Errcode::setup(format!(
+            "the parent handed over {} idmapped mounts, {expected} were expected",
+            fds.len()
+        )));
+    }
+    Ok(fds)
+}
+
+fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
+    // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
+    // SAFETY: the fd number came from the parent's socketpair and is not used here again.
+    unsafe { libc::close(parent_end) };
+    let trees = wait_for_go(chan, crabcan_mounts::idmapped_count(&spec.mounts))?;
+    // The id maps are written now. Until this process takes the container's root ids it
+    // still carries crabcan's host ids, which the map need not contain (--userns-base), and
+    // files it creates (mount points on the /dev tmpfs) would have no owner there.
+    become_root(&spec.idmap)?;
+    // Changing ids cleared the parent-death signal; and no process of the container may
+    // inspect or ptrace this one, which holds crabcan's memory and fds until it execs.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
+    nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's init non-dumpable")?;
     // A session of its own: otherwise the container (root inside may be root outside) could
     // signal crabcan's whole process group on the host with kill(0, …), and a terminal's
     // Ctrl-C would reach it twice (directly and forwarded). It keeps stdio, not the tty.
@@ -386,11 +458,44 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).sys_ctx(|| "create the cgroup namespace")?;
     crabcan_hostname::apply(&spec.hostname)?;
     log::debug!("hostname set to {}", spec.hostname);
-    crabcan_mounts::apply(&spec.mounts)?;
+    crabcan_mounts::apply_with(&spec.mounts, trees)?;
     log::debug!("mounts applied, root pivoted");
     if spec.net == Net::None {
         net::loopback_up()?;
     }
+    if !spec.init {
+        return command(spec, chan, mask);
+    }
+    init::block().sys_ctx(|| "block the signals the init forwards")?;
+    // SAFETY: the child is single-threaded (cloned without CLONE_THREAD and never spawns
+    // threads); the forked process only runs `command`, which ends in exec or _exit.
+    match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork the command from the init")? {
+        nix::unistd::ForkResult::Child => {
+            // A process group of its own: a kill(0, …) inside reaches the command's group,
+            // not the init.
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            let e = match command(spec, chan, mask) {
+                Ok(()) => Errcode::setup("the command returned without exec"),
+                Err(e) => e,
+            };
+            let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
+            // SAFETY: see child_main.
+            unsafe { libc::_exit(e.exit_code()) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            // Only the command keeps the channel: its exec closes it, which the parent reads.
+            // SAFETY: the fd is ours and not used again in the init.
+            unsafe { libc::close(chan) };
+            let code = init::serve(child);
+            // SAFETY: see child_main.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// The command's own setup, in its process (the init's child, or the cloned process
+/// itself without an init), ending in `execve`.
+fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     crabcan_cgroups::apply_rlimits(&spec.rlimits)?;
     crabcan_security::apply_bounding(&spec.security)?;
     switch_ids(spec.uid, &spec.idmap)?;
@@ -411,6 +516,16 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
     nix::sys::socket::send(chan, EXEC_MARKER, MsgFlags::empty())
         .sys_ctx(|| "tell the parent the command starts")?;
     Err(exec::exec(&spec.argv, &spec.env))
+}
+
+/// Takes the container's root ids (0 inside), which every map contains.
+fn become_root(map: &IdMap) -> Result<()> {
+    if !map.deny_setgroups {
+        nix::unistd::setgroups(&[]).sys_ctx(|| "clear supplementary groups (setgroups)")?;
+    }
+    let (u, g) = (Uid::from_raw(0), Gid::from_raw(0));
+    nix::unistd::setresgid(g, g, g).sys_ctx(|| "take the container's root gid (setresgid)")?;
+    nix::unistd::setresuid(u, u, u).sys_ctx(|| "take the container's root uid (setresuid)")
 }
 
 fn switch_ids(uid: u32, map: &IdMap) -> Result<()> {

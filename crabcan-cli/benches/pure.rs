@@ -51,6 +51,8 @@ fn mount_config(binds: usize) -> MountConfig {
             source: PathBuf::from(format!("/srv/bench/b{i:04}")),
             target: PathBuf::from(format!("/mnt/bench/b{i:04}")),
             read_only: i % 2 == 1,
+            dev: false,
+            idmap: false,
         })
         .collect();
     cfg

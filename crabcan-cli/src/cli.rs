@@ -42,6 +42,17 @@ pub enum NetArg {
     Host,
 }
 
+/// User namespace modes for `--userns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UsernsArg {
+    /// As root: a host id range of its own per container (root inside is unprivileged
+    /// outside). As an ordinary user: your own ids.
+    Auto,
+    /// As root: container ids are host ids (container root is host root on whatever it
+    /// is given: binds, stdio).
+    Host,
+}
+
 /// Seccomp modes for `--seccomp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SeccompArg {
@@ -67,8 +78,10 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "N", default_value_t = 0)]
     pub uid: u32,
 
-    /// Extra bind mount SRC:DST, read-only with :ro; repeatable.
-    #[arg(short, long = "add", value_name = "SRC:DST[:ro]")]
+    /// Extra bind mount SRC:DST, with options after a colon, comma-separated: ro (read-only),
+    /// dev (device nodes open; default nodev), idmap (files keep their owners inside through
+    /// the container's id map); repeatable.
+    #[arg(short, long = "add", value_name = "SRC:DST[:ro,dev,idmap]")]
     pub add: Vec<String>,
 
     /// Hostname inside [default: a random adjective-noun-N].
@@ -91,12 +104,32 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = NetArg::None, value_name = "none|host")]
     pub net: NetArg,
 
-    /// As root: map container ids 0-65535 to host ids HOST.. instead of 0.. .
-    #[arg(long, value_name = "HOST")]
+    /// Size cap of the scratch root's tmpfs (k, m, g suffixes) [default: 256m].
+    #[arg(long = "tmpfs-size", value_name = "SIZE")]
+    pub tmpfs_size: Option<String>,
+
+    /// Run the command as PID 1 itself, without crabcan's small init (then it must reap
+    /// and handle signals itself, and can outlive crabcan by clearing its parent-death
+    /// signal).
+    #[arg(long = "no-init")]
+    pub no_init: bool,
+
+    /// User namespace ids. auto: as root, 65536 host ids of the container's own from
+    /// 3221225472 up (or the subordinate ranges of a user named crabcan), and a --mount
+    /// root idmapped so its files keep their owners. host: WARNING, container root is host
+    /// root on everything bound in, stdio included.
+    #[arg(long, value_enum, default_value_t = UsernsArg::Auto, value_name = "auto|host",
+          help_heading = "Confinement")]
+    pub userns: UsernsArg,
+
+    /// As root: map container ids 0-65535 to host ids HOST.. (instead of --userns).
+    #[arg(long, value_name = "HOST", help_heading = "Confinement")]
     pub userns_base: Option<u32>,
 
     /// Add a capability to the default set (CAP_NET_ADMIN, net_admin, or ALL); repeatable.
-    /// The default set is docker's 14; a non-zero --uid has no effective capabilities.
+    /// The default set is docker's 14 less SETFCAP; a non-zero --uid has no effective
+    /// capabilities. WARNING: with SETFCAP, root inside can give files of an idmapped root
+    /// capabilities that hold on the host.
     #[arg(long = "cap-add", value_name = "CAP", help_heading = "Confinement")]
     pub cap_add: Vec<String>,
 
@@ -105,6 +138,8 @@ pub struct RunArgs {
     pub cap_drop: Vec<String>,
 
     /// Seccomp: default (an allow list, everything else EPERM) or unconfined (no filter).
+    /// WARNING: unconfined lets root inside write setuid files that hold on the host into an
+    /// idmapped root.
     #[arg(long, value_enum, default_value_t = SeccompArg::Default, value_name = "default|unconfined",
           help_heading = "Confinement")]
     pub seccomp: SeccompArg,

@@ -1,6 +1,6 @@
 //! From parsed arguments to a checked container configuration.
 
-use crate::cli::{NetArg, RunArgs, SeccompArg};
+use crate::cli::{NetArg, RunArgs, SeccompArg, UsernsArg};
 use crabcan_child::{ChildSpec, IdMap, Net};
 use crabcan_errors::{Errcode, Result};
 use crabcan_mounts::{BindMount, MountConfig, Root, Sysfs};
@@ -31,6 +31,11 @@ pub struct Config {
     pub seccomp_off: bool,
     /// cgroup v2 limits asked for.
     pub limits: crabcan_cgroups::Limits,
+    /// The container's host ids are a range of its own, allocated when it starts (the map
+    /// in `child.idmap` is rebased onto it).
+    pub auto_ids: bool,
+    /// The user gave an nproc rlimit (so no default is added where cgroups cannot count).
+    pub nproc_given: bool,
 }
 
 /// Parses the optional value of a limit flag with `parse`.
@@ -63,10 +68,22 @@ fn host_path(flag: &str, shown: &str, p: &str, cwd: &Path) -> Result<PathBuf> {
     }
 }
 
+/// `--tmpfs-size`: at least 1 MiB (a tmpfs of size 0 would be unlimited).
+fn tmpfs_size(v: &str) -> Result<u64> {
+    let n =
+        crabcan_cgroups::parse_size(v).map_err(|e| Errcode::usage(format!("--tmpfs-size: {e}")))?;
+    if n < 1 << 20 {
+        return Err(Errcode::usage(format!(
+            "invalid --tmpfs-size '{v}': must be at least 1m"
+        )));
+    }
+    Ok(n)
+}
+
 /// Checks `args` and builds the configuration. `hostname` supplies a random name when
 /// none is given (called at most once).
 pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String) -> Result<Config> {
-    let root = match &args.mount {
+    let root_dir = match &args.mount {
         None => Root::Scratch,
         Some(m) => {
             let m = utf8("--mount", m)?;
@@ -98,8 +115,25 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
     };
     let argv = crabcan_child::argv(&words)?;
 
-    let idmap = IdMap::for_caller(caller.euid, caller.egid, args.userns_base, caller.subids)?;
+    let root = caller.euid == 0;
+    if args.userns_base.is_some() && args.userns == UsernsArg::Host && root {
+        return Err(Errcode::usage(
+            "give either --userns host or --userns-base, not both",
+        ));
+    }
+    // Root's container gets a range of its own unless the caller chose one (or none).
+    let auto_ids = root && args.userns == UsernsArg::Auto && args.userns_base.is_none();
+    let base = if auto_ids {
+        // A placeholder with the right size; the real range is allocated at start.
+        Some(crabcan_child::POOL_BASE)
+    } else {
+        args.userns_base
+    };
+    let idmap = IdMap::for_caller(caller.euid, caller.egid, base, caller.subids)?;
     idmap.check_uid(args.uid)?;
+    // Root's ids are not host ids: the root directory is idmapped so its files keep their
+    // owners inside (an ordinary user maps their own id, which owns their files already).
+    let idmap_root = root && idmap.uids.first().is_some_and(|r| r.outside != 0);
 
     let hostname = match &args.hostname {
         Some(h) => {
@@ -132,7 +166,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         NetArg::Host => Net::Host,
     };
     let mounts = MountConfig {
-        root,
+        root: root_dir.clone(),
         read_only: args.read_only,
         binds,
         sysfs: if net == Net::None {
@@ -142,6 +176,11 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         },
         devpts_gid: idmap.contains(5).then_some(5),
         mask_paths: true,
+        idmap_root: idmap_root && matches!(root_dir, Root::Dir(_)),
+        scratch_size: match &args.tmpfs_size {
+            Some(v) => tmpfs_size(v)?,
+            None => crabcan_mounts::DEFAULT_SCRATCH_SIZE,
+        },
     };
     let env = crabcan_child::environment(&hostname, args.uid, caller.term.as_deref(), &args.env)?;
     let security = crabcan_security::plan(&crabcan_security::SecurityConfig {
@@ -162,6 +201,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         .iter()
         .map(|u| crabcan_cgroups::parse_ulimit(u))
         .collect::<Result<Vec<_>>>()?;
+    let nproc_given = rlimits.iter().any(|r| r.name == "nproc");
     Ok(Config {
         child: ChildSpec {
             argv,
@@ -174,9 +214,12 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
             net,
             security,
             rlimits,
+            init: !args.no_init,
         },
         seccomp_off: args.seccomp == SeccompArg::Unconfined,
         limits,
+        auto_ids,
+        nproc_given,
     })
 }
 
@@ -262,8 +305,10 @@ mod tests {
         let plan = &c.child.mounts;
         assert!(plan.steps.contains(&Step::RootFromDir {
             dir: dir.clone(),
-            read_only: true
+            read_only: true,
+            idmap: true
         }));
+        assert!(c.auto_ids && c.child.init);
         assert!(plan.sources.iter().any(|s| s.path == file && s.read_only));
         assert!(plan.targets().any(|t| t == Path::new("/etc/x.conf")));
         assert!(plan.steps.contains(&devpts(Some(5))));
@@ -273,6 +318,88 @@ mod tests {
                 .iter()
                 .any(|e| e.to_bytes() == b"HOSTNAME=rand-name-1")
         );
+    }
+
+    fn root_idmapped(c: &Config) -> bool {
+        c.child
+            .mounts
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::RootFromDir { idmap: true, .. }))
+    }
+
+    #[test]
+    fn user_namespace_modes() {
+        let (dir, _) = fixture();
+        let d = dir.to_str().unwrap();
+        // Root by default: an allocated range (rebased later) and an idmapped root.
+        let c = build(&args(&["-m", d, "--", "x"]), &caller(0), || "h".into()).unwrap();
+        assert!(c.auto_ids && root_idmapped(&c));
+        assert_eq!(c.child.idmap.uid_map(), "0 3221225472 65536\n");
+        // --userns host: the identity map, nothing idmapped.
+        let c = build(
+            &args(&["-m", d, "--userns", "host", "--", "x"]),
+            &caller(0),
+            || "h".into(),
+        )
+        .unwrap();
+        assert!(!c.auto_ids && !root_idmapped(&c));
+        assert_eq!(c.child.idmap.uid_map(), "0 0 65536\n");
+        // --userns-base: the chosen range, idmapped, nothing allocated.
+        let c = build(
+            &args(&["-m", d, "--userns-base", "100000", "--", "x"]),
+            &caller(0),
+            || "h".into(),
+        )
+        .unwrap();
+        assert!(!c.auto_ids && root_idmapped(&c));
+        assert_eq!(c.child.idmap.uid_map(), "0 100000 65536\n");
+        let e = build_err(&["--userns", "host", "--userns-base", "5", "--", "x"]);
+        assert!(
+            e.contains("--userns host") && e.contains("--userns-base"),
+            "{e}"
+        );
+        // An ordinary user maps their own ids, which own their files: no idmap.
+        let c = build(&args(&["-m", d, "--", "x"]), &caller(1000), || "h".into()).unwrap();
+        assert!(!c.auto_ids && !root_idmapped(&c));
+        // A scratch root is a tmpfs of the container's own: never idmapped.
+        let c = build(&args(&["--", "x"]), &caller(0), || "h".into()).unwrap();
+        assert!(c.auto_ids && !root_idmapped(&c));
+    }
+
+    #[test]
+    fn init_nproc_and_tmpfs_size() {
+        let c = build(
+            &args(&["--no-init", "--ulimit", "NPROC=10", "--", "x"]),
+            &caller(0),
+            || "h".into(),
+        )
+        .unwrap();
+        assert!(!c.child.init && c.nproc_given);
+        let c = build(
+            &args(&["--tmpfs-size", "10m", "--", "x"]),
+            &caller(0),
+            || "h".into(),
+        )
+        .unwrap();
+        assert!(c.child.init && !c.nproc_given);
+        assert!(
+            c.child
+                .mounts
+                .steps
+                .contains(&Step::RootScratch { size: 10 << 20 })
+        );
+        let c = build(&args(&["--", "x"]), &caller(0), || "h".into()).unwrap();
+        assert!(
+            c.child
+                .mounts
+                .steps
+                .contains(&Step::RootScratch { size: 256 << 20 })
+        );
+        for (v, why) in [("0", "at least 1m"), ("1023k", "at least 1m"), ("5q", "5q")] {
+            let e = build_err(&["--tmpfs-size", v, "--", "x"]);
+            assert!(e.contains("--tmpfs-size") && e.contains(why), "{v}: {e}");
+        }
     }
 
     #[test]

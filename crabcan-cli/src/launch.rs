@@ -3,14 +3,22 @@
 use crate::config::Config;
 use crabcan_child::ChildSpec;
 use crabcan_errors::Result;
+use std::path::Path;
+
+/// Where root's crabcan records what it holds on the host while a container runs.
+const STATE_DIR: &str = "/run/crabcan";
+
+/// The process limit set where no pids cgroup counts the container's processes.
+const DEFAULT_NPROC: u64 = 4096;
 
 /// Runs the container described by `cfg` and returns the exit code crabcan should end with.
 pub fn run(cfg: Config) -> Result<i32> {
     let Config {
-        child: spec,
+        child: mut spec,
         seccomp_off,
         limits,
-        ..
+        auto_ids,
+        nproc_given,
     } = cfg;
     if log::log_enabled!(log::Level::Debug) {
         for line in spec.mounts.describe() {
@@ -19,16 +27,27 @@ pub fn run(cfg: Config) -> Result<i32> {
     }
     let cg_name = format!("{}-{}", spec.hostname, std::process::id());
     let cg_plan = crabcan_cgroups::plan(&limits, &cg_name)?;
-    // From here on crabcan changes the host (mount points, a cgroup): a Ctrl-C must come
-    // through the wait loop, which cleans up, not kill crabcan half-way.
+    // From here on crabcan changes the host (mount points, a cgroup, an id range): a
+    // Ctrl-C must come through the wait loop, which cleans up, not kill crabcan half-way.
     let mask = crabcan_child::block_signals()?;
+    let mut lease = if auto_ids {
+        let lease = crabcan_child::allocate_ids(Path::new(STATE_DIR))?;
+        let slot = lease.slot();
+        spec.idmap.rebase(slot.uid, slot.gid);
+        Some(lease)
+    } else {
+        None
+    };
     let mut prepared = crabcan_mounts::prepare(&spec.mounts)?;
-    // Only when crabcan wrote something on the host that a SIGKILL would strand.
-    let guardian = if prepared.is_empty() {
+    // Only when crabcan holds something on the host that a SIGKILL would strand.
+    let guardian = if prepared.is_empty() && lease.is_none() {
         None
     } else {
         Some(crabcan_child::guardian(&mut || {
             let _ = prepared.remove_now();
+            if let Some(l) = lease.as_mut() {
+                l.remove_now();
+            }
         })?)
     };
     for p in prepared.created() {
@@ -43,6 +62,22 @@ pub fn run(cfg: Config) -> Result<i32> {
     let cgroup = crabcan_cgroups::Cgroup::create(&cg_plan)?;
     if let Some(cg) = &cgroup {
         log::debug!("cgroup {} created", cg.path().display());
+    }
+    let pids_counted = cgroup
+        .as_ref()
+        .is_some_and(|cg| cg.path().join("pids.max").exists());
+    if !pids_counted && !nproc_given {
+        // Without a pids cgroup a fork bomb would only stop at the host's pid_max. The
+        // kernel counts processes per user and user namespace, so with the container's own
+        // ids this is a per-container cap (host root is exempt: --userns host relies on the
+        // pids cgroup).
+        log::debug!("no pids cgroup: process limit {DEFAULT_NPROC} (rlimit)");
+        spec.rlimits.push(crabcan_cgroups::RlimitSpec {
+            name: "nproc",
+            resource: nix::sys::resource::Resource::RLIMIT_NPROC,
+            soft: DEFAULT_NPROC,
+            hard: Some(DEFAULT_NPROC),
+        });
     }
     let result = start_and_wait(&spec, &mask, cgroup.as_ref());
     let result = match (result, &cgroup) {
@@ -63,6 +98,9 @@ pub fn run(cfg: Config) -> Result<i32> {
     }
     if let Err(e) = prepared.cleanup() {
         log::warn!("{e}");
+    }
+    if let Some(l) = lease.take() {
+        l.release();
     }
     if let Some(g) = guardian {
         g.dismiss();
@@ -91,11 +129,19 @@ fn start_and_wait(
         spec.idmap.uid_map().trim(),
         spec.idmap.gid_map().trim()
     );
+    let idmapped = if crabcan_mounts::idmapped_count(&spec.mounts) > 0 {
+        let userns = child.userns()?;
+        let trees = crabcan_mounts::open_idmapped(&spec.mounts, std::os::fd::AsFd::as_fd(&userns))?;
+        log::debug!("{} idmapped mounts made", trees.len());
+        trees
+    } else {
+        Vec::new()
+    };
     if let Some(cg) = cgroup {
         cg.add_process(child.pid().as_raw())?;
         log::debug!("container process placed in {}", cg.path().display());
     }
-    child.release()?;
+    child.release(idmapped)?;
     log::debug!("container running {:?}", spec.argv);
     let code = child.wait()?;
     log::debug!("container exited with {code}");

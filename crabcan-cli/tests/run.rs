@@ -114,25 +114,32 @@ fn hostname_flag_and_environment() {
 }
 
 #[test]
-fn command_is_pid_one_and_sees_only_its_processes() {
+fn init_is_pid_one_and_the_command_sees_only_its_processes() {
     require_root();
     let o = sh(
         &[],
-        "echo $$; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '",
+        "echo $$; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; cat /proc/1/comm",
     );
     assert_ok(&o);
     let out = stdout(&o);
     let mut lines = out.lines();
-    assert_eq!(lines.next(), Some("1"));
+    assert_eq!(lines.next(), Some("2"));
     let pids: Vec<u32> = lines
         .next()
         .unwrap_or("")
         .split_whitespace()
         .map(|p| p.parse().expect("pid"))
         .collect();
-    // sh plus the four commands of the pipeline, numbered from 1 in the new PID namespace.
+    // The init, sh and the commands of the pipeline, numbered from 1 in the new PID
+    // namespace.
     let want: Vec<u32> = (1..=pids.len() as u32).collect();
     assert_eq!(pids, want, "container sees other processes");
+    // crabcan's init is PID 1 (it runs from the sealed in-memory copy of crabcan).
+    assert_eq!(lines.next(), Some("memfd:crabcan"));
+    // --no-init: the command itself is PID 1.
+    let o = sh(&["--no-init"], "echo $$");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "1\n");
     assert!(pids.len() <= 5, "container sees other processes: {pids:?}");
 }
 
@@ -204,26 +211,42 @@ fn add_mounts_are_visible_and_ro_holds() {
     let dir = Scratch::new("add");
     std::fs::write(dir.path().join("hello"), "from the host\n").unwrap();
     leaves_nothing_behind("crabcan-add-test", || {
-        let rw = format!("{}:/data", dir.s());
-        let ro = format!("{}:/srv/ro/deep:ro", dir.s());
+        // Idmapped, the host's root-owned directory is root's inside; plain, it belongs to
+        // nobody there, and container root (an unprivileged host id) cannot write it.
+        let rw = format!("{}:/data:idmap", dir.s());
+        let plain = format!("{}:/plain", dir.s());
+        let ro = format!("{}:/srv/ro/deep:ro,idmap", dir.s());
         let o = sh(
-            &["-a", &rw, "-a", &ro],
+            &["-a", &rw, "-a", &plain, "-a", &ro],
             "cat /data/hello; echo new > /data/new && echo rw-ok; \
+             stat -c %u /data/new /plain/hello; \
+             echo y > /plain/y 2>/dev/null && echo plain-broken || echo plain-ok; \
              echo x > /srv/ro/deep/x 2>/dev/null && echo ro-broken || echo ro-ok; : crabcan-add-test",
         );
         assert_ok(&o);
         let out = stdout(&o);
-        assert!(out.contains("from the host"), "{out}");
-        assert!(out.contains("rw-ok") && out.contains("ro-ok"), "{out}");
+        assert_eq!(
+            out,
+            "from the host\nrw-ok\n0\n65534\nplain-ok\nro-ok\n",
+            "{}",
+            stderr(&o)
+        );
     });
     assert_eq!(
         std::fs::read_to_string(dir.path().join("new")).unwrap(),
         "new\n"
     );
+    // Written through the idmapped bind, the file has its real owner on the host.
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir.path().join("new")).unwrap()),
+        0
+    );
     assert!(!dir.path().join("x").exists());
+    assert!(!dir.path().join("y").exists());
     // DSTs that did not exist in the rootfs were created for the run and removed after it.
     let root = rootfs();
     assert!(!root.join("data").exists(), "/data left in the rootfs");
+    assert!(!root.join("plain").exists(), "/plain left in the rootfs");
     assert!(!root.join("srv").exists(), "/srv left in the rootfs");
 }
 
@@ -490,7 +513,7 @@ fn runs_without_root() {
         let out = stdout(&o);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "0");
-        assert_eq!(lines[1], "1");
+        assert_eq!(lines[1], "2", "the command runs under crabcan's init");
         assert_generated_hostname(lines[2]);
         let map: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(map, ["0", "65534", "1"]);
@@ -628,7 +651,12 @@ fn container_cannot_signal_the_callers_process_group() {
         .arg("run")
         .arg("-m")
         .arg(rootfs())
-        .args(["--", "/bin/sh", "-c", "kill -TERM 0; echo sent"])
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "trap '' TERM; kill -TERM 0; echo sent",
+        ])
         .output()
         .expect("spawn crabcan");
     let alive = sibling.try_wait().expect("try_wait").is_none();

@@ -1,6 +1,6 @@
 //! Walks a [`MountPlan`] in the container's own mount namespace and makes the syscalls.
 
-use crate::plan::{Fs, MountPlan, Step};
+use crate::plan::{Fs, MountPlan, Root, Step};
 use crate::sys::{self, Kind};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -8,7 +8,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::stat::{Mode, SFlag};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Host directories a scratch root's tmpfs may be mounted on: any existing one will do,
@@ -18,7 +18,9 @@ const SCRATCH_STAGING: &[&str] = &["/tmp", "/mnt", "/run", "/var/tmp", "/opt", "
 /// Size cap of the tmpfs mounts crabcan makes for `/dev`, `/dev/shm` and a scratch root.
 const DEV_TMPFS_OPTS: &str = "mode=755,size=65536k";
 const SHM_TMPFS_OPTS: &str = "mode=1777,size=65536k";
-const SCRATCH_TMPFS_OPTS: &str = "mode=755";
+
+/// Mount points whose fresh filesystem the masked and read-only paths are looked up in.
+const MASK_BASES: &[&str] = &["/proc", "/sys"];
 
 enum Cloned {
     Missing,
@@ -30,12 +32,125 @@ struct State<'p> {
     plan: &'p MountPlan,
     clones: Vec<Option<Cloned>>,
     root: Option<OwnedFd>,
+    /// Idmapped clones made by the parent, by source index.
+    given: Vec<Option<OwnedFd>>,
+    /// The idmapped root made by the parent.
+    given_root: Option<OwnedFd>,
+    /// The roots of the fresh `/proc` and `/sys` (or the bound host `/sys`) by mount point.
+    bases: Vec<(&'static str, OwnedFd)>,
+}
+
+/// One idmapped clone the parent makes: the directory root or a source, by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Root,
+    Source(usize),
+}
+
+/// The idmapped clones `plan` needs, in the order [`open_idmapped`] returns them.
+fn idmap_slots(plan: &MountPlan) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = plan
+        .sources
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.idmap)
+        .map(|(i, _)| Slot::Source(i))
+        .collect();
+    if plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::RootFromDir { idmap: true, .. }))
+    {
+        slots.push(Slot::Root);
+    }
+    slots
+}
+
+/// How many idmapped clones `plan` needs from [`open_idmapped`].
+pub fn idmapped_count(plan: &MountPlan) -> usize {
+    idmap_slots(plan).len()
+}
+
+/// Host side: makes the idmapped clones `plan` asks for (the root when
+/// [`crate::MountConfig::idmap_root`], and binds with `idmap`), through the id map of the
+/// user namespace `userns` (the container's, once its maps are written). Needs privilege
+/// over the host's filesystems (root), which the container's process lacks; pass the
+/// result to [`apply_with`] in that process (e.g. over a unix socket).
+pub fn open_idmapped(plan: &MountPlan, userns: BorrowedFd<'_>) -> Result<Vec<OwnedFd>> {
+    idmap_slots(plan)
+        .into_iter()
+        .map(|slot| {
+            let (path, read_only) = match slot {
+                Slot::Root => match (&plan.root, root_read_only(plan)) {
+                    (Root::Dir(d), ro) => (d.as_path(), ro),
+                    (Root::Scratch, _) => {
+                        return Err(Errcode::setup("mount plan idmaps a scratch root"));
+                    }
+                },
+                Slot::Source(i) => {
+                    let s = plan.sources.get(i).ok_or_else(|| {
+                        Errcode::setup(format!("mount plan names a missing source #{i}"))
+                    })?;
+                    (s.path.as_path(), s.read_only)
+                }
+            };
+            let what = || format!("make an idmapped bind of {}", path.display());
+            let tree = sys::open_tree(path, true, true).sys_ctx(what)?;
+            let mut set = sys::ATTR_NODEV;
+            if read_only {
+                set |= sys::ATTR_RDONLY;
+            }
+            sys::mount_setattr_idmap(tree.as_fd(), set, userns, true)
+                .sys_ctx(what)
+                .map_err(|e| match e.errno() {
+                    Some(Errno::EINVAL) => e.with_hint(
+                        "its filesystem cannot be idmapped; --userns host runs without \
+                         an id map (container root is then host root)",
+                    ),
+                    _ => e,
+                })?;
+            Ok(tree)
+        })
+        .collect()
+}
+
+fn root_read_only(plan: &MountPlan) -> bool {
+    plan.steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::RootFromDir {
+                read_only: true,
+                ..
+            }
+        )
+    })
 }
 
 /// Applies `plan`: must run in a process with its own mount namespace (and, for the
 /// `/proc` and `/sys` mounts, its own PID and network namespaces). Ends with the process's
 /// root and working directory at the new root; the host's root is detached.
 pub fn apply(plan: &MountPlan) -> Result<()> {
+    apply_with(plan, Vec::new())
+}
+
+/// [`apply`] for a plan with idmapped clones: `idmapped` is what [`open_idmapped`] made.
+pub fn apply_with(plan: &MountPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
+    let slots = idmap_slots(plan);
+    if slots.len() != idmapped.len() {
+        return Err(Errcode::setup(format!(
+            "mount plan needs {} idmapped mounts, {} were given",
+            slots.len(),
+            idmapped.len()
+        )));
+    }
+    let mut given: Vec<Option<OwnedFd>> = (0..plan.sources.len()).map(|_| None).collect();
+    let mut given_root = None;
+    for (slot, fd) in slots.into_iter().zip(idmapped) {
+        match slot {
+            Slot::Root => given_root = Some(fd),
+            Slot::Source(i) => given[i] = Some(fd),
+        }
+    }
     // Modes in the plan are meant literally (1777 for /tmp); the caller's umask must not
     // change them. The child is single-threaded, so this is safe to flip and restore.
     let old_umask = nix::sys::stat::umask(Mode::empty());
@@ -44,6 +159,9 @@ pub fn apply(plan: &MountPlan) -> Result<()> {
         plan,
         clones: (0..plan.sources.len()).map(|_| None).collect(),
         root: None,
+        given,
+        given_root,
+        bases: Vec::new(),
     };
     let r = plan.steps.iter().try_for_each(|s| st.step(s));
     drop(st);
@@ -114,26 +232,55 @@ impl<'p> State<'p> {
             .sys_ctx(|| "make / recursively private"),
             Step::Clone { index } => {
                 let src = self.source(*index)?;
-                let cloned = clone_source(&src.path, src.recursive, src.read_only, src.optional)?;
+                let cloned = match self.given.get_mut(*index).and_then(Option::take) {
+                    Some(fd) => tree(fd, &src.path)?,
+                    None if src.idmap => {
+                        return Err(Errcode::setup(format!(
+                            "no idmapped mount of {} was given",
+                            src.path.display()
+                        )));
+                    }
+                    None => clone_source(src)?,
+                };
                 if let Some(slot) = self.clones.get_mut(*index) {
                     *slot = Some(cloned);
                 }
                 Ok(())
             }
-            Step::RootFromDir { dir, read_only } => {
+            Step::RootFromDir {
+                dir,
+                read_only,
+                idmap,
+            } => {
                 let what = || format!("bind {} as the container's root", dir.display());
-                let tree = sys::open_tree(dir, true, true).sys_ctx(what)?;
-                if *read_only {
-                    // Recursive, so that mounts below the root directory are read-only too.
-                    sys::mount_setattr(tree.as_fd(), sys::ATTR_RDONLY, true)
-                        .sys_ctx(|| "make the container's root read-only")?;
-                }
+                let tree = match (self.given_root.take(), idmap) {
+                    (Some(t), _) => t,
+                    (None, true) => {
+                        return Err(Errcode::setup(format!(
+                            "no idmapped mount of the root {} was given",
+                            dir.display()
+                        )));
+                    }
+                    (None, false) => {
+                        let tree = sys::open_tree(dir, true, true).sys_ctx(what)?;
+                        // Device nodes shipped in an image must not open; read-only when
+                        // asked. Recursive, so that mounts below the root directory are
+                        // covered too.
+                        let mut set = sys::ATTR_NODEV;
+                        if *read_only {
+                            set |= sys::ATTR_RDONLY;
+                        }
+                        sys::mount_setattr(tree.as_fd(), set, true)
+                            .sys_ctx(|| "make the container's root nodev and read-only")?;
+                        tree
+                    }
+                };
                 let at = open_dir(dir).sys_ctx(what)?;
                 sys::move_mount(tree.as_fd(), at.as_fd()).sys_ctx(what)?;
                 self.root = Some(open_dir(dir).sys_ctx(what)?);
                 Ok(())
             }
-            Step::RootScratch => {
+            Step::RootScratch { size } => {
                 let staging = SCRATCH_STAGING
                     .iter()
                     .map(Path::new)
@@ -149,7 +296,7 @@ impl<'p> State<'p> {
                     staging,
                     Some("tmpfs"),
                     MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some(SCRATCH_TMPFS_OPTS),
+                    Some(format!("mode=755,size={size}").as_str()),
                 )
                 .sys_ctx(|| format!("mount the scratch root (tmpfs) on {}", staging.display()))?;
                 self.root = Some(
@@ -168,14 +315,20 @@ impl<'p> State<'p> {
             Step::Attach { index, target } => {
                 let source = self.source(*index)?.path.clone();
                 match self.take_clone(*index)? {
-                    Cloned::Tree { fd, is_dir } => self.attach(fd, is_dir, &source, target),
+                    Cloned::Tree { fd, is_dir } => {
+                        self.attach(fd, is_dir, &source, target)?;
+                        self.record_base(target)
+                    }
                     _ => Err(Errcode::setup(format!(
                         "cannot bind-mount {}: it vanished",
                         source.display()
                     ))),
                 }
             }
-            Step::Fresh { fs, target, gid } => self.fresh(*fs, target, *gid),
+            Step::Fresh { fs, target, gid } => {
+                self.fresh(*fs, target, *gid)?;
+                self.record_base(target)
+            }
             Step::Mask { path } => self.mask(path),
             Step::ReadOnly { path } => self.read_only(path),
             Step::RootReadOnly => sys::mount_setattr(self.root()?, sys::ATTR_RDONLY, false)
@@ -198,8 +351,72 @@ impl<'p> State<'p> {
     fn attach(&self, tree: OwnedFd, is_dir: bool, source: &Path, target: &Path) -> Result<()> {
         let kind = if is_dir { Kind::Dir } else { Kind::File };
         let at = self.ensure(target, kind, if is_dir { 0o755 } else { 0o644 })?;
+        self.refuse_root(at.as_fd(), target)?;
         sys::move_mount(tree.as_fd(), at.as_fd())
             .sys_ctx(|| format!("bind-mount {} to {}", source.display(), target.display()))
+    }
+
+    /// A symlink in the image may lead a mount point anywhere inside the root, but never to
+    /// the root itself: a mount there would cover the whole container (and `/proc` there
+    /// would be reachable at `/..` after `pivot_root`).
+    fn refuse_root(&self, at: std::os::fd::BorrowedFd<'_>, target: &Path) -> Result<()> {
+        let what = || format!("check mount point {}", target.display());
+        if sys::same_inode(at, self.root()?).sys_ctx(what)? {
+            return Err(Errcode::setup(format!(
+                "refusing to mount on {}: it resolves to the container's root itself \
+                 (a symlink in the image)",
+                target.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens the mount point of a fresh filesystem, refusing any symlink on its path: an
+    /// image's `/proc -> /` or `/dev -> /` must not place `/proc` or `/dev` elsewhere.
+    fn ensure_no_symlinks(&self, target: &Path) -> Result<OwnedFd> {
+        let root = self.root()?;
+        let open = || sys::open_in_root_no_symlinks(root, target, OFlag::O_PATH);
+        let at = match open() {
+            Err(Errno::ENOENT) => {
+                drop(self.ensure(target, Kind::Dir, 0o755)?);
+                open()
+            }
+            r => r,
+        };
+        let at = at.map_err(|e| match e {
+            Errno::ELOOP => Errcode::setup(format!(
+                "refusing to mount on {}: it is a symlink in the container's root \
+                 (an image must not redirect /proc, /sys or /dev)",
+                target.display()
+            )),
+            e => Errcode::sys(format!("open mount point {}", target.display()), e),
+        })?;
+        self.refuse_root(at.as_fd(), target)?;
+        Ok(at)
+    }
+
+    /// Remembers the root of a fresh `/proc` or `/sys` for the masked paths below it.
+    fn record_base(&mut self, target: &Path) -> Result<()> {
+        let Some(base) = MASK_BASES.iter().find(|b| Path::new(b) == target) else {
+            return Ok(());
+        };
+        let fd =
+            sys::open_in_root_no_symlinks(self.root()?, target, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .sys_ctx(|| format!("open the new {}", target.display()))?;
+        self.bases.push((base, fd));
+        Ok(())
+    }
+
+    /// Opens a masked or read-only `path`: inside the fresh `/proc` or `/sys` when it lies
+    /// below one (without leaving that mount), else in the root.
+    fn open_protected(&self, path: &Path) -> std::result::Result<OwnedFd, Errno> {
+        for (base, fd) in &self.bases {
+            if let Ok(rel) = path.strip_prefix(base) {
+                return sys::open_on_mount(fd.as_fd(), rel, OFlag::O_PATH);
+            }
+        }
+        let root = self.root().map_err(|_| Errno::EBADF)?;
+        sys::open_in_root(root, path, OFlag::O_PATH)
     }
 
     fn fresh(&self, fs: Fs, target: &Path, gid: Option<u32>) -> Result<()> {
@@ -243,7 +460,7 @@ impl<'p> State<'p> {
                 Some(SHM_TMPFS_OPTS),
             ),
         };
-        let at = self.ensure(target, Kind::Dir, 0o755)?;
+        let at = self.ensure_no_symlinks(target)?;
         nix::mount::mount(
             Some(source),
             sys::fd_path(at.as_fd()).as_str(),
@@ -265,7 +482,7 @@ impl<'p> State<'p> {
 
     fn mask(&self, path: &Path) -> Result<()> {
         let what = || format!("mask {}", path.display());
-        let at = match sys::open_in_root(self.root()?, path, OFlag::O_PATH) {
+        let at = match self.open_protected(path) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(Errcode::sys(what(), e)),
@@ -282,13 +499,15 @@ impl<'p> State<'p> {
             .sys_ctx(what)
         } else {
             let null = sys::open_tree(Path::new("/dev/null"), false, true).sys_ctx(what)?;
+            // Read-only, or container root could chmod the host's /dev/null through it.
+            sys::mount_setattr(null.as_fd(), sys::ATTR_RDONLY, false).sys_ctx(what)?;
             sys::move_mount(null.as_fd(), at.as_fd()).sys_ctx(what)
         }
     }
 
     fn read_only(&self, path: &Path) -> Result<()> {
         let what = || format!("make {} read-only", path.display());
-        let at = match sys::open_in_root(self.root()?, path, OFlag::O_PATH) {
+        let at = match self.open_protected(path) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(Errcode::sys(what(), e)),
@@ -316,9 +535,10 @@ fn open_dir(p: &Path) -> std::result::Result<OwnedFd, Errno> {
     )
 }
 
-fn clone_source(path: &Path, recursive: bool, read_only: bool, optional: bool) -> Result<Cloned> {
+fn clone_source(src: &crate::plan::Source) -> Result<Cloned> {
+    let path = src.path.as_path();
     let what = || format!("bind-mount {}", path.display());
-    if optional {
+    if src.optional {
         match nix::sys::stat::lstat(path) {
             Err(Errno::ENOENT) => return Ok(Cloned::Missing),
             Err(e) => return Err(Errcode::sys(what(), e)),
@@ -329,12 +549,24 @@ fn clone_source(path: &Path, recursive: bool, read_only: bool, optional: bool) -
             Ok(_) => {}
         }
     }
-    let fd = sys::open_tree(path, recursive, true).sys_ctx(what)?;
-    let st = nix::sys::stat::fstat(fd.as_fd()).sys_ctx(what)?;
-    let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
-    if read_only {
-        sys::mount_setattr(fd.as_fd(), sys::ATTR_RDONLY, recursive)
-            .sys_ctx(|| format!("make the bind of {} read-only", path.display()))?;
+    let fd = sys::open_tree(path, src.recursive, true).sys_ctx(what)?;
+    let mut set = 0;
+    if src.read_only {
+        set |= sys::ATTR_RDONLY;
     }
+    if src.nodev {
+        set |= sys::ATTR_NODEV;
+    }
+    if set != 0 {
+        sys::mount_setattr(fd.as_fd(), set, src.recursive)
+            .sys_ctx(|| format!("set the attributes of the bind of {}", path.display()))?;
+    }
+    tree(fd, path)
+}
+
+fn tree(fd: OwnedFd, path: &Path) -> Result<Cloned> {
+    let st =
+        nix::sys::stat::fstat(fd.as_fd()).sys_ctx(|| format!("bind-mount {}", path.display()))?;
+    let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
     Ok(Cloned::Tree { fd, is_dir })
 }

@@ -24,9 +24,10 @@ mod plan;
 mod prepare;
 mod sys;
 
-pub use apply::apply;
+pub use apply::{apply, apply_with, idmapped_count, open_idmapped};
 pub use plan::{
-    BindMount, DEVICES, Fs, MASKED_PATHS, MountConfig, MountPlan, READONLY_PATHS, Root,
-    SCRATCH_HOST_DIRS, SCRATCH_MASKED_PATHS, Source, Step, Sysfs, container_path, plan,
+    BindMount, DEFAULT_SCRATCH_SIZE, DEVICES, Fs, MASKED_PATHS, MountConfig, MountPlan,
+    READONLY_PATHS, Root, SCRATCH_HOST_DIRS, SCRATCH_MASKED_PATHS, Source, Step, Sysfs,
+    container_path, plan,
 };
 pub use prepare::{Prepared, prepare};

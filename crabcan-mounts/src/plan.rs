@@ -60,7 +60,7 @@ pub enum Sysfs {
     HostBind,
 }
 
-/// One extra bind mount (`--add SRC:DST[:ro]`).
+/// One extra bind mount (`--add SRC:DST[:OPTIONS]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
     /// Absolute path on the host.
@@ -69,31 +69,56 @@ pub struct BindMount {
     pub target: PathBuf,
     /// Mounted read-only (recursively).
     pub read_only: bool,
+    /// Device nodes in it open (otherwise it is mounted `nodev`).
+    pub dev: bool,
+    /// Ids are translated through the container's id map, so its files keep their owners
+    /// inside (otherwise host ids the container does not map show as the overflow id).
+    pub idmap: bool,
 }
 
+/// The words accepted after a bind's DST.
+const BIND_OPTIONS: &str = "ro, rw, dev, idmap";
+
 impl BindMount {
-    /// Parses `SRC:DST[:ro|:rw]`. SRC is taken as given (the caller makes it absolute);
-    /// DST must be absolute, without `.` or `..` components.
+    /// Parses `SRC:DST[:OPT[,OPT…]]` with options `ro`, `rw`, `dev` and `idmap`. SRC is
+    /// taken as given (the caller makes it absolute); DST must be absolute, without `.` or
+    /// `..` components.
     pub fn parse(spec: &str) -> Result<BindMount> {
         let bad = |why: &str| Errcode::usage(format!("invalid --add '{spec}': {why}"));
         let (src, rest) = spec
             .split_once(':')
             .ok_or_else(|| bad("expected SRC:DST[:ro]"))?;
-        let (dst, read_only) = match rest.rsplit_once(':') {
-            Some((dst, "ro")) => (dst, true),
-            Some((dst, "rw")) => (dst, false),
-            Some((_, opt)) => return Err(bad(&format!("unknown option '{opt}' (use ro or rw)"))),
-            None => (rest, false),
+        let mut b = BindMount {
+            source: PathBuf::from(src),
+            target: PathBuf::new(),
+            read_only: false,
+            dev: false,
+            idmap: false,
+        };
+        let dst = match rest.rsplit_once(':') {
+            Some((dst, opts)) => {
+                for opt in opts.split(',') {
+                    match opt {
+                        "ro" => b.read_only = true,
+                        "rw" => b.read_only = false,
+                        "dev" => b.dev = true,
+                        "idmap" => b.idmap = true,
+                        _ => {
+                            return Err(bad(&format!(
+                                "unknown option '{opt}' (use {BIND_OPTIONS})"
+                            )));
+                        }
+                    }
+                }
+                dst
+            }
+            None => rest,
         };
         if src.is_empty() {
             return Err(bad("SRC is empty"));
         }
-        let target = container_path(dst).map_err(|why| bad(&format!("DST {why}")))?;
-        Ok(BindMount {
-            source: PathBuf::from(src),
-            target,
-            read_only,
-        })
+        b.target = container_path(dst).map_err(|why| bad(&format!("DST {why}")))?;
+        Ok(b)
     }
 }
 
@@ -140,7 +165,15 @@ pub struct MountConfig {
     pub devpts_gid: Option<u32>,
     /// Hide [`MASKED_PATHS`] and make [`READONLY_PATHS`] read-only.
     pub mask_paths: bool,
+    /// Bind a directory root through the container's id map (an idmapped mount), so that
+    /// its files keep their owners inside while container root is an unprivileged host id.
+    pub idmap_root: bool,
+    /// Size cap of a scratch root's tmpfs, in bytes.
+    pub scratch_size: u64,
 }
+
+/// Default size cap of a scratch root's tmpfs: 256 MiB.
+pub const DEFAULT_SCRATCH_SIZE: u64 = 256 << 20;
 
 impl MountConfig {
     /// A config with the usual defaults for `root`.
@@ -152,6 +185,8 @@ impl MountConfig {
             sysfs: Sysfs::Fresh,
             devpts_gid: None,
             mask_paths: true,
+            idmap_root: false,
+            scratch_size: DEFAULT_SCRATCH_SIZE,
         }
     }
 }
@@ -168,6 +203,11 @@ pub struct Source {
     pub read_only: bool,
     /// A missing path is skipped instead of failing (scratch-root host dirs).
     pub optional: bool,
+    /// Mounted `nodev`: device nodes in it do not open.
+    pub nodev: bool,
+    /// Idmapped through the container's user namespace. Needs privilege over the host's
+    /// filesystems, so the parent makes this clone ([`crate::open_idmapped`]), not `apply`.
+    pub idmap: bool,
 }
 
 /// A fresh filesystem to mount.
@@ -192,11 +232,17 @@ pub enum Step {
     MakePrivate,
     /// Clone host path `sources[index]` as a detached tree.
     Clone { index: usize },
-    /// Use a host directory as the root (a recursive bind of it onto itself), read-only
-    /// with all its sub-mounts when asked (before anything is mounted on it).
-    RootFromDir { dir: PathBuf, read_only: bool },
-    /// Use a fresh tmpfs as the root, mounted on a host directory in the private namespace.
-    RootScratch,
+    /// Use a host directory as the root (a recursive `nodev` bind of it onto itself),
+    /// read-only with all its sub-mounts when asked (before anything is mounted on it), and
+    /// idmapped when asked (that clone is made by the parent: [`crate::open_idmapped`]).
+    RootFromDir {
+        dir: PathBuf,
+        read_only: bool,
+        idmap: bool,
+    },
+    /// Use a fresh tmpfs of at most `size` bytes as the root, mounted on a host directory in
+    /// the private namespace.
+    RootScratch { size: u64 },
     /// Create a directory.
     Dir { path: PathBuf, mode: u32 },
     /// Create a symlink `path` -> `target`.
@@ -249,10 +295,12 @@ impl MountPlan {
                         return format!("clone #{index} (missing)");
                     };
                     format!(
-                        "clone {}{}{}",
+                        "clone {}{}{}{}{}",
                         s.path.display(),
                         if s.recursive { " (recursive)" } else { "" },
-                        if s.read_only { " read-only" } else { "" }
+                        if s.read_only { " read-only" } else { "" },
+                        if s.nodev { " nodev" } else { "" },
+                        if s.idmap { " idmapped" } else { "" }
                     )
                 }
                 Step::Attach { index, target } => {
@@ -288,11 +336,15 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
         .iter()
         .map(|d| {
             add_source(
+                // Read-only: writing a device node still works, but chmod, chown and
+                // xattrs on the host's inode fail (EROFS) whoever owns it.
                 Source {
                     path: Path::new("/dev").join(d),
                     recursive: false,
-                    read_only: false,
+                    read_only: true,
                     optional: false,
+                    nodev: false,
+                    idmap: false,
                 },
                 &mut steps,
             )
@@ -305,6 +357,8 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
                 recursive: true,
                 read_only: true,
                 optional: false,
+                nodev: true,
+                idmap: false,
             },
             &mut steps,
         )
@@ -335,6 +389,8 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
                 recursive: true,
                 read_only: b.read_only,
                 optional: false,
+                nodev: !b.dev,
+                idmap: b.idmap,
             },
             &mut steps,
         );
@@ -352,6 +408,7 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
             steps.push(Step::RootFromDir {
                 dir: dir.clone(),
                 read_only: cfg.read_only,
+                idmap: cfg.idmap_root,
             });
         }
         Root::Scratch => {
@@ -364,13 +421,17 @@ pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
                             recursive: true,
                             read_only: true,
                             optional: true,
+                            nodev: true,
+                            idmap: false,
                         },
                         &mut steps,
                     );
                     (idx, *d)
                 })
                 .collect();
-            steps.push(Step::RootScratch);
+            steps.push(Step::RootScratch {
+                size: cfg.scratch_size,
+            });
             for (dir, mode) in [
                 ("/proc", 0o555),
                 ("/sys", 0o555),
@@ -483,13 +544,18 @@ impl fmt::Display for Step {
         match self {
             Step::MakePrivate => write!(f, "make / recursively private"),
             Step::Clone { index } => write!(f, "clone source #{index}"),
-            Step::RootFromDir { dir, read_only } => write!(
+            Step::RootFromDir {
+                dir,
+                read_only,
+                idmap,
+            } => write!(
                 f,
-                "bind {} as the root{}",
+                "bind {} as the root{}{}",
                 dir.display(),
-                if *read_only { " (read-only)" } else { "" }
+                if *read_only { " (read-only)" } else { "" },
+                if *idmap { " (idmapped)" } else { "" }
             ),
-            Step::RootScratch => write!(f, "tmpfs as the root"),
+            Step::RootScratch { size } => write!(f, "tmpfs of {size} bytes as the root"),
             Step::Dir { path, mode } => write!(f, "mkdir {} ({mode:o})", path.display()),
             Step::Symlink { path, target } => {
                 write!(f, "symlink {} -> {}", path.display(), target.display())
@@ -545,6 +611,7 @@ mod tests {
             ("/a:/b/./c", "'.' or '..'"),
             ("/a:/", "must not be / itself"),
             ("/a:/b:rx", "unknown option 'rx'"),
+            ("/a:/b:ro,suid", "unknown option 'suid'"),
         ] {
             let e = BindMount::parse(spec).unwrap_err().to_string();
             assert!(e.contains(why), "{spec}: {e}");
@@ -591,6 +658,7 @@ mod tests {
                 &p.steps[root],
                 Step::RootFromDir {
                     read_only: true,
+                    idmap: false,
                     ..
                 }
             ),
@@ -611,7 +679,7 @@ mod tests {
     #[test]
     fn scratch_root_binds_host_dirs_read_only() {
         let p = plan(&MountConfig::new(Root::Scratch)).unwrap();
-        let scratch = pos(&p, |s| *s == Step::RootScratch);
+        let scratch = pos(&p, |s| matches!(s, Step::RootScratch { .. }));
         for d in SCRATCH_HOST_DIRS {
             let i = pos(
                 &p,
@@ -656,6 +724,8 @@ mod tests {
             source: "rel".into(),
             target: "/x".into(),
             read_only: false,
+            dev: false,
+            idmap: false,
         });
         assert!(plan(&cfg).is_err());
     }

@@ -57,6 +57,12 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
         // Only mount points on the root directory itself: ones below an earlier mount
         // (/dev/null on the /dev tmpfs) are made inside the container.
         if !target.ancestors().any(|a| mounted.contains(a)) {
+            let fresh = matches!(step, Step::Fresh { .. });
+            if let Err(e) = check_target(root.as_fd(), target, fresh, dir) {
+                prepared.root = Some(root);
+                prepared.cleanup_quietly();
+                return Err(e);
+            }
             let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
             let r = sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut |p, k| {
                 prepared.created.push((p.to_path_buf(), k))
@@ -78,6 +84,50 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
     }
     prepared.root = Some(root);
     Ok(prepared)
+}
+
+/// Refuses, before anything is created, a mount point that an image symlink redirects:
+/// any symlink on the path of a fresh filesystem's mount point (`/proc -> /`), and any
+/// target that resolves to the root directory itself.
+fn check_target(
+    root: std::os::fd::BorrowedFd<'_>,
+    target: &Path,
+    fresh: bool,
+    dir: &Path,
+) -> Result<()> {
+    let opened = if fresh {
+        sys::open_in_root_no_symlinks(root, target, OFlag::O_PATH)
+    } else {
+        sys::open_in_root(root, target, OFlag::O_PATH)
+    };
+    let at = match opened {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ELOOP) if fresh => {
+            return Err(Errcode::setup(format!(
+                "refusing to mount on {}: it is a symlink in {} (an image must not redirect \
+                 /proc, /sys or /dev)",
+                target.display(),
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Errcode::sys(
+                format!("open mount point {} in {}", target.display(), dir.display()),
+                e,
+            ));
+        }
+    };
+    if sys::same_inode(at.as_fd(), root)
+        .sys_ctx(|| format!("check mount point {}", target.display()))?
+    {
+        return Err(Errcode::setup(format!(
+            "refusing to mount on {}: it resolves to the root {} itself (a symlink in the image)",
+            target.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn source(plan: &MountPlan, index: usize) -> Result<&crate::plan::Source> {

@@ -13,6 +13,10 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 /// `MOUNT_ATTR_RDONLY`.
 pub const ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR_NODEV`: device nodes on the mount do not open.
+pub const ATTR_NODEV: u64 = 0x4;
+/// `MOUNT_ATTR_IDMAP`: ids are translated through a user namespace's map.
+pub const ATTR_IDMAP: u64 = 0x0010_0000;
 
 #[repr(C)]
 struct MountAttr {
@@ -63,11 +67,31 @@ pub fn open_tree_fd(fd: BorrowedFd<'_>, recursive: bool) -> Result<OwnedFd, Errn
 
 /// Sets attributes (`ATTR_*`) on the mount `fd` refers to, recursively if asked.
 pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, recursive: bool) -> Result<(), Errno> {
+    setattr(fd, set, None, recursive)
+}
+
+/// Idmaps the detached mount `fd` through the id map of the user namespace `userns`
+/// (recursively if asked), adding the attributes `set` in the same call.
+pub fn mount_setattr_idmap(
+    fd: BorrowedFd<'_>,
+    set: u64,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> Result<(), Errno> {
+    setattr(fd, set | ATTR_IDMAP, Some(userns), recursive)
+}
+
+fn setattr(
+    fd: BorrowedFd<'_>,
+    set: u64,
+    userns: Option<BorrowedFd<'_>>,
+    recursive: bool,
+) -> Result<(), Errno> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
@@ -107,14 +131,57 @@ pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno>
 /// `..` are resolved inside it and cannot leave it, so `/var/run -> /run` in an image works
 /// and `/evil -> /` points at the container's root, never the host's.
 pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+    open_resolved(root, rel, flags, ResolveFlag::RESOLVE_IN_ROOT)
+}
+
+/// Opens `rel` beneath `root` refusing every symlink on the way (`ELOOP`): for the mount
+/// points of `/proc`, `/sys` and `/dev`, which an image must not redirect at all.
+pub fn open_in_root_no_symlinks(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlag,
+) -> Result<OwnedFd, Errno> {
+    open_resolved(
+        root,
+        rel,
+        flags,
+        ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS,
+    )
+}
+
+/// Opens `rel` below the mount whose root `base` is, without leaving that mount or following
+/// any symlink: for masked paths, looked up in the fresh `/proc` or `/sys` itself.
+pub fn open_on_mount(base: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+    open_resolved(
+        base,
+        rel,
+        flags,
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_XDEV
+            | ResolveFlag::RESOLVE_NO_SYMLINKS,
+    )
+}
+
+fn open_resolved(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlag,
+    resolve: ResolveFlag,
+) -> Result<OwnedFd, Errno> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        .resolve(resolve | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let rel = rel.strip_prefix("/").unwrap_or(rel);
     if rel.as_os_str().is_empty() {
         return nix::fcntl::openat2(root, ".", how);
     }
     nix::fcntl::openat2(root, rel, how)
+}
+
+/// Whether two open files are the same inode (for "this target is the root itself").
+pub fn same_inode(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let (x, y) = (nix::sys::stat::fstat(a)?, nix::sys::stat::fstat(b)?);
+    Ok(x.st_dev == y.st_dev && x.st_ino == y.st_ino)
 }
 
 /// What kind of mount point to create when one is missing.

@@ -147,8 +147,15 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
     out
 }
 
-/// The pid of the first child process of `parent` (crabcan's only child is the container).
+/// The pid of the container's first process among the children of `parent` (crabcan).
 pub fn child_of(parent: u32) -> Option<i32> {
+    // crabcan may also have a guardian child (outside the container): the container's
+    // process is the child in another PID namespace.
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let own = ns(&parent.to_string())?;
     let text = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    text.split_whitespace()
+        .find(|c| ns(c).is_some_and(|n| n != own))?
+        .parse()
+        .ok()
 }

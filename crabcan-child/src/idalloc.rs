@@ -1,0 +1,273 @@
+//! Host id ranges for root's containers: each running container gets 65536 host ids that
+//! no other running container has, so that root inside is an unprivileged, unshared id
+//! outside.
+//!
+//! Where the ranges come from: the subordinate ranges of a dedicated user named `crabcan`
+//! in `/etc/subuid` and `/etc/subgid` when it has them (cut into slots of 65536), else a
+//! built-in pool of [`POOL_SLOTS`] slots from host id [`POOL_BASE`] (3221225472, far above
+//! the ids that distributions give to users and to other tools' default ranges).
+//!
+//! How a slot is held: a file `<state dir>/ids/<uid base>` locked with `flock`. The lock
+//! lives exactly as long as an open file description of it: crabcan's, its container
+//! init's, and a guardian's after a SIGKILL, which removes the file. The first slot whose
+//! file is not locked is taken; a file left by a crash is simply taken again.
+
+use crate::idmap::{SubIds, parse_subids};
+use crabcan_errors::{Errcode, Result, SysContext};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use std::path::{Path, PathBuf};
+
+/// First host id of the built-in pool.
+pub const POOL_BASE: u32 = 0xC000_0000;
+/// Number of 65536-id slots in the built-in pool.
+pub const POOL_SLOTS: u32 = 4096;
+/// Ids per container.
+const SLOT: u32 = crate::idmap::ROOT_RANGE;
+/// The user whose subordinate ranges, when it has some, replace the built-in pool.
+const POOL_USER: &str = "crabcan";
+
+/// One slot of the pool: the first host uid and gid of a container's ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// First host uid.
+    pub uid: u32,
+    /// First host gid.
+    pub gid: u32,
+}
+
+/// The pool's slots, in the order they are tried.
+pub fn pool_slots(subids: Option<(SubIds, SubIds)>) -> Vec<Slot> {
+    match subids {
+        Some((u, g)) => {
+            let n = u.count.min(g.count) / SLOT;
+            (0..n)
+                .filter_map(|k| {
+                    Some(Slot {
+                        uid: u.start.checked_add(k.checked_mul(SLOT)?)?,
+                        gid: g.start.checked_add(k * SLOT)?,
+                    })
+                })
+                // The last id of a slot must stay below u32::MAX, which means "no id".
+                .filter(|s| s.uid.checked_add(SLOT).is_some() && s.gid.checked_add(SLOT).is_some())
+                .collect()
+        }
+        None => (0..POOL_SLOTS)
+            .map(|k| Slot {
+                uid: POOL_BASE + k * SLOT,
+                gid: POOL_BASE + k * SLOT,
+            })
+            .collect(),
+    }
+}
+
+/// The dedicated user's ranges, when both files name it.
+fn dedicated_ranges() -> Option<(SubIds, SubIds)> {
+    let read = |p| std::fs::read_to_string(p).ok();
+    // No numeric id matches: the user is found by name only.
+    let u = parse_subids(&read("/etc/subuid")?, Some(POOL_USER), u32::MAX)?;
+    let g = parse_subids(&read("/etc/subgid")?, Some(POOL_USER), u32::MAX)?;
+    Some((u, g))
+}
+
+/// A held slot; [`IdLease::release`] (or drop) gives it back.
+#[derive(Debug)]
+pub struct IdLease {
+    slot: Slot,
+    path: PathBuf,
+    dir: PathBuf,
+    state_dir: PathBuf,
+    lock: Option<Flock<std::fs::File>>,
+}
+
+/// Takes a free slot, recording it under `state_dir` (created if missing, mode 0711).
+pub fn allocate_ids(state_dir: &Path) -> Result<IdLease> {
+    let dir = state_dir.join("ids");
+    let slots = pool_slots(dedicated_ranges());
+    for slot in &slots {
+        let path = dir.join(slot.uid.to_string());
+        // A file unlinked by its releaser between our open and our lock is no lock at
+        // all: try the same slot again then.
+        for _ in 0..8 {
+            match try_slot(state_dir, &dir, &path)? {
+                Try::Taken(lock) => {
+                    return Ok(IdLease {
+                        slot: *slot,
+                        path,
+                        dir,
+                        state_dir: state_dir.to_path_buf(),
+                        lock: Some(lock),
+                    });
+                }
+                Try::Busy => break,
+                Try::Again => continue,
+            }
+        }
+    }
+    Err(Errcode::setup(format!(
+        "no free host id range for the container: all {} ranges recorded in {} are in use",
+        slots.len(),
+        dir.display()
+    ))
+    .with_hint("wait for a container to end, or choose one with --userns-base"))
+}
+
+enum Try {
+    Taken(Flock<std::fs::File>),
+    Busy,
+    Again,
+}
+
+fn try_slot(state_dir: &Path, dir: &Path, path: &Path) -> Result<Try> {
+    let what = || format!("record the container's id range in {}", path.display());
+    let file = loop {
+        match nix::fcntl::open(
+            path,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => break std::fs::File::from(fd),
+            Err(Errno::ENOENT) => {
+                for d in [state_dir, dir] {
+                    match nix::unistd::mkdir(d, Mode::from_bits_truncate(0o711)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => {
+                            return Err(Errcode::sys(format!("create {}", d.display()), e));
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(Errcode::sys(what(), e)),
+        }
+    };
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, Errno::EWOULDBLOCK)) => return Ok(Try::Busy),
+        Err((_, e)) => return Err(Errcode::sys(what(), e)),
+    };
+    let held = nix::sys::stat::fstat(&*lock).sys_ctx(what)?;
+    match nix::sys::stat::lstat(path) {
+        Ok(now) if now.st_ino == held.st_ino && now.st_dev == held.st_dev => Ok(Try::Taken(lock)),
+        Ok(_) | Err(Errno::ENOENT) => Ok(Try::Again),
+        Err(e) => Err(Errcode::sys(what(), e)),
+    }
+}
+
+impl IdLease {
+    /// The slot held.
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+
+    /// Gives the slot back: removes its file (while still holding the lock, so nobody can
+    /// take a file that is about to vanish), then the lock, then the empty directories.
+    pub fn release(mut self) {
+        self.remove_now();
+    }
+
+    /// [`IdLease::release`] in place (for a guardian that cannot give up ownership).
+    pub fn remove_now(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            let _ = std::fs::remove_file(&self.path);
+            drop(lock);
+            // Fails harmlessly while another container holds a slot.
+            let _ = std::fs::remove_dir(&self.dir);
+            let _ = std::fs::remove_dir(&self.state_dir);
+        }
+    }
+}
+
+impl Drop for IdLease {
+    fn drop(&mut self) {
+        self.remove_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_pool_is_high_and_disjoint() {
+        let s = pool_slots(None);
+        assert_eq!(s.len(), 4096);
+        assert_eq!(
+            s[0],
+            Slot {
+                uid: 3_221_225_472,
+                gid: 3_221_225_472
+            }
+        );
+        assert_eq!(s[1].uid, 3_221_225_472 + 65_536);
+        assert_eq!(s[4095].uid, 3_221_225_472 + 4095 * 65_536);
+        assert!(s[4095].uid.checked_add(65_535).is_some());
+    }
+
+    #[test]
+    fn dedicated_ranges_are_cut_into_slots() {
+        let u = SubIds {
+            start: 100_000,
+            count: 3 * 65_536 + 5,
+        };
+        let g = SubIds {
+            start: 500_000,
+            count: 2 * 65_536,
+        };
+        let s = pool_slots(Some((u, g)));
+        assert_eq!(
+            s,
+            [
+                Slot {
+                    uid: 100_000,
+                    gid: 500_000
+                },
+                Slot {
+                    uid: 165_536,
+                    gid: 565_536
+                }
+            ]
+        );
+        let tiny = SubIds {
+            start: 1,
+            count: 65_535,
+        };
+        assert!(pool_slots(Some((tiny, tiny))).is_empty());
+        let top = SubIds {
+            start: u32::MAX - 65_535,
+            count: 65_536,
+        };
+        assert!(
+            pool_slots(Some((top, top))).is_empty(),
+            "a range past the largest id"
+        );
+    }
+
+    #[test]
+    fn two_leases_never_share_a_slot_and_release_cleans_up() {
+        let base =
+            std::env::temp_dir().join(format!("crabcan-idalloc-test-{}", std::process::id()));
+        let state = base.join("state");
+        std::fs::create_dir_all(&base).unwrap();
+        let a = allocate_ids(&state).unwrap();
+        let b = allocate_ids(&state).unwrap();
+        assert_ne!(a.slot(), b.slot());
+        let a_slot = a.slot();
+        a.release();
+        // The freed slot is taken again before any later one.
+        let c = allocate_ids(&state).unwrap();
+        assert_eq!(c.slot(), a_slot);
+        b.release();
+        c.release();
+        assert!(!state.exists(), "the state directory is removed once empty");
+        // A stale, unlocked file (crabcan was SIGKILLed with no guardian) is reused.
+        std::fs::create_dir_all(state.join("ids")).unwrap();
+        let stale = state.join("ids").join(POOL_BASE.to_string());
+        std::fs::write(&stale, "").unwrap();
+        let d = allocate_ids(&state).unwrap();
+        assert_eq!(d.slot().uid, POOL_BASE);
+        d.release();
+        assert!(!state.exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
