@@ -13,6 +13,7 @@
 mod attempts;
 mod checks;
 mod kernel;
+mod runtime;
 mod sys;
 
 use std::process::ExitCode;
@@ -361,6 +362,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         "status" => return checks::status(),
+        // Not listed: it only means something when run as a runtime binary's loader.
+        "overwrite-exe" => return runtime::overwrite_exe(),
         _ => {}
     }
     let Some(entry) = ATTEMPTS.iter().chain(CHECKS).find(|en| en.name == cmd) else {

@@ -1,0 +1,715 @@
+//! Hostile images and root inside a container: what neither may do to the host.
+//!
+//! Each test stages one attack found against an earlier crabcan (an image symlink that
+//! redirects a mount, device nodes shipped in an image, container root owning the host's
+//! inodes, the runtime's binary rewritten through `/proc/self/exe`, a command outliving
+//! crabcan, host secrets readable by root inside, a fork bomb) and judges it from the host.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every container a test starts must be done by then.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A scratch directory for one test under target/ (never /tmp), removed on drop.
+///
+/// Binds into the shared test rootfs go to its existing /tmp: a mount point crabcan would
+/// create there could be seen half-made by another test copying the rootfs.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let base = std::env::var_os("CRABCAN_TEST_SCRATCH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e"));
+        let dir = base.join(format!("hostile-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    /// A private copy of the test root filesystem, for an image the test may corrupt.
+    fn image(&self) -> PathBuf {
+        let root = self.0.join("root");
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(rootfs())
+            .arg(&root)
+            .output()
+            .expect("run cp");
+        assert!(o.status.success(), "cp -a of the test rootfs: {o:?}");
+        root
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits for `child` with a bound, killing it when the bound passes (then panics).
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut o = Vec::new();
+        if let Some(s) = out.as_mut() {
+            let _ = s.read_to_end(&mut o);
+        }
+        o
+    });
+    let ereader = std::thread::spawn(move || {
+        let mut e = Vec::new();
+        if let Some(s) = err.as_mut() {
+            let _ = s.read_to_end(&mut e);
+        }
+        e
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("crabcan did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: reader.join().unwrap_or_default(),
+        stderr: ereader.join().unwrap_or_default(),
+    }
+}
+
+/// Runs crabcan with `args` (stdin closed) within [`LIMIT`].
+fn run_bounded(args: &[&str]) -> Output {
+    let child = crabcan()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start crabcan");
+    wait_output(child, LIMIT)
+}
+
+/// `sh -c SCRIPT` in a container over `root` with crabcan `flags`, within [`LIMIT`].
+fn sh_in(root: &Path, flags: &[&str], script: &str) -> Output {
+    let r = root.to_string_lossy();
+    let mut args = vec!["run", "-m", &r];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", "/bin/sh", "-c", script]);
+    run_bounded(&args)
+}
+
+/// Every path below `dir` (symlinks not followed), sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn mode_and_owner(p: &Path) -> (u32, u32, u32) {
+    let m = std::fs::metadata(p).expect("stat");
+    (m.mode(), m.uid(), m.gid())
+}
+
+/// The modes of the id maps a test runs under: root's default (its own host ids), root
+/// with the identity map, and an ordinary user where the attack concerns the image.
+const ROOT_MODES: &[&[&str]] = &[&[], &["--userns", "host"]];
+
+#[test]
+fn proc_sys_and_dev_symlinked_in_the_image_are_refused() {
+    require_root();
+    for name in ["proc", "sys", "dev"] {
+        for target in ["/", "/etc"] {
+            let dir = Scratch::new(&format!("symlink-{name}"));
+            let root = dir.image();
+            let p = root.join(name);
+            let _ = std::fs::remove_dir_all(&p);
+            std::os::unix::fs::symlink(target, &p).unwrap();
+            let before = tree(&root);
+            for flags in ROOT_MODES {
+                let o = sh_in(&root, flags, "echo ran");
+                let err = stderr(&o);
+                assert_eq!(code(&o), 125, "/{name} -> {target} {flags:?}: {err}");
+                assert_eq!(stdout(&o), "", "the command ran with /{name} -> {target}");
+                assert!(
+                    err.contains(&format!("/{name}")) && err.contains("symlink"),
+                    "{err}"
+                );
+                assert_eq!(err.lines().count(), 1, "{err}");
+            }
+            assert_eq!(
+                tree(&root),
+                before,
+                "crabcan created something in the image"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bind_target_resolving_to_the_root_is_refused_and_in_root_links_are_followed() {
+    require_root();
+    let dir = Scratch::new("bind-root");
+    let root = dir.image();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "bound\n").unwrap();
+    std::os::unix::fs::symlink("/", root.join("evil")).unwrap();
+    std::os::unix::fs::symlink("../etc/..", root.join("evil2")).unwrap();
+    std::fs::create_dir(root.join("real")).unwrap();
+    std::os::unix::fs::symlink("/real", root.join("link")).unwrap();
+    let before = tree(&root);
+    for target in ["/evil", "/evil2"] {
+        let add = format!("{}:{target}", src.display());
+        let o = sh_in(&root, &["-a", &add], "echo ran");
+        assert_eq!(code(&o), 125, "{target}: {}", stderr(&o));
+        assert!(stderr(&o).contains("root"), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "");
+    }
+    assert_eq!(tree(&root), before);
+    // A link that stays inside the root is followed, as images need (/etc/resolv.conf).
+    let add = format!("{}:/link:idmap", src.display());
+    let o = sh_in(&root, &["-a", &add], "cat /real/f");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "bound\n");
+}
+
+#[test]
+fn device_nodes_shipped_in_an_image_do_not_open() {
+    require_root();
+    let dir = Scratch::new("devnodes");
+    let root = dir.image();
+    let nodes = dir.path().join("nodes");
+    std::fs::create_dir(&nodes).unwrap();
+    for (d, name) in [(&root, "full"), (&nodes, "full")] {
+        // c 1 7 is /dev/full: reading it gives zeros, so an open that works shows at once.
+        let p = std::ffi::CString::new(d.join(name).to_str().unwrap()).unwrap();
+        // SAFETY: mknod with a valid path and constant mode and device numbers.
+        let r = unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 7)) };
+        assert_eq!(r, 0, "mknod {}", d.join(name).display());
+    }
+    let blk = std::ffi::CString::new(root.join("blk").to_str().unwrap()).unwrap();
+    // SAFETY: as above; b 7 0 is the first loop device.
+    assert_eq!(
+        unsafe { libc::mknod(blk.as_ptr(), libc::S_IFBLK | 0o666, libc::makedev(7, 0)) },
+        0
+    );
+    let plain = format!("{}:/nodes", nodes.display());
+    let script = "for n in /full /blk /nodes/full; do \
+                  head -c 1 $n >/dev/null 2>&1 && echo $n opened || echo $n refused; done";
+    for flags in [&[][..], &["-u", "1000"], &["--userns", "host"]] {
+        let mut f = flags.to_vec();
+        f.extend(["-a", &plain]);
+        let o = sh_in(&root, &f, script);
+        assert_ok(&o);
+        assert_eq!(
+            stdout(&o),
+            "/full refused\n/blk refused\n/nodes/full refused\n",
+            "{flags:?}"
+        );
+    }
+    // `:dev` opts a bind in: its nodes open.
+    let dev = format!("{}:/nodes:dev", nodes.display());
+    let o = sh_in(&root, &["-a", &dev], "head -c 1 /nodes/full | od -An -tx1");
+    assert_ok(&o);
+    assert_eq!(stdout(&o).trim(), "00");
+}
+
+#[test]
+fn container_root_cannot_change_the_hosts_device_inodes() {
+    require_root();
+    let watched = ["/dev/null", "/dev/full", "/dev/zero", "/dev/tty"];
+    let before: Vec<_> = watched
+        .iter()
+        .map(|p| mode_and_owner(Path::new(p)))
+        .collect();
+    let script = "for c in 'chmod 600 /dev/full' 'chmod 000 /dev/null' 'chown 7:7 /dev/zero' \
+                  'chmod 777 /dev/tty' 'chmod 600 /proc/kcore' 'touch -d 2000-01-01 /dev/null'; do \
+                  $c 2>/dev/null && echo \"$c: done\" || echo \"$c: refused\"; done; \
+                  echo x > /dev/null && echo write-ok";
+    for flags in ROOT_MODES {
+        let o = sh_in(&rootfs(), flags, script);
+        assert_ok(&o);
+        assert_eq!(
+            stdout(&o),
+            "chmod 600 /dev/full: refused\nchmod 000 /dev/null: refused\n\
+             chown 7:7 /dev/zero: refused\nchmod 777 /dev/tty: refused\n\
+             chmod 600 /proc/kcore: refused\ntouch -d 2000-01-01 /dev/null: refused\nwrite-ok\n",
+            "{flags:?}"
+        );
+        let after: Vec<_> = watched
+            .iter()
+            .map(|p| mode_and_owner(Path::new(p)))
+            .collect();
+        assert_eq!(after, before, "a host device node changed under {flags:?}");
+    }
+}
+
+#[test]
+fn host_stdio_is_not_container_roots_by_default() {
+    require_root();
+    let dir = Scratch::new("stdio");
+    let file = dir.path().join("input");
+    std::fs::write(&file, "host data\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let root = rootfs();
+    let child = crabcan()
+        .args(["run", "-m"])
+        .arg(&root)
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat; chmod 666 /proc/self/fd/0 2>/dev/null && echo chmod-done || echo chmod-refused",
+        ])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_output(child, LIMIT);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "host data\nchmod-refused\n");
+    assert_eq!(mode_and_owner(&file).0 & 0o7777, 0o644);
+}
+
+#[test]
+fn root_only_host_files_are_unreadable_inside_without_a_list() {
+    require_root();
+    let dir = Scratch::new("secrets");
+    let secret = dir.path().join("key");
+    std::fs::write(&secret, "private\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let add = format!("{}:/tmp:ro", dir.path().display());
+    let script = "cat /tmp/key 2>/dev/null || echo refused";
+    let o = sh_in(&rootfs(), &["-a", &add], script);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "refused\n");
+    // With the identity map root inside is root outside: the caller's choice, documented.
+    let o = sh_in(&rootfs(), &["-a", &add, "--userns", "host"], script);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "private\n");
+}
+
+/// Starts crabcan with `args`, stdout piped, and waits for the line `ready`.
+fn start_until_ready(bin: &Path, args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start crabcan");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = out.read_line(&mut line);
+        let _ = tx.send((r.is_ok(), line));
+        out
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok((true, l)) if l.trim() == "ready" => (child, reader.join().unwrap()),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the container did not get ready: {other:?}");
+        }
+    }
+}
+
+fn kill_all(marker: &str) {
+    for pid in processes_with(marker) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+}
+
+#[test]
+fn the_container_dies_with_crabcan_even_when_it_clears_its_parent_death_signal() {
+    require_root();
+    // The scratch root binds the host's /usr, which has setpriv.
+    assert!(
+        Path::new("/usr/bin/setpriv").exists(),
+        "this test needs setpriv (util-linux)"
+    );
+    let marker = format!("crabcan-pdeath-{}", std::process::id());
+    let script = format!("sleep 1000 & echo ready; wait; : {marker}");
+    let args = [
+        "run",
+        "--",
+        "setpriv",
+        "--pdeathsig",
+        "clear",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ];
+    let (mut child, _out) = start_until_ready(&crabcan_bin(), &args);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    let t = Instant::now();
+    while !processes_with(&marker).is_empty() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = t.elapsed();
+    let left = processes_with(&marker);
+    kill_all(&marker);
+    assert!(left.is_empty(), "the container outlived crabcan: {left:?}");
+    assert!(
+        took < Duration::from_millis(100),
+        "the container took {took:?} to die"
+    );
+
+    // Without the init the command is PID 1 and, its parent-death signal cleared, survives:
+    // the init is what closes this.
+    let noinit = [
+        "run",
+        "--no-init",
+        "--",
+        "setpriv",
+        "--pdeathsig",
+        "clear",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ];
+    let (mut child, _out) = start_until_ready(&crabcan_bin(), &noinit);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    let survived = !processes_with(&marker).is_empty();
+    kill_all(&marker);
+    assert!(
+        survived,
+        "with --no-init the command should have outlived crabcan"
+    );
+}
+
+/// Whether `bin` is a dynamically linked ELF (names a program interpreter).
+fn has_interpreter(bin: &Path) -> bool {
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(bin)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    head[..n]
+        .windows(8)
+        .any(|w| w == b"/lib64/l" || w == b"/lib/ld-")
+}
+
+fn digest(p: &Path) -> Vec<u8> {
+    std::fs::read(p).expect("read the binary copy")
+}
+
+#[test]
+fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
+    require_root();
+    let dir = Scratch::new("exe");
+    let root = dir.image();
+    let copy = dir.path().join("crabcan-under-attack");
+    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    let original = digest(&copy);
+    let probe = root.join("bin/crabcan-probe");
+    let staged = has_interpreter(&copy);
+    if staged {
+        // The image's dynamic loader is the attacker; its entry point makes the kernel
+        // execute the runtime's binary in the container (CVE-2019-5736).
+        std::fs::create_dir_all(root.join("lib64")).unwrap();
+        std::fs::copy(&probe, root.join("lib64/ld-linux-x86-64.so.2")).unwrap();
+        std::fs::write(root.join("entry"), "#!/proc/self/exe overwrite-exe\n").unwrap();
+        std::fs::set_permissions(root.join("entry"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    } else {
+        // A static crabcan (as in the VM) has no loader to replace: what is left is the
+        // init, which runs crabcan's image; the probe attacks it through /proc/1/exe.
+        std::fs::write(
+            root.join("entry"),
+            "#!/bin/sh\nexec /bin/crabcan-probe overwrite-exe\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(root.join("entry"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let r = root.to_string_lossy().into_owned();
+    // With the init, the attacker runs its whole budget while crabcan lives.
+    for userns in [&["--userns", "host"][..], &[]] {
+        let mut args = vec!["run", "-m", &r];
+        args.extend_from_slice(userns);
+        args.extend(["--", "/entry"]);
+        let child = Command::new(&copy)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let o = wait_output(child, LIMIT);
+        let out = stdout(&o);
+        assert!(
+            out.starts_with("ready\nblocked: overwrite-exe"),
+            "{userns:?}: {out}{}",
+            stderr(&o)
+        );
+        assert!(
+            digest(&copy) == original,
+            "the runtime's binary was rewritten ({userns:?})"
+        );
+    }
+    // Without the init the attacker outlives a SIGKILLed crabcan and keeps trying after
+    // it is gone: the sealed copy is all that stands in its way.
+    let args = [
+        "run",
+        "-m",
+        &r,
+        "--userns",
+        "host",
+        "--no-init",
+        "--",
+        "/entry",
+    ];
+    let (mut child, mut out) = start_until_ready(&copy, &args);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    let mut verdict = String::new();
+    let _ = out.read_line(&mut verdict);
+    kill_all("overwrite-exe");
+    assert!(verdict.starts_with("blocked: overwrite-exe"), "{verdict}");
+    assert!(
+        digest(&copy) == original,
+        "the runtime's binary was rewritten after crabcan died"
+    );
+}
+
+#[test]
+fn userns_base_works_with_binds_and_both_roots() {
+    require_root();
+    let dir = Scratch::new("base");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let add = format!("{}:/tmp:idmap", data.display());
+    let root = rootfs();
+    let o = sh_in(
+        &root,
+        &["--userns-base", "200000", "-a", &add],
+        "id -u; cat /proc/self/uid_map; echo w > /tmp/f && echo wrote",
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    assert_eq!(lines[2], "wrote");
+    assert_eq!(std::fs::metadata(data.join("f")).unwrap().uid(), 0);
+    let o = run_bounded(&[
+        "run",
+        "--userns-base",
+        "200000",
+        "--",
+        "/bin/sh",
+        "-c",
+        "id -u; ls /usr >/dev/null && echo usr",
+    ]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "0\nusr\n");
+}
+
+#[test]
+fn an_idmapped_root_keeps_real_owners_for_what_the_container_writes() {
+    require_root();
+    let dir = Scratch::new("owners");
+    let root = dir.image();
+    let o = sh_in(
+        &root,
+        &[],
+        "cat /proc/self/uid_map; touch /by-root; mkdir -p /home/u; chown 1000:1000 /home/u; \
+         stat -c %u /bin/busybox",
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    let map: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(map[0], "0");
+    assert!(
+        map[1].parse::<u64>().unwrap() >= 3_221_225_472,
+        "root is not an unprivileged id: {out}"
+    );
+    assert_eq!(
+        out.lines().nth(1),
+        Some("0"),
+        "the image's files are root's inside"
+    );
+    let o = sh_in(&root, &["-u", "1000"], "touch /home/u/by-user && echo ok");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "ok\n");
+    assert_eq!(std::fs::metadata(root.join("by-root")).unwrap().uid(), 0);
+    assert_eq!(
+        std::fs::metadata(root.join("home/u/by-user"))
+            .unwrap()
+            .uid(),
+        1000
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("home/u/by-user"))
+            .unwrap()
+            .gid(),
+        1000
+    );
+}
+
+#[test]
+fn concurrent_containers_get_disjoint_ranges_and_give_them_back() {
+    require_root();
+    let marker = format!("crabcan-ranges-{}", std::process::id());
+    let script = format!("cat /proc/self/uid_map; echo ready; sleep 1000; : {marker}");
+    let (mut a, mut a_out) = {
+        // The map is printed before `ready`: read both lines.
+        let mut child = crabcan()
+            .args(["run", "--", "/bin/sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        (child, out)
+    };
+    let mut map_a = String::new();
+    a_out.read_line(&mut map_a).unwrap();
+    let o = run_bounded(&["run", "--", "/bin/cat", "/proc/self/uid_map"]);
+    assert_ok(&o);
+    let base = |l: &str| l.split_whitespace().nth(1).map(str::to_owned);
+    assert!(base(&map_a).is_some(), "{map_a}");
+    assert_ne!(
+        base(&map_a),
+        base(&stdout(&o)),
+        "two running containers share host ids"
+    );
+    // While it runs its range is recorded; a SIGKILLed crabcan's guardian gives it back.
+    let rec = range_record(&map_a);
+    assert!(
+        rec.exists(),
+        "no record {} while the container runs",
+        rec.display()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.id() as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = a.wait();
+    let t = Instant::now();
+    while rec.exists() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill_all(&marker);
+    assert!(
+        !rec.exists(),
+        "the id range record {} was left behind",
+        rec.display()
+    );
+}
+
+#[test]
+fn the_scratch_root_has_a_size_cap() {
+    require_root();
+    let o = run_bounded(&[
+        "run",
+        "--tmpfs-size",
+        "4m",
+        "--",
+        "/bin/sh",
+        "-c",
+        "df -k / | tail -n 1; dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null && echo filled || echo full",
+    ]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.split_whitespace().nth(1) == Some("4096"), "{out}");
+    assert!(out.ends_with("full\n"), "{out}");
+    let o = run_bounded(&["run", "--", "/bin/sh", "-c", "df -k / | tail -n 1"]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o).split_whitespace().nth(1), Some("262144"));
+}
+
+#[test]
+fn processes_are_capped_where_no_pids_cgroup_counts_them() {
+    require_root();
+    // What the container's own view says: an rlimit of 4096 unless a pids cgroup counts.
+    let o = sh_in(&rootfs(), &[], "grep 'Max processes' /proc/self/limits");
+    assert_ok(&o);
+    let line = stdout(&o);
+    let pids_cgroup = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == "pids"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if pids_cgroup {
+        assert_ne!(fields.get(2), Some(&"4096"), "{line}");
+    } else {
+        assert_eq!(fields.get(2..4), Some(&["4096", "4096"][..]), "{line}");
+    }
+    // By effect, with a small cap: each forked subshell leaves a mark in a bind before it
+    // sleeps. The init and the shell count too, so at most 10 of 30 get through; the
+    // shell gives up (exit 2) at its first failed fork.
+    let dir = Scratch::new("nproc");
+    let add = format!("{}:/tmp:idmap", dir.path().display());
+    let o = sh_in(
+        &rootfs(),
+        &["--ulimit", "nproc=12", "-a", &add],
+        "for i in $(seq 30); do (echo x >> /tmp/forks; sleep 1) & done; wait",
+    );
+    assert!(matches!(code(&o), 0 | 2), "{}", stderr(&o));
+    let marks = std::fs::read_to_string(dir.path().join("forks")).unwrap_or_default();
+    let count = marks.lines().count();
+    assert!((1..=10).contains(&count), "{count} forks under nproc=12");
+    assert!(stderr(&o).contains("can't fork"), "{}", stderr(&o));
+}
+
+/// The record of the host id range a container printed its uid map line for.
+fn range_record(map_line: &str) -> PathBuf {
+    let base = map_line.split_whitespace().nth(1).expect("a uid map line");
+    Path::new("/run/crabcan/ids").join(base)
+}
+
+#[test]
+fn the_id_range_record_is_removed_after_a_root_run() {
+    require_root();
+    let o = sh_in(&rootfs(), &[], "cat /proc/self/uid_map");
+    assert_ok(&o);
+    let rec = range_record(&stdout(&o));
+    assert!(!rec.exists(), "{} left behind", rec.display());
+}
