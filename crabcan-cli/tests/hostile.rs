@@ -612,6 +612,14 @@ fn concurrent_containers_get_disjoint_ranges_and_give_them_back() {
     };
     let mut map_a = String::new();
     a_out.read_line(&mut map_a).unwrap();
+    // Whatever fails below, this container must not outlive the test.
+    struct Reap(String);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            kill_all(&self.0);
+        }
+    }
+    let _reap = Reap(marker.clone());
     let o = run_bounded(&["run", "--", "/bin/cat", "/proc/self/uid_map"]);
     assert_ok(&o);
     let base = |l: &str| l.split_whitespace().nth(1).map(str::to_owned);

@@ -364,6 +364,7 @@ fn main() -> ExitCode {
         "status" => return checks::status(),
         // Not listed: it only means something when run as a runtime binary's loader.
         "overwrite-exe" => return runtime::overwrite_exe(),
+        "overwrite-fd" => return runtime::overwrite_fd(&args[1..]),
         _ => {}
     }
     let Some(entry) = ATTEMPTS.iter().chain(CHECKS).find(|en| en.name == cmd) else {

@@ -4,15 +4,18 @@
 //! dynamic loader is this probe: the kernel then executes the runtime's binary inside the
 //! container with the probe as its loader, so the probe runs with `/proc/self/exe` naming
 //! whatever the runtime executed from. It clears its parent-death signal (to outlive the
-//! runtime if it can), holds `/proc/self/exe` and `/proc/1/exe` open, and keeps trying to
-//! reopen them for writing for a few seconds; it writes a marker into the first it can
-//! open. The test judges from the host, on a copy of the runtime's binary.
+//! runtime if it can), opens `/proc/self/exe` (kept across exec), and re-executes itself
+//! from the image as `overwrite-fd N`, so that nothing maps the runtime's binary any more;
+//! that process keeps reopening the held file (and `/proc/1/exe`) for writing for a few
+//! seconds and writes a marker into the first it can open. The test judges from the host,
+//! on a copy of the runtime's binary.
 //!
-//! Not an entry of the attempt list: run normally, `/proc/self/exe` is the probe itself,
-//! which belongs to the image.
+//! Neither is an entry of the attempt list: run normally, `/proc/self/exe` is the probe
+//! itself, which belongs to the image.
 
 use crate::sys::{self, Errno};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -22,11 +25,10 @@ pub const MARKER: &[u8] = b"#!/bin/sh\necho overwritten by the container\n";
 /// How long the attacker keeps trying (the runtime may only exit after a while).
 const BUDGET: Duration = Duration::from_secs(3);
 
-fn open_path(p: &std::ffi::CStr) -> Option<OwnedFd> {
-    sys::open(p, libc::O_PATH).ok()
-}
+/// Where the probe lives in the test images.
+const PROBE: &str = "/bin/crabcan-probe";
 
-/// The attack; prints `ready`, then one verdict line.
+/// First stage, as the runtime binary's loader: hold `/proc/self/exe` and hand over.
 pub fn overwrite_exe() -> ExitCode {
     // SAFETY: prctl with plain integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
@@ -35,28 +37,40 @@ pub fn overwrite_exe() -> ExitCode {
     let as_loader = std::fs::read_link("/proc/self/exe")
         .map(|p| !p.to_string_lossy().ends_with("crabcan-probe"))
         .unwrap_or(true);
-    let targets: &[(&str, &std::ffi::CStr)] = if as_loader {
-        &[
-            ("/proc/self/exe", c"/proc/self/exe"),
-            ("/proc/1/exe", c"/proc/1/exe"),
-        ]
+    // SAFETY: a constant path; the fd is deliberately kept across exec (no O_CLOEXEC).
+    let fd = if as_loader {
+        unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_PATH) }
     } else {
-        &[("/proc/1/exe", c"/proc/1/exe")]
+        -1
     };
-    let held: Vec<(&str, OwnedFd)> = targets
-        .iter()
-        .copied()
-        .filter_map(|(name, p)| open_path(p).map(|fd| (name, fd)))
-        .collect();
+    let held = if fd >= 0 { fd.to_string() } else { "-".into() };
     println!("ready");
+    let argv = [PROBE, "overwrite-fd", held.as_str()].map(|a| CString::new(a).unwrap_or_default());
+    let env: [CString; 0] = [];
+    let e = nix::unistd::execve(&argv[0], &argv, &env).err();
+    println!("error: overwrite-exe: cannot exec {PROBE}: {e:?}");
+    ExitCode::from(2)
+}
+
+/// Second stage: keeps trying to write through the held fd `N` (or `-`) and `/proc/1/exe`.
+pub fn overwrite_fd(args: &[String]) -> ExitCode {
+    let held: Option<i32> = args.first().and_then(|a| a.parse().ok());
     let start = Instant::now();
     let mut last = Vec::new();
     while start.elapsed() < BUDGET {
         last.clear();
-        for (name, fd) in &held {
-            let reopen = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
-            let c = std::ffi::CStr::from_bytes_with_nul(reopen.as_bytes()).unwrap_or(c"/");
-            match sys::open(c, libc::O_WRONLY) {
+        let mut targets = vec![("/proc/1/exe".to_string(), "/proc/1/exe".to_string())];
+        if let Some(fd) = held {
+            targets.push((
+                "the held /proc/self/exe".into(),
+                format!("/proc/self/fd/{fd}"),
+            ));
+        }
+        for (name, path) in &targets {
+            let Ok(c) = CString::new(path.as_str()) else {
+                continue;
+            };
+            match sys::open(&c, libc::O_WRONLY) {
                 Ok(w) => {
                     // SAFETY: writes from a live buffer to an fd we own.
                     let n = unsafe {
@@ -73,23 +87,7 @@ pub fn overwrite_exe() -> ExitCode {
                 Err(e) => last.push(format!("{name}: {}", sys::en(e))),
             }
         }
-        for &(name, p) in targets {
-            if let Err(e) = sys::open(p, libc::O_WRONLY) {
-                last.push(format!("{name} directly: {}", sys::en(e)));
-            }
-        }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    if held.is_empty()
-        && last
-            .iter()
-            .all(|l| l.contains(&format!("{:?}", Errno::ENOENT)))
-    {
-        println!(
-            "error: overwrite-exe: nothing to attack ({})",
-            last.join("; ")
-        );
-        return ExitCode::from(2);
     }
     println!("blocked: overwrite-exe: {}", last.join("; "));
     ExitCode::SUCCESS
