@@ -90,7 +90,7 @@ pub fn allocate_ids(state_dir: &Path) -> Result<IdLease> {
         // A file unlinked by its releaser between our open and our lock is no lock at
         // all: try the same slot again then.
         for _ in 0..8 {
-            match try_slot(state_dir, &dir, &path)? {
+            match try_slot(&dir, &path)? {
                 Try::Taken(lock) => {
                     return Ok(IdLease {
                         slot: *slot,
@@ -119,7 +119,7 @@ enum Try {
     Again,
 }
 
-fn try_slot(state_dir: &Path, dir: &Path, path: &Path) -> Result<Try> {
+fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
     let what = || format!("record the container's id range in {}", path.display());
     let file = loop {
         match nix::fcntl::open(
@@ -129,14 +129,12 @@ fn try_slot(state_dir: &Path, dir: &Path, path: &Path) -> Result<Try> {
         ) {
             Ok(fd) => break std::fs::File::from(fd),
             Err(Errno::ENOENT) => {
-                for d in [state_dir, dir] {
-                    match nix::unistd::mkdir(d, Mode::from_bits_truncate(0o711)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(Errcode::sys(format!("create {}", d.display()), e));
-                        }
-                    }
-                }
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o711)
+                    .create(dir)
+                    .map_err(|e| Errcode::setup(format!("cannot create {}: {e}", dir.display())))?;
             }
             Err(e) => return Err(Errcode::sys(what(), e)),
         }

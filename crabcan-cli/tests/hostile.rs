@@ -351,24 +351,13 @@ fn kill_all(marker: &str) {
 #[test]
 fn the_container_dies_with_crabcan_even_when_it_clears_its_parent_death_signal() {
     require_root();
-    // The scratch root binds the host's /usr, which has setpriv.
-    assert!(
-        Path::new("/usr/bin/setpriv").exists(),
-        "this test needs setpriv (util-linux)"
-    );
     let marker = format!("crabcan-pdeath-{}", std::process::id());
     let script = format!("sleep 1000 & echo ready; wait; : {marker}");
-    let args = [
-        "run",
-        "--",
-        "setpriv",
-        "--pdeathsig",
-        "clear",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ];
+    let root = rootfs();
+    let r = root.to_string_lossy();
+    let clear = ["crabcan-probe", "no-pdeathsig", "/bin/sh", "-c", &script];
+    let mut args = vec!["run", "-m", &r, "--"];
+    args.extend(clear);
     let (mut child, _out) = start_until_ready(&crabcan_bin(), &args);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -391,18 +380,8 @@ fn the_container_dies_with_crabcan_even_when_it_clears_its_parent_death_signal()
 
     // Without the init the command is PID 1 and, its parent-death signal cleared, survives:
     // the init is what closes this.
-    let noinit = [
-        "run",
-        "--no-init",
-        "--",
-        "setpriv",
-        "--pdeathsig",
-        "clear",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ];
+    let mut noinit = vec!["run", "-m", &r, "--no-init", "--"];
+    noinit.extend(clear);
     let (mut child, _out) = start_until_ready(&crabcan_bin(), &noinit);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

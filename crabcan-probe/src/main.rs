@@ -365,6 +365,7 @@ fn main() -> ExitCode {
         // Not listed: it only means something when run as a runtime binary's loader.
         "overwrite-exe" => return runtime::overwrite_exe(),
         "overwrite-fd" => return runtime::overwrite_fd(&args[1..]),
+        "no-pdeathsig" => return runtime::no_pdeathsig(&args[1..]),
         _ => {}
     }
     let Some(entry) = ATTEMPTS.iter().chain(CHECKS).find(|en| en.name == cmd) else {

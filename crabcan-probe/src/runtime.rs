@@ -92,3 +92,22 @@ pub fn overwrite_fd(args: &[String]) -> ExitCode {
     println!("blocked: overwrite-exe: {}", last.join("; "));
     ExitCode::SUCCESS
 }
+
+/// `no-pdeathsig CMD [ARG...]`: clears the parent-death signal, then executes CMD (as a
+/// command that wants to outlive its runtime would).
+pub fn no_pdeathsig(args: &[String]) -> ExitCode {
+    // SAFETY: prctl with plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    let Some(argv) = args
+        .iter()
+        .map(|a| CString::new(a.as_str()).ok())
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
+    else {
+        println!("error: no-pdeathsig: give a command without NUL bytes");
+        return ExitCode::from(2);
+    };
+    let e = nix::unistd::execvp(&argv[0], &argv).err();
+    println!("error: no-pdeathsig: cannot exec {}: {e:?}", args[0]);
+    ExitCode::from(2)
+}
