@@ -401,7 +401,7 @@ fn initramfs(work: &Path, payload: &Payload) -> Result<PathBuf> {
 const MIN_KERNEL: (u32, u32) = (6, 3);
 
 /// The guest's kernel command line. Debian builds x32 in but disables it unless asked; the
-/// seccomp tests check the filter's x32 rules by effect, so the guest turns it on.
+/// guest turns it on so that tests can check the seccomp filter's x32 rules by effect.
 const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 rdinit=/init quiet syscall.x32=y";
 
 /// The uncompressed kernel (a fast PVH boot), extracted once from the backports kernel package
@@ -412,7 +412,7 @@ fn kernel(cache: &Path) -> Result<PathBuf> {
     if vmlinux.is_file() {
         return Ok(vmlinux);
     }
-    // Earlier versions of this task kept the release's own kernel here, too old now.
+    // Where earlier versions of vm-test kept the release's own kernel, now too old.
     let _ = fs::remove_file(cache.join("vmlinux"));
     util::mkdir_p(&dir)?;
     let apt = PrivateApt::setup(&cache.join("apt"))?;
