@@ -2,7 +2,9 @@
 //! cgroup v2 hierarchy belong to the tests alone.
 //!
 //! Everything the VM needs comes from Debian packages unpacked (never installed) under
-//! `target/vm-cache/`; each run's files live in `target/vm-test/`.
+//! `target/vm-cache/`; each run's files live in `target/vm-test/`. The guest kernel comes from
+//! the host release's backports suite, through an apt configuration of our own in that cache,
+//! since the tests need a kernel whose tmpfs takes idmapped mounts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -394,55 +396,345 @@ fn initramfs(work: &Path, payload: &Payload) -> Result<PathBuf> {
     Ok(cpio)
 }
 
-/// The versioned kernel package `linux-image-amd64` currently points at.
-fn kernel_package() -> Result<String> {
-    let deps = util::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
-        .map_err(|e| format!("cannot find the kernel package: {e}"))?;
-    let deps = String::from_utf8_lossy(&deps);
-    deps.lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends:"))
-        .map(str::trim)
-        .find(|p| p.starts_with("linux-image-"))
-        .map(str::to_string)
-        .ok_or_else(|| "cannot find the kernel package: linux-image-amd64 names none".to_string())
-}
+/// The oldest guest kernel the suite accepts: the test roots live on the guest's tmpfs, and
+/// tmpfs supports idmapped mounts (`mount_setattr(MOUNT_ATTR_IDMAP)`) from Linux 6.3 on.
+const MIN_KERNEL: (u32, u32) = (6, 3);
 
-/// The uncompressed kernel (a fast PVH boot), extracted once from Debian's kernel package.
+/// The guest's kernel command line. Debian builds x32 in but disables it unless asked; the
+/// guest turns it on so that tests can check the seccomp filter's x32 rules by effect.
+const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 rdinit=/init quiet syscall.x32=y";
+
+/// The uncompressed kernel (a fast PVH boot), extracted once from the backports kernel package
+/// of the host's Debian release (the release's own kernel is older than [`MIN_KERNEL`]).
 fn kernel(cache: &Path) -> Result<PathBuf> {
-    let vmlinux = cache.join("vmlinux");
+    let dir = cache.join("kernel");
+    let vmlinux = dir.join("vmlinux");
     if vmlinux.is_file() {
         return Ok(vmlinux);
     }
-    // The versioned name comes from the package lists; if they were stale, the download
-    // fails, apt_download refreshes them, and the name is looked up again.
-    let mut attempt = 0;
-    let (package, debs) = loop {
-        attempt += 1;
-        let package = kernel_package()?;
-        eprintln!("vm-test: fetching {package}");
-        match util::apt_download(&cache.join("debs"), &[&package]) {
-            Ok(debs) => break (package, debs),
-            Err(_) if attempt < 2 => continue,
-            Err(e) => return Err(format!("cannot download {package}: {e}")),
-        }
-    };
-    let deb = debs
-        .first()
-        .ok_or_else(|| format!("cannot download {package}: no package file"))?;
+    // Where earlier versions of vm-test kept the release's own kernel, now too old.
+    let _ = fs::remove_file(cache.join("vmlinux"));
+    util::mkdir_p(&dir)?;
+    let apt = PrivateApt::setup(&cache.join("apt"))?;
 
-    let unpack = util::temp_sibling(&cache.join("kernel"), "unpack");
-    util::remove_all(&unpack)?;
-    util::mkdir_p(&unpack)?;
-    let result = extract_vmlinux(deb, &unpack, &vmlinux);
-    let _ = util::remove_all(&unpack);
-    // The package is big and the kernel is all we need from it.
-    if result.is_ok() {
-        let _ = fs::remove_file(deb);
-    }
-    result.map(|()| vmlinux)
+    let tmp = util::temp_sibling(&dir.join("download"), "tmp");
+    util::remove_all(&tmp)?;
+    util::mkdir_p(&tmp)?;
+    // The package is big and the kernel is all we need from it: it goes with the folder.
+    let result = apt
+        .fetch_kernel(&tmp)
+        .and_then(|deb| extract_vmlinux(&deb, &tmp.join("unpack"), &vmlinux));
+    let _ = util::remove_all(&tmp);
+    let release = result?;
+    eprintln!("vm-test: guest kernel {release}");
+    Ok(vmlinux)
 }
 
-fn extract_vmlinux(deb: &Path, unpack: &Path, vmlinux: &Path) -> Result<()> {
+/// An apt configuration of our own under `target/`: the host's Debian mirror, but the
+/// release's backports suite, with its own package lists and cache. The system's sources,
+/// lists, cache and installed packages are never touched.
+struct PrivateApt {
+    root: PathBuf,
+    conf: PathBuf,
+}
+
+impl PrivateApt {
+    fn setup(root: &Path) -> Result<PrivateApt> {
+        let (source, codename) = host_release_source()?;
+        let backports = Source {
+            suites: vec![format!("{codename}-backports")],
+            components: vec!["main".to_string()],
+            ..source
+        };
+        let dirs = [
+            "sources.list.d",
+            "preferences.d",
+            "lists/partial",
+            "cache/archives/partial",
+            "state",
+        ];
+        for d in dirs {
+            util::mkdir_p(&root.join(d))?;
+        }
+        let r = root.display().to_string();
+        if r.contains(['"', '\n']) {
+            return Err(format!("apt's configuration cannot name the path {r}"));
+        }
+        let conf = root.join("apt.conf");
+        // Read after the system's apt.conf.d, so it keeps proxies and the like but drops the
+        // hooks that would act on the system's own caches after an update.
+        let settings = format!(
+            "#clear APT::Update::Pre-Invoke;\n\
+             #clear APT::Update::Post-Invoke;\n\
+             #clear APT::Update::Post-Invoke-Success;\n\
+             #clear DPkg::Pre-Invoke;\n\
+             #clear DPkg::Post-Invoke;\n\
+             Acquire::IndexTargets::deb::DEP-11::DefaultEnabled \"false\";\n\
+             Dir::Etc::SourceList \"{r}/sources.list\";\n\
+             Dir::Etc::SourceParts \"{r}/sources.list.d\";\n\
+             Dir::Etc::Preferences \"{r}/preferences\";\n\
+             Dir::Etc::PreferencesParts \"{r}/preferences.d\";\n\
+             Dir::State \"{r}/state\";\n\
+             Dir::State::Lists \"{r}/lists\";\n\
+             Dir::State::status \"{r}/status\";\n\
+             Dir::Cache \"{r}/cache\";\n\
+             Dir::Cache::pkgcache \"\";\n\
+             Dir::Cache::srcpkgcache \"\";\n"
+        );
+        write_if_changed(&conf, &settings)?;
+        write_if_changed(&root.join("sources.list"), "")?;
+        write_if_changed(&root.join("status"), "")?;
+        let sources = root.join("sources.list.d/backports.sources");
+        if write_if_changed(&sources, &backports.to_deb822())? {
+            // Lists fetched for another source would only mislead the next look-up.
+            util::remove_all(&root.join("lists"))?;
+            util::mkdir_p(&root.join("lists/partial"))?;
+        }
+        Ok(PrivateApt {
+            root: root.to_path_buf(),
+            conf,
+        })
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg("-c").arg(&self.conf);
+        if util::is_root() {
+            // apt drops to the `_apt` user for downloads, which cannot write into target/.
+            cmd.args(["-o", "APT::Sandbox::User=root"]);
+        }
+        cmd
+    }
+
+    fn has_lists(&self) -> bool {
+        fs::read_dir(self.root.join("lists")).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
+        })
+    }
+
+    fn update(&self) -> Result<()> {
+        eprintln!("vm-test: fetching the backports package lists");
+        let mut cmd = self.command("apt-get");
+        cmd.args(["-q", "update"]);
+        util::output(&mut cmd)
+            .map(|_| ())
+            .map_err(|e| format!("cannot fetch the backports package lists: {e}"))
+    }
+
+    /// The versioned kernel package `linux-image-amd64` points at in backports.
+    fn kernel_package(&self) -> Result<String> {
+        let mut cmd = self.command("apt-cache");
+        cmd.args(["depends", "linux-image-amd64"]);
+        let deps = util::output(&mut cmd)?;
+        String::from_utf8_lossy(&deps)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends:"))
+            .map(str::trim)
+            .find(|p| p.starts_with("linux-image-"))
+            .map(str::to_string)
+            .ok_or_else(|| "linux-image-amd64 names no kernel package".to_string())
+    }
+
+    fn download(&self, package: &str, dir: &Path) -> Result<PathBuf> {
+        eprintln!("vm-test: fetching {package} from backports");
+        let mut cmd = self.command("apt-get");
+        cmd.args(["-q", "download", package]).current_dir(dir);
+        util::output(&mut cmd)?;
+        util::cached_deb(dir, package)
+            .ok_or_else(|| format!("apt-get download {package} left no {package}_*.deb"))
+    }
+
+    /// Downloads the kernel package into `dir`; stale or missing lists are fetched again once.
+    fn fetch_kernel(&self, dir: &Path) -> Result<PathBuf> {
+        let mut refreshed = false;
+        if !self.has_lists() {
+            self.update()?;
+            refreshed = true;
+        }
+        loop {
+            match self.kernel_package().and_then(|p| self.download(&p, dir)) {
+                Ok(deb) => return Ok(deb),
+                Err(_) if !refreshed => {
+                    self.update()?;
+                    refreshed = true;
+                }
+                Err(e) => return Err(format!("cannot download the guest kernel: {e}")),
+            }
+        }
+    }
+}
+
+/// Writes `text` to `path` unless it already holds it; says whether it wrote.
+fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
+    if fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(false);
+    }
+    let tmp = util::temp_sibling(path, "new");
+    fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })?;
+    Ok(true)
+}
+
+/// One `deb` entry of an apt sources file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
+    uri: String,
+    suites: Vec<String>,
+    components: Vec<String>,
+    /// As written: a keyring path, or an inline key block (continuation lines included).
+    signed_by: Option<String>,
+}
+
+impl Source {
+    fn to_deb822(&self) -> String {
+        let mut s = format!(
+            "Types: deb\nURIs: {}\nSuites: {}\nComponents: {}\n",
+            self.uri,
+            self.suites.join(" "),
+            self.components.join(" ")
+        );
+        if let Some(key) = &self.signed_by {
+            s.push_str(&format!("Signed-By: {key}\n"));
+        }
+        s
+    }
+
+    /// The release codename this entry serves (`bookworm`, not `bookworm-updates`), if it
+    /// carries the release's main component.
+    fn release(&self) -> Option<&str> {
+        if !self.components.iter().any(|c| c == "main") {
+            return None;
+        }
+        self.suites
+            .iter()
+            .map(String::as_str)
+            .find(|s| !s.is_empty() && !s.contains(['-', '/']))
+    }
+}
+
+/// The `deb` entries of a deb822 `.sources` file.
+fn parse_deb822(text: &str) -> Vec<Source> {
+    let mut out = Vec::new();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut flush = |fields: &mut Vec<(String, String)>| {
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let words = |name: &str| -> Vec<String> {
+            get(name)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        };
+        let enabled = get("Enabled").is_none_or(|v| !v.trim().eq_ignore_ascii_case("no"));
+        if enabled && words("Types").iter().any(|t| t == "deb") {
+            for uri in words("URIs") {
+                out.push(Source {
+                    uri,
+                    suites: words("Suites"),
+                    components: words("Components"),
+                    signed_by: get("Signed-By").filter(|v| !v.trim().is_empty()),
+                });
+            }
+        }
+        fields.clear();
+    };
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.trim().is_empty() {
+            flush(&mut fields);
+        } else if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = fields.last_mut() {
+                v.push('\n');
+                v.push_str(line);
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            fields.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    flush(&mut fields);
+    out
+}
+
+/// The `deb` lines of a one-line-style `.list` file.
+fn parse_one_line(text: &str) -> Vec<Source> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        if words.next() != Some("deb") {
+            continue;
+        }
+        let mut rest: Vec<&str> = words.collect();
+        let mut signed_by = None;
+        if rest.first().is_some_and(|w| w.starts_with('[')) {
+            let end = rest.iter().position(|w| w.ends_with(']')).unwrap_or(0);
+            for opt in rest.drain(..=end) {
+                let opt = opt.trim_start_matches('[').trim_end_matches(']');
+                if let Some(v) = opt.strip_prefix("signed-by=") {
+                    signed_by = Some(v.to_string());
+                }
+            }
+        }
+        if let [uri, suite, components @ ..] = rest.as_slice() {
+            out.push(Source {
+                uri: uri.to_string(),
+                suites: vec![suite.to_string()],
+                components: components.iter().map(|c| c.to_string()).collect(),
+                signed_by,
+            });
+        }
+    }
+    out
+}
+
+/// The host's source for its Debian release's main archive, and the release's codename.
+fn host_release_source() -> Result<(Source, String)> {
+    let etc = Path::new("/etc/apt");
+    let mut files = vec![etc.join("sources.list")];
+    if let Ok(dir) = fs::read_dir(etc.join("sources.list.d")) {
+        let mut parts: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        parts.sort();
+        files.extend(parts);
+    }
+    let mut sources = Vec::new();
+    for f in &files {
+        let Ok(text) = fs::read_to_string(f) else {
+            continue;
+        };
+        match f.extension().and_then(|e| e.to_str()) {
+            Some("sources") => sources.extend(parse_deb822(&text)),
+            Some("list") => sources.extend(parse_one_line(&text)),
+            _ => {}
+        }
+    }
+    sources
+        .into_iter()
+        .find_map(|s| {
+            let codename = s.release()?.to_string();
+            Some((s, codename))
+        })
+        .ok_or_else(|| {
+            "cannot find the host's Debian mirror: no apt source under /etc/apt serves a \
+             release's main component"
+                .to_string()
+        })
+}
+
+/// Extracts the kernel image from a kernel package and decompresses it to `vmlinux`; returns
+/// the kernel's release, which must be at least [`MIN_KERNEL`].
+fn extract_vmlinux(deb: &Path, unpack: &Path, vmlinux: &Path) -> Result<String> {
+    util::mkdir_p(unpack)?;
     // Only the kernel image: unpacking the whole package (modules included) takes much longer.
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
@@ -475,47 +767,162 @@ fn extract_vmlinux(deb: &Path, unpack: &Path, vmlinux: &Path) -> Result<()> {
         .ok_or_else(|| format!("{} holds no boot/vmlinuz-*", deb.display()))?;
     let image =
         fs::read(&vmlinuz).map_err(|e| format!("cannot read {}: {e}", vmlinuz.display()))?;
-
-    // The bzImage wraps an xz stream of the ELF kernel, which QEMU boots directly through PVH.
-    const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
-    let start = image
-        .windows(XZ_MAGIC.len())
-        .position(|w| w == XZ_MAGIC)
-        .ok_or_else(|| format!("{} holds no xz-compressed kernel", vmlinuz.display()))?;
+    let payload = bzimage_payload(&image).map_err(|e| format!("{}: {e}", vmlinuz.display()))?;
     let tmp = util::temp_sibling(vmlinux, "new");
-    let out = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let mut xz = Command::new("xz")
-        .args(["-dc", "--single-stream"])
-        .stdin(Stdio::piped())
-        .stdout(out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run xz: {e}"))?;
-    // xz stops reading at the end of the stream, so a broken pipe here is expected.
-    if let Some(mut stdin) = xz.stdin.take() {
-        let _ = stdin.write_all(&image[start..]);
+    let result = decompress_payload(payload, &tmp).and_then(|()| {
+        let elf = fs::read(&tmp).map_err(|e| format!("cannot read {}: {e}", tmp.display()))?;
+        let release = kernel_release(&elf)
+            .ok_or("the decompressed kernel names no release (no \"Linux version\" banner)")?;
+        if !release_at_least(&release, MIN_KERNEL) {
+            return Err(format!(
+                "the kernel is {release}, older than the {}.{} the tests need (idmapped \
+                 mounts on tmpfs)",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            ));
+        }
+        Ok(release)
+    });
+    let release = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(format!(
+                "cannot use the kernel in {}: {e}",
+                vmlinuz.display()
+            ));
+        }
+    };
+    fs::rename(&tmp, vmlinux).map_err(|e| format!("cannot place {}: {e}", vmlinux.display()))?;
+    Ok(release)
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The compressed ELF kernel inside a bzImage, located by its boot header (protocol 2.08+:
+/// `payload_offset` and `payload_length`, counted from the end of the real-mode setup).
+fn bzimage_payload(image: &[u8]) -> Result<&[u8]> {
+    if image.get(0x202..0x206) != Some(b"HdrS") {
+        return Err("not a bzImage (no HdrS boot header)".to_string());
     }
-    let done = xz
-        .wait_with_output()
-        .map_err(|e| format!("cannot run xz: {e}"))?;
-    let mut head = [0u8; 4];
-    let is_elf = File::open(&tmp)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head == *b"\x7fELF";
-    if !done.status.success() || !is_elf {
-        let _ = fs::remove_file(&tmp);
+    let protocol = u16::from_le_bytes([image[0x206], image[0x207]]);
+    if protocol < 0x208 {
         return Err(format!(
-            "cannot decompress the kernel in {}: {}",
-            vmlinuz.display(),
-            if is_elf {
-                util::last_line(&done.stderr)
-            } else {
-                "the result is not an ELF image".to_string()
-            }
+            "boot protocol {}.{:02} names no payload (2.08 and later do)",
+            protocol >> 8,
+            protocol & 0xff
         ));
     }
-    fs::rename(&tmp, vmlinux).map_err(|e| format!("cannot place {}: {e}", vmlinux.display()))
+    let setup_sects = match image[0x1f1] {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let offset = le_u32(image, 0x248).ok_or("truncated boot header")? as usize;
+    let length = le_u32(image, 0x24c).ok_or("truncated boot header")? as usize;
+    let start = (setup_sects + 1) * 512 + offset;
+    image
+        .get(start..start + length)
+        .ok_or_else(|| "the payload lies past the end of the image".to_string())
+}
+
+/// Decompresses a bzImage payload into `out`, which must then be an ELF image whose size the
+/// payload's last four bytes name (the kernel's build appends it; gzip's trailer holds it).
+fn decompress_payload(payload: &[u8], out: &Path) -> Result<()> {
+    // (magic, program and arguments, whether the appended size follows the compressed stream)
+    const FORMATS: &[(&[u8], &[&str], bool)] = &[
+        (&[0x28, 0xb5, 0x2f, 0xfd], &["zstd", "-dcq"], true),
+        (
+            &[0xfd, b'7', b'z', b'X', b'Z', 0x00],
+            &["xz", "-dc", "--single-stream"],
+            true,
+        ),
+        (&[0x1f, 0x8b], &["gzip", "-dc"], false),
+    ];
+    let Some((_, argv, appended)) = FORMATS.iter().find(|(m, _, _)| payload.starts_with(m)) else {
+        return Err(format!(
+            "the kernel is compressed in a format this task does not decompress (magic {:02x?})",
+            &payload[..payload.len().min(6)]
+        ));
+    };
+    let size = payload
+        .len()
+        .checked_sub(4)
+        .and_then(|n| le_u32(payload, n))
+        .ok_or("the payload is too short")?;
+    let stream = if *appended {
+        &payload[..payload.len() - 4]
+    } else {
+        payload
+    };
+    let file = File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    // A decompressor may stop reading at the end of its stream: a broken pipe is no error.
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(stream);
+    }
+    let done = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    if !done.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            argv[0],
+            util::last_line(&done.stderr)
+        ));
+    }
+    let mut head = [0u8; 4];
+    let len = File::open(out)
+        .and_then(|mut f| {
+            f.read_exact(&mut head)?;
+            f.metadata()
+        })
+        .map(|m| m.len())
+        .map_err(|e| format!("cannot read {}: {e}", out.display()))?;
+    if head != *b"\x7fELF" {
+        return Err("the decompressed kernel is not an ELF image".to_string());
+    }
+    if len as u32 != size {
+        return Err(format!(
+            "the decompressed kernel has {len} bytes, the image says {size}"
+        ));
+    }
+    Ok(())
+}
+
+/// The release in the kernel's `Linux version 6.12.0-… (…)` banner.
+fn kernel_release(elf: &[u8]) -> Option<String> {
+    const BANNER: &[u8] = b"Linux version ";
+    let mut rest = elf;
+    while let Some(at) = rest.windows(BANNER.len()).position(|w| w == BANNER) {
+        rest = &rest[at + BANNER.len()..];
+        if rest.first().is_some_and(u8::is_ascii_digit) {
+            let end = rest
+                .iter()
+                .position(|b| !b.is_ascii_graphic())
+                .unwrap_or(rest.len());
+            return Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+        }
+    }
+    None
+}
+
+/// Whether a release such as `6.12.95+deb12-amd64` is at least `min` (major, minor).
+fn release_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
 }
 
 /// QEMU unpacked from Debian packages with the shared libraries the host lacks.
@@ -667,21 +1074,22 @@ impl Qemu {
             .arg("-L")
             .arg(self.root.join("usr/share/qemu"))
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-machine", "q35", "-smp", "2", "-m", "2048"]);
+            .args(["-machine", "q35", "-m", "2048"]);
         if kvm {
-            cmd.args(["-accel", "kvm", "-cpu", "host"]);
+            cmd.args(["-accel", "kvm", "-cpu", "host", "-smp", "2"]);
         } else {
-            cmd.args(["-accel", "tcg", "-cpu", "max"]);
+            // One vCPU under emulation. With two, multi-threaded TCG lets one vCPU run a stale
+            // translation of kernel text the other has just live-patched (a static key: every
+            // cpuset cgroup the tests create or remove flips one), and the guest dies of
+            // "Oops: int3". Single-threaded TCG avoids that too, but makes each patch wait for
+            // a time slice and the suite several times slower.
+            cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "1"]);
         }
         cmd.arg("-kernel")
             .arg(kernel)
             .arg("-initrd")
             .arg(initrd)
-            .args([
-                "-append",
-                "console=ttyS0 panic=-1 rdinit=/init quiet",
-                "-no-reboot",
-            ])
+            .args(["-append", KERNEL_CMDLINE, "-no-reboot"])
             .arg("-serial")
             .arg(chardev_file(&console)?)
             .arg("-serial")
@@ -877,5 +1285,100 @@ mod tests {
     fn qemu_exit_codes_match_the_guest_bytes() {
         assert_eq!(QEMU_PASS, 33);
         assert_eq!(QEMU_FAIL, 35);
+    }
+
+    #[test]
+    fn finds_the_release_source_in_deb822_files() {
+        let text = "Types: deb\n\
+                    # a comment\n\
+                    URIs: http://mirror.example/debian\n\
+                    Suites: bookworm bookworm-updates\n\
+                    Components: main\n\
+                    Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\
+                    \n\
+                    Types: deb\n\
+                    URIs: http://mirror.example/debian-security\n\
+                    Suites: bookworm-security\n\
+                    Components: main\n\
+                    \n\
+                    Enabled: no\n\
+                    Types: deb\n\
+                    URIs: http://other.example/debian\n\
+                    Suites: trixie\n\
+                    Components: main\n";
+        let sources = parse_deb822(text);
+        assert_eq!(sources.len(), 2);
+        let first = &sources[0];
+        assert_eq!(first.uri, "http://mirror.example/debian");
+        assert_eq!(first.release(), Some("bookworm"));
+        assert_eq!(
+            first.signed_by.as_deref(),
+            Some("/usr/share/keyrings/debian-archive-keyring.gpg")
+        );
+        assert_eq!(sources[1].release(), None);
+        let backports = Source {
+            suites: vec!["bookworm-backports".to_string()],
+            ..first.clone()
+        };
+        assert_eq!(
+            backports.to_deb822(),
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm-backports\n\
+             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        );
+        // An inline key keeps its continuation lines.
+        let inline = parse_deb822(
+            "Types: deb\nURIs: http://m.example/d\nSuites: x\nComponents: main\n\
+             Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n",
+        );
+        assert_eq!(
+            inline[0].signed_by.as_deref(),
+            Some("\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc")
+        );
+    }
+
+    #[test]
+    fn finds_the_release_source_in_one_line_lists() {
+        let text = "# comment\n\
+                    deb-src http://m.example/debian bookworm main\n\
+                    deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm-updates main\n\
+                    deb [ signed-by=/k.gpg ] http://m.example/debian bookworm main contrib # x\n";
+        let sources = parse_one_line(text);
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources[0].release(), None);
+        assert_eq!(sources[1].release(), Some("bookworm"));
+        assert_eq!(sources[1].uri, "http://m.example/debian");
+        assert_eq!(sources[1].components, ["main", "contrib"]);
+        assert_eq!(sources[1].signed_by.as_deref(), Some("/k.gpg"));
+    }
+
+    #[test]
+    fn reads_the_payload_of_a_bzimage() {
+        let mut image = vec![0u8; 8 * 512];
+        image[0x1f1] = 3;
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x206..0x208].copy_from_slice(&0x20fu16.to_le_bytes());
+        image[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
+        image[0x24c..0x250].copy_from_slice(&5u32.to_le_bytes());
+        image[4 * 512 + 16..4 * 512 + 21].copy_from_slice(b"hello");
+        assert_eq!(bzimage_payload(&image), Ok(&b"hello"[..]));
+        image[0x24c..0x250].copy_from_slice(&5000u32.to_le_bytes());
+        assert!(bzimage_payload(&image).is_err());
+        image[0x206..0x208].copy_from_slice(&0x207u16.to_le_bytes());
+        assert!(bzimage_payload(&image).is_err());
+        assert!(bzimage_payload(b"not a kernel").is_err());
+    }
+
+    #[test]
+    fn reads_and_compares_kernel_releases() {
+        let elf = b"\x7fELF...Linux version %s\0Linux version 6.12.95+deb12-amd64 (builder) #1\0";
+        assert_eq!(kernel_release(elf).as_deref(), Some("6.12.95+deb12-amd64"));
+        assert_eq!(kernel_release(b"no banner"), None);
+        assert!(release_at_least("6.12.95+deb12-amd64", MIN_KERNEL));
+        assert!(release_at_least("6.3.0", MIN_KERNEL));
+        assert!(release_at_least("7.0", MIN_KERNEL));
+        assert!(!release_at_least("6.1.0-37-amd64", MIN_KERNEL));
+        assert!(!release_at_least("5.19.1", MIN_KERNEL));
+        assert!(!release_at_least("garbage", MIN_KERNEL));
+        assert!(KERNEL_CMDLINE.split(' ').any(|a| a == "syscall.x32=y"));
     }
 }
