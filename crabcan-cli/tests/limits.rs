@@ -12,18 +12,18 @@
 mod bounded;
 mod common;
 
-use bounded::{LIMIT, Lines, exits_within, output_within, sh, wait_within};
+use bounded::{LIMIT, Lines, drain, exits_within, join_within, output_within, sh, wait_within};
 use common::*;
 use crabcan_cgroups::{Controller, Host, find_cgroup2_mount};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Serialises the tests of this file (see the module documentation).
@@ -159,6 +159,7 @@ fn assert_namespace_empty(ns: &str) {
 struct Running {
     child: Child,
     out: Lines,
+    err: Option<JoinHandle<Vec<u8>>>,
     /// What the script printed before `ready`.
     lines: Vec<String>,
     /// The container's init, as a host pid.
@@ -181,6 +182,7 @@ impl Running {
             .spawn()
             .expect("spawn crabcan");
         let out = Lines::new(child.stdout.take().expect("piped stdout"));
+        let err = drain(child.stderr.take());
         let mut lines = Vec::new();
         loop {
             match out.next_within(LIMIT) {
@@ -188,8 +190,8 @@ impl Running {
                 Ok(Some(line)) => lines.push(line),
                 Ok(None) => {
                     let st = wait_within(&mut child, LIMIT, "crabcan");
-                    let mut err = String::new();
-                    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                    let err = join_within(err, Duration::from_secs(10), "stderr");
+                    let err = String::from_utf8_lossy(&err);
                     panic!(
                         "the container ended ({st}) before it was ready; output {lines:?}; stderr:\n{err}"
                     );
@@ -209,6 +211,7 @@ impl Running {
         Running {
             child,
             out,
+            err: Some(err),
             lines,
             pid,
             done: false,
@@ -228,11 +231,9 @@ impl Running {
             .out
             .rest_within(Duration::from_secs(10))
             .expect("stdout still open after crabcan exited");
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        (st.code(), rest, err)
+        let err = self.err.take().expect("stderr reader");
+        let err = join_within(err, Duration::from_secs(10), "stderr");
+        (st.code(), rest, String::from_utf8_lossy(&err).into_owned())
     }
 
     /// The container's cgroup directory on the host, from its init's /proc/PID/cgroup.

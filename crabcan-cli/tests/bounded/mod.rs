@@ -7,6 +7,7 @@ use crate::common::{crabcan, rootfs};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long one container run may take before the test fails. Generous: the machine is
@@ -55,27 +56,8 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let status = wait_within(&mut child, limit, &what);
     Output {
         status,
@@ -86,7 +68,19 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
-fn join_within(h: std::thread::JoinHandle<Vec<u8>>, limit: Duration, what: &str) -> Vec<u8> {
+/// Reads `r` to its end on a thread; [`join_within`] collects the bytes.
+pub fn drain(r: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// The bytes a [`drain`] thread read, waiting at most `limit` for the pipe to close.
+pub fn join_within(h: JoinHandle<Vec<u8>>, limit: Duration, what: &str) -> Vec<u8> {
     let deadline = Instant::now() + limit;
     while !h.is_finished() {
         assert!(
