@@ -109,15 +109,7 @@ pub fn run(args: &[String]) -> Result<bool> {
             ));
         }
         let report = Report::read(&out_dir.join("mutants.out"))?;
-        let mut unexpected = Vec::new();
-        for m in &report.missed {
-            let key = without_position(m);
-            if equivalent.contains(&key) {
-                used.insert(key);
-            } else {
-                unexpected.push(m.clone());
-            }
-        }
+        let unexpected = unexpected(&report.missed, &equivalent, &mut used);
         let secs = t.elapsed().as_secs_f64();
         for m in &unexpected {
             eprintln!("mutants: SURVIVED: {m}");
@@ -164,6 +156,25 @@ pub fn run(args: &[String]) -> Result<bool> {
         start.elapsed().as_secs_f64()
     );
     Ok(all_ok)
+}
+
+/// The survivors in `missed` that the equivalent list does not name; the names it matched
+/// are added to `used`.
+fn unexpected(
+    missed: &[String],
+    equivalent: &BTreeSet<String>,
+    used: &mut BTreeSet<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in missed {
+        let key = without_position(m);
+        if equivalent.contains(&key) {
+            used.insert(key);
+        } else {
+            out.push(m.clone());
+        }
+    }
+    out
 }
 
 /// What one cargo-mutants run found, from the text files of its output directory.
@@ -224,6 +235,10 @@ fn without_position(mutant: &str) -> String {
 fn load_equivalent(path: &Path) -> Result<BTreeSet<String>> {
     let text =
         fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_equivalent(&text, path)
+}
+
+fn parse_equivalent(text: &str, path: &Path) -> Result<BTreeSet<String>> {
     let mut set = BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -283,5 +298,37 @@ mod tests {
             without_position("a.rs:1:2: replace f -> String with \"xyzzy\".into()"),
             "a.rs: replace f -> String with \"xyzzy\".into()"
         );
+    }
+
+    #[test]
+    fn only_listed_survivors_are_forgiven() {
+        let list = "# comment\n\n\
+            a/src/x.rs:10:5: replace | with ^ in flags -- the constants share no bit\n\
+            a/src/y.rs: replace f -> bool with true -- f is always true here\n";
+        let eq = parse_equivalent(list, Path::new("list")).unwrap();
+        let missed = [
+            "a/src/x.rs:99:1: replace | with ^ in flags".to_string(),
+            "a/src/x.rs:12:3: replace | with & in flags".to_string(),
+        ];
+        let mut used = BTreeSet::new();
+        assert_eq!(
+            unexpected(&missed, &eq, &mut used),
+            ["a/src/x.rs:12:3: replace | with & in flags"]
+        );
+        assert_eq!(
+            used.into_iter().collect::<Vec<_>>(),
+            ["a/src/x.rs: replace | with ^ in flags"]
+        );
+    }
+
+    #[test]
+    fn list_entries_need_a_reason() {
+        for bad in [
+            "a/src/x.rs: replace | with ^ in flags\n",
+            "a/src/x.rs: replace | with ^ in flags -- \n",
+            "replace | with ^ in flags -- no path\n",
+        ] {
+            assert!(parse_equivalent(bad, Path::new("list")).is_err(), "{bad}");
+        }
     }
 }
