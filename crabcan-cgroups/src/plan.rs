@@ -446,6 +446,190 @@ mod tests {
         }
     }
 
+    #[test]
+    fn each_explicit_flag_counts_as_explicit() {
+        let each = [
+            Limits {
+                memory: Some(64 << 20),
+                ..Limits::default()
+            },
+            Limits {
+                memory: Some(64 << 20),
+                memory_swap: Some(UNLIMITED),
+                ..Limits::default()
+            },
+            Limits {
+                pids: Some(10),
+                ..Limits::default()
+            },
+            Limits {
+                cpus: Some(1.5),
+                ..Limits::default()
+            },
+            Limits {
+                cpu_weight: Some(50),
+                ..Limits::default()
+            },
+        ];
+        for l in each {
+            let p = plan(&l, "a").unwrap();
+            assert!(p.has_explicit(), "{l:?} planned as defaults only: {p:?}");
+        }
+        let lifted = plan(
+            &Limits {
+                pids: Some(UNLIMITED),
+                ..Limits::default()
+            },
+            "a",
+        )
+        .unwrap();
+        assert!(!lifted.has_explicit());
+    }
+
+    #[test]
+    fn flags_name_their_controllers() {
+        let p = plan(
+            &Limits {
+                memory_swap: Some(UNLIMITED),
+                memory: Some(64 << 20),
+                cpu_weight: Some(50),
+                ..Limits::default()
+            },
+            "a",
+        )
+        .unwrap();
+        assert_eq!(p.flag_for(Controller::Memory), Some("--memory"));
+        assert_eq!(p.flag_for(Controller::Cpu), Some("--cpu-weight"));
+        // The pids write is the default cap: no flag asked for it.
+        assert_eq!(p.flag_for(Controller::Pids), None);
+        assert_eq!(
+            p.required_controllers(),
+            [Controller::Memory, Controller::Cpu]
+        );
+        assert_eq!(p.optional_controllers(), [Controller::Pids]);
+        // A controller both a flag and a default need is required, not optional.
+        let both = plan(
+            &Limits {
+                pids: Some(7),
+                ..Limits::default()
+            },
+            "a",
+        )
+        .unwrap();
+        assert_eq!(both.required_controllers(), [Controller::Pids]);
+        assert!(both.optional_controllers().is_empty());
+        assert_eq!(
+            [Controller::Memory, Controller::Pids, Controller::Cpu].map(|c| c.to_string()),
+            ["memory", "pids", "cpu"]
+        );
+    }
+
+    #[test]
+    fn name_length_boundary_in_literals() {
+        // The directory name "crabcan-" + name must fit in NAME_MAX, 255 bytes.
+        assert!(check_container_name(&"x".repeat(247)).is_ok());
+        let e = check_container_name(&"x".repeat(248))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("up to 247 letters"), "{e}");
+        assert_eq!(
+            plan(&Limits::default(), &"x".repeat(247))
+                .unwrap()
+                .name
+                .len(),
+            255
+        );
+        // What the front end builds: the longest hostname, '-', a 7-digit pid.
+        let longest = format!("{}-4194304", "h".repeat(63));
+        assert!(check_container_name(&longest).is_ok(), "{longest}");
+    }
+
+    #[test]
+    fn describe_spells_out_every_write() {
+        let p = plan(
+            &Limits {
+                memory: Some(64 << 20),
+                memory_swap: Some(96 << 20),
+                cpus: Some(0.25),
+                cpu_weight: Some(300),
+                ..Limits::default()
+            },
+            "box-42",
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&p),
+            "cgroup crabcan/crabcan-box-42 (needs: memory cpu; if available: pids)
+  memory.max = 67108864 (--memory)
+  memory.swap.max = 33554432 (--memory-swap)
+  pids.max = 4096 (default, only if the pids controller is available)
+  cpu.max = 25000 100000 (--cpus)
+  cpu.weight = 300 (--cpu-weight)"
+        );
+        let defaults = plan(&Limits::default(), "d").unwrap();
+        assert_eq!(
+            describe(&defaults),
+            "cgroup crabcan/crabcan-d (needs: none; if available: pids)
+  pids.max = 4096 (default, only if the pids controller is available)"
+        );
+        let none = plan(
+            &Limits {
+                pids: Some(UNLIMITED),
+                ..Limits::default()
+            },
+            "n",
+        )
+        .unwrap();
+        assert_eq!(describe(&none), "cgroup crabcan-n: no limits, not created");
+    }
+
+    #[test]
+    fn range_edges_in_literals() {
+        let ok = |l: Limits| plan(&l, "a").is_ok();
+        let mem = |m| Limits {
+            memory: Some(m),
+            ..Limits::default()
+        };
+        assert!(!ok(mem(1_048_575)));
+        assert!(ok(mem(1_048_576)));
+        assert!(ok(mem(u64::MAX - 1)));
+        assert!(!ok(mem(u64::MAX)));
+        let pids = |n| Limits {
+            pids: Some(n),
+            ..Limits::default()
+        };
+        assert!(ok(pids(1)));
+        assert!(ok(pids(4_194_304)));
+        assert!(!ok(pids(4_194_305)));
+        let cpus = |c| Limits {
+            cpus: Some(c),
+            ..Limits::default()
+        };
+        assert!(!ok(cpus(0.009)));
+        assert!(ok(cpus(0.01)));
+        assert!(ok(cpus(8192.0)));
+        assert!(!ok(cpus(8192.5)));
+        assert!(!ok(cpus(f64::NEG_INFINITY)));
+        let weight = |w| Limits {
+            cpu_weight: Some(w),
+            ..Limits::default()
+        };
+        assert!(ok(weight(1)));
+        assert!(ok(weight(10_000)));
+        // memory-swap equal to memory means no swap; one byte more is one byte of swap.
+        let swap = |t| Limits {
+            memory: Some(2 << 20),
+            memory_swap: Some(t),
+            ..Limits::default()
+        };
+        assert_eq!(plan(&swap(2 << 20), "a").unwrap().writes[1].value, "0");
+        assert_eq!(
+            plan(&swap((2 << 20) + 1), "a").unwrap().writes[1].value,
+            "1"
+        );
+        assert!(plan(&swap((2 << 20) - 1), "a").is_err());
+    }
+
     proptest! {
         #[test]
         fn plan_never_panics_and_orders_files(

@@ -3,14 +3,17 @@
 //! Limits are checked by effect: a fork loop hits pids.max, a large allocation is OOM-killed,
 //! a busy loop is throttled.
 
+mod support;
+
 use crabcan_cgroups::{Cgroup, Controller, Host, Limits, plan};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use support::{LIMIT, finish, wait_within};
 
 const NEEDS: &str = "needs cgroup v2 memory/pids/cpu controllers: run by cargo xtask vm-test";
 
@@ -52,14 +55,6 @@ fn release(child: &mut Child) {
     stdin.write_all(b"go\n").unwrap();
 }
 
-fn read_all(r: Option<impl Read>) -> String {
-    let mut s = String::new();
-    if let Some(mut r) = r {
-        r.read_to_string(&mut s).unwrap();
-    }
-    s
-}
-
 fn field(text: &str, key: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
@@ -99,9 +94,7 @@ fn pids_max_stops_a_fork_loop() {
     );
     cg.add_process(child.id() as i32).unwrap();
     release(&mut child);
-    let stdout = read_all(child.stdout.take());
-    let stderr = read_all(child.stderr.take());
-    let _ = child.wait().unwrap();
+    let (_, stdout, stderr) = finish(&mut child, LIMIT);
 
     // Whether the shell gives up or goes on after a failed fork differs between shells, so
     // the evidence is the kernel's: refused forks counted, and never more than 8 members.
@@ -149,8 +142,7 @@ fn memory_max_oom_kills_a_large_allocation() {
     let mut child = gated("exec dd if=/dev/zero of=/dev/null bs=64M count=1");
     cg.add_process(child.id() as i32).unwrap();
     release(&mut child);
-    let status = child.wait().unwrap();
-    let stderr = read_all(child.stderr.take());
+    let (status, _, stderr) = finish(&mut child, LIMIT);
     assert_eq!(
         status.signal(),
         Some(9),
@@ -193,7 +185,7 @@ fn cpu_max_throttles_a_busy_loop() {
 
     // The busy loop is still running: remove() must kill it (cgroup.kill) to succeed.
     cg.remove().unwrap();
-    let status = child.wait().unwrap();
+    let status = wait_within(&mut child, LIMIT);
     assert_eq!(status.signal(), Some(9), "{status:?}");
     assert_gone(&path, &host);
 }
@@ -224,7 +216,7 @@ fn containers_share_the_parent_until_the_last_one_goes() {
 
     let a_path = a.path().to_path_buf();
     a.remove().unwrap();
-    assert_eq!(sleeper.wait().unwrap().signal(), Some(9));
+    assert_eq!(wait_within(&mut sleeper, LIMIT).signal(), Some(9));
     assert!(!a_path.exists());
     assert!(parent.exists(), "b still uses the parent");
 

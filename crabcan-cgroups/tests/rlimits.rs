@@ -2,6 +2,8 @@
 //! child (selected with `--exact` and a marker variable), applies the limits there and checks
 //! them by effect; the harness process itself is never changed.
 
+mod support;
+
 use crabcan_cgroups::{RlimitSpec, apply_rlimits, parse_ulimit};
 use nix::errno::Errno;
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
@@ -18,11 +20,12 @@ fn in_child(name: &str, body: impl FnOnce()) -> bool {
         return false;
     }
     let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_MARKER, name)
-        .output()
-        .unwrap();
+    let out = support::output_within(
+        Command::new(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_MARKER, name),
+        support::LIMIT,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

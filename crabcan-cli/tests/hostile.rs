@@ -5,8 +5,10 @@
 //! inodes, the runtime's binary rewritten through `/proc/self/exe`, a command outliving
 //! crabcan, host secrets readable by root inside, a fork bomb) and judges it from the host.
 
+mod bounded;
 mod common;
 
+use bounded::{output_within, wait_within};
 use common::*;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -56,52 +58,9 @@ impl Drop for Scratch {
     }
 }
 
-/// Waits for `child` with a bound, killing it when the bound passes (then panics).
-fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut o = Vec::new();
-        if let Some(s) = out.as_mut() {
-            let _ = s.read_to_end(&mut o);
-        }
-        o
-    });
-    let ereader = std::thread::spawn(move || {
-        let mut e = Vec::new();
-        if let Some(s) = err.as_mut() {
-            let _ = s.read_to_end(&mut e);
-        }
-        e
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("crabcan did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: reader.join().unwrap_or_default(),
-        stderr: ereader.join().unwrap_or_default(),
-    }
-}
-
 /// Runs crabcan with `args` (stdin closed) within [`LIMIT`].
 fn run_bounded(args: &[&str]) -> Output {
-    let child = crabcan()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start crabcan");
-    wait_output(child, LIMIT)
+    output_within(crabcan().args(args), LIMIT)
 }
 
 /// `sh -c SCRIPT` in a container over `root` with crabcan `flags`, within [`LIMIT`].
@@ -277,7 +236,7 @@ fn host_stdio_is_not_container_roots_by_default() {
     std::fs::write(&file, "host data\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let root = rootfs();
-    let child = crabcan()
+    let mut child = crabcan()
         .args(["run", "-m"])
         .arg(&root)
         .args([
@@ -288,12 +247,13 @@ fn host_stdio_is_not_container_roots_by_default() {
         ])
         .stdin(std::fs::File::open(&file).unwrap())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let o = wait_output(child, LIMIT);
-    assert_ok(&o);
-    assert_eq!(stdout(&o), "host data\nchmod-refused\n");
+    let out = bounded::drain(child.stdout.take());
+    assert!(wait_within(&mut child, LIMIT, "crabcan").success());
+    let out = bounded::join_within(out, LIMIT, "stdout");
+    assert_eq!(String::from_utf8_lossy(&out), "host data\nchmod-refused\n");
     assert_eq!(mode_and_owner(&file).0 & 0o7777, 0o644);
 }
 
@@ -448,14 +408,7 @@ fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
         let mut args = vec!["run", "-m", &r];
         args.extend_from_slice(userns);
         args.extend(["--", "/entry"]);
-        let child = Command::new(&copy)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let o = wait_output(child, LIMIT);
+        let o = output_within(Command::new(&copy).args(&args), LIMIT);
         let out = stdout(&o);
         assert!(
             out.starts_with("ready\nblocked: overwrite-exe"),

@@ -1,9 +1,10 @@
 //! End to end: `crabcan run` against the busybox test root, as root and as an ordinary user.
 
+mod bounded;
 mod common;
 
+use bounded::{LIMIT, exits_within, output_within, run, sh, wait_ready, wait_within};
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -36,13 +37,28 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs `f`, then checks that the host's mount table and /tmp are as they were and that
-/// no process whose command line holds `marker` survived.
+/// `name` made unique to this test process, so that the processes of other test runs on the
+/// same machine never count as this one's.
+fn marker(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// Runs `f`, then checks that the host's mount table is as it was, that nothing new stays in
+/// /tmp, and that no process whose command line holds `marker` survived.
+///
+/// Other work on the machine (compilers, other test runs) makes short-lived files in /tmp:
+/// a new entry counts only if it is still there after a bounded wait.
 fn leaves_nothing_behind(marker: &str, f: impl FnOnce()) {
-    let before = host_state_full();
+    let (mounts, tmp) = host_state_full();
     f();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_with(marker).is_empty() && Instant::now() < deadline {
+    let new_in_tmp = || -> Vec<String> {
+        let (_, now) = host_state_full();
+        now.into_iter().filter(|n| !tmp.contains(n)).collect()
+    };
+    while (!processes_with(marker).is_empty() || !new_in_tmp().is_empty())
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
@@ -50,7 +66,8 @@ fn leaves_nothing_behind(marker: &str, f: impl FnOnce()) {
         Vec::<i32>::new(),
         "processes left behind"
     );
-    assert_eq!(host_state_full(), before, "host state changed");
+    assert_eq!(host_state_full().0, mounts, "host state changed");
+    assert_eq!(new_in_tmp(), Vec::<String>::new(), "left in /tmp");
 }
 
 fn host_state_full() -> (HostState, Vec<String>) {
@@ -210,7 +227,8 @@ fn add_mounts_are_visible_and_ro_holds() {
     require_root();
     let dir = Scratch::new("add");
     std::fs::write(dir.path().join("hello"), "from the host\n").unwrap();
-    leaves_nothing_behind("crabcan-add-test", || {
+    let mark = marker("crabcan-add-test");
+    leaves_nothing_behind(&mark, || {
         // Idmapped, the host's root-owned directory is root's inside; plain, it belongs to
         // nobody there, and container root (an unprivileged host id) cannot write it.
         let rw = format!("{}:/data:idmap", dir.s());
@@ -218,10 +236,12 @@ fn add_mounts_are_visible_and_ro_holds() {
         let ro = format!("{}:/srv/ro/deep:ro,idmap", dir.s());
         let o = sh(
             &["-a", &rw, "-a", &plain, "-a", &ro],
-            "cat /data/hello; echo new > /data/new && echo rw-ok; \
-             stat -c %u /data/new /plain/hello; \
-             echo y > /plain/y 2>/dev/null && echo plain-broken || echo plain-ok; \
-             echo x > /srv/ro/deep/x 2>/dev/null && echo ro-broken || echo ro-ok; : crabcan-add-test",
+            &format!(
+                "cat /data/hello; echo new > /data/new && echo rw-ok; \
+                 stat -c %u /data/new /plain/hello; \
+                 echo y > /plain/y 2>/dev/null && echo plain-broken || echo plain-ok; \
+                 echo x > /srv/ro/deep/x 2>/dev/null && echo ro-broken || echo ro-ok; : {mark}"
+            ),
         );
         assert_ok(&o);
         let out = stdout(&o);
@@ -285,8 +305,9 @@ fn exit_codes() {
 #[test]
 fn killed_command_exits_128_plus_signal() {
     require_root();
-    leaves_nothing_behind("crabcan-kill-test", || {
-        let mut child = spawn_ready("echo ready; sleep 1000; : crabcan-kill-test");
+    let mark = marker("crabcan-kill-test");
+    leaves_nothing_behind(&mark, || {
+        let (mut child, _out) = spawn_ready(&format!("echo ready; sleep 1000; : {mark}"));
         // The container's init is crabcan's only child; SIGKILL it from the host.
         let pid = child_of(child.id()).expect("container process");
         nix::sys::signal::kill(
@@ -294,7 +315,7 @@ fn killed_command_exits_128_plus_signal() {
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
-        let st = child.wait().unwrap();
+        let st = wait_within(&mut child, LIMIT, "crabcan after its command was killed");
         assert_eq!(st.code(), Some(137));
     });
 }
@@ -308,9 +329,9 @@ fn signals_are_forwarded() {
         (nix::sys::signal::Signal::SIGHUP, "HUP"),
     ] {
         let script = format!("trap 'exit 42' {name}; echo ready; while :; do sleep 0.05; done");
-        let mut child = spawn_ready(&script);
+        let (mut child, _out) = spawn_ready(&script);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-        let st = child.wait().unwrap();
+        let st = wait_within(&mut child, LIMIT, "crabcan after a forwarded signal");
         assert_eq!(st.code(), Some(42), "{name} was not forwarded");
     }
 }
@@ -323,25 +344,26 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
     let made = format!("made-for-sigkill-{}", std::process::id());
     let add = format!("{}:/{made}", dir.s());
     let root = rootfs();
-    leaves_nothing_behind("crabcan-sigkill-test", || {
+    let mark = marker("crabcan-sigkill-test");
+    leaves_nothing_behind(&mark, || {
         let mut child = crabcan()
             .arg("run")
             .arg("-m")
             .arg(&root)
             .args(["-a", &add, "--", "/bin/sh", "-c"])
-            .arg("echo ready; sleep 1000; : crabcan-sigkill-test")
+            .arg(format!("echo ready; sleep 1000; : {mark}"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn crabcan");
-        wait_ready(&mut child);
+        let _lines = wait_ready(&mut child);
         assert!(root.join(&made).is_dir(), "the mount point was not created");
         // crabcan and the container's shell both carry the marker.
         assert!(
-            processes_with("crabcan-sigkill-test").len() >= 2,
+            processes_with(&mark).len() >= 2,
             "the container is not running"
         );
         child.kill().unwrap();
-        child.wait().unwrap();
+        wait_within(&mut child, LIMIT, "the SIGKILLed crabcan");
     });
     // The guardian removes it once crabcan is gone (leaves_nothing_behind already waited
     // for every process with the marker, the guardian included).
@@ -356,10 +378,11 @@ fn failed_setup_leaves_nothing_behind() {
     require_root();
     let dir = Scratch::new("failed");
     let add = format!("{}:/made-for-the-run", dir.s());
-    leaves_nothing_behind("crabcan-failed-test", || {
+    let mark = marker("crabcan-failed-test");
+    leaves_nothing_behind(&mark, || {
         let o = sh(
             &["-a", &add, "-w", "/no/such/workdir"],
-            ": crabcan-failed-test",
+            &format!(": {mark}"),
         );
         assert_eq!(code(&o), 125);
         let err = stderr(&o);
@@ -375,56 +398,112 @@ fn bad_input_is_one_line_and_exit_125() {
     let m = root.to_string_lossy().into_owned();
     let passwd = root.join("etc/passwd").to_string_lossy().into_owned();
     let long = "a".repeat(64);
-    let cases: Vec<Vec<&str>> = vec![
-        vec!["run", "-m", "/no/such/dir", "--", "true"],
-        vec!["run", "-m", "no-such-relative", "--", "true"],
-        vec!["run", "-m", &passwd, "--", "true"],
-        vec!["run", "-m", &m, "-c", "   "],
-        vec!["run", "-m", &m],
-        vec!["run", "-m", &m, "-a", "nocolon", "--", "true"],
-        vec!["run", "-m", &m, "-a", "/etc:relative", "--", "true"],
-        vec!["run", "-m", &m, "-a", "/etc:/x/../../etc", "--", "true"],
-        vec!["run", "-m", &m, "-a", "/no/such/src:/x", "--", "true"],
-        vec!["run", "-m", &m, "-u", "99999999", "--", "true"],
-        vec!["run", "-m", &m, "--hostname", &long, "--", "true"],
-        vec!["run", "-m", &m, "--hostname", "bad_name!", "--", "true"],
-        vec!["run", "-m", &m, "--net", "bridge", "--", "true"],
-        vec!["run", "--bogus-flag"],
+    // Each case with what its one line must name: the offending value, or the flag.
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["run", "-m", "/no/such/dir", "--", "true"],
+            vec!["--mount", "'/no/such/dir'"],
+        ),
+        (
+            vec!["run", "-m", "no-such-relative", "--", "true"],
+            vec!["--mount", "'no-such-relative'"],
+        ),
+        (
+            vec!["run", "-m", &passwd, "--", "true"],
+            vec!["--mount", &passwd, "not a directory"],
+        ),
+        (vec!["run", "-m", &m, "-c", "   "], vec!["no command given"]),
+        (vec!["run", "-m", &m], vec!["no command given"]),
+        (
+            vec!["run", "-m", &m, "-a", "nocolon", "--", "true"],
+            vec!["--add", "'nocolon'", "SRC:DST"],
+        ),
+        (
+            vec!["run", "-m", &m, "-a", "/etc:relative", "--", "true"],
+            vec!["--add", "'/etc:relative'", "'relative'"],
+        ),
+        (
+            vec!["run", "-m", &m, "-a", "/etc:/x/../../etc", "--", "true"],
+            vec!["--add", "'/x/../../etc'", "'..'"],
+        ),
+        (
+            vec!["run", "-m", &m, "-a", "/no/such/src:/x", "--", "true"],
+            vec!["--add", "/no/such/src"],
+        ),
+        (
+            vec!["run", "-m", &m, "-u", "99999999", "--", "true"],
+            vec!["--uid", "99999999"],
+        ),
+        (
+            vec!["run", "-m", &m, "--hostname", &long, "--", "true"],
+            vec!["--hostname", &long, "64 characters"],
+        ),
+        (
+            vec!["run", "-m", &m, "--hostname", "bad_name!", "--", "true"],
+            vec!["--hostname", "'bad_name!'", "'_'"],
+        ),
+        (
+            vec!["run", "-m", &m, "--net", "bridge", "--", "true"],
+            vec!["--net", "'bridge'"],
+        ),
+        (vec!["run", "--bogus-flag"], vec!["'--bogus-flag'"]),
+        (
+            vec!["run", "-m", &m, "--memory", "12q", "--", "true"],
+            vec!["--memory", "'12q'"],
+        ),
+        (
+            vec!["run", "-m", &m, "--pids", "0", "--", "true"],
+            vec!["--pids", "'0'"],
+        ),
+        (
+            vec!["run", "-m", &m, "--cpus", "nan", "--", "true"],
+            vec!["--cpus", "'nan'"],
+        ),
     ];
-    for args in cases {
-        leaves_nothing_behind("crabcan-bad-input", || {
+    for (args, named) in cases {
+        leaves_nothing_behind(&marker("crabcan-bad-input"), || {
             let o = run(&args);
             assert_eq!(code(&o), 125, "{args:?}: {}", stderr(&o));
             let err = stderr(&o);
             assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
             assert!(err.starts_with("crabcan: "), "{args:?}: {err}");
             assert!(!err.contains("panicked"), "{args:?}: {err}");
+            for n in named {
+                assert!(
+                    err.contains(n),
+                    "{args:?}: the line does not name {n}: {err}"
+                );
+            }
         });
     }
     // Non-UTF-8 path.
     use std::os::unix::ffi::OsStrExt;
-    let o = crabcan()
-        .arg("run")
-        .arg("-m")
-        .arg(std::ffi::OsStr::from_bytes(b"/tmp/\xff"))
-        .args(["--", "true"])
-        .output()
-        .unwrap();
+    let o = output_within(
+        crabcan()
+            .arg("run")
+            .arg("-m")
+            .arg(std::ffi::OsStr::from_bytes(b"/tmp/\xff"))
+            .args(["--", "true"]),
+        LIMIT,
+    );
     assert_eq!(code(&o), 125);
-    assert!(stderr(&o).contains("UTF-8"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("UTF-8") && err.contains("--mount"), "{err}");
 }
 
 #[test]
 fn tutorial_flat_form_and_debug_log() {
     require_root();
     let root = rootfs();
-    let o = crabcan()
-        .arg("--debug")
-        .arg("--mount")
-        .arg(&root)
-        .args(["--uid", "0", "--command", "/bin/echo flat-form-works"])
-        .output()
-        .unwrap();
+    let o = output_within(
+        crabcan().arg("--debug").arg("--mount").arg(&root).args([
+            "--uid",
+            "0",
+            "--command",
+            "/bin/echo flat-form-works",
+        ]),
+        LIMIT,
+    );
     assert_ok(&o);
     assert_eq!(stdout(&o), "flat-form-works\n");
     let log = stderr(&o);
@@ -491,7 +570,7 @@ fn host_network_mode() {
 fn unprivileged(args: &[&str]) -> std::process::Output {
     let mut c = crabcan();
     c.uid(65534).gid(65534).args(args);
-    c.output().expect("spawn crabcan as 65534")
+    output_within(&mut c, LIMIT)
 }
 
 #[test]
@@ -499,7 +578,8 @@ fn runs_without_root() {
     require_root();
     let root = rootfs();
     let m = root.to_string_lossy();
-    leaves_nothing_behind("crabcan-rootless", || {
+    let mark = marker("crabcan-rootless");
+    leaves_nothing_behind(&mark, || {
         let o = unprivileged(&[
             "run",
             "-m",
@@ -507,7 +587,9 @@ fn runs_without_root() {
             "--",
             "/bin/sh",
             "-c",
-            "id -u; echo $$; hostname; cat /proc/self/uid_map; ls /proc | grep -c -E '^[0-9]+$'; : crabcan-rootless",
+            &format!(
+                "id -u; echo $$; hostname; cat /proc/self/uid_map; ls /proc | grep -c -E '^[0-9]+$'; : {mark}"
+            ),
         ]);
         assert_ok(&o);
         let out = stdout(&o);
@@ -553,7 +635,7 @@ fn runs_without_root() {
 
 /// Starts `sh -c SCRIPT` in a container over the test rootfs and waits until the script
 /// prints its first line, which must be `ready`.
-fn spawn_ready(script: &str) -> std::process::Child {
+fn spawn_ready(script: &str) -> (std::process::Child, bounded::Lines) {
     let mut child = crabcan()
         .arg("run")
         .arg("-m")
@@ -562,17 +644,8 @@ fn spawn_ready(script: &str) -> std::process::Child {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn crabcan");
-    wait_ready(&mut child);
-    child
-}
-
-fn wait_ready(child: &mut std::process::Child) {
-    let out = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("read ready");
-    assert_eq!(line.trim(), "ready", "container did not start");
+    let lines = wait_ready(&mut child);
+    (child, lines)
 }
 
 #[test]
@@ -600,7 +673,7 @@ fn many_binds_fit_under_a_low_open_files_limit_and_it_is_restored() {
                 .map_err(std::io::Error::from)
         });
     }
-    let o = c.output().expect("spawn");
+    let o = output_within(&mut c, LIMIT);
     assert_ok(&o);
     assert_eq!(
         stdout(&o),
@@ -646,26 +719,29 @@ fn container_cannot_signal_the_callers_process_group() {
         .spawn()
         .expect("spawn sleep");
     let pgid = sibling.id() as i32;
-    let o = crabcan()
-        .process_group(pgid)
-        .arg("run")
-        .arg("-m")
-        .arg(rootfs())
-        .args([
-            "--",
-            "/bin/sh",
-            "-c",
-            "trap '' TERM; kill -TERM 0; echo sent",
-        ])
-        .output()
-        .expect("spawn crabcan");
-    let alive = sibling.try_wait().expect("try_wait").is_none();
+    let o = output_within(
+        crabcan()
+            .process_group(pgid)
+            .arg("run")
+            .arg("-m")
+            .arg(rootfs())
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "trap '' TERM; kill -TERM 0; echo sent",
+            ]),
+        LIMIT,
+    );
+    // A SIGTERM sent before crabcan exited may take a moment to end the sibling: give it
+    // two seconds (it sleeps 30 of its own accord).
+    let ended = exits_within(&mut sibling, Duration::from_secs(2));
     let _ = sibling.kill();
-    let _ = sibling.wait();
+    wait_within(&mut sibling, LIMIT, "the sibling sleep");
     assert_ok(&o);
     assert_eq!(stdout(&o), "sent\n");
-    assert!(
-        alive,
+    assert_eq!(
+        ended, None,
         "the container's kill(0) reached a process of the caller's group"
     );
 }
@@ -696,8 +772,8 @@ fn symlinks_in_the_root_resolve_inside_it() {
     std::fs::write(src.join("f"), "data\n").unwrap();
     // Unique, so that finding it on the host would prove an escape.
     let escape = format!("crabcan-escape-{}", std::process::id());
-    let o = crabcan()
-        .arg("run")
+    let mut cmd = crabcan();
+    cmd.arg("run")
         .arg("-m")
         .arg(&root)
         .arg("-a")
@@ -705,9 +781,8 @@ fn symlinks_in_the_root_resolve_inside_it() {
         .arg("-a")
         .arg(format!("{}:/evil/{escape}", src.display()))
         .args(["--", "/bin/sh", "-c"])
-        .arg(format!("cat /real/data/f /{escape}/f"))
-        .output()
-        .expect("spawn crabcan");
+        .arg(format!("cat /real/data/f /{escape}/f"));
+    let o = output_within(&mut cmd, LIMIT);
     assert_ok(&o);
     assert_eq!(stdout(&o), "data\ndata\n");
     assert!(

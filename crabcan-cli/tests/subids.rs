@@ -5,8 +5,10 @@
 //! drop), which must not overlap the other rootless tests. It needs the system's
 //! newuidmap/newgidmap (Debian's uidmap package), so the VM suite skips it (`host_only`).
 
+mod bounded;
 mod common;
 
+use bounded::{LIMIT, output_within};
 use common::*;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -54,16 +56,17 @@ fn host_only_subordinate_ids_map_a_range_for_ordinary_users() {
     let root = rootfs();
     let _u = Appended::new("/etc/subuid", "65534:300000:65536");
     let _g = Appended::new("/etc/subgid", "65534:300000:65536");
-    let out = crabcan()
-        .uid(65534)
-        .gid(65534)
-        .arg("run")
-        .arg("-m")
-        .arg(&root)
-        .args(["-u", "1000", "--", "/bin/sh", "-c"])
-        .arg("id -u; id -g; cat /proc/self/uid_map; grep CapEff /proc/self/status")
-        .output()
-        .expect("spawn crabcan");
+    let out = output_within(
+        crabcan()
+            .uid(65534)
+            .gid(65534)
+            .arg("run")
+            .arg("-m")
+            .arg(&root)
+            .args(["-u", "1000", "--", "/bin/sh", "-c"])
+            .arg("id -u; id -g; cat /proc/self/uid_map; grep CapEff /proc/self/status"),
+        LIMIT,
+    );
     assert_ok(&out);
     let text = stdout(&out);
     let lines: Vec<Vec<&str>> = text

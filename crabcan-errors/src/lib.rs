@@ -326,6 +326,45 @@ mod tests {
         assert_eq!(back.errno(), Some(Errno::ENOENT));
     }
 
+    /// Runs `f` on another thread and fails if it does not finish within a few seconds, so
+    /// that a loop that never ends fails the test instead of hanging it.
+    fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("did not finish within 5 s (a loop that never ends?)")
+    }
+
+    #[test]
+    fn clipping_backs_off_to_a_character_boundary() {
+        // '€' is three bytes (E2 82 AC): a cut at 2 or 3 bytes falls inside it.
+        let cut = within_seconds(|| {
+            [1, 2, 3, 4, 5, 6]
+                .map(|max| clipped("a€b", max).into_owned())
+                .to_vec()
+        });
+        assert_eq!(cut, ["a…", "a…", "a…", "a€…", "a€b", "a€b"]);
+    }
+
+    #[test]
+    fn a_three_byte_character_across_the_wire_limit_is_dropped_whole() {
+        // 2999 ASCII bytes, then '€' in bytes 2999..3002: the 3000-byte limit cuts into it.
+        let msg = format!("{}€tail", "x".repeat(2999));
+        let wire = within_seconds(move || Errcode::setup(msg).encode());
+        let back = Errcode::decode(&wire).expect("decodes");
+        assert_eq!(back.to_string(), format!("{}…", "x".repeat(2999)));
+        // Exactly at the limit nothing is cut; one byte over, the message is marked.
+        let at = Errcode::setup("y".repeat(3000)).encode();
+        assert_eq!(Errcode::decode(&at).unwrap().to_string(), "y".repeat(3000));
+        let over = Errcode::setup("y".repeat(3001)).encode();
+        assert_eq!(
+            Errcode::decode(&over).unwrap().to_string(),
+            format!("{}…", "y".repeat(3000))
+        );
+    }
+
     #[test]
     fn io_errors_without_errno_keep_their_text() {
         let io = std::io::Error::other("stream did not contain valid UTF-8");

@@ -156,6 +156,148 @@ mod tests {
         assert!(names.len() > 990, "only {} distinct of 1000", names.len());
     }
 
+    /// Set by [`apply_sets_the_hostname_of_its_own_uts_namespace`] for the copy of this test
+    /// binary it starts in a fresh UTS namespace: the name to apply there.
+    const CHILD_NAME: &str = "CRABCAN_HOSTNAME_TEST_APPLY";
+    /// The UTS namespace of the test that started the copy, which the copy must not be in.
+    const CHILD_PARENT_NS: &str = "CRABCAN_HOSTNAME_TEST_PARENT_UTS";
+
+    fn uts_ns() -> String {
+        std::fs::read_link("/proc/self/ns/uts")
+            .expect("read /proc/self/ns/uts")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn current_hostname() -> String {
+        nix::unistd::gethostname()
+            .expect("gethostname")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The re-executed half of the `apply` test; does nothing in an ordinary test run.
+    #[test]
+    fn apply_child_in_a_fresh_uts_namespace() {
+        let Ok(name) = std::env::var(CHILD_NAME) else {
+            return;
+        };
+        let parent = std::env::var(CHILD_PARENT_NS).expect("the parent's UTS namespace");
+        // Never touch the hostname of the namespace the tests were started in.
+        assert_ne!(uts_ns(), parent, "not in a UTS namespace of its own");
+        apply(&name).expect("apply");
+        // On a line of its own: the harness has already printed the test's name.
+        println!("\nhostname-after-apply={}", current_hostname());
+    }
+
+    /// Writes `text` to the file `path` with raw syscalls (safe between fork and exec).
+    fn write_proc(path: &std::ffi::CStr, text: &[u8]) -> std::io::Result<()> {
+        // SAFETY: plain open/write/close on a NUL-terminated path and a live buffer.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, text.as_ptr().cast(), text.len());
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n != text.len() as isize {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn apply_sets_the_hostname_of_its_own_uts_namespace() {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        if std::env::var_os(CHILD_NAME).is_some() {
+            return; // the re-executed copy runs only its own half
+        }
+        let root = nix::unistd::geteuid().is_root();
+        let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+        let uid_map = format!("0 {uid} 1");
+        let gid_map = format!("0 {gid} 1");
+        let name = format!("apply-test-{}", std::process::id());
+        let host_before = current_hostname();
+        let mut cmd = Command::new(std::env::current_exe().expect("own test binary"));
+        cmd.args([
+            "--exact",
+            "tests::apply_child_in_a_fresh_uts_namespace",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_NAME, &name)
+        .env(CHILD_PARENT_NS, uts_ns())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        // SAFETY: between fork and exec only syscalls run (unshare, open, write, close) on
+        // buffers made before the fork; nothing allocates or takes a lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                if root {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS)?;
+                } else {
+                    // A user namespace owning the new UTS namespace, with the caller as its
+                    // root, so that the copy keeps CAP_SYS_ADMIN there across exec.
+                    nix::sched::unshare(
+                        nix::sched::CloneFlags::CLONE_NEWUSER
+                            | nix::sched::CloneFlags::CLONE_NEWUTS,
+                    )?;
+                    write_proc(c"/proc/self/setgroups", b"deny")?;
+                    write_proc(c"/proc/self/uid_map", uid_map.as_bytes())?;
+                    write_proc(c"/proc/self/gid_map", gid_map.as_bytes())?;
+                }
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) if !root => {
+                eprintln!("skipped: not root and no user namespace for this test ({e})");
+                return;
+            }
+            Err(e) => panic!("cannot start the test binary in a new UTS namespace: {e}"),
+        };
+        let mut out = child.stdout.take().expect("piped stdout");
+        let mut err = child.stderr.take().expect("piped stderr");
+        let reader = std::thread::spawn(move || {
+            let (mut o, mut e) = (String::new(), String::new());
+            let _ = out.read_to_string(&mut o);
+            let _ = err.read_to_string(&mut e);
+            (o, e)
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait for the copy") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the copy in a new UTS namespace did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let (stdout, stderr) = reader.join().expect("output reader");
+        assert!(status.success(), "{status}\n{stdout}\n{stderr}");
+        let seen: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("hostname-after-apply="))
+            .collect();
+        assert_eq!(seen, [name.as_str()], "{stdout}\n{stderr}");
+        assert_eq!(
+            current_hostname(),
+            host_before,
+            "the test's own hostname changed"
+        );
+    }
+
     proptest! {
         #[test]
         fn generated_names_are_always_valid(seed in any::<u64>()) {

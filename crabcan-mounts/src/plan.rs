@@ -680,7 +680,7 @@ mod tests {
     fn scratch_root_binds_host_dirs_read_only() {
         let p = plan(&MountConfig::new(Root::Scratch)).unwrap();
         let scratch = pos(&p, |s| matches!(s, Step::RootScratch { .. }));
-        for d in SCRATCH_HOST_DIRS {
+        for d in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"] {
             let i = pos(
                 &p,
                 |s| matches!(s, Step::HostDir { path, .. } if path == Path::new(d)),
@@ -689,14 +689,269 @@ mod tests {
             let Step::HostDir { index, .. } = p.steps[i] else {
                 unreachable!()
             };
-            assert!(p.sources[index].read_only && p.sources[index].optional);
+            let src = &p.sources[index];
+            assert_eq!(src.path, Path::new(d));
+            assert!(src.read_only && src.optional && src.recursive, "{src:?}");
         }
+        let host_dirs: Vec<&Path> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::HostDir { path, .. } => Some(path.as_path()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            host_dirs,
+            ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"].map(Path::new)
+        );
         assert!(!p.steps.contains(&Step::RootReadOnly));
-        for secret in SCRATCH_MASKED_PATHS {
-            assert!(p.steps.contains(&Step::Mask {
-                path: secret.into()
-            }));
-        }
+        let masks: Vec<&Path> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Mask { path } if path.starts_with("/etc") => Some(path.as_path()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            masks,
+            [
+                "/etc/shadow",
+                "/etc/shadow-",
+                "/etc/gshadow",
+                "/etc/gshadow-",
+                "/etc/sudoers",
+                "/etc/sudoers.d",
+                "/etc/ssh",
+                "/etc/ssl/private",
+            ]
+            .map(Path::new)
+        );
+    }
+
+    /// The whole scratch-root plan with one read-only bind and a read-only root, line by line.
+    const SCRATCH_DESCRIBED: &[&str] = &[
+        "make / recursively private",
+        "clone /dev/null read-only",
+        "clone /dev/zero read-only",
+        "clone /dev/full read-only",
+        "clone /dev/random read-only",
+        "clone /dev/urandom read-only",
+        "clone /dev/tty read-only",
+        "clone /srv/data (recursive) read-only nodev",
+        "clone /usr (recursive) read-only nodev",
+        "clone /bin (recursive) read-only nodev",
+        "clone /sbin (recursive) read-only nodev",
+        "clone /lib (recursive) read-only nodev",
+        "clone /lib64 (recursive) read-only nodev",
+        "clone /etc (recursive) read-only nodev",
+        "tmpfs of 268435456 bytes as the root",
+        "mkdir /proc (555)",
+        "mkdir /sys (555)",
+        "mkdir /dev (755)",
+        "mkdir /tmp (1777)",
+        "mkdir /root (700)",
+        "host /usr read-only",
+        "host /bin read-only",
+        "host /sbin read-only",
+        "host /lib read-only",
+        "host /lib64 read-only",
+        "host /etc read-only",
+        "mount Proc at /proc",
+        "mount Sysfs at /sys",
+        "mount DevTmpfs at /dev",
+        "bind /dev/null to /dev/null",
+        "bind /dev/zero to /dev/zero",
+        "bind /dev/full to /dev/full",
+        "bind /dev/random to /dev/random",
+        "bind /dev/urandom to /dev/urandom",
+        "bind /dev/tty to /dev/tty",
+        "mkdir /dev/pts (755)",
+        "mount Devpts at /dev/pts",
+        "mkdir /dev/shm (1777)",
+        "mount Shm at /dev/shm",
+        "symlink /dev/ptmx -> pts/ptmx",
+        "symlink /dev/fd -> /proc/self/fd",
+        "symlink /dev/stdin -> /proc/self/fd/0",
+        "symlink /dev/stdout -> /proc/self/fd/1",
+        "symlink /dev/stderr -> /proc/self/fd/2",
+        "bind /srv/data to /data",
+        "mask /proc/kcore",
+        "mask /proc/keys",
+        "mask /proc/timer_list",
+        "mask /proc/sched_debug",
+        "mask /proc/sysrq-trigger",
+        "mask /proc/latency_stats",
+        "mask /proc/acpi",
+        "mask /proc/scsi",
+        "mask /proc/asound",
+        "mask /sys/firmware",
+        "mask /sys/devices/virtual/powercap",
+        "mask /etc/shadow",
+        "mask /etc/shadow-",
+        "mask /etc/gshadow",
+        "mask /etc/gshadow-",
+        "mask /etc/sudoers",
+        "mask /etc/sudoers.d",
+        "mask /etc/ssh",
+        "mask /etc/ssl/private",
+        "read-only /proc/sys",
+        "read-only /proc/bus",
+        "read-only /proc/fs",
+        "read-only /proc/irq",
+        "root read-only",
+        "pivot_root",
+    ];
+
+    fn scratch_with_data() -> MountPlan {
+        let mut cfg = MountConfig::new(Root::Scratch);
+        cfg.binds
+            .push(BindMount::parse("/srv/data:/data:ro").unwrap());
+        cfg.read_only = true;
+        plan(&cfg).unwrap()
+    }
+
+    #[test]
+    fn describe_scratch_root_line_by_line() {
+        assert_eq!(scratch_with_data().describe(), SCRATCH_DESCRIBED);
+    }
+
+    #[test]
+    fn targets_of_the_scratch_root() {
+        let p = scratch_with_data();
+        let targets: Vec<&Path> = p.targets().collect();
+        assert_eq!(
+            targets,
+            [
+                "/usr",
+                "/bin",
+                "/sbin",
+                "/lib",
+                "/lib64",
+                "/etc",
+                "/proc",
+                "/sys",
+                "/dev",
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty",
+                "/dev/pts",
+                "/dev/shm",
+                "/data",
+            ]
+            .map(Path::new)
+        );
+    }
+
+    #[test]
+    fn describe_dir_root_with_host_sys_and_without_masks() {
+        let mut cfg = MountConfig::new(Root::Dir("/srv/root".into()));
+        cfg.sysfs = Sysfs::HostBind;
+        cfg.read_only = true;
+        cfg.mask_paths = false;
+        cfg.devpts_gid = Some(5);
+        cfg.binds.push(BindMount::parse("/srv/rw:/rw").unwrap());
+        let p = plan(&cfg).unwrap();
+        assert_eq!(
+            p.describe(),
+            [
+                "make / recursively private",
+                "clone /dev/null read-only",
+                "clone /dev/zero read-only",
+                "clone /dev/full read-only",
+                "clone /dev/random read-only",
+                "clone /dev/urandom read-only",
+                "clone /dev/tty read-only",
+                "clone /sys (recursive) read-only nodev",
+                "clone /srv/rw (recursive) nodev",
+                "bind /srv/root as the root (read-only)",
+                "mount Proc at /proc",
+                "bind /sys to /sys",
+                "mount DevTmpfs at /dev",
+                "bind /dev/null to /dev/null",
+                "bind /dev/zero to /dev/zero",
+                "bind /dev/full to /dev/full",
+                "bind /dev/random to /dev/random",
+                "bind /dev/urandom to /dev/urandom",
+                "bind /dev/tty to /dev/tty",
+                "mkdir /dev/pts (755)",
+                "mount Devpts at /dev/pts",
+                "mkdir /dev/shm (1777)",
+                "mount Shm at /dev/shm",
+                "symlink /dev/ptmx -> pts/ptmx",
+                "symlink /dev/fd -> /proc/self/fd",
+                "symlink /dev/stdin -> /proc/self/fd/0",
+                "symlink /dev/stdout -> /proc/self/fd/1",
+                "symlink /dev/stderr -> /proc/self/fd/2",
+                "bind /srv/rw to /rw",
+                "pivot_root",
+            ]
+        );
+        assert!(p.steps.contains(&Step::Fresh {
+            fs: Fs::Devpts,
+            target: "/dev/pts".into(),
+            gid: Some(5),
+        }));
+        let targets: Vec<&Path> = p.targets().collect();
+        assert_eq!(
+            targets,
+            [
+                "/proc",
+                "/sys",
+                "/dev",
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty",
+                "/dev/pts",
+                "/dev/shm",
+                "/rw",
+            ]
+            .map(Path::new)
+        );
+    }
+
+    #[test]
+    fn describe_names_missing_sources_and_steps_display_their_indexes() {
+        let p = MountPlan {
+            sources: Vec::new(),
+            steps: vec![
+                Step::Clone { index: 3 },
+                Step::Attach {
+                    index: 3,
+                    target: "/x".into(),
+                },
+                Step::RootFromDir {
+                    dir: "/r".into(),
+                    read_only: false,
+                    idmap: true,
+                },
+            ],
+            root: Root::Dir("/r".into()),
+        };
+        assert_eq!(
+            p.describe(),
+            [
+                "clone #3 (missing)",
+                "bind #3 to /x",
+                "bind /r as the root (idmapped)"
+            ]
+        );
+        assert_eq!(Step::Clone { index: 2 }.to_string(), "clone source #2");
+        assert_eq!(
+            Step::Attach {
+                index: 4,
+                target: "/y".into()
+            }
+            .to_string(),
+            "attach source #4 at /y"
+        );
     }
 
     #[test]

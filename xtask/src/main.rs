@@ -3,6 +3,7 @@
 mod bench;
 mod ci;
 mod json;
+mod mutants;
 mod rootfs;
 mod util;
 mod vmtest;
@@ -14,6 +15,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci [--no-vm]           everything CI checks, as root: setup, fmt, clippy, tests, vm-test
   bench [--help]         start latency, memory, growth and throughput against peers
+  mutants [CRATE…]       mutation testing of the pure crates (slow; not part of ci)
   rootfs DIR             build the busybox test root filesystem in DIR
   vm-test [-- FILTER…]   run the test suite as root in a QEMU guest with cgroup v2";
 
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         },
         Some("bench") => bench::main(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
+        Some("mutants") => mutants::run(&args[1..]),
         Some("vm-test") => {
             let mut rest = &args[1..];
             if rest.first().map(String::as_str) == Some("--") {
