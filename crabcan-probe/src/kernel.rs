@@ -601,8 +601,8 @@ pub fn raw_socket(_: &[String]) -> Verdict {
 }
 
 /// The default capability set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
-pub const DEFAULT_CAPS: u64 = 0xa804_25fb;
+/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE; not SETFCAP).
+pub const DEFAULT_CAPS: u64 = 0x2804_25fb;
 
 const CAP_NAMES: &[&str] = &[
     "chown",
@@ -648,7 +648,7 @@ const CAP_NAMES: &[&str] = &[
     "checkpoint_restore",
 ];
 
-/// extra-caps: the bounding set must not hold any capability beyond the default 14.
+/// extra-caps: the bounding set must not hold any capability beyond the default 13.
 pub fn extra_caps(_: &[String]) -> Verdict {
     let mut extra = Vec::new();
     let mut bounding: u64 = 0;

@@ -281,7 +281,7 @@ const ATTEMPTS: &[Entry] = &[
     e(
         "extra-caps",
         "",
-        "bounding set must stay within the default 14 capabilities",
+        "bounding set must stay within the default 13 capabilities",
         kernel::extra_caps,
     ),
     e(

@@ -183,7 +183,9 @@ const NAMES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
-/// The capabilities a container keeps unless told otherwise (the usual container default).
+/// The capabilities a container keeps unless told otherwise: the usual container default
+/// without `CAP_SETFCAP`, which would let container root write file capabilities that a
+/// host process can execute (add it back with `--cap-add SETFCAP`).
 pub const DEFAULT_CAPS: &[Capability] = &[
     C::Chown,
     C::DacOverride,
@@ -198,7 +200,6 @@ pub const DEFAULT_CAPS: &[Capability] = &[
     C::SysChroot,
     C::Mknod,
     C::AuditWrite,
-    C::Setfcap,
 ];
 
 impl Capability {
@@ -560,7 +561,21 @@ mod tests {
     #[test]
     fn defaults_without_flags() {
         assert_eq!(kept_set(&[], &[]).unwrap(), CapSet::of(DEFAULT_CAPS));
-        assert_eq!(DEFAULT_CAPS.len(), 14);
+        assert_eq!(DEFAULT_CAPS.len(), 13);
+        // Written out bit by bit: CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, FSETID 4, KILL 5,
+        // SETGID 6, SETUID 7, SETPCAP 8, NET_BIND_SERVICE 10, NET_RAW 13, SYS_CHROOT 18,
+        // MKNOD 27, AUDIT_WRITE 29; not SETFCAP 31.
+        assert_eq!(CapSet::of(DEFAULT_CAPS), CapSet(0x2804_25fb));
+        assert!(!CapSet::of(DEFAULT_CAPS).contains(C::Setfcap));
+    }
+
+    #[test]
+    fn setfcap_comes_back_only_when_asked() {
+        let k = kept_set(&s(&["SETFCAP"]), &[]).unwrap();
+        assert_eq!(k, CapSet(0xa804_25fb));
+        let k = kept_set(&s(&["cap_setfcap"]), &s(&["SETFCAP"])).unwrap();
+        assert!(k.contains(C::Setfcap), "an add wins over a drop");
+        assert!(!kept_set(&[], &s(&["MKNOD"])).unwrap().contains(C::Setfcap));
     }
 
     #[test]
