@@ -274,7 +274,7 @@ fn probe(mode: &str) {
 
     let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
     let mask = caps::valid_mask(caps::kernel_last_cap().unwrap());
-    // The default set written out (docker's 14 without SETFCAP), or every capability.
+    // The default set written out (the usual 14 without SETFCAP), or every capability.
     let kept = if all { held & mask } else { 0x2804_25fb & mask };
     let eff = if user { 0 } else { kept };
     assert_eq!(hex(&status, "CapBnd"), kept, "bounding set");
