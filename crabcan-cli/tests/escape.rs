@@ -382,8 +382,10 @@ fn setid_bits_and_file_capabilities_do_not_reach_the_host() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
 
     let mut runs = Vec::new();
+    let mut all_blocked = true;
     for attempt in ["set-fcap", "create-suid", "chmod-suid"] {
         let o = probe_in(&copy.0, &[], &[attempt, "/setid"]);
+        all_blocked &= o.status.code() == Some(0) && stdout(&o).starts_with("blocked: ");
         runs.push(format!("{attempt}:\n{}", describe(&o)));
     }
     let runs = runs.join("\n");
@@ -418,6 +420,8 @@ fn setid_bits_and_file_capabilities_do_not_reach_the_host() {
             "{name} was not created in the container (seen: {seen:?})\n{runs}"
         );
     }
+    // The host's view decides; the probe's own view must agree.
+    assert!(all_blocked, "an attempt was not blocked:\n{runs}");
 }
 
 // -------------------------------------------------------------------------------------

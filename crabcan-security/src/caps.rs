@@ -632,6 +632,23 @@ mod tests {
     }
 
     #[test]
+    fn a_set_of_repeated_capabilities_holds_each_once() {
+        assert_eq!(CapSet::of(&[C::Kill, C::Kill]), CapSet(1 << 5));
+        assert_eq!(
+            CapSet::of(&[C::Chown, C::Kill, C::Chown]),
+            CapSet(0b10_0001)
+        );
+        assert_eq!(CapSet::of(&[]), CapSet::EMPTY);
+    }
+
+    #[test]
+    fn labels_name_known_and_unknown_numbers() {
+        assert_eq!(cap_label(21), "CAP_SYS_ADMIN");
+        assert_eq!(cap_label(40), "CAP_CHECKPOINT_RESTORE");
+        assert_eq!(cap_label(41), "capability 41");
+    }
+
+    #[test]
     fn describe_is_compact() {
         assert_eq!(CapSet::ALL.describe(), "ALL");
         assert_eq!(CapSet::EMPTY.describe(), "none");
