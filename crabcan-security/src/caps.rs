@@ -428,14 +428,16 @@ pub fn clear_ambient() -> Result<()> {
             0,
         )
     };
-    if r != 0 {
-        let e = Errno::last();
-        // Kernels before 4.3 have no ambient set at all: nothing to clear, nothing kept.
-        if e != Errno::EINVAL {
-            return Err(Errcode::sys("clear the ambient capability set", e));
-        }
+    ambient_cleared(Errno::result(r).map(drop))
+}
+
+/// Judges the answer to `PR_CAP_AMBIENT_CLEAR_ALL`. Kernels before 4.3 have no ambient
+/// set at all and answer EINVAL: nothing to clear, nothing kept.
+pub fn ambient_cleared(r: std::result::Result<(), Errno>) -> Result<()> {
+    match r {
+        Ok(()) | Err(Errno::EINVAL) => Ok(()),
+        Err(e) => Err(Errcode::sys("clear the ambient capability set", e)),
     }
-    Ok(())
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -639,6 +641,17 @@ mod tests {
             CapSet(0b10_0001)
         );
         assert_eq!(CapSet::of(&[]), CapSet::EMPTY);
+    }
+
+    #[test]
+    fn ambient_clearing_tolerates_only_a_kernel_without_the_set() {
+        assert!(ambient_cleared(Ok(())).is_ok());
+        assert!(ambient_cleared(Err(Errno::EINVAL)).is_ok());
+        for e in [Errno::EPERM, Errno::ENOSYS, Errno::EFAULT] {
+            let err = ambient_cleared(Err(e)).unwrap_err();
+            assert_eq!(err.errno(), Some(e));
+            assert!(err.to_string().contains("ambient"), "{err}");
+        }
     }
 
     #[test]

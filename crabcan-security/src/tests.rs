@@ -346,18 +346,38 @@ fn probe(mode: &str) {
         let r = libc::syscall(libc::SYS_setns, 0, 0);
         assert_eq!(errno_of(r), eperm, "setns");
 
-        // /dev/null is no terminal: allowed terminal ioctls fail with ENOTTY, refused
-        // ones with EPERM before the driver sees them.
-        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        assert!(fd >= 0);
+        // A pipe is no terminal: allowed terminal ioctls fail with ENOTTY, refused ones
+        // with EPERM before the driver sees them.
+        let mut fds = [-1; 2];
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0, "pipe2");
+        let fd = fds[0];
         let ch = b'x';
         let r = libc::syscall(libc::SYS_ioctl, fd, u64::from(seccomp::TIOCSTI), &ch);
         assert_eq!(errno_of(r), eperm, "ioctl TIOCSTI");
         let mut ws = std::mem::zeroed::<libc::winsize>();
         let r = libc::syscall(libc::SYS_ioctl, fd, libc::TIOCGWINSZ, &mut ws);
         assert_eq!(errno_of(r), Some(libc::ENOTTY), "ioctl TIOCGWINSZ");
-        libc::close(fd);
+        libc::close(fds[0]);
+        libc::close(fds[1]);
 
+        let r = libc::syscall(libc::SYS_socket, 40, libc::SOCK_STREAM, 0);
+        assert_eq!(errno_of(r), eperm, "socket(AF_VSOCK)");
+        let r = libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        );
+        assert!(r >= 0, "socket(AF_UNIX): {}", Errno::last());
+        libc::close(r as libc::c_int);
+        let r = libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            std::ptr::null::<u8>(),
+            0,
+        );
+        assert_eq!(errno_of(r), Some(libc::ENOSYS), "openat2");
         let r = libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0);
         assert_eq!(errno_of(r), Some(libc::ENOSYS), "clone3");
         let r = libc::syscall(seccomp::X32_SYSCALL_BIT as libc::c_long | libc::SYS_getpid);
@@ -374,6 +394,16 @@ fn probe(mode: &str) {
         assert_eq!(errno_of(r), eperm, "personality(ADDR_NO_RANDOMIZE)");
 
         if !user {
+            let created = std::ffi::CString::new(format!("{}-new", file.display())).unwrap();
+            let r = libc::syscall(
+                libc::SYS_open,
+                created.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o4755,
+            );
+            assert_eq!(errno_of(r), eperm, "open(O_CREAT, 04755)");
+            let r = libc::syscall(libc::SYS_mknod, created.as_ptr(), libc::S_IFREG | 0o2755, 0);
+            assert_eq!(errno_of(r), eperm, "mknod(S_IFREG|02755)");
             let r = libc::syscall(libc::SYS_chmod, path.as_ptr(), 0o4755);
             assert_eq!(errno_of(r), eperm, "chmod 04755");
             let r = libc::syscall(libc::SYS_chmod, path.as_ptr(), 0o755);
@@ -382,5 +412,7 @@ fn probe(mode: &str) {
     }
     if !user {
         let _ = std::fs::remove_file(&file);
+        // Only there if the filter let the creation through (the test failed then).
+        let _ = std::fs::remove_file(format!("{}-new", file.display()));
     }
 }
