@@ -556,3 +556,30 @@ fn without_filter_and_caps_the_attempts_escape() {
         wrong.join("\n")
     );
 }
+
+#[test]
+fn a_hung_container_fails_the_test_at_the_deadline() {
+    require_root();
+    let marker = format!("escape-deadline-{}", std::process::id());
+    let root = rootfs();
+    let started = std::time::Instant::now();
+    let r = std::panic::catch_unwind(|| {
+        let mut c = crabcan();
+        c.arg("run").arg("--mount").arg(&root);
+        c.args(["--", "/bin/sh", "-c", &format!("sleep 30; : {marker}")]);
+        output_within(&mut c, Duration::from_millis(500))
+    });
+    let e = r.expect_err("a 30 s container finished within half a second");
+    let msg = e
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| "(no message)".into());
+    assert!(msg.contains("killed"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // crabcan was killed; the container must go with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !common::processes_with(&marker).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(common::processes_with(&marker), Vec::<i32>::new());
+}
