@@ -78,16 +78,13 @@ const fn off_arg_low(i: u8) -> u32 {
 }
 
 /// Namespace flags of clone(2); creating namespaces is the container runtime's job.
-pub const CLONE_NS_FLAGS: u32 = (libc::CLONE_NEWNS
-    | libc::CLONE_NEWCGROUP
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUSER
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNET) as u32;
-/// Namespace flags of unshare(2): the clone ones plus the time namespace, which only
-/// unshare and clone3 can ask for (in clone its bit is part of the exit signal).
-pub const UNSHARE_NS_FLAGS: u32 = CLONE_NS_FLAGS | 0x80;
+/// CLONE_NEWNS 0x20000, NEWCGROUP 0x2000000, NEWUTS 0x4000000, NEWIPC 0x8000000,
+/// NEWUSER 0x10000000, NEWPID 0x20000000, NEWNET 0x40000000 (checked against the C
+/// library in the tests).
+pub const CLONE_NS_FLAGS: u32 = 0x7e02_0000;
+/// Namespace flags of unshare(2): the clone ones plus the time namespace (0x80), which
+/// only unshare and clone3 can ask for (in clone its bit is part of the exit signal).
+pub const UNSHARE_NS_FLAGS: u32 = 0x7e02_0080;
 /// Injects input into a terminal another process reads: the classic container escape.
 pub const TIOCSTI: u32 = 0x5412;
 /// Console multiplexer: can also inject input (selection paste) on virtual consoles.
@@ -1397,6 +1394,17 @@ mod tests {
         assert_eq!(TIOCLINUX, 0x541c);
         assert_eq!(CLONE_NS_FLAGS, 0x7e02_0000);
         assert_eq!(UNSHARE_NS_FLAGS, 0x7e02_0080);
+        let each = [
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWCGROUP,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+        ];
+        assert_eq!(each.iter().map(|f| *f as u32).sum::<u32>(), CLONE_NS_FLAGS);
+        assert_eq!(CLONE_NS_FLAGS + 0x80, UNSHARE_NS_FLAGS);
         assert_eq!(
             ALLOWED_PERSONALITIES,
             [0, 8, 0x2_0000, 0x2_0008, 0xffff_ffff]
