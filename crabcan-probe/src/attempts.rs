@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::sys::{self, Errno, cpath, en, reti, show};
+use crate::sys::{self, Errno, cpath, en, reti};
 use crate::{Verdict, gate};
 
 /// Takes an optional path argument, or creates a scratch directory.
@@ -309,81 +309,6 @@ pub fn dev_nodes(_: &[String]) -> Verdict {
         Verdict::Escaped(format!("device nodes visible: {}", found.join(", ")))
     }
 }
-
-/// chmod-suid: create a file and try to set its setuid and setgid bits through every
-/// chmod-family call; escaped when either bit sticks.
-pub fn chmod_suid(_: &[String]) -> Verdict {
-    let p = sys::scratch_name("suid");
-    let c = match cpath(&p) {
-        Ok(c) => c,
-        Err(m) => return Verdict::Error(m),
-    };
-    let fd = match sys::open(&c, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL) {
-        Ok(fd) => fd,
-        Err(e) => return Verdict::Error(format!("create {}: {}", p.display(), en(e))),
-    };
-    let fd = fd.as_raw_fd();
-    let mode: libc::c_long = 0o6755;
-    let mut stuck = Vec::new();
-    let mut report = Vec::new();
-    let calls: [(&str, libc::c_long, [libc::c_long; 4]); 4] = [
-        (
-            "chmod",
-            libc::SYS_chmod,
-            [c.as_ptr() as libc::c_long, mode, 0, 0],
-        ),
-        (
-            "fchmod",
-            libc::SYS_fchmod,
-            [libc::c_long::from(fd), mode, 0, 0],
-        ),
-        (
-            "fchmodat",
-            libc::SYS_fchmodat,
-            [
-                libc::c_long::from(libc::AT_FDCWD),
-                c.as_ptr() as libc::c_long,
-                mode,
-                0,
-            ],
-        ),
-        (
-            "fchmodat2",
-            SYS_FCHMODAT2,
-            [
-                libc::c_long::from(libc::AT_FDCWD),
-                c.as_ptr() as libc::c_long,
-                mode,
-                0,
-            ],
-        ),
-    ];
-    for (name, nr, a) in calls {
-        // SAFETY: the arguments are a valid path pointer (kept alive by `c`), an open fd
-        // and a mode; unused trailing arguments are zero.
-        let r = sys::ret(unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) });
-        let bits = sys::stat(&c).map(|st| st.st_mode & 0o6000).unwrap_or(0);
-        if bits != 0 {
-            stuck.push(format!("{name} set mode bits {bits:o}"));
-        }
-        report.push(format!("{name}: {}", show(&r)));
-        // Reset to a plain mode before the next call.
-        // SAFETY: fd is open.
-        unsafe { libc::fchmod(fd, 0o644) };
-    }
-    unlink(&p);
-    if stuck.is_empty() {
-        Verdict::Blocked(format!(
-            "no setuid/setgid bit stuck ({})",
-            report.join(", ")
-        ))
-    } else {
-        Verdict::Escaped(stuck.join(", "))
-    }
-}
-
-/// fchmodat2 (added in Linux 6.6); older kernels answer ENOSYS.
-const SYS_FCHMODAT2: libc::c_long = 452;
 
 /// Without a mounted /proc a missing file proves nothing: the probe cannot even try.
 fn need_proc() -> Result<(), Verdict> {

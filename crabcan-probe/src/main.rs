@@ -14,6 +14,7 @@ mod attempts;
 mod checks;
 mod kernel;
 mod runtime;
+mod setid;
 mod sys;
 
 use std::process::ExitCode;
@@ -100,9 +101,21 @@ const ATTEMPTS: &[Entry] = &[
     ),
     e(
         "chmod-suid",
-        "",
+        "[DIR]",
         "set the setuid/setgid bits with chmod, fchmod, fchmodat, fchmodat2",
-        attempts::chmod_suid,
+        setid::chmod_suid,
+    ),
+    e(
+        "create-suid",
+        "[DIR]",
+        "create setuid files: open, openat, creat, mknod, mknodat, openat2",
+        setid::create_suid,
+    ),
+    e(
+        "set-fcap",
+        "[DIR]",
+        "give a file a capability: setxattr security.capability",
+        setid::set_fcap,
     ),
     e(
         "sysrq-trigger",
@@ -282,8 +295,20 @@ const ATTEMPTS: &[Entry] = &[
     e(
         "extra-caps",
         "",
-        "bounding set must stay within the default 14 capabilities",
+        "bounding set must stay within the default 13 capabilities",
         kernel::extra_caps,
+    ),
+    e(
+        "vsock-socket",
+        "",
+        "socket(AF_VSOCK) and socketpair(AF_VSOCK)",
+        kernel::vsock_socket,
+    ),
+    e(
+        "ia32-syscall",
+        "",
+        "i386 socketcall(SYS_SOCKET) through int 0x80",
+        kernel::ia32_syscall,
     ),
     e(
         "host-network",

@@ -124,10 +124,14 @@ pub fn describe_status(status: libc::c_int) -> String {
 }
 
 /// A scratch location writable by the probe: a fresh directory or file name under /tmp,
-/// or under / when /tmp is missing or read-only. The name carries the pid so that runs
-/// never collide.
+/// or under / when /tmp is missing or read-only. The name carries the pid and the time, so
+/// that runs never collide (the pid alone is 1 in every container), not even with what an
+/// earlier run could not remove.
 pub fn scratch_name(what: &str) -> PathBuf {
-    let name = format!(".probe-{what}-{}", std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!(".probe-{what}-{}-{nanos:x}", std::process::id());
     let tmp = Path::new("/tmp");
     // SAFETY: the path literal is NUL-terminated; access only reads it.
     let tmp_ok = tmp.is_dir() && unsafe { libc::access(c"/tmp".as_ptr(), libc::W_OK) } == 0;

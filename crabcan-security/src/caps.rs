@@ -183,7 +183,9 @@ const NAMES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
-/// The capabilities a container keeps unless told otherwise (the usual container default).
+/// The capabilities a container keeps unless told otherwise: the usual container default
+/// without `CAP_SETFCAP`, which would let container root write file capabilities that a
+/// host process can execute (add it back with `--cap-add SETFCAP`).
 pub const DEFAULT_CAPS: &[Capability] = &[
     C::Chown,
     C::DacOverride,
@@ -198,7 +200,6 @@ pub const DEFAULT_CAPS: &[Capability] = &[
     C::SysChroot,
     C::Mknod,
     C::AuditWrite,
-    C::Setfcap,
 ];
 
 impl Capability {
@@ -357,26 +358,30 @@ pub fn kept_set(cap_add: &[String], cap_drop: &[String]) -> Result<CapSet> {
 /// Read from procfs; when that is not mounted, probed with `PR_CAPBSET_READ`, which fails
 /// with EINVAL exactly for numbers the kernel does not know.
 pub fn kernel_last_cap() -> Result<u8> {
-    if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap") {
-        if let Ok(n) = s.trim().parse::<u8>() {
-            if n < 64 {
-                return Ok(n);
-            }
-        }
-    }
-    let mut last = None;
-    for n in 0u8..64 {
-        // SAFETY: PR_CAPBSET_READ only reads the calling thread's bounding set.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
-        if r < 0 {
-            break;
-        }
-        last = Some(n);
-    }
-    last.ok_or_else(|| {
-        Errcode::setup("cannot find the kernel's highest capability number")
-            .with_hint("is /proc mounted?")
-    })
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| parse_last_cap(&s))
+        .or_else(|| last_cap_by(bounding_knows))
+        .ok_or_else(|| {
+            Errcode::setup("cannot find the kernel's highest capability number")
+                .with_hint("is /proc mounted?")
+        })
+}
+
+/// The number in `/proc/sys/kernel/cap_last_cap`, if it is one a 64-bit set can hold.
+pub fn parse_last_cap(text: &str) -> Option<u8> {
+    text.trim().parse::<u8>().ok().filter(|n| *n < 64)
+}
+
+/// The highest number for which `known` holds, asking 0, 1, 2… until it first fails.
+pub fn last_cap_by(known: impl FnMut(&u8) -> bool) -> Option<u8> {
+    (0u8..64).take_while(known).last()
+}
+
+/// Whether the kernel knows capability `n` (`PR_CAPBSET_READ` fails only for unknown ones).
+pub fn bounding_knows(n: &u8) -> bool {
+    // SAFETY: PR_CAPBSET_READ only reads the calling thread's bounding set.
+    unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(*n), 0, 0, 0) >= 0 }
 }
 
 /// The mask of every capability the kernel knows, given its highest number.
@@ -423,14 +428,16 @@ pub fn clear_ambient() -> Result<()> {
             0,
         )
     };
-    if r != 0 {
-        let e = Errno::last();
-        // Kernels before 4.3 have no ambient set at all: nothing to clear, nothing kept.
-        if e != Errno::EINVAL {
-            return Err(Errcode::sys("clear the ambient capability set", e));
-        }
+    ambient_cleared(Errno::result(r).map(drop))
+}
+
+/// Judges the answer to `PR_CAP_AMBIENT_CLEAR_ALL`. Kernels before 4.3 have no ambient
+/// set at all and answer EINVAL: nothing to clear, nothing kept.
+pub fn ambient_cleared(r: std::result::Result<(), Errno>) -> Result<()> {
+    match r {
+        Ok(()) | Err(Errno::EINVAL) => Ok(()),
+        Err(e) => Err(Errcode::sys("clear the ambient capability set", e)),
     }
-    Ok(())
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -504,7 +511,12 @@ pub fn set_sets(keep: u64) -> Result<()> {
             Errno::last(),
         ));
     }
-    let (eff, prm, inh) = current_sets()?;
+    check_sets(current_sets()?, keep)
+}
+
+/// Fails unless the (effective, permitted, inheritable) sets read back are `keep`, `keep`
+/// and empty.
+pub fn check_sets((eff, prm, inh): (u64, u64, u64), keep: u64) -> Result<()> {
     if eff != keep || prm != keep || inh != 0 {
         return Err(Errcode::setup(format!(
             "capability sets are not what was asked: effective {eff:#x}, permitted {prm:#x}, \
@@ -560,7 +572,21 @@ mod tests {
     #[test]
     fn defaults_without_flags() {
         assert_eq!(kept_set(&[], &[]).unwrap(), CapSet::of(DEFAULT_CAPS));
-        assert_eq!(DEFAULT_CAPS.len(), 14);
+        assert_eq!(DEFAULT_CAPS.len(), 13);
+        // Written out bit by bit: CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, FSETID 4, KILL 5,
+        // SETGID 6, SETUID 7, SETPCAP 8, NET_BIND_SERVICE 10, NET_RAW 13, SYS_CHROOT 18,
+        // MKNOD 27, AUDIT_WRITE 29; not SETFCAP 31.
+        assert_eq!(CapSet::of(DEFAULT_CAPS), CapSet(0x2804_25fb));
+        assert!(!CapSet::of(DEFAULT_CAPS).contains(C::Setfcap));
+    }
+
+    #[test]
+    fn setfcap_comes_back_only_when_asked() {
+        let k = kept_set(&s(&["SETFCAP"]), &[]).unwrap();
+        assert_eq!(k, CapSet(0xa804_25fb));
+        let k = kept_set(&s(&["cap_setfcap"]), &s(&["SETFCAP"])).unwrap();
+        assert!(k.contains(C::Setfcap), "an add wins over a drop");
+        assert!(!kept_set(&[], &s(&["MKNOD"])).unwrap().contains(C::Setfcap));
     }
 
     #[test]
@@ -608,10 +634,81 @@ mod tests {
     }
 
     #[test]
+    fn a_set_of_repeated_capabilities_holds_each_once() {
+        assert_eq!(CapSet::of(&[C::Kill, C::Kill]), CapSet(1 << 5));
+        assert_eq!(
+            CapSet::of(&[C::Chown, C::Kill, C::Chown]),
+            CapSet(0b10_0001)
+        );
+        assert_eq!(CapSet::of(&[]), CapSet::EMPTY);
+    }
+
+    #[test]
+    fn ambient_clearing_tolerates_only_a_kernel_without_the_set() {
+        assert!(ambient_cleared(Ok(())).is_ok());
+        assert!(ambient_cleared(Err(Errno::EINVAL)).is_ok());
+        for e in [Errno::EPERM, Errno::ENOSYS, Errno::EFAULT] {
+            let err = ambient_cleared(Err(e)).unwrap_err();
+            assert_eq!(err.errno(), Some(e));
+            assert!(err.to_string().contains("ambient"), "{err}");
+        }
+    }
+
+    #[test]
+    fn labels_name_known_and_unknown_numbers() {
+        assert_eq!(cap_label(21), "CAP_SYS_ADMIN");
+        assert_eq!(cap_label(40), "CAP_CHECKPOINT_RESTORE");
+        assert_eq!(cap_label(41), "capability 41");
+    }
+
+    #[test]
     fn describe_is_compact() {
         assert_eq!(CapSet::ALL.describe(), "ALL");
         assert_eq!(CapSet::EMPTY.describe(), "none");
         assert_eq!(CapSet::of(&[C::Chown, C::Kill]).describe(), "CHOWN,KILL");
+    }
+
+    #[test]
+    fn last_cap_from_procfs_text() {
+        assert_eq!(parse_last_cap("40\n"), Some(40));
+        assert_eq!(parse_last_cap(" 0 "), Some(0));
+        assert_eq!(parse_last_cap("63"), Some(63));
+        assert_eq!(parse_last_cap("64"), None);
+        assert_eq!(parse_last_cap("255"), None);
+        assert_eq!(parse_last_cap("-1"), None);
+        assert_eq!(parse_last_cap(""), None);
+        assert_eq!(parse_last_cap("forty"), None);
+    }
+
+    #[test]
+    fn last_cap_by_asking_stops_at_the_first_unknown() {
+        assert_eq!(last_cap_by(|n| *n <= 40), Some(40));
+        assert_eq!(last_cap_by(|n| *n != 7), Some(6));
+        assert_eq!(last_cap_by(|_| true), Some(63));
+        assert_eq!(last_cap_by(|_| false), None);
+        let mut asked = Vec::new();
+        last_cap_by(|n| {
+            asked.push(*n);
+            *n < 2
+        });
+        assert_eq!(asked, [0, 1, 2]);
+    }
+
+    #[test]
+    fn read_back_sets_must_match() {
+        let k = 0x2804_25fb;
+        assert!(check_sets((k, k, 0), k).is_ok());
+        assert!(check_sets((0, 0, 0), 0).is_ok());
+        for bad in [
+            (k, k, 1),
+            (k, 0, 0),
+            (0, k, 0),
+            (k | 1 << 40, k, 0),
+            (k, k | 1 << 40, 0),
+        ] {
+            let e = check_sets(bad, k).unwrap_err();
+            assert!(e.to_string().contains("wanted 0x280425fb"), "{e}");
+        }
     }
 
     #[test]

@@ -63,32 +63,86 @@ fn other_arches_refuse_the_filter_clearly() {
     assert!(plan(&cfg(&[], &[], 0, false)).is_ok());
 }
 
+#[test]
+fn counts_name_the_table() {
+    // (allowed, allowed after an argument check, refused with EPERM), written out.
+    assert_eq!(seccomp::counts(), (295, 15, 58));
+}
+
 // -------------------------------------------------------------------------------------
 // Privileged: apply everything in a fresh process (the test binary re-executed), never in
 // the multi-threaded harness itself.
 
 const PROBE_ENV: &str = "CRABCAN_SECURITY_PROBE";
-const PROBE_TEST: &str = "tests::probe_applies_and_checks";
+const PROBE_TEST: &str = "tests::apply_confines_a_real_process";
+/// Long enough for a loaded machine; a filter that kills a thread makes the child hang.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Runs the probe in a child process as `mode` ("root" or "user") and checks it passed.
+/// Runs `cmd` to the end, or kills it after `limit`; (status, stdout, stderr).
+fn run_within(
+    mut cmd: std::process::Command,
+    limit: std::time::Duration,
+) -> std::result::Result<(std::process::ExitStatus, String, String), String> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = child.stdout.take().map(|p| drain(Box::new(p)));
+    let err = child.stderr.take().map(|p| drain(Box::new(p)));
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if start.elapsed() < limit => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{cmd:?} still running after {limit:?}: killed"));
+            }
+            Err(e) => return Err(format!("cannot wait for {cmd:?}: {e}")),
+        }
+    };
+    let text = |h: Option<std::thread::JoinHandle<String>>| {
+        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    };
+    Ok((status, text(out), text(err)))
+}
+
+/// Runs the probe in a child process as `mode` and checks it passed.
 fn run_probe(mode: &str) {
     let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args([PROBE_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(PROBE_ENV, mode)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([PROBE_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PROBE_ENV, mode);
+    let (status, stdout, stderr) = run_within(cmd, PROBE_TIMEOUT).unwrap();
     assert!(
-        out.status.success() && stdout.contains(&format!("PROBE OK {mode}")),
-        "probe ({mode}) failed: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
+        status.success() && stdout.contains(&format!("PROBE OK {mode}")),
+        "probe ({mode}) failed: {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
 }
 
+/// In the harness: re-executes this very test as root, as a non-root user and as root
+/// with every capability, each in its own process. In that process: applies the plan and
+/// checks its effects.
 #[test]
 fn apply_confines_a_real_process() {
+    if let Ok(mode) = std::env::var(PROBE_ENV) {
+        probe(&mode);
+        println!("PROBE OK {mode}");
+        return;
+    }
     assert!(
         nix::unistd::geteuid().is_root(),
         "this test needs root: it drops bounding capabilities and installs the seccomp \
@@ -96,16 +150,24 @@ fn apply_confines_a_real_process() {
     );
     run_probe("root");
     run_probe("user");
+    run_probe("all");
 }
 
-/// Only does something when re-executed by [`apply_confines_a_real_process`].
 #[test]
-fn probe_applies_and_checks() {
-    let Ok(mode) = std::env::var(PROBE_ENV) else {
-        return;
-    };
-    probe(&mode);
-    println!("PROBE OK {mode}");
+fn a_hanging_child_is_killed_at_the_deadline() {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", "echo started; exec sleep 30"]);
+    let t = std::time::Instant::now();
+    let e = run_within(cmd, std::time::Duration::from_millis(300)).unwrap_err();
+    assert!(e.contains("killed"), "{e}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+    let (st, out, err) = run_within(cmd, PROBE_TIMEOUT).unwrap();
+    assert_eq!(
+        (st.code(), out.as_str(), err.as_str()),
+        (Some(3), "out\n", "err\n")
+    );
 }
 
 fn status_field(status: &str, key: &str) -> String {
@@ -124,9 +186,51 @@ fn errno_of(r: libc::c_long) -> Option<i32> {
     (r < 0).then(|| Errno::last() as i32)
 }
 
+fn status_now() -> String {
+    std::fs::read_to_string("/proc/thread-self/status").unwrap()
+}
+
+/// Raises CHOWN in the inheritable and ambient sets, so that clearing them is visible.
+fn raise_ambient_chown() {
+    let (eff, prm, _) = caps::current_sets().unwrap();
+    let mut hdr = [0x2008_0522u32, 0]; // _LINUX_CAPABILITY_VERSION_3, this thread
+    let data: [u32; 6] = [
+        eff as u32,
+        prm as u32,
+        1,
+        (eff >> 32) as u32,
+        (prm >> 32) as u32,
+        0,
+    ];
+    // SAFETY: a version-3 header and two data structs (effective, permitted, inheritable).
+    let r = unsafe { libc::syscall(libc::SYS_capset, hdr.as_mut_ptr(), data.as_ptr()) };
+    assert_eq!(r, 0, "capset: {}", Errno::last());
+    // SAFETY: integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, 0, 0, 0) };
+    assert_eq!(r, 0, "raise ambient CHOWN: {}", Errno::last());
+    assert_eq!(hex(&status_now(), "CapAmb"), 1);
+    assert_eq!(hex(&status_now(), "CapInh"), 1);
+}
+
 fn probe(mode: &str) {
     let user = mode == "user";
-    let p = plan(&cfg(&[], &[], if user { 65534 } else { 0 }, true)).unwrap();
+    let all = mode == "all";
+    let add: &[&str] = if all { &["ALL"] } else { &[] };
+    // "ALL" less what this process does not hold itself (a sandboxed root may lack some).
+    let held = hex(&status_now(), "CapPrm");
+    let lacking: Vec<String> = KNOWN_CAPS
+        .iter()
+        .filter(|c| all && held & (1 << c.number()) == 0)
+        .map(|c| c.name())
+        .collect();
+    let lacking: Vec<&str> = lacking.iter().map(String::as_str).collect();
+    let p = plan(&cfg(add, &lacking, if user { 65534 } else { 0 }, true)).unwrap();
+
+    // The kernel's highest capability, asked one by one, is the one procfs names.
+    let proc_last =
+        caps::parse_last_cap(&std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").unwrap());
+    assert_eq!(caps::last_cap_by(caps::bounding_knows), proc_last);
+    assert_eq!(caps::kernel_last_cap().ok(), proc_last);
     // A file to chmod later, made while still root (only the root probe uses it).
     // Under target/, not /tmp, and removed on drop even when an assertion fails.
     struct Removed(std::path::PathBuf);
@@ -145,6 +249,14 @@ fn probe(mode: &str) {
     let path = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
 
     apply_bounding(&p).unwrap();
+    raise_ambient_chown();
+    caps::clear_ambient().unwrap();
+    assert_eq!(
+        hex(&status_now(), "CapAmb"),
+        0,
+        "ambient set after clear_ambient"
+    );
+    raise_ambient_chown();
     if user {
         // Raw syscalls change only this thread, which is the one being confined; the libc
         // wrappers would change every thread of the harness.
@@ -162,7 +274,8 @@ fn probe(mode: &str) {
 
     let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
     let mask = caps::valid_mask(caps::kernel_last_cap().unwrap());
-    let kept = CapSet::of(DEFAULT_CAPS).0 & mask;
+    // The default set written out (the usual 14 without SETFCAP), or every capability.
+    let kept = if all { held & mask } else { 0x2804_25fb & mask };
     let eff = if user { 0 } else { kept };
     assert_eq!(hex(&status, "CapBnd"), kept, "bounding set");
     assert_eq!(hex(&status, "CapEff"), eff, "effective set");
@@ -171,6 +284,41 @@ fn probe(mode: &str) {
     assert_eq!(hex(&status, "CapAmb"), 0, "ambient set");
     assert_eq!(status_field(&status, "NoNewPrivs"), "1");
     assert_eq!(status_field(&status, "Seccomp"), "2");
+
+    assert_eq!(status_field(&status, "Seccomp_filters"), "1");
+
+    // The real system calls behind `install`: a malformed program is refused, and the
+    // prctl path stacks a second (allow-all) filter.
+    let empty = libc::sock_fprog {
+        len: 0,
+        filter: std::ptr::null_mut(),
+    };
+    let mut kernel = seccomp::KernelCalls;
+    use seccomp::FilterCalls;
+    assert_eq!(
+        kernel.seccomp(&empty),
+        Err(Errno::EINVAL),
+        "seccomp(empty program)"
+    );
+    assert_eq!(
+        kernel.prctl(&empty),
+        Err(Errno::EINVAL),
+        "prctl(empty program)"
+    );
+    let mut allow_all = [libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0x7fff_0000,
+    }];
+    let one = libc::sock_fprog {
+        len: 1,
+        filter: allow_all.as_mut_ptr(),
+    };
+    assert_eq!(kernel.prctl(&one), Ok(()), "prctl(allow all)");
+    assert_eq!(status_field(&status_now(), "Seccomp_filters"), "2");
+    assert_eq!(kernel.seccomp(&one), Ok(()), "seccomp(allow all)");
+    assert_eq!(status_field(&status_now(), "Seccomp_filters"), "3");
 
     let eperm = Some(libc::EPERM);
     // SAFETY: each call gets valid pointers or none; a refused call touches nothing.
@@ -198,18 +346,38 @@ fn probe(mode: &str) {
         let r = libc::syscall(libc::SYS_setns, 0, 0);
         assert_eq!(errno_of(r), eperm, "setns");
 
-        // /dev/null is no terminal: allowed terminal ioctls fail with ENOTTY, refused
-        // ones with EPERM before the driver sees them.
-        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        assert!(fd >= 0);
+        // A pipe is no terminal: allowed terminal ioctls fail with ENOTTY, refused ones
+        // with EPERM before the driver sees them.
+        let mut fds = [-1; 2];
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0, "pipe2");
+        let fd = fds[0];
         let ch = b'x';
         let r = libc::syscall(libc::SYS_ioctl, fd, u64::from(seccomp::TIOCSTI), &ch);
         assert_eq!(errno_of(r), eperm, "ioctl TIOCSTI");
         let mut ws = std::mem::zeroed::<libc::winsize>();
         let r = libc::syscall(libc::SYS_ioctl, fd, libc::TIOCGWINSZ, &mut ws);
         assert_eq!(errno_of(r), Some(libc::ENOTTY), "ioctl TIOCGWINSZ");
-        libc::close(fd);
+        libc::close(fds[0]);
+        libc::close(fds[1]);
 
+        let r = libc::syscall(libc::SYS_socket, 40, libc::SOCK_STREAM, 0);
+        assert_eq!(errno_of(r), eperm, "socket(AF_VSOCK)");
+        let r = libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        );
+        assert!(r >= 0, "socket(AF_UNIX): {}", Errno::last());
+        libc::close(r as libc::c_int);
+        let r = libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            std::ptr::null::<u8>(),
+            0,
+        );
+        assert_eq!(errno_of(r), Some(libc::ENOSYS), "openat2");
         let r = libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0);
         assert_eq!(errno_of(r), Some(libc::ENOSYS), "clone3");
         let r = libc::syscall(seccomp::X32_SYSCALL_BIT as libc::c_long | libc::SYS_getpid);
@@ -226,6 +394,16 @@ fn probe(mode: &str) {
         assert_eq!(errno_of(r), eperm, "personality(ADDR_NO_RANDOMIZE)");
 
         if !user {
+            let created = std::ffi::CString::new(format!("{}-new", file.display())).unwrap();
+            let r = libc::syscall(
+                libc::SYS_open,
+                created.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o4755,
+            );
+            assert_eq!(errno_of(r), eperm, "open(O_CREAT, 04755)");
+            let r = libc::syscall(libc::SYS_mknod, created.as_ptr(), libc::S_IFREG | 0o2755, 0);
+            assert_eq!(errno_of(r), eperm, "mknod(S_IFREG|02755)");
             let r = libc::syscall(libc::SYS_chmod, path.as_ptr(), 0o4755);
             assert_eq!(errno_of(r), eperm, "chmod 04755");
             let r = libc::syscall(libc::SYS_chmod, path.as_ptr(), 0o755);
@@ -234,5 +412,7 @@ fn probe(mode: &str) {
     }
     if !user {
         let _ = std::fs::remove_file(&file);
+        // Only there if the filter let the creation through (the test failed then).
+        let _ = std::fs::remove_file(format!("{}-new", file.display()));
     }
 }
