@@ -12,7 +12,7 @@
 //! init's, and a guardian's after a SIGKILL, which removes the file. The first slot whose
 //! file is not locked is taken; a file left by a crash is simply taken again.
 
-use crate::idmap::{SubIds, parse_subids};
+use crate::idmap::{HostRanges, SubIds, parse_subids};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
@@ -60,6 +60,26 @@ pub fn pool_slots(subids: Option<(SubIds, SubIds)>) -> Vec<Slot> {
             })
             .collect(),
     }
+}
+
+/// Every host id any slot of the pool may give a container, as inclusive (first, last)
+/// ranges: uids, then gids.
+pub fn pool_host_ranges() -> (HostRanges, HostRanges) {
+    let slots = pool_slots(dedicated_ranges());
+    let span = |first: Option<u32>, last: Option<u32>| match (first, last) {
+        (Some(a), Some(b)) => vec![(a, b.saturating_add(SLOT - 1))],
+        _ => Vec::new(),
+    };
+    (
+        span(
+            slots.iter().map(|s| s.uid).min(),
+            slots.iter().map(|s| s.uid).max(),
+        ),
+        span(
+            slots.iter().map(|s| s.gid).min(),
+            slots.iter().map(|s| s.gid).max(),
+        ),
+    )
 }
 
 /// The dedicated user's ranges, when both files name it.

@@ -3,6 +3,9 @@
 use crabcan_errors::{Errcode, Result};
 use std::path::Path;
 
+/// Host ids as inclusive (first, last) ranges.
+pub type HostRanges = Vec<(u32, u32)>;
+
 /// Size of the id range mapped when crabcan runs as root.
 pub const ROOT_RANGE: u32 = 65_536;
 
@@ -132,6 +135,17 @@ impl IdMap {
             u.outside = uid;
             g.outside = gid;
         }
+    }
+
+    /// The host ids the map covers, as inclusive (first, last) ranges: uids, then gids.
+    pub fn host_ranges(&self) -> (HostRanges, HostRanges) {
+        let spans = |r: &[Range]| {
+            r.iter()
+                .filter(|x| x.count > 0)
+                .map(|x| (x.outside, x.outside.saturating_add(x.count - 1)))
+                .collect()
+        };
+        (spans(&self.uids), spans(&self.gids))
     }
 
     /// How many consecutive ids from 0 are mapped (for both uids and gids).

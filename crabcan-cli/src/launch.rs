@@ -20,6 +20,18 @@ pub fn run(cfg: Config) -> Result<i32> {
         auto_ids,
         nproc_given,
     } = cfg;
+    // Before crabcan touches the host, while single-threaded: unless no id the container
+    // maps could write crabcan's binary, run from a sealed in-memory copy of it, so that no
+    // process of the container can reach the host's file (crabcan_child::reexec_sealed).
+    let (uids, gids) = if auto_ids {
+        crabcan_child::pool_host_ranges()
+    } else {
+        spec.idmap.host_ranges()
+    };
+    if crabcan_child::exe_writable_by(&uids, &gids)? {
+        log::debug!("re-executing from a sealed copy of crabcan's binary");
+        crabcan_child::reexec_sealed(std::env::args_os().collect(), std::env::vars_os().collect())?;
+    }
     if log::log_enabled!(log::Level::Debug) {
         for line in spec.mounts.describe() {
             log::debug!("mount plan: {line}");

@@ -19,9 +19,6 @@ fn main() {
 }
 
 fn real_main() -> Result<i32> {
-    // Before anything else, while single-threaded: from here on no process of crabcan or of
-    // its containers runs the host's binary file (see crabcan_child::reexec_sealed).
-    crabcan_child::reexec_sealed(std::env::args_os().collect(), std::env::vars_os().collect())?;
     let (debug, args) = match cli::parse(std::env::args_os().collect())? {
         cli::Parsed::Print(text) => {
             print!("{text}");
