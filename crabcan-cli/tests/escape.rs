@@ -583,3 +583,49 @@ fn a_hung_container_fails_the_test_at_the_deadline() {
     }
     assert_eq!(common::processes_with(&marker), Vec::<i32>::new());
 }
+
+/// Runs every plain attempt under `flags`, as the user `as_uid` (root when `None`), and
+/// returns those that were not blocked, with what the probe said.
+fn not_blocked_under(flags: &[&str], as_uid: Option<u32>) -> Vec<String> {
+    let root = rootfs();
+    PLAIN_ATTEMPTS
+        .iter()
+        .filter_map(|a| {
+            let mut c = crabcan();
+            if let Some(uid) = as_uid {
+                std::os::unix::process::CommandExt::uid(&mut c, uid);
+                std::os::unix::process::CommandExt::gid(&mut c, uid);
+            }
+            c.arg("run").arg("--mount").arg(&root).args(flags);
+            c.args(["--", "/bin/crabcan-probe", a]);
+            let o = output_within(&mut c, RUN_LIMIT);
+            let blocked = o.status.code() == Some(0) && stdout(&o).starts_with("blocked: ");
+            (!blocked).then(|| format!("{a}: {}", describe(&o)))
+        })
+        .collect()
+}
+
+#[test]
+fn the_battery_holds_with_the_identity_map() {
+    // Root inside is host root on what it is given (--userns host): the other layers must
+    // still block every attempt.
+    require_root();
+    let escaped = not_blocked_under(&["--userns", "host"], None);
+    assert!(
+        escaped.is_empty(),
+        "escaped under --userns host:\n{}",
+        escaped.join("\n")
+    );
+}
+
+#[test]
+fn the_battery_holds_for_an_ordinary_user() {
+    // crabcan started by an ordinary user (uid 65534): container root is that user.
+    require_root();
+    let escaped = not_blocked_under(&[], Some(65534));
+    assert!(
+        escaped.is_empty(),
+        "escaped as uid 65534:\n{}",
+        escaped.join("\n")
+    );
+}
