@@ -49,7 +49,8 @@ pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
 }
 
 impl Guardian {
-    /// Tells the guardian all is well (crabcan cleaned up itself) and reaps it.
+    /// Tells the guardian all is well (crabcan cleaned up itself); reaps it if it is gone
+    /// already (otherwise it ends on its own and the process that inherits it reaps it).
     pub fn dismiss(mut self) {
         self.stop();
     }
@@ -58,7 +59,10 @@ impl Guardian {
         if let Some(tx) = self.tx.take() {
             let _ = nix::unistd::write(&tx, b"d");
             drop(tx);
-            let _ = nix::sys::wait::waitpid(self.pid, None);
+            // Reaped if it is gone already; otherwise it ends on its own in a moment and
+            // is reaped by whoever inherits it when this process exits. Waiting for its
+            // exit would add a scheduling round trip to every run.
+            let _ = nix::sys::wait::waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         }
     }
 }
