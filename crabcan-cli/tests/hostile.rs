@@ -19,43 +19,16 @@ use std::time::{Duration, Instant};
 /// Every container a test starts must be done by then.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A scratch directory for one test under target/ (never /tmp), removed on drop.
+/// A private copy of the test root filesystem under `dir`, for an image the test may
+/// corrupt.
 ///
 /// Binds into the shared test rootfs go to its existing /tmp: a mount point crabcan would
 /// create there could be seen half-made by another test copying the rootfs.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let base = std::env::var_os("CRABCAN_TEST_SCRATCH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e"));
-        let dir = base.join(format!("hostile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    /// A private copy of the test root filesystem, for an image the test may corrupt.
-    fn image(&self) -> PathBuf {
-        let root = self.0.join("root");
-        let o = Command::new("cp")
-            .arg("-a")
-            .arg(rootfs())
-            .arg(&root)
-            .output()
-            .expect("run cp");
-        assert!(o.status.success(), "cp -a of the test rootfs: {o:?}");
-        root
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn image(dir: &Scratch) -> PathBuf {
+    let root = dir.path().join("root");
+    let o = output_within(Command::new("cp").arg("-a").arg(rootfs()).arg(&root), LIMIT);
+    assert!(o.status.success(), "cp -a of the test rootfs: {o:?}");
+    root
 }
 
 /// Runs crabcan with `args` (stdin closed) within [`LIMIT`].
@@ -103,8 +76,8 @@ fn proc_sys_and_dev_symlinked_in_the_image_are_refused() {
     require_root();
     for name in ["proc", "sys", "dev"] {
         for target in ["/", "/etc"] {
-            let dir = Scratch::new(&format!("symlink-{name}"));
-            let root = dir.image();
+            let dir = Scratch::new(&format!("hostile-symlink-{name}"));
+            let root = image(&dir);
             let p = root.join(name);
             let _ = std::fs::remove_dir_all(&p);
             std::os::unix::fs::symlink(target, &p).unwrap();
@@ -132,8 +105,8 @@ fn proc_sys_and_dev_symlinked_in_the_image_are_refused() {
 #[test]
 fn a_bind_target_resolving_to_the_root_is_refused_and_in_root_links_are_followed() {
     require_root();
-    let dir = Scratch::new("bind-root");
-    let root = dir.image();
+    let dir = Scratch::new("hostile-bind-root");
+    let root = image(&dir);
     let src = dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("f"), "bound\n").unwrap();
@@ -160,8 +133,8 @@ fn a_bind_target_resolving_to_the_root_is_refused_and_in_root_links_are_followed
 #[test]
 fn device_nodes_shipped_in_an_image_do_not_open() {
     require_root();
-    let dir = Scratch::new("devnodes");
-    let root = dir.image();
+    let dir = Scratch::new("hostile-devnodes");
+    let root = image(&dir);
     let nodes = dir.path().join("nodes");
     std::fs::create_dir(&nodes).unwrap();
     for (d, name) in [(&root, "full"), (&nodes, "full")] {
@@ -231,7 +204,7 @@ fn container_root_cannot_change_the_hosts_device_inodes() {
 #[test]
 fn host_stdio_is_not_container_roots_by_default() {
     require_root();
-    let dir = Scratch::new("stdio");
+    let dir = Scratch::new("hostile-stdio");
     let file = dir.path().join("input");
     std::fs::write(&file, "host data\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -260,7 +233,7 @@ fn host_stdio_is_not_container_roots_by_default() {
 #[test]
 fn root_only_host_files_are_unreadable_inside_without_a_list() {
     require_root();
-    let dir = Scratch::new("secrets");
+    let dir = Scratch::new("hostile-secrets");
     let secret = dir.path().join("key");
     std::fs::write(&secret, "private\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -376,8 +349,8 @@ fn digest(p: &Path) -> Vec<u8> {
 #[test]
 fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
     require_root();
-    let dir = Scratch::new("exe");
-    let root = dir.image();
+    let dir = Scratch::new("hostile-exe");
+    let root = image(&dir);
     let copy = dir.path().join("crabcan-under-attack");
     std::fs::copy(crabcan_bin(), &copy).unwrap();
     let original = digest(&copy);
@@ -452,7 +425,7 @@ fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
 #[test]
 fn userns_base_works_with_binds_and_both_roots() {
     require_root();
-    let dir = Scratch::new("base");
+    let dir = Scratch::new("hostile-base");
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let add = format!("{}:/tmp:idmap", data.display());
@@ -488,8 +461,8 @@ fn userns_base_works_with_binds_and_both_roots() {
 #[test]
 fn an_idmapped_root_keeps_real_owners_for_what_the_container_writes() {
     require_root();
-    let dir = Scratch::new("owners");
-    let root = dir.image();
+    let dir = Scratch::new("hostile-owners");
+    let root = image(&dir);
     let o = sh_in(
         &root,
         &[],
@@ -625,7 +598,7 @@ fn processes_are_capped_where_no_pids_cgroup_counts_them() {
     // By effect, with a small cap: each forked subshell leaves a mark in a bind before it
     // sleeps. The init and the shell count too, so at most 10 of 30 get through; the
     // shell gives up (exit 2) at its first failed fork.
-    let dir = Scratch::new("nproc");
+    let dir = Scratch::new("hostile-nproc");
     let add = format!("{}:/tmp:idmap", dir.path().display());
     let o = sh_in(
         &rootfs(),
