@@ -75,8 +75,10 @@ fn counts_name_the_table() {
 
 const PROBE_ENV: &str = "CRABCAN_SECURITY_PROBE";
 const PROBE_TEST: &str = "tests::apply_confines_a_real_process";
-/// Long enough for a loaded machine; a filter that kills a thread makes the child hang.
-const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Long enough for a loaded machine (a run takes well under a second), short enough that a
+/// filter that kills a thread, which makes the child hang, fails the test before a mutation
+/// tester's own timeout (20 s at least) takes it for a hang.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Runs `cmd` to the end, or kills it after `limit`; (status, stdout, stderr).
 fn run_within(
