@@ -597,6 +597,54 @@ mod tests {
             BindMount::parse("/a:/b//c/").unwrap().target,
             Path::new("/b/c")
         );
+        // Options: nodev and no idmap unless asked; they combine with commas.
+        let flags = |spec: &str| {
+            let b = BindMount::parse(spec).unwrap();
+            (b.read_only, b.dev, b.idmap)
+        };
+        assert_eq!(flags("/a:/b"), (false, false, false));
+        assert_eq!(flags("/a:/b:dev"), (false, true, false));
+        assert_eq!(flags("/a:/b:idmap"), (false, false, true));
+        assert_eq!(flags("/a:/b:ro,dev,idmap"), (true, true, true));
+        assert_eq!(flags("/a:/b:ro,rw"), (false, false, false));
+    }
+
+    #[test]
+    fn bind_options_reach_the_plan() {
+        let mut cfg = MountConfig::new(Root::Dir("/r".into()));
+        for spec in ["/s0:/t0", "/s1:/t1:dev", "/s2:/t2:idmap,ro"] {
+            cfg.binds.push(BindMount::parse(spec).unwrap());
+        }
+        cfg.idmap_root = true;
+        cfg.scratch_size = 1 << 20;
+        let p = plan(&cfg).unwrap();
+        let src = |path: &str| {
+            let s = p
+                .sources
+                .iter()
+                .find(|s| s.path == Path::new(path))
+                .unwrap();
+            (s.nodev, s.idmap, s.read_only)
+        };
+        assert_eq!(src("/s0"), (true, false, false));
+        assert_eq!(src("/s1"), (false, false, false));
+        assert_eq!(src("/s2"), (true, true, true));
+        // The host's device nodes are bound read-only and, being devices, without nodev.
+        assert_eq!(src("/dev/null"), (false, false, true));
+        assert!(p.steps.contains(&Step::RootFromDir {
+            dir: "/r".into(),
+            read_only: false,
+            idmap: true
+        }));
+        let mut scratch = MountConfig::new(Root::Scratch);
+        scratch.scratch_size = 1 << 20;
+        let p = plan(&scratch).unwrap();
+        assert!(p.steps.contains(&Step::RootScratch { size: 1_048_576 }));
+        assert_eq!(
+            Step::RootScratch { size: 1_048_576 }.to_string(),
+            "tmpfs of 1048576 bytes as the root"
+        );
+        assert_eq!(MountConfig::new(Root::Scratch).scratch_size, 268_435_456);
     }
 
     #[test]
