@@ -466,18 +466,54 @@ const LICENSE: &std::ffi::CStr = c"MIT OR Apache-2.0";
 /// Loads `insns` as a cgroup device program; the kernel's verifier checks it. On a refusal
 /// the error carries the verifier's last line.
 pub fn load_program(insns: &[BpfInsn]) -> Result<OwnedFd> {
-    let mut log = vec![0u8; 64 * 1024];
+    // Without a log first: a log that outgrows its buffer would fail a good program.
+    match prog_load(insns, None) {
+        Ok(fd) => Ok(fd),
+        Err(errno) => {
+            let mut log = vec![0u8; 256 * 1024];
+            let again = prog_load(insns, Some(&mut log));
+            let text = String::from_utf8_lossy(&log);
+            let last = text
+                .trim_end_matches('\0')
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_string();
+            if let Ok(fd) = again {
+                return Ok(fd);
+            }
+            let e = Errcode::sys(
+                "load the device rules' eBPF program (bpf BPF_PROG_LOAD)",
+                errno,
+            );
+            Err(if last.is_empty() {
+                e
+            } else {
+                e.with_hint(format!("the verifier said: {last}"))
+            })
+        }
+    }
+}
+
+fn prog_load(insns: &[BpfInsn], log: Option<&mut [u8]>) -> std::result::Result<OwnedFd, Errno> {
     let mut name = [0u8; 16];
     name[..14].copy_from_slice(b"crabcan_device");
-    let cnt = u32::try_from(insns.len()).map_err(|_| too_long())?;
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (
+            1,
+            u32::try_from(buf.len()).unwrap_or(u32::MAX),
+            buf.as_mut_ptr() as u64,
+        ),
+        None => (0, 0, 0),
+    };
     let attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: cnt,
+        insn_cnt: u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?,
         insns: insns.as_ptr() as u64,
         license: LICENSE.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         prog_name: name,
         expected_attach_type: BPF_CGROUP_DEVICE,
         ..ProgLoadAttr::default()
@@ -493,25 +529,9 @@ pub fn load_program(insns: &[BpfInsn]) -> Result<OwnedFd> {
         )
     };
     if fd < 0 {
-        let errno = Errno::last();
-        let text = String::from_utf8_lossy(&log);
-        let last = text
-            .trim_end_matches('\0')
-            .lines()
-            .rfind(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_string();
-        let e = Errcode::sys(
-            "load the device rules' eBPF program (bpf BPF_PROG_LOAD)",
-            errno,
-        );
-        return Err(if last.is_empty() {
-            e
-        } else {
-            e.with_hint(format!("the verifier said: {last}"))
-        });
+        return Err(Errno::last());
     }
-    let fd = i32::try_from(fd).map_err(|_| Errcode::setup("bpf returned a bad descriptor"))?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
     // SAFETY: a non-negative return of BPF_PROG_LOAD is a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

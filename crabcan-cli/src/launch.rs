@@ -95,9 +95,15 @@ pub fn run(cfg: Config) -> Result<i32> {
     // standard device nodes. Where a controller exists a failure is an error. An ordinary
     // user's container maps the user's own ids, so host permissions already limit it to
     // the nodes the user can open, and it could not load the program or write v1 rules.
+    let device_rules = crabcan_cgroups::default_rules();
+    if log::log_enabled!(log::Level::Debug) {
+        for r in &device_rules {
+            log::debug!("device rule: {}", r.describe());
+        }
+    }
     let devices = if nix::unistd::Uid::effective().is_root() {
         crabcan_cgroups::DeviceConfinement::apply(
-            &crabcan_cgroups::default_rules(),
+            &device_rules,
             cgroup.as_ref().map(|cg| cg.path()),
             &cg_plan.name,
         )

@@ -311,6 +311,23 @@ fn the_program_itself_confines_a_cgroup() {
         std::process::id()
     )));
     std::fs::create_dir(&scratch.0).expect("create the scratch cgroup");
+    // The verifier is the check on a program: one that returns an unset register is refused
+    // in one line that quotes it.
+    let bad = [crabcan_cgroups::BpfInsn {
+        code: crabcan_cgroups::op::EXIT,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    }];
+    let e = crabcan_cgroups::load_program(&bad)
+        .expect_err("the verifier takes a program that returns nothing")
+        .to_string();
+    assert!(
+        e.starts_with("cannot load the device rules' eBPF program")
+            && e.contains("verifier said: "),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
     let script = ": > /dev/null && echo null-ok; \
                   { : > /dev/kmsg && echo kmsg-opened; } 2>&1 | sed 's/.*kmsg: /kmsg: /'";
     let free = host_sh_in(&scratch.0, script);
