@@ -173,21 +173,21 @@ fn check_confined(flags: &[&str]) {
 }
 
 #[test]
-fn only_the_standard_nodes_open_in_a_default_container() {
+fn devices_only_the_standard_nodes_open_in_a_default_container() {
     require_root();
     let _g = serial();
     check_confined(&[]);
 }
 
 #[test]
-fn only_the_standard_nodes_open_for_host_root_inside() {
+fn devices_only_the_standard_nodes_open_for_host_root_inside() {
     require_root();
     let _g = serial();
     check_confined(&["--userns", "host"]);
 }
 
 #[test]
-fn the_rules_are_placed_where_the_host_has_a_device_controller() {
+fn devices_rules_are_placed_where_the_host_has_a_controller() {
     require_root();
     let _g = serial();
     let before = parent_exists();
@@ -227,7 +227,7 @@ fn the_rules_are_placed_where_the_host_has_a_device_controller() {
 }
 
 #[test]
-fn a_killed_crabcans_device_cgroup_is_swept_by_the_next_run() {
+fn devices_cgroup_of_a_killed_crabcan_is_swept_by_the_next_run() {
     require_root();
     let _g = serial();
     let before = parent_exists();
@@ -261,7 +261,7 @@ fn a_killed_crabcans_device_cgroup_is_swept_by_the_next_run() {
     assert_no_own_cgroup(before);
 }
 
-/// The scratch cgroup of [`the_program_itself_confines_a_cgroup`], removed on drop.
+/// The scratch cgroup of [`devices_program_itself_confines_a_cgroup`], removed on drop.
 struct Scratch(PathBuf);
 
 impl Drop for Scratch {
@@ -300,7 +300,7 @@ fn host_sh_in(dir: &Path, script: &str) -> std::process::Output {
 /// hybrid host, where crabcan itself uses the v1 hierarchy): the kernel's verifier takes it
 /// (under a non-GPL license), and it refuses a node outside the rules to a host root shell.
 #[test]
-fn the_program_itself_confines_a_cgroup() {
+fn devices_program_itself_confines_a_cgroup() {
     require_root();
     let _g = serial();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
