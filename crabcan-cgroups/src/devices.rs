@@ -1210,6 +1210,32 @@ mod tests {
             prop_assert_eq!(v1_allows, allowed(&rules, kind, major, minor, a));
         }
 
+        /// The same on lists of the shape v1 takes (deny everything, then allows), which
+        /// random lists seldom have.
+        #[test]
+        fn v1_lines_agree_on_deny_then_allow_lists(
+            lead: bool,
+            allows in prop::collection::vec(rule(), 0..6),
+            block: bool,
+            major in 0u32..5,
+            minor in 0u32..5,
+            a in request(),
+        ) {
+            let mut rules: Vec<DeviceRule> = lead.then_some(DeviceRule::DENY_ALL).into_iter().collect();
+            rules.extend(allows.into_iter().map(|r| DeviceRule { allow: true, ..r }));
+            let Ok(w) = v1_writes(&rules) else { return Ok(()); };
+            let k = if block { 'b' } else { 'c' };
+            let v1_allows = w[1..].iter().any(|w| {
+                let f: Vec<&str> = w.value.split([' ', ':']).collect();
+                let num = |s: &str, n: u32| s == "*" || s == n.to_string();
+                let acc = |c: char, on: bool| !on || f[3].contains(c);
+                f[0].starts_with(k) && num(f[1], major) && num(f[2], minor)
+                    && acc('r', a.read) && acc('w', a.write) && acc('m', a.mknod)
+            });
+            let kind = if block { B } else { C };
+            prop_assert_eq!(v1_allows, allowed(&rules, kind, major, minor, a));
+        }
+
         #[test]
         fn any_numbers_never_panic(major: u32, minor: u32, allow: bool) {
             let r = DeviceRule { allow, kind: C, major: Some(major), minor: Some(minor), access: R };
