@@ -1,4 +1,5 @@
-//! Resource limits for a crabcan container: cgroup v2 limits and rlimits.
+//! Resource limits for a crabcan container: cgroup v2 limits, device rules (cgroup v1 or an
+//! eBPF program on cgroup v2, see [`DeviceRule`]) and rlimits.
 //!
 //! Split as everywhere in crabcan into a pure **plan** and an **apply** step:
 //! - parsers for the flags ([`parse_memory`], [`parse_cpus`], [`parse_ulimit`], …) and
@@ -29,12 +30,19 @@
 //! 5. after `waitpid`: [`Cgroup::oom_killed`] to explain a SIGKILL, then [`Cgroup::remove`].
 
 mod cgroup;
+mod devices;
 mod host;
 mod parse;
 mod plan;
 mod rlimit;
 
 pub use cgroup::{Cgroup, Host, owner_pid, unavailable_error};
+pub use devices::{
+    Access, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, BpfInsn, DeviceConfinement, DeviceKind,
+    DeviceRule, MAX_MAJOR, MAX_MINOR, V1Devices, V1Write, allowed, attach_program, bpf_program,
+    check_rules, confine_v2, default_rules, load_program, op, own_v1_path, v1_devices_mount,
+    v1_writes,
+};
 pub use host::{
     Cgroup2Mount, PARENT_DIR, Placement, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path,
     parse_controllers, parse_oom_kill, placement, v1_mount_of,

@@ -91,7 +91,37 @@ pub fn run(cfg: Config) -> Result<i32> {
             hard: Some(DEFAULT_NPROC),
         });
     }
-    let result = start_and_wait(&spec, &mask, cgroup.as_ref());
+    // The second line of defence behind `nodev`: the container's cgroup opens only the
+    // standard device nodes. Where a controller exists a failure is an error. An ordinary
+    // user's container maps the user's own ids, so host permissions already limit it to
+    // the nodes the user can open, and it could not load the program or write v1 rules.
+    let device_rules = crabcan_cgroups::default_rules();
+    if log::log_enabled!(log::Level::Debug) {
+        for r in &device_rules {
+            log::debug!("device rule: {}", r.describe());
+        }
+    }
+    let devices = if nix::unistd::Uid::effective().is_root() {
+        crabcan_cgroups::DeviceConfinement::apply(
+            &device_rules,
+            cgroup.as_ref().map(|cg| cg.path()),
+            &cg_plan.name,
+        )
+    } else {
+        log::debug!("devices: not root, the host's permissions decide which nodes open");
+        Ok(None)
+    };
+    let (devices, result) = match devices {
+        Ok(devices) => {
+            match &devices {
+                Some(d) => log::debug!("device rules applied on {}", d.path().display()),
+                None => log::debug!("devices: no device controller on this host"),
+            }
+            let r = start_and_wait(&spec, &mask, cgroup.as_ref(), devices.as_ref());
+            (devices, r)
+        }
+        Err(e) => (None, Err(e)),
+    };
     let result = match (result, &cgroup) {
         (Ok(137), Some(cg)) if cg.oom_killed() => {
             // One line naming the limit; the exit code stays the container's own.
@@ -103,6 +133,11 @@ pub fn run(cfg: Config) -> Result<i32> {
         }
         (r, _) => r,
     };
+    if let Some(d) = devices
+        && let Err(e) = d.remove()
+    {
+        log::warn!("{e}");
+    }
     if let Some(cg) = cgroup
         && let Err(e) = cg.remove()
     {
@@ -132,6 +167,7 @@ fn start_and_wait(
     spec: &ChildSpec,
     mask: &nix::sys::signal::SigSet,
     cgroup: Option<&crabcan_cgroups::Cgroup>,
+    devices: Option<&crabcan_cgroups::DeviceConfinement>,
 ) -> Result<i32> {
     let mut child = crabcan_child::spawn(spec, mask)?;
     log::debug!("container process {} cloned", child.pid());
@@ -152,6 +188,9 @@ fn start_and_wait(
     if let Some(cg) = cgroup {
         cg.add_process(child.pid().as_raw())?;
         log::debug!("container process placed in {}", cg.path().display());
+    }
+    if let Some(d) = devices {
+        d.add_process(child.pid().as_raw())?;
     }
     child.release(idmapped)?;
     log::debug!("container running {:?}", spec.argv);
