@@ -2,15 +2,18 @@
 //!
 //! A killed process cannot clean up after itself; its container dies with it (parent-death
 //! signal) and the mount namespace goes, but what crabcan wrote on the host (mount points it
-//! had to create in a `--mount` root) would stay. The guardian is forked before the
-//! container; it waits on a pipe whose only writer is crabcan. A byte means crabcan finished
-//! and cleaned up itself; EOF without one means crabcan died: the guardian then runs the
-//! cleanup and exits.
+//! had to create in a `--mount` root, the record of its id range) would stay. The guardian
+//! is forked before the container; it waits on a pipe whose only writer is crabcan. crabcan
+//! announces the container's first process on it ([`Guardian::watch`]), and a final byte
+//! means crabcan finished and cleaned up itself. EOF without that byte means crabcan died:
+//! the guardian then kills the container (it may have cleared its own parent-death signal,
+//! under `--no-init`), waits until it is gone, runs the cleanup and exits, so that nothing
+//! it cleans up (an id range) is given to another container while this one still runs.
 
 use crabcan_errors::{Result, SysContext};
 use nix::errno::Errno;
 use nix::unistd::{ForkResult, Pid};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// A running guardian; [`Guardian::dismiss`] (or drop) ends it without cleaning up.
 pub struct Guardian {
@@ -28,14 +31,10 @@ pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
     match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork the cleanup guardian")? {
         ForkResult::Child => {
             drop(tx);
-            let mut byte = [0u8; 1];
-            let n = loop {
-                match nix::unistd::read(rx.as_fd(), &mut byte) {
-                    Err(Errno::EINTR) => continue,
-                    r => break r.unwrap_or(0),
+            if let Watch::Died(container) = watch_pipe(rx.as_fd()) {
+                if let Some(fd) = container {
+                    kill_and_wait(fd.as_fd());
                 }
-            };
-            if n == 0 {
                 cleanup();
             }
             // SAFETY: _exit skips the parent's atexit handlers and buffers, as it must here.
@@ -48,7 +47,80 @@ pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
     }
 }
 
+/// How the pipe ended.
+enum Watch {
+    /// crabcan dismissed the guardian.
+    Dismissed,
+    /// crabcan died; the container's first process, when it was announced (a pidfd).
+    Died(Option<OwnedFd>),
+}
+
+/// Reads the pipe: `p` and 4 bytes announce a pid, `d` dismisses, EOF is crabcan's death.
+fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
+    let mut container = None;
+    loop {
+        let mut msg = [0u8; 5];
+        match read_full(rx, &mut msg[..1]) {
+            Some(()) if msg[0] == b'd' => return Watch::Dismissed,
+            Some(()) if msg[0] == b'p' => {
+                let Some(()) = read_full(rx, &mut msg[1..]) else {
+                    return Watch::Died(container);
+                };
+                let pid = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                // SAFETY: pidfd_open takes a pid and flags; the result is a new fd we own.
+                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+                if fd >= 0 {
+                    // SAFETY: the kernel just returned this fd to us.
+                    container = Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+                }
+            }
+            Some(()) => {}
+            None => return Watch::Died(container),
+        }
+    }
+}
+
+/// Fills `buf` from `rx`; `None` at EOF or on an error.
+fn read_full(rx: BorrowedFd<'_>, buf: &mut [u8]) -> Option<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(rx, &mut buf[got..]) {
+            Err(Errno::EINTR) => {}
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+    }
+    Some(())
+}
+
+/// SIGKILLs the process behind `pidfd` and waits (at most 10 s) until it has exited; a
+/// container's first process exits only once every process of its PID namespace is gone.
+fn kill_and_wait(pidfd: BorrowedFd<'_>) {
+    // SAFETY: pidfd_send_signal on a pidfd we hold, without siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16));
+}
+
 impl Guardian {
+    /// Announces the container's first process: if crabcan dies, the guardian kills it and
+    /// waits for it before cleaning up.
+    pub fn watch(&self, container: Pid) {
+        if let Some(tx) = &self.tx {
+            let mut msg = [b'p'; 5];
+            msg[1..].copy_from_slice(&container.as_raw().to_ne_bytes());
+            let _ = nix::unistd::write(tx, &msg);
+        }
+    }
+
     /// Tells the guardian all is well (crabcan cleaned up itself); reaps it if it is gone
     /// already (otherwise it ends on its own and the process that inherits it reaps it).
     pub fn dismiss(mut self) {

@@ -251,7 +251,7 @@ impl Container {
     }
 
     /// Lets the child set up and exec, handing it `mounts` (the idmapped clones its mount
-    /// plan needs, from `crabcan_mounts::open_idmapped`); returns once it has exec'd, or
+    /// plan needs, from `crabcan_mounts::handover`); returns once it has exec'd, or
     /// its setup error.
     pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
         let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
@@ -441,7 +441,7 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
     // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
     unsafe { libc::close(parent_end) };
-    let trees = wait_for_go(chan, crabcan_mounts::idmapped_count(&spec.mounts))?;
+    let trees = wait_for_go(chan, crabcan_mounts::handover_count(&spec.mounts))?;
     // The id maps are written now. Until this process takes the container's root ids it
     // still carries crabcan's host ids, which the map need not contain (--userns-base), and
     // files it creates (mount points on the /dev tmpfs) would have no owner there.

@@ -117,7 +117,14 @@ pub fn run(cfg: Config) -> Result<i32> {
                 Some(d) => log::debug!("device rules applied on {}", d.path().display()),
                 None => log::debug!("devices: no device controller on this host"),
             }
-            let r = start_and_wait(&spec, &mask, cgroup.as_ref(), devices.as_ref());
+            let r = start_and_wait(
+                &spec,
+                &mask,
+                cgroup.as_ref(),
+                devices.as_ref(),
+                prepared.root(),
+                guardian.as_ref(),
+            );
             (devices, r)
         }
         Err(e) => (None, Err(e)),
@@ -168,23 +175,35 @@ fn start_and_wait(
     mask: &nix::sys::signal::SigSet,
     cgroup: Option<&crabcan_cgroups::Cgroup>,
     devices: Option<&crabcan_cgroups::DeviceConfinement>,
+    root: Option<std::os::fd::BorrowedFd<'_>>,
+    guardian: Option<&crabcan_child::Guardian>,
 ) -> Result<i32> {
     let mut child = crabcan_child::spawn(spec, mask)?;
     log::debug!("container process {} cloned", child.pid());
+    if let Some(g) = guardian {
+        // Should crabcan die, the guardian kills the container and waits for it before it
+        // gives its id range back.
+        g.watch(child.pid());
+    }
     child.write_id_maps(&spec.idmap)?;
     log::debug!(
         "id maps written: uid_map '{}', gid_map '{}'",
         spec.idmap.uid_map().trim(),
         spec.idmap.gid_map().trim()
     );
-    let idmapped = if crabcan_mounts::idmapped_count(&spec.mounts) > 0 {
-        let userns = child.userns()?;
-        let trees = crabcan_mounts::open_idmapped(&spec.mounts, std::os::fd::AsFd::as_fd(&userns))?;
-        log::debug!("{} idmapped mounts made", trees.len());
-        trees
+    // The root as opened once by prepare, and the idmapped clones (made here: they need
+    // privilege over the host's filesystems, which the container's process lacks).
+    let userns = if crabcan_mounts::needs_idmap(&spec.mounts) {
+        Some(child.userns()?)
     } else {
-        Vec::new()
+        None
     };
+    let handed = crabcan_mounts::handover(
+        &spec.mounts,
+        root,
+        userns.as_ref().map(std::os::fd::AsFd::as_fd),
+    )?;
+    log::debug!("{} mount descriptors handed over", handed.len());
     if let Some(cg) = cgroup {
         cg.add_process(child.pid().as_raw())?;
         log::debug!("container process placed in {}", cg.path().display());
@@ -192,7 +211,7 @@ fn start_and_wait(
     if let Some(d) = devices {
         d.add_process(child.pid().as_raw())?;
     }
-    child.release(idmapped)?;
+    child.release(handed)?;
     log::debug!("container running {:?}", spec.argv);
     let code = child.wait()?;
     log::debug!("container exited with {code}");

@@ -249,8 +249,17 @@ fn root_only_host_files_are_unreadable_inside_without_a_list() {
 }
 
 /// Starts crabcan with `args`, stdout piped, and waits for the line `ready`.
-fn start_until_ready(bin: &Path, args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut child = Command::new(bin)
+fn start_until_ready(
+    bin: &Path,
+    args: &[&str],
+    uid: Option<u32>,
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut cmd = Command::new(bin);
+    if let Some(u) = uid {
+        std::os::unix::process::CommandExt::uid(&mut cmd, u);
+        std::os::unix::process::CommandExt::gid(&mut cmd, u);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -284,51 +293,64 @@ fn kill_all(marker: &str) {
 #[test]
 fn the_container_dies_with_crabcan_even_when_it_clears_its_parent_death_signal() {
     require_root();
-    let marker = format!("crabcan-pdeath-{}", std::process::id());
-    let script = format!("sleep 1000 & echo ready; wait; : {marker}");
+    // (crabcan's own flags, run as uid, whether the container must die with crabcan)
+    let cases: [(&[&str], Option<u32>, bool); 4] = [
+        // The init is PID 1: its death ends the PID namespace.
+        (&[], None, true),
+        (&[], Some(65534), true),
+        // Without the init, root's crabcan has a guardian (for its id range), which kills
+        // the container before it gives the range back.
+        (&["--no-init"], None, true),
+        // An ordinary user's crabcan without the init has none of that: the command, PID 1
+        // with its parent-death signal cleared, survives. The init is what closes this.
+        (&["--no-init"], Some(65534), false),
+    ];
     let root = rootfs();
     let r = root.to_string_lossy();
-    let clear = ["crabcan-probe", "no-pdeathsig", "/bin/sh", "-c", &script];
-    let mut args = vec!["run", "-m", &r, "--"];
-    args.extend(clear);
-    let (mut child, _out) = start_until_ready(&crabcan_bin(), &args);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
-    let _ = child.wait();
-    let t = Instant::now();
-    while !processes_with(&marker).is_empty() && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(2));
+    for (i, (flags, uid, dies)) in cases.into_iter().enumerate() {
+        let marker = format!("crabcan-pdeath-{}-{i}", std::process::id());
+        let script = format!("sleep 1000 & echo ready; wait; : {marker}");
+        let mut args = vec!["run", "-m", &r];
+        args.extend_from_slice(flags);
+        args.extend([
+            "--",
+            "crabcan-probe",
+            "no-pdeathsig",
+            "/bin/sh",
+            "-c",
+            &script,
+        ]);
+        let (mut child, _out) = start_until_ready(&crabcan_bin(), &args, uid);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        let t = Instant::now();
+        let limit = Duration::from_millis(if dies { 5000 } else { 300 });
+        while !processes_with(&marker).is_empty() && t.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let took = t.elapsed();
+        let left = processes_with(&marker);
+        kill_all(&marker);
+        if dies {
+            assert!(
+                left.is_empty(),
+                "{flags:?} as {uid:?}: the container outlived crabcan"
+            );
+            assert!(
+                took < Duration::from_millis(100),
+                "{flags:?} as {uid:?}: the container took {took:?} to die"
+            );
+        } else {
+            assert!(
+                !left.is_empty(),
+                "{flags:?} as {uid:?}: expected to outlive crabcan"
+            );
+        }
     }
-    let took = t.elapsed();
-    let left = processes_with(&marker);
-    kill_all(&marker);
-    assert!(left.is_empty(), "the container outlived crabcan: {left:?}");
-    assert!(
-        took < Duration::from_millis(100),
-        "the container took {took:?} to die"
-    );
-
-    // Without the init the command is PID 1 and, its parent-death signal cleared, survives:
-    // the init is what closes this.
-    let mut noinit = vec!["run", "-m", &r, "--no-init", "--"];
-    noinit.extend(clear);
-    let (mut child, _out) = start_until_ready(&crabcan_bin(), &noinit);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
-    let _ = child.wait();
-    std::thread::sleep(Duration::from_millis(200));
-    let survived = !processes_with(&marker).is_empty();
-    kill_all(&marker);
-    assert!(
-        survived,
-        "with --no-init the command should have outlived crabcan"
-    );
 }
 
 /// Whether `bin` is a dynamically linked ELF (names a program interpreter).
@@ -405,7 +427,7 @@ fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
         "--",
         "/entry",
     ];
-    let (mut child, mut out) = start_until_ready(&copy, &args);
+    let (mut child, mut out) = start_until_ready(&copy, &args, None);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::SIGKILL,
@@ -625,4 +647,30 @@ fn the_id_range_record_is_removed_after_a_root_run() {
     assert_ok(&o);
     let rec = range_record(&stdout(&o));
     assert!(!rec.exists(), "{} left behind", rec.display());
+}
+
+#[test]
+fn an_idmapped_root_is_named_by_its_real_path() {
+    // Whoever can change a symlink on the root's path could otherwise point it, idmapped so
+    // that container root owns its files, at any host directory.
+    require_root();
+    let dir = Scratch::new("hostile-realpath");
+    let root = image(&dir);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let l = link.to_string_lossy();
+    let o = run_bounded(&["run", "-m", &l, "--", "/bin/sh", "-c", "echo ran"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("symlink") && stderr(&o).contains(&*l),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "");
+    // Without an idmap the root may be reached through a symlink: it is resolved once.
+    let o = run_bounded(&[
+        "run", "-m", &l, "--userns", "host", "--", "/bin/sh", "-c", "echo ran",
+    ]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "ran\n");
 }

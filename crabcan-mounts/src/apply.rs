@@ -36,6 +36,8 @@ struct State<'p> {
     given: Vec<Option<OwnedFd>>,
     /// The idmapped root made by the parent.
     given_root: Option<OwnedFd>,
+    /// The directory root as opened once by the parent.
+    pinned_root: Option<OwnedFd>,
     /// The roots of the fresh `/proc` and `/sys` (or the bound host `/sys`) by mount point.
     bases: Vec<(&'static str, OwnedFd)>,
 }
@@ -47,7 +49,7 @@ enum Slot {
     Source(usize),
 }
 
-/// The idmapped clones `plan` needs, in the order [`open_idmapped`] returns them.
+/// The idmapped clones `plan` needs, in the order [`handover`] returns them.
 fn idmap_slots(plan: &MountPlan) -> Vec<Slot> {
     let mut slots: Vec<Slot> = plan
         .sources
@@ -66,52 +68,119 @@ fn idmap_slots(plan: &MountPlan) -> Vec<Slot> {
     slots
 }
 
-/// How many idmapped clones `plan` needs from [`open_idmapped`].
-pub fn idmapped_count(plan: &MountPlan) -> usize {
-    idmap_slots(plan).len()
+/// How many descriptors `plan` needs from [`handover`]: the pinned directory root, then
+/// the idmapped clones.
+pub fn handover_count(plan: &MountPlan) -> usize {
+    usize::from(matches!(plan.root, Root::Dir(_))) + idmap_slots(plan).len()
 }
 
-/// Host side: makes the idmapped clones `plan` asks for (the root when
-/// [`crate::MountConfig::idmap_root`], and binds with `idmap`), through the id map of the
-/// user namespace `userns` (the container's, once its maps are written). Needs privilege
-/// over the host's filesystems (root), which the container's process lacks; pass the
-/// result to [`apply_with`] in that process (e.g. over a unix socket).
-pub fn open_idmapped(plan: &MountPlan, userns: BorrowedFd<'_>) -> Result<Vec<OwnedFd>> {
-    idmap_slots(plan)
-        .into_iter()
-        .map(|slot| {
-            let (path, read_only) = match slot {
-                Slot::Root => match (&plan.root, root_read_only(plan)) {
-                    (Root::Dir(d), ro) => (d.as_path(), ro),
-                    (Root::Scratch, _) => {
-                        return Err(Errcode::setup("mount plan idmaps a scratch root"));
-                    }
-                },
-                Slot::Source(i) => {
-                    let s = plan.sources.get(i).ok_or_else(|| {
-                        Errcode::setup(format!("mount plan names a missing source #{i}"))
-                    })?;
-                    (s.path.as_path(), s.read_only)
-                }
-            };
-            let what = || format!("make an idmapped bind of {}", path.display());
-            let tree = sys::open_tree(path, true, true).sys_ctx(what)?;
-            let mut set = sys::ATTR_NODEV;
-            if read_only {
-                set |= sys::ATTR_RDONLY;
-            }
-            sys::mount_setattr_idmap(tree.as_fd(), set, userns, true)
-                .sys_ctx(what)
-                .map_err(|e| match e.errno() {
-                    Some(Errno::EINVAL) => e.with_hint(
-                        "its filesystem cannot be idmapped; --userns host runs without \
-                         an id map (container root is then host root)",
-                    ),
-                    _ => e,
-                })?;
-            Ok(tree)
+/// Whether `plan` has idmapped mounts, so [`handover`] needs the container's user namespace.
+pub fn needs_idmap(plan: &MountPlan) -> bool {
+    !idmap_slots(plan).is_empty()
+}
+
+/// Opens a directory root once. An idmapped root must be named by its real path: whoever
+/// can change a symlink on that path could point the container's root, whose files
+/// container root then owns, at any host directory.
+pub(crate) fn open_root_dir(plan: &MountPlan) -> Result<Option<OwnedFd>> {
+    let Root::Dir(dir) = &plan.root else {
+        return Ok(None);
+    };
+    let idmapped = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::RootFromDir { idmap: true, .. }));
+    sys::open_pinned(dir, true, idmapped)
+        .map(Some)
+        .map_err(|e| match e {
+            Errno::ELOOP => Errcode::setup(format!(
+                "refusing the container's root {}: a component of its path is a symlink, \
+                 and an idmapped root must be named by its real path",
+                dir.display()
+            ))
+            .with_hint("give the path without symlinks (realpath), or run with --userns host"),
+            e => Errcode::sys(format!("open the container's root {}", dir.display()), e),
         })
-        .collect()
+}
+
+/// Host side: what the container's process needs from outside its mount namespace, in the
+/// order [`apply_with`] takes it: the directory root `root` as opened once (by
+/// [`crate::prepare`]; opened here when `None`), then the idmapped clones the plan asks for
+/// (the root when [`crate::MountConfig::idmap_root`], and binds with `idmap`), made through
+/// the id map of the user namespace `userns` (the container's, once its maps are written).
+/// Idmapping needs privilege over the host's filesystems (root), which the container's
+/// process lacks; send the result to it (e.g. over a unix socket).
+pub fn handover(
+    plan: &MountPlan,
+    root: Option<BorrowedFd<'_>>,
+    userns: Option<BorrowedFd<'_>>,
+) -> Result<Vec<OwnedFd>> {
+    let mut out = Vec::with_capacity(handover_count(plan));
+    let pinned = match (&plan.root, root) {
+        (Root::Dir(_), Some(fd)) => Some(
+            fd.try_clone_to_owned()
+                .sys_ctx(|| "duplicate the container's root descriptor")?,
+        ),
+        (Root::Dir(_), None) => open_root_dir(plan)?,
+        (Root::Scratch, _) => None,
+    };
+    for slot in idmap_slots(plan) {
+        let userns = userns.ok_or_else(|| {
+            Errcode::setup("the mount plan has idmapped mounts but no user namespace was given")
+        })?;
+        let (tree, read_only, what) = match slot {
+            Slot::Root => {
+                let fd = pinned
+                    .as_ref()
+                    .ok_or_else(|| Errcode::setup("mount plan idmaps a scratch root"))?;
+                let what = format!("make an idmapped bind of the root {}", dir_of(plan));
+                let tree = sys::open_tree_fd(fd.as_fd(), true).sys_ctx(|| what.clone())?;
+                (tree, root_read_only(plan), what)
+            }
+            Slot::Source(i) => {
+                let s = plan.sources.get(i).ok_or_else(|| {
+                    Errcode::setup(format!("mount plan names a missing source #{i}"))
+                })?;
+                let what = format!("make an idmapped bind of {}", s.path.display());
+                // As for the root: by its real path only.
+                let at = sys::open_pinned(&s.path, false, true)
+                    .sys_ctx(|| what.clone())
+                    .map_err(|e| match e.errno() {
+                        Some(Errno::ELOOP) => e.with_hint(
+                            "an idmapped bind's source must be named without symlinks (realpath)",
+                        ),
+                        _ => e,
+                    })?;
+                let tree = sys::open_tree_fd(at.as_fd(), true).sys_ctx(|| what.clone())?;
+                (tree, s.read_only, what)
+            }
+        };
+        let mut set = sys::ATTR_NODEV;
+        if read_only {
+            set |= sys::ATTR_RDONLY;
+        }
+        sys::mount_setattr_idmap(tree.as_fd(), set, userns, true)
+            .sys_ctx(|| what)
+            .map_err(|e| match e.errno() {
+                Some(Errno::EINVAL) => e.with_hint(
+                    "its filesystem cannot be idmapped; --userns host runs without \
+                     an id map (container root is then host root)",
+                ),
+                _ => e,
+            })?;
+        out.push(tree);
+    }
+    if let Some(p) = pinned {
+        out.insert(0, p);
+    }
+    Ok(out)
+}
+
+fn dir_of(plan: &MountPlan) -> String {
+    match &plan.root {
+        Root::Dir(d) => d.display().to_string(),
+        Root::Scratch => "(scratch)".into(),
+    }
 }
 
 fn root_read_only(plan: &MountPlan) -> bool {
@@ -128,24 +197,29 @@ fn root_read_only(plan: &MountPlan) -> bool {
 
 /// Applies `plan`: must run in a process with its own mount namespace (and, for the
 /// `/proc` and `/sys` mounts, its own PID and network namespaces). Ends with the process's
-/// root and working directory at the new root; the host's root is detached.
+/// root and working directory at the new root; the host's root is detached. A plan with
+/// idmapped mounts needs [`handover`] from a privileged process and [`apply_with`].
 pub fn apply(plan: &MountPlan) -> Result<()> {
-    apply_with(plan, Vec::new())
+    apply_with(plan, handover(plan, None, None)?)
 }
 
-/// [`apply`] for a plan with idmapped clones: `idmapped` is what [`open_idmapped`] made.
-pub fn apply_with(plan: &MountPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
-    let slots = idmap_slots(plan);
-    if slots.len() != idmapped.len() {
+/// [`apply`] with what [`handover`] made (the pinned root, then the idmapped clones).
+pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
+    if handed.len() != handover_count(plan) {
         return Err(Errcode::setup(format!(
-            "mount plan needs {} idmapped mounts, {} were given",
-            slots.len(),
-            idmapped.len()
+            "mount plan needs {} handed-over descriptors, {} were given",
+            handover_count(plan),
+            handed.len()
         )));
     }
+    let mut handed = handed.into_iter();
+    let pinned_root = match plan.root {
+        Root::Dir(_) => handed.next(),
+        Root::Scratch => None,
+    };
     let mut given: Vec<Option<OwnedFd>> = (0..plan.sources.len()).map(|_| None).collect();
     let mut given_root = None;
-    for (slot, fd) in slots.into_iter().zip(idmapped) {
+    for (slot, fd) in idmap_slots(plan).into_iter().zip(handed) {
         match slot {
             Slot::Root => given_root = Some(fd),
             Slot::Source(i) => given[i] = Some(fd),
@@ -161,6 +235,7 @@ pub fn apply_with(plan: &MountPlan, idmapped: Vec<OwnedFd>) -> Result<()> {
         root: None,
         given,
         given_root,
+        pinned_root,
         bases: Vec::new(),
     };
     let r = plan.steps.iter().try_for_each(|s| st.step(s));
@@ -253,6 +328,24 @@ impl<'p> State<'p> {
                 idmap,
             } => {
                 let what = || format!("bind {} as the container's root", dir.display());
+                // The directory as the parent opened it once (in the host's mount
+                // namespace, so it cannot be a mount target here): the name is looked up
+                // again in this namespace, and must lead to that very directory.
+                let pinned = self
+                    .pinned_root
+                    .take()
+                    .ok_or_else(|| Errcode::setup("no descriptor of the container's root"))?;
+                let at = sys::open_pinned(dir, true, *idmap).sys_ctx(what)?;
+                let swapped = || {
+                    Errcode::setup(format!(
+                        "refusing the container's root {}: it is not the directory crabcan \
+                         opened at start (a component of its path was replaced meanwhile)",
+                        dir.display()
+                    ))
+                };
+                if !sys::same_inode(at.as_fd(), pinned.as_fd()).sys_ctx(what)? {
+                    return Err(swapped());
+                }
                 let tree = match (self.given_root.take(), idmap) {
                     (Some(t), _) => t,
                     (None, true) => {
@@ -262,7 +355,7 @@ impl<'p> State<'p> {
                         )));
                     }
                     (None, false) => {
-                        let tree = sys::open_tree(dir, true, true).sys_ctx(what)?;
+                        let tree = sys::open_tree_fd(at.as_fd(), true).sys_ctx(what)?;
                         // Device nodes shipped in an image must not open; read-only when
                         // asked. Recursive, so that mounts below the root directory are
                         // covered too.
@@ -275,9 +368,12 @@ impl<'p> State<'p> {
                         tree
                     }
                 };
-                let at = open_dir(dir).sys_ctx(what)?;
+                if !sys::same_inode(tree.as_fd(), pinned.as_fd()).sys_ctx(what)? {
+                    return Err(swapped());
+                }
                 sys::move_mount(tree.as_fd(), at.as_fd()).sys_ctx(what)?;
-                self.root = Some(open_dir(dir).sys_ctx(what)?);
+                // The attached tree's own descriptor is the new root.
+                self.root = Some(tree);
                 Ok(())
             }
             Step::RootScratch { size } => {

@@ -24,7 +24,7 @@ mod plan;
 mod prepare;
 mod sys;
 
-pub use apply::{apply, apply_with, idmapped_count, open_idmapped};
+pub use apply::{apply, apply_with, handover, handover_count, needs_idmap};
 pub use plan::{
     BindMount, DEFAULT_SCRATCH_SIZE, DEVICES, Fs, MASKED_PATHS, MountConfig, MountPlan,
     READONLY_PATHS, Root, SCRATCH_HOST_DIRS, SCRATCH_MASKED_PATHS, Source, Step, Sysfs,

@@ -29,12 +29,12 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
             created: Vec::new(),
         });
     };
-    let root = nix::fcntl::open(
-        dir.as_path(),
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .sys_ctx(|| format!("open the container's root {}", dir.display()))?;
+    let Some(root) = crate::apply::open_root_dir(plan)? else {
+        return Err(Errcode::setup(format!(
+            "cannot open the container's root {}",
+            dir.display()
+        )));
+    };
     let mut prepared = Prepared {
         root: None,
         created: Vec::new(),
@@ -173,6 +173,12 @@ fn check_nested_binds(plan: &MountPlan) -> Result<()> {
 }
 
 impl Prepared {
+    /// The directory root as opened once for the whole run (symlinks refused): hand it to
+    /// [`crate::handover`] so that every later step uses this very directory.
+    pub fn root(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.root.as_ref().map(AsFd::as_fd)
+    }
+
     /// The paths (inside the root) that were created, in creation order.
     pub fn created(&self) -> impl Iterator<Item = &Path> {
         self.created.iter().map(|(p, _)| p.as_path())

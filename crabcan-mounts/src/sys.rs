@@ -178,6 +178,23 @@ fn open_resolved(
     nix::fcntl::openat2(root, rel, how)
 }
 
+/// Opens the host path `path` (absolute) once as `O_PATH`, so that this one resolution pins
+/// what every later step uses (a path component swapped for a symlink between two lookups
+/// could otherwise point a mount elsewhere on the host); with `no_symlinks`, any symlink on
+/// the way is refused (`ELOOP`).
+pub fn open_pinned(path: &Path, dir: bool, no_symlinks: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    if dir {
+        flags |= OFlag::O_DIRECTORY;
+    }
+    let mut resolve = ResolveFlag::RESOLVE_NO_MAGICLINKS;
+    if no_symlinks {
+        resolve |= ResolveFlag::RESOLVE_NO_SYMLINKS;
+    }
+    let how = OpenHow::new().flags(flags).resolve(resolve);
+    nix::fcntl::openat2(nix::fcntl::AT_FDCWD, path, how)
+}
+
 /// Whether two open files are the same inode (for "this target is the root itself").
 pub fn same_inode(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<bool, Errno> {
     let (x, y) = (nix::sys::stat::fstat(a)?, nix::sys::stat::fstat(b)?);
