@@ -103,7 +103,9 @@ fn libseccomp(profile: &Value) -> Reference {
 
 /// Argument values at and around every constant of the profile.
 fn interesting_values(profile: &profile::Profile) -> Vec<u64> {
-    let mut set = BTreeSet::from([0u64, 1, u64::MAX, u64::from(u32::MAX), 1 << 32]);
+    let mut set = BTreeSet::from([u64::MAX, u64::from(u32::MAX), 1 << 32]);
+    // The call codes of x86's socketcall and ipc multiplexers, and the numbers just past.
+    set.extend(0..=32);
     for r in &profile.syscalls {
         for c in &r.args {
             for v in [
@@ -180,7 +182,10 @@ fn same(ours: &[BpfInsn], theirs: &[BpfInsn], d: &SeccompData, what: &str) {
     let a = interp::run(ours, d).unwrap_or_else(|e| panic!("{what}: ours fails: {e} on {d:x?}"));
     let b = interp::run(theirs, d)
         .unwrap_or_else(|e| panic!("{what}: libseccomp's fails: {e} on {d:x?}"));
-    assert_eq!(a, b, "{what}: ours {a:#x}, libseccomp {b:#x} on {d:x?}");
+    assert_eq!(
+        a, b,
+        "{what}: ours {a:#x}, libseccomp {b:#x} on (hex) {d:x?}"
+    );
 }
 
 /// Compares the two compilers on one profile; returns (inputs, our length, theirs).
@@ -203,12 +208,15 @@ fn differential(what: &str, json: &Value) -> (usize, usize, usize) {
         }
         s.into_iter().collect()
     };
-    let with_args: BTreeSet<&str> = parsed
+    // Argument sweeps for names with conditions, and for the multiplexers whose rules
+    // libseccomp derives from socket and IPC names.
+    let mut with_args: BTreeSet<&str> = parsed
         .syscalls
         .iter()
         .filter(|r| !r.args.is_empty())
         .flat_map(|r| r.names.iter().map(String::as_str))
         .collect();
+    with_args.extend(["socketcall", "ipc"]);
     let mut inputs = 0;
     let nrs = numbers(&reference);
     for &(arch, nr) in &nrs {
@@ -346,6 +354,8 @@ fn hand_made_profiles_match_libseccomp() {
         "x86_64-only.json",
         "x86-only.json",
         "socket-x86_64.json",
+        "x86-multiplexers.json",
+        "x86-multiplexer-args.json",
     ] {
         differential(name, &fixture(&format!("profiles/{name}")));
     }

@@ -1,7 +1,7 @@
 //! The committed syscall tables against the kernel headers they were generated from
 //! (`cargo xtask syscalls`), wherever the headers are installed (linux-libc-dev).
 
-use crabcan_security::profile::Arch;
+use crabcan_security::profile::{Arch, lookup, syscalls};
 
 const DIR: &str = "/usr/include/x86_64-linux-gnu/asm";
 
@@ -45,5 +45,27 @@ fn committed_tables_match_the_kernel_headers() {
             .map(|(n, nr)| (n.to_string(), *nr))
             .collect();
         assert_eq!(have, want, "{file}: run cargo xtask syscalls");
+    }
+}
+
+#[test]
+fn the_name_index_finds_every_entry_and_nothing_else() {
+    let mut names = std::collections::BTreeSet::new();
+    for arch in Arch::ALL {
+        for (name, nr) in arch.table() {
+            assert_eq!(arch.syscall_nr(name), Some(*nr), "{arch:?} {name}");
+            names.insert(*name);
+        }
+    }
+    assert_eq!(syscalls::NAMES.len(), names.len());
+    for (name, nrs) in syscalls::NAMES {
+        assert_eq!(lookup(name), Some(nrs), "{name}");
+        for arch in Arch::ALL {
+            let listed = arch.table().iter().find(|(n, _)| n == name).map(|e| e.1);
+            assert_eq!(nrs[arch.slot()], listed, "{arch:?} {name}");
+        }
+    }
+    for absent in ["", "no_such_call", "read ", "READ", "socketcall2", "send"] {
+        assert_eq!(lookup(absent), None, "{absent:?}");
     }
 }

@@ -1,11 +1,12 @@
 //! The compiler: a [`Profile`] to a classic BPF program.
 
-use std::collections::BTreeMap;
-
 use super::interp::{ALU_AND_K, JA, JEQ, JGE, JGT, LD_W_ABS, MAX_INSNS, RET};
 use super::sat::satisfiable;
-use super::{Action, Arch, Condition, Flag, Op, PResult, Profile, ProfileError, X32_SYSCALL_BIT};
+use super::{
+    Action, Arch, Condition, Flag, Op, PResult, Profile, ProfileError, X32_SYSCALL_BIT, lookup,
+};
 use crate::seccomp::BpfInsn;
+use std::borrow::Cow;
 
 /// The verdict for a call from an ABI the profile does not list.
 ///
@@ -57,17 +58,34 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
         p.architectures.clone()
     };
     let default = p.default_action.ret();
+    // One lookup per name gives its number on every ABI.
+    let mut named: Vec<Named<'_>> = Vec::with_capacity(512);
+    for (i, r) in p.syscalls.iter().enumerate() {
+        // A rule with the default action changes nothing; libseccomp refuses it, and
+        // runtimes drop it before it gets there.
+        if r.action == p.default_action {
+            continue;
+        }
+        for name in &r.names {
+            // `send` and `recv` exist only behind x86's socketcall: no number of their own.
+            const NOWHERE: [Option<u32>; 3] = [None; 3];
+            let nrs = lookup(name).or_else(|| multiplexed(name).map(|_| &NOWHERE));
+            if let Some(nrs) = nrs {
+                named.push((nrs, i, name));
+            }
+        }
+    }
     let mut out = vec![stmt(LD_W_ABS, OFF_ARCH)];
     let has = |a| arches.contains(&a);
     let mut groups = Vec::new();
     if has(Arch::X86_64) || has(Arch::X32) {
         let x64 = if has(Arch::X86_64) {
-            Some(tree(&leaves(p, Arch::X86_64)?, default)?)
+            Some(tree(leaves(p, &named, Arch::X86_64)?, default))
         } else {
             None
         };
         let x32 = if has(Arch::X32) {
-            Some(tree(&leaves(p, Arch::X32)?, default)?)
+            Some(tree(leaves(p, &named, Arch::X32)?, default))
         } else {
             None
         };
@@ -99,7 +117,7 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
     }
     if has(Arch::X86) {
         let mut g = vec![stmt(LD_W_ABS, OFF_NR)];
-        g.extend(tree(&leaves(p, Arch::X86)?, default)?);
+        g.extend(tree(leaves(p, &named, Arch::X86)?, default));
         groups.push((Arch::X86.audit_arch(), g));
     }
     for (audit, g) in groups {
@@ -137,6 +155,9 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> BpfInsn {
     BpfInsn { code, jt, jf, k }
 }
 
+/// A rule name found in the tables: its numbers, the rule's index, the name.
+type Named<'a> = (&'static [Option<u32>; 3], usize, &'a str);
+
 /// What the search ends in for one syscall number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Leaf {
@@ -144,67 +165,149 @@ enum Leaf {
     Block(Vec<BpfInsn>),
 }
 
-/// The leaf of every number that has rules on `arch`, after the overlap check.
-fn leaves(p: &Profile, arch: Arch) -> PResult<BTreeMap<u32, Leaf>> {
-    let default = p.default_action;
-    let mut by_nr: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (i, r) in p.syscalls.iter().enumerate() {
-        // A rule with the default action changes nothing; libseccomp refuses it, and
-        // runtimes drop it before it gets there.
-        if r.action == default {
-            continue;
+/// One rule as it applies to one syscall number on one ABI.
+struct Entry<'a> {
+    nr: u32,
+    origin: usize,
+    name: &'a str,
+    action: Action,
+    args: Cow<'a, [Condition]>,
+    /// Reached through a multiplexer (x86 `socketcall` or `ipc`), named here.
+    via: Option<&'static str>,
+}
+
+/// x86 reaches socket and System V IPC calls through a multiplexer whose first argument
+/// names the call. libseccomp adds a rule on the multiplexer for every such name, with
+/// the first argument fixed to the call's code (the rule's own conditions on the first
+/// argument give way; the others stay): do the same, so a refused `socket` cannot be
+/// reached through `socketcall`.
+fn multiplexed(name: &str) -> Option<(&'static str, u64)> {
+    let socketcall = |code| Some(("socketcall", code));
+    let ipc = |code| Some(("ipc", code));
+    match name {
+        "socket" => socketcall(1),
+        "bind" => socketcall(2),
+        "connect" => socketcall(3),
+        "listen" => socketcall(4),
+        "accept" => socketcall(5),
+        "getsockname" => socketcall(6),
+        "getpeername" => socketcall(7),
+        "socketpair" => socketcall(8),
+        "send" => socketcall(9),
+        "recv" => socketcall(10),
+        "sendto" => socketcall(11),
+        "recvfrom" => socketcall(12),
+        "shutdown" => socketcall(13),
+        "setsockopt" => socketcall(14),
+        "getsockopt" => socketcall(15),
+        "sendmsg" => socketcall(16),
+        "recvmsg" => socketcall(17),
+        "accept4" => socketcall(18),
+        "recvmmsg" => socketcall(19),
+        "sendmmsg" => socketcall(20),
+        "semop" => ipc(1),
+        "semget" => ipc(2),
+        "semctl" => ipc(3),
+        "semtimedop" => ipc(4),
+        "msgsnd" => ipc(11),
+        "msgrcv" => ipc(12),
+        "msgget" => ipc(13),
+        "msgctl" => ipc(14),
+        "shmat" => ipc(21),
+        "shmdt" => ipc(22),
+        "shmget" => ipc(23),
+        "shmctl" => ipc(24),
+        _ => None,
+    }
+}
+
+/// The leaf of every number that has rules on `arch`, sorted by number, after the
+/// overlap check.
+fn leaves(p: &Profile, named: &[Named<'_>], arch: Arch) -> PResult<Vec<(u32, Leaf)>> {
+    let mut entries: Vec<Entry<'_>> = Vec::with_capacity(named.len() + 8);
+    for &(nrs, origin, name) in named {
+        let rule = &p.syscalls[origin];
+        if let Some(nr) = nrs[arch.slot()] {
+            entries.push(Entry {
+                nr,
+                origin,
+                name,
+                action: rule.action,
+                args: Cow::Borrowed(&rule.args),
+                via: None,
+            });
         }
-        for name in &r.names {
-            if let Some(nr) = arch.syscall_nr(name) {
-                let rules = by_nr.entry(nr).or_default();
-                if rules.last() != Some(&i) {
-                    rules.push(i);
-                }
-            }
+        if arch == Arch::X86
+            && let Some((mux, code)) = multiplexed(name)
+            && let Some(nr) = arch.syscall_nr(mux)
+        {
+            let mut args = vec![Condition {
+                index: 0,
+                op: Op::Eq,
+                value: code,
+                value_two: 0,
+            }];
+            args.extend(rule.args.iter().filter(|c| c.index != 0));
+            entries.push(Entry {
+                nr,
+                origin,
+                name,
+                action: rule.action,
+                args: Cow::Owned(args),
+                via: Some(mux),
+            });
         }
     }
-    let mut out = BTreeMap::new();
-    for (nr, rules) in by_nr {
+    entries.sort_by_key(|e| (e.nr, e.origin));
+    let mut out = Vec::new();
+    for group in entries.chunk_by(|a, b| a.nr == b.nr) {
         // An unconditional rule decides alone, the first one if several: libseccomp keeps
         // the first and treats conditional rules as covered by it. Engines' shipped
         // profiles rely on this (an allow list, then the same name refused).
-        if let Some(&i) = rules.iter().find(|&&i| p.syscalls[i].args.is_empty()) {
-            out.insert(nr, Leaf::Ret(p.syscalls[i].action.ret()));
+        if let Some(e) = group.iter().find(|e| e.args.is_empty()) {
+            out.push((e.nr, Leaf::Ret(e.action.ret())));
             continue;
         }
-        for (k, &j) in rules.iter().enumerate() {
-            for &i in &rules[..k] {
-                let (a, b) = (&p.syscalls[i], &p.syscalls[j]);
+        for (k, b) in group.iter().enumerate() {
+            for a in &group[..k] {
                 if a.action == b.action {
                     continue;
                 }
-                let both: Vec<&Condition> = a.args.iter().chain(&b.args).collect();
+                let both: Vec<&Condition> = a.args.iter().chain(b.args.iter()).collect();
                 if satisfiable(&both, arch.is_64bit()) {
-                    let name = b
-                        .names
-                        .iter()
-                        .find(|n| arch.syscall_nr(n) == Some(nr))
-                        .map_or("", String::as_str);
-                    let width = if arch.is_64bit() {
-                        ""
-                    } else {
-                        " (arguments compare as their low 32 bits there)"
-                    };
-                    return Err(ProfileError::new(
-                        format!("syscalls[{j}]"),
-                        format!(
-                            "the rule for {name:?} can match the same call as syscalls[{i}] \
-                             on {}{width}, with a different action",
-                            arch.name()
-                        ),
-                    ));
+                    return Err(overlap(a, b, arch));
                 }
             }
         }
-        let leaf = Leaf::Block(rules_block(p, &rules, arch)?);
-        out.insert(nr, leaf);
+        out.push((group[0].nr, Leaf::Block(rules_block(p, group, arch)?)));
     }
     Ok(out)
+}
+
+fn overlap(a: &Entry<'_>, b: &Entry<'_>, arch: Arch) -> ProfileError {
+    let via = |e: &Entry<'_>| e.via.map_or(String::new(), |m| format!(" (through {m})"));
+    let width = if arch.is_64bit() {
+        ""
+    } else {
+        " (arguments compare as their low 32 bits there)"
+    };
+    let same = if a.origin == b.origin {
+        "itself".to_string()
+    } else {
+        format!("syscalls[{}]", a.origin)
+    };
+    ProfileError::new(
+        format!("syscalls[{}]", b.origin),
+        format!(
+            "the rule for {:?}{} can match the same call as {same} for {:?}{} on {}{width}, \
+             with a different action",
+            b.name,
+            via(b),
+            a.name,
+            via(a),
+            arch.name()
+        ),
+    )
 }
 
 /// Where a condition's jump goes.
@@ -333,10 +436,10 @@ fn masked_half(k: &mut Cond, off: u32, m: u32, d: u32, last: bool) {
 }
 
 /// The rules of one syscall (all conditional), ORed, then the default action.
-fn rules_block(p: &Profile, rules: &[usize], arch: Arch) -> PResult<Vec<BpfInsn>> {
+fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Vec<BpfInsn>> {
     let mut out = Vec::new();
-    for &i in rules {
-        let r = &p.syscalls[i];
+    for r in rules {
+        let i = r.origin;
         // Lay out the conditions first to know where Fail (after the return) lands.
         let conds: Vec<Cond> = r.args.iter().map(|c| cond_code(c, arch)).collect();
         let body: usize = conds.iter().map(|c| c.code.len()).sum();
@@ -372,59 +475,164 @@ fn rules_block(p: &Profile, rules: &[usize], arch: Arch) -> PResult<Vec<BpfInsn>
     Ok(out)
 }
 
-/// A binary search on the syscall number (in A) over every number, ending in leaves.
-fn tree(leaves: &BTreeMap<u32, Leaf>, default: u32) -> PResult<Vec<BpfInsn>> {
+/// A run of syscall numbers `start..=end` with one leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    start: u32,
+    end: u32,
+    leaf: LeafRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeafRef {
+    Ret(u32),
+    /// Index into the blocks.
+    Block(usize),
+}
+
+/// A search on the syscall number (in A) over every number, ending in leaves.
+fn tree(leaves: Vec<(u32, Leaf)>, default: u32) -> Vec<BpfInsn> {
     // Contiguous ranges covering 0..=u32::MAX; equal returns merge.
-    let mut ranges: Vec<(u32, Leaf)> = Vec::with_capacity(2 * leaves.len() + 1);
-    let push = |start: u32, leaf: Leaf, ranges: &mut Vec<(u32, Leaf)>| {
-        let merge =
-            matches!((ranges.last(), &leaf), (Some((_, Leaf::Ret(a))), Leaf::Ret(b)) if a == b);
-        if !merge {
-            ranges.push((start, leaf));
-        }
+    let mut ranges: Vec<Range> = Vec::with_capacity(2 * leaves.len() + 1);
+    let mut blocks = Vec::new();
+    let mut push = |start: u32, end: u32, leaf: LeafRef| match ranges.last_mut() {
+        Some(r) if matches!(leaf, LeafRef::Ret(_)) && r.leaf == leaf => r.end = end,
+        _ => ranges.push(Range { start, end, leaf }),
     };
     let mut next: Option<u32> = Some(0);
-    for (&nr, leaf) in leaves {
+    for (nr, leaf) in leaves {
         if let Some(n) = next
             && n < nr
         {
-            push(n, Leaf::Ret(default), &mut ranges);
+            push(n, nr - 1, LeafRef::Ret(default));
         }
-        push(nr, leaf.clone(), &mut ranges);
+        let leaf = match leaf {
+            Leaf::Ret(r) => LeafRef::Ret(r),
+            Leaf::Block(b) => {
+                blocks.push(b);
+                LeafRef::Block(blocks.len() - 1)
+            }
+        };
+        push(nr, nr, leaf);
         next = nr.checked_add(1);
     }
     if let Some(n) = next {
-        push(n, Leaf::Ret(default), &mut ranges);
+        push(n, u32::MAX, LeafRef::Ret(default));
     }
     let mut out = Vec::new();
-    emit_tree(&ranges, &mut out);
-    Ok(out)
+    emit(&ranges, &blocks, &mut out);
+    out
+}
+
+/// Subranges this short are also tried as a list of comparisons.
+const CHAIN_MAX: usize = 48;
+
+/// Emits the shorter of a binary search and a list of comparisons (where one fits).
+fn emit(ranges: &[Range], blocks: &[Vec<BpfInsn>], out: &mut Vec<BpfInsn>) {
+    if let [r] = ranges {
+        match r.leaf {
+            LeafRef::Ret(v) => out.push(stmt(RET, v)),
+            LeafRef::Block(b) => out.extend_from_slice(&blocks[b]),
+        }
+        return;
+    }
+    if ranges.len() <= CHAIN_MAX {
+        let mut t = Vec::new();
+        emit_tree(ranges, blocks, &mut t);
+        match chain(ranges, blocks) {
+            Some(c) if c.len() < t.len() => out.extend(c),
+            _ => out.extend(t),
+        }
+    } else {
+        emit_tree(ranges, blocks, out);
+    }
 }
 
 /// Each node is `jge pivot`: the lower half follows it, the upper half after that; every
 /// path ends in a return, so nothing jumps back.
-fn emit_tree(ranges: &[(u32, Leaf)], out: &mut Vec<BpfInsn>) {
-    match ranges {
-        [] => out.push(stmt(RET, super::ret::KILL_THREAD)),
-        [(_, Leaf::Ret(r))] => out.push(stmt(RET, *r)),
-        [(_, Leaf::Block(b))] => out.extend_from_slice(b),
-        _ => {
-            let mid = ranges.len() / 2;
-            let node = out.len();
-            out.push(jump(JGE, ranges[mid].0, 0, 0));
-            let start = out.len();
-            emit_tree(&ranges[..mid], out);
-            let left = out.len() - start;
-            match u8::try_from(left) {
-                Ok(jt) => out[node].jt = jt,
-                Err(_) => {
-                    // Conditional offsets are 8 bits: hop over the lower half with `ja`.
-                    out.insert(start, stmt(JA, len_u32(left)));
-                    out[node].jt = 0;
-                    out[node].jf = 1;
-                }
-            }
-            emit_tree(&ranges[mid..], out);
+fn emit_tree(ranges: &[Range], blocks: &[Vec<BpfInsn>], out: &mut Vec<BpfInsn>) {
+    let mid = ranges.len() / 2;
+    let node = out.len();
+    out.push(jump(JGE, ranges[mid].start, 0, 0));
+    let start = out.len();
+    emit(&ranges[..mid], blocks, out);
+    let left = out.len() - start;
+    match u8::try_from(left) {
+        Ok(jt) => out[node].jt = jt,
+        Err(_) => {
+            // Conditional offsets are 8 bits: hop over the lower half with `ja`.
+            out.insert(start, stmt(JA, len_u32(left)));
+            out[node].jt = 0;
+            out[node].jf = 1;
         }
     }
+    emit(&ranges[mid..], blocks, out);
+}
+
+/// The ranges as comparisons in a row, falling through to the most common return, with
+/// the other returns and the blocks after it; `None` if a jump would be too long.
+fn chain(ranges: &[Range], blocks: &[Vec<BpfInsn>]) -> Option<Vec<BpfInsn>> {
+    let (lo, hi) = (ranges[0].start, ranges[ranges.len() - 1].end);
+    let mut counts: Vec<(u32, usize)> = Vec::new();
+    for r in ranges {
+        if let LeafRef::Ret(v) = r.leaf {
+            match counts.iter_mut().find(|(x, _)| *x == v) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((v, 1)),
+            }
+        }
+    }
+    let fall = counts.iter().max_by_key(|(_, n)| *n).map(|(v, _)| *v)?;
+    // Targets after the fall-through return: other returns, then blocks, each once.
+    let mut targets: Vec<LeafRef> = Vec::new();
+    for r in ranges {
+        if r.leaf != LeafRef::Ret(fall) && !targets.contains(&r.leaf) {
+            targets.push(r.leaf);
+        }
+    }
+    // (instruction, index of its target in `targets` for jt or jf)
+    let mut tests: Vec<(BpfInsn, Option<usize>, Option<usize>)> = Vec::new();
+    for r in ranges {
+        if r.leaf == LeafRef::Ret(fall) {
+            continue;
+        }
+        let t = targets.iter().position(|x| *x == r.leaf);
+        match (r.start == lo, r.end == hi) {
+            (true, true) => return None,
+            _ if r.start == r.end => tests.push((jump(JEQ, r.start, 0, 0), t, None)),
+            (true, false) => tests.push((jump(JGT, r.end, 0, 0), None, t)),
+            (false, true) => tests.push((jump(JGE, r.start, 0, 0), t, None)),
+            (false, false) => {
+                tests.push((jump(JGT, r.end, 1, 0), None, None));
+                tests.push((jump(JGE, r.start, 0, 0), t, None));
+            }
+        }
+    }
+    let mut at = tests.len() + 1;
+    let mut starts = Vec::with_capacity(targets.len());
+    for t in &targets {
+        starts.push(at);
+        at += match *t {
+            LeafRef::Ret(_) => 1,
+            LeafRef::Block(b) => blocks[b].len(),
+        };
+    }
+    let mut out = Vec::with_capacity(at);
+    for (pc, (mut ins, jt, jf)) in tests.into_iter().enumerate() {
+        if let Some(t) = jt {
+            ins.jt = u8::try_from(starts[t] - pc - 1).ok()?;
+        }
+        if let Some(t) = jf {
+            ins.jf = u8::try_from(starts[t] - pc - 1).ok()?;
+        }
+        out.push(ins);
+    }
+    out.push(stmt(RET, fall));
+    for t in targets {
+        match t {
+            LeafRef::Ret(v) => out.push(stmt(RET, v)),
+            LeafRef::Block(b) => out.extend_from_slice(&blocks[b]),
+        }
+    }
+    Some(out)
 }

@@ -105,10 +105,16 @@ impl Arch {
 
     /// The number of `name` on this ABI (x32 numbers include the x32 bit).
     pub fn syscall_nr(self, name: &str) -> Option<u32> {
-        let t = self.table();
-        t.binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
-            .map(|i| t[i].1)
+        lookup(name).and_then(|nrs| nrs[self.slot()])
+    }
+
+    /// Position of this ABI in [`lookup`]'s answer.
+    pub fn slot(self) -> usize {
+        match self {
+            Arch::X86_64 => 0,
+            Arch::X86 => 1,
+            Arch::X32 => 2,
+        }
     }
 
     /// The profile spelling.
@@ -119,6 +125,25 @@ impl Arch {
             Arch::X32 => "SCMP_ARCH_X32",
         }
     }
+}
+
+/// The numbers of a syscall name on x86_64, x86 and x32 (see [`Arch::slot`]).
+pub fn lookup(name: &str) -> Option<&'static [Option<u32>; 3]> {
+    let mask = syscalls::INDEX.len() - 1;
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut slot = hash as usize & mask;
+    // The index is at most half full, so an empty slot ends every probe.
+    for _ in 0..=mask {
+        let i = syscalls::INDEX[slot];
+        let (n, nrs) = syscalls::NAMES.get(usize::from(i))?;
+        if *n == name {
+            return Some(nrs);
+        }
+        slot = (slot + 1) & mask;
+    }
+    None
 }
 
 /// What the filter does with a matching call.
