@@ -30,6 +30,7 @@
 mod compile;
 pub mod interp;
 mod sat;
+#[rustfmt::skip]
 pub mod syscalls;
 
 pub use compile::{Compiled, compile};
