@@ -337,16 +337,15 @@ impl Cond {
     fn jmp(&mut self, code: u16, k: u32, jt: To, jf: To) {
         self.code.push((jump(code, k, 0, 0), jt, jf));
     }
-    fn fail(&mut self) {
-        self.code.push((stmt(JA, 0), To::Fail, To::Fail));
-    }
 }
 
 /// One condition: falls through when it holds, jumps to Fail otherwise.
 fn cond_code(c: &Condition, arch: Arch) -> Cond {
     let mut k = Cond { code: Vec::new() };
     let (vh, vl) = ((c.value >> 32) as u32, c.value as u32);
-    let (wh, wl) = ((c.value_two >> 32) as u32, c.value_two as u32);
+    // Datum bits outside the mask do not count (libseccomp masks the datum).
+    let datum = c.value_two & c.value;
+    let (wh, wl) = ((datum >> 32) as u32, datum as u32);
     let (hi, lo) = (off_hi(c.index), off_lo(c.index));
     use To::{Fail, Next, Pass};
     if !arch.is_64bit() {
@@ -421,13 +420,12 @@ fn cond_code(c: &Condition, arch: Arch) -> Cond {
     k
 }
 
-/// `word & m == d` for one 32-bit half; `last` means success ends the condition.
+/// `word & m == d` for one 32-bit half (`d` within `m`); `last` means success ends the
+/// condition.
 fn masked_half(k: &mut Cond, off: u32, m: u32, d: u32, last: bool) {
     if m == 0 {
-        // Nothing to load: the half is 0 after the mask, whatever the argument.
-        if d != 0 {
-            k.fail();
-        }
+        // Nothing to compare: the half is 0 after the mask, and so is the datum; falling
+        // off the end of the condition is passing it.
         return;
     }
     k.load(off);

@@ -196,7 +196,8 @@ pub enum Op {
     Ge,
     /// `arg > value`.
     Gt,
-    /// `arg & value == valueTwo`.
+    /// `arg & value == valueTwo & value` (bits of valueTwo outside the mask do not count,
+    /// as libseccomp).
     MaskedEq,
 }
 
@@ -229,7 +230,7 @@ impl Condition {
             Op::Eq => a == v,
             Op::Ge => a >= v,
             Op::Gt => a > v,
-            Op::MaskedEq => a & v == w,
+            Op::MaskedEq => a & v == w & v,
         }
     }
 }

@@ -21,7 +21,7 @@ fn arg_satisfiable(conds: &[&Condition], max: u64) -> bool {
     let (mut mask, mut datum) = (0u64, 0u64);
     let mut excluded = Vec::new();
     for c in conds {
-        let (v, w) = (c.value & max, c.value_two & max);
+        let (v, w) = (c.value & max, c.value_two & c.value & max);
         match c.op {
             Op::Eq => {
                 lo = lo.max(v);
@@ -41,7 +41,7 @@ fn arg_satisfiable(conds: &[&Condition], max: u64) -> bool {
             }
             Op::Ge => lo = lo.max(v),
             Op::MaskedEq => {
-                if w & !v != 0 || (datum & v) != (w & mask) {
+                if (datum & v) != (w & mask) {
                     return false;
                 }
                 mask |= v;
@@ -128,8 +128,9 @@ mod tests {
         assert!(satisfiable(&[&m, &m2, &ne33], true), "0x133 and more");
         let m3 = c(0, Op::MaskedEq, u64::MAX, 0x33);
         assert!(!satisfiable(&[&m3, &ne33], true));
+        // Datum bits outside the mask do not count.
         let outside = c(0, Op::MaskedEq, 0x0f, 0x13);
-        assert!(!satisfiable(&[&outside], true));
+        assert!(satisfiable(&[&outside, &c(0, Op::Eq, 0x03, 0)], true));
         assert!(!satisfiable(&[&c(0, Op::Lt, 0, 0)], true));
         assert!(!satisfiable(&[&c(0, Op::Gt, u64::MAX, 0)], true));
         assert!(!satisfiable(

@@ -197,6 +197,50 @@ fn masked_eq_and_anded_conditions() {
 }
 
 #[test]
+fn masked_eq_ignores_datum_bits_outside_the_mask() {
+    let j = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
+        "syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":240,"valueTwo":19,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#;
+    assert_eq!(
+        verdict(j, AUDIT_ARCH_X86_64, READ, [0x1f, 0, 0, 0, 0, 0]),
+        EPERM_RET
+    );
+    assert_eq!(
+        verdict(j, AUDIT_ARCH_X86_64, READ, [0x23, 0, 0, 0, 0, 0]),
+        0x7fff_0000
+    );
+    assert_eq!(
+        verdict(j, AUDIT_ARCH_I386, X86_READ, [0x10, 0, 0, 0, 0, 0]),
+        EPERM_RET
+    );
+}
+
+#[test]
+fn x86_socket_rules_also_cover_socketcall() {
+    let j = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86"],"syscalls":[
+        {"names":["socket"],"action":"SCMP_ACT_ERRNO"},
+        {"names":["send"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{"index":2,"value":4,"op":"SCMP_CMP_EQ"}]}]}"#;
+    // socketcall(SYS_SOCKET, …) is socket(…); SYS_SEND is 9.
+    assert_eq!(
+        verdict(j, AUDIT_ARCH_I386, X86_SOCKETCALL, [1, 0, 0, 0, 0, 0]),
+        EPERM_RET
+    );
+    assert_eq!(
+        verdict(j, AUDIT_ARCH_I386, X86_SOCKETCALL, [2, 0, 0, 0, 0, 0]),
+        0x7fff_0000
+    );
+    assert_eq!(
+        verdict(j, AUDIT_ARCH_I386, X86_SOCKETCALL, [9, 0, 4, 0, 0, 0]),
+        0x0005_000d
+    );
+    assert_eq!(
+        verdict(j, AUDIT_ARCH_I386, X86_SOCKETCALL, [9, 0, 5, 0, 0, 0]),
+        0x7fff_0000
+    );
+    // The direct socket call (359) too.
+    assert_eq!(verdict(j, AUDIT_ARCH_I386, 359, [0; 6]), EPERM_RET);
+}
+
+#[test]
 fn unconditional_rules_win_the_first_one_first() {
     let j = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
         {"names":["read"],"action":"SCMP_ACT_ALLOW"},

@@ -2,8 +2,10 @@
 
 stdin: {"profile": <LinuxSeccomp>, "names": {"x86_64": [...], "x86": [...], "x32": [...]}}
 stdout: {"bpf": "<hex of the exported program>",
-         "known": {"x86_64": [names libseccomp knows on that ABI], ...},
-         "version": "<libseccomp version>"}
+         "known": {"x86_64": [names libseccomp knows on that ABI], ...}}
+
+With "profiles": [...] instead of "profile", compiles each and answers "results": a list
+of {"bpf": ...} or {"error": "..."} (libseccomp refused the profile) next to "known".
 """
 
 import json
@@ -46,9 +48,7 @@ OPS = {
 }
 
 
-def main():
-    req = json.load(sys.stdin)
-    prof = req["profile"]
+def compile_profile(prof):
     default = action(prof["defaultAction"], prof.get("defaultErrnoRet"))
     f = seccomp.SyscallFilter(default)
     arches = [ARCH[a] for a in prof.get("architectures") or []]
@@ -77,20 +77,40 @@ def main():
             try:
                 f.add_rule(act, name, *args)
             except RuntimeError as e:
-                sys.exit(f"libseccomp refuses the rule for {name!r} ({r}): {e}")
+                raise Refused(f"libseccomp refuses the rule for {name!r} ({r}): {e}")
     fd, path = tempfile.mkstemp()
     try:
         with os.fdopen(fd, "wb") as out:
             f.export_bpf(out)
         with open(path, "rb") as b:
-            bpf = b.read().hex()
+            return b.read().hex()
     finally:
         os.unlink(path)
+
+
+class Refused(Exception):
+    pass
+
+
+def main():
+    req = json.load(sys.stdin)
     known = {}
     for key, arch in TABLE_ARCH.items():
         known[key] = [n for n in req["names"][key] if seccomp.resolve_syscall(arch, n) >= 0]
-    api = seccomp.get_api()
-    print(json.dumps({"bpf": bpf, "known": known, "api": api}))
+    if "profiles" in req:
+        results = []
+        for prof in req["profiles"]:
+            try:
+                results.append({"bpf": compile_profile(prof)})
+            except Refused as e:
+                results.append({"error": str(e)})
+        print(json.dumps({"results": results, "known": known}))
+        return
+    try:
+        bpf = compile_profile(req["profile"])
+    except Refused as e:
+        sys.exit(str(e))
+    print(json.dumps({"bpf": bpf, "known": known}))
 
 
 main()
