@@ -162,7 +162,7 @@ type Named<'a> = (&'static [Option<u32>; 3], usize, &'a str);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Leaf {
     Ret(u32),
-    Block(Vec<BpfInsn>),
+    Block(Block),
 }
 
 /// One rule as it applies to one syscall number on one ABI.
@@ -433,44 +433,122 @@ fn masked_half(k: &mut Cond, off: u32, m: u32, d: u32, last: bool) {
     k.jmp(JEQ, d, if last { To::Pass } else { To::Next }, To::Fail);
 }
 
-/// The rules of one syscall (all conditional), ORed, then the default action.
-fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Vec<BpfInsn>> {
-    let mut out = Vec::new();
-    for r in rules {
-        let i = r.origin;
-        // Lay out the conditions first to know where Fail (after the return) lands.
-        let conds: Vec<Cond> = r.args.iter().map(|c| cond_code(c, arch)).collect();
-        let body: usize = conds.iter().map(|c| c.code.len()).sum();
-        let fail = out.len() + body + 1;
-        let too_long = || {
-            ProfileError::new(
-                format!("syscalls[{i}].args"),
-                "too many conditions in one rule (its code exceeds a jump's 255 instructions)",
-            )
-        };
-        for c in conds {
-            let start = out.len();
-            let pass = start + c.code.len();
-            for (n, (mut ins, jt, jf)) in c.code.into_iter().enumerate() {
-                let pc = start + n;
-                let target = |t: To| match t {
-                    To::Next => pc + 1,
-                    To::Pass => pass,
-                    To::Fail => fail,
-                };
-                if ins.code == JA {
-                    ins.k = len_u32(target(jt) - pc - 1);
-                } else if ins.code != LD_W_ABS && ins.code != ALU_AND_K {
-                    ins.jt = u8::try_from(target(jt) - pc - 1).map_err(|_| too_long())?;
-                    ins.jf = u8::try_from(target(jf) - pc - 1).map_err(|_| too_long())?;
+/// A jump target in a block: an instruction of the block, or a return of this value
+/// (placed where the block is laid out, shared with other code where it can be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tgt {
+    At(usize),
+    Ret(u32),
+}
+
+/// The rules of one syscall number, with symbolic returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Block {
+    code: Vec<(BpfInsn, Tgt, Tgt)>,
+}
+
+impl Block {
+    /// The return values the block jumps to, in order of first use.
+    fn rets(&self) -> Vec<u32> {
+        let mut v = Vec::new();
+        for &(_, jt, jf) in &self.code {
+            for t in [jt, jf] {
+                if let Tgt::Ret(r) = t
+                    && !v.contains(&r)
+                {
+                    v.push(r);
                 }
-                out.push(ins);
             }
         }
-        out.push(stmt(RET, r.action.ret()));
+        v
     }
-    out.push(stmt(RET, p.default_action.ret()));
-    Ok(out)
+
+    /// Appends the block as if it started at `base`; `ret_at` gives the index of a
+    /// `ret v` after it. `None` if a jump does not reach.
+    fn place(
+        &self,
+        base: usize,
+        ret_at: &dyn Fn(u32) -> usize,
+        out: &mut Vec<BpfInsn>,
+    ) -> Option<()> {
+        for (n, &(mut ins, jt, jf)) in self.code.iter().enumerate() {
+            let pc = base + n;
+            let target = |t: Tgt| match t {
+                Tgt::At(i) => base + i,
+                Tgt::Ret(v) => ret_at(v),
+            };
+            match ins.code {
+                LD_W_ABS | ALU_AND_K => {}
+                JA => ins.k = u32::try_from(target(jt).checked_sub(pc + 1)?).ok()?,
+                _ => {
+                    ins.jt = u8::try_from(target(jt).checked_sub(pc + 1)?).ok()?;
+                    ins.jf = u8::try_from(target(jf).checked_sub(pc + 1)?).ok()?;
+                }
+            }
+            out.push(ins);
+        }
+        Some(())
+    }
+
+    /// The block with its own returns after it.
+    fn inline(&self) -> Option<Vec<BpfInsn>> {
+        let rets = self.rets();
+        let len = self.code.len();
+        let mut out = Vec::with_capacity(len + rets.len());
+        let at = |v: u32| len + rets.iter().position(|r| *r == v).unwrap_or(0);
+        self.place(0, &at, &mut out)?;
+        out.extend(rets.iter().map(|&v| stmt(RET, v)));
+        Some(out)
+    }
+}
+
+/// The rules of one syscall (all conditional), ORed, then the default action.
+fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Block> {
+    let mut code: Vec<(BpfInsn, Tgt, Tgt)> = Vec::new();
+    let default = Tgt::Ret(p.default_action.ret());
+    for (k, r) in rules.iter().enumerate() {
+        let conds: Vec<Cond> = r.args.iter().map(|c| cond_code(c, arch)).collect();
+        let body: usize = conds.iter().map(|c| c.code.len()).sum();
+        let action = Tgt::Ret(r.action.ret());
+        let start = code.len();
+        // Each rule after the first starts where the one before fails.
+        let fail = if k + 1 == rules.len() {
+            default
+        } else {
+            Tgt::At(start + body.max(1))
+        };
+        if body == 0 {
+            // Conditions that always hold (a mask of 0): the rule matches every call.
+            code.push((stmt(JA, 0), action, action));
+            continue;
+        }
+        let end = start + body;
+        for c in conds {
+            let cstart = code.len();
+            let pass = cstart + c.code.len();
+            for (n, (ins, jt, jf)) in c.code.into_iter().enumerate() {
+                let pc = cstart + n;
+                let target = |t: To| {
+                    let at = match t {
+                        To::Next => pc + 1,
+                        To::Pass => pass,
+                        To::Fail => return fail,
+                    };
+                    if at == end { action } else { Tgt::At(at) }
+                };
+                code.push((ins, target(jt), target(jf)));
+            }
+        }
+    }
+    let block = Block { code };
+    if block.inline().is_none() {
+        let i = rules.first().map_or(0, |r| r.origin);
+        return Err(ProfileError::new(
+            format!("syscalls[{i}].args"),
+            "too many conditions for one syscall (a jump would exceed 255 instructions)",
+        ));
+    }
+    Ok(block)
 }
 
 /// A run of syscall numbers `start..=end` with one leaf.
@@ -526,11 +604,12 @@ fn tree(leaves: Vec<(u32, Leaf)>, default: u32) -> Vec<BpfInsn> {
 const CHAIN_MAX: usize = 48;
 
 /// Emits the shorter of a binary search and a list of comparisons (where one fits).
-fn emit(ranges: &[Range], blocks: &[Vec<BpfInsn>], out: &mut Vec<BpfInsn>) {
+fn emit(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
     if let [r] = ranges {
         match r.leaf {
             LeafRef::Ret(v) => out.push(stmt(RET, v)),
-            LeafRef::Block(b) => out.extend_from_slice(&blocks[b]),
+            // Checked to fit when the block was made.
+            LeafRef::Block(b) => out.extend(blocks[b].inline().unwrap_or_default()),
         }
         return;
     }
@@ -548,7 +627,7 @@ fn emit(ranges: &[Range], blocks: &[Vec<BpfInsn>], out: &mut Vec<BpfInsn>) {
 
 /// Each node is `jge pivot`: the lower half follows it, the upper half after that; every
 /// path ends in a return, so nothing jumps back.
-fn emit_tree(ranges: &[Range], blocks: &[Vec<BpfInsn>], out: &mut Vec<BpfInsn>) {
+fn emit_tree(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
     let mid = ranges.len() / 2;
     let node = out.len();
     out.push(jump(JGE, ranges[mid].start, 0, 0));
@@ -567,9 +646,19 @@ fn emit_tree(ranges: &[Range], blocks: &[Vec<BpfInsn>], out: &mut Vec<BpfInsn>) 
     emit(&ranges[mid..], blocks, out);
 }
 
-/// The ranges as comparisons in a row, falling through to the most common return, with
-/// the other returns and the blocks after it; `None` if a jump would be too long.
-fn chain(ranges: &[Range], blocks: &[Vec<BpfInsn>]) -> Option<Vec<BpfInsn>> {
+/// Where a comparison of a chain goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum S {
+    /// The next comparison (or, after the last, the fall-through return).
+    Next,
+    /// The one after the next.
+    Skip,
+    To(LeafRef),
+}
+
+/// The ranges as comparisons in a row, then the blocks, then every return once (the most
+/// common one where no comparison matches); `None` if a jump would be too long.
+fn chain(ranges: &[Range], blocks: &[Block]) -> Option<Vec<BpfInsn>> {
     let (lo, hi) = (ranges[0].start, ranges[ranges.len() - 1].end);
     let mut counts: Vec<(u32, usize)> = Vec::new();
     for r in ranges {
@@ -581,56 +670,62 @@ fn chain(ranges: &[Range], blocks: &[Vec<BpfInsn>]) -> Option<Vec<BpfInsn>> {
         }
     }
     let fall = counts.iter().max_by_key(|(_, n)| *n).map(|(v, _)| *v)?;
-    // Targets after the fall-through return: other returns, then blocks, each once.
-    let mut targets: Vec<LeafRef> = Vec::new();
-    for r in ranges {
-        if r.leaf != LeafRef::Ret(fall) && !targets.contains(&r.leaf) {
-            targets.push(r.leaf);
-        }
-    }
-    // (instruction, index of its target in `targets` for jt or jf)
-    let mut tests: Vec<(BpfInsn, Option<usize>, Option<usize>)> = Vec::new();
+    let mut tests: Vec<(BpfInsn, S, S)> = Vec::new();
+    let mut used: Vec<usize> = Vec::new();
+    let mut rets: Vec<u32> = vec![fall];
     for r in ranges {
         if r.leaf == LeafRef::Ret(fall) {
             continue;
         }
-        let t = targets.iter().position(|x| *x == r.leaf);
+        match r.leaf {
+            LeafRef::Block(b) if !used.contains(&b) => used.push(b),
+            LeafRef::Ret(v) if !rets.contains(&v) => rets.push(v),
+            _ => {}
+        }
+        let to = S::To(r.leaf);
         match (r.start == lo, r.end == hi) {
             (true, true) => return None,
-            _ if r.start == r.end => tests.push((jump(JEQ, r.start, 0, 0), t, None)),
-            (true, false) => tests.push((jump(JGT, r.end, 0, 0), None, t)),
-            (false, true) => tests.push((jump(JGE, r.start, 0, 0), t, None)),
+            _ if r.start == r.end => tests.push((jump(JEQ, r.start, 0, 0), to, S::Next)),
+            (true, false) => tests.push((jump(JGT, r.end, 0, 0), S::Next, to)),
+            (false, true) => tests.push((jump(JGE, r.start, 0, 0), to, S::Next)),
             (false, false) => {
-                tests.push((jump(JGT, r.end, 1, 0), None, None));
-                tests.push((jump(JGE, r.start, 0, 0), t, None));
+                tests.push((jump(JGT, r.end, 0, 0), S::Skip, S::Next));
+                tests.push((jump(JGE, r.start, 0, 0), to, S::Next));
             }
         }
     }
-    let mut at = tests.len() + 1;
-    let mut starts = Vec::with_capacity(targets.len());
-    for t in &targets {
-        starts.push(at);
-        at += match *t {
-            LeafRef::Ret(_) => 1,
-            LeafRef::Block(b) => blocks[b].len(),
-        };
+    for &b in &used {
+        for v in blocks[b].rets() {
+            if !rets.contains(&v) {
+                rets.push(v);
+            }
+        }
     }
-    let mut out = Vec::with_capacity(at);
-    for (pc, (mut ins, jt, jf)) in tests.into_iter().enumerate() {
-        if let Some(t) = jt {
-            ins.jt = u8::try_from(starts[t] - pc - 1).ok()?;
-        }
-        if let Some(t) = jf {
-            ins.jf = u8::try_from(starts[t] - pc - 1).ok()?;
-        }
+    let mut at = tests.len();
+    let mut starts = vec![0; blocks.len()];
+    for &b in &used {
+        starts[b] = at;
+        at += blocks[b].code.len();
+    }
+    let ret_base = at;
+    let ret_at = |v: u32| ret_base + rets.iter().position(|r| *r == v).unwrap_or(0);
+    let n = tests.len();
+    let mut out = Vec::with_capacity(ret_base + rets.len());
+    for (pc, &(mut ins, jt, jf)) in tests.iter().enumerate() {
+        let target = |s: S| match s {
+            S::Next if pc + 1 < n => pc + 1,
+            S::Skip if pc + 2 < n => pc + 2,
+            S::Next | S::Skip => ret_at(fall),
+            S::To(LeafRef::Ret(v)) => ret_at(v),
+            S::To(LeafRef::Block(b)) => starts[b],
+        };
+        ins.jt = u8::try_from(target(jt) - pc - 1).ok()?;
+        ins.jf = u8::try_from(target(jf) - pc - 1).ok()?;
         out.push(ins);
     }
-    out.push(stmt(RET, fall));
-    for t in targets {
-        match t {
-            LeafRef::Ret(v) => out.push(stmt(RET, v)),
-            LeafRef::Block(b) => out.extend_from_slice(&blocks[b]),
-        }
+    for &b in &used {
+        blocks[b].place(starts[b], &ret_at, &mut out)?;
     }
+    out.extend(rets.iter().map(|&v| stmt(RET, v)));
     Some(out)
 }
