@@ -490,6 +490,71 @@ impl Block {
         Some(())
     }
 
+    /// Drops loads of a word A already holds on every path that reaches them (rules on
+    /// the same argument, one after another).
+    fn drop_reloads(mut self) -> Block {
+        let n = self.code.len();
+        // What A holds before each instruction: None = not reached yet; Some(None) =
+        // unknown; Some(Some(k)) = the word at offset k. Jumps only go forward, so every
+        // predecessor of an instruction comes before it.
+        let mut state: Vec<Option<Option<u32>>> = vec![None; n];
+        if n > 0 {
+            state[0] = Some(None);
+        }
+        let mut keep = vec![true; n];
+        for i in 0..n {
+            let Some(a) = state[i] else { continue };
+            let (ins, jt, jf) = self.code[i];
+            if ins.code == LD_W_ABS && a == Some(ins.k) {
+                keep[i] = false;
+            }
+            let after = match ins.code {
+                LD_W_ABS => Some(ins.k),
+                ALU_AND_K => None,
+                _ => a,
+            };
+            let mut flow = |t: usize| {
+                if t < n {
+                    state[t] = Some(match state[t] {
+                        None => after,
+                        Some(x) if x == after => x,
+                        Some(_) => None,
+                    });
+                }
+            };
+            match ins.code {
+                LD_W_ABS | ALU_AND_K => flow(i + 1),
+                _ => {
+                    for t in [jt, jf] {
+                        if let Tgt::At(t) = t {
+                            flow(t);
+                        }
+                    }
+                }
+            }
+        }
+        // A dropped load's jumps land on the instruction after it.
+        let mut new_index = Vec::with_capacity(n + 1);
+        let mut kept = 0;
+        for &k in &keep {
+            new_index.push(kept);
+            kept += usize::from(k);
+        }
+        new_index.push(kept);
+        let remap = |t: Tgt| match t {
+            Tgt::At(i) => Tgt::At(new_index[i]),
+            r => r,
+        };
+        self.code = self
+            .code
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(&(ins, jt, jf), _)| (ins, remap(jt), remap(jf)))
+            .collect();
+        self
+    }
+
     /// The block with its own returns after it.
     fn inline(&self) -> Option<Vec<BpfInsn>> {
         let rets = self.rets();
@@ -540,7 +605,7 @@ fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Block> {
             }
         }
     }
-    let block = Block { code };
+    let block = Block { code }.drop_reloads();
     if block.inline().is_none() {
         let i = rules.first().map_or(0, |r| r.origin);
         return Err(ProfileError::new(
