@@ -75,38 +75,42 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
             }
         }
     }
-    let mut out = vec![stmt(LD_W_ABS, OFF_ARCH)];
     let has = |a| arches.contains(&a);
-    let mut groups = Vec::new();
+    let tree_for = |a: Arch| -> PResult<Option<Vec<BpfInsn>>> {
+        if has(a) {
+            Ok(Some(tree(leaves(p, &named, a)?, default)))
+        } else {
+            Ok(None)
+        }
+    };
+    // Each group: its AUDIT_ARCH value, its code, and (in the first group) the
+    // instructions whose false branch goes to the bad-arch return at the very end.
+    let mut groups: Vec<(u32, Vec<BpfInsn>)> = Vec::new();
+    let mut bad_arch_jumps: Vec<usize> = Vec::new();
     if has(Arch::X86_64) || has(Arch::X32) {
-        let x64 = if has(Arch::X86_64) {
-            Some(tree(leaves(p, &named, Arch::X86_64)?, default))
-        } else {
-            None
-        };
-        let x32 = if has(Arch::X32) {
-            Some(tree(leaves(p, &named, Arch::X32)?, default))
-        } else {
-            None
-        };
         let mut g = vec![stmt(LD_W_ABS, OFF_NR)];
-        match (x64, x32) {
+        match (tree_for(Arch::X86_64)?, tree_for(Arch::X32)?) {
             (Some(t64), None) => {
                 // x32 numbers are not x86_64 calls: the bad-arch action, but for -1,
                 // which a tracer sets to skip a call.
-                g.push(jump(JGE, X32_SYSCALL_BIT, 0, 2));
-                g.push(jump(JEQ, u32::MAX, 1, 0));
-                g.push(stmt(RET, BAD_ARCH_ACTION.ret()));
+                g.push(jump(JGE, X32_SYSCALL_BIT, 0, 1));
+                g.push(jump(JEQ, u32::MAX, 0, 0));
+                bad_arch_jumps.push(g.len() - 1);
                 g.extend(t64);
             }
             (None, Some(t32)) => {
-                g.push(jump(JGE, X32_SYSCALL_BIT, 1, 0));
-                g.push(stmt(RET, BAD_ARCH_ACTION.ret()));
+                g.push(jump(JGE, X32_SYSCALL_BIT, 0, 0));
+                bad_arch_jumps.push(g.len() - 1);
                 g.extend(t32);
             }
             (Some(t64), Some(t32)) => {
-                g.push(jump(JGE, X32_SYSCALL_BIT, 0, 1));
-                g.push(stmt(JA, len_u32(t64.len())));
+                match u8::try_from(t64.len()) {
+                    Ok(skip) => g.push(jump(JGE, X32_SYSCALL_BIT, skip, 0)),
+                    Err(_) => {
+                        g.push(jump(JGE, X32_SYSCALL_BIT, 0, 1));
+                        g.push(stmt(JA, len_u32(t64.len())));
+                    }
+                }
                 g.extend(t64);
                 g.extend(t32);
             }
@@ -115,11 +119,41 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
         }
         groups.push((Arch::X86_64.audit_arch(), g));
     }
-    if has(Arch::X86) {
+    if let Some(t) = tree_for(Arch::X86)? {
         let mut g = vec![stmt(LD_W_ABS, OFF_NR)];
-        g.extend(tree(leaves(p, &named, Arch::X86)?, default));
+        g.extend(t);
         groups.push((Arch::X86.audit_arch(), g));
     }
+    let dispatch_len = |g: &[BpfInsn]| if u8::try_from(g.len()).is_ok() { 1 } else { 2 };
+    let later: usize = groups
+        .iter()
+        .skip(1)
+        .map(|(_, g)| dispatch_len(g) + g.len())
+        .sum();
+    if let Some((_, g)) = groups.first_mut()
+        && !bad_arch_jumps.is_empty()
+    {
+        let distance = |g: &[BpfInsn], at: usize| g.len() - at - 1 + later;
+        if bad_arch_jumps
+            .iter()
+            .all(|&at| u8::try_from(distance(g, at)).is_ok())
+        {
+            for &at in &bad_arch_jumps {
+                g[at].jf = distance(g, at) as u8;
+            }
+        } else {
+            // Too far: a return of its own right after the jump, the tree one further.
+            for &at in bad_arch_jumps.iter().rev() {
+                g.insert(at + 1, stmt(RET, BAD_ARCH_ACTION.ret()));
+                g[at].jt = 1;
+                if at == 2 {
+                    // x86_64 only: `jge` skips the `jeq` and now the return too.
+                    g[1].jf = 2;
+                }
+            }
+        }
+    }
+    let mut out = vec![stmt(LD_W_ABS, OFF_ARCH)];
     for (audit, g) in groups {
         match u8::try_from(g.len()) {
             Ok(skip) => out.push(jump(JEQ, audit, 0, skip)),

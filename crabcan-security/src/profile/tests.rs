@@ -297,3 +297,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn far_bad_arch_jumps_get_a_return_of_their_own() {
+    // Hundreds of distinct verdicts make the x86_64 search far longer than a jump reaches.
+    let rules: Vec<String> = Arch::X86_64
+        .table()
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| {
+            format!(
+                r#"{{"names":["{n}"],"action":"SCMP_ACT_ERRNO","errnoRet":{}}}"#,
+                i + 2
+            )
+        })
+        .collect();
+    for arches in [
+        r#""SCMP_ARCH_X86_64","SCMP_ARCH_X86""#,
+        r#""SCMP_ARCH_X86_64""#,
+    ] {
+        let j = format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","architectures":[{arches}],"syscalls":[{}]}}"#,
+            rules.join(",")
+        );
+        let c = compile(&parse(&j).unwrap()).unwrap();
+        assert!(c.instructions.len() > 300);
+        validate(&c.instructions).unwrap();
+        let v = |nr| run(&c.instructions, &data(AUDIT_ARCH_X86_64, nr, [0; 6])).unwrap();
+        assert_eq!(v(0x4000_0000), 0, "x32 read: bad arch");
+        assert_eq!(v(0x4000_1234), 0);
+        assert_eq!(v(u32::MAX), 0x7fff_0000, "-1: the default");
+        assert_eq!(v(2000), 0x7fff_0000, "unassigned: the default");
+    }
+    let j = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X32","SCMP_ARCH_X86"],"syscalls":[{}]}}"#,
+        rules.join(",")
+    );
+    let c = compile(&parse(&j).unwrap()).unwrap();
+    validate(&c.instructions).unwrap();
+    let v = |nr| run(&c.instructions, &data(AUDIT_ARCH_X86_64, nr, [0; 6])).unwrap();
+    assert_eq!(v(READ), 0, "x86_64 read on an x32 filter: bad arch");
+    assert_eq!(v(u32::MAX), 0x7fff_0000);
+}
