@@ -700,7 +700,7 @@ fn tree(leaves: Vec<(u32, Leaf)>, default: u32) -> Vec<BpfInsn> {
 }
 
 /// Subranges this short are also tried as a list of comparisons.
-const CHAIN_MAX: usize = 48;
+const CHAIN_MAX: usize = 160;
 
 /// Emits the shorter of a binary search and a list of comparisons (where one fits).
 fn emit(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
