@@ -479,6 +479,10 @@ enum Tgt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Block {
     code: Vec<(BpfInsn, Tgt, Tgt)>,
+    /// Where each unit's code ends, and the return values of its actions.
+    ends: Vec<(usize, Vec<u32>)>,
+    /// The return value when no rule matches.
+    default: u32,
 }
 
 impl Block {
@@ -512,7 +516,7 @@ impl Block {
                 Tgt::Ret(v) => ret_at(v),
             };
             match ins.code {
-                LD_W_ABS | ALU_AND_K => {}
+                LD_W_ABS | ALU_AND_K | RET => {}
                 JA => ins.k = u32::try_from(target(jt).checked_sub(pc + 1)?).ok()?,
                 _ => {
                     ins.jt = u8::try_from(target(jt).checked_sub(pc + 1)?).ok()?;
@@ -586,11 +590,73 @@ impl Block {
             .filter(|(_, k)| **k)
             .map(|(&(ins, jt, jf), _)| (ins, remap(jt), remap(jf)))
             .collect();
+        for e in &mut self.ends {
+            e.0 = new_index[e.0];
+        }
         self
     }
 
-    /// The block with its own returns after it.
+    /// The block with each rule's return right after it and the default return last:
+    /// every jump stays within a rule, however many rules there are.
+    fn inline_local(&self) -> Option<Vec<BpfInsn>> {
+        let n = self.code.len();
+        let mut map = vec![0usize; n + 1];
+        let mut owner = vec![0usize; n];
+        // Index of the first local return of each unit.
+        let mut unit_rets = Vec::with_capacity(self.ends.len());
+        let mut at = 0;
+        let mut start = 0;
+        for (k, (end, rets)) in self.ends.iter().enumerate() {
+            for i in start..*end {
+                map[i] = at;
+                owner[i] = k;
+                at += 1;
+            }
+            unit_rets.push(at);
+            at += rets.len();
+            start = *end;
+        }
+        map[n] = at;
+        let final_ret = at;
+        let mut out = Vec::with_capacity(at + 1);
+        let mut first = 0;
+        for (end, rets) in &self.ends {
+            for i in first..*end {
+                let (mut ins, jt, jf) = self.code[i];
+                let pc = map[i];
+                let unit = owner[i];
+                let target = |t: Tgt| match t {
+                    Tgt::At(j) => map[j],
+                    Tgt::Ret(v) => self.ends[unit]
+                        .1
+                        .iter()
+                        .position(|r| *r == v)
+                        .map_or(final_ret, |x| unit_rets[unit] + x),
+                };
+                match ins.code {
+                    LD_W_ABS | ALU_AND_K | RET => {}
+                    JA => ins.k = u32::try_from(target(jt).checked_sub(pc + 1)?).ok()?,
+                    _ => {
+                        ins.jt = u8::try_from(target(jt).checked_sub(pc + 1)?).ok()?;
+                        ins.jf = u8::try_from(target(jf).checked_sub(pc + 1)?).ok()?;
+                    }
+                }
+                out.push(ins);
+            }
+            out.extend(rets.iter().map(|&v| stmt(RET, v)));
+            first = *end;
+        }
+        out.push(stmt(RET, self.default));
+        Some(out)
+    }
+
+    /// The block with its own returns after it, shared where jumps reach them, one after
+    /// each rule otherwise.
     fn inline(&self) -> Option<Vec<BpfInsn>> {
+        self.inline_pooled().or_else(|| self.inline_local())
+    }
+
+    fn inline_pooled(&self) -> Option<Vec<BpfInsn>> {
         let rets = self.rets();
         let len = self.code.len();
         let mut out = Vec::with_capacity(len + rets.len());
@@ -601,45 +667,129 @@ impl Block {
     }
 }
 
-/// The rules of one syscall (all conditional), ORed, then the default action.
+/// A piece of a block: one rule, or rules that each compare one argument for equality
+/// with values sharing their high half (one load of each half for all of them).
+enum Unit<'e, 'a> {
+    Rule(&'e Entry<'a>),
+    Eqs {
+        index: u8,
+        hi: u32,
+        /// (low half, return value)
+        items: Vec<(u32, u32)>,
+    },
+}
+
+/// Values one comparison row of a block holds at most, so its jumps stay in reach.
+const EQS_MAX: usize = 64;
+
+/// The rules of one syscall (all conditional), ORed, then the default action. Their order
+/// does not matter: rules that can match the same call have the same action.
 fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Block> {
-    let mut code: Vec<(BpfInsn, Tgt, Tgt)> = Vec::new();
-    let default = Tgt::Ret(p.default_action.ret());
-    for (k, r) in rules.iter().enumerate() {
-        let conds: Vec<Cond> = r.args.iter().map(|c| cond_code(c, arch)).collect();
-        let body: usize = conds.iter().map(|c| c.code.len()).sum();
-        let action = Tgt::Ret(r.action.ret());
-        let start = code.len();
-        // Each rule after the first starts where the one before fails.
-        let fail = if k + 1 == rules.len() {
-            default
-        } else {
-            Tgt::At(start + body.max(1))
-        };
-        if body == 0 {
-            // Conditions that always hold (a mask of 0): the rule matches every call.
-            code.push((stmt(JA, 0), action, action));
-            continue;
-        }
-        let end = start + body;
-        for c in conds {
-            let cstart = code.len();
-            let pass = cstart + c.code.len();
-            for (n, (ins, jt, jf)) in c.code.into_iter().enumerate() {
-                let pc = cstart + n;
-                let target = |t: To| {
-                    let at = match t {
-                        To::Next => pc + 1,
-                        To::Pass => pass,
-                        To::Fail => return fail,
-                    };
-                    if at == end { action } else { Tgt::At(at) }
+    let mut units: Vec<Unit<'_, '_>> = Vec::new();
+    let mut generic = Vec::new();
+    for r in rules {
+        match r.args.as_ref() {
+            [c] if c.op == Op::Eq => {
+                let hi = if arch.is_64bit() {
+                    (c.value >> 32) as u32
+                } else {
+                    0
                 };
-                code.push((ins, target(jt), target(jf)));
+                let item = (c.value as u32, r.action.ret());
+                let row = units.iter_mut().find(|u| {
+                    matches!(u, Unit::Eqs { index, hi: h, items }
+                        if *index == c.index && *h == hi && items.len() < EQS_MAX)
+                });
+                match row {
+                    Some(Unit::Eqs { items, .. }) => items.push(item),
+                    _ => units.push(Unit::Eqs {
+                        index: c.index,
+                        hi,
+                        items: vec![item],
+                    }),
+                }
+            }
+            _ => generic.push(Unit::Rule(r)),
+        }
+    }
+    units.extend(generic);
+    let mut code: Vec<(BpfInsn, Tgt, Tgt)> = Vec::new();
+    let mut ends = Vec::with_capacity(units.len());
+    let default = Tgt::Ret(p.default_action.ret());
+    let count = units.len();
+    for (k, unit) in units.into_iter().enumerate() {
+        let start = code.len();
+        match unit {
+            Unit::Eqs { index, hi, items } => {
+                let len = if arch.is_64bit() { 2 } else { 0 } + 1 + items.len();
+                let fail = if k + 1 == count {
+                    default
+                } else {
+                    Tgt::At(start + len)
+                };
+                if arch.is_64bit() {
+                    code.push((stmt(LD_W_ABS, off_hi(index)), Tgt::At(0), Tgt::At(0)));
+                    code.push((jump(JEQ, hi, 0, 0), Tgt::At(start + 2), fail));
+                }
+                code.push((stmt(LD_W_ABS, off_lo(index)), Tgt::At(0), Tgt::At(0)));
+                let n = items.len();
+                let mut rets = Vec::new();
+                for (i, (lo, ret)) in items.into_iter().enumerate() {
+                    let miss = if i + 1 == n {
+                        fail
+                    } else {
+                        Tgt::At(code.len() + 1)
+                    };
+                    code.push((jump(JEQ, lo, 0, 0), Tgt::Ret(ret), miss));
+                    if !rets.contains(&ret) {
+                        rets.push(ret);
+                    }
+                }
+                ends.push((code.len(), rets));
+            }
+            Unit::Rule(r) => {
+                let conds: Vec<Cond> = r.args.iter().map(|c| cond_code(c, arch)).collect();
+                let body: usize = conds.iter().map(|c| c.code.len()).sum();
+                let action = Tgt::Ret(r.action.ret());
+                // Each unit after the first starts where the one before fails.
+                let fail = if k + 1 == count {
+                    default
+                } else {
+                    Tgt::At(start + body.max(1))
+                };
+                if body == 0 {
+                    // Conditions that always hold (a mask of 0): the rule matches every call.
+                    code.push((stmt(JA, 0), action, action));
+                    ends.push((code.len(), vec![r.action.ret()]));
+                    continue;
+                }
+                let end = start + body;
+                for c in conds {
+                    let cstart = code.len();
+                    let pass = cstart + c.code.len();
+                    for (n, (ins, jt, jf)) in c.code.into_iter().enumerate() {
+                        let pc = cstart + n;
+                        let target = |t: To| {
+                            let at = match t {
+                                To::Next => pc + 1,
+                                To::Pass => pass,
+                                To::Fail => return fail,
+                            };
+                            if at == end { action } else { Tgt::At(at) }
+                        };
+                        code.push((ins, target(jt), target(jf)));
+                    }
+                }
+                ends.push((code.len(), vec![r.action.ret()]));
             }
         }
     }
-    let block = Block { code }.drop_reloads();
+    let block = Block {
+        code,
+        ends,
+        default: p.default_action.ret(),
+    }
+    .drop_reloads();
     if block.inline().is_none() {
         let i = rules.first().map_or(0, |r| r.origin);
         return Err(ProfileError::new(

@@ -339,3 +339,30 @@ fn far_bad_arch_jumps_get_a_return_of_their_own() {
     assert_eq!(v(READ), 0, "x86_64 read on an x32 filter: bad arch");
     assert_eq!(v(u32::MAX), 0x7fff_0000);
 }
+
+#[test]
+fn many_rules_for_one_syscall_keep_their_jumps_in_reach() {
+    let rules: Vec<String> = (1..=90)
+        .map(|i| {
+            format!(
+                r#"{{"names":["ioctl"],"action":"SCMP_ACT_ERRNO","errnoRet":{i},
+                   "args":[{{"index":1,"value":255,"valueTwo":{i},"op":"SCMP_CMP_MASKED_EQ"}}]}}"#
+            )
+        })
+        .collect();
+    let j = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],"syscalls":[{}]}}"#,
+        rules.join(",")
+    );
+    let c = compile(&parse(&j).unwrap()).unwrap();
+    validate(&c.instructions).unwrap();
+    let v = |arch, nr, a1| run(&c.instructions, &data(arch, nr, [0, a1, 0, 0, 0, 0])).unwrap();
+    const IOCTL: u32 = 16;
+    const X86_IOCTL: u32 = 54;
+    assert_eq!(v(AUDIT_ARCH_X86_64, IOCTL, 1), 0x0005_0001);
+    assert_eq!(v(AUDIT_ARCH_X86_64, IOCTL, 0x1_0000_0f5a), 0x0005_005a);
+    assert_eq!(v(AUDIT_ARCH_X86_64, IOCTL, 91), 0x7fff_0000);
+    assert_eq!(v(AUDIT_ARCH_X86_64, IOCTL, 0), 0x7fff_0000);
+    assert_eq!(v(AUDIT_ARCH_I386, X86_IOCTL, 0x145), 0x0005_0045);
+    assert_eq!(v(AUDIT_ARCH_I386, X86_IOCTL, 0x100), 0x7fff_0000);
+}
