@@ -10,7 +10,7 @@ use crabcan_security::profile;
 fn engine_default_profile_compile_time() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/containers-common-seccomp.json"
+        "/tests/fixtures/engine-default-seccomp.json"
     );
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");

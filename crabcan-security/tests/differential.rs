@@ -355,15 +355,25 @@ pub fn engine_profile(shipped: &Value) -> Value {
 
 #[test]
 fn engine_default_profile_matches_libseccomp() {
-    let p = engine_profile(&fixture("containers-common-seccomp.json"));
+    let p = engine_profile(&fixture("engine-default-seccomp.json"));
     differential("engine default profile", &p);
 }
 
 #[test]
 fn engine_default_profile_native_arch_only_matches_libseccomp() {
-    let mut p = engine_profile(&fixture("containers-common-seccomp.json"));
+    let mut p = engine_profile(&fixture("engine-default-seccomp.json"));
     p["architectures"] = json!([]);
     differential("engine default profile, x86_64 only", &p);
+}
+
+#[test]
+fn engine_shipped_profile_with_every_rule_matches_libseccomp() {
+    // Every rule at once (the includes and excludes are unknown keys here): the allow list
+    // and the rules that refuse some of the same names without a capability. The first
+    // unconditional rule for a name decides, in both compilers.
+    let mut p = fixture("engine-default-seccomp.json");
+    p["architectures"] = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    differential("engine shipped profile, every rule", &p);
 }
 
 #[test]

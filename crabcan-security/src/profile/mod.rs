@@ -12,10 +12,18 @@
 //! ```
 //!
 //! The semantics follow libseccomp, so a profile behaves as it does under other runtimes:
-//! arguments are compared as 64-bit values on x86_64 and as their low 32 bits on x86 and
-//! x32; a name unknown on an architecture is skipped there; a rule whose action is the
-//! default action is dropped; an x86_64-only filter refuses x32 numbers with the bad-arch
-//! action (`-1` excepted, which a tracer uses to skip a call).
+//!
+//! - arguments are compared as 64-bit values on x86_64 and as their low 32 bits on x86 and
+//!   x32; `SCMP_CMP_MASKED_EQ` ignores datum bits outside the mask;
+//! - a name unknown on an architecture is skipped there; a rule whose action is the
+//!   default action is dropped;
+//! - on x86, a rule on a socket or System V IPC call also applies to the `socketcall` or
+//!   `ipc` multiplexer with the call's code as first argument;
+//! - an unconditional rule for a syscall decides alone (the first one, if several);
+//!   conditional rules that can match the same call with different actions are refused;
+//! - an ABI the profile does not list gets [`BAD_ARCH_ACTION`] (kill the thread, the
+//!   default runtimes keep), and so do x32 numbers on a filter without x32 (`-1`, a
+//!   tracer's skipped call, excepted).
 //!
 //! ```
 //! let p = crabcan_security::profile::parse(r#"{
@@ -33,7 +41,7 @@ mod sat;
 #[rustfmt::skip]
 pub mod syscalls;
 
-pub use compile::{Compiled, compile};
+pub use compile::{BAD_ARCH_ACTION, Compiled, compile};
 
 use serde::Deserialize;
 use serde_json::Value;
