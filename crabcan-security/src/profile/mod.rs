@@ -321,7 +321,8 @@ impl std::error::Error for ProfileError {}
 
 type PResult<T> = std::result::Result<T, ProfileError>;
 
-/// The top level of `LinuxSeccomp`; values stay raw so errors can name their path.
+/// The small top-level fields of `LinuxSeccomp`; values stay raw so errors can name
+/// their path. The rules are read in place.
 #[derive(Deserialize)]
 struct RawProfile {
     #[serde(rename = "defaultAction")]
@@ -332,13 +333,49 @@ struct RawProfile {
     flags: Option<Value>,
     #[serde(rename = "listenerPath")]
     listener_path: Option<Value>,
-    syscalls: Option<Value>,
+}
+
+/// A JSON path inside the profile, spelled out only for an error.
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'static str),
+    Index(&'a At<'a>, usize),
+}
+
+const ROOT: At<'static> = At::Root;
+
+impl<'a> At<'a> {
+    fn key(&'a self, k: &'static str) -> At<'a> {
+        At::Key(self, k)
+    }
+
+    fn idx(&'a self, i: usize) -> At<'a> {
+        At::Index(self, i)
+    }
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Root => Ok(()),
+            At::Key(At::Root, k) => f.write_str(k),
+            At::Key(p, k) => write!(f, "{p}.{k}"),
+            At::Index(p, i) => write!(f, "{p}[{i}]"),
+        }
+    }
+}
+
+impl From<At<'_>> for String {
+    fn from(a: At<'_>) -> String {
+        a.to_string()
+    }
 }
 
 /// Parses a `LinuxSeccomp` JSON object.
 pub fn parse(json: &str) -> PResult<Profile> {
     let v: Value = serde_json::from_str(json)
-        .map_err(|e| ProfileError::new("", format!("invalid JSON: {e}")))?;
+        .map_err(|e| ProfileError::new(ROOT, format!("invalid JSON: {e}")))?;
     from_value(&v)
 }
 
@@ -346,26 +383,27 @@ pub fn parse(json: &str) -> PResult<Profile> {
 pub fn from_value(v: &Value) -> PResult<Profile> {
     if !v.is_object() {
         return Err(ProfileError::new(
-            "",
+            ROOT,
             format!("expected an object, found {}", kind(v)),
         ));
     }
     let raw = RawProfile::deserialize(v)
-        .map_err(|e| ProfileError::new("", format!("invalid profile: {e}")))?;
-    let default_errno = opt_errno(raw.default_errno_ret.as_ref(), "defaultErrnoRet")?;
+        .map_err(|e| ProfileError::new(ROOT, format!("invalid profile: {e}")))?;
+    let default_errno = opt_errno(raw.default_errno_ret.as_ref(), ROOT.key("defaultErrnoRet"))?;
     let default_action = action(
         raw.default_action.as_ref(),
         default_errno,
-        "defaultAction",
+        ROOT.key("defaultAction"),
         raw.listener_path.as_ref(),
     )?;
     let mut architectures = Vec::new();
-    for (i, a) in array(raw.architectures.as_ref(), "architectures")?
+    let arch_path = ROOT.key("architectures");
+    for (i, a) in array(raw.architectures.as_ref(), arch_path)?
         .iter()
         .enumerate()
     {
-        let path = format!("architectures[{i}]");
-        let arch = match string(a, &path)? {
+        let path = arch_path.idx(i);
+        let arch = match string(a, path)? {
             "SCMP_ARCH_X86_64" => Arch::X86_64,
             "SCMP_ARCH_X86" => Arch::X86,
             "SCMP_ARCH_X32" => Arch::X32,
@@ -384,9 +422,10 @@ pub fn from_value(v: &Value) -> PResult<Profile> {
         }
     }
     let mut flags = Vec::new();
-    for (i, f) in array(raw.flags.as_ref(), "flags")?.iter().enumerate() {
-        let path = format!("flags[{i}]");
-        let flag = match string(f, &path)? {
+    let flags_path = ROOT.key("flags");
+    for (i, f) in array(raw.flags.as_ref(), flags_path)?.iter().enumerate() {
+        let path = flags_path.idx(i);
+        let flag = match string(f, path)? {
             "SECCOMP_FILTER_FLAG_TSYNC" => Flag::Tsync,
             "SECCOMP_FILTER_FLAG_LOG" => Flag::Log,
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => Flag::SpecAllow,
@@ -404,8 +443,11 @@ pub fn from_value(v: &Value) -> PResult<Profile> {
         }
     }
     let mut syscalls = Vec::new();
-    for (i, s) in array(raw.syscalls.as_ref(), "syscalls")?.iter().enumerate() {
-        syscalls.push(rule(s, &format!("syscalls[{i}]"))?);
+    let rules_path = ROOT.key("syscalls");
+    let rules = array(v.get("syscalls"), rules_path)?;
+    syscalls.reserve(rules.len());
+    for (i, s) in rules.iter().enumerate() {
+        syscalls.push(rule(s, rules_path.idx(i))?);
     }
     Ok(Profile {
         default_action,
@@ -415,15 +457,15 @@ pub fn from_value(v: &Value) -> PResult<Profile> {
     })
 }
 
-fn rule(v: &Value, path: &str) -> PResult<Rule> {
+fn rule(v: &Value, path: At<'_>) -> PResult<Rule> {
     let obj = v
         .as_object()
         .ok_or_else(|| ProfileError::new(path, format!("expected an object, found {}", kind(v))))?;
-    let names_path = format!("{path}.names");
+    let names_path = path.key("names");
     let mut names = Vec::new();
-    for (i, n) in array(obj.get("names"), &names_path)?.iter().enumerate() {
-        let p = format!("{names_path}[{i}]");
-        let name = string(n, &p)?;
+    for (i, n) in array(obj.get("names"), names_path)?.iter().enumerate() {
+        let p = names_path.idx(i);
+        let name = string(n, p)?;
         if name.is_empty() {
             return Err(ProfileError::new(p, "empty syscall name"));
         }
@@ -432,19 +474,17 @@ fn rule(v: &Value, path: &str) -> PResult<Rule> {
     if names.is_empty() {
         return Err(ProfileError::new(names_path, "no syscall names"));
     }
-    let errno = opt_errno(obj.get("errnoRet"), &format!("{path}.errnoRet"))?;
+    let errno = opt_errno(obj.get("errnoRet"), path.key("errnoRet"))?;
     let action = action(
         obj.get("action"),
         errno,
-        &format!("{path}.action"),
+        path.key("action"),
         obj.get("listenerPath"),
     )?;
     let mut args = Vec::new();
-    for (i, a) in array(obj.get("args"), &format!("{path}.args"))?
-        .iter()
-        .enumerate()
-    {
-        args.push(condition(a, &format!("{path}.args[{i}]"))?);
+    let args_path = path.key("args");
+    for (i, a) in array(obj.get("args"), args_path)?.iter().enumerate() {
+        args.push(condition(a, args_path.idx(i))?);
     }
     Ok(Rule {
         names,
@@ -453,11 +493,11 @@ fn rule(v: &Value, path: &str) -> PResult<Rule> {
     })
 }
 
-fn condition(v: &Value, path: &str) -> PResult<Condition> {
+fn condition(v: &Value, path: At<'_>) -> PResult<Condition> {
     let obj = v
         .as_object()
         .ok_or_else(|| ProfileError::new(path, format!("expected an object, found {}", kind(v))))?;
-    let index_path = format!("{path}.index");
+    let index_path = path.key("index");
     let index = match obj.get("index") {
         None => return Err(ProfileError::new(index_path, "missing")),
         Some(i) => match i.as_u64() {
@@ -470,12 +510,12 @@ fn condition(v: &Value, path: &str) -> PResult<Condition> {
             }
         },
     };
-    let value = u64_field(obj.get("value"), &format!("{path}.value"))?.unwrap_or(0);
-    let value_two = u64_field(obj.get("valueTwo"), &format!("{path}.valueTwo"))?.unwrap_or(0);
-    let op_path = format!("{path}.op");
+    let value = u64_field(obj.get("value"), path.key("value"))?.unwrap_or(0);
+    let value_two = u64_field(obj.get("valueTwo"), path.key("valueTwo"))?.unwrap_or(0);
+    let op_path = path.key("op");
     let op = match obj.get("op") {
         None => return Err(ProfileError::new(op_path, "missing")),
-        Some(o) => match string(o, &op_path)? {
+        Some(o) => match string(o, op_path)? {
             "SCMP_CMP_NE" => Op::Ne,
             "SCMP_CMP_LT" => Op::Lt,
             "SCMP_CMP_LE" => Op::Le,
@@ -497,7 +537,7 @@ fn condition(v: &Value, path: &str) -> PResult<Condition> {
 fn action(
     v: Option<&Value>,
     errno: Option<u16>,
-    path: &str,
+    path: At<'_>,
     listener: Option<&Value>,
 ) -> PResult<Action> {
     let Some(v) = v else {
@@ -527,7 +567,7 @@ fn action(
     })
 }
 
-fn opt_errno(v: Option<&Value>, path: &str) -> PResult<Option<u16>> {
+fn opt_errno(v: Option<&Value>, path: At<'_>) -> PResult<Option<u16>> {
     match u64_field(v, path)? {
         None => Ok(None),
         Some(n) => u16::try_from(n)
@@ -536,7 +576,7 @@ fn opt_errno(v: Option<&Value>, path: &str) -> PResult<Option<u16>> {
     }
 }
 
-fn u64_field(v: Option<&Value>, path: &str) -> PResult<Option<u64>> {
+fn u64_field(v: Option<&Value>, path: At<'_>) -> PResult<Option<u64>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(n) => n.as_u64().map(Some).ok_or_else(|| {
@@ -548,7 +588,7 @@ fn u64_field(v: Option<&Value>, path: &str) -> PResult<Option<u64>> {
     }
 }
 
-fn array<'a>(v: Option<&'a Value>, path: &str) -> PResult<&'a [Value]> {
+fn array<'a>(v: Option<&'a Value>, path: At<'_>) -> PResult<&'a [Value]> {
     match v {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
@@ -559,7 +599,7 @@ fn array<'a>(v: Option<&'a Value>, path: &str) -> PResult<&'a [Value]> {
     }
 }
 
-fn string<'a>(v: &'a Value, path: &str) -> PResult<&'a str> {
+fn string<'a>(v: &'a Value, path: At<'_>) -> PResult<&'a str> {
     v.as_str()
         .ok_or_else(|| ProfileError::new(path, format!("expected a string, found {}", kind(v))))
 }
