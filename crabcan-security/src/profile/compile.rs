@@ -849,8 +849,12 @@ fn tree(leaves: Vec<(u32, Leaf)>, default: u32) -> Vec<BpfInsn> {
     out
 }
 
-/// Subranges this short are also tried as a list of comparisons.
-const CHAIN_MAX: usize = 160;
+/// Subranges this short are also tried as a row of comparisons: shorter programs, while
+/// the path a call runs stays about as short as the search's.
+const CHAIN_MAX: usize = 16;
+
+/// Comparisons a row of more than [`CHAIN_MAX`] ranges may hold.
+const CHAIN_TESTS_MAX: usize = 12;
 
 /// Emits the shorter of a binary search and a list of comparisons (where one fits).
 fn emit(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
@@ -862,15 +866,18 @@ fn emit(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
         }
         return;
     }
-    if ranges.len() <= CHAIN_MAX {
-        let mut t = Vec::new();
-        emit_tree(ranges, blocks, &mut t);
-        match chain(ranges, blocks) {
-            Some(c) if c.len() < t.len() => out.extend(c),
-            _ => out.extend(t),
-        }
+    // Past CHAIN_MAX ranges a row is still fine when it holds few comparisons (a small
+    // profile: the rest of the numbers fall through to one return).
+    let max_tests = if ranges.len() <= CHAIN_MAX {
+        usize::MAX
     } else {
-        emit_tree(ranges, blocks, out);
+        CHAIN_TESTS_MAX
+    };
+    let mut t = Vec::new();
+    emit_tree(ranges, blocks, &mut t);
+    match chain(ranges, blocks, max_tests) {
+        Some(c) if c.len() < t.len() => out.extend(c),
+        _ => out.extend(t),
     }
 }
 
@@ -907,7 +914,7 @@ enum S {
 
 /// The ranges as comparisons in a row, then the blocks, then every return once (the most
 /// common one where no comparison matches); `None` if a jump would be too long.
-fn chain(ranges: &[Range], blocks: &[Block]) -> Option<Vec<BpfInsn>> {
+fn chain(ranges: &[Range], blocks: &[Block], max_tests: usize) -> Option<Vec<BpfInsn>> {
     let (lo, hi) = (ranges[0].start, ranges[ranges.len() - 1].end);
     let mut counts: Vec<(u32, usize)> = Vec::new();
     for r in ranges {
@@ -942,6 +949,9 @@ fn chain(ranges: &[Range], blocks: &[Block]) -> Option<Vec<BpfInsn>> {
                 tests.push((jump(JGE, r.start, 0, 0), to, S::Next));
             }
         }
+    }
+    if tests.len() > max_tests {
+        return None;
     }
     for &b in &used {
         for v in blocks[b].rets() {

@@ -82,11 +82,16 @@ pub fn validate(prog: &[BpfInsn]) -> Result<(), String> {
 
 /// Runs `prog` on `d`; an error for anything the kernel would refuse or could not run.
 pub fn run(prog: &[BpfInsn], d: &SeccompData) -> Result<u32, String> {
+    run_counted(prog, d).map(|(v, _)| v)
+}
+
+/// Runs `prog` on `d` and also counts the instructions executed.
+pub fn run_counted(prog: &[BpfInsn], d: &SeccompData) -> Result<(u32, usize), String> {
     let mem = d.bytes();
     let mut a: u32 = 0;
     let mut pc = 0usize;
     // Jumps only go forward, so a program runs at most its length in steps.
-    for _ in 0..=prog.len() {
+    for steps in 1..=prog.len() + 1 {
         let ins = prog
             .get(pc)
             .ok_or_else(|| format!("pc {pc} out of bounds ({} insns)", prog.len()))?;
@@ -113,8 +118,8 @@ pub fn run(prog: &[BpfInsn], d: &SeccompData) -> Result<u32, String> {
             JGT => cond(a > ins.k),
             JGE => cond(a >= ins.k),
             JSET => cond(a & ins.k != 0),
-            RET => return Ok(ins.k),
-            RET_A => return Ok(a),
+            RET => return Ok((ins.k, steps)),
+            RET_A => return Ok((a, steps)),
             other => return Err(format!("unknown opcode {other:#x} at {pc}")),
         };
     }

@@ -7,7 +7,8 @@
 //! ```text
 //!   load arch; one block per architecture group, anything else -> the bad-arch action
 //!   load nr;   x32 bit split (x86_64 and x32 share AUDIT_ARCH_X86_64)
-//!   binary search on nr over ranges with one leaf each:
+//!   binary search on nr over ranges with one leaf each (short runs as a row of
+//!   comparisons when that is shorter; no call runs more than a few extra):
 //!     a return | the syscall's rules (ORed), each a chain of ANDed conditions
 //! ```
 //!
