@@ -18,27 +18,16 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
+#[path = "support/engine.rs"]
+mod engine;
+use engine::engine_profile;
+
 const PYTHON: &str = "/usr/bin/python3";
 const HELPER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/support/libseccomp_bpf.py"
 );
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-/// Capabilities an engine gives a container by default.
-const ENGINE_CAPS: [&str; 11] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
 
 fn table_key(a: Arch) -> &'static str {
     match a {
@@ -307,50 +296,6 @@ fn fixture(name: &str) -> Value {
     let path = format!("{FIXTURES}/{name}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The profile an engine writes into config.json from its shipped default on x86_64 with
-/// the default capabilities: rules filtered by includes and excludes, the architecture map
-/// turned into the list.
-pub fn engine_profile(shipped: &Value) -> Value {
-    let has_cap = |c: &Value| ENGINE_CAPS.contains(&c.as_str().unwrap_or(""));
-    let has_arch = |a: &Value| a.as_str() == Some("amd64");
-    let list = |v: &Value, k: &str| {
-        v.get(k)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let mut syscalls = Vec::new();
-    for s in shipped["syscalls"].as_array().expect("syscalls") {
-        let (inc, exc) = (&s["includes"], &s["excludes"]);
-        let inc_arches = list(inc, "arches");
-        let keep = (inc_arches.is_empty() || inc_arches.iter().any(has_arch))
-            && list(inc, "caps").iter().all(has_cap)
-            && !list(exc, "arches").iter().any(has_arch)
-            && !list(exc, "caps").iter().any(has_cap);
-        if keep {
-            let mut r = serde_json::Map::new();
-            for k in ["names", "action", "errnoRet", "args"] {
-                if let Some(v) = s.get(k) {
-                    r.insert(k.into(), v.clone());
-                }
-            }
-            syscalls.push(Value::Object(r));
-        }
-    }
-    let mut arches = vec![json!("SCMP_ARCH_X86_64")];
-    for m in shipped["archMap"].as_array().expect("archMap") {
-        if m["architecture"] == "SCMP_ARCH_X86_64" {
-            arches.extend(list(m, "subArchitectures"));
-        }
-    }
-    json!({
-        "defaultAction": shipped["defaultAction"],
-        "defaultErrnoRet": shipped["defaultErrnoRet"],
-        "architectures": arches,
-        "syscalls": syscalls,
-    })
 }
 
 #[test]
