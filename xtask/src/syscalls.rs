@@ -161,3 +161,49 @@ pub fn run(args: &[String]) -> Result<bool> {
     eprintln!("xtask: wrote {OUTPUT}");
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_header_forms() {
+        let text = "#ifndef X\n#define __NR_read 0\n#define __NR_write (__X32_SYSCALL_BIT + 1)\n\
+                    #define __NR_exit 60\n#endif\n";
+        assert_eq!(
+            parse_header(text).unwrap(),
+            vec![
+                ("exit".to_string(), 60),
+                ("read".to_string(), 0),
+                ("write".to_string(), 0x4000_0001)
+            ]
+        );
+        assert!(parse_header("#define __NR_bad x\n").is_err());
+        assert!(parse_header("nothing here\n").is_err());
+    }
+
+    #[test]
+    fn fnv1a_known_values() {
+        assert_eq!(fnv1a(""), 0x811c_9dc5);
+        assert_eq!(fnv1a("a"), 0xe40c_292c);
+    }
+
+    #[test]
+    fn the_index_finds_every_name() {
+        let tables = vec![
+            (
+                "A",
+                "a",
+                vec![("read".to_string(), 0), ("write".to_string(), 1)],
+            ),
+            ("B", "b", vec![("read".to_string(), 3)]),
+            ("C", "c", vec![]),
+        ];
+        let src = render(&tables);
+        assert!(
+            src.contains("(\"read\", [Some(0), Some(3), None]),"),
+            "{src}"
+        );
+        assert!(src.contains("pub const INDEX: [u16; 4]"), "{src}");
+    }
+}
