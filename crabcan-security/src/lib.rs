@@ -26,6 +26,7 @@
 //! ```
 
 mod caps;
+pub mod profile;
 pub mod seccomp;
 
 pub use caps::{CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS};

@@ -18,6 +18,10 @@ pub fn run(args: &[String]) -> Result<bool> {
     let start = Instant::now();
     step("install the musl target", util::ensure_musl_target)?;
     step("install newuidmap/newgidmap (uidmap)", ensure_uidmap)?;
+    step(
+        "install libseccomp's Python bindings (python3-seccomp)",
+        ensure_python_seccomp,
+    )?;
     step("build the test root filesystem", || {
         crate::rootfs::ensure(&util::target_dir().join("test-rootfs"))
     })?;
@@ -90,6 +94,37 @@ fn ensure_uidmap() -> Result<()> {
     };
     install().or_else(|_| {
         // A fresh machine may have no package lists yet.
+        util::output(Command::new("apt-get").arg("update"))?;
+        install()
+    })
+}
+
+/// The seccomp differential test compiles every profile with libseccomp too, through
+/// Debian's bindings run by the system Python.
+fn ensure_python_seccomp() -> Result<()> {
+    let present = || {
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import seccomp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "python3-seccomp",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+        util::output(&mut c).map(drop)
+    };
+    install().or_else(|_| {
         util::output(Command::new("apt-get").arg("update"))?;
         install()
     })

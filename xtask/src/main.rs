@@ -5,6 +5,7 @@ mod ci;
 mod json;
 mod mutants;
 mod rootfs;
+mod syscalls;
 mod util;
 mod vmtest;
 
@@ -17,6 +18,7 @@ tasks:
   bench [--help]         start latency, memory, growth and throughput against peers
   mutants [CRATE…]       mutation testing of the pure crates (slow; not part of ci)
   rootfs DIR             build the busybox test root filesystem in DIR
+  syscalls [--check]     regenerate the seccomp syscall tables from the kernel headers
   vm-test [-- FILTER…]   run the test suite as root in a QEMU guest with cgroup v2";
 
 fn usage_error(msg: &str) -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("mutants") => mutants::run(&args[1..]),
+        Some("syscalls") => syscalls::run(&args[1..]),
         Some("vm-test") => {
             let mut rest = &args[1..];
             if rest.first().map(String::as_str) == Some("--") {
