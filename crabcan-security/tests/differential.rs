@@ -299,20 +299,20 @@ fn fixture(name: &str) -> Value {
 }
 
 #[test]
-fn engine_default_profile_matches_libseccomp() {
+fn host_only_engine_default_profile_matches_libseccomp() {
     let p = engine_profile(&fixture("engine-default-seccomp.json"));
     differential("engine default profile", &p);
 }
 
 #[test]
-fn engine_default_profile_native_arch_only_matches_libseccomp() {
+fn host_only_engine_default_profile_native_arch_only_matches_libseccomp() {
     let mut p = engine_profile(&fixture("engine-default-seccomp.json"));
     p["architectures"] = json!([]);
     differential("engine default profile, x86_64 only", &p);
 }
 
 #[test]
-fn engine_shipped_profile_with_every_rule_matches_libseccomp() {
+fn host_only_engine_shipped_profile_with_every_rule_matches_libseccomp() {
     // Every rule at once (the includes and excludes are unknown keys here): the allow list
     // and the rules that refuse some of the same names without a capability. The first
     // unconditional rule for a name decides, in both compilers.
@@ -322,7 +322,7 @@ fn engine_shipped_profile_with_every_rule_matches_libseccomp() {
 }
 
 #[test]
-fn hand_made_profiles_match_libseccomp() {
+fn host_only_hand_made_profiles_match_libseccomp() {
     for name in [
         "ops.json",
         "actions.json",
@@ -445,7 +445,7 @@ const RANDOM_VALUES: [u64; 10] = [
 ];
 
 #[test]
-fn random_profiles_match_libseccomp() {
+fn host_only_random_profiles_match_libseccomp() {
     let mut runner = TestRunner::deterministic();
     let strategy = random_profile();
     let profiles: Vec<Value> = (0..400)

@@ -27,11 +27,12 @@ fn from_header(text: &str) -> Vec<(String, u32)> {
 }
 
 #[test]
-fn committed_tables_match_the_kernel_headers() {
-    if !std::path::Path::new(DIR).is_dir() {
-        eprintln!("skipped: {DIR} absent (linux-libc-dev not installed)");
-        return;
-    }
+fn host_only_committed_tables_match_the_kernel_headers() {
+    // Named host_only: the VM's bare guest has no headers. On the host they must be there.
+    assert!(
+        std::path::Path::new(DIR).is_dir(),
+        "{DIR} is missing: install linux-libc-dev"
+    );
     for (arch, file) in [
         (Arch::X86_64, "unistd_64.h"),
         (Arch::X86, "unistd_32.h"),
