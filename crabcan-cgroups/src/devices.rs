@@ -211,12 +211,12 @@ pub fn check_rules(rules: &[DeviceRule]) -> Result<()> {
     Ok(())
 }
 
-/// One write to a cgroup v1 devices file.
+/// One write to a file of a cgroup v1 directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V1Write {
-    /// `devices.deny` or `devices.allow`.
+    /// `devices.deny`, `devices.allow`, `pids.max`, …
     pub file: &'static str,
-    /// The line: `a`, or `c 1:3 rwm`.
+    /// The line: `a`, `c 1:3 rwm`, `4096`.
     pub value: String,
 }
 
@@ -576,15 +576,21 @@ pub fn confine_v2(rules: &[DeviceRule], dir: &Path) -> Result<()> {
 /// The cgroup v1 hierarchy holding the devices controller (mount point and which cgroup is
 /// at it), from the text of /proc/self/mountinfo.
 pub fn v1_devices_mount(mountinfo: &str) -> Option<Cgroup2Mount> {
+    v1_controller_mount(mountinfo, "devices")
+}
+
+/// The cgroup v1 hierarchy holding `controller` (mount point and which cgroup is at it),
+/// from the text of /proc/self/mountinfo.
+pub fn v1_controller_mount(mountinfo: &str, controller: &str) -> Option<Cgroup2Mount> {
     mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         let mut r = right.split_whitespace();
-        if r.next() != Some("cgroup") || !r.nth(1)?.split(',').any(|o| o == "devices") {
+        if r.next() != Some("cgroup") || !r.nth(1)?.split(',').any(|o| o == controller) {
             return None;
         }
         let mut l = left.split_whitespace();
         let root = l.nth(3)?;
-        let mount_point = crate::host::v1_mount_of(line, "devices")?;
+        let mount_point = crate::host::v1_mount_of(line, controller)?;
         Some(Cgroup2Mount {
             mount_point,
             root: root.to_string(),
@@ -602,33 +608,42 @@ pub fn own_v1_path(proc_cgroup: &str, controller: &str) -> Option<String> {
     })
 }
 
-/// A container's directory in the cgroup v1 devices hierarchy, holding its rules; removed
-/// on [`V1Devices::remove`] or drop.
+/// A container's directory in a cgroup v1 hierarchy (devices, pids), holding its settings;
+/// removed on [`V1Cgroup::remove`] or drop.
 #[derive(Debug)]
-pub struct V1Devices {
+pub struct V1Cgroup {
     path: PathBuf,
     parent: PathBuf,
     removed: bool,
 }
 
-impl V1Devices {
+/// The devices controller's directory: a [`V1Cgroup`] in the devices hierarchy.
+pub type V1Devices = V1Cgroup;
+
+impl V1Cgroup {
     /// Creates `leaf` (a `crabcan-<name>-<pid>` name) in the v1 devices hierarchy, in the
     /// shared `crabcan` directory next to crabcan's own cgroup there, and writes `rules`.
     ///
     /// `Ok(None)` when no v1 hierarchy has the devices controller. Also sweeps empty
     /// directories left by crabcans that were killed.
-    pub fn create(rules: &[DeviceRule], leaf: &str) -> Result<Option<V1Devices>> {
-        let writes = v1_writes(rules)?;
+    pub fn create(rules: &[DeviceRule], leaf: &str) -> Result<Option<V1Cgroup>> {
+        V1Cgroup::create_in("devices", &v1_writes(rules)?, leaf)
+    }
+
+    /// Creates `leaf` in the v1 hierarchy of `controller` (as [`V1Cgroup::create`] does for
+    /// devices) and makes `writes` there. `Ok(None)` when no v1 hierarchy has `controller`.
+    pub fn create_in(controller: &str, writes: &[V1Write], leaf: &str) -> Result<Option<V1Cgroup>> {
         let raw = fs::read("/proc/self/mountinfo").sys_ctx(|| "read /proc/self/mountinfo")?;
-        let Some(mount) = v1_devices_mount(&String::from_utf8_lossy(&raw)) else {
+        let Some(mount) = v1_controller_mount(&String::from_utf8_lossy(&raw), controller) else {
             return Ok(None);
         };
         let proc_cgroup =
             fs::read_to_string("/proc/self/cgroup").sys_ctx(|| "read /proc/self/cgroup")?;
-        let own = own_v1_path(&proc_cgroup, "devices").ok_or_else(|| {
-            Errcode::setup(
-                "no devices entry in /proc/self/cgroup although a v1 devices hierarchy is mounted",
-            )
+        let own = own_v1_path(&proc_cgroup, controller).ok_or_else(|| {
+            Errcode::setup(format!(
+                "no {controller} entry in /proc/self/cgroup although a v1 {controller} \
+                 hierarchy is mounted"
+            ))
         })?;
         let own_dir = own_cgroup_dir(&mount, &own)?;
         let place = placement(&mount.mount_point, &own_dir, leaf);
@@ -660,12 +675,12 @@ impl V1Devices {
                 }
             }
         }
-        let dev = V1Devices {
+        let dev = V1Cgroup {
             path: place.cgroup,
             parent,
             removed: false,
         };
-        for w in &writes {
+        for w in writes {
             let file = dev.path.join(w.file);
             // Dropping `dev` on this return removes the half-made directory.
             write_file(&file, &w.value)
@@ -726,7 +741,7 @@ impl V1Devices {
     }
 }
 
-impl Drop for V1Devices {
+impl Drop for V1Cgroup {
     fn drop(&mut self) {
         // Best effort: remove() reports the error.
         let _ = self.teardown();

@@ -39,9 +39,9 @@ mod rlimit;
 pub use cgroup::{Cgroup, Host, owner_pid, unavailable_error};
 pub use devices::{
     Access, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, BpfInsn, DeviceConfinement, DeviceKind,
-    DeviceRule, MAX_MAJOR, MAX_MINOR, V1Devices, V1Write, allowed, attach_program, bpf_program,
-    check_rules, confine_v2, default_rules, load_program, op, own_v1_path, v1_devices_mount,
-    v1_writes,
+    DeviceRule, MAX_MAJOR, MAX_MINOR, V1Cgroup, V1Devices, V1Write, allowed, attach_program,
+    bpf_program, check_rules, confine_v2, default_rules, load_program, op, own_v1_path,
+    v1_controller_mount, v1_devices_mount, v1_writes,
 };
 pub use host::{
     Cgroup2Mount, PARENT_DIR, Placement, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path,

@@ -20,6 +20,8 @@ pub fn run(cfg: Config) -> Result<i32> {
         auto_ids,
         nproc_given,
     } = cfg;
+    let pids_limit = limits.pids;
+    let is_root = nix::unistd::Uid::effective().is_root();
     // Before crabcan touches the host, while single-threaded: unless no id the container
     // maps could write crabcan's binary, run from a sealed in-memory copy of it, so that no
     // process of the container can reach the host's file (crabcan_child::reexec_sealed).
@@ -75,14 +77,33 @@ pub fn run(cfg: Config) -> Result<i32> {
     if let Some(cg) = &cgroup {
         log::debug!("cgroup {} created", cg.path().display());
     }
-    let pids_counted = cgroup
+    let pids_v2 = cgroup
         .as_ref()
         .is_some_and(|cg| cg.path().join("pids.max").exists());
-    if !pids_counted && !nproc_given {
-        // Without a pids cgroup a fork bomb would only stop at the host's pid_max. The
-        // kernel counts processes per user and user namespace, so with the container's own
-        // ids this is a per-container cap (host root is exempt: --userns host relies on the
-        // pids cgroup).
+    // Without a cgroup v2 pids controller (this kind of hybrid host keeps pids on cgroup
+    // v1), root's container gets the same default cap in the v1 pids hierarchy.
+    let pids_v1 = if !pids_v2 && pids_limit != Some(crabcan_cgroups::UNLIMITED) && is_root {
+        let cap = crabcan_cgroups::V1Write {
+            file: "pids.max",
+            value: crabcan_cgroups::DEFAULT_PIDS_MAX.to_string(),
+        };
+        let v1 = crabcan_cgroups::V1Cgroup::create_in("pids", &[cap], &cg_plan.name)?;
+        if let Some(v) = &v1 {
+            log::debug!(
+                "pids.max {} in {}",
+                crabcan_cgroups::DEFAULT_PIDS_MAX,
+                v.path().display()
+            );
+        }
+        v1
+    } else {
+        None
+    };
+    if !pids_v2 && pids_v1.is_none() && !nproc_given {
+        // Without any pids cgroup a fork bomb would only stop at the host's pid_max. The
+        // kernel counts processes per user and user namespace: a cap per id of the
+        // container, weaker than a cgroup (a container that switches ids gets it again per
+        // id), but far below pid_max for a shell's fork bomb.
         log::debug!("no pids cgroup: process limit {DEFAULT_NPROC} (rlimit)");
         spec.rlimits.push(crabcan_cgroups::RlimitSpec {
             name: "nproc",
@@ -117,14 +138,12 @@ pub fn run(cfg: Config) -> Result<i32> {
                 Some(d) => log::debug!("device rules applied on {}", d.path().display()),
                 None => log::debug!("devices: no device controller on this host"),
             }
-            let r = start_and_wait(
-                &spec,
-                &mask,
-                cgroup.as_ref(),
-                devices.as_ref(),
-                prepared.root(),
-                guardian.as_ref(),
-            );
+            let places = Places {
+                cgroup: cgroup.as_ref(),
+                devices: devices.as_ref(),
+                pids: pids_v1.as_ref(),
+            };
+            let r = start_and_wait(&spec, &mask, &places, prepared.root(), guardian.as_ref());
             (devices, r)
         }
         Err(e) => (None, Err(e)),
@@ -142,6 +161,11 @@ pub fn run(cfg: Config) -> Result<i32> {
     };
     if let Some(d) = devices
         && let Err(e) = d.remove()
+    {
+        log::warn!("{e}");
+    }
+    if let Some(p) = pids_v1
+        && let Err(e) = p.remove()
     {
         log::warn!("{e}");
     }
@@ -170,11 +194,17 @@ fn memory_max(plan: &crabcan_cgroups::CgroupPlan) -> String {
         .unwrap_or_else(|| "memory.max".into())
 }
 
+/// Where the container's process goes before it is released.
+struct Places<'a> {
+    cgroup: Option<&'a crabcan_cgroups::Cgroup>,
+    devices: Option<&'a crabcan_cgroups::DeviceConfinement>,
+    pids: Option<&'a crabcan_cgroups::V1Cgroup>,
+}
+
 fn start_and_wait(
     spec: &ChildSpec,
     mask: &nix::sys::signal::SigSet,
-    cgroup: Option<&crabcan_cgroups::Cgroup>,
-    devices: Option<&crabcan_cgroups::DeviceConfinement>,
+    places: &Places<'_>,
     root: Option<std::os::fd::BorrowedFd<'_>>,
     guardian: Option<&crabcan_child::Guardian>,
 ) -> Result<i32> {
@@ -204,12 +234,16 @@ fn start_and_wait(
         userns.as_ref().map(std::os::fd::AsFd::as_fd),
     )?;
     log::debug!("{} mount descriptors handed over", handed.len());
-    if let Some(cg) = cgroup {
-        cg.add_process(child.pid().as_raw())?;
+    let pid = child.pid().as_raw();
+    if let Some(cg) = places.cgroup {
+        cg.add_process(pid)?;
         log::debug!("container process placed in {}", cg.path().display());
     }
-    if let Some(d) = devices {
-        d.add_process(child.pid().as_raw())?;
+    if let Some(d) = places.devices {
+        d.add_process(pid)?;
+    }
+    if let Some(p) = places.pids {
+        p.add_process(pid)?;
     }
     child.release(handed)?;
     log::debug!("container running {:?}", spec.argv);
