@@ -122,7 +122,7 @@ pub fn run(cfg: Config) -> Result<i32> {
             log::debug!("device rule: {}", r.describe());
         }
     }
-    let devices = if nix::unistd::Uid::effective().is_root() {
+    let devices = if is_root {
         crabcan_cgroups::DeviceConfinement::apply(
             &device_rules,
             cgroup.as_ref().map(|cg| cg.path()),
