@@ -64,8 +64,7 @@ pub fn pool_slots(subids: Option<(SubIds, SubIds)>) -> Vec<Slot> {
 
 /// Every host id any slot of the pool may give a container, as inclusive (first, last)
 /// ranges: uids, then gids.
-pub fn pool_host_ranges() -> (HostRanges, HostRanges) {
-    let slots = pool_slots(dedicated_ranges());
+pub fn pool_host_ranges(slots: &[Slot]) -> (HostRanges, HostRanges) {
     let span = |first: Option<u32>, last: Option<u32>| match (first, last) {
         (Some(a), Some(b)) => vec![(a, b.saturating_add(SLOT - 1))],
         _ => Vec::new(),
@@ -80,6 +79,13 @@ pub fn pool_host_ranges() -> (HostRanges, HostRanges) {
             slots.iter().map(|s| s.gid).max(),
         ),
     )
+}
+
+/// This host's pool: the dedicated user's ranges when `/etc/subuid` and `/etc/subgid` name
+/// it, else the built-in pool. Read once per run and passed to [`pool_host_ranges`] and
+/// [`allocate_ids`].
+pub fn host_pool() -> Vec<Slot> {
+    pool_slots(dedicated_ranges())
 }
 
 /// The dedicated user's ranges, when both files name it.
@@ -102,10 +108,9 @@ pub struct IdLease {
 }
 
 /// Takes a free slot, recording it under `state_dir` (created if missing, mode 0711).
-pub fn allocate_ids(state_dir: &Path) -> Result<IdLease> {
+pub fn allocate_ids(state_dir: &Path, slots: &[Slot]) -> Result<IdLease> {
     let dir = state_dir.join("ids");
-    let slots = pool_slots(dedicated_ranges());
-    for slot in &slots {
+    for slot in slots {
         let path = dir.join(slot.uid.to_string());
         // A file unlinked by its releaser between our open and our lock is no lock at
         // all: try the same slot again then.
@@ -263,10 +268,23 @@ mod tests {
 
     #[test]
     fn two_leases_never_share_a_slot_and_release_cleans_up() {
-        let base =
-            std::env::temp_dir().join(format!("crabcan-idalloc-test-{}", std::process::id()));
-        let state = base.join("state");
-        std::fs::create_dir_all(&base).unwrap();
+        // Under the workspace's target/ (never /tmp), removed even when an assertion fails.
+        struct Scratch(std::path::PathBuf);
+        impl Drop for Scratch {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let base = Scratch(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/unit-idalloc")
+                .join(std::process::id().to_string()),
+        );
+        let state = base.0.join("state");
+        std::fs::create_dir_all(&base.0).unwrap();
+        // The built-in pool, whatever this host's subordinate ranges say.
+        let pool = pool_slots(None);
+        let allocate_ids = |state: &Path| allocate_ids(state, &pool);
         let a = allocate_ids(&state).unwrap();
         let b = allocate_ids(&state).unwrap();
         assert_ne!(a.slot(), b.slot());
@@ -286,6 +304,5 @@ mod tests {
         assert_eq!(d.slot().uid, POOL_BASE);
         d.release();
         assert!(!state.exists());
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -22,7 +22,9 @@ mod sealed;
 
 pub use exec::{DEFAULT_PATH, argv, candidates, environment};
 pub use guardian::{Guardian, guardian};
-pub use idalloc::{IdLease, POOL_BASE, POOL_SLOTS, allocate_ids, pool_host_ranges};
+pub use idalloc::{
+    IdLease, POOL_BASE, POOL_SLOTS, Slot, allocate_ids, host_pool, pool_host_ranges,
+};
 pub use idmap::{HostRanges, IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 pub use init::INIT_FORWARDS;
 pub use sealed::{exe_writable_by, reexec_sealed, running_sealed};

@@ -25,8 +25,14 @@ pub fn run(cfg: Config) -> Result<i32> {
     // Before crabcan touches the host, while single-threaded: unless no id the container
     // maps could write crabcan's binary, run from a sealed in-memory copy of it, so that no
     // process of the container can reach the host's file (crabcan_child::reexec_sealed).
+    // Root's own id range comes from this host's pool (read once for the whole run).
+    let pool = if auto_ids {
+        crabcan_child::host_pool()
+    } else {
+        Vec::new()
+    };
     let (uids, gids) = if auto_ids {
-        crabcan_child::pool_host_ranges()
+        crabcan_child::pool_host_ranges(&pool)
     } else {
         spec.idmap.host_ranges()
     };
@@ -45,7 +51,7 @@ pub fn run(cfg: Config) -> Result<i32> {
     // Ctrl-C must come through the wait loop, which cleans up, not kill crabcan half-way.
     let mask = crabcan_child::block_signals()?;
     let mut lease = if auto_ids {
-        let lease = crabcan_child::allocate_ids(Path::new(STATE_DIR))?;
+        let lease = crabcan_child::allocate_ids(Path::new(STATE_DIR), &pool)?;
         let slot = lease.slot();
         spec.idmap.rebase(slot.uid, slot.gid);
         Some(lease)
