@@ -252,9 +252,9 @@ impl Container {
         .sys_ctx(|| "open the container's user namespace")
     }
 
-    /// Lets the child set up and exec, handing it `mounts` (the idmapped clones its mount
-    /// plan needs, from `crabcan_mounts::handover`); returns once it has exec'd, or
-    /// its setup error.
+    /// Lets the child set up and exec, handing it `mounts` (the descriptors its mount plan
+    /// needs from outside: `crabcan_mounts::handover`); returns once it has exec'd, or its
+    /// setup error.
     pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
         let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
         let iov = [std::io::IoSlice::new(b"g")];
@@ -431,7 +431,7 @@ fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
     }
     if fds.len() != expected {
         return Err(Errcode::setup(format!(
-            "the parent handed over {} idmapped mounts, {expected} were expected",
+            "the parent handed over {} mount descriptors, {expected} were expected",
             fds.len()
         )));
     }
@@ -500,8 +500,12 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
 fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     crabcan_cgroups::apply_rlimits(&spec.rlimits)?;
     crabcan_security::apply_bounding(&spec.security)?;
-    switch_ids(spec.uid, &spec.idmap)?;
-    // Changing ids cleared the parent-death signal; set it again for the command.
+    // The container's root ids were taken right after the go (become_root); only another
+    // uid needs a switch.
+    if spec.uid != 0 {
+        switch_ids(spec.uid, &spec.idmap)?;
+    }
+    // Changing ids, and the init's fork, cleared the parent-death signal: set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     nix::unistd::chdir(&spec.workdir)
         .sys_ctx(|| format!("chdir to the working directory {}", spec.workdir.display()))?;
