@@ -58,14 +58,30 @@ fn idmap_slots(plan: &MountPlan) -> Vec<Slot> {
         .filter(|(_, s)| s.idmap)
         .map(|(i, _)| Slot::Source(i))
         .collect();
-    if plan
-        .steps
-        .iter()
-        .any(|s| matches!(s, Step::RootFromDir { idmap: true, .. }))
-    {
+    if root_step(plan).is_some_and(|r| r.idmap) {
         slots.push(Slot::Root);
     }
     slots
+}
+
+/// How the plan binds a directory root: read-only, idmapped.
+#[derive(Debug, Clone, Copy)]
+struct RootStep {
+    read_only: bool,
+    idmap: bool,
+}
+
+/// The plan's [`Step::RootFromDir`], if any.
+fn root_step(plan: &MountPlan) -> Option<RootStep> {
+    plan.steps.iter().find_map(|s| match s {
+        Step::RootFromDir {
+            read_only, idmap, ..
+        } => Some(RootStep {
+            read_only: *read_only,
+            idmap: *idmap,
+        }),
+        _ => None,
+    })
 }
 
 /// How many descriptors `plan` needs from [`handover`]: the pinned directory root, then
@@ -86,10 +102,7 @@ pub(crate) fn open_root_dir(plan: &MountPlan) -> Result<Option<OwnedFd>> {
     let Root::Dir(dir) = &plan.root else {
         return Ok(None);
     };
-    let idmapped = plan
-        .steps
-        .iter()
-        .any(|s| matches!(s, Step::RootFromDir { idmap: true, .. }));
+    let idmapped = root_step(plan).is_some_and(|r| r.idmap);
     sys::open_pinned(dir, true, idmapped)
         .map(Some)
         .map_err(|e| match e {
@@ -135,7 +148,7 @@ pub fn handover(
                     .ok_or_else(|| Errcode::setup("mount plan idmaps a scratch root"))?;
                 let what = format!("make an idmapped bind of the root {}", dir_of(plan));
                 let tree = sys::open_tree_fd(fd.as_fd(), true).sys_ctx(|| what.clone())?;
-                (tree, root_read_only(plan), what)
+                (tree, root_step(plan).is_some_and(|r| r.read_only), what)
             }
             Slot::Source(i) => {
                 let s = plan.sources.get(i).ok_or_else(|| {
@@ -181,18 +194,6 @@ fn dir_of(plan: &MountPlan) -> String {
         Root::Dir(d) => d.display().to_string(),
         Root::Scratch => "(scratch)".into(),
     }
-}
-
-fn root_read_only(plan: &MountPlan) -> bool {
-    plan.steps.iter().any(|s| {
-        matches!(
-            s,
-            Step::RootFromDir {
-                read_only: true,
-                ..
-            }
-        )
-    })
 }
 
 /// Applies `plan`: must run in a process with its own mount namespace (and, for the
