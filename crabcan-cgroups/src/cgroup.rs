@@ -401,7 +401,7 @@ fn missing_file_error(flag: &str, name: &str, file: &Path) -> Errcode {
 
 /// Kills every process in `dir` and below, then removes the directories bottom-up, retrying
 /// while the kernel still counts exiting processes.
-fn remove_tree(dir: &Path) -> Result<()> {
+pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
     let deadline = Instant::now() + REMOVE_TIMEOUT;
     let mut delay = Duration::from_millis(1);
     loop {
@@ -471,7 +471,7 @@ fn kill_all(dir: &Path) {
 }
 
 /// Removes the shared parent directory unless another container still uses it.
-fn remove_parent_if_empty(parent: &Path) -> Result<()> {
+pub(crate) fn remove_parent_if_empty(parent: &Path) -> Result<()> {
     match fs::remove_dir(parent) {
         Ok(()) => Ok(()),
         Err(e)
@@ -495,7 +495,7 @@ fn io_err(e: io::Error, what: String) -> Errcode {
 }
 
 /// Cgroup files take one value per write(2), so the text must go in one call.
-fn write_file(path: &Path, value: &str) -> io::Result<()> {
+pub(crate) fn write_file(path: &Path, value: &str) -> io::Result<()> {
     let mut f = fs::OpenOptions::new().write(true).open(path)?;
     f.write_all(value.as_bytes())
 }

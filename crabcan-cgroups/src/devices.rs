@@ -16,24 +16,20 @@
 //! matches is denied. A rule for every device with every access therefore overrides all
 //! rules before it, which is how a list starts from "deny everything".
 
-use crate::cgroup::owner_pid;
+use crate::cgroup::{owner_pid, remove_parent_if_empty, remove_tree, write_file};
 use crate::host::{Cgroup2Mount, PARENT_DIR, own_cgroup_dir, placement};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// The largest major number the kernel gives a device (12 bits).
 pub const MAX_MAJOR: u32 = (1 << 12) - 1;
 
 /// The largest minor number the kernel gives a device (20 bits).
 pub const MAX_MINOR: u32 = (1 << 20) - 1;
-
-/// How long removing the v1 directory waits for the kernel to let go of its processes.
-const REMOVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Which device files a rule is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -670,7 +666,7 @@ impl V1Cgroup {
                     break;
                 }
                 Err(e) => {
-                    let _ = remove_if_empty(&parent);
+                    let _ = remove_parent_if_empty(&parent);
                     return Err(e).sys_ctx(|| format!("create cgroup {}", place.cgroup.display()));
                 }
             }
@@ -711,33 +707,8 @@ impl V1Cgroup {
             return Ok(());
         }
         self.removed = true;
-        let deadline = Instant::now() + REMOVE_TIMEOUT;
-        let mut delay = Duration::from_millis(1);
-        loop {
-            if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            match fs::remove_dir(&self.path) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e)
-                    if e.raw_os_error() == Some(Errno::EBUSY as i32)
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => {
-                    return Err(e).sys_ctx(|| format!("remove cgroup {}", self.path.display()));
-                }
-            }
-        }
-        remove_if_empty(&self.parent)
+        remove_tree(&self.path)?;
+        remove_parent_if_empty(&self.parent)
     }
 }
 
@@ -762,28 +733,6 @@ fn sweep_stale(parent: &Path) {
             let _ = fs::remove_dir(e.path());
         }
     }
-}
-
-/// Removes the shared parent unless another container still uses it.
-fn remove_if_empty(parent: &Path) -> Result<()> {
-    match fs::remove_dir(parent) {
-        Ok(()) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error().map(Errno::from_raw),
-                Some(Errno::EBUSY | Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOENT)
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e).sys_ctx(|| format!("remove cgroup {}", parent.display())),
-    }
-}
-
-/// Cgroup files take one value per write(2).
-fn write_file(path: &Path, value: &str) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).open(path)?;
-    f.write_all(value.as_bytes())
 }
 
 /// How a container's devices are confined.
