@@ -639,6 +639,18 @@ fn processes_are_capped_with_or_without_a_cgroup_v2_pids_controller() {
         }
         _ => None,
     };
+    // On a pure cgroup v2 host (the VM) the container's own v2 cgroup holds the cap.
+    let v2_max = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .and_then(|p| {
+            std::fs::read_to_string(
+                Path::new("/sys/fs/cgroup")
+                    .join(p.trim_start_matches('/'))
+                    .join("pids.max"),
+            )
+            .ok()
+        });
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::SIGKILL,
@@ -647,7 +659,9 @@ fn processes_are_capped_with_or_without_a_cgroup_v2_pids_controller() {
     kill_all(&marker);
     let v2_pids = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
         .is_ok_and(|c| c.split_whitespace().any(|w| w == "pids"));
-    if !v2_pids {
+    if v2_pids {
+        assert_eq!(v2_max.as_deref().map(str::trim), Some("4096"), "{cgroups}");
+    } else {
         // This kind of hybrid host: the container's own cgroup in the v1 pids hierarchy.
         assert!(
             v1_path
