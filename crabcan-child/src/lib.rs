@@ -27,7 +27,7 @@ pub use idalloc::{
 };
 pub use idmap::{HostRanges, IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 pub use init::INIT_FORWARDS;
-pub use sealed::{exe_writable_by, reexec_sealed, running_sealed};
+pub use sealed::{exe_writable_by, reexec_sealed};
 
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;

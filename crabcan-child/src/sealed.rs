@@ -29,12 +29,6 @@ const SEALS: libc::c_int =
 /// `MFD_EXEC` (Linux 6.3): asks for an executable memfd where `vm.memfd_noexec` allows it.
 const MFD_EXEC: libc::c_uint = 0x10;
 
-/// Whether this process runs from the sealed copy already.
-pub fn running_sealed() -> Result<bool> {
-    let exe = open_self_exe()?;
-    Ok(is_sealed(&exe))
-}
-
 fn open_self_exe() -> Result<OwnedFd> {
     let fd = nix::fcntl::open(
         "/proc/self/exe",
