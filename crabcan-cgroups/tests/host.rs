@@ -9,11 +9,17 @@ use crabcan_cgroups::{Cgroup, Limits, UNLIMITED, plan};
 use std::fs;
 use std::path::PathBuf;
 
-fn require_root() {
+/// Fails unless root; returns a guard that runs these tests one at a time: they create and
+/// remove cgroups under one shared parent, and a default-only cgroup that loses a race
+/// with another test's removal of that parent is skipped (as a run's would be), which the
+/// default-cap test would take for a failure.
+fn require_root() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     assert!(
         nix::unistd::geteuid().is_root(),
         "this test creates cgroups: run it as root (CI does)"
     );
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Mount point (field 5) and super options of each mountinfo line of filesystem type `fstype`,
@@ -108,7 +114,7 @@ fn dirs_named(leaf: &str) -> Vec<PathBuf> {
 
 /// Creates the cgroup for one explicit limit and checks it by effect or by its refusal.
 fn explicit_limit(flag: &str, controller: &str, limits: Limits, file: &str, value: &str) {
-    require_root();
+    let _serial = require_root();
     let name = format!("hosttest-{controller}-{}", std::process::id());
     let p = plan(&limits, &name).unwrap();
     let result = Cgroup::create(&p);
@@ -185,7 +191,7 @@ fn explicit_cpus_is_applied_or_refused_exactly() {
 
 #[test]
 fn the_default_pids_cap_never_fails_a_run() {
-    require_root();
+    let _serial = require_root();
     let name = format!("hosttest-default-{}", std::process::id());
     let p = plan(&Limits::default(), &name).unwrap();
     let cg = Cgroup::create(&p).expect("the default cap must never fail a run");
@@ -209,7 +215,7 @@ fn the_default_pids_cap_never_fails_a_run() {
 
 #[test]
 fn no_limits_at_all_create_nothing() {
-    require_root();
+    let _serial = require_root();
     let name = format!("hosttest-none-{}", std::process::id());
     let p = plan(
         &Limits {
