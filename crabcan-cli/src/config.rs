@@ -166,8 +166,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         NetArg::Host => Net::Host,
     };
     let mounts = MountConfig {
-        root: root_dir.clone(),
-        read_only: args.read_only,
+        readonly_root: args.read_only,
         binds,
         sysfs: if net == Net::None {
             Sysfs::Fresh
@@ -175,12 +174,12 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
             Sysfs::HostBind
         },
         devpts_gid: idmap.contains(5).then_some(5),
-        mask_paths: true,
         idmap_root: idmap_root && matches!(root_dir, Root::Dir(_)),
         scratch_size: match &args.tmpfs_size {
             Some(v) => tmpfs_size(v)?,
             None => crabcan_mounts::DEFAULT_SCRATCH_SIZE,
         },
+        ..MountConfig::new(root_dir.clone())
     };
     let env = crabcan_child::environment(&hostname, args.uid, caller.term.as_deref(), &args.env)?;
     let security = crabcan_security::plan(&crabcan_security::SecurityConfig {

@@ -20,14 +20,18 @@
 //! ```
 
 mod apply;
+pub mod cgroup;
+mod options;
 mod plan;
 mod prepare;
 mod sys;
 
 pub use apply::{apply, apply_with, handover, handover_count, needs_idmap};
+pub use cgroup::{CgroupLayout, Hierarchy};
+pub use options::{Bind, MountOptions, Propagation, PropagationKind};
 pub use plan::{
-    BindMount, DEFAULT_SCRATCH_SIZE, DEVICES, Fs, MASKED_PATHS, MountConfig, MountPlan,
-    READONLY_PATHS, Root, SCRATCH_HOST_DIRS, SCRATCH_MASKED_PATHS, Source, Step, Sysfs,
-    container_path, plan,
+    BindMount, DEFAULT_SCRATCH_SIZE, DEV_SYMLINKS, DEVICES, DeviceKind, DeviceNode, Fs,
+    MASKED_PATHS, MountConfig, MountEntry, MountPlan, READONLY_PATHS, Root, SCRATCH_HOST_DIRS,
+    SCRATCH_MASKED_PATHS, Source, Step, Sysfs, container_path, default_devices, plan,
 };
 pub use prepare::{Prepared, prepare};

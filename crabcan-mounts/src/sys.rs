@@ -67,7 +67,17 @@ pub fn open_tree_fd(fd: BorrowedFd<'_>, recursive: bool) -> Result<OwnedFd, Errn
 
 /// Sets attributes (`ATTR_*`) on the mount `fd` refers to, recursively if asked.
 pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, recursive: bool) -> Result<(), Errno> {
-    setattr(fd, set, None, recursive)
+    setattr(fd, set, 0, None, recursive)
+}
+
+/// Sets the attributes `set` and clears `clear` on the mount `fd` refers to.
+pub fn mount_setattr_clear(
+    fd: BorrowedFd<'_>,
+    set: u64,
+    clear: u64,
+    recursive: bool,
+) -> Result<(), Errno> {
+    setattr(fd, set, clear, None, recursive)
 }
 
 /// Idmaps the detached mount `fd` through the id map of the user namespace `userns`
@@ -78,18 +88,19 @@ pub fn mount_setattr_idmap(
     userns: BorrowedFd<'_>,
     recursive: bool,
 ) -> Result<(), Errno> {
-    setattr(fd, set | ATTR_IDMAP, Some(userns), recursive)
+    setattr(fd, set | ATTR_IDMAP, 0, Some(userns), recursive)
 }
 
 fn setattr(
     fd: BorrowedFd<'_>,
     set: u64,
+    clear: u64,
     userns: Option<BorrowedFd<'_>>,
     recursive: bool,
 ) -> Result<(), Errno> {
     let attr = MountAttr {
         attr_set: set,
-        attr_clr: 0,
+        attr_clr: clear,
         propagation: 0,
         userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
