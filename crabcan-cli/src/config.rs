@@ -155,7 +155,8 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
 
     let mut binds = Vec::with_capacity(args.add.len());
     for spec in &args.add {
-        let mut b = BindMount::parse(spec)?;
+        let mut b =
+            BindMount::parse(spec).map_err(|e| e.context(format!("invalid --add '{spec}'")))?;
         let src = b.source.to_string_lossy().into_owned();
         b.source = host_path("--add", spec, &src, &caller.cwd)?;
         binds.push(b);

@@ -83,9 +83,9 @@ const BIND_OPTIONS: &str = "ro, rw, dev, idmap";
 impl BindMount {
     /// Parses `SRC:DST[:OPT[,OPT…]]` with options `ro`, `rw`, `dev` and `idmap`. SRC is
     /// taken as given (the caller makes it absolute); DST must be absolute, without `.` or
-    /// `..` components.
+    /// `..` components. An error says why; the caller names the spec and where it came from.
     pub fn parse(spec: &str) -> Result<BindMount> {
-        let bad = |why: &str| Errcode::usage(format!("invalid --add '{spec}': {why}"));
+        let bad = |why: &str| Errcode::usage(why.to_string());
         let (src, rest) = spec
             .split_once(':')
             .ok_or_else(|| bad("expected SRC:DST[:ro]"))?;
@@ -1012,7 +1012,7 @@ mod tests {
         ] {
             let e = BindMount::parse(spec).unwrap_err().to_string();
             assert!(e.contains(why), "{spec}: {e}");
-            assert!(e.starts_with(&format!("invalid --add '{spec}'")), "{e}");
+            assert!(!e.contains("--"), "no flag names: {e}");
         }
     }
 

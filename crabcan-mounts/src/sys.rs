@@ -8,23 +8,13 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+use libc::{MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH, OPEN_TREE_CLONE};
 /// `MOUNT_ATTR_RDONLY`.
-pub const ATTR_RDONLY: u64 = 0x1;
+pub const ATTR_RDONLY: u64 = libc::MOUNT_ATTR_RDONLY;
 /// `MOUNT_ATTR_NODEV`: device nodes on the mount do not open.
-pub const ATTR_NODEV: u64 = 0x4;
+pub const ATTR_NODEV: u64 = libc::MOUNT_ATTR_NODEV;
 /// `MOUNT_ATTR_IDMAP`: ids are translated through a user namespace's map.
-pub const ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+pub const ATTR_IDMAP: u64 = libc::MOUNT_ATTR_IDMAP;
 
 fn cpath(p: &Path) -> Result<CString, Errno> {
     CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)
@@ -98,7 +88,7 @@ fn setattr(
     userns: Option<BorrowedFd<'_>>,
     recursive: bool,
 ) -> Result<(), Errno> {
-    let attr = MountAttr {
+    let attr = libc::mount_attr {
         attr_set: set,
         attr_clr: clear,
         propagation: 0,
@@ -115,8 +105,8 @@ fn setattr(
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
         )
     };
     if r < 0 { Err(Errno::last()) } else { Ok(()) }
