@@ -283,7 +283,7 @@ fn rslave_root_receives_host_mount_events() {
         fs::create_dir_all(root.join("mnt/ev")).unwrap();
         let mut cfg = config(&s, Vec::new());
         cfg.root_propagation = Propagation::parse(prop);
-        let code = in_child(|| propagation_probe(&shared, &root, &cfg));
+        let code = in_child(|| propagation_probe(&shared, &root, &cfg, false));
         assert_eq!(code, if want { 0 } else { 7 }, "{prop}");
     }
 }
@@ -291,7 +291,7 @@ fn rslave_root_receives_host_mount_events() {
 /// In its own namespace (the "host" here), makes `shared` a shared tmpfs holding `root`,
 /// starts a container child on `root`, mounts at `root/mnt/ev` once the container is set
 /// up, and returns 0 when the container saw that mount, 7 when it did not.
-fn propagation_probe(shared: &Path, root: &Path, cfg: &MountConfig) -> i32 {
+fn propagation_probe(shared: &Path, root: &Path, cfg: &MountConfig, want_shared: bool) -> i32 {
     use nix::mount::{MsFlags, mount};
     let none = None::<&str>;
     if mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).is_err()
@@ -319,7 +319,19 @@ fn propagation_probe(shared: &Path, root: &Path, cfg: &MountConfig) -> i32 {
                 let (Ok(a), Ok(b)) = (fs::metadata("/mnt"), fs::metadata("/mnt/ev")) else {
                     return 93;
                 };
-                if a.dev() != b.dev() { 0 } else { 7 }
+                if a.dev() == b.dev() {
+                    return 7;
+                }
+                if want_shared {
+                    // The root's line in mountinfo names its peer group.
+                    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                    let root_line = info.lines().find(|l| l.split(' ').nth(4) == Some("/"));
+                    if !root_line.is_some_and(|l| l.contains(" shared:")) {
+                        eprintln!("root not shared: {root_line:?}");
+                        return 8;
+                    }
+                }
+                0
             })();
             // SAFETY: ends the forked child.
             unsafe { libc::_exit(code) }
@@ -423,4 +435,165 @@ fn no_pivot_and_read_only_root() {
         0
     });
     assert_eq!(code, 0);
+}
+
+#[test]
+fn cgroup_type_follows_the_host_layout_read_only() {
+    let s = Scratch::new("cgroup");
+    let layout =
+        crabcan_mounts::cgroup::layout(&fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let cfg = config(
+        &s,
+        vec![
+            entry("/proc", "proc", None, &[]),
+            entry(
+                "/sys/fs/cgroup",
+                "cgroup",
+                Some("cgroup"),
+                &["ro", "nosuid"],
+            ),
+        ],
+    );
+    let code = in_child(|| {
+        // The container's own cgroup namespace: its cgroup is the root it sees.
+        if nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).is_err() {
+            return 92;
+        }
+        if let Err(c) = apply(&cfg) {
+            return c;
+        }
+        let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+            return 93;
+        };
+        let fstype_at = |p: &str| {
+            info.lines().find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                (left.split(' ').nth(4)? == p)
+                    .then(|| right.split(' ').next().unwrap_or("").to_string())
+            })
+        };
+        let probes: Vec<String> = match &layout {
+            crabcan_mounts::CgroupLayout::Unified => {
+                if fstype_at("/sys/fs/cgroup").as_deref() != Some("cgroup2") {
+                    return 1;
+                }
+                vec!["/sys/fs/cgroup".into()]
+            }
+            crabcan_mounts::CgroupLayout::V1 {
+                hierarchies,
+                unified,
+            } => {
+                if hierarchies.is_empty() || fstype_at("/sys/fs/cgroup").as_deref() != Some("tmpfs")
+                {
+                    return 2;
+                }
+                let mut probes = Vec::new();
+                for h in hierarchies {
+                    let p = format!("/sys/fs/cgroup/{}", h.name);
+                    if fstype_at(&p).as_deref() != Some("cgroup") {
+                        eprintln!("{p} is not a cgroup mount");
+                        return 3;
+                    }
+                    for c in &h.controllers {
+                        if fs::metadata(format!("/sys/fs/cgroup/{c}/cgroup.procs")).is_err() {
+                            eprintln!("no /sys/fs/cgroup/{c}");
+                            return 4;
+                        }
+                    }
+                    probes.push(p);
+                }
+                if *unified && fstype_at("/sys/fs/cgroup/unified").as_deref() != Some("cgroup2") {
+                    return 5;
+                }
+                probes.push("/sys/fs/cgroup".into());
+                probes
+            }
+        };
+        for p in probes {
+            if errno_of(fs::create_dir(format!("{p}/crabcan-mounts-test"))) != Some(libc::EROFS) {
+                eprintln!("{p} is writable");
+                return 6;
+            }
+        }
+        // In its own cgroup namespace the process sits at the root of what it sees.
+        match fs::read_to_string("/proc/self/cgroup") {
+            Ok(c) if c.lines().all(|l| l.ends_with(":/")) => 0,
+            other => {
+                eprintln!("/proc/self/cgroup: {other:?}");
+                7
+            }
+        }
+    });
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn rshared_root_receives_host_events_and_is_shared() {
+    let s = Scratch::new("rshared");
+    let shared = s.0.clone();
+    let root = s.root();
+    let mut cfg = config(&s, vec![entry("/proc", "proc", None, &[])]);
+    cfg.root_propagation = Propagation::parse("rshared");
+    let code = in_child(|| propagation_probe(&shared, &root, &cfg, true));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn devices_in_a_user_namespace_are_binds_of_the_host_nodes() {
+    let s = Scratch::new("userns-dev");
+    let root = s.root();
+    // The root belongs to the namespace's root (host uid 0 mapped to itself).
+    let mut cfg = config(&s, vec![entry("/dev", "tmpfs", None, &["nosuid"])]);
+    cfg.in_userns = true;
+    cfg.devices = vec![DeviceNode {
+        path: "/dev/null".into(),
+        kind: DeviceKind::Char,
+        major: 1,
+        minor: 3,
+        file_mode: 0o600,
+        uid: 0,
+        gid: 0,
+    }];
+    let _ = &root;
+    let code = in_child(|| {
+        // A user namespace mapping root to root: mknod is refused there, as in a
+        // container with an id map.
+        if nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).is_err() {
+            return 92;
+        }
+        if fs::write("/proc/self/uid_map", "0 0 1").is_err()
+            || fs::write("/proc/self/setgroups", "deny").is_err()
+            || fs::write("/proc/self/gid_map", "0 0 1").is_err()
+        {
+            return 93;
+        }
+        if let Err(c) = apply(&cfg) {
+            return c;
+        }
+        let Ok(m) = fs::metadata("/dev/null") else {
+            return 1;
+        };
+        // The host's node: its mode (666), not the asked 600, which chmod cannot change.
+        if m.rdev() != nix::sys::stat::makedev(1, 3) || m.mode() & 0o777 != 0o666 {
+            return 2;
+        }
+        if fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .is_err()
+        {
+            return 3;
+        }
+        if fs::set_permissions("/dev/null", fs::Permissions::from_mode(0o600)).is_ok() {
+            return 4;
+        }
+        0
+    });
+    assert_eq!(code, 0);
+    let host = fs::metadata("/dev/null").unwrap();
+    assert_eq!(
+        host.mode() & 0o777,
+        0o666,
+        "the host's /dev/null must stay 666"
+    );
 }
