@@ -541,12 +541,21 @@ fn rshared_root_receives_host_events_and_is_shared() {
 #[test]
 fn devices_in_a_user_namespace_are_binds_of_the_host_nodes() {
     let s = Scratch::new("userns-dev");
-    let root = s.root();
-    // The root belongs to the namespace's root (host uid 0 mapped to itself).
-    let mut cfg = config(&s, vec![entry("/dev", "tmpfs", None, &["nosuid"])]);
+    // A host node of our own (never the host's /dev/null: a test without the protection
+    // must not change a shared node), bound at the same path inside the container.
+    let node = s.0.join("hostnull");
+    nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    fs::set_permissions(&node, fs::Permissions::from_mode(0o666)).unwrap();
+    let mut cfg = config(&s, Vec::new());
     cfg.in_userns = true;
     cfg.devices = vec![DeviceNode {
-        path: "/dev/null".into(),
+        path: node.clone(),
         kind: DeviceKind::Char,
         major: 1,
         minor: 3,
@@ -554,7 +563,6 @@ fn devices_in_a_user_namespace_are_binds_of_the_host_nodes() {
         uid: 0,
         gid: 0,
     }];
-    let _ = &root;
     let code = in_child(|| {
         // A user namespace mapping root to root: mknod is refused there, as in a
         // container with an id map.
@@ -570,30 +578,26 @@ fn devices_in_a_user_namespace_are_binds_of_the_host_nodes() {
         if let Err(c) = apply(&cfg) {
             return c;
         }
-        let Ok(m) = fs::metadata("/dev/null") else {
+        let Ok(m) = fs::metadata(&node) else {
             return 1;
         };
         // The host's node: its mode (666), not the asked 600, which chmod cannot change.
         if m.rdev() != nix::sys::stat::makedev(1, 3) || m.mode() & 0o777 != 0o666 {
             return 2;
         }
-        if fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .is_err()
-        {
+        if fs::OpenOptions::new().write(true).open(&node).is_err() {
             return 3;
         }
-        if fs::set_permissions("/dev/null", fs::Permissions::from_mode(0o600)).is_ok() {
+        if fs::set_permissions(&node, fs::Permissions::from_mode(0o600)).is_ok() {
             return 4;
         }
         0
     });
     assert_eq!(code, 0);
-    let host = fs::metadata("/dev/null").unwrap();
+    let host = fs::metadata(&node).unwrap();
     assert_eq!(
         host.mode() & 0o777,
         0o666,
-        "the host's /dev/null must stay 666"
+        "the host's node must keep its mode"
     );
 }
