@@ -6,7 +6,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use libc::{MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH, OPEN_TREE_CLONE};
 /// `MOUNT_ATTR_RDONLY`.
@@ -212,7 +212,9 @@ pub enum Kind {
 }
 
 /// Opens `rel` beneath `root` (as `O_PATH`), creating it and its missing parent directories.
-/// Each thing created is passed to `created` (its path relative to `root`, and its kind).
+/// A symlink on the way whose target is missing gets its target created, inside the root
+/// (as the lookup itself resolves it). Each thing created is passed to `created` (its path
+/// relative to `root`, and its kind).
 pub fn ensure_in_root(
     root: BorrowedFd<'_>,
     rel: &Path,
@@ -220,6 +222,23 @@ pub fn ensure_in_root(
     mode: u32,
     created: &mut dyn FnMut(&Path, Kind),
 ) -> Result<OwnedFd, Errno> {
+    ensure_depth(root, rel, kind, mode, created, 0)
+}
+
+/// Symlinks followed while creating one path, as the kernel's own limit.
+const MAX_LINKS: usize = 40;
+
+fn ensure_depth(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    kind: Kind,
+    mode: u32,
+    created: &mut dyn FnMut(&Path, Kind),
+    depth: usize,
+) -> Result<OwnedFd, Errno> {
+    if depth > MAX_LINKS {
+        return Err(Errno::ELOOP);
+    }
     match open_in_root(root, rel, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
@@ -228,7 +247,14 @@ pub fn ensure_in_root(
     let parent = rel.parent().unwrap_or(Path::new("/"));
     let name = rel.file_name().ok_or(Errno::EINVAL)?;
     let pfd = if parent != Path::new("/") && !parent.as_os_str().is_empty() {
-        drop(ensure_in_root(root, parent, Kind::Dir, 0o755, created)?);
+        drop(ensure_depth(
+            root,
+            parent,
+            Kind::Dir,
+            0o755,
+            created,
+            depth + 1,
+        )?);
         open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?
     } else {
         open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?
@@ -245,13 +271,67 @@ pub fn ensure_in_root(
     };
     match made {
         Ok(()) => created(rel, kind),
-        Err(Errno::EEXIST) => {}
+        Err(Errno::EEXIST) => {
+            // The lookup failed but the name exists: a symlink to something missing.
+            if let Ok(target) = nix::fcntl::readlinkat(pfd.as_fd(), name) {
+                let base = path_in_root(root, pfd.as_fd())?;
+                let next = in_root_join(&base, Path::new(&target));
+                return ensure_depth(root, &next, kind, mode, created, depth + 1);
+            }
+        }
         Err(e) => return Err(e),
     }
     open_in_root(root, rel, OFlag::O_PATH)
 }
 
+/// Where the open directory `fd` is, as a path inside `root` (both as the kernel names
+/// them in this mount namespace); `ENOENT` when it is not below `root`.
+fn path_in_root(root: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<PathBuf, Errno> {
+    let r = nix::fcntl::readlink(fd_path(root).as_str())?;
+    let d = nix::fcntl::readlink(fd_path(fd).as_str())?;
+    let rel = Path::new(&d)
+        .strip_prefix(Path::new(&r))
+        .map_err(|_| Errno::ENOENT)?;
+    Ok(Path::new("/").join(rel))
+}
+
+/// `target` (a symlink's text) taken from the directory `base` (a resolved path inside the
+/// root), with `.` and `..` applied and `..` stopping at the root, as in-root lookups do.
+pub fn in_root_join(base: &Path, target: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    let start = if target.is_absolute() {
+        Path::new("/")
+    } else {
+        base
+    };
+    for c in start.components().chain(target.components()) {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// The path of an open fd as the kernel sees it (`/proc/self/fd/N`).
 pub fn fd_path(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_stay_in_the_root() {
+        let j = |b: &str, t: &str| in_root_join(Path::new(b), Path::new(t));
+        assert_eq!(j("/etc", "../run/x"), Path::new("/run/x"));
+        assert_eq!(j("/etc", "/run/x"), Path::new("/run/x"));
+        assert_eq!(j("/a/b", "../../../../../host"), Path::new("/host"));
+        assert_eq!(j("/", "./a/./b"), Path::new("/a/b"));
+        assert_eq!(j("/a", ".."), Path::new("/"));
+    }
 }
