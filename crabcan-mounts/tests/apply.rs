@@ -509,7 +509,13 @@ fn cgroup_type_follows_the_host_layout_read_only() {
             }
         };
         for p in probes {
-            if errno_of(fs::create_dir(format!("{p}/crabcan-mounts-test"))) != Some(libc::EROFS) {
+            // Were it writable, this would make a real cgroup: removed again at once.
+            let probe = format!("{p}/crabcan-mounts-test-{}", std::process::id());
+            let made = fs::create_dir(&probe);
+            if made.is_ok() {
+                let _ = fs::remove_dir(&probe);
+            }
+            if errno_of(made) != Some(libc::EROFS) {
                 eprintln!("{p} is writable");
                 return 6;
             }
