@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crabcan_child::ChildSpec;
-use crabcan_errors::Result;
+use crabcan_errors::{Errcode, Result};
 use std::path::Path;
 
 /// Where root's crabcan records what it holds on the host while a container runs.
@@ -58,7 +58,7 @@ pub fn run(cfg: Config) -> Result<i32> {
     } else {
         None
     };
-    let mut prepared = crabcan_mounts::prepare(&spec.mounts)?;
+    let mut prepared = crabcan_mounts::prepare(&spec.mounts).map_err(userns_hint)?;
     // Only when crabcan holds something on the host that a SIGKILL would strand.
     let guardian = if prepared.is_empty() && lease.is_none() {
         None
@@ -238,7 +238,8 @@ fn start_and_wait(
         &spec.mounts,
         root,
         userns.as_ref().map(std::os::fd::AsFd::as_fd),
-    )?;
+    )
+    .map_err(userns_hint)?;
     log::debug!("{} mount descriptors handed over", handed.len());
     let pid = child.pid().as_raw();
     if let Some(cg) = places.cgroup {
@@ -256,4 +257,19 @@ fn start_and_wait(
     let code = child.wait()?;
     log::debug!("container exited with {code}");
     Ok(code)
+}
+
+/// The mounts' hints say "without an id map"; on this command line that is `--userns host`.
+fn userns_hint(e: Errcode) -> Errcode {
+    let shown = e.to_string();
+    if shown.contains("(realpath), or run without an id map") {
+        e.with_hint("give the path without symlinks (realpath), or run with --userns host")
+    } else if shown.contains("cannot be idmapped; only a container without an id map") {
+        e.with_hint(
+            "its filesystem cannot be idmapped; --userns host runs without \
+             an id map (container root is then host root)",
+        )
+    } else {
+        e
+    }
 }

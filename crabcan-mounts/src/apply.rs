@@ -112,7 +112,7 @@ pub(crate) fn open_root_dir(plan: &MountPlan) -> Result<Option<OwnedFd>> {
                  and an idmapped root must be named by its real path",
                 dir.display()
             ))
-            .with_hint("give the path without symlinks (realpath), or run with --userns host"),
+            .with_hint("give the path without symlinks (realpath), or run without an id map"),
             e => Errcode::sys(format!("open the container's root {}", dir.display()), e),
         })
 }
@@ -177,8 +177,8 @@ pub fn handover(
             .sys_ctx(|| what)
             .map_err(|e| match e.errno() {
                 Some(Errno::EINVAL) => e.with_hint(
-                    "its filesystem cannot be idmapped; --userns host runs without \
-                     an id map (container root is then host root)",
+                    "its filesystem cannot be idmapped; only a container without an id map \
+                     can use it (container root is then host root)",
                 ),
                 _ => e,
             })?;
@@ -250,7 +250,7 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
     r
 }
 
-/// Every source is held open as a detached mount until it is attached; with many `--add`
+/// Every source is held open as a detached mount until it is attached; with many extra
 /// binds that can pass the soft open-files limit. Raises it (within the hard limit) for the
 /// duration of [`apply`]; returns the limit to restore.
 fn raise_nofile(sources: u64) -> Result<Option<(u64, u64)>> {

@@ -61,7 +61,7 @@ pub enum Sysfs {
     HostBind,
 }
 
-/// One extra bind mount (`--add SRC:DST[:OPTIONS]`).
+/// One extra bind mount (`SRC:DST[:OPTIONS]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
     /// Absolute path on the host.
@@ -434,7 +434,7 @@ pub struct MountPlan {
 }
 
 impl MountPlan {
-    /// One line per step, with source paths spelled out (for `--debug`).
+    /// One line per step, with source paths spelled out (for logs).
     pub fn describe(&self) -> Vec<String> {
         let src = |i: &usize| {
             self.sources
@@ -465,21 +465,12 @@ impl MountPlan {
                     index,
                     target,
                     options,
-                } => {
-                    let shown = Step::Bind {
-                        index: *index,
-                        target: target.clone(),
-                        options: options.clone(),
-                    }
-                    .to_string();
-                    let prefix = format!("attach source #{index} at {}", target.display());
-                    format!(
-                        "bind {} to {}{}",
-                        src(index),
-                        target.display(),
-                        shown.strip_prefix(&prefix).unwrap_or("")
-                    )
-                }
+                } => format!(
+                    "bind {} to {}{}",
+                    src(index),
+                    target.display(),
+                    Shown(options)
+                ),
                 other => other.to_string(),
             })
             .collect()
@@ -845,22 +836,29 @@ impl fmt::Display for Step {
         match self {
             Step::MakePrivate => write!(f, "make / recursively private"),
             Step::MakeSlave => write!(f, "make / recursively slave"),
-            Step::Mount(e) => {
-                write!(f, "mount {} at {}", e.fstype, e.destination.display())?;
-                options_suffix(f, &e.options)
-            }
+            Step::Mount(e) => write!(
+                f,
+                "mount {} at {}{}",
+                e.fstype,
+                e.destination.display(),
+                Shown(&e.options)
+            ),
             Step::Bind {
                 index,
                 target,
                 options,
-            } => {
-                write!(f, "attach source #{index} at {}", target.display())?;
-                options_suffix(f, options)
-            }
-            Step::Cgroup { target, options } => {
-                write!(f, "cgroup filesystems at {}", target.display())?;
-                options_suffix(f, options)
-            }
+            } => write!(
+                f,
+                "attach source #{index} at {}{}",
+                target.display(),
+                Shown(options)
+            ),
+            Step::Cgroup { target, options } => write!(
+                f,
+                "cgroup filesystems at {}{}",
+                target.display(),
+                Shown(options)
+            ),
             Step::Device { node, bind } => write!(
                 f,
                 "{} {} ({:?} {}:{}, mode {:o}, owner {}:{})",
@@ -905,7 +903,15 @@ impl fmt::Display for Step {
     }
 }
 
-/// Shows what the options ask beyond the type: flags (hex), propagation, data.
+/// Shows what mount options ask beyond the type: flags (hex), propagation, data.
+struct Shown<'a>(&'a MountOptions);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        options_suffix(f, self.0)
+    }
+}
+
 fn options_suffix(f: &mut fmt::Formatter<'_>, o: &MountOptions) -> fmt::Result {
     if o.flags != 0 {
         write!(f, " flags {:#x}", o.flags)?;

@@ -40,7 +40,7 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
         created: Vec::new(),
     };
     // Targets mounted so far; a set so that checking a path's ancestors stays linear in
-    // the number of mounts (a thousand --add binds must not cost a million comparisons).
+    // the number of mounts (a thousand binds must not cost a million comparisons).
     let mut mounted: HashSet<&Path> = HashSet::new();
     for step in &plan.steps {
         let Some((target, kind, fresh)) = mount_point(plan, step)? else {
