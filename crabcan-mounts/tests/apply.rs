@@ -123,9 +123,11 @@ fn nosuid_noexec_nodev_have_effect() {
     let s = Scratch::new("flags");
     let data = s.0.join("data");
     fs::create_dir_all(&data).unwrap();
-    // A dynamic program whose loader the new root lacks: without noexec exec fails with
-    // ENOENT (no interpreter), with noexec the kernel refuses the file first (EACCES).
-    fs::copy("/bin/true", data.join("prog")).unwrap();
+    // A script whose interpreter exists nowhere: without noexec exec fails with ENOENT
+    // (no interpreter), with noexec the kernel refuses the file first (EACCES). Never a
+    // program that could run: a successful exec would end the child with its status.
+    fs::write(data.join("prog"), "#!/no/such/interpreter\n").unwrap();
+    fs::set_permissions(data.join("prog"), fs::Permissions::from_mode(0o755)).unwrap();
     let cfg = config(
         &s,
         vec![
