@@ -608,3 +608,48 @@ fn devices_in_a_user_namespace_are_binds_of_the_host_nodes() {
         "the host's node must keep its mode"
     );
 }
+
+#[test]
+fn entry_propagation_words_are_applied_after_the_mount() {
+    let s = Scratch::new("entry-prop");
+    let data = s.0.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let cfg = config(
+        &s,
+        vec![
+            entry("/proc", "proc", None, &[]),
+            entry("/a", "tmpfs", None, &["rshared", "mode=700"]),
+            entry("/b", "bind", data.to_str(), &["rbind", "unbindable"]),
+            entry("/c", "tmpfs", None, &["rro"]),
+        ],
+    );
+    let code = in_child(|| {
+        if let Err(c) = apply(&cfg) {
+            return c;
+        }
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let line = |p: &str| {
+            info.lines()
+                .find(|l| l.split(' ').nth(4) == Some(p))
+                .unwrap_or("")
+                .to_string()
+        };
+        if !line("/a").contains(" shared:") {
+            eprintln!("/a: {}", line("/a"));
+            return 1;
+        }
+        if !line("/b").contains(" unbindable") {
+            eprintln!("/b: {}", line("/b"));
+            return 2;
+        }
+        match fs::metadata("/a") {
+            Ok(m) if m.permissions().mode() & 0o777 == 0o700 => {}
+            _ => return 3,
+        }
+        if errno_of(fs::write("/c/x", "x")) != Some(libc::EROFS) {
+            return 4;
+        }
+        0
+    });
+    assert_eq!(code, 0);
+}
