@@ -2,7 +2,6 @@
 
 mod bench;
 mod ci;
-mod json;
 mod mutants;
 mod rootfs;
 mod syscalls;
