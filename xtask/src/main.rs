@@ -3,10 +3,10 @@
 mod bench;
 mod ci;
 mod mutants;
-mod rootfs;
 mod syscalls;
-mod util;
 mod vmtest;
+
+use xtask::{rootfs, util};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

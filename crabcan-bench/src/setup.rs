@@ -6,9 +6,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::sys;
-use crate::rootfs;
-use crate::util::{self, Result};
+use xtask::rootfs;
+use xtask::util::{self, Result};
+
+use crate::sys;
 
 /// Where every bench file lives.
 pub fn bench_dir() -> PathBuf {

@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency, memory,
 //! bind-mount growth and throughput, measured side by side with bubblewrap, crun, runc and the
 //! bare cost of the namespaces (`unshare`). Reports PASS/MISS against the targets; it fails
-//! only when the harness breaks or a crabcan container fails.
+//! only when the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
+//! `cargo run --release -p crabcan-bench -- ARGS`.
 
 mod report;
 mod setup;
@@ -11,13 +12,13 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use report::{GrowthPoint, Json, Stats, Throughput};
 use setup::{Kind, Runtime, Skipped};
 
-use crate::util::{self, Result};
+use xtask::util::{self, Result};
 
 const USAGE: &str = "usage: cargo xtask bench [--no-install] [--runs N] [--quick]
   --no-install   do not apt-get install missing peers (bubblewrap, crun, runc); skip them
@@ -73,8 +74,20 @@ fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
     }))
 }
 
-/// Entry point of the task: `Ok(false)` when a crabcan container failed.
-pub fn main(args: &[String]) -> Result<bool> {
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole benchmark: `Ok(false)` when a crabcan container failed.
+fn run(args: &[String]) -> Result<bool> {
     let opts = match parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
