@@ -325,7 +325,7 @@ pub fn owner_pid(dir_name: &str) -> Option<i32> {
 
 /// Removes the empty cgroups of containers whose crabcan is gone (a SIGKILLed crabcan
 /// cannot remove its own). A cgroup still holding processes refuses `rmdir` and stays.
-fn sweep_stale(parent: &Path) {
+pub(crate) fn sweep_stale(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
@@ -487,7 +487,7 @@ pub(crate) fn remove_parent_if_empty(parent: &Path) -> Result<()> {
 }
 
 /// An io error as an [`Errcode`] naming `what` and keeping its errno.
-fn io_err(e: io::Error, what: String) -> Errcode {
+pub(crate) fn io_err(e: io::Error, what: String) -> Errcode {
     Errcode::sys(
         what,
         Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)),

@@ -161,7 +161,7 @@ pub fn parse_oom_kill(memory_events: &str) -> u64 {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as three octal digits.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

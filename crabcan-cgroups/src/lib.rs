@@ -30,13 +30,19 @@
 //! 5. after `waitpid`: [`Cgroup::oom_killed`] to explain a SIGKILL, then [`Cgroup::remove`].
 
 mod cgroup;
+mod container;
 mod devices;
 mod host;
+mod layout;
 mod parse;
+mod path;
 mod plan;
+mod resources;
 mod rlimit;
+pub mod stats;
 
 pub use cgroup::{Cgroup, Host, owner_pid, unavailable_error};
+pub use container::ContainerCgroup;
 pub use devices::{
     Access, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, BpfInsn, DeviceConfinement, DeviceKind,
     DeviceRule, MAX_MAJOR, MAX_MINOR, V1Cgroup, V1Devices, V1Write, allowed, attach_program,
@@ -47,12 +53,21 @@ pub use host::{
     Cgroup2Mount, PARENT_DIR, Placement, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path,
     parse_controllers, parse_oom_kill, placement, v1_mount_of,
 };
+pub use layout::{Layout, Mode, V1_CONTROLLERS, V1Hierarchy, V2Hierarchy, Where};
 pub use parse::{
     CPU_PERIOD_US, MAX_CPUS, MAX_PIDS, MIN_CPUS, MIN_MEMORY, UNLIMITED, cpu_max, parse_cpu_weight,
     parse_cpus, parse_memory, parse_memory_swap, parse_pids, parse_size,
 };
+pub use path::CgroupPath;
 pub use plan::{
     CGROUP_PREFIX, CgroupPlan, CgroupWrite, Controller, DEFAULT_PIDS_MAX, Limits, MAX_NAME_LEN,
     Source, check_container_name, describe, plan,
 };
+pub use resources::{
+    BlockIo, Cpu, DEFAULT_CPU_PERIOD, DevicePlan, HugepageLimit, MIN_MEMORY_LIMIT, Memory, Network,
+    Pids, ResourcePlan, Resources, Target, ThrottleDevice, WeightDevice, Write,
+    blkio_weight_to_io_weight, memsw_first, plan_devices, plan_resources, shares_to_weight,
+    swap_to_v2, weight_to_shares,
+};
 pub use rlimit::{RlimitSpec, apply_rlimits, parse_ulimit, rlimit_names, target_hard};
+pub use stats::Stats;
