@@ -190,7 +190,7 @@ impl Layout {
             .find(|h| h.controllers.iter().any(|c| c == controller))
     }
 
-    /// One line for `--debug`: the mode and each hierarchy with its controllers.
+    /// One line for a debug log: the mode and each hierarchy with its controllers.
     pub fn describe(&self) -> String {
         let mut s = format!("cgroups {:?}:", self.mode()).to_lowercase();
         for h in &self.v1 {

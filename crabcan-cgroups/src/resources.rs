@@ -8,7 +8,7 @@ use crabcan_errors::{Errcode, Result};
 use std::collections::BTreeMap;
 
 /// The smallest memory limit accepted: below this not even a shell can be loaded.
-pub const MIN_MEMORY_LIMIT: i64 = 1 << 20;
+pub const MIN_MEMORY_LIMIT: i64 = crate::parse::MIN_MEMORY as i64;
 
 /// The cpu period used when only a quota is given (the kernel's default).
 pub const DEFAULT_CPU_PERIOD: u64 = 100_000;
@@ -138,6 +138,98 @@ pub struct Resources {
     pub devices: Option<Vec<DeviceRule>>,
 }
 
+impl Resources {
+    /// Checks every value against the kernel's and the runtime-spec's ranges, saying which
+    /// and why in the crate's words ("memory limit 12 below minimum …"). The plan calls it;
+    /// nothing checks these values elsewhere.
+    pub fn check(&self) -> Result<()> {
+        if let Some(m) = &self.memory {
+            if let Some(l) = m.limit
+                && l != -1
+                && !(MIN_MEMORY_LIMIT..=i64::MAX).contains(&l)
+            {
+                return Err(Errcode::usage(format!(
+                    "memory limit {l} below minimum {MIN_MEMORY_LIMIT} (1 MiB), or -1 for none"
+                )));
+            }
+            if let Some(r) = m.reservation
+                && r < -1
+            {
+                return Err(Errcode::usage(format!(
+                    "memory reservation {r} is negative"
+                )));
+            }
+            if let Some(s) = m.swappiness
+                && s > 100
+            {
+                return Err(Errcode::usage(format!(
+                    "memory swappiness {s} is above 100"
+                )));
+            }
+            // The swap value is checked against the limit by its conversion.
+            swap_to_v2(m.swap.unwrap_or(0), m.limit.unwrap_or(0))?;
+        }
+        if let Some(c) = &self.cpu {
+            if let Some(s) = c.shares
+                && !(2..=262_144).contains(&s)
+            {
+                return Err(Errcode::usage(format!("cpu shares {s} outside 2..=262144")));
+            }
+            if let Some(w) = c.weight
+                && !(1..=10_000).contains(&w)
+            {
+                return Err(Errcode::usage(format!("cpu weight {w} outside 1..=10000")));
+            }
+            if c.shares.is_some() && c.weight.is_some() {
+                return Err(Errcode::usage(
+                    "cpu shares and cpu weight both given: give one",
+                ));
+            }
+            if let Some(q) = c.quota
+                && q != -1
+                && !(1000..=i64::MAX).contains(&q)
+            {
+                return Err(Errcode::usage(format!(
+                    "cpu quota {q} below the kernel's minimum of 1000 microseconds, or -1 for none"
+                )));
+            }
+            if let Some(p) = c.period
+                && !(1000..=1_000_000).contains(&p)
+            {
+                return Err(Errcode::usage(format!(
+                    "cpu period {p} outside 1000..=1000000 microseconds"
+                )));
+            }
+        }
+        if let Some(p) = &self.pids
+            && p.limit > MAX_PIDS
+        {
+            return Err(Errcode::usage(format!(
+                "pids limit {} above the kernel's maximum {MAX_PIDS}",
+                p.limit
+            )));
+        }
+        if let Some(b) = &self.block_io {
+            for w in b
+                .weight
+                .iter()
+                .copied()
+                .chain(b.weight_device.iter().map(|d| d.weight))
+            {
+                if !(10..=1000).contains(&w) {
+                    return Err(Errcode::usage(format!(
+                        "block I/O weight {w} outside 10..=1000"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The largest pids limit the kernel takes (PID_MAX_LIMIT).
+pub const MAX_PIDS: i64 = 4 * 1024 * 1024;
+
 /// Which hierarchy a write goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -193,7 +285,7 @@ impl ResourcePlan {
         v
     }
 
-    /// One line per write, for `--debug`.
+    /// One line per write, for a debug log.
     pub fn describe(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .writes
@@ -292,6 +384,7 @@ fn v1_text(v: i64) -> String {
 /// whose controller this host has nowhere, or whose form one hierarchy cannot express, is
 /// an error naming the limit and why.
 pub fn plan_resources(r: &Resources, layout: &Layout) -> Result<ResourcePlan> {
+    r.check()?;
     let mut p = Planner {
         layout,
         out: Vec::new(),
@@ -358,7 +451,7 @@ impl Planner<'_> {
         match self.layout.controller(controller) {
             Some(Where::V1(_)) => Ok(Target::V1(controller.into())),
             Some(Where::V2(_)) => Ok(Target::V2),
-            None => Err(missing(controller, what, self.layout)),
+            None => Err(missing(controller, self.layout).context(what)),
         }
     }
 
@@ -380,28 +473,6 @@ impl Planner<'_> {
         if !any {
             // kernel and kernelTCP alone: nothing runc would write either.
             return Ok(());
-        }
-        if let Some(l) = m.limit
-            && l != -1
-            && !(MIN_MEMORY_LIMIT..=i64::MAX).contains(&l)
-        {
-            return Err(Errcode::usage(format!(
-                "memory limit {l} below minimum {MIN_MEMORY_LIMIT} (1 MiB), or -1 for none"
-            )));
-        }
-        if let Some(r) = m.reservation
-            && r < -1
-        {
-            return Err(Errcode::usage(format!(
-                "memory reservation {r} is negative"
-            )));
-        }
-        if let Some(s) = m.swappiness
-            && s > 100
-        {
-            return Err(Errcode::usage(format!(
-                "memory swappiness {s} is above 100"
-            )));
         }
         let t = self.target("memory", "memory limit")?;
         let limit = m.limit.unwrap_or(0);
@@ -474,36 +545,6 @@ impl Planner<'_> {
     }
 
     fn cpu(&mut self, c: &Cpu) -> Result<()> {
-        if let Some(s) = c.shares
-            && !(2..=262_144).contains(&s)
-        {
-            return Err(Errcode::usage(format!("cpu shares {s} outside 2..=262144")));
-        }
-        if let Some(w) = c.weight
-            && !(1..=10_000).contains(&w)
-        {
-            return Err(Errcode::usage(format!("cpu weight {w} outside 1..=10000")));
-        }
-        if c.shares.is_some() && c.weight.is_some() {
-            return Err(Errcode::usage(
-                "cpu shares and cpu weight both given: give one",
-            ));
-        }
-        if let Some(q) = c.quota
-            && q != -1
-            && !(1000..=i64::MAX).contains(&q)
-        {
-            return Err(Errcode::usage(format!(
-                "cpu quota {q} below the kernel's minimum of 1000 microseconds, or -1 for none"
-            )));
-        }
-        if let Some(p) = c.period
-            && !(1000..=1_000_000).contains(&p)
-        {
-            return Err(Errcode::usage(format!(
-                "cpu period {p} outside 1000..=1000000 microseconds"
-            )));
-        }
         let sched = c.shares.is_some()
             || c.weight.is_some()
             || c.quota.is_some()
@@ -576,18 +617,6 @@ impl Planner<'_> {
     }
 
     fn block_io(&mut self, b: &BlockIo) -> Result<()> {
-        for w in b
-            .weight
-            .iter()
-            .copied()
-            .chain(b.weight_device.iter().map(|d| d.weight))
-        {
-            if !(10..=1000).contains(&w) {
-                return Err(Errcode::usage(format!(
-                    "block I/O weight {w} outside 10..=1000"
-                )));
-            }
-        }
         let empty = b.weight.is_none()
             && b.weight_device.is_empty()
             && b.throttle_read_bps.is_empty()
@@ -812,8 +841,9 @@ fn check_list(v: &str, what: &str) -> Result<()> {
     }
 }
 
-/// The error for a limit whose controller this host has nowhere, saying where it looked.
-pub fn missing(controller: &str, what: &str, layout: &Layout) -> Errcode {
+/// The error for a limit whose controller this host has nowhere, saying where it looked;
+/// the caller adds which limit.
+pub fn missing(controller: &str, layout: &Layout) -> Errcode {
     let where_ = match (&layout.v2, layout.v1.is_empty()) {
         (Some(v2), false) => format!(
             "no v1 hierarchy holds it and the cgroup v2 hierarchy at {} does not offer it",
@@ -826,7 +856,7 @@ pub fn missing(controller: &str, what: &str, layout: &Layout) -> Errcode {
         (None, _) => "no cgroup v1 hierarchy holds it and no cgroup v2 is mounted".into(),
     };
     Errcode::setup(format!(
-        "{what}: the {controller} controller is not available on this host ({where_})"
+        "the {controller} controller is not available on this host ({where_})"
     ))
 }
 
