@@ -114,6 +114,25 @@ impl ContainerCgroup {
         self.dirs.iter().map(|d| d.path.clone()).collect()
     }
 
+    /// Where device rules of this layout go: the v1 devices directory where a v1 devices
+    /// hierarchy exists (as runc does on hybrid hosts), else the v2 directory (a device
+    /// program on it).
+    pub fn devices_dir(&self) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| d.has("devices"))
+            .or_else(|| self.dirs.iter().find(|d| d.is_v2()))
+            .map(|d| d.path.as_path())
+    }
+
+    /// The cgroup v2 directory, if the host has a v2 hierarchy.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| d.is_v2())
+            .map(|d| d.path.as_path())
+    }
+
     /// The path it was created with.
     pub fn cgroup_path(&self) -> &CgroupPath {
         &self.path

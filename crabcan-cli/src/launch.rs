@@ -190,7 +190,24 @@ fn make_cgroup(
     }
     let caps = full.pids.is_some();
     match cg::ContainerCgroup::create(&layout, path, &full) {
-        Ok(c) => Ok(Some((c, caps))),
+        Ok(c) => {
+            for d in c.paths() {
+                log::debug!("cgroup {} created", d.display());
+            }
+            if full.devices.is_some()
+                && let Some(d) = c.devices_dir()
+            {
+                let v2 = match c.v2_dir() {
+                    Some(v2) if v2 != d => format!(
+                        " (cgroup v1; the container's cgroup v2 directory {} has none)",
+                        v2.display()
+                    ),
+                    _ => String::new(),
+                };
+                log::debug!("device rules applied on {}{v2}", d.display());
+            }
+            Ok(Some((c, caps)))
+        }
         Err(e) if explicit || is_root => Err(e.context("cannot set up the container's cgroup")),
         Err(e) => {
             log::debug!("default limits skipped: {e}");
