@@ -316,15 +316,19 @@ impl ContainerCgroup {
     }
 
     /// Enables the controllers the writes need from the hierarchy's root down to the
-    /// container's parent; the others the root offers are enabled where the kernel lets
-    /// us (for stats), and skipped where it does not.
+    /// container's parent. On a v2-only host the others the root offers are enabled too
+    /// where the kernel lets us (stats and later updates need them), and skipped where it
+    /// does not; on a hybrid host the v2 side is left as it is beyond what is needed.
     fn enable_v2(&self, mount: &Path, dir: &Path, required: &[String]) -> Result<()> {
-        let offered = self
-            .layout
-            .v2
-            .as_ref()
-            .map(|h| h.controllers.clone())
-            .unwrap_or_default();
+        let offered: Vec<String> = if self.layout.mode() == Mode::Unified {
+            self.layout
+                .v2
+                .as_ref()
+                .map(|h| h.controllers.clone())
+                .unwrap_or_default()
+        } else {
+            required.to_vec()
+        };
         let Ok(rel) = dir.parent().unwrap_or(mount).strip_prefix(mount) else {
             return Ok(());
         };
