@@ -395,7 +395,7 @@ impl ContainerCgroup {
             write_file(&file, &w.value).map_err(|e| {
                 io_err(
                     e,
-                    format!("{}: write '{}' to {}", w.what, w.value, file.display()),
+                    format!("write '{}' to {} ({})", w.value, file.display(), w.what),
                 )
             })?;
         }
@@ -423,7 +423,7 @@ impl ContainerCgroup {
         for l in lines {
             let file = d.path.join(l.file);
             write_file(&file, &l.value)
-                .sys_ctx(|| format!("device rules: write '{}' to {}", l.value, file.display()))?;
+                .sys_ctx(|| format!("write '{}' to {} (device rules)", l.value, file.display()))?;
         }
         Ok(())
     }

@@ -242,7 +242,7 @@ mod tests {
         .to_string();
         assert_eq!(
             e,
-            "memory limit 12 below minimum 1048576 (1 MiB), or -1 for none"
+            "memory limit 12 below the minimum of 1048576 bytes (1 MiB)"
         );
         for swap in [0, 1 << 20] {
             assert_eq!(

@@ -149,7 +149,7 @@ impl Resources {
                 && !(MIN_MEMORY_LIMIT..=i64::MAX).contains(&l)
             {
                 return Err(Errcode::usage(format!(
-                    "memory limit {l} below minimum {MIN_MEMORY_LIMIT} (1 MiB), or -1 for none"
+                    "memory limit {l} below the minimum of {MIN_MEMORY_LIMIT} bytes (1 MiB)"
                 )));
             }
             if let Some(r) = m.reservation
@@ -190,7 +190,7 @@ impl Resources {
                 && !(1000..=i64::MAX).contains(&q)
             {
                 return Err(Errcode::usage(format!(
-                    "cpu quota {q} below the kernel's minimum of 1000 microseconds, or -1 for none"
+                    "cpu quota {q} below the kernel's minimum of 1000 microseconds"
                 )));
             }
             if let Some(p) = c.period
@@ -1252,7 +1252,7 @@ mod tests {
         let e = plan_resources(&mem(12), &v2()).unwrap_err().to_string();
         assert_eq!(
             e,
-            "memory limit 12 below minimum 1048576 (1 MiB), or -1 for none"
+            "memory limit 12 below the minimum of 1048576 bytes (1 MiB)"
         );
         assert!(plan_resources(&mem(1 << 20), &v2()).is_ok());
         assert!(plan_resources(&mem(-2), &v2()).is_err());

@@ -208,7 +208,20 @@ fn make_cgroup(
             }
             Ok(Some((c, caps)))
         }
-        Err(e) if explicit || is_root => Err(e.context("cannot set up the container's cgroup")),
+        Err(e) if explicit || is_root => {
+            let e = e.context("cannot set up the container's cgroup");
+            let denied = matches!(
+                e.errno(),
+                Some(
+                    nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS
+                )
+            );
+            Err(if denied && !is_root {
+                e.with_hint("cgroup limits need root or a cgroup delegated to this user; drop the limit flags")
+            } else {
+                e
+            })
+        }
         Err(e) => {
             log::debug!("default limits skipped: {e}");
             Ok(None)

@@ -590,11 +590,15 @@ fn cgroup_of_a_sigkilled_crabcan_is_swept_by_the_next_run() {
         while kill(Pid::from_raw(run.pid), None).is_ok() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        for d in &dirs {
-            assert!(
-                d.exists(),
-                "the killed run's cgroup {} vanished by itself?",
-                d.display()
+        // Another crabcan on the machine may sweep some first (every run sweeps the shared
+        // directories): the behaviour under test too, so only noted. The container's
+        // processes are gone, so nothing but a sweep removes them.
+        let present = dirs.iter().filter(|d| d.exists()).count();
+        if present < dirs.len() {
+            eprintln!(
+                "note: {} of {} swept by another run first",
+                dirs.len() - present,
+                dirs.len()
             );
         }
         // The next run notices the owner is gone and removes the empty cgroup everywhere.
@@ -749,5 +753,44 @@ fn rlimits_are_inherited_without_ulimit() {
         let o = output_within(&mut c, LIMIT);
         assert_ok(&o);
         assert_eq!(stdout(&o), format!("{distinct}\n{}\n", show(hard)));
+    });
+}
+
+/// Runs `crabcan run` as uid/gid 65534 with `flags`.
+fn unprivileged_sh(flags: &[&str], script: &str) -> std::process::Output {
+    let root = rootfs();
+    let mut c = crabcan();
+    c.uid(65534)
+        .gid(65534)
+        .arg("run")
+        .arg("--mount")
+        .arg(&root)
+        .args(["--hostname", &hostname()])
+        .args(flags)
+        .args(["--", "/bin/sh", "-c", script]);
+    output_within(&mut c, LIMIT)
+}
+
+#[test]
+fn without_root_an_explicit_limit_that_cannot_apply_fails() {
+    require_root();
+    let _serial = serial();
+    require_controllers();
+    leaves_no_cgroup(|| {
+        // No cgroup is delegated to uid 65534: the asked limit is an error, never a warning,
+        // and the command does not run.
+        for flags in [&["--pids", "50"][..], &["--memory", "64m"][..]] {
+            let o = unprivileged_sh(flags, "echo ran");
+            let err = stderr(&o);
+            assert_eq!(code(&o), 125, "{flags:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("cgroup"), "{err}");
+            assert_eq!(stdout(&o), "", "the command ran although {flags:?} failed");
+        }
+        // Without limits crabcan's own defaults are skipped quietly and the command runs.
+        let o = unprivileged_sh(&[], "echo ran");
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "ran\n");
+        assert_eq!(stderr(&o), "");
     });
 }
