@@ -109,6 +109,51 @@ impl ContainerCgroup {
         Ok(cg)
     }
 
+    /// The cgroup whose directories a state file recorded ([`ContainerCgroup::paths`]), for
+    /// a later process whose own cgroup may differ from the creator's (a relative path
+    /// resolves against the caller's cgroup). A path under no hierarchy of `layout` is an
+    /// error; directories that are gone are left out, and none at all is an error.
+    pub fn open_paths(
+        layout: &Layout,
+        path: &CgroupPath,
+        paths: &[PathBuf],
+    ) -> Result<ContainerCgroup> {
+        let mut cg = ContainerCgroup {
+            layout: layout.clone(),
+            path: path.clone(),
+            dirs: Vec::new(),
+        };
+        for p in paths {
+            let controllers =
+                if let Some(h) = layout.v1.iter().find(|h| p.starts_with(&h.mount_point)) {
+                    h.controllers.clone()
+                } else if layout
+                    .v2
+                    .as_ref()
+                    .is_some_and(|h| p.starts_with(&h.mount_point))
+                {
+                    Vec::new()
+                } else {
+                    return Err(Errcode::setup(format!(
+                        "recorded cgroup {} is under no cgroup hierarchy of this host",
+                        p.display()
+                    )));
+                };
+            if p.is_dir() {
+                cg.dirs.push(Dir {
+                    controllers,
+                    path: p.clone(),
+                });
+            }
+        }
+        if cg.dirs.is_empty() {
+            return Err(Errcode::setup(format!(
+                "cgroup {path} does not exist in any hierarchy"
+            )));
+        }
+        Ok(cg)
+    }
+
     /// Every directory of the container, v1 hierarchies first, then v2.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.path.clone()).collect()

@@ -332,6 +332,15 @@ fn open_from_a_recorded_path_kill_all_and_stats() {
     // Another process would have only the layout and the recorded path.
     let again = ContainerCgroup::open(&Layout::detect().unwrap(), &path).unwrap();
     assert_eq!(again.paths(), paths);
+    let recorded = ContainerCgroup::open_paths(&l, &path, &paths).unwrap();
+    assert_eq!(recorded.paths(), paths);
+    assert_eq!(recorded.pids().unwrap().len(), 3);
+    assert!(
+        ContainerCgroup::open_paths(&l, &path, &[PathBuf::from("/tmp")])
+            .unwrap_err()
+            .to_string()
+            .contains("under no cgroup hierarchy")
+    );
     let pids = again.pids().unwrap();
     assert_eq!(pids.len(), 3, "{pids:?}");
     assert!(pids.contains(&pid));
