@@ -575,3 +575,59 @@ fn hugepage_limits_go_wherever_hugetlb_is() {
     cg.remove();
     assert_gone(&paths);
 }
+
+#[test]
+fn a_limit_whose_file_the_kernel_lacks_is_one_clear_error() {
+    let l = layout();
+    let r = Resources {
+        block_io: Some(crabcan_cgroups::BlockIo {
+            weight: Some(500),
+            ..crabcan_cgroups::BlockIo::default()
+        }),
+        ..Resources::default()
+    };
+    let Ok(plan) = crabcan_cgroups::plan_resources(&r, &l) else {
+        // No block I/O controller at all: the plan's refusal is tested in the crate.
+        return;
+    };
+    let file = plan.writes[0].file.clone();
+    let (target_v1, path) = (l.v1_of("blkio").is_some(), run_path("blkio"));
+    // Whether this kernel has the file, seen in an empty cgroup of the same place.
+    let probe = create(&l, &path, &Resources::default());
+    let dir = if target_v1 {
+        probe
+            .paths()
+            .into_iter()
+            .find(|p| p.starts_with(&l.v1_of("blkio").unwrap().mount_point))
+            .unwrap()
+    } else {
+        probe.v2_dir().unwrap().to_path_buf()
+    };
+    let exists = dir.join(&file).exists();
+    probe.remove();
+    match ContainerCgroup::create(&l, &path, &r) {
+        Ok(cg) => {
+            let cg = Guard(Some(cg));
+            assert!(exists, "{file} written although it did not exist");
+            let want = if target_v1 { "500" } else { "default 4950" };
+            assert!(
+                file_of(&cg, &l, if target_v1 { "blkio" } else { "io" }, &file)
+                    .contains(want.trim_start_matches("default "))
+            );
+            cg.remove();
+        }
+        Err(e) => {
+            assert!(!exists, "{file} exists, yet: {e}");
+            let e = e.to_string();
+            assert!(
+                e.starts_with("block I/O weight: ")
+                    && e.contains(&format!("{file} does not exist")),
+                "{e}"
+            );
+            assert!(
+                ContainerCgroup::open(&l, &path).is_err(),
+                "left behind after the failure"
+            );
+        }
+    }
+}
