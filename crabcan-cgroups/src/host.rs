@@ -200,7 +200,7 @@ pub(crate) mod tests {
 ";
     const HYBRID_CGROUP: &str = "\
 9:name=systemd:/
-4:memory:/process_api/8a3d5b86
+4:memory:/session/8a3d5b86
 1:cpu:/
 0::/
 ";
