@@ -29,7 +29,7 @@ pub struct Config {
     pub child: ChildSpec,
     /// The user turned seccomp off.
     pub seccomp_off: bool,
-    /// cgroup v2 limits asked for.
+    /// The limits asked for (checked: their resources convert).
     pub limits: crabcan_cgroups::Limits,
     /// The container's host ids are a range of its own, allocated when it starts (the map
     /// in `child.idmap` is rebased onto it).
@@ -38,9 +38,24 @@ pub struct Config {
     pub nproc_given: bool,
 }
 
-/// Parses the optional value of a limit flag with `parse`.
-fn opt<T>(v: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
-    v.as_deref().map(parse).transpose()
+/// Parses the optional value of a limit flag with `parse`, naming the flag and the value.
+fn opt<T>(flag: &str, v: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
+    v.as_deref()
+        .map(|s| parse(s).map_err(|e| e.context(format!("invalid {flag} '{}'", s.escape_debug()))))
+        .transpose()
+}
+
+/// The flag and its text for a limit the cgroup crate refused.
+fn limit_flag(kind: crabcan_cgroups::LimitKind, args: &RunArgs) -> (&'static str, String) {
+    use crabcan_cgroups::LimitKind as K;
+    let (flag, v) = match kind {
+        K::Memory => ("--memory", &args.memory),
+        K::MemorySwap => ("--memory-swap", &args.memory_swap),
+        K::Pids => ("--pids", &args.pids),
+        K::Cpus => ("--cpus", &args.cpus),
+        K::CpuWeight => ("--cpu-weight", &args.cpu_weight),
+    };
+    (flag, v.clone().unwrap_or_default())
 }
 
 fn utf8<'a>(flag: &str, s: &'a OsStr) -> Result<&'a str> {
@@ -70,8 +85,8 @@ fn host_path(flag: &str, shown: &str, p: &str, cwd: &Path) -> Result<PathBuf> {
 
 /// `--tmpfs-size`: at least 1 MiB (a tmpfs of size 0 would be unlimited).
 fn tmpfs_size(v: &str) -> Result<u64> {
-    let n =
-        crabcan_cgroups::parse_size(v).map_err(|e| Errcode::usage(format!("--tmpfs-size: {e}")))?;
+    let n = crabcan_cgroups::parse_size(v)
+        .map_err(|e| e.context(format!("invalid --tmpfs-size '{v}'")))?;
     if n < 1 << 20 {
         return Err(Errcode::usage(format!(
             "invalid --tmpfs-size '{v}': must be at least 1m"
@@ -189,13 +204,22 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         uid: args.uid,
         seccomp: args.seccomp == SeccompArg::Default,
     })?;
-    let limits = crabcan_cgroups::Limits {
-        memory: opt(&args.memory, crabcan_cgroups::parse_memory)?,
-        memory_swap: opt(&args.memory_swap, crabcan_cgroups::parse_memory_swap)?,
-        pids: opt(&args.pids, crabcan_cgroups::parse_pids)?,
-        cpus: opt(&args.cpus, crabcan_cgroups::parse_cpus)?,
-        cpu_weight: opt(&args.cpu_weight, crabcan_cgroups::parse_cpu_weight)?,
+    use crabcan_cgroups as cg;
+    let limits = cg::Limits {
+        memory: opt("--memory", &args.memory, cg::parse_size)?,
+        memory_swap: opt(
+            "--memory-swap",
+            &args.memory_swap,
+            cg::parse_size_or_unlimited,
+        )?,
+        pids: opt("--pids", &args.pids, cg::parse_count_or_unlimited)?,
+        cpus: opt("--cpus", &args.cpus, cg::parse_decimal)?,
+        cpu_weight: opt("--cpu-weight", &args.cpu_weight, cg::parse_count)?,
     };
+    if let Err((kind, e)) = limits.resources() {
+        let (flag, v) = limit_flag(kind, args);
+        return Err(e.context(format!("invalid {flag} '{}'", v.escape_debug())));
+    }
     let rlimits = args
         .ulimit
         .iter()
