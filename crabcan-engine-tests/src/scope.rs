@@ -377,9 +377,35 @@ impl Scope {
         );
     }
 
-    /// Removes everything of the scope's; returns what could not be removed.
+    /// Removes everything of the scope's, including what a faulty runtime left (its processes
+    /// are killed, its sockets and state removed); returns what could not be removed.
     fn clean(&self) -> Vec<String> {
         let mut failed = Vec::new();
+        for _ in 0..5 {
+            let strays: Vec<u32> = self
+                .leftovers()
+                .iter()
+                .filter_map(|l| l.strip_prefix("process "))
+                .filter_map(|l| l.split(':').next()?.parse().ok())
+                .collect();
+            if strays.is_empty() {
+                break;
+            }
+            for pid in strays {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for s in self.sockets.borrow().iter() {
+            if fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = fs::remove_file(s);
+            }
+        }
+        for root in self.state_roots.borrow().iter() {
+            for id in self.ids() {
+                let _ = fs::remove_dir_all(root.join(id));
+            }
+        }
         // The private directory may hold sockets and fifos only; a mount under it (a crash
         // mid-test) is detached first so removal never reaches into a container's root.
         let dir = self.dir.to_string_lossy().into_owned();
@@ -450,31 +476,6 @@ impl Drop for Scope {
         }
         for pid in self.pids.borrow().iter() {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
-        }
-        for _ in 0..3 {
-            let strays: Vec<u32> = self
-                .leftovers()
-                .iter()
-                .filter_map(|l| l.strip_prefix("process "))
-                .filter_map(|l| l.split(':').next()?.parse().ok())
-                .collect();
-            if strays.is_empty() {
-                break;
-            }
-            for pid in strays {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        for s in self.sockets.borrow().iter() {
-            if fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_socket()) {
-                let _ = fs::remove_file(s);
-            }
-        }
-        for root in self.state_roots.borrow().iter() {
-            for id in self.ids() {
-                let _ = fs::remove_dir_all(root.join(id));
-            }
         }
         let left = self.clean();
         if !left.is_empty() {
