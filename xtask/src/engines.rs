@@ -87,11 +87,12 @@ pub fn run(args: &[String]) -> Result<bool> {
     crate::rootfs::ensure(&rootfs)?;
     let runtime = runtime(given)?;
     eprintln!("engines: runtime {}", runtime.display());
-    // One test at a time: the engines share host places no private directory covers (shim
+    // Every engine's tests run even when another's fail. One test at a time: the engines share host places no private directory covers (shim
     // sockets under /run/containerd/s, the runtime's default root), and the machine is small.
     let status = util::cargo()
         .args([
             "test",
+            "--no-fail-fast",
             "-p",
             "crabcan-engine-tests",
             "--features",
