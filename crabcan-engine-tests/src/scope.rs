@@ -21,6 +21,9 @@ use nix::unistd::Pid;
 /// `/etc/docker`, the runtime's default root): one test at a time in a process.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// How long the engines' own processes may take to go after their last command returned.
+const SETTLE: Duration = Duration::from_secs(15);
+
 /// Files and directories the engines create outside their private directories whatever they are
 /// told. Those absent when a scope starts are removed when it ends (directories only if
 /// empty, so another user's entries survive).
@@ -367,7 +370,14 @@ impl Scope {
     #[track_caller]
     pub fn conclude(&self) {
         *self.concluded.borrow_mut() = true;
+        // Engines finish some work after their command returned (conmon and podman's cleanup
+        // exit after `podman rm`, a shim after its delete): give them a bounded moment.
+        let deadline = std::time::Instant::now() + SETTLE;
         let mut left = self.leftovers();
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            left = self.leftovers();
+        }
         left.extend(self.clean());
         assert!(
             left.is_empty(),

@@ -50,15 +50,25 @@ fn update_pids_limit() {
     let d = Docker::start("docker_update_pids");
     let name = d.name();
     d.run(
-        &["-d", "--name", &name, "--pids-limit", "20"],
+        &["-d", "--name", &name, "--pids-limit", "8"],
         &["sleep", "600"],
     )
     .ok();
     let pid = d.pid(&name);
-    assert_eq!(scope::pids_max(pid).as_deref(), Some("20"));
-    // docker's shim hands the runtime `update --resources -` with the new limit.
-    d.run_cmd(&["update", "--pids-limit", "33", &name]).ok();
-    assert_eq!(scope::pids_max(pid).as_deref(), Some("33"));
+    assert_eq!(scope::pids_max(pid).as_deref(), Some("8"));
+    let forks = "for i in $(seq 1 12); do sleep 60 & done 2>&1; echo done";
+    // busybox sh gives up (status 2) at the first fork that fails.
+    let before = d.run_cmd(&["exec", &name, "sh", "-c", forks]);
+    assert!(
+        before.stdout.contains("can't fork") && before.code == Some(2),
+        "no fork failed under pids.max 8: {before:?}"
+    );
+    // docker's shim hands the runtime `update --resources -` with the new limit; the same
+    // forks then succeed.
+    d.run_cmd(&["update", "--pids-limit", "64", &name]).ok();
+    assert_eq!(scope::pids_max(pid).as_deref(), Some("64"));
+    let after = d.run_cmd(&["exec", &name, "sh", "-c", forks]);
+    assert_eq!(after.ok(), "done\n", "a fork failed under pids.max 64");
     d.finish();
 }
 
