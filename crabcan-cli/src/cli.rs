@@ -336,7 +336,14 @@ mod tests {
         assert_eq!(r.net, NetArg::None);
         assert!(!r.read_only);
         assert_eq!(r.seccomp, SeccompArg::Default);
-        let r = run(&["crabcan", "run", "--seccomp", "unconfined", "--", "/bin/true"]);
+        let r = run(&[
+            "crabcan",
+            "run",
+            "--seccomp",
+            "unconfined",
+            "--",
+            "/bin/true",
+        ]);
         assert_eq!(r.seccomp, SeccompArg::Unconfined);
         let r = run(&["crabcan", "run", "--seccomp", "./p.json", "--", "/bin/true"]);
         assert_eq!(r.seccomp, SeccompArg::File("./p.json".into()));

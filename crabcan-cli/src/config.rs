@@ -49,9 +49,8 @@ fn seccomp_choice(arg: &SeccompArg, cwd: &Path) -> Result<crabcan_security::Secc
         SeccompArg::File(p) => p,
     };
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(cwd.join(path)).map_err(|e| {
-        Errcode::usage(format!("invalid --seccomp {shown}: cannot read it: {e}"))
-    })?;
+    let text = std::fs::read_to_string(cwd.join(path))
+        .map_err(|e| Errcode::usage(format!("invalid --seccomp {shown}: cannot read it: {e}")))?;
     let bad = |e: crabcan_security::ProfileError| {
         Errcode::usage(format!("invalid --seccomp {}", e.describe_in(&shown, "")))
     };

@@ -732,7 +732,10 @@ mod tests {
             (k, k | 1 << 40, 0),
         ] {
             let e = check_sets(bad, (k, k, 0)).unwrap_err();
-            assert!(e.to_string().contains("wanted 0x280425fb, 0x280425fb, 0x0"), "{e}");
+            assert!(
+                e.to_string().contains("wanted 0x280425fb, 0x280425fb, 0x0"),
+                "{e}"
+            );
         }
     }
 

@@ -31,9 +31,7 @@ mod caps;
 pub mod profile;
 pub mod seccomp;
 
-pub use caps::{
-    CapList, CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS, kept_set, parse_cap_list,
-};
+pub use caps::{CapList, CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS, kept_set, parse_cap_list};
 pub use profile::{Compiled, Profile, ProfileError};
 pub use seccomp::BpfInsn;
 

@@ -169,11 +169,7 @@ mod tests {
     }
 
     impl FilterCalls for FakeCalls {
-        fn seccomp(
-            &mut self,
-            p: &libc::sock_fprog,
-            flags: u32,
-        ) -> std::result::Result<(), Errno> {
+        fn seccomp(&mut self, p: &libc::sock_fprog, flags: u32) -> std::result::Result<(), Errno> {
             self.seen.push(("seccomp", p.len, p.filter as usize));
             self.flags.push(flags);
             self.seccomp
@@ -252,7 +248,6 @@ mod tests {
         assert_eq!(f.seen.len(), 1);
         assert_eq!(f.seen[0].1, 65_535);
     }
-
 
     #[test]
     fn flags_go_to_seccomp_where_the_kernel_knows_them() {

@@ -5,7 +5,10 @@ use super::*;
 fn cfg(add: &[&str], drop: &[&str], uid: u32, seccomp: bool) -> SecurityConfig {
     let list = |v: &[&str]| parse_cap_list(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     SecurityConfig {
-        capabilities: Capabilities::for_uid(kept_set(&list(add).unwrap(), &list(drop).unwrap()), uid),
+        capabilities: Capabilities::for_uid(
+            kept_set(&list(add).unwrap(), &list(drop).unwrap()),
+            uid,
+        ),
         no_new_privs: true,
         seccomp: if seccomp {
             Seccomp::Profile(Profile::crabcan_default())
@@ -354,7 +357,11 @@ fn probe(mode: &str) {
     if no_nnp {
         // Neither no_new_privs nor CAP_SYS_ADMIN: the kernel takes no more filters, which
         // is why the first one had to go in before the drop.
-        assert_eq!(kernel.seccomp(&one, 0), Err(Errno::EACCES), "seccomp without nnp");
+        assert_eq!(
+            kernel.seccomp(&one, 0),
+            Err(Errno::EACCES),
+            "seccomp without nnp"
+        );
     } else {
         assert_eq!(kernel.prctl(&one), Ok(()), "prctl(allow all)");
         assert_eq!(status_field(&status_now(), "Seccomp_filters"), "2");

@@ -16,10 +16,10 @@ const X86_64: u32 = 0xc000_003e;
 
 /// Numbers refused with EPERM, written out (not taken from the profile under test).
 const DENIED: &[u32] = &[
-    101, 103, 134, 136, 139, 153, 154, 155, 156, 159, 163, 164, 165, 166, 167, 168, 169, 172,
-    173, 175, 176, 179, 212, 227, 246, 248, 249, 250, 256, 279, 298, 300, 303, 304, 305, 308,
-    310, 311, 312, 313, 320, 321, 323, 425, 426, 427, 428, 429, 430, 431, 432, 433, 438, 440,
-    442, 443, 460, 467,
+    101, 103, 134, 136, 139, 153, 154, 155, 156, 159, 163, 164, 165, 166, 167, 168, 169, 172, 173,
+    175, 176, 179, 212, 227, 246, 248, 249, 250, 256, 279, 298, 300, 303, 304, 305, 308, 310, 311,
+    312, 313, 320, 321, 323, 425, 426, 427, 428, 429, 430, 431, 432, 433, 438, 440, 442, 443, 460,
+    467,
 ];
 
 /// Numbers answered with ENOSYS though assigned: retired calls, and clone3 and openat2,
@@ -61,14 +61,14 @@ fn spec(d: &SeccompData) -> u32 {
     let ok = |allowed: bool| if allowed { ALLOW } else { EPERM };
     let no_setid = |i: usize| ok(low(i) & 0o6000 == 0);
     match d.nr {
-        2 => no_setid(2),                               // open
-        85 | 90 | 91 | 133 => no_setid(1),              // creat chmod fchmod mknod
-        257 => no_setid(3),                             // openat
-        259 | 268 | 452 => no_setid(2),                 // mknodat fchmodat fchmodat2
+        2 => no_setid(2),                                                     // open
+        85 | 90 | 91 | 133 => no_setid(1), // creat chmod fchmod mknod
+        257 => no_setid(3),                // openat
+        259 | 268 | 452 => no_setid(2),    // mknodat fchmodat fchmodat2
         16 => ok(low(1) != 0x5412 && low(1) != 0x541c), // ioctl: TIOCSTI, TIOCLINUX
-        41 | 53 => ok(low(0) != 40),                    // socket, socketpair: AF_VSOCK
-        56 => ok(low(0) & 0x7e02_0000 == 0),            // clone: namespace flags
-        272 => ok(low(0) & 0x7e02_0080 == 0),           // unshare: the same and CLONE_NEWTIME
+        41 | 53 => ok(low(0) != 40),       // socket, socketpair: AF_VSOCK
+        56 => ok(low(0) & 0x7e02_0000 == 0), // clone: namespace flags
+        272 => ok(low(0) & 0x7e02_0080 == 0), // unshare: the same and CLONE_NEWTIME
         135 => ok([0, 8, 0x2_0000, 0x2_0008, 0xffff_ffff].contains(&low(0))), // personality
         n if NO_SYS.contains(&n) => ENOSYS,
         n if DENIED.contains(&n) => EPERM,
@@ -152,16 +152,28 @@ fn verdicts_written_out() {
     assert_eq!(v(435, &[]), ENOSYS, "clone3");
     assert_eq!(v(59, &[]), ALLOW, "execve");
     assert_eq!(v(41, &[40, 1, 0]), EPERM, "socket(AF_VSOCK)");
-    assert_eq!(v(41, &[(1 << 32) | 40, 1, 0]), EPERM, "socket(AF_VSOCK, high bits)");
+    assert_eq!(
+        v(41, &[(1 << 32) | 40, 1, 0]),
+        EPERM,
+        "socket(AF_VSOCK, high bits)"
+    );
     assert_eq!(v(41, &[2, 1, 0]), ALLOW, "socket(AF_INET)");
     assert_eq!(v(16, &[0, 0x5412]), EPERM, "TIOCSTI");
-    assert_eq!(v(16, &[0, 0xffff_ffff_0000_5412]), EPERM, "TIOCSTI, high bits");
+    assert_eq!(
+        v(16, &[0, 0xffff_ffff_0000_5412]),
+        EPERM,
+        "TIOCSTI, high bits"
+    );
     assert_eq!(v(16, &[0, 0x5413]), ALLOW, "TIOCGWINSZ");
     assert_eq!(v(90, &[0, 0o4755]), EPERM, "chmod 04755");
     assert_eq!(v(90, &[0, 0o755]), ALLOW, "chmod 0755");
     assert_eq!(v(56, &[0x1000_0000 | 17]), EPERM, "clone(CLONE_NEWUSER)");
     assert_eq!(v(56, &[0x0100_0011]), ALLOW, "fork-like clone");
-    assert_eq!(v(135, &[0x40_0000]), EPERM, "personality(READ_IMPLIES_EXEC)");
+    assert_eq!(
+        v(135, &[0x40_0000]),
+        EPERM,
+        "personality(READ_IMPLIES_EXEC)"
+    );
     assert_eq!(v(135, &[0xffff_ffff]), ALLOW, "personality(query)");
 }
 
