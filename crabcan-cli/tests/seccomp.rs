@@ -41,7 +41,7 @@ fn a_profile_file_takes_effect() {
     );
     let o = sh(
         &["--seccomp", f.arg()],
-        "mkdir /tmp/x 2>&1; echo rc=$?; echo alive",
+        "mkdir /tmp/seccomp-mkdir 2>&1; echo rc=$?; echo alive",
     );
     let out = stdout(&o);
     assert!(
@@ -50,7 +50,10 @@ fn a_profile_file_takes_effect() {
         stderr(&o)
     );
     // The same command under the default filter creates the directory.
-    let o = sh(&[], "mkdir /tmp/x && echo made; rmdir /tmp/x");
+    let o = sh(
+        &[],
+        "mkdir /tmp/seccomp-mkdir && echo made; rmdir /tmp/seccomp-mkdir",
+    );
     assert!(stdout(&o).contains("made"), "{}", stderr(&o));
 }
 
