@@ -1,6 +1,6 @@
 //! The compiler: a [`Profile`] to a classic BPF program.
 
-use super::interp::{ALU_AND_K, JA, JEQ, JGE, JGT, LD_W_ABS, MAX_INSNS, RET};
+use super::interp::{ALU_AND_K, JA, JEQ, JGE, JGT, LD_IMM, LD_W_ABS, MAX_INSNS, RET, RET_A};
 use super::sat::satisfiable;
 use super::{
     Action, Arch, Condition, Flag, Op, PResult, Profile, ProfileError, X32_SYSCALL_BIT, lookup,
@@ -165,6 +165,7 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
         out.extend(g);
     }
     out.push(stmt(RET, BAD_ARCH_ACTION.ret()));
+    let out = share_tails(&out);
     if out.len() > MAX_INSNS {
         return Err(ProfileError::new(
             "",
@@ -178,6 +179,100 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
         instructions: out,
         flags: p.flags.clone(),
     })
+}
+
+/// The program with identical code kept once: the rule blocks of several ABIs, or of
+/// several syscalls, often end alike (the same comparisons leading to the same returns).
+///
+/// Two instructions are the same when they have the same opcode and constant and their
+/// successors are the same; jumps only go forward, so this is decided from the end. Each
+/// jump then goes to the last copy of its target. A copy stays where an instruction
+/// without a jump (a load, an `and`) runs into it, and where the shared copy is out of a
+/// conditional jump's reach. The result decides every call as the input does.
+fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
+    let n = prog.len();
+    let falls = |code: u16| matches!(code, LD_W_ABS | ALU_AND_K | LD_IMM);
+    let targets = |i: usize| -> [Option<usize>; 2] {
+        let ins = prog[i];
+        match ins.code {
+            c if falls(c) => [Some(i + 1), None],
+            JA => [Some(i + 1 + ins.k as usize), None],
+            RET | RET_A => [None, None],
+            _ => [
+                Some(i + 1 + usize::from(ins.jt)),
+                Some(i + 1 + usize::from(ins.jf)),
+            ],
+        }
+    };
+    // The last instruction of each class of equal ones.
+    let mut canon: Vec<usize> = (0..n).collect();
+    let mut seen: std::collections::HashMap<(u16, u32, usize, usize), usize> =
+        std::collections::HashMap::with_capacity(n);
+    for i in (0..n).rev() {
+        let ins = prog[i];
+        let c = |t: Option<usize>| t.filter(|&t| t < n).map_or(usize::MAX, |t| canon[t]);
+        let [t, f] = targets(i);
+        if ins.code == JA {
+            // An unconditional jump does what its target does.
+            if let Some(t) = t.filter(|&t| t < n) {
+                canon[i] = canon[t];
+            }
+            continue;
+        }
+        canon[i] = *seen.entry((ins.code, ins.k, c(t), c(f))).or_insert(i);
+    }
+    let mut keep: Vec<bool> = (0..n).map(|i| canon[i] == i).collect();
+    // Where a target is dropped, each jump goes to its class's kept copy.
+    let redirect = |keep: &[bool], t: usize| if keep[t] { t } else { canon[t] };
+    loop {
+        // The first instruction and whatever a kept load or `and` runs into stay.
+        if let Some(k) = keep.first_mut() {
+            *k = true;
+        }
+        for i in 0..n.saturating_sub(1) {
+            if keep[i] && falls(prog[i].code) {
+                keep[i + 1] = true;
+            }
+        }
+        let mut at = vec![0usize; n];
+        let mut next = 0;
+        for i in 0..n {
+            at[i] = next;
+            next += usize::from(keep[i]);
+        }
+        // A shared target out of a conditional jump's reach: keep the jump's own.
+        let far = (0..n).filter(|&i| keep[i]).find_map(|i| {
+            let ins = prog[i];
+            if falls(ins.code) || matches!(ins.code, JA | RET | RET_A) {
+                return None;
+            }
+            targets(i)
+                .into_iter()
+                .flatten()
+                .find(|&t| !keep[t] && at[redirect(&keep, t)] - at[i] - 1 > usize::from(u8::MAX))
+        });
+        if let Some(t) = far {
+            keep[t] = true;
+            continue;
+        }
+        let mut out = Vec::with_capacity(next);
+        for i in (0..n).filter(|&i| keep[i]) {
+            let mut ins = prog[i];
+            let dist = |t: usize| at[redirect(&keep, t)] - at[i] - 1;
+            match ins.code {
+                c if falls(c) => {}
+                RET | RET_A => {}
+                JA => ins.k = len_u32(dist(i + 1 + ins.k as usize)),
+                _ => {
+                    // In reach: checked above.
+                    ins.jt = dist(i + 1 + usize::from(ins.jt)) as u8;
+                    ins.jf = dist(i + 1 + usize::from(ins.jf)) as u8;
+                }
+            }
+            out.push(ins);
+        }
+        return out;
+    }
 }
 
 fn len_u32(n: usize) -> u32 {
@@ -679,8 +774,11 @@ enum Unit<'e, 'a> {
     },
 }
 
-/// Values one comparison row of a block holds at most, so its jumps stay in reach.
-const EQS_MAX: usize = 64;
+/// What one comparison row of a block holds at most, its values and their distinct
+/// returns together, so that its jumps stay in reach (255) with room for the load and the
+/// rules after it. Long rows share best: the same row under another ABI, or another
+/// syscall, becomes the same code.
+const EQS_MAX: usize = 200;
 
 /// The rules of one syscall (all conditional), ORed, then the default action. Their order
 /// does not matter: rules that can match the same call have the same action.
@@ -696,9 +794,16 @@ fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Block> {
                     0
                 };
                 let item = (c.value as u32, r.action.ret());
+                let fits = |items: &[(u32, u32)]| {
+                    let new_ret = !items.iter().any(|(_, r)| *r == item.1);
+                    let mut rets: Vec<u32> = items.iter().map(|(_, r)| *r).collect();
+                    rets.sort_unstable();
+                    rets.dedup();
+                    items.len() + 1 + rets.len() + usize::from(new_ret) <= EQS_MAX
+                };
                 let row = units.iter_mut().find(|u| {
                     matches!(u, Unit::Eqs { index, hi: h, items }
-                        if *index == c.index && *h == hi && items.len() < EQS_MAX)
+                        if *index == c.index && *h == hi && fits(items))
                 });
                 match row {
                     Some(Unit::Eqs { items, .. }) => items.push(item),
