@@ -78,6 +78,8 @@ fn check(what: &str, c: &Compiled, calls: &[(i64, [i64; 6], &str)]) {
             0x7fff_0000 | 0x7ffc_0000 => in_child(None, *nr, *args),
             0x0005_0000 => Ok((verdict & 0xffff) as i32),
             0x0000_0000 | 0x8000_0000 | 0x0003_0000 => Err(libc::SIGSYS),
+            // No tracer attached: the kernel fails the call with ENOSYS.
+            0x7ff0_0000 => Ok(libc::ENOSYS),
             other => panic!("{what}: {name}: verdict {other:#x} not checked here"),
         };
         let got = in_child(Some(c), *nr, *args);
@@ -103,6 +105,44 @@ fn the_kernel_decides_as_the_interpreter_for_each_profile() {
         in_child(Some(&default), 0x4000_0000 | 39, [0; 6]),
         Err(libc::SIGSYS),
         "x32 getpid under the default"
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_action_and_flag_acts_in_the_kernel() {
+    // actions.json: ERRNO (default and 95), KILL, KILL_THREAD, KILL_PROCESS, TRAP, TRACE
+    // (7 and the default), LOG, ALLOW, a condition; flags LOG and SPEC_ALLOW.
+    let calls: &[(i64, [i64; 6], &str)] = &[
+        (165, [0; 6], "mount: ERRNO"),
+        (166, [0; 6], "umount2: ERRNO(95)"),
+        (169, [0; 6], "reboot: KILL"),
+        (246, [0; 6], "kexec_load: KILL_THREAD"),
+        (175, [0; 6], "init_module: KILL_PROCESS"),
+        (101, [-1, 0, 0, 0, 0, 0], "ptrace: TRAP"),
+        (321, [9999, 0, 0, 0, 0, 0], "bpf: TRACE(7)"),
+        (298, [0, 0, 0, -1, 0, 0], "perf_event_open: TRACE"),
+        (272, [0; 6], "unshare(0): LOG"),
+        (39, [0; 6], "getpid: ALLOW"),
+        (308, [-1, 0, 0, 0, 0, 0], "setns(-1, 0): ERRNO"),
+        (308, [-1, 1, 0, 0, 0, 0], "setns(-1, 1): the default, ALLOW"),
+    ];
+    let c = fixture("profiles/actions.json");
+    assert_eq!(c.flag_bits(), 2 | 4, "LOG and SPEC_ALLOW");
+    check("actions.json", &c, calls);
+    // TSYNC too: a single-threaded child has no other thread to bring along.
+    let p = profile::parse(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC",
+            "SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+            "syscalls":[{"names":["getppid"],"action":"SCMP_ACT_ERRNO","errnoRet":33}]}"#,
+    )
+    .expect("profile");
+    let c = profile::compile(&p).expect("compile");
+    assert_eq!(c.flag_bits(), 7);
+    assert_eq!(
+        in_child(Some(&c), 110, [0; 6]),
+        Ok(33),
+        "getppid under TSYNC"
     );
 }
 
