@@ -406,8 +406,8 @@ impl Profile {
     /// allow list; EPERM for mount, namespaces (unshare, setns, and clone with a namespace
     /// flag), ptrace, keys, bpf, perf, io_uring, module and clock calls and more; EPERM for
     /// setuid/setgid modes in chmod, fchmod, fchmodat(2), creat, open(at) and mknod(at),
-    /// for AF_VSOCK sockets, for TIOCSTI and TIOCLINUX, and for personalities other than
-    /// the usual ones; ENOSYS for clone3 and openat2, whose flags a filter cannot read.
+    /// for AF_VSOCK sockets, and for TIOCSTI and TIOCLINUX; ENOSYS for personalities other
+    /// than the usual ones, and for clone3 and openat2, whose flags a filter cannot read.
     pub fn crabcan_default() -> Profile {
         match &*CRABCAN_DEFAULT {
             Ok(p) => p.clone(),
