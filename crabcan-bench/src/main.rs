@@ -1,5 +1,6 @@
-//! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency, memory,
-//! bind-mount growth and throughput, measured side by side with bubblewrap, crun, runc and the
+//! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency (also under
+//! podman's seccomp profile against its own default), memory, bind-mount growth and
+//! throughput, measured side by side with bubblewrap, crun, runc and the
 //! bare cost of the namespaces (`unshare`). Reports PASS/MISS against the targets; it fails
 //! only when the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
 //! `cargo run --release -p crabcan-bench -- ARGS`.
@@ -308,10 +309,20 @@ struct SpawnFloor {
 
 struct Measured {
     latency: Vec<Latency>,
+    /// crabcan's start under podman's seccomp profile and under its own default:
+    /// (podman's median, default's median) in ms, interleaved runs.
+    seccomp: Option<(f64, f64)>,
     spawn_floor: SpawnFloor,
     own_rss: Option<OwnRss>,
     growth: Vec<GrowthPoint>,
     throughput: Vec<Throughput>,
+}
+
+/// crabcan's median start under two seccomp profiles, from interleaved runs.
+#[derive(Serialize, Clone, Copy)]
+struct SeccompCost {
+    podman_profile: f64,
+    crabcan_default: f64,
 }
 
 /// Everything a run found and the conditions it ran in: what the table shows and, field by
@@ -324,6 +335,8 @@ struct Results {
     not_run: Vec<Skipped>,
     spawn_floor: SpawnFloor,
     crabcan_own_rss: Option<OwnRss>,
+    /// Median start in ms under podman's seccomp profile and under crabcan's default.
+    seccomp_start_ms: Option<SeccompCost>,
     growth: Vec<GrowthPoint>,
     throughput: Vec<Throughput>,
     left_behind: Vec<String>,
@@ -345,6 +358,10 @@ impl Results {
             not_run,
             spawn_floor: m.spawn_floor,
             crabcan_own_rss: m.own_rss,
+            seccomp_start_ms: m.seccomp.map(|(p, d)| SeccompCost {
+                podman_profile: p,
+                crabcan_default: d,
+            }),
             growth: m.growth,
             throughput: m.throughput,
             left_behind,
@@ -406,6 +423,32 @@ impl Bench {
         Ok(None)
     }
 
+    /// Starts under podman's seccomp profile (as its config.json carries it) against starts
+    /// under crabcan's default, interleaved; `None` when either failed every run.
+    fn seccomp_cost(&mut self, crab: &Runtime, opts: &Opts) -> Result<Option<(f64, f64)>> {
+        let profile = util::workspace_root()
+            .join("crabcan-security/tests/fixtures/podman-config-seccomp.json");
+        println!(
+            "seccomp: {} runs each under podman's profile and crabcan's default",
+            opts.runs
+        );
+        let podman: Vec<OsString> = vec!["--seccomp".into(), profile.into_os_string()];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..opts.warmup {
+            self.timed(crab, &podman)?;
+        }
+        for _ in 0..opts.runs {
+            if let Some(t) = self.timed(crab, &podman)? {
+                a.push(ms(t.elapsed));
+            }
+            if let Some(t) = self.timed(crab, &[])? {
+                b.push(ms(t.elapsed));
+            }
+        }
+        let (a, b) = (Stats::of(&a), Stats::of(&b));
+        Ok((a.n > 0 && b.n > 0).then_some((a.median, b.median)))
+    }
+
     fn measure(
         &mut self,
         opts: &Opts,
@@ -457,6 +500,7 @@ impl Bench {
             .iter()
             .find(|r| r.kind == Kind::Crabcan)
             .ok_or("crabcan is not among the runtimes")?;
+        let seccomp = self.seccomp_cost(crab, opts)?;
         println!("crabcan's own peak RSS: {} samples", opts.rss_samples);
         let own_rss = own_rss(crab, opts.rss_samples)?;
 
@@ -473,6 +517,7 @@ impl Bench {
         }
         Ok(Measured {
             latency,
+            seccomp,
             spawn_floor,
             own_rss,
             growth,
@@ -690,6 +735,14 @@ fn targets(r: &Results) -> Vec<Target> {
         r.crabcan_own_rss.as_ref().map(|o| o.parent_kib as f64),
         Some(1024.0),
         2.0,
+        true,
+        "",
+    );
+    ratio(
+        "crabcan median, podman's seccomp / crabcan's",
+        r.seccomp_start_ms.map(|s| s.podman_profile),
+        r.seccomp_start_ms.map(|s| s.crabcan_default),
+        1.05,
         true,
         "",
     );

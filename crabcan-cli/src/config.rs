@@ -38,6 +38,27 @@ pub struct Config {
     pub nproc_given: bool,
 }
 
+/// The filter `--seccomp` names. A profile file is read, parsed and compiled here so that
+/// any fault is one line naming the file, the path inside it and the reason; a bad
+/// profile never means no filter.
+fn seccomp_choice(arg: &SeccompArg, cwd: &Path) -> Result<crabcan_security::Seccomp> {
+    use crabcan_security::{Profile, Seccomp, profile};
+    let path = match arg {
+        SeccompArg::Default => return Ok(Seccomp::Profile(Profile::crabcan_default())),
+        SeccompArg::Unconfined => return Ok(Seccomp::Unconfined),
+        SeccompArg::File(p) => p,
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(cwd.join(path))
+        .map_err(|e| Errcode::usage(format!("invalid --seccomp {shown}: cannot read it: {e}")))?;
+    let bad = |e: crabcan_security::ProfileError| {
+        Errcode::usage(format!("invalid --seccomp {}", e.describe_in(&shown, "")))
+    };
+    let p = profile::parse(&text).map_err(bad)?;
+    profile::compile(&p).map_err(bad)?;
+    Ok(Seccomp::Profile(p))
+}
+
 /// Parses the optional value of a limit flag with `parse`, naming the flag and the value.
 fn opt<T>(flag: &str, v: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
     v.as_deref()
@@ -198,11 +219,17 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         ..MountConfig::new(root_dir.clone())
     };
     let env = crabcan_child::environment(&hostname, args.uid, caller.term.as_deref(), &args.env)?;
+    let caps = |flag: &str, names: &[String]| {
+        crabcan_security::parse_cap_list(names).map_err(|e| e.context(flag))
+    };
+    let kept = crabcan_security::kept_set(
+        &caps("--cap-add", &args.cap_add)?,
+        &caps("--cap-drop", &args.cap_drop)?,
+    );
     let security = crabcan_security::plan(&crabcan_security::SecurityConfig {
-        cap_add: args.cap_add.clone(),
-        cap_drop: args.cap_drop.clone(),
-        uid: args.uid,
-        seccomp: args.seccomp == SeccompArg::Default,
+        capabilities: crabcan_security::Capabilities::for_uid(kept, args.uid),
+        no_new_privs: true,
+        seccomp: seccomp_choice(&args.seccomp, &caller.cwd)?,
     })?;
     use crabcan_cgroups as cg;
     let limits = cg::Limits {
