@@ -5,6 +5,7 @@
 //! only when the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
 //! `cargo run --release -p crabcan-bench -- ARGS`.
 
+mod oci;
 mod report;
 mod setup;
 mod sys;
@@ -112,18 +113,29 @@ fn run(args: &[String]) -> Result<bool> {
     let rootfs = setup::rootfs(max_mounts)?;
     let binds = setup::bind_sources(max_mounts)?;
     let bundle = setup::bundle(&rootfs)?;
+    let sleep_bundle = setup::bundle_running(&rootfs, "bundle-sleep", &["/bin/sleep", "3600"])?;
     let (runtimes, skipped) = setup::runtimes(&crabcan, &rootfs, &bundle, opts.install)?;
     for s in &skipped {
         println!("not measured: {}: {}", s.kind.name(), s.why);
     }
+    let (oci_rts, oci_missing) = setup::oci_runtimes(&runtimes);
+    for m in &oci_missing {
+        println!("oci: {}: {}", m.runtime, m.note.as_deref().unwrap_or(""));
+    }
+    let bundles = Bundles {
+        true_bundle: bundle.clone(),
+        sleep_bundle,
+        oci: oci_rts.clone(),
+        oci_missing,
+    };
 
     let mut bench = Bench {
         seq: 1,
         crabcan_failures: 0,
     };
-    let result = bench.measure(&opts, &runtimes, &rootfs, &binds);
+    let result = bench.measure(&opts, &runtimes, &rootfs, &binds, bundles);
     // Whatever happened, leave no container state behind.
-    let mut leftovers = setup::cleanup_state();
+    let mut leftovers = setup::cleanup_state(&oci_rts);
     let m = result?;
     let after = HostState::snapshot();
     leftovers.extend(before.leftovers(&after, &runtimes));
@@ -307,8 +319,18 @@ struct SpawnFloor {
     rss_kib: Stats,
 }
 
+/// What the OCI rows run: the bundles and the runtimes with runc's command line.
+struct Bundles {
+    true_bundle: PathBuf,
+    sleep_bundle: PathBuf,
+    oci: Vec<oci::OciRuntime>,
+    /// Rows without figures (crabcan before the OCI commands).
+    oci_missing: Vec<oci::OciRow>,
+}
+
 struct Measured {
     latency: Vec<Latency>,
+    oci: Vec<oci::OciRow>,
     /// crabcan's start under podman's seccomp profile and under its own default:
     /// (podman's median, default's median) in ms, interleaved runs.
     seccomp: Option<(f64, f64)>,
@@ -332,6 +354,8 @@ struct Results {
     machine: Machine,
     settings: Opts,
     latency: Vec<Latency>,
+    /// runc's command line: run --bundle, the separate steps, exec, memory, residency.
+    oci: Vec<oci::OciRow>,
     not_run: Vec<Skipped>,
     spawn_floor: SpawnFloor,
     crabcan_own_rss: Option<OwnRss>,
@@ -355,6 +379,7 @@ impl Results {
             machine,
             settings,
             latency: m.latency,
+            oci: m.oci,
             not_run,
             spawn_floor: m.spawn_floor,
             crabcan_own_rss: m.own_rss,
@@ -455,6 +480,7 @@ impl Bench {
         runtimes: &[Runtime],
         rootfs: &Path,
         binds: &Path,
+        bundles: Bundles,
     ) -> Result<Measured> {
         let names: Vec<&str> = runtimes.iter().map(|r| r.kind.name()).collect();
         println!(
@@ -495,6 +521,28 @@ impl Bench {
             })
             .collect();
 
+        let oci = oci::measure(
+            &bundles.oci,
+            bundles.oci_missing,
+            &bundles.true_bundle,
+            &bundles.sleep_bundle,
+            opts.runs,
+            opts.warmup,
+        )?;
+        for row in &oci {
+            if row.failures > 0 {
+                eprintln!(
+                    "oci: {} failed {} time(s); first: {}",
+                    row.runtime,
+                    row.failures,
+                    row.first_failure.as_deref().unwrap_or("?")
+                );
+                if row.runtime == "crabcan" {
+                    self.crabcan_failures += row.failures;
+                }
+            }
+        }
+
         let spawn_floor = spawn_floor(rootfs, opts.runs.min(50))?;
         let crab = runtimes
             .iter()
@@ -517,6 +565,7 @@ impl Bench {
         }
         Ok(Measured {
             latency,
+            oci,
             seccomp,
             spawn_floor,
             own_rss,
@@ -625,15 +674,6 @@ fn spawn_floor(rootfs: &Path, runs: usize) -> Result<SpawnFloor> {
     })
 }
 
-/// A `kB` field (`VmHWM`, `RssAnon`, …) of `/proc/PID/status`.
-fn status_kib(pid: i32, field: &str) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// crabcan's own peak RSS. `wait4` cannot separate it: a process's `ru_maxrss` already covers
 /// its reaped children and the image it had before `execve`. So the container runs a short
 /// `sleep` instead of `true`, and `VmHWM` of the crabcan process (its own image since exec;
@@ -659,13 +699,13 @@ fn own_rss(crab: &Runtime, samples: usize) -> Result<Option<OwnRss>> {
             .map_err(|e| format!("cannot run {}: {e}", crab.program.display()))?;
         let pid = sys::child_pid(&child).map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_millis(150));
-        let p = status_kib(pid, "VmHWM");
-        let a = status_kib(pid, "RssAnon").unwrap_or(0);
-        let f = status_kib(pid, "RssFile").unwrap_or(0);
+        let p = oci::status_kib(pid, "VmHWM");
+        let a = oci::status_kib(pid, "RssAnon").unwrap_or(0);
+        let f = oci::status_kib(pid, "RssFile").unwrap_or(0);
         let i = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .ok()
             .and_then(|c| c.split_whitespace().next().and_then(|s| s.parse().ok()))
-            .and_then(|c: i32| status_kib(c, "VmHWM"));
+            .and_then(|c: i32| oci::status_kib(c, "VmHWM"));
         let r = sys::wait(pid).map_err(|e| format!("wait for crabcan: {e}"))?;
         if let (Some(p), Some(i), 0) = (p, i, r.code) {
             if p > parent {
@@ -730,6 +770,43 @@ fn targets(r: &Results) -> Vec<Target> {
             note,
         );
     }
+    let oci = |name: &str| r.oci.iter().find(|o| o.runtime == name && o.note.is_none());
+    let oci_median = |name: &str, f: fn(&oci::OciRow) -> &Stats| {
+        oci(name).map(f).filter(|s| s.n > 0).map(|s| s.median)
+    };
+    let pending = if oci("crabcan").is_none() {
+        "crabcan: not built yet (pending the OCI commands)"
+    } else {
+        ""
+    };
+    for (peer, limit) in [("runc", 0.25), ("crun", 0.7)] {
+        ratio(
+            &format!("crabcan run --bundle / {peer} run --bundle"),
+            oci_median("crabcan", |o| &o.run_ms),
+            oci_median(peer, |o| &o.run_ms),
+            limit,
+            true,
+            pending,
+        );
+    }
+    ratio(
+        "crabcan exec / runc exec",
+        oci_median("crabcan", |o| &o.exec_ms),
+        oci_median("runc", |o| &o.exec_ms),
+        0.3,
+        true,
+        pending,
+    );
+    ratio(
+        "crabcan processes left beside the container after create",
+        oci("crabcan")
+            .filter(|o| o.resident_checks > 0)
+            .map(|o| o.resident.len() as f64),
+        Some(1.0),
+        0.0,
+        true,
+        pending,
+    );
     ratio(
         "crabcan own peak RSS (MiB)",
         r.crabcan_own_rss.as_ref().map(|o| o.parent_kib as f64),
@@ -859,6 +936,8 @@ fn render_table(r: &Results) -> String {
         None => s.push_str("  crabcan's own peak RSS: could not be sampled\n"),
     }
 
+    s.push_str(&render_oci(r));
+
     s.push_str(&format!(
         "\n== growth: crabcan start latency with N --add bind mounts ({} runs each, interleaved)\n",
         r.settings.growth_runs
@@ -939,6 +1018,104 @@ fn render_table(r: &Results) -> String {
         ));
         if !t.note.is_empty() {
             s.push_str(&format!("        {}\n", t.note));
+        }
+    }
+    s
+}
+
+/// The OCI rows: medians of each step, memory, and what `create` left running.
+fn render_oci(r: &Results) -> String {
+    let mut s = format!(
+        "\n== OCI commands, runc's command line ({} rounds, interleaved after {} warm-up rounds; \
+         ms are medians)\n",
+        r.settings.runs, r.settings.warmup
+    );
+    let runc_run = r
+        .oci
+        .iter()
+        .find(|o| o.runtime == "runc" && o.run_ms.n > 0)
+        .map(|o| o.run_ms.median);
+    let cell = |st: &Stats| {
+        if st.n == 0 {
+            "-".to_string()
+        } else {
+            f2(st.median)
+        }
+    };
+    let kib = |st: &Stats| {
+        if st.n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}", st.max)
+        }
+    };
+    let rows: Vec<Vec<String>> = r
+        .oci
+        .iter()
+        .map(|o| {
+            if let Some(note) = &o.note {
+                let mut v = vec![o.runtime.to_string(), note.clone()];
+                v.extend(std::iter::repeat_n(String::new(), 9));
+                return v;
+            }
+            vec![
+                o.runtime.to_string(),
+                cell(&o.run_ms),
+                match runc_run {
+                    Some(b) if o.run_ms.n > 0 => format!("{:.2}×", o.run_ms.median / b),
+                    _ => "-".into(),
+                },
+                cell(&o.create_ms),
+                cell(&o.start_ms),
+                cell(&o.delete_ms),
+                cell(&o.exec_ms),
+                kib(&o.create_maxrss_kib),
+                kib(&o.created_process_vmhwm_kib),
+                kib(&o.exec_maxrss_kib),
+                if o.resident_checks == 0 {
+                    "-".into()
+                } else if o.resident.is_empty() {
+                    "nothing".into()
+                } else {
+                    o.resident.join(", ")
+                },
+            ]
+        })
+        .collect();
+    // A note spans the row: print it after the name instead of in the columns.
+    let (noted, rows): (Vec<_>, Vec<_>) = rows.into_iter().partition(|v| v[2].is_empty());
+    s.push_str(&report::table(
+        &[
+            "runtime",
+            "run --bundle",
+            "/runc",
+            "create",
+            "start",
+            "delete",
+            "exec",
+            "create KiB",
+            "created proc KiB",
+            "exec KiB",
+            "resident after create",
+        ],
+        &rows,
+    ));
+    for v in noted {
+        s.push_str(&format!("  {:<14} {}\n", v[0], v[1]));
+    }
+    s.push_str(
+        "  KiB: peak RSS (max over the runs): create = ru_maxrss of `create` and what it \
+         reaped; created proc = VmHWM of the container's process waiting for start (still \
+         runtime code); exec = ru_maxrss of `exec` (the exec'd busybox true included)\n",
+    );
+    for o in &r.oci {
+        if o.failures > 0 {
+            s.push_str(&format!(
+                "  {} failed {} time(s); first: {}\n",
+                o.runtime,
+                o.failures,
+                o.first_failure.as_deref().unwrap_or("?")
+            ));
         }
     }
     s
