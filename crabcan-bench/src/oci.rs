@@ -405,3 +405,68 @@ pub fn status_kib(pid: i32, field: &str) -> Option<u64> {
 pub fn not_built(runtime: &'static str, why: &str) -> OciRow {
     OciRow::empty(runtime, Some(why.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runtime with runc's command line in shell: `create` starts a sleeping "container",
+    /// and with `leave` also a second process that stays behind, as a resident monitor would.
+    fn fake_runtime(dir: &Path, leave: bool) -> OciRuntime {
+        let script = dir.join("fake-runtime");
+        let extra = if leave {
+            "sleep 29 & echo $! > \"$root/monitor\""
+        } else {
+            ":"
+        };
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nroot=$2; shift 2\ncase $1 in\n\
+                 create) sleep 30 & echo $! > \"$5\"; echo $! > \"$root/pid\"; {extra} ;;\n\
+                 start) kill \"$(cat \"$root/pid\")\" ;;\n\
+                 delete) [ -f \"$root/monitor\" ] && kill \"$(cat \"$root/monitor\")\"; : ;;\n\
+                 esac\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        OciRuntime {
+            name: "fake",
+            program: script,
+            state: dir.to_path_buf(),
+            ns: None,
+            has_exec: false,
+        }
+    }
+
+    #[test]
+    fn a_process_left_by_create_is_found_and_the_container_is_not() {
+        let base = std::env::temp_dir().join(format!("crabcan-bench-oci-{}", std::process::id()));
+        sys::set_subreaper(true).unwrap();
+        let mut found = Vec::new();
+        for leave in [false, true] {
+            let dir = base.join(if leave { "leave" } else { "clean" });
+            fs::create_dir_all(&dir).unwrap();
+            let rt = fake_runtime(&dir, leave);
+            let mut s = Series::default();
+            lifecycle_once(&rt, &dir, "x", &dir.join("pidfile"), &mut s).unwrap();
+            assert_eq!(
+                (s.failures, s.checks, s.create.len(), s.delete.len()),
+                (0, 1, 1, 1),
+                "{:?}",
+                s.first_failure
+            );
+            // The monitor may not have exec'd sleep yet: any process counts.
+            found.push(!s.resident.is_empty());
+        }
+        sys::reap_exited();
+        let _ = fs::remove_dir_all(&base);
+        assert_eq!(
+            found,
+            [false, true],
+            "resident processes found (clean, leave)"
+        );
+    }
+}
