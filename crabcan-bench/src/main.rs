@@ -109,12 +109,13 @@ fn run(args: &[String]) -> Result<bool> {
 
     println!("building crabcan (release, static musl) and the bench rootfs …");
     let crabcan = setup::build_crabcan()?;
+    let floor = setup::build_floor()?;
     let max_mounts = MOUNT_COUNTS.iter().copied().max().unwrap_or(0);
     let rootfs = setup::rootfs(max_mounts)?;
     let binds = setup::bind_sources(max_mounts)?;
     let bundle = setup::bundle(&rootfs)?;
     let sleep_bundle = setup::bundle_running(&rootfs, "bundle-sleep", &["/bin/sleep", "3600"])?;
-    let (runtimes, skipped) = setup::runtimes(&crabcan, &rootfs, &bundle, opts.install)?;
+    let (runtimes, skipped) = setup::runtimes(&crabcan, &floor, &rootfs, &bundle, opts.install)?;
     for s in &skipped {
         println!("not measured: {}: {}", s.kind.name(), s.why);
     }
@@ -759,7 +760,12 @@ fn targets(r: &Results) -> Vec<Target> {
                 note: note.to_string(),
             });
         };
-    for (k, limit) in [(Kind::Bwrap, 0.5), (Kind::Crun, 0.5), (Kind::Floor, 1.5)] {
+    for (k, limit) in [
+        (Kind::Bwrap, 0.5),
+        (Kind::Crun, 0.5),
+        (Kind::Floor, 1.5),
+        (Kind::MinFloor, 1.15),
+    ] {
         let note = if ran(k) { "" } else { "peer not run" };
         ratio(
             &format!("crabcan median / {} median", k.name()),

@@ -39,6 +39,24 @@ pub fn build_crabcan() -> Result<PathBuf> {
     .ok_or_else(|| "cargo built no crabcan executable".to_string())
 }
 
+/// Builds the floor program (`crabcan-floor`, static musl like crabcan) and returns it.
+pub fn build_floor() -> Result<PathBuf> {
+    util::cargo_artifacts(&[
+        "build",
+        "--release",
+        "--target",
+        util::MUSL,
+        "-p",
+        "crabcan-bench",
+        "--bin",
+        "crabcan-floor",
+    ])?
+    .into_iter()
+    .find(|a| a.name == "crabcan-floor" && a.kind == "bin" && !a.test)
+    .and_then(|a| a.executable)
+    .ok_or_else(|| "cargo built no crabcan-floor executable".to_string())
+}
+
 /// Mount points of the growth runs live below this directory of the rootfs.
 pub const BIND_DIR_IN_ROOT: &str = "mnt/bench";
 
@@ -148,16 +166,19 @@ pub enum Kind {
     Crun,
     Runc,
     Floor,
+    /// `crabcan-floor`: the minimum of crabcan's default run (see its source).
+    MinFloor,
 }
 
 impl Kind {
     /// Every runtime, crabcan first.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Crabcan,
         Kind::Bwrap,
         Kind::Crun,
         Kind::Runc,
         Kind::Floor,
+        Kind::MinFloor,
     ];
 
     /// Short name used in the table and the JSON.
@@ -168,6 +189,7 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "unshare-floor",
+            Kind::MinFloor => "floor",
         }
     }
 
@@ -178,6 +200,7 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "unshare",
+            Kind::MinFloor => "crabcan-floor",
         }
     }
 
@@ -188,6 +211,7 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "util-linux",
+            Kind::MinFloor => "crabcan-floor",
         }
     }
 }
@@ -248,6 +272,9 @@ impl Runtime {
                     self.rootfs.clone().into(),
                     "/bin/true".into(),
                 ]);
+            }
+            Kind::MinFloor => {
+                v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
             }
         }
         v
@@ -350,6 +377,7 @@ fn hybrid_cgroups() -> bool {
 /// that is missing or fails is reported with the reason instead.
 pub fn runtimes(
     crabcan: &Path,
+    floor: &Path,
     rootfs: &Path,
     bundle: &Path,
     install: bool,
@@ -358,7 +386,7 @@ pub fn runtimes(
     let missing: Vec<Kind> = Kind::ALL[1..]
         .iter()
         .copied()
-        .filter(|k| which(k.program()).is_none())
+        .filter(|k| *k != Kind::MinFloor && which(k.program()).is_none())
         .collect();
     let mut install_error = None;
     if install && !missing.is_empty() {
@@ -380,6 +408,7 @@ pub fn runtimes(
     for kind in Kind::ALL {
         let program = match kind {
             Kind::Crabcan => Some(crabcan.to_path_buf()),
+            Kind::MinFloor => Some(floor.to_path_buf()),
             _ => which(kind.program()),
         };
         let Some(program) = program else {
