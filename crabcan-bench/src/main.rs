@@ -5,10 +5,12 @@
 //! only when the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
 //! `cargo run --release -p crabcan-bench -- ARGS`.
 
+mod engine;
 mod oci;
 mod report;
 mod setup;
 mod sys;
+mod wrap;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -41,6 +43,8 @@ struct Opts {
     runs: usize,
     warmup: usize,
     growth_runs: usize,
+    /// Commands per runtime and engine in the end-to-end rows.
+    engine_runs: usize,
     containers: usize,
     #[serde(skip)]
     rss_samples: usize,
@@ -75,12 +79,20 @@ fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
         runs,
         warmup: if quick { 3 } else { 10 },
         growth_runs: if quick { 5 } else { (runs / 4).clamp(10, 60) },
+        engine_runs: if quick { 5 } else { (runs / 8).clamp(5, 30) },
         containers: if quick { 40 } else { 200 },
         rss_samples: if quick { 3 } else { 10 },
     }))
 }
 
 fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    if let Some((real, log)) = wrap::config(&argv0) {
+        // Started by an engine in place of a runtime: be the timestamping wrapper.
+        let args: Vec<OsString> = argv.collect();
+        std::process::exit(wrap::run(&real, &log, &args));
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -137,7 +149,8 @@ fn run(args: &[String]) -> Result<bool> {
     let result = bench.measure(&opts, &runtimes, &rootfs, &binds, bundles);
     // Whatever happened, leave no container state behind.
     let mut leftovers = setup::cleanup_state(&oci_rts);
-    let m = result?;
+    let mut m = result?;
+    leftovers.append(&mut m.engine_leftovers);
     let after = HostState::snapshot();
     leftovers.extend(before.leftovers(&after, &runtimes));
 
@@ -332,6 +345,9 @@ struct Bundles {
 struct Measured {
     latency: Vec<Latency>,
     oci: Vec<oci::OciRow>,
+    engines: Vec<engine::EngineRow>,
+    /// What the engines' cleanup found left behind.
+    engine_leftovers: Vec<String>,
     /// crabcan's start under podman's seccomp profile and under its own default:
     /// (podman's median, default's median) in ms, interleaved runs.
     seccomp: Option<(f64, f64)>,
@@ -357,6 +373,8 @@ struct Results {
     latency: Vec<Latency>,
     /// runc's command line: run --bundle, the separate steps, exec, memory, residency.
     oci: Vec<oci::OciRow>,
+    /// podman and ctr with runc and crabcan: the whole command and the runtime's share.
+    engines: Vec<engine::EngineRow>,
     not_run: Vec<Skipped>,
     spawn_floor: SpawnFloor,
     crabcan_own_rss: Option<OwnRss>,
@@ -381,6 +399,7 @@ impl Results {
             settings,
             latency: m.latency,
             oci: m.oci,
+            engines: m.engines,
             not_run,
             spawn_floor: m.spawn_floor,
             crabcan_own_rss: m.own_rss,
@@ -544,6 +563,8 @@ impl Bench {
             }
         }
 
+        let (engines, engine_leftovers) = self.engines(&bundles.oci, rootfs, opts)?;
+
         let spawn_floor = spawn_floor(rootfs, opts.runs.min(50))?;
         let crab = runtimes
             .iter()
@@ -567,12 +588,58 @@ impl Bench {
         Ok(Measured {
             latency,
             oci,
+            engines,
+            engine_leftovers,
             seccomp,
             spawn_floor,
             own_rss,
             growth,
             throughput,
         })
+    }
+
+    /// The engine rows: runc always, crabcan once it has the OCI commands.
+    fn engines(
+        &mut self,
+        oci: &[oci::OciRuntime],
+        rootfs: &Path,
+        opts: &Opts,
+    ) -> Result<(Vec<engine::EngineRow>, Vec<String>)> {
+        let wrap_dir = setup::bench_dir().join("wrap");
+        let mut wrapped = Vec::new();
+        let mut pending = Vec::new();
+        for name in ["runc", "crabcan"] {
+            match oci.iter().find(|o| o.name == name) {
+                Some(o) => {
+                    let log = wrap_dir.join(format!("{name}.log"));
+                    let wrapper = wrap::install(&wrap_dir.join(name), &o.program, &log)?;
+                    wrapped.push(engine::Wrapped {
+                        name: o.name,
+                        wrapper,
+                        log,
+                    });
+                }
+                None => pending.push(name),
+            }
+        }
+        let result = engine::measure(&wrapped, &pending, rootfs, opts.engine_runs, 2);
+        let _ = util::remove_all(&wrap_dir);
+        let (rows, left) = result?;
+        for r in &rows {
+            if r.failures > 0 {
+                eprintln!(
+                    "engines: {} with {} failed {} time(s); first: {}",
+                    r.engine,
+                    r.runtime,
+                    r.failures,
+                    r.first_failure.as_deref().unwrap_or("?")
+                );
+                if r.runtime == "crabcan" {
+                    self.crabcan_failures += r.failures;
+                }
+            }
+        }
+        Ok((rows, left))
     }
 
     fn growth(&mut self, crab: &Runtime, binds: &Path, opts: &Opts) -> Result<Vec<GrowthPoint>> {
@@ -813,6 +880,36 @@ fn targets(r: &Results) -> Vec<Target> {
         true,
         pending,
     );
+    for e in ["podman", "ctr"] {
+        let row = |rt: &str| {
+            r.engines
+                .iter()
+                .find(|x| x.engine == e && x.runtime == rt && x.note.is_none() && x.total_ms.n > 0)
+        };
+        // The best crabcan could do is a runtime that takes no time at all: (T − runc's
+        // share) / T. Half of that possible gain is the target.
+        let ceiling = row("runc").map(|x| engine_ceiling(x.total_ms.median, x.runtime_ms.median));
+        let note = match ceiling {
+            Some(c) => format!(
+                "ceiling (T − runc's share) / T = {c:.3}; half the possible gain: ≤ {:.3}{}",
+                (1.0 + c) / 2.0,
+                if row("crabcan").is_none() {
+                    "; crabcan: not built yet (pending the OCI commands)"
+                } else {
+                    ""
+                }
+            ),
+            None => "runc's run failed or was not measured".into(),
+        };
+        ratio(
+            &format!("{e} run with crabcan / with runc"),
+            row("crabcan").map(|x| x.total_ms.median),
+            row("runc").map(|x| x.total_ms.median),
+            ceiling.map_or(1.0, |c| (1.0 + c) / 2.0),
+            true,
+            &note,
+        );
+    }
     ratio(
         "crabcan own peak RSS (MiB)",
         r.crabcan_own_rss.as_ref().map(|o| o.parent_kib as f64),
@@ -855,6 +952,11 @@ fn targets(r: &Results) -> Vec<Target> {
         "",
     );
     out
+}
+
+/// The ratio an engine's command would reach with a runtime that takes no time.
+fn engine_ceiling(total: f64, runtime_share: f64) -> f64 {
+    (total - runtime_share) / total
 }
 
 fn verdict(pass: Option<bool>) -> &'static str {
@@ -943,6 +1045,7 @@ fn render_table(r: &Results) -> String {
     }
 
     s.push_str(&render_oci(r));
+    s.push_str(&render_engines(r));
 
     s.push_str(&format!(
         "\n== growth: crabcan start latency with N --add bind mounts ({} runs each, interleaved)\n",
@@ -1011,7 +1114,7 @@ fn render_table(r: &Results) -> String {
     s.push_str("\n== targets\n");
     for t in &r.targets {
         s.push_str(&format!(
-            "  {}  {:<52} {} (limit {} {})\n",
+            "  {}  {:<58} {} (limit {} {})\n",
             t.result,
             t.what,
             t.value.map_or("n/a".into(), f2),
@@ -1020,7 +1123,9 @@ fn render_table(r: &Results) -> String {
             } else {
                 "≤"
             },
-            t.limit,
+            format!("{:.3}", t.limit)
+                .trim_end_matches('0')
+                .trim_end_matches('.'),
         ));
         if !t.note.is_empty() {
             s.push_str(&format!("        {}\n", t.note));
@@ -1124,6 +1229,59 @@ fn render_oci(r: &Results) -> String {
             ));
         }
     }
+    s
+}
+
+/// The end-to-end rows: each engine's command with each runtime, and the runtime's share.
+fn render_engines(r: &Results) -> String {
+    let mut s = format!(
+        "\n== end to end through an engine: /bin/true ({} runs each, interleaved; medians; \
+         the runtime called through a timestamping wrapper)\n",
+        r.settings.engine_runs
+    );
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for e in &r.engines {
+        if let Some(n) = &e.note {
+            notes.push(format!("  {} with {}: {n}\n", e.engine, e.runtime));
+            continue;
+        }
+        let share = if e.total_ms.median > 0.0 {
+            format!("{:.0}%", 100.0 * e.runtime_ms.median / e.total_ms.median)
+        } else {
+            "-".into()
+        };
+        rows.push(vec![
+            e.engine.to_string(),
+            e.runtime.to_string(),
+            f2(e.total_ms.median),
+            f2(e.total_ms.p90),
+            f2(e.runtime_ms.median),
+            share,
+            format!("{:.0}", e.calls),
+            e.failures.to_string(),
+        ]);
+    }
+    s.push_str(&report::table(
+        &[
+            "engine",
+            "runtime",
+            "total ms",
+            "p90 ms",
+            "runtime's ms",
+            "share",
+            "calls",
+            "failed",
+        ],
+        &rows,
+    ));
+    for n in notes {
+        s.push_str(&n);
+    }
+    s.push_str(
+        "  podman: podman --runtime X run --rm --network none IMAGE /bin/true (private store, \
+         cgroupfs); ctr: ctr run --rm --runc-binary X IMAGE ID /bin/true (private containerd)\n",
+    );
     s
 }
 
