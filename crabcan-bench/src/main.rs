@@ -25,8 +25,9 @@ use setup::{Kind, Runtime, Skipped};
 
 use xtask::util::{self, Result};
 
-const USAGE: &str = "usage: cargo xtask bench [--no-install] [--runs N] [--quick]
+const USAGE: &str = "usage: cargo xtask bench [--no-install] [--runs N] [--quick] [--crabcan PATH]
   --no-install   do not apt-get install missing peers (bubblewrap, crun, runc); skip them
+  --crabcan PATH measure this crabcan binary instead of building the release one
   --runs N       measured runs per runtime for the start latency (default 200)
   --quick        a short run: 20 runs each, fewer growth and throughput runs";
 
@@ -36,7 +37,7 @@ const MOUNT_COUNTS: [usize; 4] = [0, 10, 100, 1000];
 const PARALLEL: [usize; 2] = [1, 2];
 
 /// The settings of a run; `results.json` records those that shape the numbers.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Opts {
     #[serde(skip)]
     install: bool,
@@ -48,12 +49,16 @@ struct Opts {
     containers: usize,
     #[serde(skip)]
     rss_samples: usize,
+    /// A crabcan binary to measure instead of the release build.
+    #[serde(skip)]
+    crabcan: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
     let mut install = true;
     let mut quick = false;
     let mut runs = None;
+    let mut crabcan = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -69,6 +74,10 @@ fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
                 }
                 runs = Some(n);
             }
+            "--crabcan" => {
+                let v = it.next().ok_or("--crabcan needs a path")?;
+                crabcan = Some(PathBuf::from(v));
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown bench option '{other}'")),
         }
@@ -82,6 +91,7 @@ fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
         engine_runs: if quick { 5 } else { (runs / 8).clamp(5, 30) },
         containers: if quick { 40 } else { 200 },
         rss_samples: if quick { 3 } else { 10 },
+        crabcan,
     }))
 }
 
@@ -118,9 +128,15 @@ fn run(args: &[String]) -> Result<bool> {
     util::mkdir_p(&out_dir)?;
     let mut machine = Machine::read();
     let before = HostState::snapshot();
+    // Whatever a runtime or engine leaves running is reparented to the harness, where the
+    // check at the end finds it (and a runtime's create can be checked for what it left).
+    sys::set_subreaper(true).map_err(|e| format!("cannot become a subreaper: {e}"))?;
 
     println!("building crabcan (release, static musl) and the bench rootfs …");
-    let crabcan = setup::build_crabcan()?;
+    let crabcan = match &opts.crabcan {
+        Some(p) => fs::canonicalize(p).map_err(|e| format!("--crabcan {}: {e}", p.display()))?,
+        None => setup::build_crabcan()?,
+    };
     let floor = setup::build_floor()?;
     let max_mounts = MOUNT_COUNTS.iter().copied().max().unwrap_or(0);
     let rootfs = setup::rootfs(max_mounts)?;
@@ -152,7 +168,8 @@ fn run(args: &[String]) -> Result<bool> {
     let mut m = result?;
     leftovers.append(&mut m.engine_leftovers);
     let after = HostState::snapshot();
-    leftovers.extend(before.leftovers(&after, &runtimes));
+    leftovers.extend(before.leftovers(&after));
+    leftovers.extend(stray_processes());
 
     machine.load_after = Machine::loadavg();
     let results = Results::new(machine, opts, skipped, m, leftovers);
@@ -164,7 +181,10 @@ fn run(args: &[String]) -> Result<bool> {
     let svg_path = out_dir.join("growth.svg");
     let subtitle = format!(
         "{} · {} CPUs · Linux {} · {} runs per point",
-        results.machine.cpu, results.machine.nproc, results.machine.kernel, opts.growth_runs
+        results.machine.cpu,
+        results.machine.nproc,
+        results.machine.kernel,
+        results.settings.growth_runs
     );
     fs::write(
         &svg_path,
@@ -233,7 +253,6 @@ impl Machine {
 struct HostState {
     tmp: BTreeSet<String>,
     mounts: BTreeSet<String>,
-    pids: BTreeSet<u32>,
 }
 
 impl HostState {
@@ -245,18 +264,29 @@ impl HostState {
                     .collect()
             })
             .unwrap_or_default();
+        // Only where this run's containers and engines mount: others share the host.
+        let ours = [
+            setup::bench_dir().to_string_lossy().into_owned(),
+            "/run/crabcan".to_string(),
+            format!("/run/cbb-{}", std::process::id()),
+        ];
         let mounts = fs::read_to_string("/proc/self/mountinfo")
-            .map(|m| m.lines().map(str::to_string).collect())
+            .map(|m| {
+                m.lines()
+                    .filter(|l| {
+                        l.split(' ')
+                            .nth(4)
+                            .is_some_and(|p| ours.iter().any(|o| p.starts_with(o.as_str())))
+                    })
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
-        HostState {
-            tmp,
-            mounts,
-            pids: pids(),
-        }
+        HostState { tmp, mounts }
     }
 
     /// Differences that a container run could have caused.
-    fn leftovers(&self, after: &HostState, runtimes: &[Runtime]) -> Vec<String> {
+    fn leftovers(&self, after: &HostState) -> Vec<String> {
         let mut out = Vec::new();
         for name in after.tmp.difference(&self.tmp) {
             out.push(format!("new entry in /tmp: {name}"));
@@ -270,28 +300,30 @@ impl HostState {
             let point = line.split(' ').nth(4).unwrap_or(line);
             out.push(format!("{what} host mount: {point}"));
         }
-        let programs: Vec<PathBuf> = runtimes
-            .iter()
-            .filter_map(|r| fs::canonicalize(&r.program).ok())
-            .collect();
-        for pid in after.pids.difference(&self.pids) {
-            let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            if programs.contains(&exe) {
-                out.push(format!("process {pid} still running: {}", exe.display()));
-            }
-        }
         out
     }
 }
 
-fn pids() -> BTreeSet<u32> {
-    fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Processes still running that the harness adopted (as a subreaper, it gets every orphan
+/// of the runtimes and engines it ran): each is named, then killed and reaped.
+fn stray_processes() -> Vec<String> {
+    sys::reap_exited();
+    let mut out = Vec::new();
+    for pid in sys::own_children() {
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let cmd = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push(format!(
+            "process {pid} still running: {} ({}): killed",
+            exe.display(),
+            cmd.trim()
+        ));
+        // SAFETY: kill takes plain integers; the pid is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = sys::wait(pid);
+    }
+    out
 }
 
 /// One runtime's start-latency series.
@@ -688,17 +720,24 @@ impl Bench {
         let mut launched = 0;
         let mut done = 0;
         let mut failures = 0;
+        let mut ours = BTreeSet::new();
         let start = Instant::now();
         while done < total {
             while running < parallel && launched < total {
                 let seq = self.next_seq();
-                crab.command(seq, &[])
+                let child = crab
+                    .command(seq, &[])
                     .spawn()
                     .map_err(|e| format!("cannot run {}: {e}", crab.program.display()))?;
+                ours.insert(child.id() as i32);
                 running += 1;
                 launched += 1;
             }
             let r = sys::wait(-1).map_err(|e| format!("wait for a container: {e}"))?;
+            if !ours.remove(&r.pid) {
+                // An orphan the harness adopted, not one of these runs.
+                continue;
+            }
             running -= 1;
             done += 1;
             if r.code != 0 {
@@ -1102,8 +1141,9 @@ fn render_table(r: &Results) -> String {
     ));
     if r.left_behind.is_empty() {
         s.push_str(
-            "  left behind: nothing (no new /tmp entries, host mountinfo unchanged, \
-             no runtime processes, runc/crun lists empty)\n",
+            "  left behind: nothing (no new /tmp entries, no new mounts under the bench \
+             directory or /run/crabcan, no orphan still running, every runtime's list empty, \
+             the engines' state and cgroups removed)\n",
         );
     } else {
         for l in &r.left_behind {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 /// How one reaped process ended and what it used.
 #[derive(Debug, Clone, Copy)]
 pub struct Reaped {
+    /// The process reaped.
+    pub pid: i32,
     /// Exit code, or 128 + signal number when killed.
     pub code: i32,
     /// Peak resident set of the process and its reaped descendants, in KiB.
@@ -42,6 +44,7 @@ pub fn wait(pid: i32) -> io::Result<Reaped> {
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if r > 0 {
             return Ok(Reaped {
+                pid: r,
                 code: decode(status),
                 maxrss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
             });
