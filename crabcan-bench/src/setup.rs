@@ -168,17 +168,20 @@ pub enum Kind {
     Floor,
     /// `crabcan-floor`: the minimum of crabcan's default run (see its source).
     MinFloor,
+    /// `crabcan-floor --cgroups`: the same plus crabcan's cgroup work.
+    MinFloorCgroups,
 }
 
 impl Kind {
     /// Every runtime, crabcan first.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Crabcan,
         Kind::Bwrap,
         Kind::Crun,
         Kind::Runc,
         Kind::Floor,
         Kind::MinFloor,
+        Kind::MinFloorCgroups,
     ];
 
     /// Short name used in the table and the JSON.
@@ -190,6 +193,7 @@ impl Kind {
             Kind::Runc => "runc",
             Kind::Floor => "unshare-floor",
             Kind::MinFloor => "floor",
+            Kind::MinFloorCgroups => "floor+cgroups",
         }
     }
 
@@ -200,7 +204,7 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "unshare",
-            Kind::MinFloor => "crabcan-floor",
+            Kind::MinFloor | Kind::MinFloorCgroups => "crabcan-floor",
         }
     }
 
@@ -211,7 +215,7 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "util-linux",
-            Kind::MinFloor => "crabcan-floor",
+            Kind::MinFloor | Kind::MinFloorCgroups => "crabcan-floor",
         }
     }
 }
@@ -274,6 +278,10 @@ impl Runtime {
                 ]);
             }
             Kind::MinFloor => {
+                v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
+            }
+            Kind::MinFloorCgroups => {
+                v.push("--cgroups".into());
                 v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
             }
         }
@@ -386,7 +394,9 @@ pub fn runtimes(
     let missing: Vec<Kind> = Kind::ALL[1..]
         .iter()
         .copied()
-        .filter(|k| *k != Kind::MinFloor && which(k.program()).is_none())
+        .filter(|k| {
+            !matches!(k, Kind::MinFloor | Kind::MinFloorCgroups) && which(k.program()).is_none()
+        })
         .collect();
     let mut install_error = None;
     if install && !missing.is_empty() {
@@ -408,7 +418,7 @@ pub fn runtimes(
     for kind in Kind::ALL {
         let program = match kind {
             Kind::Crabcan => Some(crabcan.to_path_buf()),
-            Kind::MinFloor => Some(floor.to_path_buf()),
+            Kind::MinFloor | Kind::MinFloorCgroups => Some(floor.to_path_buf()),
             _ => which(kind.program()),
         };
         let Some(program) = program else {

@@ -45,3 +45,45 @@ fn the_floor_sets_up_what_it_stands_for() {
     );
     assert_eq!(lines[5], "null-ok", "{text}");
 }
+
+#[test]
+fn the_floor_with_cgroups_places_the_container_and_removes_them() {
+    let mut floor = Command::new(env!("CARGO_BIN_EXE_crabcan-floor"))
+        .arg("--cgroups")
+        .arg(rootfs())
+        .args(["/bin/sleep", "1"])
+        .spawn()
+        .expect("cannot run crabcan-floor");
+    let name = format!("crabcan-floor-{}", floor.id());
+    let children = format!("/proc/{}/task/{}/children", floor.id(), floor.id());
+    let mut init = None;
+    for _ in 0..200 {
+        init = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|c| c.split_whitespace().next().map(str::to_string));
+        if init.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let init = init.expect("the floor cloned no process");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let cgroups = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
+    let pids_dir = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()));
+    let status = floor.wait().expect("wait for crabcan-floor");
+    assert!(status.success(), "{status}");
+    // Seen from the host (the test is outside the cgroup namespace), the container's
+    // process sits in the floor's own cgroup of every hierarchy.
+    assert!(
+        cgroups
+            .lines()
+            .filter(|l| !l.contains("name="))
+            .all(|l| l.ends_with(&name)),
+        "{cgroups}"
+    );
+    let pids_dir = PathBuf::from("/sys/fs/cgroup/pids")
+        .join(pids_dir.expect("no pids hierarchy").trim_start_matches('/'));
+    assert!(!pids_dir.exists(), "{} was not removed", pids_dir.display());
+}

@@ -9,6 +9,12 @@
 //! What crabcan does beyond this (cgroups, seccomp, capabilities, masked paths, sysfs,
 //! devpts, shm, hostname, loopback, its id-range lease and guardian) is not here: the ratio
 //! crabcan / floor is their cost. A static musl binary, like crabcan's release build.
+//!
+//! `crabcan-floor --cgroups ROOTFS COMMAND…` adds the cgroup work crabcan's default run does
+//! as root: a cgroup in every controller hierarchy (v1 and v2) below the caller's own, with
+//! cpuset copied from the parent, a pids limit and the device rules, the process placed in
+//! all of them before it runs, a cgroup namespace, and the cgroups removed at the end; so the
+//! kernel's share of that work can be told from crabcan's.
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -20,12 +26,37 @@ const ID_BASE: u32 = 0xC000_0000 - 0x1_0000;
 const NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 fn main() -> ExitCode {
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    let cgroups = args.first().is_some_and(|a| a == "--cgroups");
+    if cgroups {
+        args.remove(0);
+    }
     if args.len() < 2 {
-        eprintln!("usage: crabcan-floor ROOTFS COMMAND [ARG…]");
+        eprintln!("usage: crabcan-floor [--cgroups] ROOTFS COMMAND [ARG…]");
         return ExitCode::from(125);
     }
-    match run(&args[0], &args[1..]) {
+    let groups = if cgroups {
+        match make_cgroups() {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("crabcan-floor: {e}");
+                return ExitCode::from(125);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let result = run(&args[0], &args[1..], &groups);
+    for g in groups.iter().rev() {
+        // A cgroup emptied a moment ago can still be busy while its last task is reaped.
+        for _ in 0..100 {
+            if std::fs::remove_dir(g).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("crabcan-floor: {e}");
@@ -53,9 +84,90 @@ struct Paths {
     dev: CString,
     nodes: Vec<(CString, CString)>,
     argv: Vec<CString>,
+    /// Whether the child makes a cgroup namespace (rooted in the cgroups it was placed in).
+    cgroup_ns: bool,
 }
 
-fn run(rootfs: &OsStr, command: &[std::ffi::OsString]) -> Result<u8, String> {
+/// The device rules crabcan applies to root's containers (cgroup v1 devices controller).
+const DEVICE_RULES: [&str; 8] = [
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+/// One cgroup per controller hierarchy, below this process's own, set up as crabcan does.
+fn make_cgroups() -> Result<Vec<std::path::PathBuf>, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read mountinfo: {e}"))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let name = format!("crabcan-floor-{}", std::process::id());
+    let mut made = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = match (f.next(), f.next(), f.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        if controllers.starts_with("name=") {
+            continue;
+        }
+        // The hierarchy's mount: cgroup2 for "", else the v1 mount carrying these controllers.
+        let mount = info.lines().find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut p = post.split(' ');
+            let fstype = p.next()?;
+            let opts = p.nth(1)?;
+            let point = pre.split(' ').nth(4)?;
+            let fits = if controllers.is_empty() {
+                fstype == "cgroup2"
+            } else {
+                fstype == "cgroup"
+                    && controllers
+                        .split(',')
+                        .all(|c| opts.split(',').any(|o| o == c))
+            };
+            fits.then(|| std::path::PathBuf::from(point))
+        });
+        let Some(mount) = mount else { continue };
+        let dir = mount.join(path.trim_start_matches('/')).join(&name);
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        made.push(dir.clone());
+        let write = |file: &str, text: &str| {
+            std::fs::write(dir.join(file), text)
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(file).display()))
+        };
+        let split: Vec<&str> = controllers.split(',').collect();
+        if split.contains(&"cpuset") {
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let parent = std::fs::read_to_string(dir.parent().unwrap_or(&dir).join(file))
+                    .unwrap_or_default();
+                write(file, parent.trim())?;
+            }
+        }
+        if split.contains(&"pids") {
+            write("pids.max", "4096")?;
+        }
+        if split.contains(&"devices") {
+            write("devices.deny", "a")?;
+            for rule in DEVICE_RULES {
+                write("devices.allow", rule)?;
+            }
+        }
+    }
+    Ok(made)
+}
+
+fn run(
+    rootfs: &OsStr,
+    command: &[std::ffi::OsString],
+    cgroups: &[std::path::PathBuf],
+) -> Result<u8, String> {
     let root = std::fs::canonicalize(rootfs)
         .map_err(|e| format!("cannot resolve {}: {e}", rootfs.to_string_lossy()))?;
     let paths = Paths {
@@ -67,6 +179,7 @@ fn run(rootfs: &OsStr, command: &[std::ffi::OsString]) -> Result<u8, String> {
             .map(|n| Ok((c(format!("/dev/{n}"))?, c(root.join("dev").join(n))?)))
             .collect::<Result<_, String>>()?,
         argv: command.iter().map(c).collect::<Result<_, String>>()?,
+        cgroup_ns: !cgroups.is_empty(),
     };
     let mut pair = [0; 2];
     // SAFETY: socketpair writes two descriptors into the live array.
@@ -108,7 +221,7 @@ fn run(rootfs: &OsStr, command: &[std::ffi::OsString]) -> Result<u8, String> {
     }
     // SAFETY: the child's end is the child's.
     unsafe { libc::close(pair[1]) };
-    let handed = parent(pid, &paths, pair[0]);
+    let handed = parent(pid, &paths, pair[0], cgroups);
     let mut status = 0;
     // SAFETY: waits for our own child into a live local.
     while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
@@ -125,7 +238,12 @@ fn run(rootfs: &OsStr, command: &[std::ffi::OsString]) -> Result<u8, String> {
 }
 
 /// The id maps, the idmapped root tree, and the go (with the tree) on the socket.
-fn parent(pid: libc::pid_t, p: &Paths, sock: i32) -> Result<(), String> {
+fn parent(
+    pid: libc::pid_t,
+    p: &Paths,
+    sock: i32,
+    cgroups: &[std::path::PathBuf],
+) -> Result<(), String> {
     let map = format!("0 {ID_BASE} 65536\n");
     for file in ["uid_map", "gid_map"] {
         std::fs::write(format!("/proc/{pid}/{file}"), &map)
@@ -161,6 +279,10 @@ fn parent(pid: libc::pid_t, p: &Paths, sock: i32) -> Result<(), String> {
         )
     };
     check(r, "idmap the root (mount_setattr)")?;
+    for g in cgroups {
+        std::fs::write(g.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| format!("cannot place the child in {}: {e}", g.display()))?;
+    }
     send_fd(sock, tree)
 }
 
@@ -233,6 +355,12 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
     unsafe {
         sys(libc::setresgid(0, 0, 0), "setresgid")?;
         sys(libc::setresuid(0, 0, 0), "setresuid")?;
+        if p.cgroup_ns {
+            sys(
+                libc::unshare(libc::CLONE_NEWCGROUP),
+                "unshare the cgroup namespace",
+            )?;
+        }
         sys(
             libc::mount(
                 std::ptr::null(),
