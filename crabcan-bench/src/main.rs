@@ -871,8 +871,16 @@ fn targets(r: &Results) -> Vec<Target> {
         (Kind::Crun, 0.5),
         (Kind::Floor, 1.5),
         (Kind::MinFloor, 1.15),
+        (Kind::MinFloorCgroups, 1.15),
     ] {
-        let note = if ran(k) { "" } else { "peer not run" };
+        let note = match k {
+            _ if !ran(k) => "peer not run",
+            Kind::MinFloorCgroups => {
+                "diagnostic: the floor plus crabcan's cgroup work, to tell the kernel's cgroup \
+                 cost from crabcan's own"
+            }
+            _ => "",
+        };
         ratio(
             &format!("crabcan median / {} median", k.name()),
             crab,
