@@ -915,7 +915,10 @@ fn targets(r: &Results) -> Vec<Target> {
         oci_median("runc", |o| &o.exec_ms),
         0.3,
         true,
-        pending,
+        match oci("crabcan") {
+            Some(o) if !o.has_exec => "crabcan exec: not built yet (pending the OCI commands)",
+            _ => pending,
+        },
     );
     ratio(
         "crabcan processes left beside the container after create",
@@ -1227,7 +1230,11 @@ fn render_oci(r: &Results) -> String {
                 cell(&o.create_ms),
                 cell(&o.start_ms),
                 cell(&o.delete_ms),
-                cell(&o.exec_ms),
+                if o.has_exec {
+                    cell(&o.exec_ms)
+                } else {
+                    "not built yet".into()
+                },
                 kib(&o.create_maxrss_kib),
                 kib(&o.created_process_vmhwm_kib),
                 kib(&o.exec_maxrss_kib),

@@ -94,6 +94,8 @@ pub struct OciRow {
     pub start_ms: Stats,
     pub delete_ms: Stats,
     pub exec_ms: Stats,
+    /// Whether the binary has `exec` (crabcan may have the lifecycle before it).
+    pub has_exec: bool,
     /// `ru_maxrss` of `create` and what it reaped: the largest runtime process during create.
     pub create_maxrss_kib: Stats,
     /// `VmHWM` of the container's process while it waits for `start` (runtime code still).
@@ -119,6 +121,7 @@ impl OciRow {
             start_ms: Stats::default(),
             delete_ms: Stats::default(),
             exec_ms: Stats::default(),
+            has_exec: false,
             create_maxrss_kib: Stats::default(),
             created_process_vmhwm_kib: Stats::default(),
             exec_maxrss_kib: Stats::default(),
@@ -274,6 +277,7 @@ fn measure_all(
             start_ms: Stats::of(&s.start),
             delete_ms: Stats::of(&s.delete),
             exec_ms: Stats::of(&s.exec),
+            has_exec: rt.has_exec,
             create_maxrss_kib: Stats::of(&s.create_rss),
             created_process_vmhwm_kib: Stats::of(&s.created_hwm),
             exec_maxrss_kib: Stats::of(&s.exec_rss),
