@@ -1,8 +1,11 @@
-//! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency (also under
-//! podman's seccomp profile against its own default), memory, bind-mount growth and
-//! throughput, measured side by side with bubblewrap, crun, runc and the
-//! bare cost of the namespaces (`unshare`). Reports PASS/MISS against the targets; it fails
-//! only when the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
+//! `cargo xtask bench [--no-install] [--runs N] [--quick] [--crabcan PATH]`: crabcan's start
+//! latency (also under podman's seccomp profile against its own default), memory, bind-mount
+//! growth and throughput, measured side by side with bubblewrap, crun, runc, the bare cost of
+//! the namespaces (`unshare`) and the floor program (`crabcan-floor`, with and without
+//! crabcan's cgroup work); the OCI commands (`run --bundle`, `create`, `start`, `delete`,
+//! `exec`, memory, residency) of runc, crun and crabcan once it has them; and podman and ctr
+//! end to end with runc and crabcan. Reports PASS/MISS against the targets; it fails only when
+//! the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
 //! `cargo run --release -p crabcan-bench -- ARGS`.
 
 mod engine;
@@ -191,7 +194,15 @@ fn run(args: &[String]) -> Result<bool> {
         report::growth_svg(&results.growth, &results.throughput, &subtitle),
     )
     .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
-    println!("\nwrote {} and {}", rel(&json_path), rel(&svg_path));
+    let oci_svg = out_dir.join("oci.svg");
+    fs::write(&oci_svg, oci_chart(&results))
+        .map_err(|e| format!("cannot write {}: {e}", oci_svg.display()))?;
+    println!(
+        "\nwrote {}, {} and {}",
+        rel(&json_path),
+        rel(&svg_path),
+        rel(&oci_svg)
+    );
     if bench.crabcan_failures > 0 {
         println!("{} crabcan container(s) failed", bench.crabcan_failures);
         return Ok(false);
@@ -1285,6 +1296,43 @@ fn render_oci(r: &Results) -> String {
         }
     }
     s
+}
+
+/// One column of the OCI rows: its name and where its figures are.
+type OciStep = (&'static str, fn(&oci::OciRow) -> &Stats);
+
+/// The OCI steps' medians per runtime, as grouped bars.
+fn oci_chart(r: &Results) -> String {
+    let steps: [OciStep; 5] = [
+        ("run --bundle", |o| &o.run_ms),
+        ("create", |o| &o.create_ms),
+        ("start", |o| &o.start_ms),
+        ("delete", |o| &o.delete_ms),
+        ("exec", |o| &o.exec_ms),
+    ];
+    let groups: Vec<&str> = steps.iter().map(|(n, _)| *n).collect();
+    let series: Vec<(&str, Vec<Option<f64>>)> = r
+        .oci
+        .iter()
+        .map(|o| {
+            let values = steps
+                .iter()
+                .map(|(_, f)| Some(f(o)).filter(|st| st.n > 0).map(|st| st.median))
+                .collect();
+            (o.runtime, values)
+        })
+        .collect();
+    let subtitle = format!(
+        "{} · {} CPUs · Linux {} · median of {} interleaved rounds",
+        r.machine.cpu, r.machine.nproc, r.machine.kernel, r.settings.runs
+    );
+    report::bars_svg(
+        "OCI commands with runc's command line: /bin/true",
+        &subtitle,
+        "ms (median)",
+        &groups,
+        &series,
+    )
 }
 
 /// The end-to-end rows: each engine's command with each runtime, and the runtime's share.
