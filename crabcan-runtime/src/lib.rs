@@ -1,0 +1,1 @@
+//! The OCI container lifecycle and its state directory.
