@@ -10,10 +10,12 @@
 
 mod default;
 mod plan;
+mod subsystems;
 mod translate;
 
 pub use default::default_spec;
 pub use plan::*;
+pub use subsystems::{mount_config, security_config};
 pub use translate::{Host, translate};
 
 use crabcan_errors::{Errcode, Result};
