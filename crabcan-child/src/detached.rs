@@ -399,12 +399,15 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     let path = exec::resolve(&spec.argv, &spec.env)?;
     close_from(3 + spec.preserve_fds)?;
     send(chan, READY)?;
-    wait_for_start(spec)?;
+    let go = wait_for_start(spec)?;
     for h in &spec.start_container_hooks {
         run_hook(h, &hook_state, "startContainer").inspect_err(|e| {
             eprintln!("crabcan: {e}");
         })?;
     }
+    // Only now does start go on (to the poststart hooks): after the startContainer ones.
+    nix::unistd::write(&go, b"0").sys_ctx(|| "tell start the container goes on")?;
+    drop(go);
     SigSet::empty()
         .thread_set_mask()
         .sys_ctx(|| "restore the signal mask")?;
@@ -489,10 +492,11 @@ fn close_from(first: u32) -> Result<()> {
     Ok(())
 }
 
-/// Blocks until `start` opens the fifo for reading, then tells it we are going.
-fn wait_for_start(spec: &DetachedSpec) -> Result<()> {
+/// Blocks until `start` opens the fifo for reading; returns the fifo, on which one byte
+/// tells start that the command is about to run.
+fn wait_for_start(spec: &DetachedSpec) -> Result<OwnedFd> {
     // Through the state directory's descriptor: the path is not reachable from the new root.
-    let fd = loop {
+    loop {
         match nix::fcntl::openat(
             &spec.state_dir,
             spec.fifo.as_c_str(),
@@ -500,11 +504,9 @@ fn wait_for_start(spec: &DetachedSpec) -> Result<()> {
             nix::sys::stat::Mode::empty(),
         ) {
             Err(Errno::EINTR) => continue,
-            r => break r.sys_ctx(|| "wait for start (open exec.fifo)")?,
+            r => return r.sys_ctx(|| "wait for start (open exec.fifo)"),
         }
-    };
-    nix::unistd::write(&fd, b"0").sys_ctx(|| "tell start the container goes on")?;
-    Ok(())
+    }
 }
 
 /// Opens a pty in the container, sends its master over the console socket, and makes its

@@ -248,12 +248,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn root_of(cli: &OciCli) -> PathBuf {
-    cli.root.clone().unwrap_or_else(|| {
+    let root = cli.root.clone().unwrap_or_else(|| {
         crabcan_runtime::default_root(
             nix::unistd::geteuid().as_raw(),
             std::env::var("XDG_RUNTIME_DIR").ok().as_deref(),
         )
-    })
+    });
+    std::path::absolute(&root).unwrap_or(root)
 }
 
 fn create_options(a: &CreateArgs) -> crabcan_runtime::CreateOptions {

@@ -125,7 +125,9 @@ fn release(dir: &Path, s: &State) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Errcode::sys(format!("open {}", fifo.display()), e))?;
-    let deadline = Instant::now() + WAIT_LIMIT;
+    // The process answers once its startContainer hooks ran; each has its own timeout,
+    // so only its death ends the wait early.
+    let mut opened_by_it = false;
     loop {
         let mut pfd = [nix::poll::PollFd::new(
             fd.as_fd(),
@@ -135,21 +137,39 @@ fn release(dir: &Path, s: &State) -> Result<()> {
         let mut b = [0u8; 1];
         match nix::unistd::read(&fd, &mut b) {
             Ok(1) => break,
+            // End of file after the writer had it open: it failed before the command
+            // (a startContainer hook, a step after the wait), and said why on its stderr.
+            Ok(_) if opened_by_it => {
+                return Err(Errcode::setup(
+                    "the container's process failed before its command ran (see its stderr)",
+                ));
+            }
             Ok(_) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Errcode::sys(format!("read {}", fifo.display()), e)),
         }
+        opened_by_it = opened_by_it || writer_opened(s.pid, &fifo);
         if start_time(s.pid) != Some(s.pid_start) {
+            let _ = std::fs::remove_file(&fifo);
             return Err(Errcode::usage("cannot start a container that has stopped"));
-        }
-        if Instant::now() >= deadline {
-            return Err(Errcode::setup(format!(
-                "the container's process {} did not answer start",
-                s.pid
-            )));
         }
     }
     std::fs::remove_file(&fifo)
         .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", fifo.display())))
+}
+
+/// Whether `pid` holds `fifo` open (it got past its blocking open).
+fn writer_opened(pid: i32, fifo: &Path) -> bool {
+    let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let Ok(f) = std::fs::metadata(fifo) else {
+        return false;
+    };
+    // By inode: the path the process sees is inside its own mount namespace.
+    d.flatten().any(|e| {
+        std::fs::metadata(e.path()).is_ok_and(|m| m.dev() == f.dev() && m.ino() == f.ino())
+    })
 }
 
 /// The state JSON hooks get on stdin.
