@@ -135,7 +135,9 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
         nix::sched::clone(
             cb,
             &mut stack,
-            spec.new_namespaces,
+            // The cgroup namespace is made after the parent placed the process in its
+            // cgroups, so that it is rooted there.
+            spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP,
             Some(Signal::SIGCHLD as i32),
         )
     }
@@ -296,6 +298,10 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
         .as_ref()
         .map_or(0, crabcan_mounts::handover_count);
     let trees = crate::wait_for_go(chan, count)?;
+    // Until create has recorded the container, its death must take this process along:
+    // nothing would ever start or delete it. Cleared just before the container is handed
+    // over (see below).
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     if spec.idmap.is_some() {
         let (u, g) = (Uid::from_raw(0), Gid::from_raw(0));
         nix::unistd::setresgid(g, g, g).sys_ctx(|| "take the container's root gid")?;
@@ -391,6 +397,8 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     }
     crabcan_security::apply_bounding(&spec.security)?;
     set_ids(spec)?;
+    // Changing ids cleared it.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     if let Some(m) = spec.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
     }
@@ -398,6 +406,8 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
         .sys_ctx(|| format!("chdir to the working directory {}", spec.cwd.display()))?;
     let path = exec::resolve(&spec.argv, &spec.env)?;
     close_from(3 + spec.preserve_fds)?;
+    // From here on nothing ties the container to create, which exits once it reads READY.
+    nix::sys::prctl::set_pdeathsig(None).sys_ctx(|| "clear the parent-death signal")?;
     send(chan, READY)?;
     let go = wait_for_start(spec)?;
     for h in &spec.start_container_hooks {

@@ -716,6 +716,54 @@ fn bad_input_is_one_line_exit_1_and_leaves_nothing() {
 }
 
 #[test]
+fn a_killed_create_leaves_nothing_after_delete_force() {
+    let env = Env::new("killed");
+    let b = env.bundle("b", &["true"], |c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh",
+            "args": ["sh", "-c", "sleep 102.5"]}]});
+    });
+    let id = "killed-create-x9";
+    let mut child = env
+        .cmd(&["create", "-b", &b.to_string_lossy(), id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while processes_with("sleep 102.5").is_empty() {
+        assert!(Instant::now() < deadline, "the hook never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while !processes_with(id).is_empty() || !processes_with("sleep 102.5").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the container or its hook outlived create"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its orphaned process came to us (the subreaper) and died: reap that zombie by pid,
+    // never with a wildcard that could take another test's child.
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in kids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.contains("(crabcan)") && stat.contains(") Z ") {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            }
+        }
+    }
+    assert_ok(&env.cc(&["delete", "--force", id]));
+    env.assert_gone(id);
+}
+
+#[test]
 fn version_and_features_are_runcs_shape() {
     let o = run(&["--version"]);
     assert_ok(&o);

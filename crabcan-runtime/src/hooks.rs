@@ -38,6 +38,16 @@ pub fn run(kind: &str, h: &HookRecord, state: &[u8]) -> Result<()> {
     if let Ok(err) = std::io::stderr().as_fd_dup() {
         cmd.stdout(err);
     }
+    // A hook dies with the runtime that waits for it: a killed create leaves no process.
+    // SAFETY: only prctl, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that never reads its stdin is not an error.

@@ -218,7 +218,7 @@ fn wait_gone(s: &State) -> Result<()> {
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let l = match Locked::open(root, id) {
         Ok(l) => l,
-        Err(_) if force && validate_id(id).is_ok() => return Ok(()),
+        Err(_) if force && validate_id(id).is_ok() => return state::remove_stale(root, id),
         Err(e) => return Err(e),
     };
     let s = match l.read() {

@@ -273,6 +273,24 @@ impl Locked {
     }
 }
 
+/// Removes the directory of a container whose create died before recording it (no state
+/// file, nobody holding its lock); anything else is left alone.
+pub fn remove_stale(root: &Path, id: &str) -> Result<()> {
+    let dir = root.join(id);
+    let Ok(fd) = open_dir(&dir) else {
+        return Ok(());
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(());
+    }
+    if dir.join(STATE_FILE).exists() {
+        return Ok(());
+    }
+    std::fs::remove_dir_all(&dir)
+        .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", dir.display())))
+}
+
 /// runc's words for an unknown id, which engines match.
 pub fn not_exist() -> Errcode {
     Errcode::usage("container does not exist")
