@@ -337,12 +337,10 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     for h in &spec.create_container_hooks {
         run_hook(h, &hook_state, "createContainer")?;
     }
-    if let Some(m) = &spec.mounts {
-        crabcan_mounts::apply_with(m, trees)?;
-    }
-    if spec.loopback {
-        net::loopback_up()?;
-    }
+    // Before the mounts, through the /proc this process still sees: a sysctl is resolved
+    // in the opener's namespaces (already the container's), and the container's own
+    // /proc/sys is read-only once the mounts are done (runc writes them before it makes
+    // the read-only paths, which crabcan's mount step does together with the rest).
     for (key, value) in &spec.sysctl {
         let path = PathBuf::from("/proc/sys").join(key);
         std::fs::write(&path, value.as_bytes()).map_err(|e| {
@@ -351,6 +349,12 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
                 key.display().to_string().replace('/', ".")
             ))
         })?;
+    }
+    if let Some(m) = &spec.mounts {
+        crabcan_mounts::apply_with(m, trees)?;
+    }
+    if spec.loopback {
+        net::loopback_up()?;
     }
     if let Some(adj) = spec.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())

@@ -290,6 +290,42 @@ fn run_returns_the_exit_status_and_deletes() {
 }
 
 #[test]
+fn process_attributes_hostname_and_sysctls_apply() {
+    let env = Env::new("attrs");
+    let host_port =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    let script = "hostname; domainname 2>/dev/null || cat /proc/sys/kernel/domainname; id -u; \
+                  id -g; id -G; umask; pwd; echo $FOO; ulimit -n; \
+                  cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/self/oom_score_adj";
+    let b = env.bundle("b", &["sh", "-c", script], |c| {
+        c["hostname"] = json!("oci-box");
+        c["domainname"] = json!("example.org");
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "umask": 23,
+                                      "additionalGids": [1002, 1003]});
+        c["process"]["cwd"] = json!("/tmp");
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("FOO=bar baz"));
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 77, "hard": 88}]);
+        c["process"]["oomScoreAdj"] = json!(500);
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "1001"});
+    });
+    let o = env.cc(&["run", "-b", &b.to_string_lossy(), "attrs"]);
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        "oci-box\nexample.org\n1000\n1001\n1001 1002 1003\n0027\n/tmp\nbar baz\n77\n1001\n500\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap(),
+        host_port,
+        "the host's sysctl changed"
+    );
+    env.assert_gone("attrs");
+}
+
+#[test]
 fn stdio_of_create_reaches_the_container_unchanged() {
     let env = Env::new("stdio");
     let b = env.bundle(
