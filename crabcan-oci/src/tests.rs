@@ -57,7 +57,10 @@ fn the_default_spec_translates() {
     assert_eq!(p.mounts[2].fstype, "devpts");
     assert!(p.masked_paths.contains(&"/proc/kcore".into()));
     assert!(p.readonly_paths.contains(&"/proc/sys".into()));
-    assert_eq!(p.process.rlimits[0].resource, libc::RLIMIT_NOFILE);
+    assert_eq!(
+        i64::from(p.process.rlimits[0].resource),
+        i64::from(libc::RLIMIT_NOFILE)
+    );
     assert_eq!(p.seccomp, Seccomp::Unconfined);
 }
 
@@ -376,5 +379,37 @@ proptest! {
         if let Ok(b) = parse("/b".into(), &text) {
             let _ = translate(&b, Host::default(), &mut |_| {});
         }
+    }
+}
+
+#[test]
+fn rlimit_numbers_are_the_kernels() {
+    let all = [
+        ("RLIMIT_CPU", i64::from(libc::RLIMIT_CPU)),
+        ("RLIMIT_FSIZE", i64::from(libc::RLIMIT_FSIZE)),
+        ("RLIMIT_DATA", i64::from(libc::RLIMIT_DATA)),
+        ("RLIMIT_STACK", i64::from(libc::RLIMIT_STACK)),
+        ("RLIMIT_CORE", i64::from(libc::RLIMIT_CORE)),
+        ("RLIMIT_RSS", i64::from(libc::RLIMIT_RSS)),
+        ("RLIMIT_NPROC", i64::from(libc::RLIMIT_NPROC)),
+        ("RLIMIT_NOFILE", i64::from(libc::RLIMIT_NOFILE)),
+        ("RLIMIT_MEMLOCK", i64::from(libc::RLIMIT_MEMLOCK)),
+        ("RLIMIT_AS", i64::from(libc::RLIMIT_AS)),
+        ("RLIMIT_LOCKS", i64::from(libc::RLIMIT_LOCKS)),
+        ("RLIMIT_SIGPENDING", i64::from(libc::RLIMIT_SIGPENDING)),
+        ("RLIMIT_MSGQUEUE", i64::from(libc::RLIMIT_MSGQUEUE)),
+        ("RLIMIT_NICE", i64::from(libc::RLIMIT_NICE)),
+        ("RLIMIT_RTPRIO", i64::from(libc::RLIMIT_RTPRIO)),
+        ("RLIMIT_RTTIME", i64::from(libc::RLIMIT_RTTIME)),
+    ];
+    let mut v = default_spec(None);
+    v["process"]["rlimits"] = all
+        .iter()
+        .map(|(n, _)| json!({"type": n, "soft": 1, "hard": 2}))
+        .collect();
+    let p = plan_of(&v).unwrap();
+    assert_eq!(p.process.rlimits.len(), all.len());
+    for (r, (name, num)) in p.process.rlimits.iter().zip(all) {
+        assert_eq!((r.name, i64::from(r.resource)), (name, num));
     }
 }

@@ -468,25 +468,27 @@ fn capset(v: &Option<oci::Capabilities>, at: &str) -> Result<CapSet> {
     Ok(CapSet::of(&caps))
 }
 
+/// The config's name and the kernel's number of an rlimit (the generic Linux numbering,
+/// which x86 uses; libc types them differently on glibc and musl).
 fn rlimit(t: oci::PosixRlimitType) -> (&'static str, u32) {
     use oci::PosixRlimitType as R;
     match t {
-        R::RlimitCpu => ("RLIMIT_CPU", libc::RLIMIT_CPU),
-        R::RlimitFsize => ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
-        R::RlimitData => ("RLIMIT_DATA", libc::RLIMIT_DATA),
-        R::RlimitStack => ("RLIMIT_STACK", libc::RLIMIT_STACK),
-        R::RlimitCore => ("RLIMIT_CORE", libc::RLIMIT_CORE),
-        R::RlimitRss => ("RLIMIT_RSS", libc::RLIMIT_RSS),
-        R::RlimitNproc => ("RLIMIT_NPROC", libc::RLIMIT_NPROC),
-        R::RlimitNofile => ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE),
-        R::RlimitMemlock => ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK),
-        R::RlimitAs => ("RLIMIT_AS", libc::RLIMIT_AS),
-        R::RlimitLocks => ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS),
-        R::RlimitSigpending => ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING),
-        R::RlimitMsgqueue => ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
-        R::RlimitNice => ("RLIMIT_NICE", libc::RLIMIT_NICE),
-        R::RlimitRtprio => ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
-        R::RlimitRttime => ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME),
+        R::RlimitCpu => ("RLIMIT_CPU", 0),
+        R::RlimitFsize => ("RLIMIT_FSIZE", 1),
+        R::RlimitData => ("RLIMIT_DATA", 2),
+        R::RlimitStack => ("RLIMIT_STACK", 3),
+        R::RlimitCore => ("RLIMIT_CORE", 4),
+        R::RlimitRss => ("RLIMIT_RSS", 5),
+        R::RlimitNproc => ("RLIMIT_NPROC", 6),
+        R::RlimitNofile => ("RLIMIT_NOFILE", 7),
+        R::RlimitMemlock => ("RLIMIT_MEMLOCK", 8),
+        R::RlimitAs => ("RLIMIT_AS", 9),
+        R::RlimitLocks => ("RLIMIT_LOCKS", 10),
+        R::RlimitSigpending => ("RLIMIT_SIGPENDING", 11),
+        R::RlimitMsgqueue => ("RLIMIT_MSGQUEUE", 12),
+        R::RlimitNice => ("RLIMIT_NICE", 13),
+        R::RlimitRtprio => ("RLIMIT_RTPRIO", 14),
+        R::RlimitRttime => ("RLIMIT_RTTIME", 15),
     }
 }
 
