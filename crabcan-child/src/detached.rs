@@ -467,8 +467,12 @@ fn set_ids(spec: &DetachedSpec) -> Result<()> {
         ));
     }
     let (u, g) = (Uid::from_raw(spec.uid), Gid::from_raw(spec.gid));
+    // A config may give a non-root user capabilities: keep the permitted set across the
+    // uid change, so the final step can make them effective (it sets every set anyway).
+    nix::sys::prctl::set_keepcaps(true).sys_ctx(|| "keep capabilities across setuid")?;
     nix::unistd::setresgid(g, g, g).sys_ctx(|| format!("set gid {} (setresgid)", spec.gid))?;
-    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {} (setresuid)", spec.uid))
+    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {} (setresuid)", spec.uid))?;
+    nix::sys::prctl::set_keepcaps(false).sys_ctx(|| "clear keep-capabilities")
 }
 
 /// Closes every descriptor from `first` on except those in `keep`.
