@@ -16,14 +16,12 @@
 //! matches is denied. A rule for every device with every access therefore overrides all
 //! rules before it, which is how a list starts from "deny everything".
 
-use crate::cgroup::{owner_pid, remove_parent_if_empty, remove_tree, write_file};
-use crate::host::{Cgroup2Mount, PARENT_DIR, own_cgroup_dir, placement};
+use crate::host::Cgroup2Mount;
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use std::fs;
-use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The largest major number the kernel gives a device (12 bits).
 pub const MAX_MAJOR: u32 = (1 << 12) - 1;
@@ -604,187 +602,6 @@ pub fn own_v1_path(proc_cgroup: &str, controller: &str) -> Option<String> {
     })
 }
 
-/// A container's directory in a cgroup v1 hierarchy (devices, pids), holding its settings;
-/// removed on [`V1Cgroup::remove`] or drop.
-#[derive(Debug)]
-pub struct V1Cgroup {
-    path: PathBuf,
-    parent: PathBuf,
-    removed: bool,
-}
-
-/// The devices controller's directory: a [`V1Cgroup`] in the devices hierarchy.
-pub type V1Devices = V1Cgroup;
-
-impl V1Cgroup {
-    /// Creates `leaf` (a `crabcan-<name>-<pid>` name) in the v1 devices hierarchy, in the
-    /// shared `crabcan` directory next to crabcan's own cgroup there, and writes `rules`.
-    ///
-    /// `Ok(None)` when no v1 hierarchy has the devices controller. Also sweeps empty
-    /// directories left by crabcans that were killed.
-    pub fn create(rules: &[DeviceRule], leaf: &str) -> Result<Option<V1Cgroup>> {
-        V1Cgroup::create_in("devices", &v1_writes(rules)?, leaf)
-    }
-
-    /// Creates `leaf` in the v1 hierarchy of `controller` (as [`V1Cgroup::create`] does for
-    /// devices) and makes `writes` there. `Ok(None)` when no v1 hierarchy has `controller`.
-    pub fn create_in(controller: &str, writes: &[V1Write], leaf: &str) -> Result<Option<V1Cgroup>> {
-        let raw = fs::read("/proc/self/mountinfo").sys_ctx(|| "read /proc/self/mountinfo")?;
-        let Some(mount) = v1_controller_mount(&String::from_utf8_lossy(&raw), controller) else {
-            return Ok(None);
-        };
-        let proc_cgroup =
-            fs::read_to_string("/proc/self/cgroup").sys_ctx(|| "read /proc/self/cgroup")?;
-        let own = own_v1_path(&proc_cgroup, controller).ok_or_else(|| {
-            Errcode::setup(format!(
-                "no {controller} entry in /proc/self/cgroup although a v1 {controller} \
-                 hierarchy is mounted"
-            ))
-        })?;
-        let own_dir = own_cgroup_dir(&mount, &own)?;
-        let place = placement(&mount.mount_point, &own_dir, leaf);
-        let parent = place.parent_dir().to_path_buf();
-        debug_assert!(parent.ends_with(PARENT_DIR));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match fs::create_dir(&parent) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).sys_ctx(|| format!("create cgroup {}", parent.display())),
-            }
-            sweep_stale(&parent);
-            match fs::create_dir(&place.cgroup) {
-                Ok(()) => break,
-                // Another crabcan removed the shared parent between our steps: again.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    // A leftover of a killed run is reusable only if nothing runs in it.
-                    fs::remove_dir(&place.cgroup)
-                        .and_then(|()| fs::create_dir(&place.cgroup))
-                        .sys_ctx(|| format!("create cgroup {}", place.cgroup.display()))?;
-                    break;
-                }
-                Err(e) => {
-                    let _ = remove_parent_if_empty(&parent);
-                    return Err(e).sys_ctx(|| format!("create cgroup {}", place.cgroup.display()));
-                }
-            }
-        }
-        let dev = V1Cgroup {
-            path: place.cgroup,
-            parent,
-            removed: false,
-        };
-        for w in writes {
-            let file = dev.path.join(w.file);
-            // Dropping `dev` on this return removes the half-made directory.
-            write_file(&file, &w.value)
-                .sys_ctx(|| format!("write '{}' to {}", w.value, file.display()))?;
-        }
-        Ok(Some(dev))
-    }
-
-    /// Moves process `pid` into the directory (before the container is released).
-    pub fn add_process(&self, pid: i32) -> Result<()> {
-        let procs = self.path.join("cgroup.procs");
-        write_file(&procs, &pid.to_string())
-            .sys_ctx(|| format!("add process {pid} to cgroup {}", self.path.display()))
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Kills what is left in the directory, removes it, and the shared parent if empty.
-    pub fn remove(mut self) -> Result<()> {
-        self.teardown()
-    }
-
-    fn teardown(&mut self) -> Result<()> {
-        if self.removed {
-            return Ok(());
-        }
-        self.removed = true;
-        remove_tree(&self.path)?;
-        remove_parent_if_empty(&self.parent)
-    }
-}
-
-impl Drop for V1Cgroup {
-    fn drop(&mut self) {
-        // Best effort: remove() reports the error.
-        let _ = self.teardown();
-    }
-}
-
-/// Removes the empty directories of containers whose crabcan is gone.
-fn sweep_stale(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(owner_pid) else {
-            continue;
-        };
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
-            let _ = fs::remove_dir(e.path());
-        }
-    }
-}
-
-/// How a container's devices are confined.
-#[derive(Debug)]
-pub enum DeviceConfinement {
-    /// A device program attached to the container's cgroup v2 directory (goes with it).
-    V2(PathBuf),
-    /// A directory in the cgroup v1 devices hierarchy.
-    V1(V1Devices),
-}
-
-impl DeviceConfinement {
-    /// Confines to `rules`: on the container's cgroup v2 directory `v2` when there is one,
-    /// else in the v1 devices hierarchy (directory `leaf`) when one is mounted; `Ok(None)`
-    /// when neither exists. A failure where a controller exists is an error.
-    pub fn apply(
-        rules: &[DeviceRule],
-        v2: Option<&Path>,
-        leaf: &str,
-    ) -> Result<Option<DeviceConfinement>> {
-        if let Some(dir) = v2 {
-            confine_v2(rules, dir)?;
-            return Ok(Some(DeviceConfinement::V2(dir.to_path_buf())));
-        }
-        Ok(V1Devices::create(rules, leaf)?.map(DeviceConfinement::V1))
-    }
-
-    /// Places `pid` under the rules (v2: the container's cgroup already holds it).
-    pub fn add_process(&self, pid: i32) -> Result<()> {
-        match self {
-            DeviceConfinement::V2(_) => Ok(()),
-            DeviceConfinement::V1(d) => d.add_process(pid),
-        }
-    }
-
-    /// Where the rules are: the cgroup directory.
-    pub fn path(&self) -> &Path {
-        match self {
-            DeviceConfinement::V2(p) => p,
-            DeviceConfinement::V1(d) => d.path(),
-        }
-    }
-
-    /// Undoes the confinement (v1: removes the directory; v2: nothing of its own).
-    pub fn remove(self) -> Result<()> {
-        match self {
-            DeviceConfinement::V2(_) => Ok(()),
-            DeviceConfinement::V1(d) => d.remove(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1082,8 +899,8 @@ mod tests {
         let pc = "9:name=systemd:/\n5:devices:/system.slice/x.service\n4:memory:/a\n0::/\n";
         let own = own_v1_path(pc, "devices").unwrap();
         assert_eq!(own, "/system.slice/x.service");
-        let dir = own_cgroup_dir(&m, &own).unwrap();
-        let p = placement(&m.mount_point, &dir, "crabcan-web-7");
+        let dir = crate::host::own_cgroup_dir(&m, &own).unwrap();
+        let p = crate::host::placement(&m.mount_point, &dir, "crabcan-web-7");
         assert_eq!(
             p.cgroup,
             Path::new("/sys/fs/cgroup/devices/system.slice/crabcan/crabcan-web-7")

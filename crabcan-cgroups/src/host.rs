@@ -161,7 +161,7 @@ pub fn parse_oom_kill(memory_events: &str) -> u64 {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as three octal digits.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -200,7 +200,7 @@ pub(crate) mod tests {
 ";
     const HYBRID_CGROUP: &str = "\
 9:name=systemd:/
-4:memory:/process_api/8a3d5b86
+4:memory:/session/8a3d5b86
 1:cpu:/
 0::/
 ";

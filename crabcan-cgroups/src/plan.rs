@@ -1,11 +1,11 @@
-//! The cgroup plan: which files to write with which values, computed without side effects.
+//! `crabcan run`'s limits: the few a one-shot container takes, turned into [`Resources`].
 
-use crate::parse::{MAX_CPUS, MAX_PIDS, MIN_CPUS, MIN_MEMORY, UNLIMITED, cpu_max};
+use crate::parse::{CPU_PERIOD_US, MAX_CPUS, MIN_CPUS, UNLIMITED};
+use crate::resources::{Cpu, Memory, Pids, Resources};
 use crabcan_errors::{Errcode, Result};
-use std::fmt;
 
-/// The pids.max applied when `--pids` is not given, against fork bombs; only where the pids
-/// controller is available, so it never makes a run fail.
+/// The pids limit a run gets when none is asked, against fork bombs; only where the pids
+/// controller exists, so it never makes a run fail.
 pub const DEFAULT_PIDS_MAX: u64 = 4096;
 
 /// The prefix of a container's cgroup directory name.
@@ -14,121 +14,149 @@ pub const CGROUP_PREFIX: &str = "crabcan-";
 /// The longest container name: the directory name must fit in NAME_MAX (255).
 pub const MAX_NAME_LEN: usize = 255 - CGROUP_PREFIX.len();
 
-/// The resource limits the user asked for explicitly; `None` means not asked.
+/// The resource limits asked for explicitly; `None` means not asked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
-    /// `--memory`: memory.max in bytes.
+    /// Memory limit in bytes.
     pub memory: Option<u64>,
-    /// `--memory-swap`: memory + swap total in bytes ([`UNLIMITED`] for no swap cap).
+    /// Memory plus swap in bytes ([`UNLIMITED`] for no swap cap).
     pub memory_swap: Option<u64>,
-    /// `--pids`: pids.max ([`UNLIMITED`] lifts the default cap).
+    /// Process limit ([`UNLIMITED`] lifts the default cap).
     pub pids: Option<u64>,
-    /// `--cpus`: number of CPUs, turned into a cpu.max quota.
+    /// A number of CPUs, turned into a quota over a 100 ms period.
     pub cpus: Option<f64>,
-    /// `--cpu-weight`: cpu.weight, 1..=10000.
+    /// A cgroup v2 cpu weight, 1..=10000 (shares on v1).
     pub cpu_weight: Option<u64>,
 }
 
-/// A cgroup v2 controller crabcan may need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Controller {
-    /// memory.max, memory.swap.max, memory.events.
-    Memory,
-    /// pids.max.
-    Pids,
-    /// cpu.max, cpu.weight.
-    Cpu,
-}
-
-impl Controller {
-    /// The kernel's name for it ("memory").
-    pub fn name(self) -> &'static str {
-        match self {
-            Controller::Memory => "memory",
-            Controller::Pids => "pids",
-            Controller::Cpu => "cpu",
-        }
-    }
-}
-
-impl fmt::Display for Controller {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Why a file is written: an explicit flag (must succeed) or a default (best effort).
+/// Which of the [`Limits`] an error is about, for the front end to name it its way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// The user asked with this flag ("--memory"); failing to apply it fails the run.
-    Flag(&'static str),
-    /// crabcan's own default; skipped when the controller is not available.
-    Default,
+pub enum LimitKind {
+    /// [`Limits::memory`].
+    Memory,
+    /// [`Limits::memory_swap`].
+    MemorySwap,
+    /// [`Limits::pids`].
+    Pids,
+    /// [`Limits::cpus`].
+    Cpus,
+    /// [`Limits::cpu_weight`].
+    CpuWeight,
 }
 
-/// One cgroup interface file to write in the container's cgroup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupWrite {
-    /// The file name ("memory.max").
-    pub file: &'static str,
-    /// The exact text to write ("536870912", "max", "50000 100000").
-    pub value: String,
-    /// The controller that provides the file.
-    pub controller: Controller,
-    /// Why it is written.
-    pub source: Source,
+impl Limits {
+    /// Whether the default pids cap applies (no process limit asked, none lifted).
+    pub fn wants_default_pids(&self) -> bool {
+        self.pids.is_none()
+    }
+
+    /// The resources these limits ask for, every value checked (here or by
+    /// [`Resources::check`], never twice); the error says which limit is wrong.
+    pub fn resources(&self) -> std::result::Result<Resources, (LimitKind, Errcode)> {
+        let mut r = Resources::default();
+        let too_big =
+            |kind, what: &str, v: u64| (kind, Errcode::usage(format!("{what} {v} is too large")));
+        if let Some(m) = self.memory {
+            let limit =
+                i64::try_from(m).map_err(|_| too_big(LimitKind::Memory, "memory limit", m))?;
+            let mem = Memory {
+                limit: Some(limit),
+                ..Memory::default()
+            };
+            check(&mem_only(mem.clone()), LimitKind::Memory)?;
+            r.memory = Some(mem);
+        }
+        if let Some(total) = self.memory_swap {
+            let limit = r.memory.as_ref().and_then(|m| m.limit).unwrap_or(0);
+            let swap = match total {
+                UNLIMITED => -1,
+                // 0 would mean "not set" to the runtime-spec form: refuse it as the
+                // total below memory that it is.
+                0 => {
+                    return Err((
+                        LimitKind::MemorySwap,
+                        Errcode::usage(format!(
+                            "memory swap 0 is below the memory limit {limit}: it is the memory+swap total"
+                        )),
+                    ));
+                }
+                t => i64::try_from(t)
+                    .map_err(|_| too_big(LimitKind::MemorySwap, "memory swap", t))?,
+            };
+            let mem = Memory {
+                limit: Some(limit).filter(|&l| l != 0),
+                swap: Some(swap),
+                ..Memory::default()
+            };
+            check(&mem_only(mem.clone()), LimitKind::MemorySwap)?;
+            r.memory = Some(mem);
+        }
+        match self.pids {
+            // Lifting the default needs no cgroup: a fresh pids cgroup is unlimited anyway.
+            None | Some(UNLIMITED) => {}
+            Some(0) => {
+                return Err((
+                    LimitKind::Pids,
+                    Errcode::usage("pids limit 0: at least 1 process, or unlimited"),
+                ));
+            }
+            Some(n) => {
+                let limit =
+                    i64::try_from(n).map_err(|_| too_big(LimitKind::Pids, "pids limit", n))?;
+                r.pids = Some(Pids { limit });
+                check(
+                    &Resources {
+                        pids: r.pids,
+                        ..Resources::default()
+                    },
+                    LimitKind::Pids,
+                )?;
+            }
+        }
+        if let Some(c) = self.cpus {
+            if !c.is_finite() || !(MIN_CPUS..=MAX_CPUS).contains(&c) {
+                return Err((
+                    LimitKind::Cpus,
+                    Errcode::usage(format!(
+                        "cpus {c}: must be between {MIN_CPUS} and {MAX_CPUS}"
+                    )),
+                ));
+            }
+            // In range, so the product fits: at most 8192 × 100000.
+            let quota = (c * CPU_PERIOD_US as f64).round() as i64;
+            r.cpu = Some(Cpu {
+                quota: Some(quota),
+                period: Some(CPU_PERIOD_US),
+                ..Cpu::default()
+            });
+        }
+        if let Some(w) = self.cpu_weight {
+            let cpu = r.cpu.get_or_insert_with(Cpu::default);
+            cpu.weight = Some(w);
+            check(
+                &Resources {
+                    cpu: Some(Cpu {
+                        weight: Some(w),
+                        ..Cpu::default()
+                    }),
+                    ..Resources::default()
+                },
+                LimitKind::CpuWeight,
+            )?;
+        }
+        Ok(r)
+    }
 }
 
-/// The container's cgroup as data: its directory name and the files to write, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupPlan {
-    /// The directory name, `crabcan-<container name>`.
-    pub name: String,
-    /// The writes, in the order they are made.
-    pub writes: Vec<CgroupWrite>,
+fn mem_only(m: Memory) -> Resources {
+    Resources {
+        memory: Some(m),
+        ..Resources::default()
+    }
 }
 
-impl CgroupPlan {
-    /// The controllers explicit flags need, in a fixed order (memory, pids, cpu), no repeats.
-    pub fn required_controllers(&self) -> Vec<Controller> {
-        self.controllers(|s| matches!(s, Source::Flag(_)))
-    }
-
-    /// The controllers only defaults need: enabled when available, skipped otherwise.
-    pub fn optional_controllers(&self) -> Vec<Controller> {
-        let required = self.required_controllers();
-        self.controllers(|s| s == Source::Default)
-            .into_iter()
-            .filter(|c| !required.contains(c))
-            .collect()
-    }
-
-    /// Whether any explicit flag needs a cgroup.
-    pub fn has_explicit(&self) -> bool {
-        self.writes
-            .iter()
-            .any(|w| matches!(w.source, Source::Flag(_)))
-    }
-
-    /// The first flag that needs `controller`, for error messages.
-    pub fn flag_for(&self, controller: Controller) -> Option<&'static str> {
-        self.writes.iter().find_map(|w| match w.source {
-            Source::Flag(f) if w.controller == controller => Some(f),
-            _ => None,
-        })
-    }
-
-    fn controllers(&self, keep: impl Fn(Source) -> bool) -> Vec<Controller> {
-        let mut v: Vec<Controller> = self
-            .writes
-            .iter()
-            .filter(|w| keep(w.source))
-            .map(|w| w.controller)
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
+fn check(r: &Resources, kind: LimitKind) -> std::result::Result<(), (LimitKind, Errcode)> {
+    r.check().map_err(|e| (kind, e))
 }
 
 /// Checks a container name for use in a cgroup directory name.
@@ -149,172 +177,17 @@ pub fn check_container_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Computes the cgroup plan for `limits`; pure. Refuses inconsistent limits.
-///
-/// `container_name` should end in `-<pid of the crabcan that owns it>`: a later run then
-/// removes the cgroup if that crabcan was SIGKILLed before it could ([`owner_pid`]).
-///
-/// [`owner_pid`]: crate::owner_pid
-/// `--memory-swap` is the memory+swap total, as in other container tools: memory.swap.max
-/// gets `total - memory` (0 when equal: no swap), and it needs `--memory`. Without it, swap
-/// use is left to the kernel's default (not capped).
-pub fn plan(limits: &Limits, container_name: &str) -> Result<CgroupPlan> {
-    check_container_name(container_name)?;
-    let mut writes = Vec::new();
-    let mut add = |file, value: String, controller, source| {
-        writes.push(CgroupWrite {
-            file,
-            value,
-            controller,
-            source,
-        })
-    };
-
-    if let Some(mem) = limits.memory {
-        if !(MIN_MEMORY..UNLIMITED).contains(&mem) {
-            return Err(Errcode::usage(format!(
-                "invalid --memory {mem}: must be at least 1m"
-            )));
-        }
-        add(
-            "memory.max",
-            mem.to_string(),
-            Controller::Memory,
-            Source::Flag("--memory"),
-        );
-    }
-    if let Some(total) = limits.memory_swap {
-        let Some(mem) = limits.memory else {
-            return Err(Errcode::usage(
-                "--memory-swap needs --memory: it is the memory+swap total".to_string(),
-            ));
-        };
-        let swap = if total == UNLIMITED {
-            "max".to_string()
-        } else if total < mem {
-            return Err(Errcode::usage(format!(
-                "invalid --memory-swap {total}: it is the memory+swap total and must be at least --memory ({mem})"
-            )));
-        } else {
-            (total - mem).to_string()
-        };
-        add(
-            "memory.swap.max",
-            swap,
-            Controller::Memory,
-            Source::Flag("--memory-swap"),
-        );
-    }
-    match limits.pids {
-        None => add(
-            "pids.max",
-            DEFAULT_PIDS_MAX.to_string(),
-            Controller::Pids,
-            Source::Default,
-        ),
-        // Lifting the default needs no cgroup: a fresh pids cgroup is unlimited anyway.
-        Some(UNLIMITED) => {}
-        Some(n @ 1..=MAX_PIDS) => add(
-            "pids.max",
-            n.to_string(),
-            Controller::Pids,
-            Source::Flag("--pids"),
-        ),
-        Some(n) => {
-            return Err(Errcode::usage(format!(
-                "invalid --pids {n}: must be between 1 and {MAX_PIDS}, or unlimited"
-            )));
-        }
-    }
-    if let Some(cpus) = limits.cpus {
-        if !cpus.is_finite() || !(MIN_CPUS..=MAX_CPUS).contains(&cpus) {
-            return Err(Errcode::usage(format!(
-                "invalid --cpus {cpus}: must be between {MIN_CPUS} and {MAX_CPUS}"
-            )));
-        }
-        add(
-            "cpu.max",
-            cpu_max(cpus),
-            Controller::Cpu,
-            Source::Flag("--cpus"),
-        );
-    }
-    if let Some(w) = limits.cpu_weight {
-        if !(1..=10_000).contains(&w) {
-            return Err(Errcode::usage(format!(
-                "invalid --cpu-weight {w}: must be between 1 and 10000"
-            )));
-        }
-        add(
-            "cpu.weight",
-            w.to_string(),
-            Controller::Cpu,
-            Source::Flag("--cpu-weight"),
-        );
-    }
-    Ok(CgroupPlan {
-        name: format!("{CGROUP_PREFIX}{container_name}"),
-        writes,
-    })
-}
-
-/// A human-readable account of the plan, one line per file, for `--debug`.
-pub fn describe(plan: &CgroupPlan) -> String {
-    if plan.writes.is_empty() {
-        return format!("cgroup {}: no limits, not created", plan.name);
-    }
-    let mut out = format!(
-        "cgroup {}/{} (needs: {}; if available: {})",
-        crate::host::PARENT_DIR,
-        plan.name,
-        list(&plan.required_controllers()),
-        list(&plan.optional_controllers()),
-    );
-    for w in &plan.writes {
-        let why = match w.source {
-            Source::Flag(f) => f.to_string(),
-            Source::Default => format!(
-                "default, only if the {} controller is available",
-                w.controller
-            ),
-        };
-        out.push_str(&format!("\n  {} = {} ({why})", w.file, w.value));
-    }
-    out
-}
-
-fn list(c: &[Controller]) -> String {
-    if c.is_empty() {
-        return "none".into();
-    }
-    c.iter().map(|c| c.name()).collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn files(p: &CgroupPlan) -> Vec<(&str, &str)> {
-        p.writes
-            .iter()
-            .map(|w| (w.file, w.value.as_str()))
-            .collect()
+    fn kind(l: Limits) -> LimitKind {
+        l.resources().unwrap_err().0
     }
 
     #[test]
-    fn defaults_only_cap_pids_optionally() {
-        let p = plan(&Limits::default(), "web").unwrap();
-        assert_eq!(p.name, "crabcan-web");
-        assert_eq!(files(&p), [("pids.max", "4096")]);
-        assert_eq!(p.writes[0].source, Source::Default);
-        assert!(p.required_controllers().is_empty());
-        assert_eq!(p.optional_controllers(), [Controller::Pids]);
-        assert!(!p.has_explicit());
-    }
-
-    #[test]
-    fn everything_in_order() {
+    fn everything_converts() {
         let l = Limits {
             memory: Some(512 << 20),
             memory_swap: Some(1 << 30),
@@ -322,317 +195,146 @@ mod tests {
             cpus: Some(0.5),
             cpu_weight: Some(200),
         };
-        let p = plan(&l, "a").unwrap();
+        let r = l.resources().unwrap();
+        let m = r.memory.unwrap();
+        assert_eq!((m.limit, m.swap), (Some(512 << 20), Some(1 << 30)));
+        assert_eq!(r.pids, Some(Pids { limit: 100 }));
+        let c = r.cpu.unwrap();
         assert_eq!(
-            files(&p),
-            [
-                ("memory.max", "536870912"),
-                ("memory.swap.max", "536870912"),
-                ("pids.max", "100"),
-                ("cpu.max", "50000 100000"),
-                ("cpu.weight", "200"),
-            ]
+            (c.quota, c.period, c.weight),
+            (Some(50_000), Some(100_000), Some(200))
         );
-        assert_eq!(
-            p.required_controllers(),
-            [Controller::Memory, Controller::Pids, Controller::Cpu]
-        );
-        assert!(p.optional_controllers().is_empty());
-        assert_eq!(p.flag_for(Controller::Cpu), Some("--cpus"));
-        let d = describe(&p);
-        assert!(d.contains("memory.max = 536870912 (--memory)"), "{d}");
-        assert!(d.contains("needs: memory pids cpu"), "{d}");
+        assert!(!l.wants_default_pids());
+        assert!(Limits::default().wants_default_pids());
+        assert_eq!(Limits::default().resources().unwrap(), Resources::default());
     }
 
     #[test]
-    fn memory_swap_is_the_total() {
-        let mut l = Limits {
-            memory: Some(1 << 30),
-            memory_swap: Some(1 << 30),
-            ..Limits::default()
-        };
-        assert_eq!(plan(&l, "a").unwrap().writes[1].value, "0");
-        l.memory_swap = Some(UNLIMITED);
-        assert_eq!(plan(&l, "a").unwrap().writes[1].value, "max");
-        l.memory_swap = Some(1 << 29);
-        let e = plan(&l, "a").unwrap_err().to_string();
-        assert!(
-            e.contains("--memory-swap") && e.contains("at least --memory"),
-            "{e}"
-        );
-        let e = plan(
-            &Limits {
-                memory_swap: Some(1 << 30),
-                ..Limits::default()
-            },
-            "a",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("--memory-swap needs --memory"), "{e}");
-    }
-
-    #[test]
-    fn unlimited_pids_lifts_the_default() {
+    fn unlimited_forms() {
         let l = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(UNLIMITED),
             pids: Some(UNLIMITED),
             ..Limits::default()
         };
-        let p = plan(&l, "a").unwrap();
-        assert!(p.writes.is_empty());
-        assert!(describe(&p).contains("not created"));
+        let r = l.resources().unwrap();
+        assert_eq!(r.memory.unwrap().swap, Some(-1));
+        assert_eq!(r.pids, None);
+        assert!(!l.wants_default_pids());
     }
 
     #[test]
-    fn out_of_range_values_from_code_are_refused() {
-        let bad = [
-            Limits {
-                memory: Some(0),
+    fn each_error_names_its_limit() {
+        assert_eq!(
+            kind(Limits {
+                memory: Some(12),
                 ..Limits::default()
-            },
-            Limits {
-                pids: Some(0),
+            }),
+            LimitKind::Memory
+        );
+        let e = Limits {
+            memory: Some(12),
+            ..Limits::default()
+        }
+        .resources()
+        .unwrap_err()
+        .1
+        .to_string();
+        assert_eq!(
+            e,
+            "memory limit 12 below the minimum of 1048576 bytes (1 MiB)"
+        );
+        for swap in [0, 1 << 20] {
+            assert_eq!(
+                kind(Limits {
+                    memory: Some(2 << 20),
+                    memory_swap: Some(swap),
+                    ..Limits::default()
+                }),
+                LimitKind::MemorySwap
+            );
+        }
+        assert_eq!(
+            kind(Limits {
+                memory_swap: Some(1 << 30),
                 ..Limits::default()
-            },
-            Limits {
-                pids: Some(MAX_PIDS + 1),
-                ..Limits::default()
-            },
-            Limits {
-                cpus: Some(f64::NAN),
-                ..Limits::default()
-            },
-            Limits {
-                cpus: Some(f64::INFINITY),
-                ..Limits::default()
-            },
-            Limits {
-                cpus: Some(0.0),
-                ..Limits::default()
-            },
-            Limits {
-                cpu_weight: Some(0),
-                ..Limits::default()
-            },
-            Limits {
-                cpu_weight: Some(10_001),
-                ..Limits::default()
-            },
-        ];
-        for l in bad {
-            let e = plan(&l, "a").unwrap_err();
-            assert_eq!(e.exit_code(), 125, "{l:?}");
+            }),
+            LimitKind::MemorySwap
+        );
+        for n in [0, 4_194_305, u64::MAX - 1] {
+            assert_eq!(
+                kind(Limits {
+                    pids: Some(n),
+                    ..Limits::default()
+                }),
+                LimitKind::Pids,
+                "{n}"
+            );
+        }
+        for c in [0.0, 0.009, 8192.5, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                kind(Limits {
+                    cpus: Some(c),
+                    ..Limits::default()
+                }),
+                LimitKind::Cpus
+            );
+        }
+        for w in [0, 10_001] {
+            assert_eq!(
+                kind(Limits {
+                    cpu_weight: Some(w),
+                    ..Limits::default()
+                }),
+                LimitKind::CpuWeight
+            );
         }
     }
 
     #[test]
-    fn container_names() {
-        for ok in ["a", "web-1", "A_b.c", &"x".repeat(MAX_NAME_LEN)] {
-            assert!(plan(&Limits::default(), ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "-a",
-            "a/b",
-            "a b",
-            "a\n",
-            "é",
-            &"x".repeat(MAX_NAME_LEN + 1),
-        ] {
-            let e = plan(&Limits::default(), bad).unwrap_err().to_string();
-            assert!(e.contains("invalid container name"), "{e}");
-        }
-    }
-
-    #[test]
-    fn each_explicit_flag_counts_as_explicit() {
-        let each = [
-            Limits {
-                memory: Some(64 << 20),
-                ..Limits::default()
-            },
-            Limits {
-                memory: Some(64 << 20),
-                memory_swap: Some(UNLIMITED),
-                ..Limits::default()
-            },
-            Limits {
-                pids: Some(10),
-                ..Limits::default()
-            },
-            Limits {
-                cpus: Some(1.5),
-                ..Limits::default()
-            },
-            Limits {
-                cpu_weight: Some(50),
-                ..Limits::default()
-            },
-        ];
-        for l in each {
-            let p = plan(&l, "a").unwrap();
-            assert!(p.has_explicit(), "{l:?} planned as defaults only: {p:?}");
-        }
-        let lifted = plan(
-            &Limits {
-                pids: Some(UNLIMITED),
-                ..Limits::default()
-            },
-            "a",
-        )
-        .unwrap();
-        assert!(!lifted.has_explicit());
-    }
-
-    #[test]
-    fn flags_name_their_controllers() {
-        let p = plan(
-            &Limits {
-                memory_swap: Some(UNLIMITED),
-                memory: Some(64 << 20),
-                cpu_weight: Some(50),
-                ..Limits::default()
-            },
-            "a",
-        )
-        .unwrap();
-        assert_eq!(p.flag_for(Controller::Memory), Some("--memory"));
-        assert_eq!(p.flag_for(Controller::Cpu), Some("--cpu-weight"));
-        // The pids write is the default cap: no flag asked for it.
-        assert_eq!(p.flag_for(Controller::Pids), None);
-        assert_eq!(
-            p.required_controllers(),
-            [Controller::Memory, Controller::Cpu]
-        );
-        assert_eq!(p.optional_controllers(), [Controller::Pids]);
-        // A controller both a flag and a default need is required, not optional.
-        let both = plan(
-            &Limits {
-                pids: Some(7),
-                ..Limits::default()
-            },
-            "a",
-        )
-        .unwrap();
-        assert_eq!(both.required_controllers(), [Controller::Pids]);
-        assert!(both.optional_controllers().is_empty());
-        assert_eq!(
-            [Controller::Memory, Controller::Pids, Controller::Cpu].map(|c| c.to_string()),
-            ["memory", "pids", "cpu"]
-        );
-    }
-
-    #[test]
-    fn name_length_boundary_in_literals() {
-        // The directory name "crabcan-" + name must fit in NAME_MAX, 255 bytes.
-        assert!(check_container_name(&"x".repeat(247)).is_ok());
-        let e = check_container_name(&"x".repeat(248))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("up to 247 letters"), "{e}");
-        assert_eq!(
-            plan(&Limits::default(), &"x".repeat(247))
-                .unwrap()
-                .name
-                .len(),
-            255
-        );
-        // What the front end builds: the longest hostname, '-', a 7-digit pid.
-        let longest = format!("{}-4194304", "h".repeat(63));
-        assert!(check_container_name(&longest).is_ok(), "{longest}");
-    }
-
-    #[test]
-    fn describe_spells_out_every_write() {
-        let p = plan(
-            &Limits {
-                memory: Some(64 << 20),
-                memory_swap: Some(96 << 20),
-                cpus: Some(0.25),
-                cpu_weight: Some(300),
-                ..Limits::default()
-            },
-            "box-42",
-        )
-        .unwrap();
-        assert_eq!(
-            describe(&p),
-            "cgroup crabcan/crabcan-box-42 (needs: memory cpu; if available: pids)
-  memory.max = 67108864 (--memory)
-  memory.swap.max = 33554432 (--memory-swap)
-  pids.max = 4096 (default, only if the pids controller is available)
-  cpu.max = 25000 100000 (--cpus)
-  cpu.weight = 300 (--cpu-weight)"
-        );
-        let defaults = plan(&Limits::default(), "d").unwrap();
-        assert_eq!(
-            describe(&defaults),
-            "cgroup crabcan/crabcan-d (needs: none; if available: pids)
-  pids.max = 4096 (default, only if the pids controller is available)"
-        );
-        let none = plan(
-            &Limits {
-                pids: Some(UNLIMITED),
-                ..Limits::default()
-            },
-            "n",
-        )
-        .unwrap();
-        assert_eq!(describe(&none), "cgroup crabcan-n: no limits, not created");
-    }
-
-    #[test]
-    fn range_edges_in_literals() {
-        let ok = |l: Limits| plan(&l, "a").is_ok();
+    fn range_edges() {
+        let ok = |l: Limits| l.resources().is_ok();
         let mem = |m| Limits {
             memory: Some(m),
             ..Limits::default()
         };
         assert!(!ok(mem(1_048_575)));
         assert!(ok(mem(1_048_576)));
-        assert!(ok(mem(u64::MAX - 1)));
-        assert!(!ok(mem(u64::MAX)));
+        assert!(!ok(mem(u64::MAX - 1)));
         let pids = |n| Limits {
             pids: Some(n),
             ..Limits::default()
         };
         assert!(ok(pids(1)));
         assert!(ok(pids(4_194_304)));
-        assert!(!ok(pids(4_194_305)));
         let cpus = |c| Limits {
             cpus: Some(c),
             ..Limits::default()
         };
-        assert!(!ok(cpus(0.009)));
         assert!(ok(cpus(0.01)));
         assert!(ok(cpus(8192.0)));
-        assert!(!ok(cpus(8192.5)));
-        assert!(!ok(cpus(f64::NEG_INFINITY)));
-        let weight = |w| Limits {
-            cpu_weight: Some(w),
-            ..Limits::default()
-        };
-        assert!(ok(weight(1)));
-        assert!(ok(weight(10_000)));
-        // memory-swap equal to memory means no swap; one byte more is one byte of swap.
         let swap = |t| Limits {
             memory: Some(2 << 20),
             memory_swap: Some(t),
             ..Limits::default()
         };
-        assert_eq!(plan(&swap(2 << 20), "a").unwrap().writes[1].value, "0");
-        assert_eq!(
-            plan(&swap((2 << 20) + 1), "a").unwrap().writes[1].value,
-            "1"
-        );
-        assert!(plan(&swap((2 << 20) - 1), "a").is_err());
+        assert!(ok(swap(2 << 20)));
+        assert!(!ok(swap((2 << 20) - 1)));
+    }
+
+    #[test]
+    fn container_names() {
+        assert!(check_container_name("web-1.a_b").is_ok());
+        assert!(check_container_name(&"a".repeat(MAX_NAME_LEN)).is_ok());
+        for n in ["", "-a", "a/b", "a b", ".."] {
+            assert!(check_container_name(n).is_err(), "{n}");
+        }
+        assert!(check_container_name(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
     }
 
     proptest! {
         #[test]
-        fn plan_never_panics_and_orders_files(
+        fn resources_never_panic(
             memory in proptest::option::of(any::<u64>()),
             memory_swap in proptest::option::of(any::<u64>()),
             pids in proptest::option::of(any::<u64>()),
@@ -640,13 +342,8 @@ mod tests {
             cpu_weight in proptest::option::of(any::<u64>()),
         ) {
             let l = Limits { memory, memory_swap, pids, cpus, cpu_weight };
-            if let Ok(p) = plan(&l, "p") {
-                let order = ["memory.max", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"];
-                let idx: Vec<usize> = p.writes.iter()
-                    .map(|w| order.iter().position(|f| *f == w.file).unwrap())
-                    .collect();
-                prop_assert!(idx.windows(2).all(|w| w[0] < w[1]));
-                prop_assert!(p.writes.iter().all(|w| !w.value.is_empty() && !w.value.contains('\n')));
+            if let Ok(r) = l.resources() {
+                prop_assert!(r.check().is_ok());
             }
         }
     }

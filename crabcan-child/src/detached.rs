@@ -399,6 +399,9 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     if let Some(c) = &spec.console {
         console(c)?;
     }
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN: it goes in now, before the
+    // capabilities go (runc's order); with it, last, just before execve.
+    crabcan_security::apply_seccomp_before_cap_drop(&spec.security)?;
     crabcan_security::apply_bounding(&spec.security)?;
     set_ids(spec)?;
     // Changing ids cleared it.

@@ -518,6 +518,7 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
 /// itself without an init), ending in `execve`.
 fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     crabcan_cgroups::apply_rlimits(&spec.rlimits)?;
+    crabcan_security::apply_seccomp_before_cap_drop(&spec.security)?;
     crabcan_security::apply_bounding(&spec.security)?;
     // The container's root ids were taken right after the go (become_root); only another
     // uid needs a switch.

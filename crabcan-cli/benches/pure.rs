@@ -87,7 +87,7 @@ fn main() {
         (
             "security::plan (seccomp off)",
             SecurityConfig {
-                seccomp: false,
+                seccomp: crabcan_security::Seccomp::Unconfined,
                 ..SecurityConfig::default()
             },
         ),

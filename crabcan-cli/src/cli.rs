@@ -53,13 +53,25 @@ pub enum UsernsArg {
     Host,
 }
 
-/// Seccomp modes for `--seccomp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// The filter `--seccomp` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeccompArg {
-    /// The allow-list filter.
+    /// crabcan's default profile.
     Default,
     /// No filter (a warning is printed).
     Unconfined,
+    /// An OCI seccomp profile (a `linux.seccomp` object) in this file.
+    File(std::path::PathBuf),
+}
+
+/// `default`, `unconfined`, or a file (`./default` for a file of that name).
+fn seccomp_arg(s: &str) -> std::result::Result<SeccompArg, String> {
+    match s {
+        "default" => Ok(SeccompArg::Default),
+        "unconfined" => Ok(SeccompArg::Unconfined),
+        "" => Err("expected default, unconfined or a profile file".into()),
+        path => Ok(SeccompArg::File(path.into())),
+    }
 }
 
 /// Flags of `crabcan run`.
@@ -137,11 +149,11 @@ pub struct RunArgs {
     #[arg(long = "cap-drop", value_name = "CAP", help_heading = "Confinement")]
     pub cap_drop: Vec<String>,
 
-    /// Seccomp: default (an allow list, everything else EPERM) or unconfined (no filter).
-    /// WARNING: unconfined lets root inside write setuid files that hold on the host into an
-    /// idmapped root.
-    #[arg(long, value_enum, default_value_t = SeccompArg::Default, value_name = "default|unconfined",
-          help_heading = "Confinement")]
+    /// Seccomp: default (crabcan's allow list), unconfined (no filter), or FILE, an OCI
+    /// seccomp profile (JSON, as in config.json's linux.seccomp). WARNING: unconfined lets
+    /// root inside write setuid files that hold on the host into an idmapped root.
+    #[arg(long, value_parser = seccomp_arg, default_value = "default",
+          value_name = "default|unconfined|FILE", help_heading = "Confinement")]
     pub seccomp: SeccompArg,
 
     /// Memory cap (cgroup memory.max), e.g. 512m or 2g [default: none].
@@ -324,6 +336,17 @@ mod tests {
         assert_eq!(r.net, NetArg::None);
         assert!(!r.read_only);
         assert_eq!(r.seccomp, SeccompArg::Default);
+        let r = run(&[
+            "crabcan",
+            "run",
+            "--seccomp",
+            "unconfined",
+            "--",
+            "/bin/true",
+        ]);
+        assert_eq!(r.seccomp, SeccompArg::Unconfined);
+        let r = run(&["crabcan", "run", "--seccomp", "./p.json", "--", "/bin/true"]);
+        assert_eq!(r.seccomp, SeccompArg::File("./p.json".into()));
         assert!(r.memory.is_none() && r.pids.is_none() && r.ulimit.is_empty());
         assert_eq!(r.args, os(&["/bin/true"]));
     }

@@ -29,7 +29,7 @@ pub struct Config {
     pub child: ChildSpec,
     /// The user turned seccomp off.
     pub seccomp_off: bool,
-    /// cgroup v2 limits asked for.
+    /// The limits asked for (checked: their resources convert).
     pub limits: crabcan_cgroups::Limits,
     /// The container's host ids are a range of its own, allocated when it starts (the map
     /// in `child.idmap` is rebased onto it).
@@ -38,9 +38,45 @@ pub struct Config {
     pub nproc_given: bool,
 }
 
-/// Parses the optional value of a limit flag with `parse`.
-fn opt<T>(v: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
-    v.as_deref().map(parse).transpose()
+/// The filter `--seccomp` names. A profile file is read, parsed and compiled here so that
+/// any fault is one line naming the file, the path inside it and the reason; a bad
+/// profile never means no filter.
+fn seccomp_choice(arg: &SeccompArg, cwd: &Path) -> Result<crabcan_security::Seccomp> {
+    use crabcan_security::{Profile, Seccomp, profile};
+    let path = match arg {
+        SeccompArg::Default => return Ok(Seccomp::Profile(Profile::crabcan_default())),
+        SeccompArg::Unconfined => return Ok(Seccomp::Unconfined),
+        SeccompArg::File(p) => p,
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(cwd.join(path))
+        .map_err(|e| Errcode::usage(format!("invalid --seccomp {shown}: cannot read it: {e}")))?;
+    let bad = |e: crabcan_security::ProfileError| {
+        Errcode::usage(format!("invalid --seccomp {}", e.describe_in(&shown, "")))
+    };
+    let p = profile::parse(&text).map_err(bad)?;
+    profile::compile(&p).map_err(bad)?;
+    Ok(Seccomp::Profile(p))
+}
+
+/// Parses the optional value of a limit flag with `parse`, naming the flag and the value.
+fn opt<T>(flag: &str, v: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
+    v.as_deref()
+        .map(|s| parse(s).map_err(|e| e.context(format!("invalid {flag} '{}'", s.escape_debug()))))
+        .transpose()
+}
+
+/// The flag and its text for a limit the cgroup crate refused.
+fn limit_flag(kind: crabcan_cgroups::LimitKind, args: &RunArgs) -> (&'static str, String) {
+    use crabcan_cgroups::LimitKind as K;
+    let (flag, v) = match kind {
+        K::Memory => ("--memory", &args.memory),
+        K::MemorySwap => ("--memory-swap", &args.memory_swap),
+        K::Pids => ("--pids", &args.pids),
+        K::Cpus => ("--cpus", &args.cpus),
+        K::CpuWeight => ("--cpu-weight", &args.cpu_weight),
+    };
+    (flag, v.clone().unwrap_or_default())
 }
 
 fn utf8<'a>(flag: &str, s: &'a OsStr) -> Result<&'a str> {
@@ -70,8 +106,8 @@ fn host_path(flag: &str, shown: &str, p: &str, cwd: &Path) -> Result<PathBuf> {
 
 /// `--tmpfs-size`: at least 1 MiB (a tmpfs of size 0 would be unlimited).
 fn tmpfs_size(v: &str) -> Result<u64> {
-    let n =
-        crabcan_cgroups::parse_size(v).map_err(|e| Errcode::usage(format!("--tmpfs-size: {e}")))?;
+    let n = crabcan_cgroups::parse_size(v)
+        .map_err(|e| e.context(format!("invalid --tmpfs-size '{v}'")))?;
     if n < 1 << 20 {
         return Err(Errcode::usage(format!(
             "invalid --tmpfs-size '{v}': must be at least 1m"
@@ -155,7 +191,8 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
 
     let mut binds = Vec::with_capacity(args.add.len());
     for spec in &args.add {
-        let mut b = BindMount::parse(spec)?;
+        let mut b =
+            BindMount::parse(spec).map_err(|e| e.context(format!("invalid --add '{spec}'")))?;
         let src = b.source.to_string_lossy().into_owned();
         b.source = host_path("--add", spec, &src, &caller.cwd)?;
         binds.push(b);
@@ -166,8 +203,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         NetArg::Host => Net::Host,
     };
     let mounts = MountConfig {
-        root: root_dir.clone(),
-        read_only: args.read_only,
+        readonly_root: args.read_only,
         binds,
         sysfs: if net == Net::None {
             Sysfs::Fresh
@@ -175,27 +211,42 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
             Sysfs::HostBind
         },
         devpts_gid: idmap.contains(5).then_some(5),
-        mask_paths: true,
         idmap_root: idmap_root && matches!(root_dir, Root::Dir(_)),
         scratch_size: match &args.tmpfs_size {
             Some(v) => tmpfs_size(v)?,
             None => crabcan_mounts::DEFAULT_SCRATCH_SIZE,
         },
+        ..MountConfig::new(root_dir.clone())
     };
     let env = crabcan_child::environment(&hostname, args.uid, caller.term.as_deref(), &args.env)?;
-    let security = crabcan_security::plan(&crabcan_security::SecurityConfig {
-        cap_add: args.cap_add.clone(),
-        cap_drop: args.cap_drop.clone(),
-        uid: args.uid,
-        seccomp: args.seccomp == SeccompArg::Default,
-    })?;
-    let limits = crabcan_cgroups::Limits {
-        memory: opt(&args.memory, crabcan_cgroups::parse_memory)?,
-        memory_swap: opt(&args.memory_swap, crabcan_cgroups::parse_memory_swap)?,
-        pids: opt(&args.pids, crabcan_cgroups::parse_pids)?,
-        cpus: opt(&args.cpus, crabcan_cgroups::parse_cpus)?,
-        cpu_weight: opt(&args.cpu_weight, crabcan_cgroups::parse_cpu_weight)?,
+    let caps = |flag: &str, names: &[String]| {
+        crabcan_security::parse_cap_list(names).map_err(|e| e.context(flag))
     };
+    let kept = crabcan_security::kept_set(
+        &caps("--cap-add", &args.cap_add)?,
+        &caps("--cap-drop", &args.cap_drop)?,
+    );
+    let security = crabcan_security::plan(&crabcan_security::SecurityConfig {
+        capabilities: crabcan_security::Capabilities::for_uid(kept, args.uid),
+        no_new_privs: true,
+        seccomp: seccomp_choice(&args.seccomp, &caller.cwd)?,
+    })?;
+    use crabcan_cgroups as cg;
+    let limits = cg::Limits {
+        memory: opt("--memory", &args.memory, cg::parse_size)?,
+        memory_swap: opt(
+            "--memory-swap",
+            &args.memory_swap,
+            cg::parse_size_or_unlimited,
+        )?,
+        pids: opt("--pids", &args.pids, cg::parse_count_or_unlimited)?,
+        cpus: opt("--cpus", &args.cpus, cg::parse_decimal)?,
+        cpu_weight: opt("--cpu-weight", &args.cpu_weight, cg::parse_count)?,
+    };
+    if let Err((kind, e)) = limits.resources() {
+        let (flag, v) = limit_flag(kind, args);
+        return Err(e.context(format!("invalid {flag} '{}'", v.escape_debug())));
+    }
     let rlimits = args
         .ulimit
         .iter()

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crabcan_child::ChildSpec;
-use crabcan_errors::Result;
+use crabcan_errors::{Errcode, Result};
 use std::path::Path;
 
 /// Where root's crabcan records what it holds on the host while a container runs.
@@ -46,7 +46,9 @@ pub fn run(cfg: Config) -> Result<i32> {
         }
     }
     let cg_name = format!("{}-{}", spec.hostname, std::process::id());
-    let cg_plan = crabcan_cgroups::plan(&limits, &cg_name)?;
+    crabcan_cgroups::check_container_name(&cg_name)?;
+    let cg_path =
+        crabcan_cgroups::CgroupPath::run(&format!("{}{cg_name}", crabcan_cgroups::CGROUP_PREFIX))?;
     // From here on crabcan changes the host (mount points, a cgroup, an id range): a
     // Ctrl-C must come through the wait loop, which cleans up, not kill crabcan half-way.
     let mask = crabcan_child::block_signals()?;
@@ -58,7 +60,7 @@ pub fn run(cfg: Config) -> Result<i32> {
     } else {
         None
     };
-    let mut prepared = crabcan_mounts::prepare(&spec.mounts)?;
+    let mut prepared = crabcan_mounts::prepare(&spec.mounts).map_err(userns_hint)?;
     // Only when crabcan holds something on the host that a SIGKILL would strand.
     let guardian = if prepared.is_empty() && lease.is_none() {
         None
@@ -77,35 +79,10 @@ pub fn run(cfg: Config) -> Result<i32> {
         log::warn!("--seccomp unconfined: the container runs without a system call filter");
     }
     log::debug!("security: {}", crabcan_security::describe(&spec.security));
-    log::debug!("{}", crabcan_cgroups::describe(&cg_plan));
-    log::debug!("hostname {}", spec.hostname);
-    let cgroup = crabcan_cgroups::Cgroup::create(&cg_plan)?;
-    if let Some(cg) = &cgroup {
-        log::debug!("cgroup {} created", cg.path().display());
-    }
-    let pids_v2 = cgroup
-        .as_ref()
-        .is_some_and(|cg| cg.path().join("pids.max").exists());
-    // Without a cgroup v2 pids controller (this kind of hybrid host keeps pids on cgroup
-    // v1), root's container gets the same default cap in the v1 pids hierarchy.
-    let pids_v1 = if !pids_v2 && pids_limit != Some(crabcan_cgroups::UNLIMITED) && is_root {
-        let cap = crabcan_cgroups::V1Write {
-            file: "pids.max",
-            value: crabcan_cgroups::DEFAULT_PIDS_MAX.to_string(),
-        };
-        let v1 = crabcan_cgroups::V1Cgroup::create_in("pids", &[cap], &cg_plan.name)?;
-        if let Some(v) = &v1 {
-            log::debug!(
-                "pids.max {} in {}",
-                crabcan_cgroups::DEFAULT_PIDS_MAX,
-                v.path().display()
-            );
-        }
-        v1
-    } else {
-        None
-    };
-    if !pids_v2 && pids_v1.is_none() && !nproc_given {
+    let cgroup = make_cgroup(&limits, is_root, &cg_path)?;
+    let pids_cap = cgroup.as_ref().is_some_and(|(_, pids)| *pids);
+    let cgroup = cgroup.map(|(cg, _)| cg);
+    if !pids_cap && !nproc_given && pids_limit != Some(crabcan_cgroups::UNLIMITED) {
         // Without any pids cgroup a fork bomb would only stop at the host's pid_max. The
         // kernel counts processes per user and user namespace: a cap per id of the
         // container, weaker than a cgroup (a container that switches ids gets it again per
@@ -118,63 +95,24 @@ pub fn run(cfg: Config) -> Result<i32> {
             hard: Some(DEFAULT_NPROC),
         });
     }
-    // The second line of defence behind `nodev`: the container's cgroup opens only the
-    // standard device nodes. Where a controller exists a failure is an error. An ordinary
-    // user's container maps the user's own ids, so host permissions already limit it to
-    // the nodes the user can open, and it could not load the program or write v1 rules.
-    let device_rules = crabcan_cgroups::default_rules();
-    if log::log_enabled!(log::Level::Debug) {
-        for r in &device_rules {
-            log::debug!("device rule: {}", r.describe());
-        }
-    }
-    let devices = if is_root {
-        crabcan_cgroups::DeviceConfinement::apply(
-            &device_rules,
-            cgroup.as_ref().map(|cg| cg.path()),
-            &cg_plan.name,
-        )
-    } else {
-        log::debug!("devices: not root, the host's permissions decide which nodes open");
-        Ok(None)
-    };
-    let (devices, result) = match devices {
-        Ok(devices) => {
-            match &devices {
-                Some(d) => log::debug!("device rules applied on {}", d.path().display()),
-                None => log::debug!("devices: no device controller on this host"),
-            }
-            let places = Places {
-                cgroup: cgroup.as_ref(),
-                devices: devices.as_ref(),
-                pids: pids_v1.as_ref(),
-            };
-            let r = start_and_wait(&spec, &mask, &places, prepared.root(), guardian.as_ref());
-            (devices, r)
-        }
-        Err(e) => (None, Err(e)),
-    };
+    let result = start_and_wait(
+        &spec,
+        &mask,
+        cgroup.as_ref(),
+        prepared.root(),
+        guardian.as_ref(),
+    );
     let result = match (result, &cgroup) {
-        (Ok(137), Some(cg)) if cg.oom_killed() => {
+        (Ok(137), Some(cg)) if cg.oom_kills() > 0 => {
             // One line naming the limit; the exit code stays the container's own.
             eprintln!(
                 "crabcan: the container was killed by the kernel's OOM killer: it reached --memory ({} bytes)",
-                memory_max(&cg_plan)
+                limits.memory.map_or("?".into(), |m| m.to_string())
             );
             Ok(137)
         }
         (r, _) => r,
     };
-    if let Some(d) = devices
-        && let Err(e) = d.remove()
-    {
-        log::warn!("{e}");
-    }
-    if let Some(p) = pids_v1
-        && let Err(e) = p.remove()
-    {
-        log::warn!("{e}");
-    }
     if let Some(cg) = cgroup
         && let Err(e) = cg.remove()
     {
@@ -192,25 +130,109 @@ pub fn run(cfg: Config) -> Result<i32> {
     result
 }
 
-fn memory_max(plan: &crabcan_cgroups::CgroupPlan) -> String {
-    plan.writes
-        .iter()
-        .find(|w| w.file == "memory.max")
-        .map(|w| w.value.clone())
-        .unwrap_or_else(|| "memory.max".into())
-}
-
-/// Where the container's process goes before it is released.
-struct Places<'a> {
-    cgroup: Option<&'a crabcan_cgroups::Cgroup>,
-    devices: Option<&'a crabcan_cgroups::DeviceConfinement>,
-    pids: Option<&'a crabcan_cgroups::V1Cgroup>,
+/// The container's cgroup: the limits asked for, plus crabcan's defaults (a pids cap where
+/// the controller exists; device rules for root's containers). Returns it and whether it
+/// caps processes. An explicit limit that cannot be applied, or root's device rules where a
+/// device controller exists, fail the run; an ordinary user's defaults are skipped when no
+/// cgroup is delegated to the user (then an nproc rlimit stands in for the pids cap, and
+/// host permissions decide which device nodes open).
+fn make_cgroup(
+    limits: &crabcan_cgroups::Limits,
+    is_root: bool,
+    path: &crabcan_cgroups::CgroupPath,
+) -> Result<Option<(crabcan_cgroups::ContainerCgroup, bool)>> {
+    use crabcan_cgroups as cg;
+    let asked = limits
+        .resources()
+        .map_err(|(_, e)| e.context("invalid limits"))?;
+    let explicit = asked != cg::Resources::default();
+    let layout = match cg::Layout::detect() {
+        Ok(l) => l,
+        Err(e) if explicit => return Err(e),
+        Err(e) => {
+            log::debug!("no cgroups: {e}");
+            return Ok(None);
+        }
+    };
+    log::debug!("{}", layout.describe());
+    // One clear error for a limit whose controller exists nowhere, naming the flag.
+    let asked_for = [
+        ("--memory", "memory", limits.memory.is_some()),
+        ("--memory-swap", "memory", limits.memory_swap.is_some()),
+        ("--pids", "pids", asked.pids.is_some()),
+        ("--cpus", "cpu", limits.cpus.is_some()),
+        ("--cpu-weight", "cpu", limits.cpu_weight.is_some()),
+    ];
+    for (flag, controller, given) in asked_for {
+        if given && !layout.has(controller) {
+            return Err(cg::missing(controller, &layout).context(format!("cannot apply {flag}")));
+        }
+    }
+    let mut full = asked.clone();
+    if limits.wants_default_pids() && layout.has("pids") {
+        full.pids = Some(cg::Pids {
+            limit: cg::DEFAULT_PIDS_MAX as i64,
+        });
+    }
+    // The second line of defence behind `nodev`: the container opens only the standard
+    // device nodes. An ordinary user's container maps the user's own ids, so host
+    // permissions already limit it to the nodes the user can open.
+    if is_root && (layout.has("devices") || layout.v2.is_some()) {
+        full.devices = Some(cg::default_rules());
+    }
+    if full == cg::Resources::default() {
+        return Ok(None);
+    }
+    if log::log_enabled!(log::Level::Debug) {
+        for line in cg::plan_resources(&full, &layout)?.describe() {
+            log::debug!("cgroup {path}: {line}");
+        }
+    }
+    let caps = full.pids.is_some();
+    match cg::ContainerCgroup::create(&layout, path, &full) {
+        Ok(c) => {
+            for d in c.paths() {
+                log::debug!("cgroup {} created", d.display());
+            }
+            if full.devices.is_some()
+                && let Some(d) = c.devices_dir()
+            {
+                let v2 = match c.v2_dir() {
+                    Some(v2) if v2 != d => format!(
+                        " (cgroup v1; the container's cgroup v2 directory {} has none)",
+                        v2.display()
+                    ),
+                    _ => String::new(),
+                };
+                log::debug!("device rules applied on {}{v2}", d.display());
+            }
+            Ok(Some((c, caps)))
+        }
+        Err(e) if explicit || is_root => {
+            let e = e.context("cannot set up the container's cgroup");
+            let denied = matches!(
+                e.errno(),
+                Some(
+                    nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS
+                )
+            );
+            Err(if denied && !is_root {
+                e.with_hint("cgroup limits need root or a cgroup delegated to this user; drop the limit flags")
+            } else {
+                e
+            })
+        }
+        Err(e) => {
+            log::debug!("default limits skipped: {e}");
+            Ok(None)
+        }
+    }
 }
 
 fn start_and_wait(
     spec: &ChildSpec,
     mask: &nix::sys::signal::SigSet,
-    places: &Places<'_>,
+    cgroup: Option<&crabcan_cgroups::ContainerCgroup>,
     root: Option<std::os::fd::BorrowedFd<'_>>,
     guardian: Option<&crabcan_child::Guardian>,
 ) -> Result<i32> {
@@ -238,22 +260,32 @@ fn start_and_wait(
         &spec.mounts,
         root,
         userns.as_ref().map(std::os::fd::AsFd::as_fd),
-    )?;
+    )
+    .map_err(userns_hint)?;
     log::debug!("{} mount descriptors handed over", handed.len());
     let pid = child.pid().as_raw();
-    if let Some(cg) = places.cgroup {
+    if let Some(cg) = cgroup {
         cg.add_process(pid)?;
-        log::debug!("container process placed in {}", cg.path().display());
-    }
-    if let Some(d) = places.devices {
-        d.add_process(pid)?;
-    }
-    if let Some(p) = places.pids {
-        p.add_process(pid)?;
+        log::debug!("container process placed in {:?}", cg.paths());
     }
     child.release(handed)?;
     log::debug!("container running {:?}", spec.argv);
     let code = child.wait()?;
     log::debug!("container exited with {code}");
     Ok(code)
+}
+
+/// The mounts' hints say "without an id map"; on this command line that is `--userns host`.
+fn userns_hint(e: Errcode) -> Errcode {
+    let shown = e.to_string();
+    if shown.contains("(realpath), or run without an id map") {
+        e.with_hint("give the path without symlinks (realpath), or run with --userns host")
+    } else if shown.contains("cannot be idmapped; only a container without an id map") {
+        e.with_hint(
+            "its filesystem cannot be idmapped; --userns host runs without \
+             an id map (container root is then host root)",
+        )
+    } else {
+        e
+    }
 }

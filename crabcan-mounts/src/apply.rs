@@ -1,6 +1,7 @@
 //! Walks a [`MountPlan`] in the container's own mount namespace and makes the syscalls.
 
-use crate::plan::{Fs, MountPlan, Root, Step};
+use crate::options::MountOptions;
+use crate::plan::{DeviceKind, DeviceNode, Fs, MountEntry, MountPlan, Root, Step};
 use crate::sys::{self, Kind};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -111,7 +112,7 @@ pub(crate) fn open_root_dir(plan: &MountPlan) -> Result<Option<OwnedFd>> {
                  and an idmapped root must be named by its real path",
                 dir.display()
             ))
-            .with_hint("give the path without symlinks (realpath), or run with --userns host"),
+            .with_hint("give the path without symlinks (realpath), or run without an id map"),
             e => Errcode::sys(format!("open the container's root {}", dir.display()), e),
         })
 }
@@ -176,8 +177,8 @@ pub fn handover(
             .sys_ctx(|| what)
             .map_err(|e| match e.errno() {
                 Some(Errno::EINVAL) => e.with_hint(
-                    "its filesystem cannot be idmapped; --userns host runs without \
-                     an id map (container root is then host root)",
+                    "its filesystem cannot be idmapped; only a container without an id map \
+                     can use it (container root is then host root)",
                 ),
                 _ => e,
             })?;
@@ -249,7 +250,7 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
     r
 }
 
-/// Every source is held open as a detached mount until it is attached; with many `--add`
+/// Every source is held open as a detached mount until it is attached; with many extra
 /// binds that can pass the soft open-files limit. Raises it (within the hard limit) for the
 /// duration of [`apply`]; returns the limit to restore.
 fn raise_nofile(sources: u64) -> Result<Option<(u64, u64)>> {
@@ -306,6 +307,37 @@ impl<'p> State<'p> {
                 None::<&str>,
             )
             .sys_ctx(|| "make / recursively private"),
+            Step::MakeSlave => nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                None::<&str>,
+            )
+            .sys_ctx(|| "make / recursively slave"),
+            Step::Mount(entry) => {
+                self.mount_entry(entry)?;
+                self.record_base(&entry.destination)
+            }
+            Step::Bind {
+                index,
+                target,
+                options,
+            } => {
+                self.bind_entry(*index, target, options)?;
+                self.record_base(target)
+            }
+            Step::Cgroup { target, options } => self.cgroup(target, options),
+            Step::Device { node, bind } => self.device(node, *bind),
+            Step::MoveRoot => self.move_root(),
+            Step::RootPropagation(p) => nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::from_bits_retain(p.ms_flags()),
+                None::<&str>,
+            )
+            .sys_ctx(|| format!("make the container's root {p}")),
             Step::Clone { index } => {
                 let src = self.source(*index)?;
                 let cloned = match self.given.get_mut(*index).and_then(Option::take) {
@@ -446,6 +478,10 @@ impl<'p> State<'p> {
     }
 
     fn attach(&self, tree: OwnedFd, is_dir: bool, source: &Path, target: &Path) -> Result<()> {
+        self.attach_ref(&tree, is_dir, source, target)
+    }
+
+    fn attach_ref(&self, tree: &OwnedFd, is_dir: bool, source: &Path, target: &Path) -> Result<()> {
         let kind = if is_dir { Kind::Dir } else { Kind::File };
         let at = self.ensure(target, kind, if is_dir { 0o755 } else { 0o644 })?;
         self.refuse_root(at.as_fd(), target)?;
@@ -517,52 +553,21 @@ impl<'p> State<'p> {
     }
 
     fn fresh(&self, fs: Fs, target: &Path, gid: Option<u32>) -> Result<()> {
-        use MsFlags as M;
-        let devpts_opts;
-        let (source, fstype, flags, data) = match fs {
-            Fs::Proc => (
-                "proc",
-                "proc",
-                M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
-                None,
-            ),
-            Fs::Sysfs => (
-                "sysfs",
-                "sysfs",
-                M::MS_RDONLY | M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
-                None,
-            ),
-            Fs::DevTmpfs => (
-                "tmpfs",
-                "tmpfs",
-                M::MS_NOSUID | M::MS_NOEXEC | M::MS_STRICTATIME,
-                Some(DEV_TMPFS_OPTS),
-            ),
-            Fs::Devpts => {
-                devpts_opts = match gid {
-                    Some(g) => format!("newinstance,ptmxmode=0666,mode=0620,gid={g}"),
-                    None => "newinstance,ptmxmode=0666,mode=0620".to_string(),
-                };
-                (
-                    "devpts",
-                    "devpts",
-                    M::MS_NOSUID | M::MS_NOEXEC,
-                    Some(devpts_opts.as_str()),
-                )
-            }
-            Fs::Shm => (
-                "shm",
-                "tmpfs",
-                M::MS_NOSUID | M::MS_NODEV | M::MS_NOEXEC,
-                Some(SHM_TMPFS_OPTS),
-            ),
-        };
+        let MountArgs {
+            source,
+            fstype,
+            flags,
+            data,
+        } = fresh_args(fs, gid);
+        let data = data.as_deref();
+        let source = source.as_str();
+        let fstype = fstype.as_str();
         let at = self.ensure_no_symlinks(target)?;
         nix::mount::mount(
             Some(source),
             sys::fd_path(at.as_fd()).as_str(),
             Some(fstype),
-            flags,
+            MsFlags::from_bits_retain(flags),
             data,
         )
         .sys_ctx(|| format!("mount {fstype} on {}", target.display()))
@@ -575,6 +580,150 @@ impl<'p> State<'p> {
             }
             _ => e,
         })
+    }
+
+    /// Mounts an entry of the explicit layout. `proc` and `sysfs` refuse any symlink on the
+    /// way (as the default layout's); other destinations follow symlinks inside the root.
+    fn mount_entry(&self, e: &MountEntry) -> Result<()> {
+        let target = e.destination.as_path();
+        let args = entry_args(e);
+        let at = if matches!(args.fstype.as_str(), "proc" | "sysfs") {
+            self.ensure_no_symlinks(target)?
+        } else {
+            let at = self.ensure(target, Kind::Dir, 0o755)?;
+            self.refuse_root(at.as_fd(), target)?;
+            at
+        };
+        let what = || format!("mount {} on {}", args.fstype, target.display());
+        nix::mount::mount(
+            Some(args.source.as_str()),
+            sys::fd_path(at.as_fd()).as_str(),
+            Some(args.fstype.as_str()),
+            MsFlags::from_bits_retain(args.flags),
+            args.data.as_deref(),
+        )
+        .sys_ctx(what)?;
+        if e.options.rec_set == 0 && e.options.rec_clear == 0 && e.options.propagation.is_none() {
+            return Ok(());
+        }
+        // The descriptor above is the directory now covered; the new mount is what the
+        // destination leads to now.
+        let mounted = sys::open_in_root(self.root()?, target, OFlag::O_PATH).sys_ctx(what)?;
+        self.after_mount(mounted.as_fd(), &e.options, target)
+    }
+
+    /// Attaches a bind entry: its top mount gets the flags the words set (the attributes a
+    /// `MS_BIND|MS_REMOUNT` would change, and only those, so flags the kernel locks on the
+    /// source stay), the `r…` words apply to the whole tree, then the propagation.
+    fn bind_entry(&mut self, index: usize, target: &Path, options: &MountOptions) -> Result<()> {
+        let source = self.source(index)?.path.clone();
+        let Cloned::Tree { fd, is_dir } = self.take_clone(index)? else {
+            return Err(Errcode::setup(format!(
+                "cannot bind-mount {}: it vanished",
+                source.display()
+            )));
+        };
+        let what = || format!("bind-mount {} to {}", source.display(), target.display());
+        let (set, clear) = options.bind_attrs();
+        if set != 0 || clear != 0 {
+            sys::mount_setattr_clear(fd.as_fd(), set, clear, false).sys_ctx(what)?;
+        }
+        if options.rec_set != 0 || options.rec_clear != 0 {
+            sys::mount_setattr_clear(fd.as_fd(), options.rec_set, options.rec_clear, true)
+                .sys_ctx(what)?;
+        }
+        self.attach_ref(&fd, is_dir, &source, target)?;
+        if let Some(p) = options.propagation {
+            propagate(fd.as_fd(), p.ms_flags()).sys_ctx(what)?;
+        }
+        Ok(())
+    }
+
+    /// The `r…` attributes and the propagation of a fresh mount, given its root.
+    fn after_mount(&self, mounted: BorrowedFd<'_>, o: &MountOptions, target: &Path) -> Result<()> {
+        let what = || format!("set the options of the mount on {}", target.display());
+        if o.rec_set != 0 || o.rec_clear != 0 {
+            sys::mount_setattr_clear(mounted, o.rec_set, o.rec_clear, true).sys_ctx(what)?;
+        }
+        if let Some(p) = o.propagation {
+            propagate(mounted, p.ms_flags()).sys_ctx(what)?;
+        }
+        Ok(())
+    }
+
+    /// Mounts the cgroup filesystems at `target`: see [`crate::cgroup`].
+    fn cgroup(&self, target: &Path, options: &MountOptions) -> Result<()> {
+        let at = self.ensure(target, Kind::Dir, 0o755)?;
+        self.refuse_root(at.as_fd(), target)?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .sys_ctx(|| "read /proc/self/mountinfo for the cgroup mounts")?;
+        let layout = crate::cgroup::layout(&mountinfo);
+        crate::cgroup::mount(self.root()?, target, at.as_fd(), &layout, options)
+    }
+
+    /// Makes a device node: mknod with its mode and owner, or (in a user namespace, where
+    /// mknod is refused) a read-only bind of the host's node of the same path, which keeps
+    /// the host's mode and owner (read-only so that chmod through it fails).
+    fn device(&self, node: &DeviceNode, bind: bool) -> Result<()> {
+        let path = node.path.as_path();
+        let what = || format!("create device {}", path.display());
+        if bind {
+            let tree = sys::open_tree(path, false, false).sys_ctx(what)?;
+            sys::mount_setattr(tree.as_fd(), sys::ATTR_RDONLY, false).sys_ctx(what)?;
+            let st = nix::sys::stat::fstat(tree.as_fd()).sys_ctx(what)?;
+            if !device_matches(st.st_mode, st.st_rdev, node) {
+                return Err(Errcode::setup(format!(
+                    "the host's {} is not the {:?} device {}:{} asked for",
+                    path.display(),
+                    node.kind,
+                    node.major,
+                    node.minor
+                )));
+            }
+            return self.attach(tree, false, path, path);
+        }
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
+        let pfd = self.ensure(parent, Kind::Dir, 0o755)?;
+        let kind = match node.kind {
+            DeviceKind::Char => SFlag::S_IFCHR,
+            DeviceKind::Block => SFlag::S_IFBLK,
+            DeviceKind::Fifo => SFlag::S_IFIFO,
+        };
+        let perm = Mode::from_bits_truncate(node.file_mode & 0o7777);
+        let dev = nix::sys::stat::makedev(node.major, node.minor);
+        nix::sys::stat::mknodat(pfd.as_fd(), name, kind, perm, dev).map_err(|e| match e {
+            Errno::EEXIST => Errcode::setup(format!(
+                "cannot create device {}: something exists there already",
+                path.display()
+            )),
+            e => Errcode::sys(what(), e),
+        })?;
+        nix::unistd::fchownat(
+            pfd.as_fd(),
+            name,
+            Some(nix::unistd::Uid::from_raw(node.uid)),
+            Some(nix::unistd::Gid::from_raw(node.gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .sys_ctx(|| format!("set the owner of device {}", path.display()))?;
+        // The owner change clears set-id bits; the mode is set once more after it.
+        nix::sys::stat::fchmodat(
+            pfd.as_fd(),
+            name,
+            perm,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .sys_ctx(|| format!("set the mode of device {}", path.display()))
+    }
+
+    /// Switches into the root without `pivot_root`: moves its mount onto `/` and chroots.
+    fn move_root(&self) -> Result<()> {
+        nix::unistd::fchdir(self.root()?).sys_ctx(|| "enter the container's root")?;
+        nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .sys_ctx(|| "move the container's root onto /")?;
+        nix::unistd::chroot(".").sys_ctx(|| "chroot into the container's root")?;
+        nix::unistd::chdir("/").sys_ctx(|| "chdir / in the container")
     }
 
     fn mask(&self, path: &Path) -> Result<()> {
@@ -666,4 +815,173 @@ fn tree(fd: OwnedFd, path: &Path) -> Result<Cloned> {
         nix::sys::stat::fstat(fd.as_fd()).sys_ctx(|| format!("bind-mount {}", path.display()))?;
     let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
     Ok(Cloned::Tree { fd, is_dir })
+}
+
+/// The arguments of one mount(2) call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountArgs {
+    source: String,
+    fstype: String,
+    flags: libc::c_ulong,
+    data: Option<String>,
+}
+
+/// The mount(2) arguments of a default-layout filesystem.
+fn fresh_args(fs: Fs, gid: Option<u32>) -> MountArgs {
+    let args = |source: &str, fstype: &str, flags, data: Option<String>| MountArgs {
+        source: source.into(),
+        fstype: fstype.into(),
+        flags,
+        data,
+    };
+    let hardened = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    match fs {
+        Fs::Proc => args("proc", "proc", hardened, None),
+        Fs::Sysfs => args("sysfs", "sysfs", libc::MS_RDONLY | hardened, None),
+        Fs::DevTmpfs => args(
+            "tmpfs",
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_STRICTATIME,
+            Some(DEV_TMPFS_OPTS.into()),
+        ),
+        Fs::Devpts => {
+            let mut data = "newinstance,ptmxmode=0666,mode=0620".to_string();
+            if let Some(g) = gid {
+                data.push_str(&format!(",gid={g}"));
+            }
+            args(
+                "devpts",
+                "devpts",
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                Some(data),
+            )
+        }
+        Fs::Shm => args("shm", "tmpfs", hardened, Some(SHM_TMPFS_OPTS.into())),
+    }
+}
+
+/// The mount(2) arguments of an explicit-layout entry (not a bind): the source defaults to
+/// the type's name, as runc's does.
+fn entry_args(e: &MountEntry) -> MountArgs {
+    MountArgs {
+        source: e
+            .source
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| e.fstype.clone()),
+        fstype: e.fstype.clone(),
+        flags: e.options.flags,
+        data: e.options.data_string(),
+    }
+}
+
+/// Whether a host node (`st_mode`, `st_rdev`) is the device `node` describes.
+fn device_matches(st_mode: u32, rdev: u64, node: &DeviceNode) -> bool {
+    let kind = match node.kind {
+        DeviceKind::Char => SFlag::S_IFCHR,
+        DeviceKind::Block => SFlag::S_IFBLK,
+        DeviceKind::Fifo => {
+            return SFlag::from_bits_truncate(st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO;
+        }
+    };
+    SFlag::from_bits_truncate(st_mode) & SFlag::S_IFMT == kind
+        && nix::sys::stat::major(rdev) == node.major
+        && nix::sys::stat::minor(rdev) == node.minor
+}
+
+/// Sets a propagation type on the mount whose root `mounted` is. A separate call: the
+/// kernel takes no other flag with a propagation change.
+fn propagate(mounted: BorrowedFd<'_>, flags: libc::c_ulong) -> std::result::Result<(), Errno> {
+    nix::mount::mount(
+        None::<&str>,
+        sys::fd_path(mounted).as_str(),
+        None::<&str>,
+        MsFlags::from_bits_retain(flags),
+        None::<&str>,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_layout_mount_arguments() {
+        let a = fresh_args(Fs::Proc, None);
+        assert_eq!((a.source.as_str(), a.fstype.as_str()), ("proc", "proc"));
+        assert_eq!(a.flags, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+        assert_eq!(a.data, None);
+        let a = fresh_args(Fs::Sysfs, None);
+        assert!(a.flags & libc::MS_RDONLY != 0);
+        let a = fresh_args(Fs::DevTmpfs, None);
+        assert_eq!(
+            a.flags & libc::MS_NODEV,
+            0,
+            "device nodes in /dev must open"
+        );
+        assert_eq!(a.data.as_deref(), Some("mode=755,size=65536k"));
+        assert_eq!(
+            fresh_args(Fs::Devpts, Some(5)).data.as_deref(),
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5")
+        );
+        assert_eq!(
+            fresh_args(Fs::Devpts, None).data.as_deref(),
+            Some("newinstance,ptmxmode=0666,mode=0620")
+        );
+        let a = fresh_args(Fs::Shm, None);
+        assert_eq!((a.source.as_str(), a.fstype.as_str()), ("shm", "tmpfs"));
+        assert_eq!(a.data.as_deref(), Some("mode=1777,size=65536k"));
+    }
+
+    #[test]
+    fn entry_mount_arguments() {
+        let e = MountEntry::new(
+            "/dev",
+            "tmpfs",
+            None,
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )
+        .unwrap();
+        assert_eq!(
+            entry_args(&e),
+            MountArgs {
+                source: "tmpfs".into(),
+                fstype: "tmpfs".into(),
+                flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+                data: Some("mode=755,size=65536k".into()),
+            }
+        );
+        let e = MountEntry::new("/dev/mqueue", "mqueue", Some("mqueue"), &["ro"]).unwrap();
+        let a = entry_args(&e);
+        assert_eq!(
+            (a.source.as_str(), a.flags, a.data),
+            ("mqueue", libc::MS_RDONLY, None)
+        );
+    }
+
+    #[test]
+    fn device_identity() {
+        let node = DeviceNode {
+            path: "/dev/null".into(),
+            kind: DeviceKind::Char,
+            major: 1,
+            minor: 3,
+            file_mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        let chr = libc::S_IFCHR | 0o666;
+        assert!(device_matches(chr, nix::sys::stat::makedev(1, 3), &node));
+        assert!(!device_matches(chr, nix::sys::stat::makedev(1, 5), &node));
+        assert!(!device_matches(
+            libc::S_IFBLK | 0o666,
+            nix::sys::stat::makedev(1, 3),
+            &node
+        ));
+        let fifo = DeviceNode {
+            kind: DeviceKind::Fifo,
+            ..node
+        };
+        assert!(device_matches(libc::S_IFIFO | 0o600, 0, &fifo));
+    }
 }

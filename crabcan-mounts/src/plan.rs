@@ -1,5 +1,6 @@
 //! The mount plan: plain data computed from a [`MountConfig`], with no side effects.
 
+use crate::options::{Bind, MountOptions, Propagation, PropagationKind};
 use crabcan_errors::{Errcode, Result};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -60,7 +61,7 @@ pub enum Sysfs {
     HostBind,
 }
 
-/// One extra bind mount (`--add SRC:DST[:OPTIONS]`).
+/// One extra bind mount (`SRC:DST[:OPTIONS]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
     /// Absolute path on the host.
@@ -82,9 +83,9 @@ const BIND_OPTIONS: &str = "ro, rw, dev, idmap";
 impl BindMount {
     /// Parses `SRC:DST[:OPT[,OPT…]]` with options `ro`, `rw`, `dev` and `idmap`. SRC is
     /// taken as given (the caller makes it absolute); DST must be absolute, without `.` or
-    /// `..` components.
+    /// `..` components. An error says why; the caller names the spec and where it came from.
     pub fn parse(spec: &str) -> Result<BindMount> {
-        let bad = |why: &str| Errcode::usage(format!("invalid --add '{spec}': {why}"));
+        let bad = |why: &str| Errcode::usage(why.to_string());
         let (src, rest) = spec
             .split_once(':')
             .ok_or_else(|| bad("expected SRC:DST[:ro]"))?;
@@ -150,21 +151,142 @@ pub fn container_path(p: &str) -> std::result::Result<PathBuf, String> {
     Ok(out)
 }
 
+/// One mount of an explicit layout, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MountEntry {
+    /// Where it goes inside the container (absolute). Symlinks in the root on the way are
+    /// followed inside the root; a destination that resolves to the root itself is refused.
+    pub destination: PathBuf,
+    /// The filesystem type (`proc`, `tmpfs`, `cgroup`, …); `bind`/`rbind` (or those
+    /// words in `options`) make it a bind of `source`.
+    pub fstype: String,
+    /// The host path of a bind (absolute), or the source string of another mount.
+    pub source: Option<PathBuf>,
+    /// The option words, parsed.
+    pub options: MountOptions,
+}
+
+impl MountEntry {
+    /// An entry from its parts, with `options` as runc's option words.
+    pub fn new(
+        destination: impl Into<PathBuf>,
+        fstype: &str,
+        source: Option<&str>,
+        options: &[&str],
+    ) -> Result<MountEntry> {
+        let words: Vec<String> = options.iter().map(|w| w.to_string()).collect();
+        Ok(MountEntry {
+            destination: destination.into(),
+            fstype: fstype.into(),
+            source: source.map(PathBuf::from),
+            options: MountOptions::parse(&words)?,
+        })
+    }
+}
+
+/// The kind of a device node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceKind {
+    /// A character device (`c`, `u`).
+    Char,
+    /// A block device (`b`).
+    Block,
+    /// A named pipe (`p`).
+    Fifo,
+}
+
+/// A device node made in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceNode {
+    /// Where inside the container (absolute), usually below `/dev`.
+    pub path: PathBuf,
+    /// Character, block or fifo.
+    pub kind: DeviceKind,
+    /// Major number.
+    pub major: u64,
+    /// Minor number.
+    pub minor: u64,
+    /// Permission bits (`0o666`).
+    pub file_mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// The device nodes every container gets (the runtime-spec's list): null, zero, full,
+/// random, urandom and tty, mode 666, owned by root.
+pub fn default_devices() -> Vec<DeviceNode> {
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| DeviceNode {
+        path: Path::new("/dev").join(name),
+        kind: DeviceKind::Char,
+        major,
+        minor,
+        file_mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+/// The symlinks of `/dev` the runtime-spec asks for.
+pub const DEV_SYMLINKS: &[(&str, &str)] = &[
+    ("/dev/ptmx", "pts/ptmx"),
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
+
 /// Everything that decides the container's mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountConfig {
     /// The root filesystem.
     pub root: Root,
     /// Mount the root read-only (`/dev`, `/proc` and extra binds keep their own modes).
-    pub read_only: bool,
-    /// Extra bind mounts, in order.
+    pub readonly_root: bool,
+    /// Extra bind mounts, in order, after the layout.
     pub binds: Vec<BindMount>,
-    /// How `/sys` is provided.
+    /// The explicit mount list. `None`: the default layout (`/proc`, `/sys`, a tmpfs `/dev`
+    /// with the host's device nodes, pts and shm). `Some`: exactly these mounts, in order,
+    /// then [`MountConfig::devices`] (and the defaults when [`MountConfig::default_devices`]).
+    pub entries: Option<Vec<MountEntry>>,
+    /// How `/sys` is provided (default layout only).
     pub sysfs: Sysfs,
-    /// The group owning pty slaves (the `tty` group, 5) when it is mapped in the container.
+    /// The group owning pty slaves (the `tty` group, 5) when it is mapped in the container
+    /// (default layout only).
     pub devpts_gid: Option<u32>,
-    /// Hide [`MASKED_PATHS`] and make [`READONLY_PATHS`] read-only.
-    pub mask_paths: bool,
+    /// Paths hidden from the container (a file gets `/dev/null` over it, a directory an
+    /// empty read-only tmpfs); a missing one is skipped, one that cannot be hidden fails.
+    pub masked: Vec<PathBuf>,
+    /// Paths made read-only (a read-only bind over themselves); missing ones are skipped.
+    pub readonly: Vec<PathBuf>,
+    /// Device nodes to make (explicit layout).
+    pub devices: Vec<DeviceNode>,
+    /// Also make [`default_devices`] and the [`DEV_SYMLINKS`] (explicit layout; the
+    /// default layout always has them).
+    pub default_devices: bool,
+    /// The container is in its own user namespace: device nodes are binds of the host's
+    /// nodes (mknod is refused there) and keep the host's mode and owner.
+    pub in_userns: bool,
+    /// The propagation of the container's mounts. `None` and the private kinds: nothing
+    /// propagates either way. Slave: the container receives the host's mount events.
+    /// Shared: as slave, and the root is made shared in the container's namespace at the
+    /// end (set up happens as a slave, so no mount of the set up reaches the host).
+    pub root_propagation: Option<Propagation>,
+    /// Switch into the root with `MS_MOVE` and `chroot` instead of `pivot_root` (for roots
+    /// on a filesystem `pivot_root` refuses, such as a ramfs; the host's root stays
+    /// reachable to a process that can escape a chroot).
+    pub no_pivot: bool,
     /// Bind a directory root through the container's id map (an idmapped mount), so that
     /// its files keep their owners inside while container root is an unprivileged host id.
     pub idmap_root: bool,
@@ -176,15 +298,27 @@ pub struct MountConfig {
 pub const DEFAULT_SCRATCH_SIZE: u64 = 256 << 20;
 
 impl MountConfig {
-    /// A config with the usual defaults for `root`.
+    /// A config with the usual defaults for `root`: the default layout, [`MASKED_PATHS`]
+    /// (and [`SCRATCH_MASKED_PATHS`] for a scratch root) and [`READONLY_PATHS`].
     pub fn new(root: Root) -> MountConfig {
+        let mut masked: Vec<PathBuf> = MASKED_PATHS.iter().map(PathBuf::from).collect();
+        if root == Root::Scratch {
+            masked.extend(SCRATCH_MASKED_PATHS.iter().map(PathBuf::from));
+        }
         MountConfig {
             root,
-            read_only: false,
+            readonly_root: false,
             binds: Vec::new(),
+            entries: None,
             sysfs: Sysfs::Fresh,
             devpts_gid: None,
-            mask_paths: true,
+            masked,
+            readonly: READONLY_PATHS.iter().map(PathBuf::from).collect(),
+            devices: Vec::new(),
+            default_devices: false,
+            in_userns: false,
+            root_propagation: None,
+            no_pivot: false,
             idmap_root: false,
             scratch_size: DEFAULT_SCRATCH_SIZE,
         }
@@ -230,6 +364,8 @@ pub enum Fs {
 pub enum Step {
     /// Make every mount private so nothing propagates back to the host.
     MakePrivate,
+    /// Make every mount a slave: host mount events still arrive, none go back.
+    MakeSlave,
     /// Clone host path `sources[index]` as a detached tree.
     Clone { index: usize },
     /// Use a host directory as the root (a recursive `nodev` bind of it onto itself),
@@ -257,6 +393,21 @@ pub enum Step {
         target: PathBuf,
         gid: Option<u32>,
     },
+    /// Mount an entry of the explicit layout (any filesystem but a bind or `cgroup`).
+    Mount(MountEntry),
+    /// Attach the clone `sources[index]` at `target` with the entry's options.
+    Bind {
+        index: usize,
+        target: PathBuf,
+        options: MountOptions,
+    },
+    /// The cgroup filesystems at `target`, as the container's cgroup namespace shows them.
+    Cgroup {
+        target: PathBuf,
+        options: MountOptions,
+    },
+    /// Make a device node (`bind`: a bind of the host's node of the same path).
+    Device { node: DeviceNode, bind: bool },
     /// Hide `path` if it exists.
     Mask { path: PathBuf },
     /// Make `path` read-only if it exists.
@@ -265,6 +416,10 @@ pub enum Step {
     RootReadOnly,
     /// `pivot_root` into the new root and detach the old one.
     Pivot,
+    /// Move the new root onto `/` and `chroot` into it (no `pivot_root`).
+    MoveRoot,
+    /// Set the propagation of the container's root (after the switch).
+    RootPropagation(Propagation),
 }
 
 /// The ordered mount steps for one container.
@@ -279,7 +434,7 @@ pub struct MountPlan {
 }
 
 impl MountPlan {
-    /// One line per step, with source paths spelled out (for `--debug`).
+    /// One line per step, with source paths spelled out (for logs).
     pub fn describe(&self) -> Vec<String> {
         let src = |i: &usize| {
             self.sources
@@ -306,6 +461,16 @@ impl MountPlan {
                 Step::Attach { index, target } => {
                     format!("bind {} to {}", src(index), target.display())
                 }
+                Step::Bind {
+                    index,
+                    target,
+                    options,
+                } => format!(
+                    "bind {} to {}{}",
+                    src(index),
+                    target.display(),
+                    Shown(options)
+                ),
                 other => other.to_string(),
             })
             .collect()
@@ -314,7 +479,11 @@ impl MountPlan {
     /// Every mount target of the plan, in order (for logs and tests).
     pub fn targets(&self) -> impl Iterator<Item = &Path> {
         self.steps.iter().filter_map(|s| match s {
-            Step::Attach { target, .. } | Step::Fresh { target, .. } => Some(target.as_path()),
+            Step::Attach { target, .. }
+            | Step::Fresh { target, .. }
+            | Step::Bind { target, .. }
+            | Step::Cgroup { target, .. } => Some(target.as_path()),
+            Step::Mount(e) => Some(e.destination.as_path()),
             Step::HostDir { path, .. } => Some(path.as_path()),
             _ => None,
         })
@@ -322,227 +491,386 @@ impl MountPlan {
 }
 
 /// Computes the mount plan for `cfg`. Pure: touches nothing.
+///
+/// Steps, in order: the namespace's propagation, the host sources cloned, the root, then
+/// either the default layout (`/proc`, `/sys`, `/dev` with its nodes) or the explicit
+/// entries with the device nodes, the extra binds, the masked and read-only paths, the
+/// read-only root, the switch into the root and the root's final propagation.
 pub fn plan(cfg: &MountConfig) -> Result<MountPlan> {
-    let mut sources = Vec::new();
-    let mut steps = vec![Step::MakePrivate];
-    let mut add_source = |src: Source, steps: &mut Vec<Step>| {
-        sources.push(src);
-        let index = sources.len() - 1;
-        steps.push(Step::Clone { index });
-        index
+    let mut b = Builder::default();
+    b.steps.push(match cfg.root_propagation {
+        Some(p) if matches!(p.kind, PropagationKind::Slave | PropagationKind::Shared) => {
+            Step::MakeSlave
+        }
+        _ => Step::MakePrivate,
+    });
+    let layout = match &cfg.entries {
+        None => Layout::Default(b.default_sources(cfg)),
+        Some(entries) => Layout::Entries(b.entry_sources(entries)?),
     };
+    let binds = b.bind_sources(&cfg.binds)?;
+    b.root_steps(cfg)?;
+    match layout {
+        Layout::Default(sources) => b.default_layout(cfg, sources),
+        Layout::Entries(entries) => {
+            b.steps.extend(entries);
+            b.device_steps(cfg)?;
+        }
+    }
+    b.steps.extend(
+        binds
+            .into_iter()
+            .map(|(index, target)| Step::Attach { index, target }),
+    );
+    b.protect_steps(cfg)?;
+    b.finish_steps(cfg);
+    Ok(MountPlan {
+        sources: b.sources,
+        steps: b.steps,
+        root: cfg.root.clone(),
+    })
+}
 
-    let dev_idx: Vec<usize> = DEVICES
-        .iter()
-        .map(|d| {
-            add_source(
+/// The clones the default layout attaches: the host's device nodes, and its `/sys`.
+struct DefaultSources {
+    devices: Vec<usize>,
+    sys: Option<usize>,
+}
+
+enum Layout {
+    Default(DefaultSources),
+    /// The entries' steps, their bind sources already cloned.
+    Entries(Vec<Step>),
+}
+
+#[derive(Default)]
+struct Builder {
+    sources: Vec<Source>,
+    steps: Vec<Step>,
+}
+
+impl Builder {
+    fn add_source(&mut self, src: Source) -> usize {
+        self.sources.push(src);
+        let index = self.sources.len() - 1;
+        self.steps.push(Step::Clone { index });
+        index
+    }
+
+    fn default_sources(&mut self, cfg: &MountConfig) -> DefaultSources {
+        let devices = DEVICES
+            .iter()
+            .map(|d| {
                 // Read-only: writing a device node still works, but chmod, chown and
                 // xattrs on the host's inode fail (EROFS) whoever owns it.
-                Source {
+                self.add_source(Source {
                     path: Path::new("/dev").join(d),
                     recursive: false,
                     read_only: true,
                     optional: false,
                     nodev: false,
                     idmap: false,
-                },
-                &mut steps,
-            )
-        })
-        .collect();
-    let sys_idx = (cfg.sysfs == Sysfs::HostBind).then(|| {
-        add_source(
-            Source {
+                })
+            })
+            .collect();
+        let sys = (cfg.sysfs == Sysfs::HostBind).then(|| {
+            self.add_source(Source {
                 path: "/sys".into(),
                 recursive: true,
                 read_only: true,
                 optional: false,
                 nodev: true,
                 idmap: false,
-            },
-            &mut steps,
-        )
-    });
-    let mut bind_idx = Vec::with_capacity(cfg.binds.len());
-    for b in &cfg.binds {
-        if !b.source.is_absolute() {
-            return Err(Errcode::usage(format!(
-                "invalid --add source '{}': not an absolute path",
-                b.source.display()
-            )));
+            })
+        });
+        DefaultSources { devices, sys }
+    }
+
+    /// Clones the bind entries' sources and returns every entry's step, in order.
+    fn entry_sources(&mut self, entries: &[MountEntry]) -> Result<Vec<Step>> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let target = checked_target(&e.destination, "mount destination")?;
+            let fstype = e.fstype.as_str();
+            if fstype.is_empty() && e.options.bind.is_none() {
+                return Err(Errcode::usage(format!(
+                    "mount on {}: no filesystem type",
+                    target.display()
+                )));
+            }
+            if let Some(bind) = bind_kind(e) {
+                let Some(source) = e.source.as_ref().filter(|s| s.is_absolute()) else {
+                    return Err(Errcode::usage(format!(
+                        "bind mount on {}: source {} is not an absolute path",
+                        target.display(),
+                        e.source
+                            .as_ref()
+                            .map_or("(none)".into(), |s| format!("'{}'", s.display()))
+                    )));
+                };
+                let index = self.add_source(Source {
+                    path: source.clone(),
+                    recursive: bind == Bind::Recursive,
+                    read_only: false,
+                    optional: false,
+                    nodev: false,
+                    idmap: false,
+                });
+                out.push(Step::Bind {
+                    index,
+                    target,
+                    options: e.options.clone(),
+                });
+            } else if fstype == "cgroup" {
+                out.push(Step::Cgroup {
+                    target,
+                    options: e.options.clone(),
+                });
+            } else {
+                out.push(Step::Mount(MountEntry {
+                    destination: target,
+                    ..e.clone()
+                }));
+            }
         }
-        let utf8 = b.target.to_str().ok_or_else(|| {
-            Errcode::usage(format!(
-                "invalid --add target '{}': not valid UTF-8",
-                b.target.display()
-            ))
-        })?;
-        let target = container_path(utf8).map_err(|why| {
-            Errcode::usage(format!(
-                "invalid --add target '{}': {why}",
-                b.target.display()
-            ))
-        })?;
-        let idx = add_source(
-            Source {
+        Ok(out)
+    }
+
+    fn bind_sources(&mut self, binds: &[BindMount]) -> Result<Vec<(usize, PathBuf)>> {
+        let mut out = Vec::with_capacity(binds.len());
+        for b in binds {
+            if !b.source.is_absolute() {
+                return Err(Errcode::usage(format!(
+                    "bind source '{}' is not an absolute path",
+                    b.source.display()
+                )));
+            }
+            let target = checked_target(&b.target, "bind target")?;
+            let idx = self.add_source(Source {
                 path: b.source.clone(),
                 recursive: true,
                 read_only: b.read_only,
                 optional: false,
                 nodev: !b.dev,
                 idmap: b.idmap,
-            },
-            &mut steps,
-        );
-        bind_idx.push((idx, target));
+            });
+            out.push((idx, target));
+        }
+        Ok(out)
     }
 
-    match &cfg.root {
-        Root::Dir(dir) => {
-            if !dir.is_absolute() {
-                return Err(Errcode::usage(format!(
-                    "invalid --mount '{}': not an absolute path",
-                    dir.display()
-                )));
+    fn root_steps(&mut self, cfg: &MountConfig) -> Result<()> {
+        match &cfg.root {
+            Root::Dir(dir) => {
+                if !dir.is_absolute() {
+                    return Err(Errcode::usage(format!(
+                        "root directory '{}' is not an absolute path",
+                        dir.display()
+                    )));
+                }
+                self.steps.push(Step::RootFromDir {
+                    dir: dir.clone(),
+                    // The explicit layout makes the root read-only after its entries.
+                    read_only: cfg.readonly_root && cfg.entries.is_none(),
+                    idmap: cfg.idmap_root,
+                });
             }
-            steps.push(Step::RootFromDir {
-                dir: dir.clone(),
-                read_only: cfg.read_only,
-                idmap: cfg.idmap_root,
-            });
-        }
-        Root::Scratch => {
-            let host_idx: Vec<(usize, &str)> = SCRATCH_HOST_DIRS
-                .iter()
-                .map(|d| {
-                    let idx = add_source(
-                        Source {
+            Root::Scratch => {
+                let host: Vec<(usize, &str)> = SCRATCH_HOST_DIRS
+                    .iter()
+                    .map(|d| {
+                        let idx = self.add_source(Source {
                             path: d.into(),
                             recursive: true,
                             read_only: true,
                             optional: true,
                             nodev: true,
                             idmap: false,
-                        },
-                        &mut steps,
-                    );
-                    (idx, *d)
-                })
-                .collect();
-            steps.push(Step::RootScratch {
-                size: cfg.scratch_size,
+                        });
+                        (idx, *d)
+                    })
+                    .collect();
+                self.steps.push(Step::RootScratch {
+                    size: cfg.scratch_size,
+                });
+                for (dir, mode) in [
+                    ("/proc", 0o555),
+                    ("/sys", 0o555),
+                    ("/dev", 0o755),
+                    ("/tmp", 0o1777),
+                    ("/root", 0o700),
+                ] {
+                    self.steps.push(Step::Dir {
+                        path: dir.into(),
+                        mode,
+                    });
+                }
+                for (index, d) in host {
+                    self.steps.push(Step::HostDir {
+                        index,
+                        path: d.into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `/proc`, `/sys` and a tmpfs `/dev` with the host's device nodes, pts, shm and the
+    /// standard symlinks.
+    fn default_layout(&mut self, cfg: &MountConfig, src: DefaultSources) {
+        let fresh = |fs, target: &str, gid| Step::Fresh {
+            fs,
+            target: target.into(),
+            gid,
+        };
+        self.steps.push(fresh(Fs::Proc, "/proc", None));
+        self.steps.push(match src.sys {
+            Some(index) => Step::Attach {
+                index,
+                target: "/sys".into(),
+            },
+            None => fresh(Fs::Sysfs, "/sys", None),
+        });
+        self.steps.push(fresh(Fs::DevTmpfs, "/dev", None));
+        for (d, index) in DEVICES.iter().zip(src.devices) {
+            self.steps.push(Step::Attach {
+                index,
+                target: Path::new("/dev").join(d),
             });
-            for (dir, mode) in [
-                ("/proc", 0o555),
-                ("/sys", 0o555),
-                ("/dev", 0o755),
-                ("/tmp", 0o1777),
-                ("/root", 0o700),
-            ] {
-                steps.push(Step::Dir {
-                    path: dir.into(),
-                    mode,
-                });
-            }
-            for (index, d) in host_idx {
-                steps.push(Step::HostDir {
-                    index,
-                    path: d.into(),
-                });
-            }
+        }
+        self.steps.push(Step::Dir {
+            path: "/dev/pts".into(),
+            mode: 0o755,
+        });
+        self.steps
+            .push(fresh(Fs::Devpts, "/dev/pts", cfg.devpts_gid));
+        self.steps.push(Step::Dir {
+            path: "/dev/shm".into(),
+            mode: 0o1777,
+        });
+        self.steps.push(fresh(Fs::Shm, "/dev/shm", None));
+        self.dev_symlinks();
+    }
+
+    fn dev_symlinks(&mut self) {
+        for (path, target) in DEV_SYMLINKS {
+            self.steps.push(Step::Symlink {
+                path: path.into(),
+                target: target.into(),
+            });
         }
     }
 
-    steps.push(Step::Fresh {
-        fs: Fs::Proc,
-        target: "/proc".into(),
-        gid: None,
-    });
-    steps.push(match sys_idx {
-        Some(index) => Step::Attach {
-            index,
-            target: "/sys".into(),
-        },
-        None => Step::Fresh {
-            fs: Fs::Sysfs,
-            target: "/sys".into(),
-            gid: None,
-        },
-    });
-    steps.push(Step::Fresh {
-        fs: Fs::DevTmpfs,
-        target: "/dev".into(),
-        gid: None,
-    });
-    for (d, index) in DEVICES.iter().zip(dev_idx) {
-        steps.push(Step::Attach {
-            index,
-            target: Path::new("/dev").join(d),
-        });
-    }
-    steps.push(Step::Dir {
-        path: "/dev/pts".into(),
-        mode: 0o755,
-    });
-    steps.push(Step::Fresh {
-        fs: Fs::Devpts,
-        target: "/dev/pts".into(),
-        gid: cfg.devpts_gid,
-    });
-    steps.push(Step::Dir {
-        path: "/dev/shm".into(),
-        mode: 0o1777,
-    });
-    steps.push(Step::Fresh {
-        fs: Fs::Shm,
-        target: "/dev/shm".into(),
-        gid: None,
-    });
-    for (path, target) in [
-        ("/dev/ptmx", "pts/ptmx"),
-        ("/dev/fd", "/proc/self/fd"),
-        ("/dev/stdin", "/proc/self/fd/0"),
-        ("/dev/stdout", "/proc/self/fd/1"),
-        ("/dev/stderr", "/proc/self/fd/2"),
-    ] {
-        steps.push(Step::Symlink {
-            path: path.into(),
-            target: target.into(),
-        });
-    }
-    for (index, target) in bind_idx {
-        steps.push(Step::Attach { index, target });
-    }
-    if cfg.mask_paths {
-        steps.extend(MASKED_PATHS.iter().map(|p| Step::Mask { path: p.into() }));
-        if cfg.root == Root::Scratch {
-            steps.extend(
-                SCRATCH_MASKED_PATHS
-                    .iter()
-                    .map(|p| Step::Mask { path: p.into() }),
+    /// The explicit layout's device nodes: the defaults (unless listed by the caller, whose
+    /// entry wins) and the caller's, then the standard symlinks.
+    fn device_steps(&mut self, cfg: &MountConfig) -> Result<()> {
+        let mut nodes: Vec<DeviceNode> = Vec::new();
+        if cfg.default_devices {
+            nodes.extend(
+                default_devices()
+                    .into_iter()
+                    .filter(|d| !cfg.devices.iter().any(|c| c.path == d.path)),
             );
         }
-        steps.extend(
-            READONLY_PATHS
-                .iter()
-                .map(|p| Step::ReadOnly { path: p.into() }),
-        );
+        for d in &cfg.devices {
+            let path = checked_target(&d.path, "device path")?;
+            nodes.push(DeviceNode { path, ..d.clone() });
+        }
+        let bind = cfg.in_userns;
+        self.steps
+            .extend(nodes.into_iter().map(|node| Step::Device { node, bind }));
+        if cfg.default_devices {
+            self.dev_symlinks();
+        }
+        Ok(())
     }
-    if cfg.read_only && cfg.root == Root::Scratch {
-        steps.push(Step::RootReadOnly);
+
+    fn protect_steps(&mut self, cfg: &MountConfig) -> Result<()> {
+        for p in &cfg.masked {
+            let path = checked_target(p, "masked path")?;
+            self.steps.push(Step::Mask { path });
+        }
+        for p in &cfg.readonly {
+            let path = checked_target(p, "read-only path")?;
+            self.steps.push(Step::ReadOnly { path });
+        }
+        Ok(())
     }
-    steps.push(Step::Pivot);
-    Ok(MountPlan {
-        sources,
-        steps,
-        root: cfg.root.clone(),
-    })
+
+    fn finish_steps(&mut self, cfg: &MountConfig) {
+        if cfg.readonly_root && (cfg.root == Root::Scratch || cfg.entries.is_some()) {
+            self.steps.push(Step::RootReadOnly);
+        }
+        self.steps.push(if cfg.no_pivot {
+            Step::MoveRoot
+        } else {
+            Step::Pivot
+        });
+        if let Some(p) = cfg.root_propagation {
+            self.steps.push(Step::RootPropagation(p));
+        }
+    }
+}
+
+/// `bind`/`rbind` in the options, or the `bind`/`rbind` filesystem type.
+fn bind_kind(e: &MountEntry) -> Option<Bind> {
+    match (e.options.bind, e.fstype.as_str()) {
+        (Some(b), _) => Some(b),
+        (None, "rbind") => Some(Bind::Recursive),
+        (None, "bind") => Some(Bind::Single),
+        _ => None,
+    }
+}
+
+/// A path inside the container, checked by [`container_path`]; `what` names it in errors.
+fn checked_target(p: &Path, what: &str) -> Result<PathBuf> {
+    let utf8 = p
+        .to_str()
+        .ok_or_else(|| Errcode::usage(format!("{what} '{}' is not valid UTF-8", p.display())))?;
+    container_path(utf8).map_err(|why| Errcode::usage(format!("{what} {why}")))
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::MakePrivate => write!(f, "make / recursively private"),
+            Step::MakeSlave => write!(f, "make / recursively slave"),
+            Step::Mount(e) => write!(
+                f,
+                "mount {} at {}{}",
+                e.fstype,
+                e.destination.display(),
+                Shown(&e.options)
+            ),
+            Step::Bind {
+                index,
+                target,
+                options,
+            } => write!(
+                f,
+                "attach source #{index} at {}{}",
+                target.display(),
+                Shown(options)
+            ),
+            Step::Cgroup { target, options } => write!(
+                f,
+                "cgroup filesystems at {}{}",
+                target.display(),
+                Shown(options)
+            ),
+            Step::Device { node, bind } => write!(
+                f,
+                "{} {} ({:?} {}:{}, mode {:o}, owner {}:{})",
+                if *bind { "bind device" } else { "mknod" },
+                node.path.display(),
+                node.kind,
+                node.major,
+                node.minor,
+                node.file_mode,
+                node.uid,
+                node.gid
+            ),
             Step::Clone { index } => write!(f, "clone source #{index}"),
             Step::RootFromDir {
                 dir,
@@ -569,8 +897,35 @@ impl fmt::Display for Step {
             Step::ReadOnly { path } => write!(f, "read-only {}", path.display()),
             Step::RootReadOnly => write!(f, "root read-only"),
             Step::Pivot => write!(f, "pivot_root"),
+            Step::MoveRoot => write!(f, "move the root to / and chroot"),
+            Step::RootPropagation(p) => write!(f, "make / {p}"),
         }
     }
+}
+
+/// Shows what mount options ask beyond the type: flags (hex), propagation, data.
+struct Shown<'a>(&'a MountOptions);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        options_suffix(f, self.0)
+    }
+}
+
+fn options_suffix(f: &mut fmt::Formatter<'_>, o: &MountOptions) -> fmt::Result {
+    if o.flags != 0 {
+        write!(f, " flags {:#x}", o.flags)?;
+    }
+    if o.rec_set != 0 || o.rec_clear != 0 {
+        write!(f, " recursive +{:#x} -{:#x}", o.rec_set, o.rec_clear)?;
+    }
+    if let Some(p) = o.propagation {
+        write!(f, " {p}")?;
+    }
+    if let Some(d) = o.data_string() {
+        write!(f, " ({d})")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -663,7 +1018,7 @@ mod tests {
         ] {
             let e = BindMount::parse(spec).unwrap_err().to_string();
             assert!(e.contains(why), "{spec}: {e}");
-            assert!(e.starts_with(&format!("invalid --add '{spec}'")), "{e}");
+            assert!(!e.contains("--"), "no flag names: {e}");
         }
     }
 
@@ -672,7 +1027,7 @@ mod tests {
         let mut cfg = MountConfig::new(Root::Dir("/srv/root".into()));
         cfg.binds
             .push(BindMount::parse("/srv/data:/data:ro").unwrap());
-        cfg.read_only = true;
+        cfg.readonly_root = true;
         let p = plan(&cfg).unwrap();
         assert_eq!(p.steps[0], Step::MakePrivate);
         let root = pos(&p, |s| matches!(s, Step::RootFromDir { .. }));
@@ -856,7 +1211,7 @@ mod tests {
         let mut cfg = MountConfig::new(Root::Scratch);
         cfg.binds
             .push(BindMount::parse("/srv/data:/data:ro").unwrap());
-        cfg.read_only = true;
+        cfg.readonly_root = true;
         plan(&cfg).unwrap()
     }
 
@@ -899,8 +1254,9 @@ mod tests {
     fn describe_dir_root_with_host_sys_and_without_masks() {
         let mut cfg = MountConfig::new(Root::Dir("/srv/root".into()));
         cfg.sysfs = Sysfs::HostBind;
-        cfg.read_only = true;
-        cfg.mask_paths = false;
+        cfg.readonly_root = true;
+        cfg.masked.clear();
+        cfg.readonly.clear();
         cfg.devpts_gid = Some(5);
         cfg.binds.push(BindMount::parse("/srv/rw:/rw").unwrap());
         let p = plan(&cfg).unwrap();
@@ -1031,6 +1387,186 @@ mod tests {
             idmap: false,
         });
         assert!(plan(&cfg).is_err());
+    }
+
+    fn oci_config() -> MountConfig {
+        let mut cfg = MountConfig::new(Root::Dir("/b/rootfs".into()));
+        cfg.masked = vec!["/proc/kcore".into()];
+        cfg.readonly = vec!["/proc/sys".into()];
+        cfg.entries = Some(vec![
+            MountEntry::new("/proc", "proc", Some("proc"), &["nosuid"]).unwrap(),
+            MountEntry::new("/dev", "tmpfs", Some("tmpfs"), &["nosuid", "mode=755"]).unwrap(),
+            MountEntry::new(
+                "/data",
+                "none",
+                Some("/srv/data"),
+                &["rbind", "ro", "rslave"],
+            )
+            .unwrap(),
+            MountEntry::new("/sys/fs/cgroup", "cgroup", Some("cgroup"), &["ro"]).unwrap(),
+            MountEntry::new("/etc/hosts", "bind", Some("/srv/hosts"), &[]).unwrap(),
+        ]);
+        cfg.default_devices = true;
+        cfg.devices = vec![DeviceNode {
+            path: "/dev/fuse".into(),
+            kind: DeviceKind::Char,
+            major: 10,
+            minor: 229,
+            file_mode: 0o600,
+            uid: 0,
+            gid: 0,
+        }];
+        cfg
+    }
+
+    #[test]
+    fn explicit_layout_line_by_line() {
+        let mut cfg = oci_config();
+        cfg.readonly_root = true;
+        cfg.root_propagation = Propagation::parse("rslave");
+        let p = plan(&cfg).unwrap();
+        assert_eq!(
+            p.describe(),
+            [
+                "make / recursively slave",
+                "clone /srv/data (recursive)",
+                "clone /srv/hosts",
+                "bind /b/rootfs as the root",
+                "mount proc at /proc flags 0x2",
+                "mount tmpfs at /dev flags 0x2 (mode=755)",
+                "bind /srv/data to /data flags 0x1 rslave",
+                "cgroup filesystems at /sys/fs/cgroup flags 0x1",
+                "bind /srv/hosts to /etc/hosts",
+                "mknod /dev/null (Char 1:3, mode 666, owner 0:0)",
+                "mknod /dev/zero (Char 1:5, mode 666, owner 0:0)",
+                "mknod /dev/full (Char 1:7, mode 666, owner 0:0)",
+                "mknod /dev/random (Char 1:8, mode 666, owner 0:0)",
+                "mknod /dev/urandom (Char 1:9, mode 666, owner 0:0)",
+                "mknod /dev/tty (Char 5:0, mode 666, owner 0:0)",
+                "mknod /dev/fuse (Char 10:229, mode 600, owner 0:0)",
+                "symlink /dev/ptmx -> pts/ptmx",
+                "symlink /dev/fd -> /proc/self/fd",
+                "symlink /dev/stdin -> /proc/self/fd/0",
+                "symlink /dev/stdout -> /proc/self/fd/1",
+                "symlink /dev/stderr -> /proc/self/fd/2",
+                "mask /proc/kcore",
+                "read-only /proc/sys",
+                "root read-only",
+                "pivot_root",
+                "make / rslave",
+            ]
+        );
+        let targets: Vec<&Path> = p.targets().collect();
+        assert_eq!(
+            targets,
+            ["/proc", "/dev", "/data", "/sys/fs/cgroup", "/etc/hosts"].map(Path::new)
+        );
+    }
+
+    #[test]
+    fn explicit_layout_variants() {
+        let mut cfg = oci_config();
+        cfg.no_pivot = true;
+        cfg.in_userns = true;
+        cfg.default_devices = false;
+        cfg.binds.push(BindMount::parse("/s:/extra").unwrap());
+        let p = plan(&cfg).unwrap();
+        assert_eq!(p.steps[0], Step::MakePrivate);
+        assert_eq!(p.steps.last(), Some(&Step::MoveRoot));
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Symlink { .. })));
+        let devices: Vec<&Step> = p
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Device { .. }))
+            .collect();
+        assert_eq!(devices.len(), 1);
+        assert!(matches!(devices[0], Step::Device { bind: true, .. }));
+        assert!(!p.steps.contains(&Step::RootReadOnly));
+        // Extra binds come after the entries and before the masks.
+        let extra = pos(
+            &p,
+            |s| matches!(s, Step::Attach { target, .. } if target == Path::new("/extra")),
+        );
+        let hosts = pos(
+            &p,
+            |s| matches!(s, Step::Bind { target, .. } if target == Path::new("/etc/hosts")),
+        );
+        let mask = pos(&p, |s| matches!(s, Step::Mask { .. }));
+        assert!(hosts < extra && extra < mask);
+        // The caller's device replaces a default one of the same path.
+        let mut cfg = oci_config();
+        cfg.devices[0].path = "/dev/null".into();
+        let p = plan(&cfg).unwrap();
+        let nulls: Vec<&DeviceNode> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Device { node, .. } if node.path == Path::new("/dev/null") => Some(node),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(nulls.len(), 1);
+        assert_eq!(nulls[0].major, 10);
+        // rshared: set up as a slave, shared at the end; private kinds start private.
+        let mut cfg = oci_config();
+        cfg.root_propagation = Propagation::parse("rshared");
+        let p = plan(&cfg).unwrap();
+        assert_eq!(p.steps[0], Step::MakeSlave);
+        assert_eq!(
+            p.steps.last(),
+            Some(&Step::RootPropagation(
+                Propagation::parse("rshared").unwrap()
+            ))
+        );
+        cfg.root_propagation = Propagation::parse("rprivate");
+        assert_eq!(plan(&cfg).unwrap().steps[0], Step::MakePrivate);
+        // A scratch root with entries goes read-only at the end too.
+        let mut cfg = oci_config();
+        cfg.root = Root::Scratch;
+        cfg.readonly_root = true;
+        let p = plan(&cfg).unwrap();
+        assert_eq!(p.steps[p.steps.len() - 2], Step::RootReadOnly);
+    }
+
+    #[test]
+    fn explicit_layout_refusals() {
+        let refuse = |e: MountEntry, why: &str| {
+            let mut cfg = oci_config();
+            cfg.entries = Some(vec![e]);
+            let err = plan(&cfg).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+            assert!(!err.contains("--"), "no flag names: {err}");
+        };
+        refuse(
+            MountEntry::new("/", "tmpfs", None, &[]).unwrap(),
+            "must not be / itself",
+        );
+        refuse(
+            MountEntry::new("rel", "tmpfs", None, &[]).unwrap(),
+            "not an absolute path",
+        );
+        refuse(
+            MountEntry::new("/a/../b", "tmpfs", None, &[]).unwrap(),
+            "'.' or '..'",
+        );
+        refuse(
+            MountEntry::new("/a", "", None, &[]).unwrap(),
+            "no filesystem type",
+        );
+        refuse(
+            MountEntry::new("/a", "bind", Some("rel"), &[]).unwrap(),
+            "not an absolute path",
+        );
+        refuse(
+            MountEntry::new("/a", "none", None, &["bind"]).unwrap(),
+            "(none)",
+        );
+        let mut cfg = oci_config();
+        cfg.masked = vec!["proc/kcore".into()];
+        assert!(plan(&cfg).unwrap_err().to_string().contains("masked path"));
+        let mut cfg = oci_config();
+        cfg.devices[0].path = "/".into();
+        assert!(plan(&cfg).unwrap_err().to_string().contains("device path"));
     }
 
     proptest! {

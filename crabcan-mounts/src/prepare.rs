@@ -40,24 +40,15 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
         created: Vec::new(),
     };
     // Targets mounted so far; a set so that checking a path's ancestors stays linear in
-    // the number of mounts (a thousand --add binds must not cost a million comparisons).
+    // the number of mounts (a thousand binds must not cost a million comparisons).
     let mut mounted: HashSet<&Path> = HashSet::new();
     for step in &plan.steps {
-        let (target, kind) = match step {
-            Step::Fresh { target, .. } => (target.as_path(), Kind::Dir),
-            Step::Attach { index, target } => {
-                let is_dir = source(plan, *index)?.path.is_dir();
-                (
-                    target.as_path(),
-                    if is_dir { Kind::Dir } else { Kind::File },
-                )
-            }
-            _ => continue,
+        let Some((target, kind, fresh)) = mount_point(plan, step)? else {
+            continue;
         };
         // Only mount points on the root directory itself: ones below an earlier mount
         // (/dev/null on the /dev tmpfs) are made inside the container.
         if !target.ancestors().any(|a| mounted.contains(a)) {
-            let fresh = matches!(step, Step::Fresh { .. });
             if let Err(e) = check_target(root.as_fd(), target, fresh, dir) {
                 prepared.root = Some(root);
                 prepared.cleanup_quietly();
@@ -84,6 +75,30 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
     }
     prepared.root = Some(root);
     Ok(prepared)
+}
+
+/// The mount point a step needs: its path, kind, and whether symlinks on its path are
+/// refused (the fresh `/proc`, `/sys` and `/dev` of the default layout, `proc` and `sysfs`
+/// entries).
+fn mount_point<'p>(plan: &'p MountPlan, step: &'p Step) -> Result<Option<(&'p Path, Kind, bool)>> {
+    let bind = |index: usize, target: &'p PathBuf| -> Result<Option<(&'p Path, Kind, bool)>> {
+        let is_dir = source(plan, index)?.path.is_dir();
+        let kind = if is_dir { Kind::Dir } else { Kind::File };
+        Ok(Some((target.as_path(), kind, false)))
+    };
+    Ok(match step {
+        Step::Fresh { target, .. } => Some((target.as_path(), Kind::Dir, true)),
+        Step::Mount(e) => Some((
+            e.destination.as_path(),
+            Kind::Dir,
+            matches!(e.fstype.as_str(), "proc" | "sysfs"),
+        )),
+        Step::Cgroup { target, .. } => Some((target.as_path(), Kind::Dir, false)),
+        Step::Attach { index, target } | Step::Bind { index, target, .. } => {
+            return bind(*index, target);
+        }
+        _ => None,
+    })
 }
 
 /// Refuses, before anything is created, a mount point that an image symlink redirects:
@@ -144,7 +159,11 @@ fn check_nested_binds(plan: &MountPlan) -> Result<()> {
     let mut mounts: HashMap<&Path, Option<&Path>> = HashMap::new();
     for step in &plan.steps {
         let (target, host) = match step {
-            Step::Attach { index, target } => (target.as_path(), Some(source(plan, *index)?)),
+            Step::Attach { index, target } | Step::Bind { index, target, .. } => {
+                (target.as_path(), Some(source(plan, *index)?))
+            }
+            Step::Mount(e) => (e.destination.as_path(), None),
+            Step::Cgroup { target, .. } => (target.as_path(), None),
             Step::HostDir { index, path } => (path.as_path(), Some(source(plan, *index)?)),
             Step::Fresh { target, .. } => (target.as_path(), None),
             _ => continue,

@@ -6,25 +6,15 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+use libc::{MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH, OPEN_TREE_CLONE};
 /// `MOUNT_ATTR_RDONLY`.
-pub const ATTR_RDONLY: u64 = 0x1;
+pub const ATTR_RDONLY: u64 = libc::MOUNT_ATTR_RDONLY;
 /// `MOUNT_ATTR_NODEV`: device nodes on the mount do not open.
-pub const ATTR_NODEV: u64 = 0x4;
+pub const ATTR_NODEV: u64 = libc::MOUNT_ATTR_NODEV;
 /// `MOUNT_ATTR_IDMAP`: ids are translated through a user namespace's map.
-pub const ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+pub const ATTR_IDMAP: u64 = libc::MOUNT_ATTR_IDMAP;
 
 fn cpath(p: &Path) -> Result<CString, Errno> {
     CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)
@@ -67,7 +57,17 @@ pub fn open_tree_fd(fd: BorrowedFd<'_>, recursive: bool) -> Result<OwnedFd, Errn
 
 /// Sets attributes (`ATTR_*`) on the mount `fd` refers to, recursively if asked.
 pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, recursive: bool) -> Result<(), Errno> {
-    setattr(fd, set, None, recursive)
+    setattr(fd, set, 0, None, recursive)
+}
+
+/// Sets the attributes `set` and clears `clear` on the mount `fd` refers to.
+pub fn mount_setattr_clear(
+    fd: BorrowedFd<'_>,
+    set: u64,
+    clear: u64,
+    recursive: bool,
+) -> Result<(), Errno> {
+    setattr(fd, set, clear, None, recursive)
 }
 
 /// Idmaps the detached mount `fd` through the id map of the user namespace `userns`
@@ -78,18 +78,19 @@ pub fn mount_setattr_idmap(
     userns: BorrowedFd<'_>,
     recursive: bool,
 ) -> Result<(), Errno> {
-    setattr(fd, set | ATTR_IDMAP, Some(userns), recursive)
+    setattr(fd, set | ATTR_IDMAP, 0, Some(userns), recursive)
 }
 
 fn setattr(
     fd: BorrowedFd<'_>,
     set: u64,
+    clear: u64,
     userns: Option<BorrowedFd<'_>>,
     recursive: bool,
 ) -> Result<(), Errno> {
-    let attr = MountAttr {
+    let attr = libc::mount_attr {
         attr_set: set,
-        attr_clr: 0,
+        attr_clr: clear,
         propagation: 0,
         userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
@@ -104,8 +105,8 @@ fn setattr(
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
         )
     };
     if r < 0 { Err(Errno::last()) } else { Ok(()) }
@@ -211,7 +212,9 @@ pub enum Kind {
 }
 
 /// Opens `rel` beneath `root` (as `O_PATH`), creating it and its missing parent directories.
-/// Each thing created is passed to `created` (its path relative to `root`, and its kind).
+/// A symlink on the way whose target is missing gets its target created, inside the root
+/// (as the lookup itself resolves it). Each thing created is passed to `created` (its path
+/// relative to `root`, and its kind).
 pub fn ensure_in_root(
     root: BorrowedFd<'_>,
     rel: &Path,
@@ -219,6 +222,23 @@ pub fn ensure_in_root(
     mode: u32,
     created: &mut dyn FnMut(&Path, Kind),
 ) -> Result<OwnedFd, Errno> {
+    ensure_depth(root, rel, kind, mode, created, 0)
+}
+
+/// Symlinks followed while creating one path, as the kernel's own limit.
+const MAX_LINKS: usize = 40;
+
+fn ensure_depth(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    kind: Kind,
+    mode: u32,
+    created: &mut dyn FnMut(&Path, Kind),
+    depth: usize,
+) -> Result<OwnedFd, Errno> {
+    if depth > MAX_LINKS {
+        return Err(Errno::ELOOP);
+    }
     match open_in_root(root, rel, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
@@ -227,7 +247,14 @@ pub fn ensure_in_root(
     let parent = rel.parent().unwrap_or(Path::new("/"));
     let name = rel.file_name().ok_or(Errno::EINVAL)?;
     let pfd = if parent != Path::new("/") && !parent.as_os_str().is_empty() {
-        drop(ensure_in_root(root, parent, Kind::Dir, 0o755, created)?);
+        drop(ensure_depth(
+            root,
+            parent,
+            Kind::Dir,
+            0o755,
+            created,
+            depth + 1,
+        )?);
         open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?
     } else {
         open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?
@@ -244,13 +271,67 @@ pub fn ensure_in_root(
     };
     match made {
         Ok(()) => created(rel, kind),
-        Err(Errno::EEXIST) => {}
+        Err(Errno::EEXIST) => {
+            // The lookup failed but the name exists: a symlink to something missing.
+            if let Ok(target) = nix::fcntl::readlinkat(pfd.as_fd(), name) {
+                let base = path_in_root(root, pfd.as_fd())?;
+                let next = in_root_join(&base, Path::new(&target));
+                return ensure_depth(root, &next, kind, mode, created, depth + 1);
+            }
+        }
         Err(e) => return Err(e),
     }
     open_in_root(root, rel, OFlag::O_PATH)
 }
 
+/// Where the open directory `fd` is, as a path inside `root` (both as the kernel names
+/// them in this mount namespace); `ENOENT` when it is not below `root`.
+fn path_in_root(root: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<PathBuf, Errno> {
+    let r = nix::fcntl::readlink(fd_path(root).as_str())?;
+    let d = nix::fcntl::readlink(fd_path(fd).as_str())?;
+    let rel = Path::new(&d)
+        .strip_prefix(Path::new(&r))
+        .map_err(|_| Errno::ENOENT)?;
+    Ok(Path::new("/").join(rel))
+}
+
+/// `target` (a symlink's text) taken from the directory `base` (a resolved path inside the
+/// root), with `.` and `..` applied and `..` stopping at the root, as in-root lookups do.
+pub fn in_root_join(base: &Path, target: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    let start = if target.is_absolute() {
+        Path::new("/")
+    } else {
+        base
+    };
+    for c in start.components().chain(target.components()) {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// The path of an open fd as the kernel sees it (`/proc/self/fd/N`).
 pub fn fd_path(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_stay_in_the_root() {
+        let j = |b: &str, t: &str| in_root_join(Path::new(b), Path::new(t));
+        assert_eq!(j("/etc", "../run/x"), Path::new("/run/x"));
+        assert_eq!(j("/etc", "/run/x"), Path::new("/run/x"));
+        assert_eq!(j("/a/b", "../../../../../host"), Path::new("/host"));
+        assert_eq!(j("/", "./a/./b"), Path::new("/a/b"));
+        assert_eq!(j("/a", ".."), Path::new("/"));
+    }
 }

@@ -10,12 +10,13 @@
 
 mod default;
 mod plan;
+mod resources;
 mod subsystems;
 mod translate;
 
 pub use default::default_spec;
 pub use plan::*;
-pub use subsystems::{mount_config, security_config};
+pub use subsystems::{cgroup_path, mount_config, security_config};
 pub use translate::{Host, translate};
 
 use crabcan_errors::{Errcode, Result};

@@ -1,6 +1,5 @@
 //! What a config asks for, in crabcan's terms: plain data for the runtime to apply.
 
-use crabcan_security::CapSet;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,21 +98,6 @@ pub struct IdRange {
     pub count: u32,
 }
 
-/// The five capability sets of the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CapSets {
-    /// What the process can ever hold.
-    pub bounding: CapSet,
-    /// In effect now.
-    pub effective: CapSet,
-    /// May be made effective.
-    pub permitted: CapSet,
-    /// Kept across execve of a file with inheritable file capabilities.
-    pub inheritable: CapSet,
-    /// Kept across execve of any file.
-    pub ambient: CapSet,
-}
-
 /// An rlimit: the kernel's resource number and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rlimit {
@@ -145,7 +129,7 @@ pub struct Process {
     /// File mode creation mask; `None` keeps the inherited one.
     pub umask: Option<u32>,
     /// The five capability sets.
-    pub caps: CapSets,
+    pub caps: crabcan_security::Capabilities,
     /// Set no_new_privs before exec.
     pub no_new_privs: bool,
     /// rlimits, set in the container before the ids change.
@@ -156,15 +140,6 @@ pub struct Process {
     pub terminal: bool,
     /// The pty's size as (rows, columns).
     pub console_size: Option<(u16, u16)>,
-}
-
-/// The seccomp choice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seccomp {
-    /// No filter (the config has no `linux.seccomp`).
-    Unconfined,
-    /// This profile.
-    Profile(crabcan_security::profile::Profile),
 }
 
 /// A hook: an executable on the host run at one point of the lifecycle.
@@ -210,49 +185,6 @@ impl Hooks {
     }
 }
 
-/// One entry of `mounts`, in the mount crate's own words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// Absolute path inside the container.
-    pub destination: PathBuf,
-    /// Filesystem type (`bind` for a bind mount).
-    pub fstype: String,
-    /// Source (a host path for binds, a label otherwise).
-    pub source: Option<PathBuf>,
-    /// Options as given.
-    pub options: Vec<String>,
-}
-
-/// A device node the container gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// Character device.
-    Char,
-    /// Block device.
-    Block,
-    /// FIFO.
-    Fifo,
-}
-
-/// A device node of `linux.devices`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    /// Path inside the container.
-    pub path: PathBuf,
-    /// Node type.
-    pub kind: DeviceKind,
-    /// Major number.
-    pub major: u64,
-    /// Minor number.
-    pub minor: u64,
-    /// Permission bits.
-    pub file_mode: Option<u32>,
-    /// Owner inside.
-    pub uid: Option<u32>,
-    /// Group inside.
-    pub gid: Option<u32>,
-}
-
 /// Everything a config asks for.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -273,7 +205,7 @@ pub struct Plan {
     /// The process.
     pub process: Process,
     /// The seccomp choice.
-    pub seccomp: Seccomp,
+    pub seccomp: crabcan_security::Seccomp,
     /// Namespaced sysctls, as `/proc/sys` relative paths and values.
     pub sysctl: Vec<(PathBuf, String)>,
     /// `personality(2)` domain.
@@ -281,19 +213,19 @@ pub struct Plan {
     /// Hooks.
     pub hooks: Hooks,
     /// The mounts, in order.
-    pub mounts: Vec<Mount>,
+    pub mounts: Vec<crabcan_mounts::MountEntry>,
     /// Paths hidden from the container.
     pub masked_paths: Vec<PathBuf>,
     /// Paths made read-only.
     pub readonly_paths: Vec<PathBuf>,
     /// Device nodes to create.
-    pub devices: Vec<Device>,
-    /// Propagation of the root mount (`MS_*` flags), when given.
-    pub rootfs_propagation: Option<u64>,
-    /// `linux.cgroupsPath` as given.
-    pub cgroups_path: Option<String>,
-    /// `linux.resources`, kept in the spec's types for the cgroup translation.
-    pub resources: Option<oci_spec::runtime::LinuxResources>,
+    pub devices: Vec<crabcan_mounts::DeviceNode>,
+    /// Propagation of the container's mounts, when given.
+    pub rootfs_propagation: Option<crabcan_mounts::Propagation>,
+    /// `linux.cgroupsPath`, when given.
+    pub cgroups_path: Option<crabcan_cgroups::CgroupPath>,
+    /// `linux.resources`, with the device rules every container needs added.
+    pub resources: crabcan_cgroups::Resources,
     /// Annotations, recorded in the state.
     pub annotations: BTreeMap<String, String>,
 }

@@ -1,100 +1,40 @@
 //! [`Plan`] → the subsystem crates' configs.
-//!
-//! TODO(oci): the mount list, the five capability sets, the seccomp profile and the cgroup
-//! resources go straight into the subsystems once their OCI-shaped configs exist; until
-//! then the mounts of the standard layout (`/proc`, `/dev`, `/dev/pts`, `/dev/shm`,
-//! `/dev/mqueue`, `/sys`, `/sys/fs/cgroup`) map onto crabcan's default layout, binds onto
-//! its bind list, and anything else is refused by its path.
 
-use crate::field_error;
 use crate::plan::*;
 use crabcan_errors::Result;
-use crabcan_mounts::{BindMount, MountConfig, Root};
-use std::path::Path;
+use crabcan_mounts::{MountConfig, Root};
 
-/// The mounts of the standard layout crabcan's default layout provides.
-const STANDARD: &[(&str, &[&str])] = &[
-    ("/proc", &["proc"]),
-    ("/dev", &["tmpfs"]),
-    ("/dev/pts", &["devpts"]),
-    ("/dev/shm", &["tmpfs"]),
-    ("/dev/mqueue", &["mqueue"]),
-    ("/sys", &["sysfs", "none", "bind"]),
-    ("/sys/fs/cgroup", &["cgroup", "cgroup2"]),
-];
-
-/// The mount config of `plan`; `no_pivot` is `--no-pivot`.
-pub fn mount_config(plan: &Plan, no_pivot: bool) -> Result<MountConfig> {
-    if no_pivot {
-        return Err(crabcan_errors::Errcode::usage(
-            "--no-pivot is not supported yet",
-        ));
-    }
+/// The mount config of `plan`: exactly its mounts, then the default device nodes (as
+/// runc makes them) and its own; its masked and read-only paths; `no_pivot` is
+/// `--no-pivot`.
+pub fn mount_config(plan: &Plan, no_pivot: bool) -> MountConfig {
     let mut cfg = MountConfig::new(Root::Dir(plan.root.clone()));
-    cfg.read_only = plan.root_readonly;
-    cfg.mask_paths = !plan.masked_paths.is_empty() || !plan.readonly_paths.is_empty();
-    for (i, m) in plan.mounts.iter().enumerate() {
-        let at = format!("mounts[{i}]");
-        let standard = STANDARD
-            .iter()
-            .any(|(d, t)| m.destination == Path::new(d) && t.contains(&m.fstype.as_str()));
-        if standard {
-            continue;
-        }
-        let bind = m.fstype == "bind" || m.options.iter().any(|o| o == "bind" || o == "rbind");
-        if !bind {
-            return Err(field_error(
-                &format!("{at}.type"),
-                format!(
-                    "a {} mount on {} is not supported yet",
-                    m.fstype,
-                    m.destination.display()
-                ),
-            ));
-        }
-        let mut b = BindMount {
-            source: m.source.clone().unwrap_or_default(),
-            target: m.destination.clone(),
-            read_only: false,
-            dev: false,
-            idmap: false,
-        };
-        for o in &m.options {
-            match o.as_str() {
-                "ro" => b.read_only = true,
-                "rw" | "bind" | "rbind" | "nodev" | "nosuid" | "noexec" | "private"
-                | "rprivate" => {}
-                "dev" => b.dev = true,
-                other => {
-                    return Err(field_error(
-                        &format!("{at}.options"),
-                        format!("option {other:?} is not supported yet on a bind mount"),
-                    ));
-                }
-            }
-        }
-        cfg.binds.push(b);
-    }
-    if !plan.devices.is_empty() {
-        return Err(field_error("linux.devices", "not supported yet"));
-    }
-    if plan.rootfs_propagation.is_some() {
-        return Err(field_error("linux.rootfsPropagation", "not supported yet"));
-    }
-    Ok(cfg)
+    cfg.readonly_root = plan.root_readonly;
+    cfg.entries = Some(plan.mounts.clone());
+    cfg.masked = plan.masked_paths.clone();
+    cfg.readonly = plan.readonly_paths.clone();
+    cfg.devices = plan.devices.clone();
+    cfg.default_devices = true;
+    cfg.in_userns = plan.creates(NsKind::User);
+    cfg.root_propagation = plan.rootfs_propagation;
+    cfg.no_pivot = no_pivot;
+    cfg
 }
 
-/// The security config of `plan`.
-pub fn security_config(plan: &Plan) -> Result<crabcan_security::SecurityConfig> {
-    if let Seccomp::Profile(_) = plan.seccomp {
-        return Err(field_error("linux.seccomp", "not supported yet"));
+/// The security config of `plan`: the five sets, no_new_privs and the profile as given.
+pub fn security_config(plan: &Plan) -> crabcan_security::SecurityConfig {
+    crabcan_security::SecurityConfig {
+        capabilities: plan.process.caps,
+        no_new_privs: plan.process.no_new_privs,
+        seccomp: plan.seccomp.clone(),
     }
-    let caps = plan.process.caps;
-    let names: Vec<String> = caps.bounding.known().map(|c| c.name()).collect();
-    Ok(crabcan_security::SecurityConfig {
-        cap_add: names,
-        cap_drop: vec!["ALL".into()],
-        uid: plan.process.uid,
-        seccomp: false,
-    })
+}
+
+/// Where the container's cgroup goes: `linux.cgroupsPath`, or (as runc) the id under the
+/// caller's own cgroup.
+pub fn cgroup_path(plan: &Plan, id: &str) -> Result<crabcan_cgroups::CgroupPath> {
+    match &plan.cgroups_path {
+        Some(p) => Ok(p.clone()),
+        None => crabcan_cgroups::CgroupPath::parse(id),
+    }
 }

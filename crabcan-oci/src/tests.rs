@@ -1,5 +1,5 @@
 use crate::*;
-use crabcan_security::Capability;
+use crabcan_security::{Capability, Seccomp};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -55,6 +55,18 @@ fn the_default_spec_translates() {
     assert!(p.process.caps.inheritable.0 == 0);
     assert_eq!(p.mounts.len(), 7);
     assert_eq!(p.mounts[2].fstype, "devpts");
+    assert_eq!(
+        p.mounts[2].options.data,
+        ["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+    );
+    // runc's spec denies every device, then crabcan (as runc) allows the standard nodes.
+    let rules = p.resources.devices.as_ref().unwrap();
+    assert!(!rules[0].allow);
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.allow && r.major == Some(1) && r.minor == Some(3))
+    );
     assert!(p.masked_paths.contains(&"/proc/kcore".into()));
     assert!(p.readonly_paths.contains(&"/proc/sys".into()));
     assert_eq!(
@@ -78,7 +90,7 @@ fn the_rootless_spec_maps_the_caller() {
         }]
     );
     assert_eq!(p.gid_mappings[0].outside, 1001);
-    assert!(p.resources.is_none());
+    assert_eq!(p.resources, crabcan_cgroups::Resources::default());
 }
 
 #[test]
@@ -355,7 +367,7 @@ proptest! {
     /// refused by its own path, whatever else the config holds.
     #[test]
     fn a_refused_field_is_named_in_any_config(
-        which in 0..30usize,
+        which in 0..40usize,
         rootless in any::<bool>(),
         extra_env in proptest::collection::vec("[A-Z]{1,5}=[a-z]{0,5}", 0..4),
         terminal in any::<bool>(),

@@ -2,8 +2,9 @@
 
 use crate::plan::*;
 use crate::{Bundle, field_error};
+use crabcan_errors::Errcode;
 use crabcan_errors::Result;
-use crabcan_security::{CapSet, Capability};
+use crabcan_security::{CapSet, Capabilities, Capability, Seccomp};
 use oci_spec::runtime as oci;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -94,13 +95,10 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
     let process = process(s, host, warn)?;
     let seccomp = match b.raw.pointer("/linux/seccomp") {
         None | Some(serde_json::Value::Null) => Seccomp::Unconfined,
-        Some(v) => Seccomp::Profile(crabcan_security::profile::from_value(v).map_err(|e| {
-            if e.path.is_empty() {
-                field_error("linux.seccomp", &e.reason)
-            } else {
-                field_error(&format!("linux.seccomp.{}", e.path), &e.reason)
-            }
-        })?),
+        Some(v) => Seccomp::Profile(
+            crabcan_security::profile::from_value(v)
+                .map_err(|e| Errcode::usage(e.describe_in(crate::CONFIG_FILE, "linux.seccomp")))?,
+        ),
     };
     let sysctl = sysctl(&linux, &has)?;
     refuse_if(nonempty_map(linux.net_devices()), "linux.netDevices")?;
@@ -140,7 +138,7 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
     let devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
     let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
         None | Some("") => None,
-        Some(p) => Some(propagation(p).ok_or_else(|| {
+        Some(p) => Some(crabcan_mounts::Propagation::parse(p).ok_or_else(|| {
             field_error(
                 "linux.rootfsPropagation",
                 format!(
@@ -150,14 +148,46 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
             )
         })?),
     };
-    let cgroups_path = linux
-        .cgroups_path()
-        .as_ref()
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty());
-    let resources = linux.resources().clone();
-    if let Some(r) = &resources {
-        refuse_if(nonempty_map(r.rdma()), "linux.resources.rdma")?;
+    let cgroups_path = match linux.cgroups_path().as_ref() {
+        None => None,
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(
+            crabcan_cgroups::CgroupPath::parse(&p.to_string_lossy())
+                .map_err(|e| e.context(format!("{} linux.cgroupsPath", crate::CONFIG_FILE)))?,
+        ),
+    };
+    let mut resources = match linux.resources() {
+        None => crabcan_cgroups::Resources::default(),
+        Some(r) => {
+            refuse_if(nonempty_map(r.rdma()), "linux.resources.rdma")?;
+            crate::resources::resources(r)?
+        }
+    };
+    // As runc: the config's device rules, then the nodes every container has, then the
+    // ones it asks for in linux.devices.
+    if let Some(rules) = resources.devices.as_mut() {
+        rules.extend(
+            crabcan_cgroups::default_rules()
+                .into_iter()
+                .filter(|r| r.allow),
+        );
+        for d in &devices {
+            let kind = match d.kind {
+                crabcan_mounts::DeviceKind::Char => crabcan_cgroups::DeviceKind::Char,
+                crabcan_mounts::DeviceKind::Block => crabcan_cgroups::DeviceKind::Block,
+                crabcan_mounts::DeviceKind::Fifo => continue,
+            };
+            let (Ok(major), Ok(minor)) = (u32::try_from(d.major), u32::try_from(d.minor)) else {
+                continue;
+            };
+            rules.push(crabcan_cgroups::DeviceRule {
+                allow: true,
+                kind,
+                major: Some(major),
+                minor: Some(minor),
+                access: crabcan_cgroups::Access::RWM,
+            });
+        }
     }
     let annotations: BTreeMap<String, String> = s
         .annotations()
@@ -388,8 +418,8 @@ fn process(s: &oci::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<Pr
         "process.user.username",
     )?;
     let caps = match p.capabilities() {
-        None => CapSets::default(),
-        Some(c) => CapSets {
+        None => Capabilities::default(),
+        Some(c) => Capabilities {
             bounding: capset(c.bounding(), "process.capabilities.bounding")?,
             effective: capset(c.effective(), "process.capabilities.effective")?,
             permitted: capset(c.permitted(), "process.capabilities.permitted")?,
@@ -605,7 +635,7 @@ fn clean_abs(p: &Path) -> bool {
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
-fn mounts(list: &[oci::Mount]) -> Result<Vec<Mount>> {
+fn mounts(list: &[oci::Mount]) -> Result<Vec<crabcan_mounts::MountEntry>> {
     let mut out = Vec::new();
     for (i, m) in list.iter().enumerate() {
         let at = format!("mounts[{i}]");
@@ -621,8 +651,10 @@ fn mounts(list: &[oci::Mount]) -> Result<Vec<Mount>> {
         }
         refuse_if(nonempty(m.uid_mappings()), &format!("{at}.uidMappings"))?;
         refuse_if(nonempty(m.gid_mappings()), &format!("{at}.gidMappings"))?;
-        let options = m.options().clone().unwrap_or_default();
-        let is_bind = options.iter().any(|o| o == "bind" || o == "rbind");
+        let words = m.options().clone().unwrap_or_default();
+        let options = crabcan_mounts::MountOptions::parse(&words)
+            .map_err(|e| e.context(format!("{} {at}.options", crate::CONFIG_FILE)))?;
+        let is_bind = options.bind.is_some();
         let fstype = match m.typ().as_deref() {
             Some(t) if !t.is_empty() => t.to_string(),
             _ if is_bind => "bind".to_string(),
@@ -634,7 +666,7 @@ fn mounts(list: &[oci::Mount]) -> Result<Vec<Mount>> {
             }
         };
         let source = m.source().clone().filter(|s| !s.as_os_str().is_empty());
-        if is_bind || fstype == "bind" {
+        if is_bind || fstype == "bind" || fstype == "rbind" {
             match &source {
                 Some(s) if s.is_absolute() => {}
                 _ => {
@@ -645,7 +677,7 @@ fn mounts(list: &[oci::Mount]) -> Result<Vec<Mount>> {
                 }
             }
         }
-        out.push(Mount {
+        out.push(crabcan_mounts::MountEntry {
             destination: dest,
             fstype,
             source,
@@ -670,7 +702,7 @@ fn abs_paths(v: &Option<Vec<String>>, at: &str) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn devices(list: &[oci::LinuxDevice]) -> Result<Vec<Device>> {
+fn devices(list: &[oci::LinuxDevice]) -> Result<Vec<crabcan_mounts::DeviceNode>> {
     let mut out = Vec::new();
     for (i, d) in list.iter().enumerate() {
         let at = format!("linux.devices[{i}]");
@@ -682,9 +714,9 @@ fn devices(list: &[oci::LinuxDevice]) -> Result<Vec<Device>> {
             ));
         }
         let kind = match d.typ() {
-            oci::LinuxDeviceType::C | oci::LinuxDeviceType::U => DeviceKind::Char,
-            oci::LinuxDeviceType::B => DeviceKind::Block,
-            oci::LinuxDeviceType::P => DeviceKind::Fifo,
+            oci::LinuxDeviceType::C | oci::LinuxDeviceType::U => crabcan_mounts::DeviceKind::Char,
+            oci::LinuxDeviceType::B => crabcan_mounts::DeviceKind::Block,
+            oci::LinuxDeviceType::P => crabcan_mounts::DeviceKind::Fifo,
             oci::LinuxDeviceType::A => {
                 return Err(field_error(
                     &format!("{at}.type"),
@@ -696,31 +728,16 @@ fn devices(list: &[oci::LinuxDevice]) -> Result<Vec<Device>> {
             u64::try_from(v)
                 .map_err(|_| field_error(&format!("{at}.{f}"), format!("{v} is negative")))
         };
-        out.push(Device {
+        out.push(crabcan_mounts::DeviceNode {
             path,
             kind,
             major: num(d.major(), "major")?,
             minor: num(d.minor(), "minor")?,
-            file_mode: d.file_mode(),
-            uid: d.uid(),
-            gid: d.gid(),
+            // The spec leaves it open; runc's and the kernel's usual mode for these nodes.
+            file_mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
         });
     }
     Ok(out)
-}
-
-/// The `MS_*` flags of a propagation word.
-pub fn propagation(word: &str) -> Option<u64> {
-    let rec = libc::MS_REC;
-    Some(match word {
-        "private" => libc::MS_PRIVATE,
-        "rprivate" => libc::MS_PRIVATE | rec,
-        "shared" => libc::MS_SHARED,
-        "rshared" => libc::MS_SHARED | rec,
-        "slave" => libc::MS_SLAVE,
-        "rslave" => libc::MS_SLAVE | rec,
-        "unbindable" => libc::MS_UNBINDABLE,
-        "runbindable" => libc::MS_UNBINDABLE | rec,
-        _ => return None,
-    })
 }

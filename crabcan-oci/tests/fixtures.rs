@@ -1,7 +1,8 @@
 //! The configs real tools wrote (runc spec, podman, ctr, docker; recorded on this kind of
 //! host) translate, and what they ask for arrives in the plan.
 
-use crabcan_oci::{Host, NsKind, Plan, Seccomp, parse, translate};
+use crabcan_oci::{Host, NsKind, Plan, parse, translate};
+use crabcan_security::Seccomp;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> Plan {
@@ -59,17 +60,9 @@ fn engine_seccomp_profiles_are_read() {
 #[test]
 fn what_engines_ask_for_arrives() {
     let pod = fixture("podman-pids-config.json");
-    assert_eq!(
-        pod.resources
-            .as_ref()
-            .unwrap()
-            .pids()
-            .as_ref()
-            .unwrap()
-            .limit(),
-        42
-    );
-    assert!(pod.cgroups_path.as_deref().unwrap().contains("libpod"));
+    assert_eq!(pod.resources.pids.unwrap().limit, 42);
+    let path = pod.cgroups_path.as_ref().unwrap().to_string();
+    assert!(path.contains("libpod"), "{path}");
     assert!(
         pod.mounts
             .iter()
@@ -93,13 +86,8 @@ fn what_engines_ask_for_arrives() {
         ]
     );
     assert_eq!(docker.process.oom_score_adj, Some(0));
-    assert!(
-        docker
-            .cgroups_path
-            .as_deref()
-            .unwrap()
-            .starts_with("/docker/")
-    );
+    let path = docker.cgroups_path.as_ref().unwrap().to_string();
+    assert!(path.starts_with("/docker/"), "{path}");
 
     let tty = fixture("docker-tty-config.json");
     assert!(tty.process.terminal);
@@ -114,4 +102,30 @@ fn what_engines_ask_for_arrives() {
     let runc = fixture("runc-spec.json");
     assert_eq!(runc.hostname.as_deref(), Some("runc"));
     assert!(runc.root_readonly);
+}
+
+#[test]
+fn every_engine_config_plans_its_mounts_and_confinement() {
+    for name in ALL {
+        let p = fixture(name);
+        let m = crabcan_mounts::plan(&crabcan_oci::mount_config(&p, false))
+            .unwrap_or_else(|e| panic!("{name}: mounts: {e}"));
+        assert!(m.targets().any(|t| t == Path::new("/proc")), "{name}");
+        let s = crabcan_security::plan(&crabcan_oci::security_config(&p))
+            .unwrap_or_else(|e| panic!("{name}: security: {e}"));
+        assert_eq!(
+            s.seccomp_program().is_some(),
+            matches!(p.seccomp, Seccomp::Profile(_)),
+            "{name}"
+        );
+        assert_eq!(s.no_new_privs(), p.process.no_new_privs, "{name}");
+    }
+    // Zeros docker writes for what it leaves unset are no limits.
+    let docker = fixture("docker-config.json");
+    assert_eq!(docker.resources.cpu.as_ref().unwrap().shares, None);
+    assert_eq!(docker.resources.block_io.as_ref().unwrap().weight, None);
+    assert_eq!(
+        docker.resources.memory.as_ref().unwrap().disable_oom_killer,
+        None
+    );
 }

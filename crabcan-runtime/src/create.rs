@@ -87,7 +87,7 @@ fn create_locked(
 
     // Mounts: none to make when the mount namespace is joined.
     let mount_plan = if plan.creates(NsKind::Mount) {
-        let cfg = crabcan_oci::mount_config(plan, o.no_pivot)?;
+        let cfg = crabcan_oci::mount_config(plan, o.no_pivot);
         Some(crabcan_mounts::plan(&cfg)?)
     } else if plan.namespace(NsKind::Mount).is_none() {
         return Err(Errcode::usage(format!(
@@ -112,8 +112,9 @@ fn create_locked(
         .iter()
         .flat_map(|p| p.created().map(Path::to_path_buf))
         .collect();
-    let security = crabcan_security::plan(&crabcan_oci::security_config(plan)?)?;
+    let security = crabcan_security::plan(&crabcan_oci::security_config(plan))?;
     log::debug!("security: {}", crabcan_security::describe(&security));
+    let cgroup = cgroup(plan, &o.id)?;
 
     // Every namespace to join is opened before the first join.
     let mut joins: Vec<(NsKind, OwnedFd)> = Vec::new();
@@ -232,8 +233,8 @@ fn create_locked(
         rootfs: plan.root.clone(),
         created: now_rfc3339(),
         owner_uid: nix::unistd::geteuid().as_raw(),
-        // TODO(oci): the container's cgroups once the cgroups land.
-        cgroup_paths: Vec::new(),
+        cgroup_path: cgroup.as_ref().map(|c| c.cgroup_path().to_string()),
+        cgroup_paths: cgroup.as_ref().map(|c| c.paths()).unwrap_or_default(),
         created_mount_points: created_points,
         annotations: plan.annotations.clone(),
         poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
@@ -244,6 +245,10 @@ fn create_locked(
     log::debug!("container process {pid} cloned");
     if let Some(m) = &idmap {
         child.write_id_maps(m)?;
+    }
+    if let Some(cg) = cgroup.as_ref() {
+        cg.add_process(pid.as_raw())?;
+        log::debug!("container process placed in {:?}", cg.paths());
     }
     let handed = match (&mount_plan, &prepared) {
         (Some(m), Some(p)) => {
@@ -281,6 +286,8 @@ fn create_locked(
     child.at_hooks(|| runtime_hooks(&creating), &creating)?;
     let pid = child_ready(child)?;
     locked.write(&state)?;
+    // Recorded: delete removes it from now on.
+    std::mem::forget(cgroup);
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
@@ -291,6 +298,43 @@ fn create_locked(
 
 fn child_ready(child: crabcan_child::Detached) -> Result<nix::unistd::Pid> {
     child.wait_ready()
+}
+
+/// The container's cgroup, removed again when create fails before recording it.
+struct Cgroup(Option<crabcan_cgroups::ContainerCgroup>);
+
+impl std::ops::Deref for Cgroup {
+    type Target = Option<crabcan_cgroups::ContainerCgroup>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take()
+            && let Err(e) = cg.remove()
+        {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// Creates the container's cgroup with its limits and device rules. An ordinary user
+/// without limits to set gets none (as runc rootless), having no cgroup of its own to
+/// write.
+fn cgroup(plan: &Plan, id: &str) -> Result<Cgroup> {
+    if !nix::unistd::geteuid().is_root()
+        && plan.resources == crabcan_cgroups::Resources::default()
+        && plan.cgroups_path.is_none()
+    {
+        return Ok(Cgroup(None));
+    }
+    let layout = crabcan_cgroups::Layout::detect()?;
+    let path = crabcan_oci::cgroup_path(plan, id)?;
+    let cg = crabcan_cgroups::ContainerCgroup::create(&layout, &path, &plan.resources)
+        .map_err(|e| e.context(format!("cgroup {path}")))?;
+    Ok(Cgroup(Some(cg)))
 }
 
 fn ranges(v: &[crabcan_oci::IdRange]) -> Vec<Range> {

@@ -25,9 +25,22 @@ use std::time::{Duration, Instant};
 /// How long `delete --force` and `start` wait for a process to go or answer.
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
-/// The status of a recorded container, from its live process.
+/// The status of a recorded container, from its live process (and its freezer).
 pub fn status_of(dir: &Path, s: &State) -> Status {
-    state::status(dir, s, || false)
+    state::status(dir, s, || {
+        open_cgroup(s).is_some_and(|cg| cg.is_frozen().unwrap_or(false))
+    })
+}
+
+/// The container's cgroup as create recorded it, if any of its directories is left.
+fn open_cgroup(s: &State) -> Option<crabcan_cgroups::ContainerCgroup> {
+    let path = s.cgroup_path.as_deref()?;
+    if !s.cgroup_paths.iter().any(|p| p.is_dir()) {
+        return None;
+    }
+    let layout = crabcan_cgroups::Layout::detect().ok()?;
+    let path = crabcan_cgroups::CgroupPath::parse(path).ok()?;
+    crabcan_cgroups::ContainerCgroup::open_paths(&layout, &path, &s.cgroup_paths).ok()
 }
 
 /// runc's `state` of a container.
@@ -184,10 +197,10 @@ pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
     if status_of(l.dir(), &s) == Status::Stopped {
         return Err(Errcode::usage("container not running"));
     }
-    if all {
-        // TODO(oci): every process of the container's cgroup once the cgroups land; a
-        // new pid namespace dies with its init meanwhile.
-        log::debug!("kill --all: signalling the init");
+    if all && let Some(cg) = open_cgroup(&s) {
+        return cg
+            .kill_all(sig)
+            .map_err(|e| e.context(format!("kill --all {id}")));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig).map_err(|e| {
         if e == nix::errno::Errno::ESRCH {
@@ -249,6 +262,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     let hook_state = state_json(l.dir(), &s);
     let mut first = None;
+    if let Some(cg) = open_cgroup(&s)
+        && let Err(e) = cg.remove()
+    {
+        first.get_or_insert(e);
+    }
     if let Err(e) = remove_mount_points(&s.rootfs, &s.created_mount_points) {
         first.get_or_insert(e);
     }

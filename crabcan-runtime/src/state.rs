@@ -55,6 +55,8 @@ pub struct State {
     pub created: String,
     /// uid of the caller that created it.
     pub owner_uid: u32,
+    /// Its cgroup path (`linux.cgroupsPath` or the default), when it has a cgroup.
+    pub cgroup_path: Option<String>,
     /// The cgroup directories made for it.
     pub cgroup_paths: Vec<PathBuf>,
     /// Mount points created in the root filesystem, to remove on delete.
@@ -384,7 +386,8 @@ mod tests {
             rootfs: "/b/rootfs".into(),
             created: rfc3339(0, 5),
             owner_uid: 0,
-            cgroup_paths: vec!["/sys/fs/cgroup/pids/c1".into()],
+            cgroup_path: Some("/default/c1".into()),
+            cgroup_paths: vec!["/sys/fs/cgroup/pids/default/c1".into()],
             created_mount_points: vec!["/b/rootfs/proc".into()],
             annotations: [("a".to_string(), "b".to_string())].into(),
             poststart: vec![],

@@ -9,7 +9,7 @@ fn main() {
     let start = Instant::now();
     for _ in 0..rounds {
         match crabcan_security::plan(std::hint::black_box(&cfg)) {
-            Ok(p) => insns += p.seccomp_program().map_or(0, |s| s.instructions().len()),
+            Ok(p) => insns += p.seccomp_program().map_or(0, |s| s.instructions.len()),
             Err(e) => {
                 eprintln!("plan failed: {e}");
                 std::process::exit(1);

@@ -185,7 +185,7 @@ const NAMES: [&str; 41] = [
 
 /// The capabilities a container keeps unless told otherwise: the usual container default
 /// without `CAP_SETFCAP`, which would let container root write file capabilities that a
-/// host process can execute (add it back with `--cap-add SETFCAP`).
+/// host process can execute (a caller who wants it adds it back explicitly).
 pub const DEFAULT_CAPS: &[Capability] = &[
     C::Chown,
     C::DacOverride,
@@ -300,54 +300,49 @@ fn bit(c: Capability) -> u64 {
     1u64 << c.number()
 }
 
-/// One `--cap-add`/`--cap-drop` value, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CapArg {
-    All,
-    One(Capability),
+/// A list of capability names as a caller gives it: some capabilities, or every one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CapList {
+    /// `ALL` was among the names.
+    pub all: bool,
+    /// The named capabilities.
+    pub named: CapSet,
 }
 
-fn parse_arg(flag: &str, raw: &str) -> Result<CapArg> {
-    let trimmed = raw.trim();
-    if strip_cap_prefix(trimmed).eq_ignore_ascii_case("ALL") {
-        return Ok(CapArg::All);
+/// Parses capability names (`NET_ADMIN`, `cap_net_admin`, `ALL`); an unknown name is a
+/// usage error naming it (the caller adds where the list came from).
+pub fn parse_cap_list(names: &[String]) -> Result<CapList> {
+    let mut list = CapList::default();
+    for raw in names {
+        let trimmed = raw.trim();
+        if strip_cap_prefix(trimmed).eq_ignore_ascii_case("ALL") {
+            list.all = true;
+            continue;
+        }
+        let c = Capability::parse(trimmed).ok_or_else(|| {
+            Errcode::usage(format!("unknown capability '{raw}'")).with_hint(
+                "use a name from capabilities(7) such as NET_ADMIN or CAP_NET_ADMIN, or ALL",
+            )
+        })?;
+        list.named.0 |= bit(c);
     }
-    Capability::parse(trimmed).map(CapArg::One).ok_or_else(|| {
-        Errcode::usage(format!("unknown capability '{raw}' in {flag}"))
-            .with_hint("use a name from capabilities(7) such as NET_ADMIN or CAP_NET_ADMIN, or ALL")
-    })
+    Ok(list)
 }
 
-/// Computes the kept set from the defaults and the user's additions and removals.
+/// Computes the kept set from the defaults and the caller's additions and removals.
 ///
-/// Same rules as the common container CLIs, so that users' habits carry over:
-/// `--cap-add ALL` keeps everything except the named drops; `--cap-drop ALL` keeps only the
-/// named adds; otherwise the defaults minus the drops plus the adds (an add wins over a drop
-/// of the same capability, since it is the more specific request).
-pub fn kept_set(cap_add: &[String], cap_drop: &[String]) -> Result<CapSet> {
-    let adds = cap_add
-        .iter()
-        .map(|s| parse_arg("--cap-add", s))
-        .collect::<Result<Vec<_>>>()?;
-    let drops = cap_drop
-        .iter()
-        .map(|s| parse_arg("--cap-drop", s))
-        .collect::<Result<Vec<_>>>()?;
-    let named = |args: &[CapArg]| {
-        CapSet(args.iter().fold(0, |m, a| match a {
-            CapArg::One(c) => m | bit(*c),
-            CapArg::All => m,
-        }))
-    };
-    let (add_set, drop_set) = (named(&adds), named(&drops));
-    let kept = if adds.contains(&CapArg::All) {
-        CapSet::ALL.0 & !drop_set.0
-    } else if drops.contains(&CapArg::All) {
-        add_set.0
+/// Same rules as the common container CLIs, so that users' habits carry over: adding
+/// `ALL` keeps everything except the named removals; removing `ALL` keeps only the named
+/// additions; otherwise the defaults minus the removals plus the additions (an addition
+/// wins over a removal of the same capability, since it is the more specific request).
+pub fn kept_set(add: &CapList, drop: &CapList) -> CapSet {
+    CapSet(if add.all {
+        CapSet::ALL.0 & !drop.named.0
+    } else if drop.all {
+        add.named.0
     } else {
-        (CapSet::of(DEFAULT_CAPS).0 & !drop_set.0) | add_set.0
-    };
-    Ok(CapSet(kept))
+        (CapSet::of(DEFAULT_CAPS).0 & !drop.named.0) | add.named.0
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -479,49 +474,72 @@ pub fn current_sets() -> Result<(u64, u64, u64)> {
     ))
 }
 
-/// Sets the calling thread's permitted and effective sets to `keep`, inheritable to empty,
-/// then reads them back so a silently ignored bit cannot pass unnoticed.
-pub fn set_sets(keep: u64) -> Result<()> {
+/// Sets the calling thread's (effective, permitted, inheritable) sets, then reads them
+/// back so a silently ignored bit cannot pass unnoticed.
+pub fn set_sets(want: (u64, u64, u64)) -> Result<()> {
+    let (eff, prm, inh) = want;
     let mut hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let lo = (keep & 0xffff_ffff) as u32;
-    let hi = (keep >> 32) as u32;
-    let data = [
-        CapData {
-            effective: lo,
-            permitted: lo,
-            inheritable: 0,
-        },
-        CapData {
-            effective: hi,
-            permitted: hi,
-            inheritable: 0,
-        },
-    ];
+    let half = |v: u64, hi: bool| if hi { (v >> 32) as u32 } else { v as u32 };
+    let data = [false, true].map(|hi| CapData {
+        effective: half(eff, hi),
+        permitted: half(prm, hi),
+        inheritable: half(inh, hi),
+    });
     // SAFETY: version 3 takes a header and two data structs, both live for the call.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
     if r != 0 {
         return Err(Errcode::sys(
             format!(
-                "set the capability sets to {} (capset)",
-                CapSet(keep).describe()
+                "set the capability sets to effective {}, permitted {}, inheritable {} (capset)",
+                CapSet(eff).describe(),
+                CapSet(prm).describe(),
+                CapSet(inh).describe()
             ),
             Errno::last(),
         ));
     }
-    check_sets(current_sets()?, keep)
+    check_sets(current_sets()?, want)
 }
 
-/// Fails unless the (effective, permitted, inheritable) sets read back are `keep`, `keep`
-/// and empty.
-pub fn check_sets((eff, prm, inh): (u64, u64, u64), keep: u64) -> Result<()> {
-    if eff != keep || prm != keep || inh != 0 {
+/// Fails unless the (effective, permitted, inheritable) sets read back are the ones asked.
+pub fn check_sets(got: (u64, u64, u64), want: (u64, u64, u64)) -> Result<()> {
+    if got != want {
+        let (eff, prm, inh) = got;
         return Err(Errcode::setup(format!(
             "capability sets are not what was asked: effective {eff:#x}, permitted {prm:#x}, \
-             inheritable {inh:#x}, wanted {keep:#x}"
+             inheritable {inh:#x}, wanted {:#x}, {:#x}, {:#x}",
+            want.0, want.1, want.2
         )));
+    }
+    Ok(())
+}
+
+/// Raises every capability of `set` (masked by the kernel's) in the ambient set; each
+/// must be permitted and inheritable already.
+pub fn raise_ambient(set: u64, last_cap: u8) -> Result<()> {
+    for n in 0..=last_cap {
+        if set & (1u64 << n) == 0 {
+            continue;
+        }
+        // SAFETY: PR_CAP_AMBIENT_RAISE takes integers only.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                libc::c_ulong::from(n),
+                0,
+                0,
+            )
+        };
+        if r != 0 {
+            return Err(Errcode::sys(
+                format!("raise {} in the ambient set", cap_label(n)),
+                Errno::last(),
+            ));
+        }
     }
     Ok(())
 }
@@ -530,6 +548,11 @@ pub fn check_sets((eff, prm, inh): (u64, u64, u64), keep: u64) -> Result<()> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The kept set from names, as a front end computes it.
+    fn kept(add: &[String], drop: &[String]) -> Result<CapSet> {
+        Ok(kept_set(&parse_cap_list(add)?, &parse_cap_list(drop)?))
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
@@ -571,7 +594,7 @@ mod tests {
 
     #[test]
     fn defaults_without_flags() {
-        assert_eq!(kept_set(&[], &[]).unwrap(), CapSet::of(DEFAULT_CAPS));
+        assert_eq!(kept(&[], &[]).unwrap(), CapSet::of(DEFAULT_CAPS));
         assert_eq!(DEFAULT_CAPS.len(), 13);
         // Written out bit by bit: CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, FSETID 4, KILL 5,
         // SETGID 6, SETUID 7, SETPCAP 8, NET_BIND_SERVICE 10, NET_RAW 13, SYS_CHROOT 18,
@@ -582,16 +605,16 @@ mod tests {
 
     #[test]
     fn setfcap_comes_back_only_when_asked() {
-        let k = kept_set(&s(&["SETFCAP"]), &[]).unwrap();
+        let k = kept(&s(&["SETFCAP"]), &[]).unwrap();
         assert_eq!(k, CapSet(0xa804_25fb));
-        let k = kept_set(&s(&["cap_setfcap"]), &s(&["SETFCAP"])).unwrap();
+        let k = kept(&s(&["cap_setfcap"]), &s(&["SETFCAP"])).unwrap();
         assert!(k.contains(C::Setfcap), "an add wins over a drop");
-        assert!(!kept_set(&[], &s(&["MKNOD"])).unwrap().contains(C::Setfcap));
+        assert!(!kept(&[], &s(&["MKNOD"])).unwrap().contains(C::Setfcap));
     }
 
     #[test]
     fn add_and_drop_combine() {
-        let k = kept_set(&s(&["sys_admin"]), &s(&["CAP_NET_RAW", "mknod"])).unwrap();
+        let k = kept(&s(&["sys_admin"]), &s(&["CAP_NET_RAW", "mknod"])).unwrap();
         assert!(k.contains(C::SysAdmin));
         assert!(!k.contains(C::NetRaw));
         assert!(!k.contains(C::Mknod));
@@ -600,15 +623,15 @@ mod tests {
 
     #[test]
     fn drop_all_then_add_keeps_only_the_adds() {
-        let k = kept_set(&s(&["NET_BIND_SERVICE"]), &s(&["all"])).unwrap();
+        let k = kept(&s(&["NET_BIND_SERVICE"]), &s(&["all"])).unwrap();
         assert_eq!(k, CapSet::of(&[C::NetBindService]));
-        assert_eq!(kept_set(&[], &s(&["ALL"])).unwrap(), CapSet::EMPTY);
+        assert_eq!(kept(&[], &s(&["ALL"])).unwrap(), CapSet::EMPTY);
     }
 
     #[test]
     fn add_all_keeps_everything_but_the_drops() {
-        assert!(kept_set(&s(&["ALL"]), &[]).unwrap().is_all());
-        let k = kept_set(&s(&["ALL"]), &s(&["SYS_ADMIN"])).unwrap();
+        assert!(kept(&s(&["ALL"]), &[]).unwrap().is_all());
+        let k = kept(&s(&["ALL"]), &s(&["SYS_ADMIN"])).unwrap();
         assert!(!k.contains(C::SysAdmin));
         assert!(k.contains(C::Bpf));
         assert!(
@@ -619,18 +642,19 @@ mod tests {
 
     #[test]
     fn add_wins_over_drop_of_the_same_capability() {
-        let k = kept_set(&s(&["KILL"]), &s(&["kill"])).unwrap();
+        let k = kept(&s(&["KILL"]), &s(&["kill"])).unwrap();
         assert!(k.contains(C::Kill));
     }
 
     #[test]
     fn unknown_names_are_usage_errors_naming_the_value() {
-        let e = kept_set(&s(&["CAP_FLY"]), &[]).unwrap_err();
+        let e = kept(&s(&["CAP_FLY"]), &[]).unwrap_err();
         assert_eq!(e.kind(), crabcan_errors::Kind::Usage);
         assert!(e.to_string().contains("'CAP_FLY'"), "{e}");
-        assert!(e.to_string().contains("--cap-add"), "{e}");
-        let e = kept_set(&[], &s(&["NET_ADMIN", ""])).unwrap_err();
-        assert!(e.to_string().contains("--cap-drop"), "{e}");
+        // The library's own words: the front end says which flag or field it came from.
+        assert!(!e.to_string().contains("--"), "{e}");
+        let e = kept(&[], &s(&["NET_ADMIN", ""])).unwrap_err();
+        assert!(e.to_string().starts_with("unknown capability ''"), "{e}");
     }
 
     #[test]
@@ -697,8 +721,9 @@ mod tests {
     #[test]
     fn read_back_sets_must_match() {
         let k = 0x2804_25fb;
-        assert!(check_sets((k, k, 0), k).is_ok());
-        assert!(check_sets((0, 0, 0), 0).is_ok());
+        assert!(check_sets((k, k, 0), (k, k, 0)).is_ok());
+        assert!(check_sets((0, 0, 0), (0, 0, 0)).is_ok());
+        assert!(check_sets((0, k, 4), (0, k, 4)).is_ok());
         for bad in [
             (k, k, 1),
             (k, 0, 0),
@@ -706,8 +731,11 @@ mod tests {
             (k | 1 << 40, k, 0),
             (k, k | 1 << 40, 0),
         ] {
-            let e = check_sets(bad, k).unwrap_err();
-            assert!(e.to_string().contains("wanted 0x280425fb"), "{e}");
+            let e = check_sets(bad, (k, k, 0)).unwrap_err();
+            assert!(
+                e.to_string().contains("wanted 0x280425fb, 0x280425fb, 0x0"),
+                "{e}"
+            );
         }
     }
 
@@ -741,7 +769,7 @@ mod tests {
 
         #[test]
         fn garbage_is_rejected_or_a_real_name(raw in "[A-Za-z_0-9 ]{0,24}") {
-            match kept_set(std::slice::from_ref(&raw), &[]) {
+            match kept(std::slice::from_ref(&raw), &[]) {
                 Ok(_) => {
                     let bare = strip_cap_prefix(raw.trim());
                     prop_assert!(bare.eq_ignore_ascii_case("ALL") || Capability::parse(raw.trim()).is_some());
@@ -761,7 +789,7 @@ mod tests {
             let mut d: Vec<String> = drops.iter().map(|i| format!("CAP_{}", NAMES[*i])).collect();
             if add_all { a.push("all".into()); }
             if drop_all { d.push("ALL".into()); }
-            let k = kept_set(&a, &d).unwrap();
+            let k = kept(&a, &d).unwrap();
             for c in KNOWN_CAPS {
                 let i = usize::from(c.number());
                 let expected = if add_all {

@@ -2,60 +2,101 @@
 //! no_new_privs and a seccomp filter.
 //!
 //! Like every crabcan subsystem it is split into a pure [`plan`] (plain data: capability
-//! sets and the compiled BPF program, testable anywhere) and two apply steps that the
-//! child calls in this order:
+//! sets and the compiled BPF program, testable anywhere) and apply steps that the child
+//! calls in this order:
 //!
-//! 1. [`apply_bounding`] as root in the user namespace, before `setgroups`/`setresgid`/
+//! 1. [`apply_seccomp_before_cap_drop`] while still root with every capability: loads the
+//!    filter now only when no_new_privs is off (see there);
+//! 2. [`apply_bounding`] as root in the user namespace, before `setgroups`/`setresgid`/
 //!    `setresuid` (dropping from the bounding set needs `CAP_SETPCAP`);
-//! 2. switch the ids;
-//! 3. [`apply_final`] as the last step before `execve`: ambient and inheritable sets
-//!    emptied, permitted and effective set to the kept capabilities (none for a non-zero
-//!    uid), no_new_privs, then the seccomp filter.
+//! 3. switch the ids;
+//! 4. [`apply_final`] as the last step before `execve`: the effective, permitted,
+//!    inheritable and ambient sets, no_new_privs, then the seccomp filter (when
+//!    no_new_privs is on).
 //!
 //! ```
-//! let cfg = crabcan_security::SecurityConfig {
-//!     cap_add: vec!["NET_ADMIN".into()],
-//!     cap_drop: vec!["CAP_MKNOD".into()],
-//!     uid: 0,
-//!     seccomp: true,
+//! use crabcan_security::{Capabilities, Seccomp, SecurityConfig, kept_set, parse_cap_list};
+//! let add = parse_cap_list(&["NET_ADMIN".into()]).unwrap();
+//! let drop = parse_cap_list(&["CAP_MKNOD".into()]).unwrap();
+//! let cfg = SecurityConfig {
+//!     capabilities: Capabilities::for_uid(kept_set(&add, &drop), 0),
+//!     no_new_privs: true,
+//!     seccomp: Seccomp::Profile(crabcan_security::profile::Profile::crabcan_default()),
 //! };
-//! # #[cfg(target_arch = "x86_64")] {
 //! let plan = crabcan_security::plan(&cfg).unwrap();
 //! assert!(crabcan_security::describe(&plan).contains("NET_ADMIN"));
-//! # }
 //! ```
 
 mod caps;
 pub mod profile;
 pub mod seccomp;
 
-pub use caps::{CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS};
-pub use seccomp::{BpfInsn, SeccompProgram};
+pub use caps::{CapList, CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS, kept_set, parse_cap_list};
+pub use profile::{Compiled, Profile, ProfileError};
+pub use seccomp::BpfInsn;
 
 use crabcan_errors::{Errcode, Result};
 use nix::errno::Errno;
 
-/// What the user asked for: capability changes, the command's uid, and whether to filter.
+/// The five capability sets of the container's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// What the process can ever hold.
+    pub bounding: CapSet,
+    /// What it uses now.
+    pub effective: CapSet,
+    /// What it may make effective.
+    pub permitted: CapSet,
+    /// What survives an `execve` of a file with matching file capabilities.
+    pub inheritable: CapSet,
+    /// What survives an `execve` of any unprivileged file (kept only where also
+    /// permitted and inheritable).
+    pub ambient: CapSet,
+}
+
+impl Capabilities {
+    /// `crabcan run`'s sets: `kept` bounds everything; root gets it effective and
+    /// permitted, any other uid nothing (the bounding set still caps what a file
+    /// capability could give it, and no_new_privs already stops that).
+    pub fn for_uid(kept: CapSet, uid: u32) -> Capabilities {
+        let held = if uid == 0 { kept } else { CapSet::EMPTY };
+        Capabilities {
+            bounding: kept,
+            effective: held,
+            permitted: held,
+            inheritable: CapSet::EMPTY,
+            ambient: CapSet::EMPTY,
+        }
+    }
+}
+
+/// The system call filter chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Compile and load this profile ([`Profile::crabcan_default`] is `crabcan run`'s).
+    Profile(Profile),
+    /// No filter.
+    Unconfined,
+}
+
+/// What the caller asked for: the capability sets, no_new_privs and the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityConfig {
-    /// Capabilities to add to the defaults (`NET_ADMIN`, `cap_net_admin`, `ALL`).
-    pub cap_add: Vec<String>,
-    /// Capabilities to remove from the defaults (same spellings, `ALL` for every one).
-    pub cap_drop: Vec<String>,
-    /// The uid the command runs as inside the container.
-    pub uid: u32,
-    /// Install the seccomp filter (`false` is `--seccomp unconfined`).
-    pub seccomp: bool,
+    /// The five capability sets.
+    pub capabilities: Capabilities,
+    /// Set no_new_privs (setuid bits and file capabilities then give nothing on `execve`).
+    pub no_new_privs: bool,
+    /// The seccomp filter.
+    pub seccomp: Seccomp,
 }
 
 impl Default for SecurityConfig {
-    /// Default capabilities, root in the container, seccomp on.
+    /// Default capabilities for root, no_new_privs, crabcan's default profile.
     fn default() -> Self {
         SecurityConfig {
-            cap_add: Vec::new(),
-            cap_drop: Vec::new(),
-            uid: 0,
-            seccomp: true,
+            capabilities: Capabilities::for_uid(CapSet::of(DEFAULT_CAPS), 0),
+            no_new_privs: true,
+            seccomp: Seccomp::Profile(Profile::crabcan_default()),
         }
     }
 }
@@ -63,103 +104,128 @@ impl Default for SecurityConfig {
 /// The computed confinement: plain data, no syscalls made yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityPlan {
-    bounding: CapSet,
-    effective: CapSet,
-    uid: u32,
-    seccomp: Option<SeccompProgram>,
+    caps: Capabilities,
+    no_new_privs: bool,
+    seccomp: Option<Compiled>,
 }
 
 impl SecurityPlan {
     /// Capabilities kept in the bounding set (what the command can ever hold).
     pub fn bounding(&self) -> CapSet {
-        self.bounding
+        self.caps.bounding
     }
 
-    /// Capabilities left permitted and effective by [`apply_final`] (empty for a non-zero uid).
+    /// Capabilities left effective by [`apply_final`].
     pub fn effective(&self) -> CapSet {
-        self.effective
+        self.caps.effective
+    }
+
+    /// All five sets.
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// Whether no_new_privs is set.
+    pub fn no_new_privs(&self) -> bool {
+        self.no_new_privs
     }
 
     /// The compiled seccomp program, if the filter is on.
-    pub fn seccomp_program(&self) -> Option<&SeccompProgram> {
+    pub fn seccomp_program(&self) -> Option<&Compiled> {
         self.seccomp.as_ref()
     }
 }
 
-/// Computes the plan from the config; pure, no syscalls, a few microseconds.
+/// Computes the plan from the config; pure, no syscalls. A profile that cannot be
+/// compiled is a usage error naming the path inside the profile; it never means no filter.
 pub fn plan(cfg: &SecurityConfig) -> Result<SecurityPlan> {
-    let kept = caps::kept_set(&cfg.cap_add, &cfg.cap_drop)?;
-    let seccomp = if cfg.seccomp {
-        if !cfg!(target_arch = "x86_64") {
-            return Err(
-                Errcode::setup("the seccomp filter is only available on x86_64 for now")
-                    .with_hint("use --seccomp unconfined on this architecture"),
-            );
+    let seccomp = match &cfg.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::Profile(p) => {
+            if !cfg!(target_arch = "x86_64") {
+                return Err(Errcode::setup(
+                    "seccomp profiles are only compiled for x86 architectures",
+                ));
+            }
+            Some(profile::compile(p).map_err(|e| Errcode::usage(e.to_string()))?)
         }
-        Some(seccomp::compile_x86_64())
-    } else {
-        None
     };
     Ok(SecurityPlan {
-        bounding: kept,
-        // A non-root command gets no capabilities at all; the bounding set still caps
-        // what a file capability could give it (no_new_privs already stops that).
-        effective: if cfg.uid == 0 { kept } else { CapSet::EMPTY },
-        uid: cfg.uid,
+        caps: cfg.capabilities,
+        no_new_privs: cfg.no_new_privs,
         seccomp,
     })
 }
 
-/// Step 1: clears every capability not kept from the bounding set.
+/// Step 1: loads the filter now if no_new_privs is off; otherwise does nothing.
+///
+/// Without no_new_privs the kernel only takes a filter from a thread holding
+/// CAP_SYS_ADMIN, so it must go in before the capabilities are dropped and the ids
+/// switched (runc's order). The filter then also sees the rest of the setup's calls, so
+/// the profile must allow them. With no_new_privs it waits for [`apply_final`], as late as
+/// possible: fewer of crabcan's own calls run under it.
+pub fn apply_seccomp_before_cap_drop(plan: &SecurityPlan) -> Result<()> {
+    match &plan.seccomp {
+        Some(prog) if !plan.no_new_privs => seccomp::install(prog),
+        _ => Ok(()),
+    }
+}
+
+/// Step 2: clears every capability not kept from the bounding set.
 ///
 /// Call as root in the container's user namespace, before the ids are switched: it needs
 /// `CAP_SETPCAP` in the effective set.
 pub fn apply_bounding(plan: &SecurityPlan) -> Result<()> {
     let last = caps::kernel_last_cap()?;
-    caps::drop_bounding(plan.bounding, last)
+    caps::drop_bounding(plan.caps.bounding, last)
 }
 
-/// Step 2: ambient and inheritable emptied, permitted+effective set, no_new_privs, seccomp.
+/// Step 4: the effective, permitted, inheritable and ambient sets, no_new_privs, and the
+/// filter when no_new_privs is on (else step 1 loaded it).
 ///
 /// Call after `setresuid`/`setresgid`, as the last thing before `execve`; nothing else may
 /// run after it (the filter refuses mount, namespaces and more).
 pub fn apply_final(plan: &SecurityPlan) -> Result<()> {
-    let mask = caps::valid_mask(caps::kernel_last_cap()?);
+    let last = caps::kernel_last_cap()?;
+    let mask = caps::valid_mask(last);
+    let c = &plan.caps;
     caps::clear_ambient()?;
-    caps::set_sets(plan.effective.0 & mask)?;
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if r != 0 {
-        return Err(Errcode::sys("set no_new_privs", Errno::last()));
-    }
-    if let Some(prog) = &plan.seccomp {
-        seccomp::install(prog)?;
+    caps::set_sets((
+        c.effective.0 & mask,
+        c.permitted.0 & mask,
+        c.inheritable.0 & mask,
+    ))?;
+    // The kernel keeps an ambient capability only while it is permitted and inheritable.
+    caps::raise_ambient(c.ambient.0 & c.permitted.0 & c.inheritable.0 & mask, last)?;
+    if plan.no_new_privs {
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        if r != 0 {
+            return Err(Errcode::sys("set no_new_privs", Errno::last()));
+        }
+        if let Some(prog) = &plan.seccomp {
+            seccomp::install(prog)?;
+        }
     }
     Ok(())
 }
 
 /// One line for `--debug` logs.
 pub fn describe(plan: &SecurityPlan) -> String {
-    let eff = if plan.uid == 0 {
-        "same as bounding".to_string()
-    } else {
-        format!("none (uid {})", plan.uid)
-    };
+    let c = &plan.caps;
     let filter = match &plan.seccomp {
-        Some(p) => {
-            let (allow, check, deny) = seccomp::counts();
-            format!(
-                "x86_64 allow list ({allow} allowed, {check} checked, {deny} refused, \
-                 {} BPF instructions)",
-                p.instructions().len()
-            )
-        }
+        Some(p) => format!("a profile ({} BPF instructions)", p.instructions.len()),
         None => "unconfined".into(),
     };
     format!(
-        "capabilities: bounding {}; effective {eff}; inheritable, ambient none; \
-         no_new_privs on; seccomp {filter}",
-        plan.bounding.describe()
+        "capabilities: bounding {}; effective {}; permitted {}; inheritable {}; ambient {}; \
+         no_new_privs {}; seccomp {filter}",
+        c.bounding.describe(),
+        c.effective.describe(),
+        c.permitted.describe(),
+        c.inheritable.describe(),
+        c.ambient.describe(),
+        if plan.no_new_privs { "on" } else { "off" },
     )
 }
 

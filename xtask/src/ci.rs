@@ -22,6 +22,10 @@ pub fn run(args: &[String]) -> Result<bool> {
         "install libseccomp's Python bindings (python3-seccomp)",
         ensure_python_seccomp,
     )?;
+    step(
+        "install the container engines (podman, conmon, containerd, docker.io, runc)",
+        crate::engines::ensure_packages,
+    )?;
     step("build the test root filesystem", || {
         crate::rootfs::ensure(&util::target_dir().join("test-rootfs"))
     })?;

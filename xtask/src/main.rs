@@ -2,12 +2,12 @@
 
 mod bench;
 mod ci;
-mod json;
+mod engines;
 mod mutants;
-mod rootfs;
 mod syscalls;
-mod util;
 mod vmtest;
+
+use xtask::{rootfs, util};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +16,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci [--no-vm]           everything CI checks, as root: setup, fmt, clippy, tests, vm-test
   bench [--help]         start latency, memory, growth and throughput against peers
+  engines [--runtime PATH] [-- FILTER…]
+                         podman, ctr and docker driving crabcan (or PATH), as root
   mutants [CRATE…]       mutation testing of the pure crates (slow; not part of ci)
   rootfs DIR             build the busybox test root filesystem in DIR
   syscalls [--check]     regenerate the seccomp syscall tables from the kernel headers
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         },
         Some("bench") => bench::main(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
+        Some("engines") => engines::run(&args[1..]),
         Some("mutants") => mutants::run(&args[1..]),
         Some("syscalls") => syscalls::run(&args[1..]),
         Some("vm-test") => {

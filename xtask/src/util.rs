@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::json;
+use serde::Deserialize;
 
 /// Every failure is one line of text, printed once by `main`.
 pub type Result<T> = std::result::Result<T, String>;
@@ -266,43 +266,53 @@ pub fn cargo_artifacts(args: &[&str]) -> Result<Vec<Artifact>> {
     cmd.args(args)
         .arg("--message-format=json-render-diagnostics");
     let stdout = run_visible(&mut cmd).map_err(|e| format!("cargo {}: {e}", args.join(" ")))?;
+    parse_artifacts(&String::from_utf8_lossy(&stdout))
+}
+
+/// One line of cargo's JSON messages; only artifacts matter here.
+#[derive(Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+enum CargoMessage {
+    CompilerArtifact(CargoArtifact),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct CargoArtifact {
+    target: CargoTarget,
+    profile: CargoProfile,
+    executable: Option<PathBuf>,
+    manifest_path: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct CargoTarget {
+    name: String,
+    kind: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct CargoProfile {
+    test: bool,
+}
+
+/// The artifacts among cargo's messages; lines that are not JSON objects (a build script's
+/// output, say) are passed over.
+fn parse_artifacts(stdout: &str) -> Result<Vec<Artifact>> {
     let mut out = Vec::new();
-    for line in String::from_utf8_lossy(&stdout).lines() {
-        if !line.starts_with('{') {
+    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+        let msg: CargoMessage =
+            serde_json::from_str(line).map_err(|e| format!("cannot read cargo's output: {e}"))?;
+        let CargoMessage::CompilerArtifact(a) = msg else {
             continue;
-        }
-        let msg = json::parse(line).map_err(|e| format!("cannot read cargo's output: {e}"))?;
-        if msg.get("reason").and_then(json::Value::as_str) != Some("compiler-artifact") {
-            continue;
-        }
-        let target = msg.get("target");
+        };
         out.push(Artifact {
-            name: target
-                .and_then(|t| t.get("name"))
-                .and_then(json::Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            kind: target
-                .and_then(|t| t.get("kind"))
-                .and_then(json::Value::as_array)
-                .and_then(|k| k.first())
-                .and_then(json::Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            test: msg
-                .get("profile")
-                .and_then(|p| p.get("test"))
-                .and_then(json::Value::as_bool)
-                .unwrap_or(false),
-            executable: msg
-                .get("executable")
-                .and_then(json::Value::as_str)
-                .map(PathBuf::from),
-            package_dir: msg
-                .get("manifest_path")
-                .and_then(json::Value::as_str)
-                .and_then(|m| Path::new(m).parent())
-                .map(Path::to_path_buf),
+            name: a.target.name,
+            kind: a.target.kind.into_iter().next().unwrap_or_default(),
+            test: a.profile.test,
+            executable: a.executable,
+            package_dir: a.manifest_path.parent().map(Path::to_path_buf),
         });
     }
     Ok(out)
@@ -320,4 +330,44 @@ pub fn build_musl_bin(package: &str, bin: &str, release: bool) -> Result<PathBuf
         .find(|a| a.name == bin && a.kind == "bin" && !a.test)
         .and_then(|a| a.executable)
         .ok_or_else(|| format!("cargo built no executable for {package}'s {bin}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cargo_artifacts_and_passes_over_other_messages() {
+        let out = concat!(
+            r#"{"reason":"compiler-message","message":{"rendered":"warning"}}"#,
+            "\n",
+            "a build script's line\n",
+            r#"{"reason":"compiler-artifact","package_id":"p","manifest_path":"/w/crabcan-cli/Cargo.toml","target":{"name":"run","kind":["test"],"src_path":"/w/x.rs"},"profile":{"opt_level":"0","test":true},"filenames":[],"executable":"/t/x\u0041\"y","fresh":false}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","manifest_path":"/w/c/Cargo.toml","target":{"name":"c","kind":["lib","rlib"]},"profile":{"test":false},"executable":null}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        let a = parse_artifacts(out).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            (a[0].name.as_str(), a[0].kind.as_str(), a[0].test),
+            ("run", "test", true)
+        );
+        assert_eq!(a[0].executable.as_deref(), Some(Path::new("/t/xA\"y")));
+        assert_eq!(
+            a[0].package_dir.as_deref(),
+            Some(Path::new("/w/crabcan-cli"))
+        );
+        assert_eq!(
+            (a[1].kind.as_str(), a[1].test, a[1].executable.is_none()),
+            ("lib", false, true)
+        );
+    }
+
+    #[test]
+    fn a_broken_message_is_an_error() {
+        assert!(parse_artifacts("{\"reason\":").is_err());
+        assert!(parse_artifacts(r#"{"reason":"compiler-artifact","target":{}}"#).is_err());
+    }
 }

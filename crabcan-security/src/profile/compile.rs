@@ -1,6 +1,6 @@
 //! The compiler: a [`Profile`] to a classic BPF program.
 
-use super::interp::{ALU_AND_K, JA, JEQ, JGE, JGT, LD_W_ABS, MAX_INSNS, RET};
+use super::interp::{ALU_AND_K, JA, JEQ, JGE, JGT, LD_IMM, LD_W_ABS, MAX_INSNS, RET, RET_A};
 use super::sat::satisfiable;
 use super::{
     Action, Arch, Condition, Flag, Op, PResult, Profile, ProfileError, X32_SYSCALL_BIT, lookup,
@@ -165,6 +165,7 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
         out.extend(g);
     }
     out.push(stmt(RET, BAD_ARCH_ACTION.ret()));
+    let out = share_tails(&out);
     if out.len() > MAX_INSNS {
         return Err(ProfileError::new(
             "",
@@ -178,6 +179,100 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
         instructions: out,
         flags: p.flags.clone(),
     })
+}
+
+/// The program with identical code kept once: the rule blocks of several ABIs, or of
+/// several syscalls, often end alike (the same comparisons leading to the same returns).
+///
+/// Two instructions are the same when they have the same opcode and constant and their
+/// successors are the same; jumps only go forward, so this is decided from the end. Each
+/// jump then goes to the last copy of its target. A copy stays where an instruction
+/// without a jump (a load, an `and`) runs into it, and where the shared copy is out of a
+/// conditional jump's reach. The result decides every call as the input does.
+fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
+    let n = prog.len();
+    let falls = |code: u16| matches!(code, LD_W_ABS | ALU_AND_K | LD_IMM);
+    let targets = |i: usize| -> [Option<usize>; 2] {
+        let ins = prog[i];
+        match ins.code {
+            c if falls(c) => [Some(i + 1), None],
+            JA => [Some(i + 1 + ins.k as usize), None],
+            RET | RET_A => [None, None],
+            _ => [
+                Some(i + 1 + usize::from(ins.jt)),
+                Some(i + 1 + usize::from(ins.jf)),
+            ],
+        }
+    };
+    // The last instruction of each class of equal ones.
+    let mut canon: Vec<usize> = (0..n).collect();
+    let mut seen: std::collections::HashMap<(u16, u32, usize, usize), usize> =
+        std::collections::HashMap::with_capacity(n);
+    for i in (0..n).rev() {
+        let ins = prog[i];
+        let c = |t: Option<usize>| t.filter(|&t| t < n).map_or(usize::MAX, |t| canon[t]);
+        let [t, f] = targets(i);
+        if ins.code == JA {
+            // An unconditional jump does what its target does.
+            if let Some(t) = t.filter(|&t| t < n) {
+                canon[i] = canon[t];
+            }
+            continue;
+        }
+        canon[i] = *seen.entry((ins.code, ins.k, c(t), c(f))).or_insert(i);
+    }
+    let mut keep: Vec<bool> = (0..n).map(|i| canon[i] == i).collect();
+    // Where a target is dropped, each jump goes to its class's kept copy.
+    let redirect = |keep: &[bool], t: usize| if keep[t] { t } else { canon[t] };
+    loop {
+        // The first instruction and whatever a kept load or `and` runs into stay.
+        if let Some(k) = keep.first_mut() {
+            *k = true;
+        }
+        for i in 0..n.saturating_sub(1) {
+            if keep[i] && falls(prog[i].code) {
+                keep[i + 1] = true;
+            }
+        }
+        let mut at = vec![0usize; n];
+        let mut next = 0;
+        for i in 0..n {
+            at[i] = next;
+            next += usize::from(keep[i]);
+        }
+        // A shared target out of a conditional jump's reach: keep the jump's own.
+        let far = (0..n).filter(|&i| keep[i]).find_map(|i| {
+            let ins = prog[i];
+            if falls(ins.code) || matches!(ins.code, JA | RET | RET_A) {
+                return None;
+            }
+            targets(i)
+                .into_iter()
+                .flatten()
+                .find(|&t| !keep[t] && at[redirect(&keep, t)] - at[i] - 1 > usize::from(u8::MAX))
+        });
+        if let Some(t) = far {
+            keep[t] = true;
+            continue;
+        }
+        let mut out = Vec::with_capacity(next);
+        for i in (0..n).filter(|&i| keep[i]) {
+            let mut ins = prog[i];
+            let dist = |t: usize| at[redirect(&keep, t)] - at[i] - 1;
+            match ins.code {
+                c if falls(c) => {}
+                RET | RET_A => {}
+                JA => ins.k = len_u32(dist(i + 1 + ins.k as usize)),
+                _ => {
+                    // In reach: checked above.
+                    ins.jt = dist(i + 1 + usize::from(ins.jt)) as u8;
+                    ins.jf = dist(i + 1 + usize::from(ins.jf)) as u8;
+                }
+            }
+            out.push(ins);
+        }
+        return out;
+    }
 }
 
 fn len_u32(n: usize) -> u32 {
@@ -679,12 +774,229 @@ enum Unit<'e, 'a> {
     },
 }
 
-/// Values one comparison row of a block holds at most, so its jumps stay in reach.
-const EQS_MAX: usize = 64;
+/// What one comparison row of a block holds at most, its values and their distinct
+/// returns together, so that its jumps stay in reach (255) with room for the load and the
+/// rules after it. Long rows share best: the same row under another ABI, or another
+/// syscall, becomes the same code.
+const EQS_MAX: usize = 200;
 
-/// The rules of one syscall (all conditional), ORed, then the default action. Their order
-/// does not matter: rules that can match the same call have the same action.
+/// The rules of one syscall (all conditional), ORed, then the default action: the shorter
+/// of the rules one after another and a decision diagram of their tests.
 fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Block> {
+    let seq = sequential_block(p, rules, arch)?;
+    let Some(dd) = decision_block(p, rules, arch) else {
+        return Ok(seq);
+    };
+    let len = |b: &Block| b.inline().map_or(usize::MAX, |c| c.len());
+    Ok(if len(&dd) < len(&seq) { dd } else { seq })
+}
+
+/// One test of a rule: the word at `off`, and-ed with `mask`, compared with `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Atom {
+    off: u32,
+    mask: u32,
+    code: u16,
+    k: u32,
+}
+
+/// Where a rule goes after a test: its next test, a match, or no match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Step(u16),
+    Done,
+    Fail,
+}
+
+/// A rule's conditions as a list of tests, each with where each outcome leads.
+fn rule_steps(r: &Entry<'_>, arch: Arch) -> Vec<(Atom, Out, Out)> {
+    let conds: Vec<Cond> = r.args.iter().map(|c| cond_code(c, arch)).collect();
+    let is_test = |c: u16| !matches!(c, LD_W_ABS | ALU_AND_K);
+    let total: usize = conds
+        .iter()
+        .map(|c| c.code.iter().filter(|(i, _, _)| is_test(i.code)).count())
+        .sum();
+    let step = |i: usize| {
+        if i >= total {
+            Out::Done
+        } else {
+            Out::Step(i as u16)
+        }
+    };
+    let mut steps = Vec::with_capacity(total);
+    for c in &conds {
+        let tests = c.code.iter().filter(|(i, _, _)| is_test(i.code)).count();
+        // Past this condition: the next one's first test, or a match.
+        let pass = steps.len() + tests;
+        let (mut off, mut mask) = (0, u32::MAX);
+        for (ins, jt, jf) in &c.code {
+            match ins.code {
+                LD_W_ABS => (off, mask) = (ins.k, u32::MAX),
+                ALU_AND_K => mask = ins.k,
+                code => {
+                    let next = steps.len() + 1;
+                    let to = |t: &To| match t {
+                        To::Next => step(next),
+                        To::Pass => step(pass),
+                        To::Fail => Out::Fail,
+                    };
+                    let atom = Atom {
+                        off,
+                        mask,
+                        code,
+                        k: ins.k,
+                    };
+                    steps.push((atom, to(jt), to(jf)));
+                }
+            }
+        }
+    }
+    steps
+}
+
+/// A node of the decision diagram, or a return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Child {
+    Node(usize),
+    Ret(u32),
+}
+
+/// A decision diagram being built.
+struct Diagram {
+    /// Each rule's tests.
+    steps: Vec<Vec<(Atom, Out, Out)>>,
+    /// Each rule's return value.
+    actions: Vec<u32>,
+    default: u32,
+    budget: usize,
+    nodes: Vec<(Atom, Child, Child)>,
+    /// States (each live rule and the test it waits on) already made.
+    memo: std::collections::HashMap<Vec<(u16, u16)>, Child>,
+}
+
+impl Diagram {
+    /// The state after `atom` was tested with the given outcome, or the return it leads to.
+    fn advance(
+        &self,
+        state: &[(u16, u16)],
+        atom: Atom,
+        holds: bool,
+    ) -> Result<Vec<(u16, u16)>, u32> {
+        let mut next = Vec::with_capacity(state.len());
+        for &(r, s) in state {
+            let (a, t, f) = self.steps[usize::from(r)][usize::from(s)];
+            if a != atom {
+                next.push((r, s));
+                continue;
+            }
+            match if holds { t } else { f } {
+                Out::Step(n) => next.push((r, n)),
+                // Rules that can match together have the same action.
+                Out::Done => return Err(self.actions[usize::from(r)]),
+                Out::Fail => {}
+            }
+        }
+        if next.is_empty() {
+            Err(self.default)
+        } else {
+            Ok(next)
+        }
+    }
+
+    /// The node deciding `state`: it tests what the first live rule waits on. `None` past
+    /// the budget. The depth is at most the number of tests of all rules.
+    fn build(&mut self, state: Vec<(u16, u16)>) -> Option<Child> {
+        if let Some(c) = self.memo.get(&state) {
+            return Some(*c);
+        }
+        let (r, s) = state[0];
+        let atom = self.steps[usize::from(r)][usize::from(s)].0;
+        let mut kids = [Child::Ret(0); 2];
+        for (k, holds) in kids.iter_mut().zip([true, false]) {
+            *k = match self.advance(&state, atom, holds) {
+                Err(ret) => Child::Ret(ret),
+                Ok(next) => self.build(next)?,
+            };
+        }
+        if self.nodes.len() >= self.budget {
+            return None;
+        }
+        self.nodes.push((atom, kids[0], kids[1]));
+        let c = Child::Node(self.nodes.len() - 1);
+        self.memo.insert(state, c);
+        Some(c)
+    }
+}
+
+/// Nodes a diagram may have per test of its rules before the rules one after another win
+/// anyway (and before a pathological profile costs time).
+const DIAGRAM_GROWTH: usize = 2;
+
+/// The rules as a decision diagram: each test is made once on every path, and every rule
+/// waiting on it moves on together (libseccomp builds its filters this way). States, the
+/// test each live rule waits on, are shared, so equal sub-diagrams are made once. `None`
+/// when the diagram grows past its budget or a rule always matches.
+fn decision_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> Option<Block> {
+    let steps: Vec<Vec<(Atom, Out, Out)>> = rules.iter().map(|r| rule_steps(r, arch)).collect();
+    if steps.iter().any(Vec::is_empty) || rules.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let budget = DIAGRAM_GROWTH * steps.iter().map(Vec::len).sum::<usize>() + 8;
+    let default = p.default_action.ret();
+    let mut d = Diagram {
+        actions: rules.iter().map(|r| r.action.ret()).collect(),
+        steps,
+        default,
+        budget,
+        nodes: Vec::new(),
+        memo: std::collections::HashMap::new(),
+    };
+    let start: Vec<(u16, u16)> = (0..rules.len() as u16).map(|r| (r, 0)).collect();
+    let Child::Node(root) = d.build(start)? else {
+        return None;
+    };
+    let nodes = d.nodes;
+    // Children are made before their parents: the root is last, and laying the nodes out
+    // from the last to the first puts every parent before its children.
+    let order: Vec<usize> = (0..=root).rev().collect();
+    let mut pos = vec![0usize; nodes.len()];
+    let mut at = 0;
+    for &n in &order {
+        pos[n] = at;
+        at += 2 + usize::from(nodes[n].0.mask != u32::MAX);
+    }
+    let tgt = |c: Child| match c {
+        Child::Node(n) => Tgt::At(pos[n]),
+        Child::Ret(v) => Tgt::Ret(v),
+    };
+    let mut code = Vec::with_capacity(at);
+    let mut rets = Vec::new();
+    for &n in &order {
+        let (a, t, f) = nodes[n];
+        code.push((stmt(LD_W_ABS, a.off), Tgt::At(0), Tgt::At(0)));
+        if a.mask != u32::MAX {
+            code.push((stmt(ALU_AND_K, a.mask), Tgt::At(0), Tgt::At(0)));
+        }
+        code.push((jump(a.code, a.k, 0, 0), tgt(t), tgt(f)));
+        for c in [t, f] {
+            if let Child::Ret(v) = c
+                && !rets.contains(&v)
+            {
+                rets.push(v);
+            }
+        }
+    }
+    let block = Block {
+        code,
+        ends: vec![(at, rets)],
+        default,
+    }
+    .drop_reloads();
+    block.inline().is_some().then_some(block)
+}
+
+/// The rules of one syscall one after another, each a chain of its conditions.
+fn sequential_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Block> {
     let mut units: Vec<Unit<'_, '_>> = Vec::new();
     let mut generic = Vec::new();
     for r in rules {
@@ -696,9 +1008,16 @@ fn rules_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> PResult<Block> {
                     0
                 };
                 let item = (c.value as u32, r.action.ret());
+                let fits = |items: &[(u32, u32)]| {
+                    let new_ret = !items.iter().any(|(_, r)| *r == item.1);
+                    let mut rets: Vec<u32> = items.iter().map(|(_, r)| *r).collect();
+                    rets.sort_unstable();
+                    rets.dedup();
+                    items.len() + 1 + rets.len() + usize::from(new_ret) <= EQS_MAX
+                };
                 let row = units.iter_mut().find(|u| {
                     matches!(u, Unit::Eqs { index, hi: h, items }
-                        if *index == c.index && *h == hi && items.len() < EQS_MAX)
+                        if *index == c.index && *h == hi && fits(items))
                 });
                 match row {
                     Some(Unit::Eqs { items, .. }) => items.push(item),

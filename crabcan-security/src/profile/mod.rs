@@ -306,15 +306,34 @@ impl ProfileError {
             reason: reason.into(),
         }
     }
+
+    /// The path below `base`, the place of the profile in a bigger document:
+    /// `linux.seccomp` gives `linux.seccomp.syscalls[12].args[0].op`.
+    pub fn path_under(&self, base: &str) -> String {
+        match (base.is_empty(), self.path.is_empty()) {
+            (true, _) => self.path.clone(),
+            (false, true) => base.to_string(),
+            (false, false) if self.path.starts_with('[') => format!("{base}{}", self.path),
+            (false, false) => format!("{base}.{}", self.path),
+        }
+    }
+
+    /// One line naming the source, the path of the value below `base` and the reason, e.g.
+    /// `config.json linux.seccomp.syscalls[12].args[0].op: unknown op "SCMP_CMP_FOO"`.
+    pub fn describe_in(&self, source: &str, base: &str) -> String {
+        let path = self.path_under(base);
+        match (source.is_empty(), path.is_empty()) {
+            (true, true) => self.reason.clone(),
+            (true, false) => format!("{path}: {}", self.reason),
+            (false, true) => format!("{source}: {}", self.reason),
+            (false, false) => format!("{source} {path}: {}", self.reason),
+        }
+    }
 }
 
 impl fmt::Display for ProfileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.reason)
-        } else {
-            write!(f, "{}: {}", self.path, self.reason)
-        }
+        f.write_str(&self.describe_in("", ""))
     }
 }
 
@@ -370,6 +389,32 @@ impl fmt::Display for At<'_> {
 impl From<At<'_>> for String {
     fn from(a: At<'_>) -> String {
         a.to_string()
+    }
+}
+
+/// crabcan's own default profile, as data: the allow list of `crabcan run`.
+pub const CRABCAN_DEFAULT_JSON: &str = include_str!("crabcan-default.json");
+
+static CRABCAN_DEFAULT: std::sync::LazyLock<std::result::Result<Profile, ProfileError>> =
+    std::sync::LazyLock::new(|| parse(CRABCAN_DEFAULT_JSON));
+
+impl Profile {
+    /// crabcan's default profile ([`CRABCAN_DEFAULT_JSON`]), parsed once.
+    ///
+    /// x86_64 calls only (x86 and x32 calls kill the thread, so the ia32 `socketcall`
+    /// multiplexer cannot go around the socket rules); ENOSYS for anything not listed; an
+    /// allow list; EPERM for mount, namespaces (unshare, setns, and clone with a namespace
+    /// flag), ptrace, keys, bpf, perf, io_uring, module and clock calls and more; EPERM for
+    /// setuid/setgid modes in chmod, fchmod, fchmodat(2), creat, open(at) and mknod(at),
+    /// for AF_VSOCK sockets, and for TIOCSTI and TIOCLINUX; ENOSYS for personalities other
+    /// than the usual ones, and for clone3 and openat2, whose flags a filter cannot read.
+    pub fn crabcan_default() -> Profile {
+        match &*CRABCAN_DEFAULT {
+            Ok(p) => p.clone(),
+            // The JSON is part of the crate and a test parses it: this cannot happen in a
+            // build that passed its tests.
+            Err(e) => unreachable!("the embedded default profile is invalid: {e}"),
+        }
     }
 }
 
@@ -554,10 +599,10 @@ fn action(
         "SCMP_ACT_TRACE" => Action::Trace(value),
         "SCMP_ACT_LOG" => Action::Log,
         "SCMP_ACT_NOTIFY" => {
-            let with = if listener.is_some() {
-                " (with a listenerPath)"
-            } else {
-                ""
+            let with = match listener {
+                Some(Value::String(p)) => format!(" (listenerPath {p:?})"),
+                Some(_) => " (with a listenerPath)".to_string(),
+                None => String::new(),
             };
             return Err(ProfileError::new(
                 path,

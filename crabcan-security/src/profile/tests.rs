@@ -48,8 +48,28 @@ fn errors_name_the_json_path() {
         "syscalls[0].action: SCMP_ACT_NOTIFY is not supported: no seccomp agent can be attached"
     );
     assert!(
-        err(r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/run/a.sock"}"#)
-            .starts_with("defaultAction: SCMP_ACT_NOTIFY (with a listenerPath) is not supported")
+        err(r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/run/a.sock"}"#).starts_with(
+            r#"defaultAction: SCMP_ACT_NOTIFY (listenerPath "/run/a.sock") is not supported"#
+        )
+    );
+    // The path inside a bigger document, and the file it came from.
+    let e = parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"op":"SCMP_CMP_FOO"}]}]}"#).unwrap_err();
+    assert_eq!(
+        e.describe_in("config.json", "linux.seccomp"),
+        r#"config.json linux.seccomp.syscalls[0].args[0].op: unknown op "SCMP_CMP_FOO""#
+    );
+    assert_eq!(
+        e.describe_in("my-profile.json", ""),
+        r#"my-profile.json syscalls[0].args[0].op: unknown op "SCMP_CMP_FOO""#
+    );
+    let whole = parse("[]").unwrap_err();
+    assert_eq!(
+        whole.describe_in("config.json", "linux.seccomp"),
+        "config.json linux.seccomp: expected an object, found an array"
+    );
+    assert_eq!(
+        whole.describe_in("p.json", ""),
+        "p.json: expected an object, found an array"
     );
     assert!(err(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#)
         .starts_with("flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only applies"));

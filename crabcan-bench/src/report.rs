@@ -1,16 +1,23 @@
-//! Summary statistics and the three outputs: the table, `results.json` and `growth.svg`.
-//! JSON and SVG are written by hand: xtask has no dependencies.
+//! Summary statistics and the pieces of the three outputs: the table, the numbers of
+//! `results.json` and `growth.svg`.
 
 use std::fmt::Write as _;
 
+use serde::{Serialize, Serializer};
+
 /// Order statistics of one series of samples.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Stats {
     pub n: usize,
+    #[serde(serialize_with = "num")]
     pub min: f64,
+    #[serde(serialize_with = "num")]
     pub p10: f64,
+    #[serde(serialize_with = "num")]
     pub median: f64,
+    #[serde(serialize_with = "num")]
     pub p90: f64,
+    #[serde(serialize_with = "num")]
     pub max: f64,
 }
 
@@ -38,128 +45,27 @@ impl Stats {
             max: v[n - 1],
         }
     }
+}
 
-    /// As a JSON object.
-    pub fn json(&self) -> Json {
-        Json::obj([
-            ("n", Json::Num(self.n as f64)),
-            ("min", Json::Num(self.min)),
-            ("p10", Json::Num(self.p10)),
-            ("median", Json::Num(self.median)),
-            ("p90", Json::Num(self.p90)),
-            ("max", Json::Num(self.max)),
-        ])
+/// A number for `results.json`: four decimals are more than any timing here resolves, whole
+/// numbers go without a fraction, and what JSON cannot hold (NaN, infinity) is `null`.
+pub fn num<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    let r = (x * 1e4).round() / 1e4;
+    if !r.is_finite() {
+        s.serialize_none()
+    } else if r.fract() == 0.0 && r.abs() < 1e15 {
+        s.serialize_i64(r as i64)
+    } else {
+        s.serialize_f64(r)
     }
 }
 
-/// A JSON value to be written.
-#[derive(Debug, Clone)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    /// An object from key/value pairs, keeping their order.
-    pub fn obj<const N: usize>(members: [(&str, Json); N]) -> Json {
-        Json::Obj(
-            members
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        )
+/// [`num`], or `null` when absent.
+pub fn opt_num<S: Serializer>(x: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => num(x, s),
+        None => s.serialize_none(),
     }
-
-    /// A string value.
-    pub fn str(s: impl Into<String>) -> Json {
-        Json::Str(s.into())
-    }
-
-    /// `Num`, or `null` when absent.
-    pub fn opt(x: Option<f64>) -> Json {
-        x.map_or(Json::Null, Json::Num)
-    }
-
-    /// Serialises with two-space indentation.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0);
-        out.push('\n');
-        out
-    }
-
-    fn write(&self, out: &mut String, depth: usize) {
-        let pad = |out: &mut String, d: usize| {
-            out.push('\n');
-            out.push_str(&"  ".repeat(d));
-        };
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            // JSON has no NaN or infinity.
-            Json::Num(x) if !x.is_finite() => out.push_str("null"),
-            Json::Num(x) if x.fract() == 0.0 && x.abs() < 1e15 => {
-                let _ = write!(out, "{}", *x as i64);
-            }
-            Json::Num(x) => {
-                let _ = write!(out, "{}", (x * 1e4).round() / 1e4);
-            }
-            Json::Str(s) => out.push_str(&json_string(s)),
-            Json::Arr(items) if items.is_empty() => out.push_str("[]"),
-            Json::Arr(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    pad(out, depth + 1);
-                    item.write(out, depth + 1);
-                }
-                pad(out, depth);
-                out.push(']');
-            }
-            Json::Obj(members) if members.is_empty() => out.push_str("{}"),
-            Json::Obj(members) => {
-                out.push('{');
-                for (i, (k, v)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    pad(out, depth + 1);
-                    out.push_str(&json_string(k));
-                    out.push_str(": ");
-                    v.write(out, depth + 1);
-                }
-                pad(out, depth);
-                out.push('}');
-            }
-        }
-    }
-}
-
-/// A JSON string literal with the escapes the grammar requires.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn xml(s: &str) -> String {
@@ -170,19 +76,21 @@ fn xml(s: &str) -> String {
 }
 
 /// One point of the bind-mount growth curve.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct GrowthPoint {
     pub mounts: usize,
     pub ms: Stats,
 }
 
 /// Throughput at one level of parallelism.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Throughput {
     pub parallel: usize,
     pub containers: usize,
     pub failures: usize,
+    #[serde(serialize_with = "num")]
     pub seconds: f64,
+    #[serde(rename = "per_second", serialize_with = "num")]
     pub per_sec: f64,
 }
 
@@ -388,4 +296,48 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Nums {
+        #[serde(serialize_with = "num")]
+        a: f64,
+        #[serde(serialize_with = "num")]
+        b: f64,
+        #[serde(serialize_with = "num")]
+        c: f64,
+        #[serde(serialize_with = "num")]
+        d: f64,
+        #[serde(serialize_with = "opt_num")]
+        e: Option<f64>,
+        #[serde(serialize_with = "opt_num")]
+        f: Option<f64>,
+    }
+
+    #[test]
+    fn numbers_are_rounded_whole_or_null() {
+        let n = Nums {
+            a: 21.500_412,
+            b: 2.000_01,
+            c: 3416.0,
+            d: f64::NAN,
+            e: None,
+            f: Some(0.333_33),
+        };
+        assert_eq!(
+            serde_json::to_string(&n).unwrap(),
+            r#"{"a":21.5004,"b":2,"c":3416,"d":null,"e":null,"f":0.3333}"#
+        );
+    }
+
+    #[test]
+    fn stats_of_a_series() {
+        let s = Stats::of(&[5.0, 1.0, f64::NAN, 3.0, 2.0, 4.0]);
+        assert_eq!((s.n, s.min, s.median, s.max), (5, 1.0, 3.0, 5.0));
+        assert_eq!(Stats::of(&[]).n, 0);
+    }
 }

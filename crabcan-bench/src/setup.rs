@@ -6,9 +6,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::sys;
-use crate::rootfs;
-use crate::util::{self, Result};
+use serde::{Serialize, Serializer};
+use serde_json::json;
+use xtask::rootfs;
+use xtask::util::{self, Result};
+
+use crate::sys;
 
 /// Where every bench file lives.
 pub fn bench_dir() -> PathBuf {
@@ -70,91 +73,64 @@ pub fn bind_sources(count: usize) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn json_str(s: &str) -> String {
-    super::report::json_string(s)
-}
-
 /// Writes a `runc spec`-style bundle over `rootfs`: `/bin/true`, no terminal, writable root, the
 /// same namespaces crabcan creates (user with the identity map root gets, pid, network, ipc,
 /// uts, mount, cgroup), the usual mounts, masked and read-only paths and default capabilities.
 pub fn bundle(rootfs: &Path) -> Result<PathBuf> {
     let dir = bench_dir().join("bundle");
     util::mkdir_p(&dir)?;
-    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-        .map(json_str)
-        .join(", ");
-    let masked = [
-        "/proc/acpi",
-        "/proc/asound",
-        "/proc/kcore",
-        "/proc/keys",
-        "/proc/latency_stats",
-        "/proc/timer_list",
-        "/proc/timer_stats",
-        "/proc/sched_debug",
-        "/sys/firmware",
-        "/proc/scsi",
-    ]
-    .map(json_str)
-    .join(", ");
-    let readonly = [
-        "/proc/bus",
-        "/proc/fs",
-        "/proc/irq",
-        "/proc/sys",
-        "/proc/sysrq-trigger",
-    ]
-    .map(json_str)
-    .join(", ");
-    let config = format!(
-        r#"{{
-  "ociVersion": "1.0.2-dev",
-  "process": {{
-    "terminal": false,
-    "user": {{ "uid": 0, "gid": 0 }},
-    "args": ["/bin/true"],
-    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-    "cwd": "/",
-    "capabilities": {{
-      "bounding": [{caps}],
-      "effective": [{caps}],
-      "permitted": [{caps}],
-      "ambient": [{caps}]
-    }},
-    "rlimits": [{{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }}],
-    "noNewPrivileges": true
-  }},
-  "root": {{ "path": {root}, "readonly": false }},
-  "hostname": "bench",
-  "mounts": [
-    {{ "destination": "/proc", "type": "proc", "source": "proc" }},
-    {{ "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-      "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }},
-    {{ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
-      "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }},
-    {{ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-      "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] }},
-    {{ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-      "options": ["nosuid", "noexec", "nodev"] }},
-    {{ "destination": "/sys", "type": "sysfs", "source": "sysfs",
-      "options": ["nosuid", "noexec", "nodev", "ro"] }}
-  ],
-  "linux": {{
-    "uidMappings": [{{ "containerID": 0, "hostID": 0, "size": 65536 }}],
-    "gidMappings": [{{ "containerID": 0, "hostID": 0, "size": 65536 }}],
-    "namespaces": [
-      {{ "type": "user" }}, {{ "type": "pid" }}, {{ "type": "network" }}, {{ "type": "ipc" }},
-      {{ "type": "uts" }}, {{ "type": "mount" }}, {{ "type": "cgroup" }}
-    ],
-    "maskedPaths": [{masked}],
-    "readonlyPaths": [{readonly}]
-  }}
-}}
-"#,
-        root = json_str(&rootfs.to_string_lossy()),
-    );
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let config = json!({
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "terminal": false,
+            "user": { "uid": 0, "gid": 0 },
+            "args": ["/bin/true"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+                "ambient": caps
+            },
+            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
+            "noNewPrivileges": true
+        },
+        "root": { "path": rootfs.to_string_lossy(), "readonly": false },
+        "hostname": "bench",
+        "mounts": [
+            { "destination": "/proc", "type": "proc", "source": "proc" },
+            { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+            { "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+              "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
+            { "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+              "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+            { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+              "options": ["nosuid", "noexec", "nodev"] },
+            { "destination": "/sys", "type": "sysfs", "source": "sysfs",
+              "options": ["nosuid", "noexec", "nodev", "ro"] }
+        ],
+        "linux": {
+            "uidMappings": [{ "containerID": 0, "hostID": 0, "size": 65536 }],
+            "gidMappings": [{ "containerID": 0, "hostID": 0, "size": 65536 }],
+            "namespaces": [
+                { "type": "user" }, { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
+                { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi"
+            ],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    });
     let path = dir.join("config.json");
-    fs::write(&path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let text = serde_json::to_string_pretty(&config)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(dir)
 }
 
@@ -207,6 +183,12 @@ impl Kind {
             Kind::Runc => "runc",
             Kind::Floor => "util-linux",
         }
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -314,8 +296,9 @@ impl Runtime {
 }
 
 /// A runtime that could not be measured, and why.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
+    #[serde(rename = "runtime")]
     pub kind: Kind,
     pub why: String,
 }

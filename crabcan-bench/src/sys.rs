@@ -1,47 +1,10 @@
 //! The few system calls the harness needs that std does not offer: `wait4` with its resource
-//! usage, and the private mount namespace crun runs in on a hybrid cgroup host. They are
-//! declared against the C library that std links anyway, so xtask keeps no dependencies.
+//! usage, and the private mount namespace crun runs in on a hybrid cgroup host.
 
-use std::ffi::{c_char, c_int, c_long, c_ulong, c_void};
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-#[repr(C)]
-#[derive(Default)]
-struct Timeval {
-    tv_sec: c_long,
-    tv_usec: c_long,
-}
-
-/// `struct rusage` as the kernel's generic ABI lays it out (every field a C long).
-#[repr(C)]
-#[derive(Default)]
-struct Rusage {
-    ru_utime: Timeval,
-    ru_stime: Timeval,
-    ru_maxrss: c_long,
-    ru_rest: [c_long; 13],
-}
-
-unsafe extern "C" {
-    fn wait4(pid: c_int, status: *mut c_int, options: c_int, rusage: *mut Rusage) -> c_int;
-    fn unshare(flags: c_int) -> c_int;
-    fn mount(
-        source: *const c_char,
-        target: *const c_char,
-        fstype: *const c_char,
-        flags: c_ulong,
-        data: *const c_void,
-    ) -> c_int;
-    fn umount2(target: *const c_char, flags: c_int) -> c_int;
-}
-
-const CLONE_NEWNS: c_int = 0x0002_0000;
-const MS_REC: c_ulong = 0x4000;
-const MS_PRIVATE: c_ulong = 1 << 18;
-const MNT_DETACH: c_int = 2;
 
 /// How one reaped process ended and what it used.
 #[derive(Debug, Clone, Copy)]
@@ -61,21 +24,22 @@ pub struct Timed {
     pub reaped: Reaped,
 }
 
-fn decode(status: c_int) -> i32 {
-    if status & 0x7f == 0 {
-        (status >> 8) & 0xff
+fn decode(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
     } else {
-        128 + (status & 0x7f)
+        128 + libc::WTERMSIG(status)
     }
 }
 
 /// Waits for `pid` (or any child for -1), retrying on EINTR.
 pub fn wait(pid: i32) -> io::Result<Reaped> {
-    let mut status: c_int = 0;
-    let mut ru = Rusage::default();
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain integers, for which all zero bytes are a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: both pointers are to live, properly laid out locals.
-        let r = unsafe { wait4(pid, &mut status, 0, &mut ru) };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if r > 0 {
             return Ok(Reaped {
                 code: decode(status),
@@ -107,21 +71,21 @@ pub fn without_unified_cgroup(cmd: &mut Command) {
     // SAFETY: the hook only makes raw system calls on static C strings: no allocation, no locks.
     unsafe {
         cmd.pre_exec(|| {
-            if unshare(CLONE_NEWNS) != 0 {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // Private first, so the umount cannot propagate back to the host.
-            if mount(
+            if libc::mount(
                 c"none".as_ptr(),
                 c"/".as_ptr(),
                 std::ptr::null(),
-                MS_REC | MS_PRIVATE,
+                libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ) != 0
             {
                 return Err(io::Error::last_os_error());
             }
-            if umount2(c"/sys/fs/cgroup/unified".as_ptr(), MNT_DETACH) != 0 {
+            if libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH) != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -141,4 +105,23 @@ pub fn run_timed(cmd: &mut Command) -> io::Result<Timed> {
 /// The pid of a spawned child as the C API wants it.
 pub fn child_pid(child: &std::process::Child) -> io::Result<i32> {
     i32::try_from(child.id()).map_err(|_| io::Error::other("child pid out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reaped(script: &str) -> Reaped {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        run_timed(&mut cmd).unwrap().reaped
+    }
+
+    #[test]
+    fn reports_exit_codes_signals_and_memory() {
+        let exited = reaped("exit 3");
+        assert_eq!(exited.code, 3);
+        assert!(exited.maxrss_kib > 0);
+        assert_eq!(reaped("kill -9 $$").code, 128 + 9);
+    }
 }

@@ -1,7 +1,9 @@
-//! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency, memory,
-//! bind-mount growth and throughput, measured side by side with bubblewrap, crun, runc and the
+//! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency (also under
+//! podman's seccomp profile against its own default), memory, bind-mount growth and
+//! throughput, measured side by side with bubblewrap, crun, runc and the
 //! bare cost of the namespaces (`unshare`). Reports PASS/MISS against the targets; it fails
-//! only when the harness breaks or a crabcan container fails.
+//! only when the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
+//! `cargo run --release -p crabcan-bench -- ARGS`.
 
 mod report;
 mod setup;
@@ -11,13 +13,14 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use report::{GrowthPoint, Json, Stats, Throughput};
+use report::{GrowthPoint, Stats, Throughput};
+use serde::Serialize;
 use setup::{Kind, Runtime, Skipped};
 
-use crate::util::{self, Result};
+use xtask::util::{self, Result};
 
 const USAGE: &str = "usage: cargo xtask bench [--no-install] [--runs N] [--quick]
   --no-install   do not apt-get install missing peers (bubblewrap, crun, runc); skip them
@@ -29,13 +32,16 @@ const MOUNT_COUNTS: [usize; 4] = [0, 10, 100, 1000];
 /// Parallelism levels of the throughput runs.
 const PARALLEL: [usize; 2] = [1, 2];
 
-#[derive(Debug, Clone, Copy)]
+/// The settings of a run; `results.json` records those that shape the numbers.
+#[derive(Debug, Clone, Copy, Serialize)]
 struct Opts {
+    #[serde(skip)]
     install: bool,
     runs: usize,
     warmup: usize,
     growth_runs: usize,
     containers: usize,
+    #[serde(skip)]
     rss_samples: usize,
 }
 
@@ -73,8 +79,20 @@ fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
     }))
 }
 
-/// Entry point of the task: `Ok(false)` when a crabcan container failed.
-pub fn main(args: &[String]) -> Result<bool> {
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole benchmark: `Ok(false)` when a crabcan container failed.
+fn run(args: &[String]) -> Result<bool> {
     let opts = match parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
@@ -85,7 +103,7 @@ pub fn main(args: &[String]) -> Result<bool> {
     };
     let out_dir = setup::bench_dir();
     util::mkdir_p(&out_dir)?;
-    let machine = Machine::read();
+    let mut machine = Machine::read();
     let before = HostState::snapshot();
 
     println!("building crabcan (release, static musl) and the bench rootfs …");
@@ -110,41 +128,21 @@ pub fn main(args: &[String]) -> Result<bool> {
     let after = HostState::snapshot();
     leftovers.extend(before.leftovers(&after, &runtimes));
 
-    let load_after = Machine::loadavg();
-    let targets = targets(&m, &runtimes);
-    let text = render_table(
-        &machine,
-        &load_after,
-        &opts,
-        &runtimes,
-        &skipped,
-        &m,
-        &leftovers,
-        &targets,
-    );
-    print!("{text}");
+    machine.load_after = Machine::loadavg();
+    let results = Results::new(machine, opts, skipped, m, leftovers);
+    print!("{}", render_table(&results));
 
-    let json = render_json(
-        &machine,
-        &load_after,
-        &opts,
-        &runtimes,
-        &skipped,
-        &m,
-        &leftovers,
-        &targets,
-    );
     let json_path = out_dir.join("results.json");
-    fs::write(&json_path, json.render())
+    fs::write(&json_path, render_json(&results)?)
         .map_err(|e| format!("cannot write {}: {e}", json_path.display()))?;
     let svg_path = out_dir.join("growth.svg");
     let subtitle = format!(
         "{} · {} CPUs · Linux {} · {} runs per point",
-        machine.cpu, machine.nproc, machine.kernel, opts.growth_runs
+        results.machine.cpu, results.machine.nproc, results.machine.kernel, opts.growth_runs
     );
     fs::write(
         &svg_path,
-        report::growth_svg(&m.growth, &m.throughput, &subtitle),
+        report::growth_svg(&results.growth, &results.throughput, &subtitle),
     )
     .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
     println!("\nwrote {} and {}", rel(&json_path), rel(&svg_path));
@@ -163,11 +161,16 @@ fn rel(p: &Path) -> String {
 }
 
 /// What the host looks like: printed with every result, since the numbers depend on it.
+#[derive(Serialize)]
 struct Machine {
     cpu: String,
     nproc: usize,
     kernel: String,
+    #[serde(rename = "loadavg_before")]
     load_before: String,
+    /// Read when the measurements are over.
+    #[serde(rename = "loadavg_after")]
+    load_after: String,
 }
 
 impl Machine {
@@ -188,6 +191,7 @@ impl Machine {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unknown".into()),
             load_before: Machine::loadavg(),
+            load_after: String::new(),
         }
     }
 
@@ -265,39 +269,112 @@ fn pids() -> BTreeSet<u32> {
 }
 
 /// One runtime's start-latency series.
+#[derive(Serialize)]
 struct Latency {
+    #[serde(rename = "runtime")]
     kind: Kind,
+    /// The command line, as the report shows it.
+    command: String,
     ms: Stats,
+    #[serde(serialize_with = "report::opt_num")]
+    median_ratio_to_crabcan: Option<f64>,
+    #[serde(rename = "tree_maxrss_kib")]
     rss_kib: Stats,
     failures: usize,
 }
 
 /// Peak memory of the crabcan process itself, apart from its container.
+#[derive(Serialize)]
 struct OwnRss {
+    #[serde(rename = "parent_vmhwm_kib")]
     parent_kib: u64,
     /// Of the parent's resident set while it waits: private anonymous memory…
+    #[serde(rename = "parent_rss_anon_kib")]
     anon_kib: u64,
     /// … and pages of mapped files (the binary and shared libraries, shared with others).
+    #[serde(rename = "parent_rss_file_kib")]
     file_kib: u64,
+    #[serde(rename = "container_init_vmhwm_kib")]
     init_kib: u64,
     samples: usize,
 }
 
 /// The floor that spawning itself adds: a static busybox `true`, spawned the same way.
+#[derive(Serialize)]
 struct SpawnFloor {
     ms: Stats,
+    #[serde(rename = "maxrss_kib")]
     rss_kib: Stats,
 }
 
 struct Measured {
     latency: Vec<Latency>,
+    /// crabcan's start under podman's seccomp profile and under its own default:
+    /// (podman's median, default's median) in ms, interleaved runs.
+    seccomp: Option<(f64, f64)>,
     spawn_floor: SpawnFloor,
     own_rss: Option<OwnRss>,
     growth: Vec<GrowthPoint>,
     throughput: Vec<Throughput>,
 }
 
-impl Measured {
+/// crabcan's median start under two seccomp profiles, from interleaved runs.
+#[derive(Serialize, Clone, Copy)]
+struct SeccompCost {
+    podman_profile: f64,
+    crabcan_default: f64,
+}
+
+/// Everything a run found and the conditions it ran in: what the table shows and, field by
+/// field, `results.json`.
+#[derive(Serialize)]
+struct Results {
+    machine: Machine,
+    settings: Opts,
+    latency: Vec<Latency>,
+    not_run: Vec<Skipped>,
+    spawn_floor: SpawnFloor,
+    crabcan_own_rss: Option<OwnRss>,
+    /// Median start in ms under podman's seccomp profile and under crabcan's default.
+    seccomp_start_ms: Option<SeccompCost>,
+    growth: Vec<GrowthPoint>,
+    throughput: Vec<Throughput>,
+    left_behind: Vec<String>,
+    targets: Vec<Target>,
+}
+
+impl Results {
+    fn new(
+        machine: Machine,
+        settings: Opts,
+        not_run: Vec<Skipped>,
+        m: Measured,
+        left_behind: Vec<String>,
+    ) -> Results {
+        let mut r = Results {
+            machine,
+            settings,
+            latency: m.latency,
+            not_run,
+            spawn_floor: m.spawn_floor,
+            crabcan_own_rss: m.own_rss,
+            seccomp_start_ms: m.seccomp.map(|(p, d)| SeccompCost {
+                podman_profile: p,
+                crabcan_default: d,
+            }),
+            growth: m.growth,
+            throughput: m.throughput,
+            left_behind,
+            targets: Vec::new(),
+        };
+        let crab = r.median(Kind::Crabcan);
+        for l in &mut r.latency {
+            l.median_ratio_to_crabcan = crab.map(|c| l.ms.median / c);
+        }
+        r.targets = targets(&r);
+        r
+    }
+
     fn median(&self, kind: Kind) -> Option<f64> {
         self.latency
             .iter()
@@ -346,6 +423,32 @@ impl Bench {
         Ok(None)
     }
 
+    /// Starts under podman's seccomp profile (as its config.json carries it) against starts
+    /// under crabcan's default, interleaved; `None` when either failed every run.
+    fn seccomp_cost(&mut self, crab: &Runtime, opts: &Opts) -> Result<Option<(f64, f64)>> {
+        let profile = util::workspace_root()
+            .join("crabcan-security/tests/fixtures/podman-config-seccomp.json");
+        println!(
+            "seccomp: {} runs each under podman's profile and crabcan's default",
+            opts.runs
+        );
+        let podman: Vec<OsString> = vec!["--seccomp".into(), profile.into_os_string()];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..opts.warmup {
+            self.timed(crab, &podman)?;
+        }
+        for _ in 0..opts.runs {
+            if let Some(t) = self.timed(crab, &podman)? {
+                a.push(ms(t.elapsed));
+            }
+            if let Some(t) = self.timed(crab, &[])? {
+                b.push(ms(t.elapsed));
+            }
+        }
+        let (a, b) = (Stats::of(&a), Stats::of(&b));
+        Ok((a.n > 0 && b.n > 0).then_some((a.median, b.median)))
+    }
+
     fn measure(
         &mut self,
         opts: &Opts,
@@ -384,7 +487,9 @@ impl Bench {
             .enumerate()
             .map(|(i, rt)| Latency {
                 kind: rt.kind,
+                command: rt.describe(),
                 ms: Stats::of(&times[i]),
+                median_ratio_to_crabcan: None,
                 rss_kib: Stats::of(&rss[i]),
                 failures: failures[i],
             })
@@ -395,6 +500,7 @@ impl Bench {
             .iter()
             .find(|r| r.kind == Kind::Crabcan)
             .ok_or("crabcan is not among the runtimes")?;
+        let seccomp = self.seccomp_cost(crab, opts)?;
         println!("crabcan's own peak RSS: {} samples", opts.rss_samples);
         let own_rss = own_rss(crab, opts.rss_samples)?;
 
@@ -411,6 +517,7 @@ impl Bench {
         }
         Ok(Measured {
             latency,
+            seccomp,
             spawn_floor,
             own_rss,
             growth,
@@ -578,17 +685,23 @@ fn own_rss(crab: &Runtime, samples: usize) -> Result<Option<OwnRss>> {
 }
 
 /// One target: what it says, the measured ratio or value, the limit, and the verdict.
+#[derive(Serialize)]
 struct Target {
     what: String,
+    #[serde(serialize_with = "report::opt_num")]
     value: Option<f64>,
+    #[serde(serialize_with = "report::num")]
     limit: f64,
+    /// `PASS`, `MISS` or `SKIP` (no value to judge).
+    result: &'static str,
     pass: Option<bool>,
+    #[serde(skip)]
     note: String,
 }
 
-fn targets(m: &Measured, runtimes: &[Runtime]) -> Vec<Target> {
-    let crab = m.median(Kind::Crabcan);
-    let ran = |k: Kind| runtimes.iter().any(|r| r.kind == k);
+fn targets(r: &Results) -> Vec<Target> {
+    let crab = r.median(Kind::Crabcan);
+    let ran = |k: Kind| r.latency.iter().any(|l| l.kind == k);
     let mut out = Vec::new();
     let mut ratio =
         |what: &str, a: Option<f64>, b: Option<f64>, limit: f64, at_most: bool, note: &str| {
@@ -596,11 +709,13 @@ fn targets(m: &Measured, runtimes: &[Runtime]) -> Vec<Target> {
                 (Some(a), Some(b)) if b > 0.0 => Some(a / b),
                 _ => None,
             };
+            let pass = value.map(|v| if at_most { v <= limit } else { v >= limit });
             out.push(Target {
                 what: what.to_string(),
                 value,
                 limit,
-                pass: value.map(|v| if at_most { v <= limit } else { v >= limit }),
+                result: verdict(pass),
+                pass,
                 note: note.to_string(),
             });
         };
@@ -609,7 +724,7 @@ fn targets(m: &Measured, runtimes: &[Runtime]) -> Vec<Target> {
         ratio(
             &format!("crabcan median / {} median", k.name()),
             crab,
-            m.median(k),
+            r.median(k),
             limit,
             true,
             note,
@@ -617,13 +732,21 @@ fn targets(m: &Measured, runtimes: &[Runtime]) -> Vec<Target> {
     }
     ratio(
         "crabcan own peak RSS (MiB)",
-        m.own_rss.as_ref().map(|o| o.parent_kib as f64),
+        r.crabcan_own_rss.as_ref().map(|o| o.parent_kib as f64),
         Some(1024.0),
         2.0,
         true,
         "",
     );
-    let g = |n: usize| m.growth.iter().find(|g| g.mounts == n).map(|g| g.ms.median);
+    ratio(
+        "crabcan median, podman's seccomp / crabcan's",
+        r.seccomp_start_ms.map(|s| s.podman_profile),
+        r.seccomp_start_ms.map(|s| s.crabcan_default),
+        1.05,
+        true,
+        "",
+    );
+    let g = |n: usize| r.growth.iter().find(|g| g.mounts == n).map(|g| g.ms.median);
     // The cost of the mounts themselves: latency above the no-mount start.
     let cost = |n: usize| g(n).zip(g(0)).map(|(a, b)| a - b);
     ratio(
@@ -635,7 +758,7 @@ fn targets(m: &Measured, runtimes: &[Runtime]) -> Vec<Target> {
         "",
     );
     let tp = |p: usize| {
-        m.throughput
+        r.throughput
             .iter()
             .find(|t| t.parallel == p)
             .map(|t| t.per_sec)
@@ -651,8 +774,8 @@ fn targets(m: &Measured, runtimes: &[Runtime]) -> Vec<Target> {
     out
 }
 
-fn verdict(t: &Target) -> &'static str {
-    match t.pass {
+fn verdict(pass: Option<bool>) -> &'static str {
+    match pass {
         Some(true) => "PASS",
         Some(false) => "MISS",
         None => "SKIP",
@@ -663,28 +786,21 @@ fn f2(x: f64) -> String {
     format!("{x:.2}")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_table(
-    machine: &Machine,
-    load_after: &str,
-    opts: &Opts,
-    runtimes: &[Runtime],
-    skipped: &[Skipped],
-    m: &Measured,
-    leftovers: &[String],
-    targets: &[Target],
-) -> String {
+fn render_table(r: &Results) -> String {
     let mut s = String::new();
     s.push_str(&format!(
         "\n== machine: {} · {} CPUs · Linux {} · load {} before, {} after\n",
-        machine.cpu, machine.nproc, machine.kernel, machine.load_before, load_after
+        r.machine.cpu,
+        r.machine.nproc,
+        r.machine.kernel,
+        r.machine.load_before,
+        r.machine.load_after
     ));
     s.push_str(&format!(
         "\n== start latency of /bin/true ({} runs each, interleaved after {} warm-up rounds)\n",
-        opts.runs, opts.warmup
+        r.settings.runs, r.settings.warmup
     ));
-    let crab = m.median(Kind::Crabcan);
-    let rows: Vec<Vec<String>> = m
+    let rows: Vec<Vec<String>> = r
         .latency
         .iter()
         .map(|l| {
@@ -694,7 +810,8 @@ fn render_table(
                 f2(l.ms.median),
                 f2(l.ms.p90),
                 f2(l.ms.max),
-                crab.map_or("-".into(), |c| format!("{:.2}×", l.ms.median / c)),
+                l.median_ratio_to_crabcan
+                    .map_or("-".into(), |x| format!("{x:.2}×")),
                 format!("{:.0}", l.rss_kib.median),
                 format!("{:.0}", l.rss_kib.max),
                 l.failures.to_string(),
@@ -715,19 +832,19 @@ fn render_table(
         ],
         &rows,
     ));
-    for rt in runtimes {
-        s.push_str(&format!("  {:<14} {}\n", rt.kind.name(), rt.describe()));
+    for l in &r.latency {
+        s.push_str(&format!("  {:<14} {}\n", l.kind.name(), l.command));
     }
-    for sk in skipped {
+    for sk in &r.not_run {
         s.push_str(&format!("  {:<14} NOT RUN: {}\n", sk.kind.name(), sk.why));
     }
     s.push_str(&format!(
         "  spawn floor: fork+exec+wait of static busybox true, no isolation: median {} ms, \
          maxrss {:.0} KiB (every tree RSS above includes this copy of the harness)\n",
-        f2(m.spawn_floor.ms.median),
-        m.spawn_floor.rss_kib.median
+        f2(r.spawn_floor.ms.median),
+        r.spawn_floor.rss_kib.median
     ));
-    match &m.own_rss {
+    match &r.crabcan_own_rss {
         Some(o) => s.push_str(&format!(
             "  crabcan's own peak RSS (VmHWM of the crabcan process, max of {} samples): {} KiB \
              = {:.2} MiB (while waiting: {} KiB anonymous, {} KiB file pages of the binary and \
@@ -744,10 +861,10 @@ fn render_table(
 
     s.push_str(&format!(
         "\n== growth: crabcan start latency with N --add bind mounts ({} runs each, interleaved)\n",
-        opts.growth_runs
+        r.settings.growth_runs
     ));
-    let base = m.growth.first().map(|g| g.ms.median);
-    let rows: Vec<Vec<String>> = m
+    let base = r.growth.first().map(|g| g.ms.median);
+    let rows: Vec<Vec<String>> = r
         .growth
         .iter()
         .map(|g| {
@@ -778,7 +895,7 @@ fn render_table(
     ));
 
     s.push_str("\n== throughput: crabcan /bin/true containers\n");
-    let rows: Vec<Vec<String>> = m
+    let rows: Vec<Vec<String>> = r
         .throughput
         .iter()
         .map(|t| {
@@ -795,22 +912,22 @@ fn render_table(
         &["at a time", "containers", "seconds", "per second", "failed"],
         &rows,
     ));
-    if leftovers.is_empty() {
+    if r.left_behind.is_empty() {
         s.push_str(
             "  left behind: nothing (no new /tmp entries, host mountinfo unchanged, \
              no runtime processes, runc/crun lists empty)\n",
         );
     } else {
-        for l in leftovers {
+        for l in &r.left_behind {
             s.push_str(&format!("  left behind?: {l}\n"));
         }
     }
 
     s.push_str("\n== targets\n");
-    for t in targets {
+    for t in &r.targets {
         s.push_str(&format!(
             "  {}  {:<52} {} (limit {} {})\n",
-            verdict(t),
+            t.result,
             t.what,
             t.value.map_or("n/a".into(), f2),
             if t.what.starts_with("throughput") {
@@ -827,142 +944,9 @@ fn render_table(
     s
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_json(
-    machine: &Machine,
-    load_after: &str,
-    opts: &Opts,
-    runtimes: &[Runtime],
-    skipped: &[Skipped],
-    m: &Measured,
-    leftovers: &[String],
-    targets: &[Target],
-) -> Json {
-    let crab = m.median(Kind::Crabcan);
-    let latency = m
-        .latency
-        .iter()
-        .map(|l| {
-            let command = runtimes
-                .iter()
-                .find(|r| r.kind == l.kind)
-                .map(Runtime::describe)
-                .unwrap_or_default();
-            Json::obj([
-                ("runtime", Json::str(l.kind.name())),
-                ("command", Json::str(command)),
-                ("ms", l.ms.json()),
-                (
-                    "median_ratio_to_crabcan",
-                    Json::opt(crab.map(|c| l.ms.median / c)),
-                ),
-                ("tree_maxrss_kib", l.rss_kib.json()),
-                ("failures", Json::Num(l.failures as f64)),
-            ])
-        })
-        .collect();
-    Json::obj([
-        (
-            "machine",
-            Json::obj([
-                ("cpu", Json::str(&machine.cpu)),
-                ("nproc", Json::Num(machine.nproc as f64)),
-                ("kernel", Json::str(&machine.kernel)),
-                ("loadavg_before", Json::str(&machine.load_before)),
-                ("loadavg_after", Json::str(load_after)),
-            ]),
-        ),
-        (
-            "settings",
-            Json::obj([
-                ("runs", Json::Num(opts.runs as f64)),
-                ("warmup", Json::Num(opts.warmup as f64)),
-                ("growth_runs", Json::Num(opts.growth_runs as f64)),
-                ("containers", Json::Num(opts.containers as f64)),
-            ]),
-        ),
-        ("latency", Json::Arr(latency)),
-        (
-            "not_run",
-            Json::Arr(
-                skipped
-                    .iter()
-                    .map(|s| {
-                        Json::obj([
-                            ("runtime", Json::str(s.kind.name())),
-                            ("why", Json::str(&s.why)),
-                        ])
-                    })
-                    .collect(),
-            ),
-        ),
-        (
-            "spawn_floor",
-            Json::obj([
-                ("ms", m.spawn_floor.ms.json()),
-                ("maxrss_kib", m.spawn_floor.rss_kib.json()),
-            ]),
-        ),
-        (
-            "crabcan_own_rss",
-            m.own_rss.as_ref().map_or(Json::Null, |o| {
-                Json::obj([
-                    ("parent_vmhwm_kib", Json::Num(o.parent_kib as f64)),
-                    ("parent_rss_anon_kib", Json::Num(o.anon_kib as f64)),
-                    ("parent_rss_file_kib", Json::Num(o.file_kib as f64)),
-                    ("container_init_vmhwm_kib", Json::Num(o.init_kib as f64)),
-                    ("samples", Json::Num(o.samples as f64)),
-                ])
-            }),
-        ),
-        (
-            "growth",
-            Json::Arr(
-                m.growth
-                    .iter()
-                    .map(|g| {
-                        Json::obj([("mounts", Json::Num(g.mounts as f64)), ("ms", g.ms.json())])
-                    })
-                    .collect(),
-            ),
-        ),
-        (
-            "throughput",
-            Json::Arr(
-                m.throughput
-                    .iter()
-                    .map(|t| {
-                        Json::obj([
-                            ("parallel", Json::Num(t.parallel as f64)),
-                            ("containers", Json::Num(t.containers as f64)),
-                            ("failures", Json::Num(t.failures as f64)),
-                            ("seconds", Json::Num(t.seconds)),
-                            ("per_second", Json::Num(t.per_sec)),
-                        ])
-                    })
-                    .collect(),
-            ),
-        ),
-        (
-            "left_behind",
-            Json::Arr(leftovers.iter().map(Json::str).collect()),
-        ),
-        (
-            "targets",
-            Json::Arr(
-                targets
-                    .iter()
-                    .map(|t| {
-                        Json::obj([
-                            ("what", Json::str(&t.what)),
-                            ("value", Json::opt(t.value)),
-                            ("limit", Json::Num(t.limit)),
-                            ("result", Json::str(verdict(t))),
-                            ("pass", t.pass.map_or(Json::Null, Json::Bool)),
-                        ])
-                    })
-                    .collect(),
-            ),
-        ),
-    ])
+/// `results.json`: the results as they are, two-space indented.
+fn render_json(r: &Results) -> Result<String> {
+    serde_json::to_string_pretty(r)
+        .map(|json| json + "\n")
+        .map_err(|e| format!("cannot write the results as JSON: {e}"))
 }

@@ -1,0 +1,693 @@
+//! A container's cgroup in every hierarchy of the host: created, joined, updated, frozen,
+//! read and removed as one.
+
+use crate::cgroup::{io_err, remove_parent_if_empty, remove_tree, write_file};
+use crate::devices::{V1Write, confine_v2};
+use crate::layout::{Layout, Mode};
+use crate::path::CgroupPath;
+use crate::resources::{DevicePlan, ResourcePlan, Resources, Target, memsw_first, plan_resources};
+use crate::stats::{Stats, read_stats};
+use crabcan_errors::{Errcode, Result, SysContext};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a freeze or thaw may take before it is given up.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times creation restarts when a concurrent removal deletes a shared parent.
+const CREATE_ATTEMPTS: usize = 5;
+
+/// The container's directory in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dir {
+    /// The v1 controllers of the hierarchy; empty for v2.
+    controllers: Vec<String>,
+    /// The directory.
+    path: PathBuf,
+}
+
+impl Dir {
+    fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+    fn has(&self, c: &str) -> bool {
+        self.controllers.iter().any(|x| x == c)
+    }
+}
+
+/// A container's cgroup: one directory per mounted hierarchy (every v1 one, and v2).
+#[derive(Debug, Clone)]
+pub struct ContainerCgroup {
+    layout: Layout,
+    path: CgroupPath,
+    dirs: Vec<Dir>,
+}
+
+impl ContainerCgroup {
+    /// Creates the cgroup at `path` in every hierarchy, copies the cpuset of the parent
+    /// into a new v1 cpuset directory, writes `resources` and the device rules. On failure
+    /// nothing it created is left behind.
+    pub fn create(
+        layout: &Layout,
+        path: &CgroupPath,
+        resources: &Resources,
+    ) -> Result<ContainerCgroup> {
+        let plan = plan_resources(resources, layout)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut cg = ContainerCgroup {
+                layout: layout.clone(),
+                path: path.clone(),
+                dirs: Vec::new(),
+            };
+            match cg.make_dirs(&plan) {
+                Ok(()) => {}
+                // Another crabcan removed the shared parent between our steps: again.
+                Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < CREATE_ATTEMPTS => {
+                    let _ = cg.clone().remove();
+                    continue;
+                }
+                Err(e) => {
+                    let _ = cg.remove();
+                    return Err(e);
+                }
+            }
+            if let Err(e) = cg.apply(&plan, true) {
+                let _ = cg.remove();
+                return Err(e);
+            }
+            return Ok(cg);
+        }
+    }
+
+    /// The cgroup at `path` as an earlier [`ContainerCgroup::create`] made it, for a later
+    /// process (update, pause, stats, delete). Hierarchies without the directory are left
+    /// out; none at all is an error.
+    pub fn open(layout: &Layout, path: &CgroupPath) -> Result<ContainerCgroup> {
+        let mut cg = ContainerCgroup {
+            layout: layout.clone(),
+            path: path.clone(),
+            dirs: Vec::new(),
+        };
+        for d in dirs_for(layout, path)? {
+            if d.path.is_dir() {
+                cg.dirs.push(d);
+            }
+        }
+        if cg.dirs.is_empty() {
+            return Err(Errcode::setup(format!(
+                "cgroup {path} does not exist in any hierarchy"
+            )));
+        }
+        Ok(cg)
+    }
+
+    /// The cgroup whose directories a state file recorded ([`ContainerCgroup::paths`]), for
+    /// a later process whose own cgroup may differ from the creator's (a relative path
+    /// resolves against the caller's cgroup). A path under no hierarchy of `layout` is an
+    /// error; directories that are gone are left out, and none at all is an error.
+    pub fn open_paths(
+        layout: &Layout,
+        path: &CgroupPath,
+        paths: &[PathBuf],
+    ) -> Result<ContainerCgroup> {
+        let mut cg = ContainerCgroup {
+            layout: layout.clone(),
+            path: path.clone(),
+            dirs: Vec::new(),
+        };
+        for p in paths {
+            let controllers =
+                if let Some(h) = layout.v1.iter().find(|h| p.starts_with(&h.mount_point)) {
+                    h.controllers.clone()
+                } else if layout
+                    .v2
+                    .as_ref()
+                    .is_some_and(|h| p.starts_with(&h.mount_point))
+                {
+                    Vec::new()
+                } else {
+                    return Err(Errcode::setup(format!(
+                        "recorded cgroup {} is under no cgroup hierarchy of this host",
+                        p.display()
+                    )));
+                };
+            if p.is_dir() {
+                cg.dirs.push(Dir {
+                    controllers,
+                    path: p.clone(),
+                });
+            }
+        }
+        if cg.dirs.is_empty() {
+            return Err(Errcode::setup(format!(
+                "cgroup {path} does not exist in any hierarchy"
+            )));
+        }
+        Ok(cg)
+    }
+
+    /// Every directory of the container, v1 hierarchies first, then v2.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    /// Where device rules of this layout go: the v1 devices directory where a v1 devices
+    /// hierarchy exists (as runc does on hybrid hosts), else the v2 directory (a device
+    /// program on it).
+    pub fn devices_dir(&self) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| d.has("devices"))
+            .or_else(|| self.dirs.iter().find(|d| d.is_v2()))
+            .map(|d| d.path.as_path())
+    }
+
+    /// The cgroup v2 directory, if the host has a v2 hierarchy.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| d.is_v2())
+            .map(|d| d.path.as_path())
+    }
+
+    /// The path it was created with.
+    pub fn cgroup_path(&self) -> &CgroupPath {
+        &self.path
+    }
+
+    /// Places process `pid` in every directory (before the container's process runs).
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            let procs = d.path.join("cgroup.procs");
+            write_file(&procs, &pid.to_string()).map_err(|e| {
+                io_err(
+                    e,
+                    format!("add process {pid} to cgroup {}", d.path.display()),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Changes limits in place. Memory and memory+swap are written in the order that keeps
+    /// every intermediate state valid. Device rules are left as they are (as runc's update
+    /// does): they are given only on create.
+    pub fn update(&self, resources: &Resources) -> Result<()> {
+        let mut r = resources.clone();
+        r.devices = None;
+        let plan = plan_resources(&r, &self.layout)?;
+        self.apply(&plan, false)
+    }
+
+    /// Freezes every process and waits until the kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws the processes and waits until the kernel reports it thawed.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        match self.freezer()? {
+            Freezer::V1(dir) => Ok(read(&dir.join("freezer.state"))?.trim() == "FROZEN"),
+            Freezer::V2(dir) => Ok(v2_frozen(&dir)?),
+        }
+    }
+
+    /// The pids of every process in the cgroup and its sub-cgroups, sorted.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let dir = self.procs_dir();
+        let mut out = Vec::new();
+        collect_pids(dir, &mut out)
+            .map_err(|e| io_err(e, format!("read the processes of cgroup {}", dir.display())))?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Usage counters, in the shape of runc's `events --stats` data.
+    pub fn stats(&self) -> Result<Stats> {
+        let v1 = |c: &str| {
+            self.dirs
+                .iter()
+                .find(|d| d.has(c))
+                .map(|d| d.path.as_path())
+        };
+        let v2 = self
+            .dirs
+            .iter()
+            .find(|d| d.is_v2())
+            .map(|d| d.path.as_path());
+        read_stats(&v1, v2)
+    }
+
+    /// How many times the kernel's OOM killer killed a process of the cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let file = match self.memory_dir() {
+            Some(d) if d.is_v2() => d.path.join("memory.events"),
+            Some(d) => d.path.join("memory.oom_control"),
+            None => return 0,
+        };
+        fs::read_to_string(file)
+            .map(|t| crate::host::parse_oom_kill(&t))
+            .unwrap_or(0)
+    }
+
+    /// Sends `signal` to every process. SIGKILL on a v2-only host uses cgroup.kill;
+    /// otherwise the cgroup is frozen while the signal goes out, so no process forks past
+    /// it, then thawed.
+    pub fn kill_all(&self, signal: Signal) -> Result<()> {
+        if signal == Signal::SIGKILL
+            && let Some(d) = self.dirs.iter().find(|d| d.is_v2())
+            && self.layout.mode() == Mode::Unified
+            && d.path.join("cgroup.kill").exists()
+        {
+            return write_file(&d.path.join("cgroup.kill"), "1").map_err(|e| {
+                io_err(
+                    e,
+                    format!("kill the processes of cgroup {}", d.path.display()),
+                )
+            });
+        }
+        let frozen = self.freezer().is_ok() && self.freeze().is_ok();
+        let result = self.pids().map(|pids| {
+            for pid in pids {
+                // A process that exited meanwhile is no error.
+                let _ = kill(Pid::from_raw(pid), signal);
+            }
+        });
+        if frozen {
+            self.thaw()?;
+        }
+        result
+    }
+
+    /// Kills every process, waits for them, and removes the directory in every hierarchy
+    /// (retrying while the kernel still counts exiting processes). For crabcan run's
+    /// placement the shared `crabcan` directory goes too when no other container uses it.
+    pub fn remove(self) -> Result<()> {
+        if self.freezer().is_ok() && self.is_frozen().unwrap_or(false) {
+            // A frozen process cannot die: thaw so the kill below takes effect.
+            let _ = self.thaw();
+        }
+        let mut first: Option<Errcode> = None;
+        for d in &self.dirs {
+            if let Err(e) = remove_tree(&d.path) {
+                first.get_or_insert(e);
+            }
+            if self.path.is_run()
+                && let Some(parent) = d.path.parent()
+                && let Err(e) = remove_parent_if_empty(parent)
+            {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn make_dirs(&mut self, plan: &ResourcePlan) -> Result<()> {
+        for d in dirs_for(&self.layout, &self.path)? {
+            let mount = self.mount_of(&d).to_path_buf();
+            if self.path.is_run()
+                && let Some(parent) = d.path.parent()
+            {
+                crate::cgroup::sweep_stale(parent);
+            }
+            let created = create_chain(&mount, &d)?;
+            if created.is_none() && self.path.is_run() {
+                // A leftover of a killed run is reusable only if nothing runs in it.
+                fs::remove_dir(&d.path)
+                    .and_then(|()| fs::create_dir(&d.path))
+                    .map_err(|_| {
+                        Errcode::usage(format!(
+                            "cgroup {} exists and is in use: is a container of that name running?",
+                            d.path.display()
+                        ))
+                    })?;
+            }
+            self.dirs.push(d.clone());
+            if d.has("cpuset") {
+                copy_cpuset_down(&mount, &d.path)?;
+            }
+            if d.is_v2() {
+                self.enable_v2(&mount, &d.path, &plan.v2_controllers())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mount_of(&self, d: &Dir) -> &Path {
+        if d.is_v2() {
+            self.layout.v2.as_ref().map(|h| h.mount_point.as_path())
+        } else {
+            self.layout
+                .v1
+                .iter()
+                .find(|h| h.controllers == d.controllers)
+                .map(|h| h.mount_point.as_path())
+        }
+        .unwrap_or(Path::new("/"))
+    }
+
+    /// Enables the controllers the writes need from the hierarchy's root down to the
+    /// container's parent. On a v2-only host the others the root offers are enabled too
+    /// where the kernel lets us (stats and later updates need them), and skipped where it
+    /// does not; on a hybrid host the v2 side is left as it is beyond what is needed.
+    fn enable_v2(&self, mount: &Path, dir: &Path, required: &[String]) -> Result<()> {
+        let offered: Vec<String> = if self.layout.mode() == Mode::Unified {
+            self.layout
+                .v2
+                .as_ref()
+                .map(|h| h.controllers.clone())
+                .unwrap_or_default()
+        } else {
+            required.to_vec()
+        };
+        let Ok(rel) = dir.parent().unwrap_or(mount).strip_prefix(mount) else {
+            return Ok(());
+        };
+        let mut chain = vec![mount.to_path_buf()];
+        let mut p = mount.to_path_buf();
+        for c in rel.components() {
+            p.push(c);
+            chain.push(p.clone());
+        }
+        for level in &chain {
+            let file = level.join("cgroup.subtree_control");
+            let current = fs::read_to_string(&file).unwrap_or_default();
+            for c in &offered {
+                if current.split_whitespace().any(|x| x == c) {
+                    continue;
+                }
+                let r = write_file(&file, &format!("+{c}"));
+                if let Err(e) = r
+                    && required.contains(c)
+                {
+                    return Err(io_err(
+                        e,
+                        format!("enable the {c} controller in {}", file.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, plan: &ResourcePlan, create: bool) -> Result<()> {
+        let mut writes: Vec<&crate::resources::Write> = plan.writes.iter().collect();
+        // memory.limit_in_bytes may never exceed memsw: pick the order from the current value.
+        let pos = |f: &str| writes.iter().position(|w| w.file == f);
+        if let (Some(l), Some(s)) = (
+            pos("memory.limit_in_bytes"),
+            pos("memory.memsw.limit_in_bytes"),
+        ) && let Some(d) = self.dir_for(&writes[s].target)
+        {
+            let current = read(&d.join("memory.limit_in_bytes"))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(u64::MAX);
+            let new: i64 = writes[s].value.parse().unwrap_or(-1);
+            if memsw_first(current, new) {
+                writes.swap(l, s);
+            }
+        }
+        for w in writes {
+            let Some(dir) = self.dir_for(&w.target) else {
+                return Err(Errcode::setup(format!(
+                    "{}: the cgroup has no directory in the hierarchy of {}",
+                    w.what,
+                    match &w.target {
+                        Target::V1(c) => c.as_str(),
+                        Target::V2 => "cgroup v2",
+                    }
+                )));
+            };
+            let file = dir.join(&w.file);
+            if !file.exists() {
+                return Err(missing_file(w.what, &w.file, &file));
+            }
+            write_file(&file, &w.value).map_err(|e| {
+                io_err(
+                    e,
+                    format!("write '{}' to {} ({})", w.value, file.display(), w.what),
+                )
+            })?;
+        }
+        match &plan.devices {
+            Some(DevicePlan::V1(lines)) if create => self.write_v1_devices(lines)?,
+            Some(DevicePlan::V2(rules)) if create => {
+                let Some(d) = self.dirs.iter().find(|d| d.is_v2()) else {
+                    return Err(Errcode::setup(
+                        "device rules: the cgroup has no cgroup v2 directory",
+                    ));
+                };
+                confine_v2(rules, &d.path)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn write_v1_devices(&self, lines: &[V1Write]) -> Result<()> {
+        let Some(d) = self.dirs.iter().find(|d| d.has("devices")) else {
+            return Err(Errcode::setup(
+                "device rules: the cgroup has no devices directory",
+            ));
+        };
+        for l in lines {
+            let file = d.path.join(l.file);
+            write_file(&file, &l.value)
+                .sys_ctx(|| format!("write '{}' to {} (device rules)", l.value, file.display()))?;
+        }
+        Ok(())
+    }
+
+    fn dir_for(&self, t: &Target) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| match t {
+                Target::V1(c) => d.has(c),
+                Target::V2 => d.is_v2(),
+            })
+            .map(|d| d.path.as_path())
+    }
+
+    fn memory_dir(&self) -> Option<&Dir> {
+        self.dirs.iter().find(|d| d.has("memory")).or_else(|| {
+            self.dirs
+                .iter()
+                .find(|d| d.is_v2() && self.layout.mode() == Mode::Unified)
+        })
+    }
+
+    /// Where processes are listed: the v2 directory on a v2-only host, else a v1 one (a
+    /// hybrid host's v2 directory holds the same processes, but v1 is where they are
+    /// frozen and counted).
+    fn procs_dir(&self) -> &Path {
+        let pick = self
+            .dirs
+            .iter()
+            .find(|d| d.has("freezer") || d.has("pids"))
+            .or_else(|| self.dirs.first());
+        pick.map_or(Path::new("/nonexistent"), |d| d.path.as_path())
+    }
+
+    fn freezer(&self) -> Result<Freezer> {
+        if let Some(d) = self.dirs.iter().find(|d| d.has("freezer")) {
+            return Ok(Freezer::V1(d.path.clone()));
+        }
+        if let Some(d) = self.dirs.iter().find(|d| d.is_v2())
+            && d.path.join("cgroup.freeze").exists()
+        {
+            return Ok(Freezer::V2(d.path.clone()));
+        }
+        Err(Errcode::setup(
+            "no freezer on this host (no v1 freezer hierarchy, no cgroup.freeze in cgroup v2)",
+        ))
+    }
+
+    fn set_frozen(&self, on: bool) -> Result<()> {
+        let deadline = Instant::now() + FREEZE_TIMEOUT;
+        let mut delay = Duration::from_millis(1);
+        match self.freezer()? {
+            Freezer::V1(dir) => {
+                let file = dir.join("freezer.state");
+                let want = if on { "FROZEN" } else { "THAWED" };
+                loop {
+                    // Rewritten on every round: a v1 freeze that meets a process in an
+                    // uninterruptible sleep stays FREEZING until asked again.
+                    write_file(&file, want)
+                        .map_err(|e| io_err(e, format!("write {want} to {}", file.display())))?;
+                    if read(&file)?.trim() == want {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        if on {
+                            let _ = write_file(&file, "THAWED");
+                        }
+                        return Err(Errcode::setup(format!(
+                            "{} did not reach {want} within {}s",
+                            file.display(),
+                            FREEZE_TIMEOUT.as_secs()
+                        )));
+                    }
+                    sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(20));
+                }
+            }
+            Freezer::V2(dir) => {
+                let file = dir.join("cgroup.freeze");
+                let v = if on { "1" } else { "0" };
+                write_file(&file, v)
+                    .map_err(|e| io_err(e, format!("write {v} to {}", file.display())))?;
+                loop {
+                    if v2_frozen(&dir)? == on {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        if on {
+                            let _ = write_file(&file, "0");
+                        }
+                        return Err(Errcode::setup(format!(
+                            "{} did not report frozen {v} within {}s",
+                            dir.join("cgroup.events").display(),
+                            FREEZE_TIMEOUT.as_secs()
+                        )));
+                    }
+                    sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+enum Freezer {
+    V1(PathBuf),
+    V2(PathBuf),
+}
+
+fn v2_frozen(dir: &Path) -> Result<bool> {
+    Ok(read(&dir.join("cgroup.events"))?
+        .lines()
+        .any(|l| l.trim() == "frozen 1"))
+}
+
+fn read(file: &Path) -> Result<String> {
+    fs::read_to_string(file).map_err(|e| io_err(e, format!("read {}", file.display())))
+}
+
+/// The container's directory in each hierarchy: every v1 one, then v2.
+fn dirs_for(layout: &Layout, path: &CgroupPath) -> Result<Vec<Dir>> {
+    let mut out = Vec::new();
+    for h in &layout.v1 {
+        out.push(Dir {
+            controllers: h.controllers.clone(),
+            path: h.dir_of(&path.resolve(&h.own, false))?,
+        });
+    }
+    if let Some(h) = &layout.v2 {
+        out.push(Dir {
+            controllers: Vec::new(),
+            path: h.dir_of(&path.resolve(&h.own, true))?,
+        });
+    }
+    Ok(out)
+}
+
+/// Creates the directories from `mount` down to `d`; `Some(())` when the last one is new,
+/// `None` when it existed.
+fn create_chain(mount: &Path, d: &Dir) -> Result<Option<()>> {
+    let rel = d.path.strip_prefix(mount).unwrap_or(Path::new(""));
+    let mut p = mount.to_path_buf();
+    let mut last_new = None;
+    for c in rel.components() {
+        p.push(c);
+        match fs::create_dir(&p) {
+            Ok(()) => {
+                last_new = Some(());
+                if d.has("cpuset") {
+                    // A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and no
+                    // process may join it until they are set: fill it from its parent.
+                    copy_cpuset_from_parent(&p)?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_new = None,
+            Err(e) => return Err(io_err(e, format!("create cgroup {}", p.display()))),
+        }
+    }
+    Ok(last_new)
+}
+
+/// Fills empty cpuset.cpus/mems from the root down to `dir` (levels made by others may be
+/// empty too).
+fn copy_cpuset_down(mount: &Path, dir: &Path) -> Result<()> {
+    let rel = dir.strip_prefix(mount).unwrap_or(Path::new(""));
+    let mut p = mount.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        copy_cpuset_from_parent(&p)?;
+    }
+    Ok(())
+}
+
+fn copy_cpuset_from_parent(dir: &Path) -> Result<()> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = dir.join(f);
+        if read(&mine)?.trim().is_empty() {
+            let theirs = read(&parent.join(f))?;
+            write_file(&mine, theirs.trim()).map_err(|e| {
+                io_err(
+                    e,
+                    format!("copy {f} of {} into {}", parent.display(), dir.display()),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> io::Result<()> {
+    let text = fs::read_to_string(dir.join("cgroup.procs"))?;
+    out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            collect_pids(&e.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The error for a file of a present controller that this kernel lacks.
+fn missing_file(what: &str, name: &str, file: &Path) -> Errcode {
+    let (why, hint) = match name {
+        "memory.memsw.limit_in_bytes" | "memory.swap.max" => (
+            "the kernel does not account swap for cgroups",
+            "boot with swapaccount=1, or give no swap limit",
+        ),
+        "blkio.weight" | "blkio.weight_device" => (
+            "the kernel's I/O scheduler offers no proportional weights here (CFQ/BFQ)",
+            "give no block I/O weight on this host",
+        ),
+        _ => (
+            "the kernel does not provide it",
+            "give no such limit on this kernel",
+        ),
+    };
+    Errcode::setup(format!("{what}: {} does not exist: {why}", file.display())).with_hint(hint)
+}

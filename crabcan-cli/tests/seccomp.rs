@@ -1,0 +1,94 @@
+//! `crabcan run --seccomp FILE`: an OCI profile from a file takes effect in the container,
+//! and a bad one stops crabcan with one line naming the file, the JSON path and the reason
+//! (exit 125), never running the command without a filter.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+
+/// A profile file under target/, removed on drop.
+struct ProfileFile(PathBuf);
+
+impl ProfileFile {
+    fn new(name: &str, json: &str) -> ProfileFile {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target")
+            .join(format!("seccomp-{name}-{}.json", std::process::id()));
+        std::fs::write(&p, json).expect("write the profile");
+        ProfileFile(p)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("UTF-8 path")
+    }
+}
+
+impl Drop for ProfileFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_profile_file_takes_effect() {
+    require_root();
+    // Everything allowed but mkdir and mkdirat, refused with EACCES (13).
+    let f = ProfileFile::new(
+        "mkdir",
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    );
+    let o = sh(
+        &["--seccomp", f.arg()],
+        "mkdir /tmp/seccomp-mkdir 2>&1; echo rc=$?; echo alive",
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("Permission denied") && out.contains("rc=1") && out.contains("alive"),
+        "stdout: {out}\nstderr: {}",
+        stderr(&o)
+    );
+    // The same command under the default filter creates the directory.
+    let o = sh(
+        &[],
+        "mkdir /tmp/seccomp-mkdir && echo made; rmdir /tmp/seccomp-mkdir",
+    );
+    assert!(stdout(&o).contains("made"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_bad_profile_is_one_line_naming_the_path_and_exit_125() {
+    require_root();
+    let f = ProfileFile::new(
+        "bad-op",
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],
+            "action":"SCMP_ACT_ERRNO","args":[{"index":0,"op":"SCMP_CMP_FOO"}]}]}"#,
+    );
+    let o = sh(&["--seccomp", f.arg()], "echo RAN");
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(!stdout(&o).contains("RAN"), "the command ran");
+    let err = stderr(&o);
+    let want = format!(
+        "{} syscalls[0].args[0].op: unknown op \"SCMP_CMP_FOO\"",
+        f.arg()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let notify = ProfileFile::new(
+        "notify",
+        r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/run/agent.sock"}"#,
+    );
+    let o = sh(&["--seccomp", notify.arg()], "echo RAN");
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("/run/agent.sock"), "{}", stderr(&o));
+
+    let o = sh(&["--seccomp", "/no/such/profile.json"], "echo RAN");
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/no/such/profile.json"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,119 @@
+//! dockerd (on containerd) with the runtime under test added as `--add-runtime crabcan=PATH`.
+
+use crabcan_engine_tests::docker::Docker;
+use crabcan_engine_tests::{COUNTER, assert_pause_and_resume, bounded, scope};
+use std::time::Duration;
+
+#[test]
+fn run_rm_passes_output_and_exit_status() {
+    let d = Docker::start("docker_run_rm");
+    let out = d.run(&["--rm"], &["sh", "-c", "echo hi; exit 5"]);
+    out.expect_code(5);
+    assert_eq!(out.stdout, "hi\n");
+    // docker maps the runtime's "executable file not found" at create to 127.
+    d.run(&["--rm"], &["/no/such/command"]).expect_code(127);
+    d.finish();
+}
+
+#[test]
+fn exec_with_user_workdir_env_and_tty() {
+    let d = Docker::start("docker_exec");
+    let name = d.name();
+    d.run(
+        &["-d", "--name", &name, "--hostname", "box3"],
+        &["sleep", "600"],
+    )
+    .ok();
+    let out = d.run_cmd(&[
+        "exec",
+        "-u",
+        "65534",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        &name,
+        "sh",
+        "-c",
+        "id -u; pwd; echo $FOO; hostname; cat /proc/1/cmdline",
+    ]);
+    assert_eq!(out.ok(), "65534\n/tmp\nbar\nbox3\nsleep\x00600\x00");
+    d.run_cmd(&["exec", &name, "sh", "-c", "exit 5"])
+        .expect_code(5);
+    let tty = d.run_cmd(&["exec", "-t", &name, "tty"]);
+    assert!(tty.ok().starts_with("/dev/pts/"), "{:?}", tty.stdout);
+    d.finish();
+}
+
+#[test]
+fn update_pids_limit() {
+    let d = Docker::start("docker_update_pids");
+    let name = d.name();
+    d.run(
+        &["-d", "--name", &name, "--pids-limit", "8"],
+        &["sleep", "600"],
+    )
+    .ok();
+    let pid = d.pid(&name);
+    assert_eq!(scope::pids_max(pid).as_deref(), Some("8"));
+    let forks = "for i in $(seq 1 12); do sleep 60 & done 2>&1; echo done";
+    // busybox sh gives up (status 2) at the first fork that fails.
+    let before = d.run_cmd(&["exec", &name, "sh", "-c", forks]);
+    assert!(
+        before.stdout.contains("can't fork") && before.code == Some(2),
+        "no fork failed under pids.max 8: {before:?}"
+    );
+    // docker's shim hands the runtime `update --resources -` with the new limit; the same
+    // forks then succeed.
+    d.run_cmd(&["update", "--pids-limit", "64", &name]).ok();
+    assert_eq!(scope::pids_max(pid).as_deref(), Some("64"));
+    let after = d.run_cmd(&["exec", &name, "sh", "-c", forks]);
+    assert_eq!(after.ok(), "done\n", "a fork failed under pids.max 64");
+    d.finish();
+}
+
+#[test]
+fn pause_and_unpause() {
+    let d = Docker::start("docker_pause");
+    let name = d.name();
+    d.run(&["-d", "--name", &name], &["sh", "-c", COUNTER]).ok();
+    let pid = d.pid(&name);
+    assert_pause_and_resume(
+        pid,
+        || {
+            d.run_cmd(&["pause", &name]).ok();
+            let st = d.run_cmd(&["inspect", "--format", "{{.State.Status}}", &name]);
+            assert_eq!(st.ok().trim(), "paused");
+        },
+        || {
+            d.run_cmd(&["unpause", &name]).ok();
+        },
+    );
+    d.finish();
+}
+
+#[test]
+fn top_lists_init_and_exec() {
+    let d = Docker::start("docker_top");
+    let name = d.name();
+    d.run(&["-d", "--name", &name], &["sleep", "600"]).ok();
+    let init = d.pid(&name);
+    d.run_cmd(&["exec", "-d", &name, "sleep", "500"]).ok();
+    // `docker top` asks the runtime's `ps` for the container's pids.
+    let text = bounded::until(Duration::from_secs(20), "docker top lists the exec", || {
+        let top = d.run_cmd(&["top", &name]);
+        let text = top.ok().to_string();
+        text.contains("sleep 500").then_some(text)
+    });
+    let pids: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        pids.contains(&init.to_string().as_str()),
+        "docker top misses the init {init}:\n{text}"
+    );
+    assert_eq!(pids.len(), 2, "docker top lists other processes:\n{text}");
+    d.finish();
+}

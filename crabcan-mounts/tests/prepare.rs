@@ -1,0 +1,127 @@
+//! `prepare` on a directory root, without mounting anything: mount points of an explicit
+//! layout are created inside the root (symlinks in it followed inside it), never outside,
+//! never on the root itself, and removed again.
+
+use crabcan_mounts::{MountConfig, MountEntry, Root, plan, prepare};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("prepare-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("rootfs")).unwrap();
+        Scratch(dir)
+    }
+    fn root(&self) -> PathBuf {
+        self.0.join("rootfs")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(root: &Path, entries: Vec<MountEntry>) -> MountConfig {
+    let mut cfg = MountConfig::new(Root::Dir(root.to_path_buf()));
+    cfg.entries = Some(entries);
+    cfg
+}
+
+fn entry(dst: &str, fstype: &str, src: Option<&str>, opts: &[&str]) -> MountEntry {
+    MountEntry::new(dst, fstype, src, opts).unwrap()
+}
+
+#[test]
+fn symlinks_inside_are_followed_and_creations_undone() {
+    let s = Scratch::new("follow");
+    let root = s.root();
+    fs::create_dir_all(root.join("run")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    symlink("/run", root.join("var-run")).unwrap();
+    // Dangling: the image points at a file that only exists at run time.
+    symlink("../run/resolv.conf", root.join("etc/resolv.conf")).unwrap();
+    symlink("/run/new/dir", root.join("later")).unwrap();
+    let hosts = s.0.join("hosts");
+    fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let cfg = config(
+        &root,
+        vec![
+            entry("/var-run/lock", "tmpfs", None, &[]),
+            entry("/etc/resolv.conf", "bind", hosts.to_str(), &["rbind", "ro"]),
+            entry("/later/x", "tmpfs", None, &[]),
+        ],
+    );
+    let p = plan(&cfg).unwrap();
+    let prepared = prepare(&p).unwrap();
+    assert!(root.join("run/lock").is_dir());
+    assert!(root.join("run/resolv.conf").is_file());
+    assert!(root.join("run/new/dir/x").is_dir());
+    let made: Vec<&Path> = prepared.created().collect();
+    assert!(made.contains(&Path::new("/run/resolv.conf")), "{made:?}");
+    prepared.cleanup().unwrap();
+    for p in ["run/lock", "run/resolv.conf", "run/new"] {
+        assert!(!root.join(p).exists(), "{p} left behind");
+    }
+    assert!(root.join("run").is_dir(), "what the image had stays");
+}
+
+#[test]
+fn escaping_symlinks_lead_inside_the_root() {
+    let s = Scratch::new("escape");
+    let root = s.root();
+    let outside = s.0.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    symlink(&outside, root.join("abs")).unwrap();
+    symlink("../../../../../../../outside", root.join("rel")).unwrap();
+    let cfg = config(
+        &root,
+        vec![
+            entry("/abs/a", "tmpfs", None, &[]),
+            entry("/rel/b", "tmpfs", None, &[]),
+        ],
+    );
+    let p = plan(&cfg).unwrap();
+    let prepared = prepare(&p).unwrap();
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "something was created outside the root"
+    );
+    assert!(
+        root.join(outside.strip_prefix("/").unwrap())
+            .join("a")
+            .is_dir()
+    );
+    assert!(root.join("outside/b").is_dir());
+    prepared.cleanup().unwrap();
+}
+
+#[test]
+fn the_root_itself_and_redirected_proc_are_refused() {
+    let s = Scratch::new("refuse");
+    let root = s.root();
+    symlink("/", root.join("loop")).unwrap();
+    symlink("../..", root.join("up")).unwrap();
+    fs::create_dir_all(root.join("real")).unwrap();
+    symlink("/real", root.join("proc")).unwrap();
+    for (e, why) in [
+        (entry("/loop", "tmpfs", None, &[]), "resolves to the root"),
+        (entry("/up", "tmpfs", None, &[]), "resolves to the root"),
+        (entry("/proc", "proc", None, &[]), "symlink"),
+    ] {
+        // An earlier entry's mount point is removed again when a later one is refused.
+        let cfg = config(&root, vec![entry("/first", "tmpfs", None, &[]), e]);
+        let err = prepare(&plan(&cfg).unwrap()).unwrap_err().to_string();
+        assert!(err.contains(why), "{err}");
+        assert!(!root.join("first").exists());
+    }
+    // A symlink to a directory inside is fine for other types.
+    let cfg = config(&root, vec![entry("/proc", "tmpfs", None, &[])]);
+    prepare(&plan(&cfg).unwrap()).unwrap().cleanup().unwrap();
+}
