@@ -235,6 +235,145 @@ fn lifecycle_goes_through_every_status() {
     env.assert_gone("c3");
 }
 
+/// The cgroup directories `id`'s state records.
+fn cgroup_dirs(env: &Env, id: &str) -> Vec<PathBuf> {
+    let st: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.root().join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    st["cgroup_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect()
+}
+
+/// Freezes (or thaws) the cgroup in `dirs` through whichever freezer the host has.
+fn freeze(dirs: &[PathBuf], on: bool) {
+    for d in dirs {
+        if d.join("freezer.state").exists() {
+            let v = if on { "FROZEN" } else { "THAWED" };
+            std::fs::write(d.join("freezer.state"), v).unwrap();
+            return;
+        }
+        if d.join("cgroup.freeze").exists() {
+            std::fs::write(d.join("cgroup.freeze"), if on { "1" } else { "0" }).unwrap();
+            return;
+        }
+    }
+    panic!("no freezer among {dirs:?}");
+}
+
+#[test]
+fn the_cgroup_holds_the_limits_pauses_and_goes_with_delete() {
+    let env = Env::new("cgroup");
+    let leaf = format!("crabcan-oci-test-{}", std::process::id());
+    let b = env.bundle("b", &["sh", "-c", TRAP_LOOP], |c| {
+        c["linux"]["cgroupsPath"] = json!(leaf);
+        c["linux"]["resources"]["pids"] = json!({"limit": 42});
+    });
+    let pid = env.create("g1", &b);
+    let dirs = cgroup_dirs(&env, "g1");
+    assert!(!dirs.is_empty());
+    assert!(
+        dirs.iter().all(|d| d.is_dir() && d.ends_with(&leaf)),
+        "{dirs:?}"
+    );
+    let pids_max: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("pids.max")).ok())
+        .collect();
+    assert_eq!(pids_max, ["42\n"], "{dirs:?}");
+    // The process is in it before it runs.
+    let procs: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .collect();
+    assert!(
+        procs.iter().all(|p| p.trim() == pid.to_string()),
+        "{procs:?}"
+    );
+    assert_ok(&env.cc(&["start", "g1"]));
+    assert_eq!(env.status("g1"), "running");
+    freeze(&dirs, true);
+    let deadline = Instant::now() + LIMIT;
+    while env.status("g1") != "paused" {
+        assert!(Instant::now() < deadline, "never paused");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    freeze(&dirs, false);
+    assert_eq!(env.status("g1"), "running");
+    assert_ok(&env.cc(&["kill", "--all", "g1", "KILL"]));
+    assert_eq!(reap(pid), 128 + 9);
+    assert_ok(&env.cc(&["delete", "g1"]));
+    env.assert_gone("g1");
+    for d in &dirs {
+        assert!(!d.exists(), "{} is left", d.display());
+    }
+}
+
+/// The configs the engines wrote, run as they are but for what points at their own
+/// machine (the root, bind sources, the cgroup parent): their seccomp profiles, capability
+/// sets without no_new_privs, mounts, masked paths and device rules work together.
+#[test]
+fn engine_configs_run() {
+    let env = Env::new("engines");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crabcan-oci/tests/fixtures");
+    for (n, name) in [
+        "podman-config.json",
+        "docker-config.json",
+        "ctr-config.json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let b = env.dir.path().join(format!("engine-{n}"));
+        std::fs::create_dir_all(&b).unwrap();
+        let mut c: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join(name)).unwrap()).unwrap();
+        c["root"]["path"] = json!(rootfs());
+        c["root"]["readonly"] = json!(true);
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "echo ok; grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/self/status; \
+             cat /proc/kcore 2>&1 | head -c 0; echo > /dev/null && echo devnull-ok"
+        ]);
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "bind");
+        c["linux"]["cgroupsPath"] = json!(format!("crabcan-oci-engine-{}-{n}", std::process::id()));
+        c.as_object_mut().unwrap().remove("hooks");
+        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        let o = env.cc(&["run", "-b", &b.to_string_lossy(), &format!("engine-{n}")]);
+        assert_ok(&o);
+        let out = stdout(&o);
+        assert!(out.starts_with("ok\n"), "{name}: {out}");
+        assert!(out.contains("devnull-ok"), "{name}: {out}");
+        let seccomp = if c["linux"]["seccomp"].is_object() {
+            "2"
+        } else {
+            "0"
+        };
+        assert!(
+            out.contains(&format!("Seccomp:\t{seccomp}")),
+            "{name}: {out}"
+        );
+        // docker's and podman's configs leave no_new_privs off (the filter then goes in
+        // before the capabilities are dropped), ctr's sets it.
+        let nnp = c["process"]["noNewPrivileges"] == json!(true);
+        assert!(
+            out.contains(&format!("NoNewPrivs:\t{}", u8::from(nnp))),
+            "{name}: {out}"
+        );
+        assert!(!out.contains("CapBnd:\t000001ffffffffff"), "{name}: {out}");
+        env.assert_gone(&format!("engine-{n}"));
+    }
+}
+
 #[test]
 fn delete_force_kills_and_unknown_ids_are_fine_with_force() {
     let env = Env::new("force");

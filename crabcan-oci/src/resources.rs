@@ -75,6 +75,56 @@ fn device_rules(v: &[oci::LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>> {
     Ok(out)
 }
 
+/// Whether some request could match both rules.
+pub(crate) fn overlaps(a: &DeviceRule, b: &DeviceRule) -> bool {
+    let kinds = a.kind == DeviceKind::All || b.kind == DeviceKind::All || a.kind == b.kind;
+    let num = |x: Option<u32>, y: Option<u32>| x.is_none() || y.is_none() || x == y;
+    let access = (a.access.read && b.access.read)
+        || (a.access.write && b.access.write)
+        || (a.access.mknod && b.access.mknod);
+    kinds && num(a.major, b.major) && num(a.minor, b.minor) && access
+}
+
+/// Drops the deny rules that change no decision: after the last rule about every device,
+/// a deny that no allow between them overlaps denies what is denied already. Docker's
+/// list ends with one (fuse, 10:229), which cgroup v1, a default plus exceptions, could
+/// not express as written.
+pub fn without_noop_denies(rules: Vec<DeviceRule>) -> Vec<DeviceRule> {
+    let Some(start) = rules.iter().rposition(DeviceRule::is_total) else {
+        return rules;
+    };
+    if rules[start].allow {
+        return rules;
+    }
+    let mut out: Vec<DeviceRule> = rules[..=start].to_vec();
+    for r in &rules[start + 1..] {
+        let noop = !r.allow && !out[start + 1..].iter().any(|a| a.allow && overlaps(a, r));
+        if !noop {
+            out.push(*r);
+        }
+    }
+    out
+}
+
+/// Appends an allow rule unless it changes no decision: an allow of the same devices
+/// covering its access already decides them, and no deny after it takes any back.
+/// (cgroup v1 would merge two exceptions with the same numbers.)
+pub fn push_allow(rules: &mut Vec<DeviceRule>, r: DeviceRule) {
+    let same = rules.iter().rposition(|x| {
+        x.allow
+            && x.kind == r.kind
+            && x.major == r.major
+            && x.minor == r.minor
+            && x.access.covers(r.access)
+    });
+    if let Some(j) = same
+        && !rules[j + 1..].iter().any(|x| !x.allow && overlaps(x, &r))
+    {
+        return;
+    }
+    rules.push(r);
+}
+
 /// Translates `linux.resources`.
 pub fn resources(r: &oci::LinuxResources) -> Result<Resources> {
     // Engines write 0 (and false) for what they leave unset, and runc reads them so:
@@ -208,7 +258,7 @@ pub fn resources(r: &oci::LinuxResources) -> Result<Resources> {
         .map(|u| u.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
     let devices = match r.devices() {
         None => None,
-        Some(d) => Some(device_rules(d)?),
+        Some(d) => Some(without_noop_denies(device_rules(d)?)),
     };
     let res = Resources {
         memory,
@@ -223,4 +273,85 @@ pub fn resources(r: &oci::LinuxResources) -> Result<Resources> {
     res.check()
         .map_err(|e| e.context(format!("{} linux.resources", crate::CONFIG_FILE)))?;
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rule(allow: bool, kind: u8, major: Option<u32>, minor: Option<u32>, acc: u8) -> DeviceRule {
+        DeviceRule {
+            allow,
+            kind: match kind % 3 {
+                0 => DeviceKind::All,
+                1 => DeviceKind::Char,
+                _ => DeviceKind::Block,
+            },
+            major,
+            minor,
+            access: Access {
+                read: acc & 1 != 0,
+                write: acc & 2 != 0,
+                mknod: acc & 4 != 0,
+            },
+        }
+    }
+
+    #[test]
+    fn dockers_trailing_fuse_deny_goes() {
+        let rules = vec![
+            DeviceRule::DENY_ALL,
+            DeviceRule::allow_char(1, Some(3)),
+            rule(false, 1, Some(10), Some(229), 7),
+            rule(true, 1, Some(10), None, 1),
+            rule(false, 1, Some(10), Some(200), 1),
+        ];
+        let out = without_noop_denies(rules.clone());
+        assert_eq!(out.len(), 4);
+        assert!(!out.contains(&rules[2]));
+        assert!(out.contains(&rules[4]), "overlaps the allow before it");
+    }
+
+    proptest! {
+        /// Dropping them changes no decision, for any request.
+        #[test]
+        fn decisions_are_kept(
+            raw in proptest::collection::vec(
+                (any::<bool>(), 0u8..3, proptest::option::of(0u32..3),
+                 proptest::option::of(0u32..3), 1u8..8), 0..8),
+            kind in 1u8..3, major in 0u32..3, minor in 0u32..3, acc in 0u8..3,
+        ) {
+            let mut rules = vec![DeviceRule::DENY_ALL];
+            rules.extend(raw.iter().map(|&(a, k, ma, mi, ac)| rule(a, k, ma, mi, ac)));
+            let kind = if kind == 1 { DeviceKind::Char } else { DeviceKind::Block };
+            let access = rule(true, 0, None, None, 1 << acc).access;
+            let before = crabcan_cgroups::allowed(&rules, kind, major, minor, access);
+            let after = crabcan_cgroups::allowed(&without_noop_denies(rules), kind, major, minor, access);
+            prop_assert_eq!(before, after);
+        }
+
+        /// An allow skipped as redundant changes no decision either.
+        #[test]
+        fn redundant_allows_are_skipped_exactly(
+            raw in proptest::collection::vec(
+                (any::<bool>(), 0u8..3, proptest::option::of(0u32..3),
+                 proptest::option::of(0u32..3), 1u8..8), 0..8),
+            new in (0u8..3, proptest::option::of(0u32..3), proptest::option::of(0u32..3), 1u8..8),
+            kind in 1u8..3, major in 0u32..3, minor in 0u32..3, acc in 0u8..3,
+        ) {
+            let mut rules = vec![DeviceRule::DENY_ALL];
+            rules.extend(raw.iter().map(|&(a, k, ma, mi, ac)| rule(a, k, ma, mi, ac)));
+            let r = rule(true, new.0, new.1, new.2, new.3);
+            let mut plain = rules.clone();
+            plain.push(r);
+            push_allow(&mut rules, r);
+            let kind = if kind == 1 { DeviceKind::Char } else { DeviceKind::Block };
+            let access = rule(true, 0, None, None, 1 << acc).access;
+            prop_assert_eq!(
+                crabcan_cgroups::allowed(&plain, kind, major, minor, access),
+                crabcan_cgroups::allowed(&rules, kind, major, minor, access)
+            );
+        }
+    }
 }

@@ -166,11 +166,12 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
     // As runc: the config's device rules, then the nodes every container has, then the
     // ones it asks for in linux.devices.
     if let Some(rules) = resources.devices.as_mut() {
-        rules.extend(
-            crabcan_cgroups::default_rules()
-                .into_iter()
-                .filter(|r| r.allow),
-        );
+        for r in crabcan_cgroups::default_rules()
+            .into_iter()
+            .filter(|r| r.allow)
+        {
+            crate::resources::push_allow(rules, r);
+        }
         for d in &devices {
             let kind = match d.kind {
                 crabcan_mounts::DeviceKind::Char => crabcan_cgroups::DeviceKind::Char,
@@ -180,13 +181,16 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
             let (Ok(major), Ok(minor)) = (u32::try_from(d.major), u32::try_from(d.minor)) else {
                 continue;
             };
-            rules.push(crabcan_cgroups::DeviceRule {
-                allow: true,
-                kind,
-                major: Some(major),
-                minor: Some(minor),
-                access: crabcan_cgroups::Access::RWM,
-            });
+            crate::resources::push_allow(
+                rules,
+                crabcan_cgroups::DeviceRule {
+                    allow: true,
+                    kind,
+                    major: Some(major),
+                    minor: Some(minor),
+                    access: crabcan_cgroups::Access::RWM,
+                },
+            );
         }
     }
     let annotations: BTreeMap<String, String> = s
