@@ -598,6 +598,8 @@ fn run_hook(h: &ChildHook, state: &[u8], kind: &str) -> Result<()> {
     // SAFETY: single-threaded; the child only dup2s, execs or _exits.
     match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork a hook")? {
         nix::unistd::ForkResult::Child => {
+            // A group of its own, so that a timeout kills whatever the hook started too.
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
             // SAFETY: dup2 onto stdin of this fresh process.
             unsafe { libc::dup2(rd.as_raw_fd(), 0) };
             let _ = nix::unistd::execve(&h.path, &h.args, &h.env);
@@ -624,7 +626,7 @@ fn run_hook(h: &ChildHook, state: &[u8], kind: &str) -> Result<()> {
                     Err(e) => return Err(Errcode::sys("wait for a hook", e)),
                 }
                 if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    let _ = nix::sys::signal::killpg(child, Signal::SIGKILL);
                     let _ = nix::sys::wait::waitpid(child, None);
                     return Err(fail("timed out".into()));
                 }

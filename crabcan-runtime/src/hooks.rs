@@ -48,6 +48,8 @@ pub fn run(kind: &str, h: &HookRecord, state: &[u8]) -> Result<()> {
             Ok(())
         });
     }
+    // A group of its own, so that a timeout kills whatever the hook started too.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that never reads its stdin is not an error.
@@ -62,7 +64,10 @@ pub fn run(kind: &str, h: &HookRecord, state: &[u8]) -> Result<()> {
             Err(e) => return Err(fail(e.to_string())),
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            let _ = child.kill();
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = child.wait();
             return Err(fail(format!(
                 "timed out after {}s",
