@@ -240,6 +240,7 @@ fn create_locked(
         poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
         poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
     };
+    locked.write_creating(&state)?;
     let mut child = crabcan_child::spawn_detached(&spec)?;
     let pid = child.pid();
     log::debug!("container process {pid} cloned");
@@ -288,6 +289,7 @@ fn create_locked(
     locked.write(&state)?;
     // Recorded: delete removes it from now on.
     std::mem::forget(cgroup);
+    let _ = std::fs::remove_file(locked.dir().join(crate::state::CREATING_FILE));
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }

@@ -231,7 +231,7 @@ fn wait_gone(s: &State) -> Result<()> {
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let l = match Locked::open(root, id) {
         Ok(l) => l,
-        Err(_) if force && validate_id(id).is_ok() => return state::remove_stale(root, id),
+        Err(_) if force && validate_id(id).is_ok() => return remove_stale(root, id),
         Err(e) => return Err(e),
     };
     let s = match l.read() {
@@ -278,6 +278,29 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         if let Err(e) = hooks::run("poststop", h, &hook_state) {
             log::warn!("{e}");
         }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Undoes what a create that was killed had made (its record in [`state::CREATING_FILE`]:
+/// the cgroup, mount points) and removes its directory.
+fn remove_stale(root: &Path, id: &str) -> Result<()> {
+    let Some(l) = state::lock_stale(root, id) else {
+        return Ok(());
+    };
+    let mut first = None;
+    if let Ok(s) = state::read_state_file(l.dir(), state::CREATING_FILE) {
+        if let Some(cg) = open_cgroup(&s)
+            && let Err(e) = cg.remove()
+        {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = remove_mount_points(&s.rootfs, &s.created_mount_points) {
+            first.get_or_insert(e);
+        }
+    }
+    if let Err(e) = l.remove() {
+        first.get_or_insert(e);
     }
     first.map_or(Ok(()), Err)
 }

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// The state file's name in a container's directory.
 pub const STATE_FILE: &str = "state.json";
+/// What create has made so far (cgroup, mount points), before the state file exists: what
+/// `delete --force` undoes after a create that was killed.
+pub const CREATING_FILE: &str = "creating.json";
 /// The fifo a created container blocks on until `start`.
 pub const FIFO: &str = "exec.fifo";
 /// Longest container id accepted.
@@ -255,11 +258,20 @@ impl Locked {
 
     /// Writes the state file atomically (a new file renamed over the old).
     pub fn write(&self, s: &State) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
+        self.write_as(s, STATE_FILE)
+    }
+
+    /// Records what create has made so far ([`CREATING_FILE`]).
+    pub fn write_creating(&self, s: &State) -> Result<()> {
+        self.write_as(s, CREATING_FILE)
+    }
+
+    fn write_as(&self, s: &State, name: &str) -> Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let text = serde_json::to_vec(s)
             .map_err(|e| Errcode::setup(format!("cannot encode the state: {e}")))?;
         std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join(STATE_FILE)))
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(name)))
             .map_err(|e| {
                 Errcode::setup(format!(
                     "cannot write the state in {}: {e}",
@@ -275,22 +287,19 @@ impl Locked {
     }
 }
 
-/// Removes the directory of a container whose create died before recording it (no state
-/// file, nobody holding its lock); anything else is left alone.
-pub fn remove_stale(root: &Path, id: &str) -> Result<()> {
+/// Locks the directory of a container whose create died before recording it (no state
+/// file, nobody holding its lock); `None` when there is none, or it is alive.
+pub fn lock_stale(root: &Path, id: &str) -> Option<Locked> {
     let dir = root.join(id);
-    let Ok(fd) = open_dir(&dir) else {
-        return Ok(());
-    };
+    let fd = open_dir(&dir).ok()?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Ok(());
+        return None;
     }
     if dir.join(STATE_FILE).exists() {
-        return Ok(());
+        return None;
     }
-    std::fs::remove_dir_all(&dir)
-        .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", dir.display())))
+    Some(Locked { dir, _fd: fd })
 }
 
 /// runc's words for an unknown id, which engines match.
@@ -300,7 +309,12 @@ pub fn not_exist() -> Errcode {
 
 /// Reads `dir/state.json`.
 pub fn read_state(dir: &Path) -> Result<State> {
-    let text = std::fs::read(dir.join(STATE_FILE)).map_err(|e| {
+    read_state_file(dir, STATE_FILE)
+}
+
+/// Reads a state file of `dir`.
+pub fn read_state_file(dir: &Path, name: &str) -> Result<State> {
+    let text = std::fs::read(dir.join(name)).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             not_exist()
         } else {
