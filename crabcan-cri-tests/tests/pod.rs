@@ -561,6 +561,10 @@ fn command_not_found_has_a_clear_reason() {
         .try_start(&id)
         .expect_err("StartContainer of a missing command succeeded");
     let (st, _) = node.container_status(&id);
+    eprintln!(
+        "ContainerStatus: reason {:?}, message {:?}",
+        st.reason, st.message
+    );
     assert_ne!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
     assert!(
         !st.reason.is_empty()
