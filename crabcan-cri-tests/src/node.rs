@@ -333,11 +333,19 @@ impl Node {
             config: Some(config.clone()),
             runtime_handler: handler.to_string(),
         };
-        let id = self
-            .rpc("RunPodSandbox", |mut c| async move {
-                c.run_pod_sandbox(req).await
-            })?
-            .pod_sandbox_id;
+        let id = match self.rpc("RunPodSandbox", |mut c| async move {
+            c.run_pod_sandbox(req).await
+        }) {
+            Ok(r) => r.pod_sandbox_id,
+            Err(s) => {
+                // containerd names the sandbox it made and failed to start in its error (its
+                // bundle path, its network setup); whatever its shim left must go too.
+                for id in sandbox_ids_in(s.message()) {
+                    self.track_pod(&id, &name);
+                }
+                return Err(s);
+            }
+        };
         self.track_pod(&id, &name);
         Ok(id)
     }
@@ -699,6 +707,29 @@ fn start_containerd(scope: &Scope, config: &Path, address: &Path) -> Daemon {
                     == Some(0)
         },
     )
+}
+
+/// The 64-digit hex ids in `text` that are not image digests (`sha256:…`).
+fn sandbox_ids_in(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut ids: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let run = b[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+        if run == 0 {
+            i += 1;
+            continue;
+        }
+        let word_start = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        if run == 64 && word_start && !text[..i].ends_with("sha256:") {
+            let id = text[i..i + 64].to_string();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        i += run;
+    }
+    ids
 }
 
 /// SIGTERM, a bounded wait, then SIGKILL.
