@@ -143,6 +143,8 @@ impl Node {
     /// Starts a node for the test `name`: writes containerd's config, starts it, imports the
     /// images into the CRI namespace and connects the client.
     pub fn start(name: &str) -> Node {
+        // Before the scope notes which shared host paths exist: a killed run's are removed first.
+        sweep_killed_runs();
         let scope = Scope::new(name);
         let dir = scope.dir.clone();
         let runtime = runtime();
@@ -707,6 +709,121 @@ fn start_containerd(scope: &Scope, config: &Path, address: &Path) -> Daemon {
                     == Some(0)
         },
     )
+}
+
+/// Whether `pid` is a live test process of this crate (`deps/pod-…`, `deps/speed-…`).
+fn live_test_process(pid: u32) -> bool {
+    let argv0 = fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            let first = b.split(|c| *c == 0).next().unwrap_or_default().to_vec();
+            String::from_utf8_lossy(&first).into_owned()
+        })
+        .unwrap_or_default();
+    Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("pod-") || n.starts_with("speed-"))
+}
+
+/// Removes what an earlier run of these tests left when it was killed (SIGKILL runs no
+/// cleanup): for every `cri-*-<pid>` scope directory whose test process is gone, its processes
+/// (containerd, shims, the pods' processes in its cgroups) are killed, its mounts detached,
+/// its shim sockets, cgroups and directory removed. Only what such a directory names is
+/// touched.
+fn sweep_killed_runs() {
+    let top = scope::target_dir().join("engine-tests");
+    let Ok(entries) = fs::read_dir(&top) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("cri-")
+            .and_then(|r| r.rsplit('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if live_test_process(pid) {
+            continue;
+        }
+        let dir = e.path().canonicalize().unwrap_or_else(|_| e.path());
+        let dir_s = dir.to_string_lossy().into_owned();
+        let tag = format!("crabcan-et-{name}");
+        let in_tag = |p: u32| {
+            fs::read_to_string(format!("/proc/{p}/cgroup")).is_ok_and(|cg| {
+                cg.lines().any(|l| {
+                    l.split(':')
+                        .nth(2)
+                        .is_some_and(|path| path.split('/').any(|c| c == tag))
+                })
+            })
+        };
+        for _ in 0..5 {
+            let mut strays = pids_with(&[&dir_s]);
+            if let Ok(d) = fs::read_dir("/proc") {
+                strays.extend(
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                        .filter(|p| *p != std::process::id() && in_tag(*p)),
+                );
+            }
+            if strays.is_empty() {
+                break;
+            }
+            for p in strays {
+                let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&dir_s))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let address = dir.join("c.sock");
+        let tasks = dir.join("state/io.containerd.runtime.v2.task").join(NS);
+        if let Ok(ids) = fs::read_dir(&tasks) {
+            for id in ids.flatten() {
+                let sock = scope::shim_socket(&address, NS, &id.file_name().to_string_lossy());
+                if daemon::is_socket(&sock) {
+                    let _ = fs::remove_file(&sock);
+                }
+            }
+        }
+        for m in scope::cgroup_mounts() {
+            let mut dirs = Vec::new();
+            collect_dirs(&m.join(&tag), &mut dirs);
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in dirs {
+                let _ = fs::remove_dir(&d);
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+        // Empty, these directories serve no one (containerd makes them again for each shim).
+        for d in ["/run/containerd/s", "/run/containerd"] {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+fn collect_dirs(top: &Path, out: &mut Vec<PathBuf>) {
+    if !fs::symlink_metadata(top).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    out.push(top.to_path_buf());
+    if let Ok(d) = fs::read_dir(top) {
+        for e in d.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
 }
 
 /// The 64-digit hex ids in `text` that are not image digests (`sha256:…`).
