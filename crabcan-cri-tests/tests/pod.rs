@@ -596,7 +596,7 @@ fn running_pod(node: &Node, name: &str) -> (String, String, Vec<u32>) {
 #[test]
 fn killed_shim_then_containerd_restart_leaves_nothing() {
     let node = Node::start("cri-killshim");
-    let (pod, _c, pids) = running_pod(&node, "killshim");
+    let (pod, c, pids) = running_pod(&node, "killshim");
     let shim = node.shim_pid(&pod).expect("the pod's shim");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim as i32),
@@ -606,6 +606,18 @@ fn killed_shim_then_containerd_restart_leaves_nothing() {
     bounded::until(Duration::from_secs(10), "the shim dies", || {
         gone(shim).then_some(())
     });
+    // containerd cleans up after a dead shim through the runtime (`delete --force`): the pod's
+    // processes end and the container is reported exited.
+    bounded::until(Duration::from_secs(20), "the dead shim's pod ends", || {
+        pids.iter().all(|p| gone(*p)).then_some(())
+    });
+    assert!(
+        ran(&node, "delete", &c),
+        "the handler's binary did not delete the container of the dead shim: {:?}",
+        node.crabcan.calls()
+    );
+    let (st, _) = node.container_status(&c);
+    assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
     node.stop_containerd();
     node.restart_containerd();
     node.remove_pod(&pod);
