@@ -658,16 +658,6 @@ impl Node {
             }
         }
     }
-
-    /// Records a pod created behind the client's back (by a call that failed on the client's
-    /// side but may have succeeded in containerd).
-    pub fn track_listed_pods(&self, name: &str) {
-        for id in self.pod_ids() {
-            if !self.pods.borrow().iter().any(|r| r.id == id) {
-                self.track_pod(&id, name);
-            }
-        }
-    }
 }
 
 impl Drop for Node {
