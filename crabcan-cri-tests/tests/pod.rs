@@ -174,6 +174,11 @@ fn pod_lifecycle_on_the_pod_network() {
 
     // The log file, in the CRI format, from the container's stdout and stderr.
     let log = node.log_root.join("web/logger.log");
+    assert_eq!(
+        std::path::PathBuf::from(node.container_status(&c1).0.log_path),
+        log,
+        "ContainerStatus names another log file"
+    );
     let lines = bounded::until(Duration::from_secs(20), "the logger's two lines", || {
         let l = log_lines(&log);
         (l.len() >= 2).then_some(l)
@@ -300,6 +305,7 @@ fn pod_lifecycle_on_the_pod_network() {
     let (st, _) = node.container_status(&c2);
     assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
     assert_eq!(st.exit_code, 137, "not reported as SIGKILLed: {st:?}");
+    assert!(st.finished_at >= st.started_at, "no finish time: {st:?}");
     assert!(gone(p2), "the stopped container's process {p2} still runs");
     assert!(
         node.crabcan.calls().iter().any(|c| c.subcommand() == "kill"
@@ -376,6 +382,10 @@ fn status_field(node: &Node, id: &str, field: &str) -> String {
 
 #[test]
 fn security_settings_are_honoured() {
+    assert!(
+        scope::rootfs().join("bin/crabcan-probe").is_file(),
+        "the test rootfs has no bin/crabcan-probe: run `cargo xtask rootfs target/test-rootfs`"
+    );
     let node = Node::start("cri-security");
     let spec = PodSpec {
         privileged: true,
