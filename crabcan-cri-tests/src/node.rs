@@ -795,6 +795,8 @@ fn sweep_killed_runs() {
             }
         }
         let _ = fs::remove_dir_all(&dir);
+        // The scope's short directory, named after the same dead pid.
+        let _ = fs::remove_dir_all(format!("/run/cet-{pid}"));
         // Empty, these directories serve no one (containerd makes them again for each shim).
         for d in ["/run/containerd/s", "/run/containerd"] {
             let _ = fs::remove_dir(d);
