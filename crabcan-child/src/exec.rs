@@ -127,6 +127,44 @@ pub fn exec(argv: &[CString], env: &[CString]) -> Errcode {
     }
 }
 
+/// Finds the file `argv[0]` names in the container (a PATH search from `env` when it has
+/// no `/`) before anything runs, as runc does: a missing command fails `create` with runc's
+/// words, which engines match (`exec: "foo": executable file not found in $PATH`).
+pub fn resolve(argv: &[CString], env: &[CString]) -> crabcan_errors::Result<CString> {
+    let Some(cmd) = argv.first() else {
+        return Err(Errcode::usage("no command given"));
+    };
+    let name = cmd.to_string_lossy();
+    let executable = |c: &CStr| -> std::result::Result<(), Errno> {
+        let st = nix::sys::stat::stat(c)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Errno::EACCES);
+        }
+        nix::unistd::access(c, nix::unistd::AccessFlags::X_OK)
+    };
+    if cmd.as_bytes().contains(&b'/') {
+        return match executable(cmd) {
+            Ok(()) => Ok(cmd.clone()),
+            Err(Errno::ENOENT) => Err(Errcode::setup(format!(
+                "exec: \"{name}\": stat {name}: no such file or directory"
+            ))),
+            Err(e) => Err(Errcode::setup(format!(
+                "exec: \"{name}\": {}",
+                e.desc().to_lowercase()
+            ))),
+        };
+    }
+    for cand in candidates(cmd.as_bytes(), path_of(env)) {
+        let Ok(c) = CString::new(cand) else { continue };
+        if executable(&c).is_ok() {
+            return Ok(c);
+        }
+    }
+    Err(Errcode::setup(format!(
+        "exec: \"{name}\": executable file not found in $PATH"
+    )))
+}
+
 fn exists(p: &CStr) -> bool {
     nix::sys::stat::stat(p).is_ok()
 }

@@ -12,6 +12,7 @@
 //! in a cgroup after that); [`Container::release`] lets it set up and exec and reports a
 //! setup failure; [`Container::wait`] forwards signals and returns its status.
 
+mod detached;
 mod exec;
 mod guardian;
 mod idalloc;
@@ -20,7 +21,8 @@ mod init;
 mod net;
 mod sealed;
 
-pub use exec::{DEFAULT_PATH, argv, candidates, environment};
+pub use detached::{ChildHook, Console, Detached, DetachedSpec, spawn_detached};
+pub use exec::{DEFAULT_PATH, argv, candidates, environment, resolve};
 pub use guardian::{Guardian, guardian};
 pub use idalloc::{
     IdLease, POOL_BASE, POOL_SLOTS, Slot, allocate_ids, host_pool, pool_host_ranges,
@@ -52,7 +54,7 @@ pub const FORWARDED: &[Signal] = &[
 const EXEC_MARKER: &[u8] = b"exec";
 
 /// Stack for the cloned child; it runs setup code only, then execs.
-const CHILD_STACK: usize = 1024 * 1024;
+pub(crate) const CHILD_STACK: usize = 1024 * 1024;
 
 /// Network mode of the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,24 +224,7 @@ impl Container {
     /// Writes the child's uid map, setgroups policy and gid map (through `newuidmap` and
     /// `newgidmap` when the map uses the caller's subordinate ids).
     pub fn write_id_maps(&self, map: &IdMap) -> Result<()> {
-        if map.use_helpers {
-            run_helper("newuidmap", self.pid, &map.uids)?;
-            return run_helper("newgidmap", self.pid, &map.gids);
-        }
-        let dir = format!("/proc/{}", self.pid);
-        let write = |file: &str, text: &str| {
-            std::fs::write(format!("{dir}/{file}"), text).sys_ctx(|| {
-                format!(
-                    "write {file} of the container ({})",
-                    text.trim().replace('\n', "; ")
-                )
-            })
-        };
-        write("uid_map", &map.uid_map())?;
-        if map.deny_setgroups {
-            write("setgroups", "deny")?;
-        }
-        write("gid_map", &map.gid_map())
+        write_maps(self.pid, map)
     }
 
     /// Opens the container's user namespace (for idmapped mounts made by the parent).
@@ -315,23 +300,8 @@ impl Container {
         if let Some(c) = self.reaped {
             return Ok(c);
         }
-        let set = waited_signals();
-        loop {
-            match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, c)) => return Ok(self.reap(c)),
-                Ok(WaitStatus::Signaled(_, s, _)) => return Ok(self.reap(128 + s as i32)),
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(Errcode::sys("wait for the container", e)),
-            }
-            match set.wait() {
-                Ok(Signal::SIGCHLD) => {}
-                Ok(sig) => {
-                    log::debug!("forwarding {sig} to the container");
-                    let _ = nix::sys::signal::kill(self.pid, sig);
-                }
-                Err(e) => return Err(Errcode::sys("wait for signals", e)),
-            }
-        }
+        let code = wait_pid(self.pid)?;
+        Ok(self.reap(code))
     }
 
     fn reap(&mut self, code: i32) -> i32 {
@@ -352,6 +322,55 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Writes `pid`'s uid map, setgroups policy and gid map.
+pub(crate) fn write_maps(pid: Pid, map: &IdMap) -> Result<()> {
+    if map.use_helpers {
+        run_helper("newuidmap", pid, &map.uids)?;
+        return run_helper("newgidmap", pid, &map.gids);
+    }
+    let dir = format!("/proc/{}", pid);
+    let write = |file: &str, text: &str| {
+        std::fs::write(format!("{dir}/{file}"), text).sys_ctx(|| {
+            format!(
+                "write {file} of the container ({})",
+                text.trim().replace('\n', "; ")
+            )
+        })
+    };
+    write("uid_map", &map.uid_map())?;
+    if map.deny_setgroups {
+        write("setgroups", "deny")?;
+    }
+    write("gid_map", &map.gid_map())
+}
+
+/// Waits for the child `pid` to end, forwarding [`FORWARDED`] signals to it; returns its
+/// exit code (128+N when killed by signal N). Blocks those signals itself.
+pub fn wait_forwarding(pid: Pid) -> Result<i32> {
+    block_signals()?;
+    wait_pid(pid)
+}
+
+fn wait_pid(pid: Pid) -> Result<i32> {
+    let set = waited_signals();
+    loop {
+        match nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(Errcode::sys("wait for the container", e)),
+        }
+        match set.wait() {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(sig) => {
+                log::debug!("forwarding {sig} to the container");
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+            Err(e) => return Err(Errcode::sys("wait for signals", e)),
+        }
     }
 }
 
@@ -396,7 +415,7 @@ fn child_main(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> is
 }
 
 /// Waits for the parent's go; returns the fds that came with it.
-fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
+pub(crate) fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
     let mut go = [0u8; 1];
     // Room for SCM_RIGHTS with `expected` fds (plus one, to notice a surplus).
     // SAFETY: CMSG_SPACE is pure arithmetic.

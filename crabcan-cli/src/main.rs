@@ -2,12 +2,18 @@
 
 mod cli;
 mod config;
+mod features;
 mod launch;
+mod oci;
 
 use crabcan_errors::{Errcode, Result};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if oci::is_oci(&args) {
+        std::process::exit(oci::main(args));
+    }
     let code = match real_main() {
         Ok(code) => code,
         Err(e) => {

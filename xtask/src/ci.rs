@@ -26,6 +26,10 @@ pub fn run(args: &[String]) -> Result<bool> {
         "install the container engines (podman, conmon, containerd, docker.io, runc)",
         crate::engines::ensure_packages,
     )?;
+    step(
+        "install the protobuf compiler for the CRI bindings (protobuf-compiler)",
+        crate::cri::ensure_protoc,
+    )?;
     step("build the test root filesystem", || {
         crate::rootfs::ensure(&util::target_dir().join("test-rootfs"))
     })?;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod cri;
 mod engines;
 mod mutants;
 mod syscalls;
@@ -16,6 +17,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci [--no-vm]           everything CI checks, as root: setup, fmt, clippy, tests, vm-test
   bench [--help]         start latency, memory, growth and throughput against peers
+  cri [--runtime PATH] [-- FILTER…]
+                         pods through containerd's CRI with crabcan (or PATH), as root
   engines [--runtime PATH] [-- FILTER…]
                          podman, ctr and docker driving crabcan (or PATH), as root
   mutants [CRATE…]       mutation testing of the pure crates (slow; not part of ci)
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         },
         Some("bench") => bench::main(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
+        Some("cri") => cri::run(&args[1..]),
         Some("engines") => engines::run(&args[1..]),
         Some("mutants") => mutants::run(&args[1..]),
         Some("syscalls") => syscalls::run(&args[1..]),

@@ -1,0 +1,637 @@
+//! The detached container process of OCI `create`: cloned into exactly the namespaces the
+//! config lists (joining some by path), set up completely, then blocked on the state
+//! directory's `exec.fifo` until `start`, with no crabcan process left to hold it.
+//!
+//! The parent's side, in order: [`spawn_detached`] (after a `setns` into a pid namespace to
+//! join, which only affects children), [`Detached::write_id_maps`] when a user namespace
+//! is created, place the pid in its cgroups, [`Detached::release`] with the mount
+//! descriptors, [`Detached::at_hooks`] to run the runtime-namespace hooks while the child
+//! waits, then [`Detached::wait_ready`]. The child never gets a parent-death signal: the
+//! container outlives `create`.
+
+use crate::{IdMap, exec, net};
+use crabcan_errors::{Errcode, Result, SysContext};
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::unistd::{Gid, Pid, Uid};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+/// Sent by the child once its namespaces exist, before its mounts: the point of the
+/// prestart and createRuntime hooks.
+const AT_HOOKS: &[u8] = b"hooks";
+/// Sent by the child when it waits for `start`: everything is set up.
+const READY: &[u8] = b"ready";
+/// The parent's word to go on after the hooks.
+const GO_ON: &[u8] = b"on";
+
+/// A hook run by the container's process itself (createContainer, startContainer).
+#[derive(Debug, Clone)]
+pub struct ChildHook {
+    /// Executable path.
+    pub path: CString,
+    /// argv.
+    pub args: Vec<CString>,
+    /// Environment.
+    pub env: Vec<CString>,
+    /// Killed after this long.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// A pty for the process: where its master goes, and its size.
+#[derive(Debug)]
+pub struct Console {
+    /// A connected unix socket (the engine's `--console-socket`).
+    pub socket: OwnedFd,
+    /// Rows and columns.
+    pub size: Option<(u16, u16)>,
+}
+
+/// Everything the detached child needs, decided before the clone.
+#[derive(Debug)]
+pub struct DetachedSpec {
+    /// Namespaces to create (`CLONE_NEW*`), the user namespace only when listed.
+    pub new_namespaces: CloneFlags,
+    /// Namespaces to join, in this order, by descriptors opened before any join. The pid
+    /// namespace is not among them: the parent joins it before the clone.
+    pub join: Vec<(CloneFlags, OwnedFd)>,
+    /// Id maps, only with a new user namespace (written by the parent).
+    pub idmap: Option<IdMap>,
+    /// Hostname to set.
+    pub hostname: Option<String>,
+    /// NIS domain name to set.
+    pub domainname: Option<String>,
+    /// The mount plan; `None` keeps the mount namespace as it is (a joined one).
+    pub mounts: Option<crabcan_mounts::MountPlan>,
+    /// Bring loopback up (a new network namespace).
+    pub loopback: bool,
+    /// `/proc/sys` relative paths and values.
+    pub sysctl: Vec<(PathBuf, String)>,
+    /// rlimits: resource, soft, hard.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    /// Written to `/proc/self/oom_score_adj`.
+    pub oom_score_adj: Option<i32>,
+    /// `personality(2)` domain.
+    pub personality: Option<u64>,
+    /// Join a new session keyring (unless `--no-new-keyring`).
+    pub new_keyring: bool,
+    /// uid inside.
+    pub uid: u32,
+    /// gid inside.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub additional_gids: Vec<u32>,
+    /// umask.
+    pub umask: Option<u32>,
+    /// Working directory inside.
+    pub cwd: PathBuf,
+    /// The command.
+    pub argv: Vec<CString>,
+    /// Its environment.
+    pub env: Vec<CString>,
+    /// Capabilities, no_new_privs and seccomp.
+    pub security: crabcan_security::SecurityPlan,
+    /// A pty for the process.
+    pub console: Option<Console>,
+    /// The state directory (opened `O_PATH`), where `exec.fifo` is.
+    pub state_dir: OwnedFd,
+    /// The fifo's name in it.
+    pub fifo: CString,
+    /// Inherited descriptors 3..3+N passed to the process.
+    pub preserve_fds: u32,
+    /// Run in the container before the mounts (createContainer).
+    pub create_container_hooks: Vec<ChildHook>,
+    /// Run in the container after `start`, before the command (startContainer).
+    pub start_container_hooks: Vec<ChildHook>,
+}
+
+/// The parent's handle on the detached child during `create`.
+pub struct Detached {
+    pid: Pid,
+    chan: OwnedFd,
+    done: bool,
+}
+
+/// Clones the detached child. The caller must be single-threaded.
+pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
+    let (parent_end, child_end) = nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .sys_ctx(|| "create the parent/child socket pair")?;
+    let mut stack = vec![0u8; crate::CHILD_STACK];
+    let parent_raw = parent_end.as_raw_fd();
+    let child_raw = child_end.as_raw_fd();
+    let cb = Box::new(|| child_main(spec, parent_raw, child_raw));
+    // SAFETY: the caller is single-threaded (documented), the stack is ours and outlives the
+    // call (no CLONE_VM: the child gets its own copy of memory), and the child only runs
+    // `child_main`, which ends in exec or _exit.
+    let pid = unsafe {
+        nix::sched::clone(
+            cb,
+            &mut stack,
+            // The cgroup namespace is made after the parent placed the process in its
+            // cgroups, so that it is rooted there.
+            spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP,
+            Some(Signal::SIGCHLD as i32),
+        )
+    }
+    .map_err(|e| Errcode::sys("create the container's namespaces (clone)", e))?;
+    drop(child_end);
+    Ok(Detached {
+        pid,
+        chan: parent_end,
+        done: false,
+    })
+}
+
+impl Detached {
+    /// The container's pid on the host.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Writes the id maps of a new user namespace.
+    pub fn write_id_maps(&self, map: &IdMap) -> Result<()> {
+        crate::write_maps(self.pid, map)
+    }
+
+    /// Lets the child set up, handing it the mount descriptors.
+    pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
+        let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
+        let iov = [std::io::IoSlice::new(b"g")];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        nix::sys::socket::sendmsg::<()>(
+            self.chan.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .sys_ctx(|| "release the container's process")?;
+        Ok(())
+    }
+
+    fn expect(&mut self, word: &[u8]) -> Result<()> {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = match nix::sys::socket::recv(self.chan.as_raw_fd(), &mut buf, MsgFlags::empty())
+            {
+                Err(Errno::EINTR) => continue,
+                r => r.sys_ctx(|| "read the container's setup result")?,
+            };
+            return match &buf[..n] {
+                m if m == word => Ok(()),
+                [] => Err(self.died()),
+                m => Err(Errcode::decode(m).unwrap_or_else(|| {
+                    Errcode::setup("the container's process reported an unreadable setup error")
+                })),
+            };
+        }
+    }
+
+    fn died(&mut self) -> Errcode {
+        let how = match nix::sys::wait::waitpid(self.pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => format!("exited with {c}"),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!("was killed by {s}"),
+            Ok(other) => format!("stopped ({other:?})"),
+            Err(e) => format!("vanished ({})", e.desc()),
+        };
+        self.done = true;
+        Errcode::setup(format!("the container's process {how} during setup"))
+    }
+
+    /// Waits until the child's namespaces exist, runs `hooks` (the runtime-namespace
+    /// hooks), then lets the child go on, giving it `state` (the JSON its own hooks get).
+    pub fn at_hooks(&mut self, hooks: impl FnOnce() -> Result<()>, state: &[u8]) -> Result<()> {
+        self.expect(AT_HOOKS)?;
+        hooks()?;
+        let mut msg = GO_ON.to_vec();
+        msg.extend_from_slice(state);
+        nix::sys::socket::send(self.chan.as_raw_fd(), &msg, MsgFlags::empty())
+            .sys_ctx(|| "let the container's process go on")?;
+        Ok(())
+    }
+
+    /// Waits until the child is set up and blocked on the fifo; from then on it is on its
+    /// own (the handle no longer kills it when dropped).
+    pub fn wait_ready(mut self) -> Result<Pid> {
+        self.expect(READY)?;
+        self.done = true;
+        Ok(self.pid)
+    }
+}
+
+impl Drop for Detached {
+    /// A child that did not reach the fifo is killed and reaped: a failed create leaves
+    /// no process behind.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+        }
+    }
+}
+
+fn child_main(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> isize {
+    let code = match setup(spec, parent_end, chan) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
+            e.exit_code()
+        }
+    };
+    // SAFETY: _exit is always safe; it skips the parent's atexit handlers and buffers.
+    unsafe { libc::_exit(code) }
+}
+
+/// Either the command runs (never returns) or an error comes back.
+enum Never {}
+
+fn send(chan: RawFd, word: &[u8]) -> Result<()> {
+    nix::sys::socket::send(chan, word, MsgFlags::empty())
+        .sys_ctx(|| "talk to the parent")
+        .map(drop)
+}
+
+/// Receives the parent's go-on word and what follows it.
+fn recv_go_on(chan: RawFd) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match nix::sys::socket::recv(chan, &mut buf, MsgFlags::empty()) {
+            Err(Errno::EINTR) => continue,
+            Ok(n) if n > 0 && buf[..n].starts_with(GO_ON) => {
+                return Ok(buf[GO_ON.len()..n].to_vec());
+            }
+            Ok(0) => {
+                // The parent went away: create failed, nothing to report to.
+                // SAFETY: see child_main.
+                unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) }
+            }
+            Ok(_) => return Err(Errcode::setup("unexpected message from the parent")),
+            Err(e) => return Err(Errcode::sys("wait for the parent", e)),
+        }
+    }
+}
+
+fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
+    // SAFETY: the fd number came from the parent's socketpair and is not used here again.
+    unsafe { libc::close(parent_end) };
+    // Every other descriptor of crabcan's goes now: the state directory's lock (an flock
+    // this process would otherwise hold for as long as the container lives), the root
+    // crabcan opened, the caller's leftovers. Kept: stdio, the preserved ones, our own.
+    let mut keep = vec![chan, spec.state_dir.as_raw_fd()];
+    keep.extend(spec.join.iter().map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(spec.console.as_ref().map(|c| c.socket.as_raw_fd()));
+    close_others(3 + spec.preserve_fds as RawFd, &keep)?;
+    // Nothing of the container may inspect or ptrace this process, which runs crabcan's
+    // code and holds its descriptors until it execs.
+    nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's process non-dumpable")?;
+    let count = spec
+        .mounts
+        .as_ref()
+        .map_or(0, crabcan_mounts::handover_count);
+    let trees = crate::wait_for_go(chan, count)?;
+    // Until create has recorded the container, its death must take this process along:
+    // nothing would ever start or delete it. Cleared just before the container is handed
+    // over (see below).
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
+    if spec.idmap.is_some() {
+        let (u, g) = (Uid::from_raw(0), Gid::from_raw(0));
+        nix::unistd::setresgid(g, g, g).sys_ctx(|| "take the container's root gid")?;
+        nix::unistd::setresuid(u, u, u).sys_ctx(|| "take the container's root uid")?;
+    }
+    for (flag, fd) in &spec.join {
+        nix::sched::setns(fd, *flag)
+            .sys_ctx(|| format!("join the {} namespace (setns)", ns_name(*flag)))?;
+    }
+    // A session of its own, so the container cannot signal the caller's process group, and
+    // a pty can become its controlling terminal.
+    nix::unistd::setsid().sys_ctx(|| "start a new session (setsid)")?;
+    if spec.new_namespaces.contains(CloneFlags::CLONE_NEWCGROUP) {
+        // Cloned with it: the parent placed us in our cgroups after the clone, so the
+        // namespace would be rooted at the parent's cgroup. Root it where we are now.
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .sys_ctx(|| "create the cgroup namespace")?;
+    }
+    if let Some(h) = &spec.hostname {
+        crabcan_hostname::apply(h)?;
+    }
+    if let Some(d) = &spec.domainname {
+        // SAFETY: setdomainname reads `len` bytes of a live buffer.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(Errcode::sys(
+                format!("set the domain name {d}"),
+                Errno::last(),
+            ));
+        }
+    }
+    send(chan, AT_HOOKS)?;
+    let hook_state = recv_go_on(chan)?;
+    for h in &spec.create_container_hooks {
+        run_hook(h, &hook_state, "createContainer")?;
+    }
+    // Before the mounts, through the /proc this process still sees: a sysctl is resolved
+    // in the opener's namespaces (already the container's), and the container's own
+    // /proc/sys is read-only once the mounts are done (runc writes them before it makes
+    // the read-only paths, which crabcan's mount step does together with the rest).
+    for (key, value) in &spec.sysctl {
+        let path = PathBuf::from("/proc/sys").join(key);
+        std::fs::write(&path, value.as_bytes()).map_err(|e| {
+            Errcode::setup(format!(
+                "cannot set sysctl {}: {e}",
+                key.display().to_string().replace('/', ".")
+            ))
+        })?;
+    }
+    if let Some(m) = &spec.mounts {
+        crabcan_mounts::apply_with(m, trees)?;
+    }
+    if spec.loopback {
+        net::loopback_up()?;
+    }
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Errcode::setup(format!("cannot set oom_score_adj {adj}: {e}")))?;
+    }
+    if let Some(p) = spec.personality {
+        // SAFETY: personality takes an integer.
+        if unsafe { libc::personality(p as libc::c_ulong) } < 0 {
+            return Err(Errcode::sys(
+                format!("set personality {p:#x}"),
+                Errno::last(),
+            ));
+        }
+    }
+    if spec.new_keyring {
+        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a null name creates an anonymous keyring.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                libc::KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<libc::c_char>(),
+            )
+        };
+        // A kernel without keyrings has nothing to share in the first place.
+        if r < 0 && Errno::last() != Errno::ENOSYS {
+            return Err(Errcode::sys("join a new session keyring", Errno::last()));
+        }
+    }
+    for &(res, soft, hard) in &spec.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit with a valid pointer to an initialised struct.
+        if unsafe { libc::setrlimit(res as _, &lim) } != 0 {
+            return Err(Errcode::sys(
+                format!("set rlimit {res} to {soft}:{hard}"),
+                Errno::last(),
+            ));
+        }
+    }
+    if let Some(c) = &spec.console {
+        console(c)?;
+    }
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN: it goes in now, before the
+    // capabilities go (runc's order); with it, last, just before execve.
+    crabcan_security::apply_seccomp_before_cap_drop(&spec.security)?;
+    crabcan_security::apply_bounding(&spec.security)?;
+    set_ids(spec)?;
+    // Changing ids cleared it.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
+    if let Some(m) = spec.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
+    }
+    nix::unistd::chdir(&spec.cwd)
+        .sys_ctx(|| format!("chdir to the working directory {}", spec.cwd.display()))?;
+    let path = exec::resolve(&spec.argv, &spec.env)?;
+    close_from(3 + spec.preserve_fds)?;
+    // From here on nothing ties the container to create, which exits once it reads READY.
+    nix::sys::prctl::set_pdeathsig(None).sys_ctx(|| "clear the parent-death signal")?;
+    send(chan, READY)?;
+    let go = wait_for_start(spec)?;
+    for h in &spec.start_container_hooks {
+        run_hook(h, &hook_state, "startContainer").inspect_err(|e| {
+            eprintln!("crabcan: {e}");
+        })?;
+    }
+    // Only now does start go on (to the poststart hooks): after the startContainer ones.
+    nix::unistd::write(&go, b"0").sys_ctx(|| "tell start the container goes on")?;
+    drop(go);
+    SigSet::empty()
+        .thread_set_mask()
+        .sys_ctx(|| "restore the signal mask")?;
+    // SAFETY: SIG_DFL carries no handler; the child is single-threaded.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
+        .sys_ctx(|| "reset SIGPIPE to its default")?;
+    crabcan_security::apply_final(&spec.security)?;
+    let e = match nix::unistd::execve(&path, &spec.argv, &spec.env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    // Nobody listens on the channel any more: the container's stderr is where it shows.
+    let err = Errcode::sys(format!("exec {}", path.to_string_lossy()), e);
+    eprintln!("crabcan: {err}");
+    Err(err)
+}
+
+fn ns_name(flag: CloneFlags) -> &'static str {
+    match flag {
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWNET => "network",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        _ => "unknown",
+    }
+}
+
+fn set_ids(spec: &DetachedSpec) -> Result<()> {
+    let groups: Vec<Gid> = spec
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    let deny = spec.idmap.as_ref().is_some_and(|m| m.deny_setgroups);
+    if !deny {
+        nix::unistd::setgroups(&groups).sys_ctx(|| "set the supplementary groups")?;
+    } else if !groups.is_empty() {
+        return Err(Errcode::setup(
+            "additional groups cannot be set: setgroups is denied in this user namespace",
+        ));
+    }
+    let (u, g) = (Uid::from_raw(spec.uid), Gid::from_raw(spec.gid));
+    // A config may give a non-root user capabilities: keep the permitted set across the
+    // uid change, so the final step can make them effective (it sets every set anyway).
+    nix::sys::prctl::set_keepcaps(true).sys_ctx(|| "keep capabilities across setuid")?;
+    nix::unistd::setresgid(g, g, g).sys_ctx(|| format!("set gid {} (setresgid)", spec.gid))?;
+    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {} (setresuid)", spec.uid))?;
+    nix::sys::prctl::set_keepcaps(false).sys_ctx(|| "clear keep-capabilities")
+}
+
+/// Closes every descriptor from `first` on except those in `keep`.
+fn close_others(first: RawFd, keep: &[RawFd]) -> Result<()> {
+    let mut fds = Vec::new();
+    for e in
+        std::fs::read_dir("/proc/self/fd").sys_ctx(|| "list open descriptors (/proc/self/fd)")?
+    {
+        let Ok(e) = e else { continue };
+        if let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) {
+            fds.push(fd);
+        }
+    }
+    for fd in fds {
+        if fd >= first && !keep.contains(&fd) {
+            // SAFETY: closing a descriptor no Rust object of this process uses afterwards
+            // (the listing's own one is gone already, the kept ones are skipped).
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+/// Marks every descriptor from `first` on close-on-exec.
+fn close_from(first: u32) -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags here.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r < 0 {
+        return Err(Errcode::sys(
+            "mark inherited file descriptors close-on-exec (close_range)",
+            Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// Blocks until `start` opens the fifo for reading; returns the fifo, on which one byte
+/// tells start that the command is about to run.
+fn wait_for_start(spec: &DetachedSpec) -> Result<OwnedFd> {
+    // Through the state directory's descriptor: the path is not reachable from the new root.
+    loop {
+        match nix::fcntl::openat(
+            &spec.state_dir,
+            spec.fifo.as_c_str(),
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => return r.sys_ctx(|| "wait for start (open exec.fifo)"),
+        }
+    }
+}
+
+/// Opens a pty in the container, sends its master over the console socket, and makes its
+/// slave the process's controlling terminal and stdio.
+fn console(c: &Console) -> Result<()> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .sys_ctx(|| "open a pty (/dev/ptmx)")?;
+    nix::pty::grantpt(&master).sys_ctx(|| "grant the pty")?;
+    nix::pty::unlockpt(&master).sys_ctx(|| "unlock the pty")?;
+    let name = nix::pty::ptsname_r(&master).sys_ctx(|| "name the pty")?;
+    if let Some((rows, cols)) = c.size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a valid winsize on a pty master we own.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return Err(Errcode::sys("set the console size", Errno::last()));
+        }
+    }
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys_ctx(|| format!("open the pty {name}"))?;
+    let fds = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    nix::sys::socket::sendmsg::<()>(
+        c.socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .sys_ctx(|| "send the pty master over the console socket")?;
+    drop(master);
+    // SAFETY: TIOCSCTTY on a pty slave, in a session leader without a controlling terminal.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(Errcode::sys(
+            "make the pty the controlling terminal",
+            Errno::last(),
+        ));
+    }
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which the process owns.
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+            return Err(Errcode::sys("attach stdio to the pty", Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a hook the container's process runs itself: fork, exec with the state on stdin,
+/// wait within its timeout.
+fn run_hook(h: &ChildHook, state: &[u8], kind: &str) -> Result<()> {
+    let fail = |why: String| {
+        Errcode::setup(format!(
+            "{kind} hook {} failed: {why}",
+            h.path.to_string_lossy()
+        ))
+    };
+    let (rd, wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys_ctx(|| "create a pipe for a hook")?;
+    // SAFETY: single-threaded; the child only dup2s, execs or _exits.
+    match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork a hook")? {
+        nix::unistd::ForkResult::Child => {
+            // A group of its own, so that a timeout kills whatever the hook started too.
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            // SAFETY: dup2 onto stdin of this fresh process.
+            unsafe { libc::dup2(rd.as_raw_fd(), 0) };
+            let _ = nix::unistd::execve(&h.path, &h.args, &h.env);
+            // SAFETY: see child_main.
+            unsafe { libc::_exit(127) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(rd);
+            // A hook that does not read its stdin must not block us: the state is small
+            // and fits the pipe's buffer.
+            let _ = nix::unistd::write(&wr, state);
+            drop(wr);
+            let deadline = h.timeout.map(|t| std::time::Instant::now() + t);
+            loop {
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return Ok(()),
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => {
+                        return Err(fail(format!("exit status {c}")));
+                    }
+                    Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
+                        return Err(fail(format!("killed by {s}")));
+                    }
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(Errcode::sys("wait for a hook", e)),
+                }
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    let _ = nix::sys::signal::killpg(child, Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    return Err(fail("timed out".into()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}

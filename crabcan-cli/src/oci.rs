@@ -1,0 +1,533 @@
+//! The runc-compatible front end: global flags, the OCI commands, their logging and exit
+//! codes (1 on crabcan's own errors, with runc's wording where engines match on it).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use crabcan_errors::{Errcode, Result};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The commands of the OCI front end.
+const COMMANDS: &[&str] = &[
+    "create", "start", "state", "kill", "delete", "list", "spec", "features",
+];
+
+/// Global flags that take a value.
+const VALUE_FLAGS: &[&str] = &["--root", "--log", "--log-format", "--criu"];
+
+/// Global flags without a value.
+const BARE_FLAGS: &[&str] = &["--debug", "--systemd-cgroup"];
+
+/// crabcan's OCI runtime commands (runc's command line).
+#[derive(Debug, Parser)]
+#[command(name = "crabcan", disable_version_flag = true)]
+pub struct OciCli {
+    /// State directory [default: /run/crabcan, or $XDG_RUNTIME_DIR/crabcan when not root].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write log lines to FILE instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log debug lines too.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not available: crabcan manages cgroupfs itself).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    #[command(subcommand)]
+    pub cmd: OciCmd,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `time level msg`.
+    Text,
+    /// JSON lines `{"level","msg","time"}`.
+    Json,
+}
+
+/// Options shared by `create` and `run`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The container id.
+    pub id: String,
+    /// The bundle directory (holding config.json).
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container's pid to FILE.
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Send the pty master of a process.terminal container to this unix socket.
+    #[arg(long = "console-socket", value_name = "SOCKET")]
+    pub console_socket: Option<PathBuf>,
+    /// Do not use pivot_root to switch to the root.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of a new one.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass the N descriptors after stdio (3..3+N) to the container.
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+/// The OCI commands.
+#[derive(Debug, Subcommand)]
+pub enum OciCmd {
+    /// Create a container from a bundle; its process waits for start.
+    Create(CreateArgs),
+    /// Run the command of a created container.
+    Start {
+        /// The container id.
+        id: String,
+    },
+    /// Print the state of a container as JSON.
+    State {
+        /// The container id.
+        id: String,
+    },
+    /// Send a signal to a container's process.
+    Kill {
+        /// Signal every process of the container.
+        #[arg(short, long)]
+        all: bool,
+        /// The container id.
+        id: String,
+        /// Name (TERM, SIGTERM) or number.
+        #[arg(default_value = "TERM")]
+        signal: String,
+    },
+    /// Delete a container and everything create made for it.
+    Delete {
+        /// Kill it first if it runs.
+        #[arg(short, long)]
+        force: bool,
+        /// The container id.
+        id: String,
+    },
+    /// List containers.
+    List {
+        /// table or json.
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Ids only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json into the bundle.
+    Spec {
+        /// The bundle directory.
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        bundle: PathBuf,
+        /// A config for an ordinary user (a user namespace mapping the caller to root).
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print what this build supports, as the runtime-spec features JSON.
+    Features,
+    /// Create and start a container; without --detach, wait for it and delete it.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container runs.
+        #[arg(short, long)]
+        detach: bool,
+    },
+}
+
+/// `list` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Columns.
+    Table,
+    /// A JSON array of states.
+    Json,
+}
+
+/// Whether these arguments are for the OCI front end: an OCI command after the global
+/// flags, `run` with a bundle, or a bare `--version`.
+pub fn is_oci(args: &[OsString]) -> bool {
+    let words: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_str().unwrap_or(""))
+        .collect();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let name = w.split_once('=').map_or(w, |(n, _)| n);
+        if VALUE_FLAGS.contains(&name) {
+            i += if w.contains('=') { 1 } else { 2 };
+            continue;
+        }
+        if BARE_FLAGS.contains(&w) {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let rest = &words[i.min(words.len())..];
+    let global_given = i > 0;
+    match rest.first() {
+        None => global_given,
+        Some(&"--version") | Some(&"-v") => true,
+        Some(&"run") => rest
+            .iter()
+            .take_while(|w| **w != "--")
+            .any(|w| *w == "-b" || *w == "--bundle" || w.starts_with("--bundle=")),
+        Some(w) => COMMANDS.contains(w) || (global_given && !w.starts_with('-')),
+    }
+}
+
+/// runc's `--version` layout, which docker parses.
+pub fn version_text() -> String {
+    format!(
+        "crabcan version {}\ncommit: {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("CRABCAN_COMMIT").unwrap_or("unknown"),
+        crabcan_oci::OCI_VERSION
+    )
+}
+
+/// Runs the OCI front end; returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    if matches!(
+        args.get(1).and_then(|a| a.to_str()),
+        Some("--version") | Some("-v")
+    ) {
+        print!("{}", version_text());
+        return 0;
+    }
+    let cli = match OciCli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                print!("{}", e.render());
+                return 0;
+            }
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("crabcan: {first}");
+            return 1;
+        }
+    };
+    let logger = match Logger::new(&cli) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("crabcan: {e}");
+            return 1;
+        }
+    };
+    let logger: &'static Logger = Box::leak(Box::new(logger));
+    let _ = log::set_logger(logger);
+    log::set_max_level(if cli.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    });
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            logger.error_line(&e.to_string());
+            1
+        }
+    }
+}
+
+fn root_of(cli: &OciCli) -> PathBuf {
+    let root = cli.root.clone().unwrap_or_else(|| {
+        crabcan_runtime::default_root(
+            nix::unistd::geteuid().as_raw(),
+            std::env::var("XDG_RUNTIME_DIR").ok().as_deref(),
+        )
+    });
+    std::path::absolute(&root).unwrap_or(root)
+}
+
+fn create_options(a: &CreateArgs) -> crabcan_runtime::CreateOptions {
+    crabcan_runtime::CreateOptions {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+/// Before anything of the container exists: the process that will wait in the container
+/// runs crabcan's code, so it must run from a sealed copy of the binary (no writable path
+/// to the host's file through /proc/PID/exe; the CVE-2019-5736 class).
+fn sealed() -> Result<()> {
+    crabcan_child::reexec_sealed(std::env::args_os().collect(), std::env::vars_os().collect())
+}
+
+fn dispatch(cli: &OciCli) -> Result<i32> {
+    if cli.systemd_cgroup {
+        return Err(Errcode::usage(
+            "--systemd-cgroup: systemd is not available to manage cgroups here; \
+             crabcan manages cgroupfs itself (leave the flag out)",
+        ));
+    }
+    let root = root_of(cli);
+    match &cli.cmd {
+        OciCmd::Create(a) => {
+            sealed()?;
+            crabcan_runtime::create(&root, &create_options(a))?;
+            Ok(0)
+        }
+        OciCmd::Run { create, detach } => {
+            sealed()?;
+            crabcan_runtime::run(&root, &create_options(create), *detach)
+        }
+        OciCmd::Start { id } => crabcan_runtime::start(&root, id).map(|()| 0),
+        OciCmd::State { id } => {
+            let s = crabcan_runtime::state(&root, id)?;
+            println!("{}", to_json_pretty(&s)?);
+            Ok(0)
+        }
+        OciCmd::Kill { all, id, signal } => {
+            let sig = crabcan_runtime::parse_signal(signal)?;
+            crabcan_runtime::kill(&root, id, sig, *all).map(|()| 0)
+        }
+        OciCmd::Delete { force, id } => crabcan_runtime::delete(&root, id, *force).map(|()| 0),
+        OciCmd::List { format, quiet } => {
+            let all = crabcan_runtime::list(&root)?;
+            let mut out = String::new();
+            if *quiet {
+                for s in &all {
+                    out.push_str(&s.id);
+                    out.push('\n');
+                }
+            } else if *format == ListFormat::Json {
+                out = serde_json::to_string(&all)
+                    .map_err(|e| Errcode::setup(format!("cannot encode the list: {e}")))?;
+                out.push('\n');
+            } else {
+                out.push_str("ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n");
+                for s in &all {
+                    out.push_str(&format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\n",
+                        s.id,
+                        s.pid,
+                        s.status.as_str(),
+                        s.bundle.display(),
+                        s.created,
+                        s.owner
+                    ));
+                }
+            }
+            print!("{out}");
+            Ok(0)
+        }
+        OciCmd::Spec { bundle, rootless } => {
+            let path = bundle.join(crabcan_oci::CONFIG_FILE);
+            if path.exists() {
+                return Err(Errcode::usage(format!(
+                    "File {} exists. Remove it first",
+                    path.display()
+                )));
+            }
+            let ids = rootless.then(|| {
+                (
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                )
+            });
+            let text = to_json_pretty(&crabcan_oci::default_spec(ids))?;
+            std::fs::write(&path, text + "\n")
+                .map_err(|e| Errcode::setup(format!("cannot write {}: {e}", path.display())))?;
+            Ok(0)
+        }
+        OciCmd::Features => {
+            println!("{}", to_json_pretty(&crate::features::features())?);
+            Ok(0)
+        }
+    }
+}
+
+fn to_json_pretty(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Errcode::setup(format!("cannot encode JSON: {e}")))
+}
+
+/// Log lines to stderr or `--log FILE`, as text or JSON lines.
+struct Logger {
+    out: Mutex<Box<dyn Write + Send>>,
+    json: bool,
+    to_stderr: bool,
+}
+
+impl Logger {
+    fn new(cli: &OciCli) -> Result<Logger> {
+        let (out, to_stderr): (Box<dyn Write + Send>, bool) = match &cli.log {
+            Some(p) => (
+                Box::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .map_err(|e| {
+                            Errcode::usage(format!("cannot open --log {}: {e}", p.display()))
+                        })?,
+                ),
+                false,
+            ),
+            None => (Box::new(std::io::stderr()), true),
+        };
+        Ok(Logger {
+            out: Mutex::new(out),
+            json: cli.log_format == LogFormat::Json,
+            to_stderr,
+        })
+    }
+
+    fn line(&self, level: &str, msg: &str) {
+        let time = crabcan_runtime::now_rfc3339();
+        let text = if self.json {
+            serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+        } else {
+            format!(
+                "time=\"{time}\" level={level} msg=\"{}\"",
+                msg.replace('"', "\\\"")
+            )
+        };
+        if let Ok(mut o) = self.out.lock() {
+            let _ = writeln!(o, "{text}");
+            let _ = o.flush();
+        }
+    }
+
+    /// The failure of the command: the last line of the log, and always one line on stderr.
+    fn error_line(&self, msg: &str) {
+        if !self.to_stderr || self.json {
+            self.line("error", msg);
+        }
+        if self.to_stderr && self.json {
+            return;
+        }
+        eprintln!("crabcan: {msg}");
+    }
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            let level = match r.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug | log::Level::Trace => "debug",
+            };
+            self.line(level, &r.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn oci_commands_are_told_from_the_tutorial_form() {
+        for v in [
+            &["c", "create", "--bundle", "b", "x"][..],
+            &["c", "--root", "/r", "state", "x"],
+            &[
+                "c",
+                "--root=/r",
+                "--log",
+                "f",
+                "--log-format=json",
+                "kill",
+                "x",
+                "9",
+            ],
+            &["c", "--debug", "delete", "--force", "x"],
+            &["c", "run", "-b", "b", "x"],
+            &["c", "run", "--bundle=b", "x"],
+            &["c", "--root", "/r", "run", "-b", "/b", "x"],
+            &["c", "--systemd-cgroup", "list"],
+            &["c", "spec"],
+            &["c", "features"],
+            &["c", "--version"],
+        ] {
+            assert!(is_oci(&os(v)), "{v:?}");
+        }
+        for v in [
+            &["c", "run", "--", "/bin/sh"][..],
+            &["c", "run", "-m", "/r", "--", "ls", "-b"],
+            &["c", "--debug", "--mount", "/r", "--command", "/bin/sh"],
+            &["c", "-d", "run", "--", "x"],
+            &["c", "--debug", "run", "-m", "/r", "-c", "/bin/sh"],
+            &["c", "-m", "/r", "--", "create"],
+            &["c", "--help"],
+            &["c"],
+        ] {
+            assert!(!is_oci(&os(v)), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn flags_take_both_spellings_and_run_takes_d_as_detach() {
+        let c = OciCli::try_parse_from(os(&[
+            "c",
+            "--root=/r",
+            "--log",
+            "/l",
+            "run",
+            "-d",
+            "-b",
+            "/b",
+            "--pid-file=/p",
+            "x",
+        ]))
+        .unwrap();
+        assert_eq!(c.root.as_deref(), Some(std::path::Path::new("/r")));
+        assert_eq!(c.log.as_deref(), Some(std::path::Path::new("/l")));
+        let OciCmd::Run { create, detach } = c.cmd else {
+            panic!("not run")
+        };
+        assert!(detach);
+        assert_eq!(create.id, "x");
+        assert_eq!(create.pid_file.as_deref(), Some(std::path::Path::new("/p")));
+        let c = OciCli::try_parse_from(os(&["c", "kill", "x"])).unwrap();
+        let OciCmd::Kill { signal, all, .. } = c.cmd else {
+            panic!("not kill")
+        };
+        assert_eq!(signal, "TERM");
+        assert!(!all);
+    }
+
+    #[test]
+    fn version_is_in_runcs_layout() {
+        let v = version_text();
+        let lines: Vec<&str> = v.lines().collect();
+        assert!(lines[0].starts_with("crabcan version "), "{v}");
+        assert!(lines[1].starts_with("commit: "), "{v}");
+        assert!(lines[2].starts_with("spec: 1."), "{v}");
+    }
+}

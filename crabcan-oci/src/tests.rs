@@ -1,0 +1,427 @@
+use crate::*;
+use crabcan_security::{Capability, Seccomp};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn bundle(v: &Value) -> crabcan_errors::Result<Bundle> {
+    parse("/b".into(), &v.to_string())
+}
+
+fn plan_of(v: &Value) -> crabcan_errors::Result<Plan> {
+    translate(&bundle(v)?, Host::default(), &mut |_| {})
+}
+
+fn err_of(v: &Value) -> String {
+    plan_of(v).unwrap_err().to_string()
+}
+
+fn set(v: &mut Value, pointer: &str, val: Value) {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let mut cur = v;
+    for part in parent.split('/').skip(1) {
+        if cur[part].is_null() {
+            cur[part] = json!({});
+        }
+        cur = &mut cur[part];
+    }
+    cur[key] = val;
+}
+
+#[test]
+fn the_default_spec_translates() {
+    let p = plan_of(&default_spec(None)).unwrap();
+    assert_eq!(p.root, Path::new("/b/rootfs"));
+    assert!(p.root_readonly);
+    assert_eq!(p.process.args, ["sh"]);
+    assert!(p.process.terminal);
+    assert!(p.process.no_new_privs);
+    assert_eq!(p.hostname.as_deref(), Some("crabcan"));
+    let kinds: Vec<NsKind> = p.namespaces.iter().map(|n| n.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            NsKind::Pid,
+            NsKind::Net,
+            NsKind::Ipc,
+            NsKind::Uts,
+            NsKind::Mount,
+            NsKind::Cgroup
+        ]
+    );
+    assert!(!p.creates(NsKind::User));
+    assert!(p.process.caps.bounding.contains(Capability::Kill));
+    assert!(!p.process.caps.bounding.contains(Capability::SysAdmin));
+    assert!(p.process.caps.inheritable.0 == 0);
+    assert_eq!(p.mounts.len(), 7);
+    assert_eq!(p.mounts[2].fstype, "devpts");
+    assert_eq!(
+        p.mounts[2].options.data,
+        ["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+    );
+    // runc's spec denies every device, then crabcan (as runc) allows the standard nodes.
+    let rules = p.resources.devices.as_ref().unwrap();
+    assert!(!rules[0].allow);
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.allow && r.major == Some(1) && r.minor == Some(3))
+    );
+    assert!(p.masked_paths.contains(&"/proc/kcore".into()));
+    assert!(p.readonly_paths.contains(&"/proc/sys".into()));
+    assert_eq!(
+        i64::from(p.process.rlimits[0].resource),
+        i64::from(libc::RLIMIT_NOFILE)
+    );
+    assert_eq!(p.seccomp, Seccomp::Unconfined);
+}
+
+#[test]
+fn the_rootless_spec_maps_the_caller() {
+    let p = plan_of(&default_spec(Some((1000, 1001)))).unwrap();
+    assert!(p.creates(NsKind::User));
+    assert!(p.namespace(NsKind::Net).is_none());
+    assert_eq!(
+        p.uid_mappings,
+        [IdRange {
+            inside: 0,
+            outside: 1000,
+            count: 1
+        }]
+    );
+    assert_eq!(p.gid_mappings[0].outside, 1001);
+    assert_eq!(p.resources, crabcan_cgroups::Resources::default());
+}
+
+#[test]
+fn id_mappings_need_a_new_user_namespace() {
+    let mut v = default_spec(None);
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    assert!(err_of(&v).starts_with("config.json linux.uidMappings: "));
+    let mut v = default_spec(Some((1, 1)));
+    v["linux"]["gidMappings"] = json!([]);
+    assert!(err_of(&v).starts_with("config.json linux.uidMappings: "));
+}
+
+#[test]
+fn namespaces_joined_by_path_are_kept() {
+    let mut v = default_spec(None);
+    v["linux"]["namespaces"][1] = json!({"type": "network", "path": "/proc/42/ns/net"});
+    let p = plan_of(&v).unwrap();
+    assert_eq!(
+        p.namespace(NsKind::Net).unwrap().path.as_deref(),
+        Some(Path::new("/proc/42/ns/net"))
+    );
+    assert!(!p.creates(NsKind::Net));
+    assert!(p.creates(NsKind::Pid));
+}
+
+#[test]
+fn seccomp_profiles_are_read_and_their_errors_name_the_path() {
+    let mut v = default_spec(None);
+    v["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]
+    });
+    let p = plan_of(&v).unwrap();
+    let Seccomp::Profile(prof) = &p.seccomp else {
+        panic!("no profile")
+    };
+    assert_eq!(prof.architectures.len(), 3);
+    v["linux"]["seccomp"]["syscalls"][0]["args"] =
+        json!([{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]);
+    let e = err_of(&v);
+    assert!(
+        e.starts_with("config.json linux.seccomp.syscalls[0].args[0]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sysctls_outside_the_containers_namespaces_are_refused() {
+    let mut v = default_spec(None);
+    v["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "4096"});
+    let p = plan_of(&v).unwrap();
+    assert_eq!(
+        p.sysctl,
+        [
+            ("kernel/shmmax".into(), "4096".to_string()),
+            ("net/ipv4/ip_forward".into(), "1".to_string())
+        ]
+    );
+    for (key, why) in [
+        ("vm.swappiness", "not a namespaced sysctl"),
+        ("kernel.hostname", "hostname"),
+        ("net..x", "invalid key"),
+    ] {
+        let mut v = default_spec(None);
+        v["linux"]["sysctl"] = json!({ key: "1" });
+        let e = err_of(&v);
+        assert!(
+            e.starts_with(&format!("config.json linux.sysctl.{key}: ")),
+            "{e}"
+        );
+        assert!(e.contains(why), "{e}");
+    }
+    let mut v = default_spec(None);
+    v["linux"]["namespaces"] = json!([{"type": "mount"}]);
+    v["hostname"] = json!("");
+    v["linux"]["sysctl"] = json!({"net.core.somaxconn": "1"});
+    assert!(err_of(&v).contains("needs a network namespace"));
+}
+
+#[test]
+fn lsm_labels_are_skipped_with_a_warning_only_without_the_lsm() {
+    let mut v = default_spec(None);
+    v["process"]["apparmorProfile"] = json!("docker-default");
+    v["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    let b = bundle(&v).unwrap();
+    let mut warnings = Vec::new();
+    translate(&b, Host::default(), &mut |w| warnings.push(w)).unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("process.apparmorProfile"));
+    let host = Host {
+        apparmor: true,
+        selinux: false,
+    };
+    let e = translate(&b, host, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        e.starts_with("config.json process.apparmorProfile: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn hooks_keep_order_args_and_timeouts() {
+    let mut v = default_spec(None);
+    v["hooks"] = json!({
+        "prestart": [{"path": "/bin/a"}],
+        "createRuntime": [{"path": "/bin/b", "args": ["b", "x"], "env": ["A=1"], "timeout": 3}],
+        "poststop": [{"path": "/bin/c"}, {"path": "/bin/d"}]
+    });
+    let p = plan_of(&v).unwrap();
+    assert_eq!(p.hooks.prestart[0].args, ["/bin/a"]);
+    assert_eq!(p.hooks.create_runtime[0].args, ["b", "x"]);
+    assert_eq!(
+        p.hooks.create_runtime[0].timeout,
+        Some(std::time::Duration::from_secs(3))
+    );
+    assert_eq!(p.hooks.poststop.len(), 2);
+    v["hooks"]["poststop"][1]["timeout"] = json!(0);
+    assert!(err_of(&v).starts_with("config.json hooks.poststop[1].timeout: "));
+}
+
+#[test]
+fn malformed_configs_are_one_line_errors() {
+    for text in [
+        "",
+        "{",
+        "[]",
+        "{\"ociVersion\": 3}",
+        "{\"process\": {\"args\": 1}}",
+    ] {
+        let e = parse("/b".into(), text).unwrap_err().to_string();
+        assert!(e.starts_with("config.json"), "{text}: {e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+/// Fields that must be refused, with the path the error must name.
+fn refusals() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        ("/linux/intelRdt", json!({"closID": "x"}), "linux.intelRdt"),
+        (
+            "/linux/timeOffsets",
+            json!({"monotonic": {"secs": 1}}),
+            "linux.timeOffsets",
+        ),
+        (
+            "/linux/memoryPolicy",
+            json!({"mode": "MPOL_BIND", "nodes": "0"}),
+            "linux.memoryPolicy",
+        ),
+        ("/linux/netDevices", json!({"eth0": {}}), "linux.netDevices"),
+        (
+            "/linux/personality",
+            json!({"domain": "LINUX", "flags": ["x"]}),
+            "linux.personality.flags",
+        ),
+        (
+            "/process/ioPriority",
+            json!({"class": "IOPRIO_CLASS_IDLE", "priority": 1}),
+            "process.ioPriority",
+        ),
+        (
+            "/process/scheduler",
+            json!({"policy": "SCHED_OTHER"}),
+            "process.scheduler",
+        ),
+        (
+            "/process/user/username",
+            json!("bob"),
+            "process.user.username",
+        ),
+        ("/process/cwd", json!("rel"), "process.cwd"),
+        ("/process/args", json!([]), "process.args"),
+        ("/process/env", json!(["NOEQ"]), "process.env[0]"),
+        ("/process/oomScoreAdj", json!(5000), "process.oomScoreAdj"),
+        (
+            "/process/rlimits",
+            json!([{"type": "RLIMIT_CORE", "soft": 2, "hard": 1}]),
+            "process.rlimits[0]",
+        ),
+        ("/hostname", json!("x".repeat(65)), "hostname"),
+        (
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": 0, "size": 0}]),
+            "linux.uidMappings[0]",
+        ),
+        (
+            "/linux/rootfsPropagation",
+            json!("sideways"),
+            "linux.rootfsPropagation",
+        ),
+        (
+            "/linux/maskedPaths",
+            json!(["relative"]),
+            "linux.maskedPaths[0]",
+        ),
+        (
+            "/linux/readonlyPaths",
+            json!(["/a/../b"]),
+            "linux.readonlyPaths[0]",
+        ),
+        (
+            "/linux/devices",
+            json!([{"path": "/etc/x", "type": "c", "major": 1, "minor": 3}]),
+            "linux.devices[0].path",
+        ),
+        (
+            "/linux/namespaces",
+            json!([{"type": "time"}]),
+            "linux.namespaces[0].type",
+        ),
+        (
+            "/linux/namespaces",
+            json!([{"type": "pid"}, {"type": "pid"}]),
+            "linux.namespaces[1].type",
+        ),
+        (
+            "/linux/namespaces",
+            json!([{"type": "user"}, {"type": "network", "path": "/proc/1/ns/net"}]),
+            "linux.namespaces[0]",
+        ),
+        (
+            "/linux/resources/rdma",
+            json!({"mlx": {"hcaHandles": 1}}),
+            "linux.resources.rdma",
+        ),
+        (
+            "/mounts",
+            json!([{"destination": "rel", "type": "tmpfs"}]),
+            "mounts[0].destination",
+        ),
+        (
+            "/mounts",
+            json!([{"destination": "/x", "options": ["ro"]}]),
+            "mounts[0].type",
+        ),
+        (
+            "/mounts",
+            json!([{"destination": "/x", "type": "bind", "source": "rel", "options": ["bind"]}]),
+            "mounts[0].source",
+        ),
+        (
+            "/mounts",
+            json!([{"destination": "/x", "type": "bind", "source": "/a", "options": ["bind"], "uidMappings": [{"containerID": 0, "hostID": 0, "size": 1}]}]),
+            "mounts[0].uidMappings",
+        ),
+        (
+            "/hooks",
+            json!({"prestart": [{"path": "rel"}]}),
+            "hooks.prestart[0].path",
+        ),
+        ("/windows", json!({"layerFolders": []}), "windows"),
+        ("/ociVersion", json!("0.9"), "ociVersion"),
+    ]
+}
+
+#[test]
+fn every_refusal_names_its_path() {
+    for (ptr, val, path) in refusals() {
+        let mut v = default_spec(None);
+        set(&mut v, ptr, val);
+        let e = err_of(&v);
+        assert!(
+            e.starts_with(&format!("config.json {path}: ")),
+            "{ptr}: expected the path {path}, got: {e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+proptest! {
+    /// Any one refused field, put into any valid config from the ones crabcan writes, is
+    /// refused by its own path, whatever else the config holds.
+    #[test]
+    fn a_refused_field_is_named_in_any_config(
+        which in 0..40usize,
+        rootless in any::<bool>(),
+        extra_env in proptest::collection::vec("[A-Z]{1,5}=[a-z]{0,5}", 0..4),
+        terminal in any::<bool>(),
+    ) {
+        let cases = refusals();
+        let (ptr, val, path) = &cases[which % cases.len()];
+        let mut v = default_spec(rootless.then_some((1000, 1000)));
+        v["process"]["terminal"] = json!(terminal);
+        for e in &extra_env {
+            v["process"]["env"].as_array_mut().unwrap().push(json!(e));
+        }
+        prop_assert!(plan_of(&v).is_ok());
+        set(&mut v, ptr, val.clone());
+        let e = err_of(&v);
+        prop_assert!(e.starts_with(&format!("config.json {path}: ")), "{}", e);
+    }
+
+    /// Arbitrary JSON never panics the loader or the translation.
+    #[test]
+    fn arbitrary_json_never_panics(text in ".{0,200}") {
+        if let Ok(b) = parse("/b".into(), &text) {
+            let _ = translate(&b, Host::default(), &mut |_| {});
+        }
+    }
+}
+
+#[test]
+fn rlimit_numbers_are_the_kernels() {
+    let all = [
+        ("RLIMIT_CPU", i64::from(libc::RLIMIT_CPU)),
+        ("RLIMIT_FSIZE", i64::from(libc::RLIMIT_FSIZE)),
+        ("RLIMIT_DATA", i64::from(libc::RLIMIT_DATA)),
+        ("RLIMIT_STACK", i64::from(libc::RLIMIT_STACK)),
+        ("RLIMIT_CORE", i64::from(libc::RLIMIT_CORE)),
+        ("RLIMIT_RSS", i64::from(libc::RLIMIT_RSS)),
+        ("RLIMIT_NPROC", i64::from(libc::RLIMIT_NPROC)),
+        ("RLIMIT_NOFILE", i64::from(libc::RLIMIT_NOFILE)),
+        ("RLIMIT_MEMLOCK", i64::from(libc::RLIMIT_MEMLOCK)),
+        ("RLIMIT_AS", i64::from(libc::RLIMIT_AS)),
+        ("RLIMIT_LOCKS", i64::from(libc::RLIMIT_LOCKS)),
+        ("RLIMIT_SIGPENDING", i64::from(libc::RLIMIT_SIGPENDING)),
+        ("RLIMIT_MSGQUEUE", i64::from(libc::RLIMIT_MSGQUEUE)),
+        ("RLIMIT_NICE", i64::from(libc::RLIMIT_NICE)),
+        ("RLIMIT_RTPRIO", i64::from(libc::RLIMIT_RTPRIO)),
+        ("RLIMIT_RTTIME", i64::from(libc::RLIMIT_RTTIME)),
+    ];
+    let mut v = default_spec(None);
+    v["process"]["rlimits"] = all
+        .iter()
+        .map(|(n, _)| json!({"type": n, "soft": 1, "hard": 2}))
+        .collect();
+    let p = plan_of(&v).unwrap();
+    assert_eq!(p.process.rlimits.len(), all.len());
+    for (r, (name, num)) in p.process.rlimits.iter().zip(all) {
+        assert_eq!((r.name, i64::from(r.resource)), (name, num));
+    }
+}

@@ -1,0 +1,383 @@
+//! `create`: the bundle's config translated, the container's process cloned into its
+//! namespaces and set up completely, left blocked on `exec.fifo`; the state recorded.
+
+use crate::hooks;
+use crate::state::{FIFO, HookRecord, Locked, OciState, State, Status, now_rfc3339, start_time};
+use crabcan_child::{ChildHook, Console, DetachedSpec, IdMap, Range};
+use crabcan_errors::{Errcode, Result, SysContext};
+use crabcan_oci::{NsKind, Plan};
+use nix::sched::CloneFlags;
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// What `create` (and `run`) are given besides the root.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the container's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    pub console_socket: Option<PathBuf>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`.
+    pub no_new_keyring: bool,
+    /// `--preserve-fds N`.
+    pub preserve_fds: u32,
+}
+
+/// Creates the container; returns its pid. On any failure nothing is left: no process,
+/// no state directory, no mount point, no cgroup.
+pub fn create(root: &Path, o: &CreateOptions) -> Result<nix::unistd::Pid> {
+    let bundle = crabcan_oci::load(&o.bundle)?;
+    let plan = crabcan_oci::translate(&bundle, crabcan_oci::Host::detect(), &mut |w| {
+        log::warn!("{w}")
+    })?;
+    if !plan.root.is_dir() {
+        return Err(Errcode::usage(format!(
+            "{} root.path: {} is not a directory",
+            crabcan_oci::CONFIG_FILE,
+            plan.root.display()
+        )));
+    }
+    match (plan.process.terminal, &o.console_socket) {
+        (true, None) => {
+            return Err(Errcode::usage(
+                "process.terminal needs --console-socket: the pty master has nowhere to go",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(Errcode::usage(
+                "--console-socket given but process.terminal is false",
+            ));
+        }
+        _ => {}
+    }
+    let locked = Locked::create(root, &o.id)?;
+    let r = create_locked(&locked, &bundle.dir, &plan, o);
+    if r.is_err() {
+        let _ = locked.remove();
+    }
+    r
+}
+
+fn create_locked(
+    locked: &Locked,
+    bundle: &Path,
+    plan: &Plan,
+    o: &CreateOptions,
+) -> Result<nix::unistd::Pid> {
+    let fifo = locked.dir().join(FIFO);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .sys_ctx(|| format!("create {}", fifo.display()))?;
+    // Writable by the container's user whatever the umask, as its process opens it after
+    // taking the container's ids.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| Errcode::setup(format!("cannot chmod {}: {e}", fifo.display())))?;
+    let state_dir = nix::fcntl::open(
+        locked.dir(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys_ctx(|| format!("open {}", locked.dir().display()))?;
+
+    // Mounts: none to make when the mount namespace is joined.
+    let mount_plan = if plan.creates(NsKind::Mount) {
+        let cfg = crabcan_oci::mount_config(plan, o.no_pivot);
+        Some(crabcan_mounts::plan(&cfg)?)
+    } else if plan.namespace(NsKind::Mount).is_none() {
+        return Err(Errcode::usage(format!(
+            "{} linux.namespaces: a mount namespace is required",
+            crabcan_oci::CONFIG_FILE
+        )));
+    } else {
+        None
+    };
+    if let Some(m) = &mount_plan
+        && log::log_enabled!(log::Level::Debug)
+    {
+        for line in m.describe() {
+            log::debug!("mount plan: {line}");
+        }
+    }
+    let prepared = match &mount_plan {
+        Some(m) => Some(crabcan_mounts::prepare(m)?),
+        None => None,
+    };
+    let created_points: Vec<PathBuf> = prepared
+        .iter()
+        .flat_map(|p| p.created().map(Path::to_path_buf))
+        .collect();
+    let security = crabcan_security::plan(&crabcan_oci::security_config(plan))?;
+    log::debug!("security: {}", crabcan_security::describe(&security));
+    let cgroup = cgroup(plan, &o.id)?;
+
+    // Every namespace to join is opened before the first join.
+    let mut joins: Vec<(NsKind, OwnedFd)> = Vec::new();
+    for kind in NsKind::JOIN_ORDER {
+        if let Some(path) = plan.namespace(kind).and_then(|n| n.path.as_ref()) {
+            let fd = nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| {
+                Errcode::sys(
+                    format!("open the {} namespace {}", kind.oci_name(), path.display()),
+                    e,
+                )
+            })?;
+            joins.push((kind, fd));
+        }
+    }
+    let mut new_ns = CloneFlags::empty();
+    for n in &plan.namespaces {
+        if n.path.is_none() {
+            new_ns |= CloneFlags::from_bits_truncate(n.kind.clone_flag());
+        }
+    }
+    // A pid namespace is joined by the parent: it only applies to children.
+    let mut child_joins = Vec::new();
+    for (kind, fd) in joins {
+        if kind == NsKind::Pid {
+            nix::sched::setns(&fd, CloneFlags::CLONE_NEWPID)
+                .sys_ctx(|| "join the pid namespace (setns)")?;
+        } else {
+            child_joins.push((CloneFlags::from_bits_truncate(kind.clone_flag()), fd));
+        }
+    }
+    let console = match &o.console_socket {
+        Some(path) => {
+            let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+                Errcode::setup(format!(
+                    "cannot connect to the console socket {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(Console {
+                socket: OwnedFd::from(s),
+                size: plan.process.console_size,
+            })
+        }
+        None => None,
+    };
+    let idmap = plan.creates(NsKind::User).then(|| IdMap {
+        uids: ranges(&plan.uid_mappings),
+        gids: ranges(&plan.gid_mappings),
+        deny_setgroups: false,
+        use_helpers: false,
+    });
+    let cstrings = |v: &[String], what: &str| -> Result<Vec<CString>> {
+        v.iter()
+            .map(|s| {
+                CString::new(s.as_bytes())
+                    .map_err(|_| Errcode::usage(format!("{what} contains a NUL byte")))
+            })
+            .collect()
+    };
+    let child_hooks = |hs: &[crabcan_oci::Hook]| -> Result<Vec<ChildHook>> {
+        hs.iter()
+            .map(|h| {
+                Ok(ChildHook {
+                    path: CString::new(h.path.as_os_str().as_encoded_bytes())
+                        .map_err(|_| Errcode::usage("a hook path contains a NUL byte"))?,
+                    args: cstrings(&h.args, "a hook argument")?,
+                    env: cstrings(&h.env, "a hook environment entry")?,
+                    timeout: h.timeout,
+                })
+            })
+            .collect()
+    };
+    let spec = DetachedSpec {
+        new_namespaces: new_ns,
+        join: child_joins,
+        idmap: idmap.clone(),
+        hostname: plan.hostname.clone(),
+        domainname: plan.domainname.clone(),
+        mounts: mount_plan.clone(),
+        loopback: plan.creates(NsKind::Net),
+        sysctl: plan.sysctl.clone(),
+        rlimits: plan
+            .process
+            .rlimits
+            .iter()
+            .map(|r| (r.resource, r.soft, r.hard))
+            .collect(),
+        oom_score_adj: plan.process.oom_score_adj,
+        personality: plan.personality,
+        new_keyring: !o.no_new_keyring,
+        uid: plan.process.uid,
+        gid: plan.process.gid,
+        additional_gids: plan.process.additional_gids.clone(),
+        umask: plan.process.umask,
+        cwd: plan.process.cwd.clone(),
+        argv: cstrings(&plan.process.args, "process.args")?,
+        env: cstrings(&plan.process.env, "process.env")?,
+        security,
+        console,
+        state_dir,
+        fifo: CString::new(FIFO).map_err(|_| Errcode::setup("fifo name"))?,
+        preserve_fds: o.preserve_fds,
+        create_container_hooks: child_hooks(&plan.hooks.create_container)?,
+        start_container_hooks: child_hooks(&plan.hooks.start_container)?,
+    };
+    let mut state = State {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: plan.root.clone(),
+        created: now_rfc3339(),
+        owner_uid: nix::unistd::geteuid().as_raw(),
+        cgroup_path: cgroup.as_ref().map(|c| c.cgroup_path().to_string()),
+        cgroup_paths: cgroup.as_ref().map(|c| c.paths()).unwrap_or_default(),
+        created_mount_points: created_points,
+        annotations: plan.annotations.clone(),
+        poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
+        poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
+    };
+    locked.write_creating(&state)?;
+    let mut child = crabcan_child::spawn_detached(&spec)?;
+    let pid = child.pid();
+    log::debug!("container process {pid} cloned");
+    if let Some(m) = &idmap {
+        child.write_id_maps(m)?;
+    }
+    if let Some(cg) = cgroup.as_ref() {
+        cg.add_process(pid.as_raw())?;
+        log::debug!("container process placed in {:?}", cg.paths());
+    }
+    let handed = match (&mount_plan, &prepared) {
+        (Some(m), Some(p)) => {
+            let userns = if crabcan_mounts::needs_idmap(m) {
+                Some(
+                    nix::fcntl::open(
+                        format!("/proc/{pid}/ns/user").as_str(),
+                        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .sys_ctx(|| "open the container's user namespace")?,
+                )
+            } else {
+                None
+            };
+            crabcan_mounts::handover(m, p.root(), userns.as_ref().map(std::os::fd::AsFd::as_fd))?
+        }
+        _ => Vec::new(),
+    };
+    child.release(handed)?;
+    state.pid = pid.as_raw();
+    state.pid_start = start_time(pid.as_raw()).unwrap_or(0);
+    let creating = hook_state(&state, Status::Creating);
+    let runtime_hooks = |st: &[u8]| -> Result<()> {
+        let recs: Vec<HookRecord> = plan.hooks.prestart.iter().map(HookRecord::from).collect();
+        hooks::run_all("prestart", &recs, st)?;
+        let recs: Vec<HookRecord> = plan
+            .hooks
+            .create_runtime
+            .iter()
+            .map(HookRecord::from)
+            .collect();
+        hooks::run_all("createRuntime", &recs, st)
+    };
+    child.at_hooks(|| runtime_hooks(&creating), &creating)?;
+    let pid = child_ready(child)?;
+    locked.write(&state)?;
+    // Recorded: delete removes it from now on.
+    std::mem::forget(cgroup);
+    let _ = std::fs::remove_file(locked.dir().join(crate::state::CREATING_FILE));
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    // The mount points stay until delete, which removes them from the record.
+    std::mem::forget(prepared);
+    Ok(pid)
+}
+
+fn child_ready(child: crabcan_child::Detached) -> Result<nix::unistd::Pid> {
+    child.wait_ready()
+}
+
+/// The container's cgroup, removed again when create fails before recording it.
+struct Cgroup(Option<crabcan_cgroups::ContainerCgroup>);
+
+impl std::ops::Deref for Cgroup {
+    type Target = Option<crabcan_cgroups::ContainerCgroup>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take()
+            && let Err(e) = cg.remove()
+        {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// Creates the container's cgroup with its limits and device rules. An ordinary user
+/// without limits to set gets none (as runc rootless), having no cgroup of its own to
+/// write.
+fn cgroup(plan: &Plan, id: &str) -> Result<Cgroup> {
+    if !nix::unistd::geteuid().is_root()
+        && plan.resources == crabcan_cgroups::Resources::default()
+        && plan.cgroups_path.is_none()
+    {
+        return Ok(Cgroup(None));
+    }
+    let layout = crabcan_cgroups::Layout::detect()?;
+    let path = crabcan_oci::cgroup_path(plan, id)?;
+    let cg = crabcan_cgroups::ContainerCgroup::create(&layout, &path, &plan.resources)
+        .map_err(|e| e.context(format!("cgroup {path}")))?;
+    Ok(Cgroup(Some(cg)))
+}
+
+fn ranges(v: &[crabcan_oci::IdRange]) -> Vec<Range> {
+    v.iter()
+        .map(|r| Range {
+            inside: r.inside,
+            outside: r.outside,
+            count: r.count,
+        })
+        .collect()
+}
+
+fn hook_state(s: &State, status: Status) -> Vec<u8> {
+    let st = OciState {
+        oci_version: crabcan_oci::OCI_VERSION.into(),
+        id: s.id.clone(),
+        status,
+        pid: s.pid,
+        bundle: s.bundle.clone(),
+        rootfs: s.rootfs.clone(),
+        created: s.created.clone(),
+        owner: crate::state::user_name(s.owner_uid),
+        annotations: s.annotations.clone(),
+    };
+    serde_json::to_vec(&st).unwrap_or_default()
+}
+
+/// Writes the pid file atomically: engines read it as soon as create returns.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path)
+        .map_err(|e| Errcode::usage(format!("invalid --pid-file {}: {e}", path.display())))?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Errcode::setup(format!("cannot write the pid file {}: {e}", path.display()))
+        })
+}

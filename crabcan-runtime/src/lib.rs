@@ -1,0 +1,393 @@
+//! The OCI container lifecycle over a state directory: create, start, state, kill, delete,
+//! list and run, with runc's semantics and wording where engines depend on them.
+//!
+//! A container is a directory `<root>/<id>` locked with `flock` by every command that
+//! changes it, holding `state.json` (see [`State`]) and, between create and start,
+//! `exec.fifo`, on which the container's process blocks. No crabcan process stays
+//! resident: what `delete` must undo is in the state file.
+
+mod create;
+mod hooks;
+mod state;
+
+pub use create::{CreateOptions, create};
+pub use state::{
+    FIFO, HookRecord, Locked, MAX_ID_LEN, OciState, STATE_FILE, State, Status, default_root,
+    not_exist, now_rfc3339, parse_stat, read_state, rfc3339, start_time, validate_id,
+};
+
+use crabcan_errors::{Errcode, Result};
+use nix::sys::signal::Signal;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long `delete --force` and `start` wait for a process to go or answer.
+const WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// The status of a recorded container, from its live process (and its freezer).
+pub fn status_of(dir: &Path, s: &State) -> Status {
+    state::status(dir, s, || {
+        open_cgroup(s).is_some_and(|cg| cg.is_frozen().unwrap_or(false))
+    })
+}
+
+/// The container's cgroup as create recorded it, if any of its directories is left.
+fn open_cgroup(s: &State) -> Option<crabcan_cgroups::ContainerCgroup> {
+    let path = s.cgroup_path.as_deref()?;
+    if !s.cgroup_paths.iter().any(|p| p.is_dir()) {
+        return None;
+    }
+    let layout = crabcan_cgroups::Layout::detect().ok()?;
+    let path = crabcan_cgroups::CgroupPath::parse(path).ok()?;
+    crabcan_cgroups::ContainerCgroup::open_paths(&layout, &path, &s.cgroup_paths).ok()
+}
+
+/// runc's `state` of a container.
+pub fn oci_state(dir: &Path, s: &State) -> OciState {
+    let status = status_of(dir, s);
+    OciState {
+        oci_version: crabcan_oci::OCI_VERSION.into(),
+        id: s.id.clone(),
+        status,
+        pid: if status == Status::Stopped { 0 } else { s.pid },
+        bundle: s.bundle.clone(),
+        rootfs: s.rootfs.clone(),
+        created: s.created.clone(),
+        owner: state::user_name(s.owner_uid),
+        annotations: s.annotations.clone(),
+    }
+}
+
+/// `state ID`.
+pub fn state(root: &Path, id: &str) -> Result<OciState> {
+    validate_id(id)?;
+    let dir = root.join(id);
+    let s = read_state(&dir)?;
+    Ok(oci_state(&dir, &s))
+}
+
+/// `list`: every container under the root, by id.
+pub fn list(root: &Path) -> Result<Vec<OciState>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Errcode::setup(format!(
+                "cannot read {}: {e}",
+                root.display()
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let dir = e.path();
+        // Directories without a state file are being created, or are not containers.
+        if let Ok(s) = read_state(&dir) {
+            out.push(oci_state(&dir, &s));
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// Parses a signal as `kill` takes it: `TERM`, `SIGTERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    let bad = || Errcode::usage(format!("unknown signal {s:?}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+/// `start ID`: lets a created container run its command, then runs the poststart hooks.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let l = Locked::open(root, id)?;
+    let s = l.read()?;
+    match status_of(l.dir(), &s) {
+        Status::Created => {}
+        Status::Stopped => return Err(Errcode::usage("cannot start a container that has stopped")),
+        _ => return Err(Errcode::usage("cannot start an already running container")),
+    }
+    release(l.dir(), &s)?;
+    let st = state_json(l.dir(), &s);
+    for h in &s.poststart {
+        // The spec's rule: a failing poststart hook is a warning, the container runs on.
+        if let Err(e) = hooks::run("poststart", h, &st) {
+            log::warn!("{e}");
+        }
+    }
+    Ok(())
+}
+
+/// Opens the fifo for reading, which unblocks the container's process, and waits for its
+/// byte; then removes the fifo, which marks the container as running.
+fn release(dir: &Path, s: &State) -> Result<()> {
+    use nix::fcntl::OFlag;
+    let fifo = dir.join(FIFO);
+    // Non-blocking, so a container that died meanwhile cannot hang `start`.
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Errcode::sys(format!("open {}", fifo.display()), e))?;
+    // The process answers once its startContainer hooks ran; each has its own timeout,
+    // so only its death ends the wait early.
+    let mut opened_by_it = false;
+    loop {
+        let mut pfd = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(50u16));
+        let mut b = [0u8; 1];
+        match nix::unistd::read(&fd, &mut b) {
+            Ok(1) => break,
+            // End of file after the writer had it open: it failed before the command
+            // (a startContainer hook, a step after the wait), and said why on its stderr.
+            Ok(_) if opened_by_it => {
+                return Err(Errcode::setup(
+                    "the container's process failed before its command ran (see its stderr)",
+                ));
+            }
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Errcode::sys(format!("read {}", fifo.display()), e)),
+        }
+        opened_by_it = opened_by_it || writer_opened(s.pid, &fifo);
+        if start_time(s.pid) != Some(s.pid_start) {
+            let _ = std::fs::remove_file(&fifo);
+            return Err(Errcode::usage("cannot start a container that has stopped"));
+        }
+    }
+    std::fs::remove_file(&fifo)
+        .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", fifo.display())))
+}
+
+/// Whether `pid` holds `fifo` open (it got past its blocking open).
+fn writer_opened(pid: i32, fifo: &Path) -> bool {
+    let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let Ok(f) = std::fs::metadata(fifo) else {
+        return false;
+    };
+    // By inode: the path the process sees is inside its own mount namespace.
+    d.flatten().any(|e| {
+        std::fs::metadata(e.path()).is_ok_and(|m| m.dev() == f.dev() && m.ino() == f.ino())
+    })
+}
+
+/// The state JSON hooks get on stdin.
+fn state_json(dir: &Path, s: &State) -> Vec<u8> {
+    serde_json::to_vec(&oci_state(dir, s)).unwrap_or_default()
+}
+
+/// `kill [--all] ID SIGNAL`.
+pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let l = Locked::open(root, id)?;
+    let s = l.read()?;
+    if status_of(l.dir(), &s) == Status::Stopped {
+        return Err(Errcode::usage("container not running"));
+    }
+    if all && let Some(cg) = open_cgroup(&s) {
+        return cg
+            .kill_all(sig)
+            .map_err(|e| e.context(format!("kill --all {id}")));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig).map_err(|e| {
+        if e == nix::errno::Errno::ESRCH {
+            Errcode::usage("container not running")
+        } else {
+            Errcode::sys(format!("send {sig} to the container"), e)
+        }
+    })
+}
+
+/// Waits until the recorded process is gone (exited or a zombie).
+fn wait_gone(s: &State) -> Result<()> {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while start_time(s.pid) == Some(s.pid_start) {
+        if Instant::now() >= deadline {
+            return Err(Errcode::setup(format!(
+                "the container's process {} did not die",
+                s.pid
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// `delete [--force] ID`: undoes everything create did. A created container is killed
+/// as runc does; a running one only with `force`. An unknown id with `force` is no error.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let l = match Locked::open(root, id) {
+        Ok(l) => l,
+        Err(_) if force && validate_id(id).is_ok() => return remove_stale(root, id),
+        Err(e) => return Err(e),
+    };
+    let s = match l.read() {
+        Ok(s) => s,
+        Err(e) if force => {
+            log::warn!("{e}; removing {}", l.dir().display());
+            return l.remove();
+        }
+        Err(e) => return Err(e),
+    };
+    let st = status_of(l.dir(), &s);
+    match st {
+        Status::Stopped => {}
+        Status::Created | Status::Creating => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGKILL);
+            wait_gone(&s)?;
+        }
+        Status::Running | Status::Paused if force => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGKILL);
+            wait_gone(&s)?;
+        }
+        _ => {
+            return Err(Errcode::usage(format!(
+                "cannot delete container {id} that is not stopped: {}",
+                st.as_str()
+            )));
+        }
+    }
+    let hook_state = state_json(l.dir(), &s);
+    let mut first = None;
+    if let Some(cg) = open_cgroup(&s)
+        && let Err(e) = cg.remove()
+    {
+        first.get_or_insert(e);
+    }
+    if let Err(e) = remove_mount_points(&s.rootfs, &s.created_mount_points) {
+        first.get_or_insert(e);
+    }
+    let poststop = s.poststop.clone();
+    if let Err(e) = l.remove() {
+        first.get_or_insert(e);
+    }
+    for h in &poststop {
+        if let Err(e) = hooks::run("poststop", h, &hook_state) {
+            log::warn!("{e}");
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Undoes what a create that was killed had made (its record in [`state::CREATING_FILE`]:
+/// the cgroup, mount points) and removes its directory.
+fn remove_stale(root: &Path, id: &str) -> Result<()> {
+    let Some(l) = state::lock_stale(root, id) else {
+        return Ok(());
+    };
+    let mut first = None;
+    if let Ok(s) = state::read_state_file(l.dir(), state::CREATING_FILE) {
+        if let Some(cg) = open_cgroup(&s)
+            && let Err(e) = cg.remove()
+        {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = remove_mount_points(&s.rootfs, &s.created_mount_points) {
+            first.get_or_insert(e);
+        }
+    }
+    if let Err(e) = l.remove() {
+        first.get_or_insert(e);
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Removes mount points create made in the root filesystem, deepest first, each resolved
+/// inside the root (a symlink the container put in its place cannot redirect the removal)
+/// and only while it is still an empty directory or an empty file.
+pub fn remove_mount_points(rootfs: &Path, points: &[PathBuf]) -> Result<()> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    if points.is_empty() {
+        return Ok(());
+    }
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Errcode::sys(format!("open {}", rootfs.display()), e))?;
+    let mut first = None;
+    for p in points.iter().rev() {
+        let rel = p.strip_prefix("/").unwrap_or(p);
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let Ok(pfd) = nix::fcntl::openat2(&root, parent, how) else {
+            continue;
+        };
+        let Ok(st) = nix::sys::stat::fstatat(&pfd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        else {
+            continue;
+        };
+        let flag = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => nix::unistd::UnlinkatFlags::RemoveDir,
+            libc::S_IFREG if st.st_size == 0 => nix::unistd::UnlinkatFlags::NoRemoveDir,
+            _ => continue,
+        };
+        match nix::unistd::unlinkat(&pfd, name, flag) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTEMPTY) => {}
+            Err(e) => {
+                first.get_or_insert(Errcode::sys(
+                    format!("remove the mount point {} it created", p.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// `run ID --bundle B`: create and start; unless detached, wait for the process, delete
+/// the container and return its exit status (128+N when killed by signal N).
+pub fn run(root: &Path, o: &CreateOptions, detach: bool) -> Result<i32> {
+    let pid = create(root, o)?;
+    if let Err(e) = start(root, &o.id) {
+        let _ = delete(root, &o.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    // The container is our child: forward the usual signals, wait, reap.
+    let code = crabcan_child::wait_forwarding(pid);
+    let _ = delete(root, &o.id, true).inspect_err(|e| log::warn!("{e}"));
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        for s in ["TERM", "SIGTERM", "term", "15"] {
+            assert_eq!(parse_signal(s).unwrap(), Signal::SIGTERM, "{s}");
+        }
+        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        for bad in ["", "SIG", "FOO", "0x9", "99", "-1"] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The state directory: one directory per container under the root, locked with `flock`,
+//! holding `state.json` and the `exec.fifo` a created container waits on.
+
+use crabcan_errors::{Errcode, Result, SysContext};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The state file's name in a container's directory.
+pub const STATE_FILE: &str = "state.json";
+/// What create has made so far (cgroup, mount points), before the state file exists: what
+/// `delete --force` undoes after a create that was killed.
+pub const CREATING_FILE: &str = "creating.json";
+/// The fifo a created container blocks on until `start`.
+pub const FIFO: &str = "exec.fifo";
+/// Longest container id accepted.
+pub const MAX_ID_LEN: usize = 1024;
+
+/// A hook as recorded for the commands after `create` (poststart, poststop).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRecord {
+    /// Executable path.
+    pub path: PathBuf,
+    /// argv.
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: Vec<String>,
+    /// Seconds.
+    pub timeout: Option<u64>,
+}
+
+impl From<&crabcan_oci::Hook> for HookRecord {
+    fn from(h: &crabcan_oci::Hook) -> HookRecord {
+        HookRecord {
+            path: h.path.clone(),
+            args: h.args.clone(),
+            env: h.env.clone(),
+            timeout: h.timeout.map(|t| t.as_secs()),
+        }
+    }
+}
+
+/// What crabcan records about a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The container's id.
+    pub id: String,
+    /// The container process's pid on the host.
+    pub pid: i32,
+    /// Its start time (field 22 of `/proc/PID/stat`), so a reused pid is not taken for it.
+    pub pid_start: u64,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The root filesystem on the host.
+    pub rootfs: PathBuf,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// uid of the caller that created it.
+    pub owner_uid: u32,
+    /// Its cgroup path (`linux.cgroupsPath` or the default), when it has a cgroup.
+    pub cgroup_path: Option<String>,
+    /// The cgroup directories made for it.
+    pub cgroup_paths: Vec<PathBuf>,
+    /// Mount points created in the root filesystem, to remove on delete.
+    pub created_mount_points: Vec<PathBuf>,
+    /// The config's annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Hooks run after start.
+    pub poststart: Vec<HookRecord>,
+    /// Hooks run after delete.
+    pub poststop: Vec<HookRecord>,
+}
+
+/// Status of a container, from its live process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Being created (no state file yet).
+    Creating,
+    /// Set up, waiting for start.
+    Created,
+    /// Its command runs.
+    Running,
+    /// Frozen.
+    Paused,
+    /// Its process is gone.
+    Stopped,
+}
+
+impl Status {
+    /// The word runc uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// runc's `state` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OciState {
+    /// Spec version.
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    /// Container id.
+    pub id: String,
+    /// Status word.
+    pub status: Status,
+    /// Pid on the host (0 once stopped).
+    pub pid: i32,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Root filesystem.
+    pub rootfs: PathBuf,
+    /// Creation time.
+    pub created: String,
+    /// Owner's user name.
+    pub owner: String,
+    /// Annotations.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Refuses ids that could leave the root or confuse the state directory.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |why: &str| Errcode::usage(format!("invalid container id {id:?}: {why}"));
+    if id.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(bad(&format!("longer than {MAX_ID_LEN} bytes")));
+    }
+    if id == "." || id == ".." {
+        return Err(bad("not a name"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
+    {
+        return Err(bad("only letters, digits and _ - . + are allowed"));
+    }
+    Ok(())
+}
+
+/// The default root: `/run/crabcan` for root, else `$XDG_RUNTIME_DIR/crabcan`.
+pub fn default_root(euid: u32, xdg_runtime_dir: Option<&str>) -> PathBuf {
+    match xdg_runtime_dir {
+        Some(x) if euid != 0 && !x.is_empty() => Path::new(x).join("crabcan"),
+        _ => PathBuf::from("/run/crabcan"),
+    }
+}
+
+/// Start time of `pid` in clock ticks after boot, or `None` when no such process exists or
+/// it is a zombie.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Field 22 (start time) of a `/proc/PID/stat` line, `None` for a zombie or dead process.
+pub fn parse_stat(text: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // `state` was field 3; the start time is field 22.
+    fields.nth(18)?.parse().ok()
+}
+
+/// A container's directory, locked exclusively for as long as this lives.
+pub struct Locked {
+    dir: PathBuf,
+    _fd: OwnedFd,
+}
+
+fn lock(fd: &OwnedFd, what: &Path) -> Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = nix::errno::Errno::last();
+        if e != nix::errno::Errno::EINTR {
+            return Err(Errcode::sys(format!("lock {}", what.display()), e));
+        }
+    }
+}
+
+fn open_dir(dir: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+}
+
+impl Locked {
+    /// Makes the directory of a new container and locks it; an existing one is refused.
+    pub fn create(root: &Path, id: &str) -> Result<Locked> {
+        validate_id(id)?;
+        std::fs::create_dir_all(root).map_err(|e| {
+            Errcode::setup(format!(
+                "cannot create the state root {}: {e}",
+                root.display()
+            ))
+        })?;
+        let dir = root.join(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Errcode::usage(format!(
+                    "container with id {id} already exists"
+                )));
+            }
+            Err(e) => {
+                return Err(Errcode::setup(format!(
+                    "cannot create the state directory {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
+        let fd = open_dir(&dir).sys_ctx(|| format!("open {}", dir.display()))?;
+        lock(&fd, &dir)?;
+        Ok(Locked { dir, _fd: fd })
+    }
+
+    /// Locks the directory of an existing container.
+    pub fn open(root: &Path, id: &str) -> Result<Locked> {
+        validate_id(id)?;
+        let dir = root.join(id);
+        let fd = open_dir(&dir).map_err(|_| not_exist())?;
+        lock(&fd, &dir)?;
+        // Deleted while we waited for the lock.
+        if !dir.join(STATE_FILE).exists() {
+            return Err(not_exist());
+        }
+        Ok(Locked { dir, _fd: fd })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the state file.
+    pub fn read(&self) -> Result<State> {
+        read_state(&self.dir)
+    }
+
+    /// Writes the state file atomically (a new file renamed over the old).
+    pub fn write(&self, s: &State) -> Result<()> {
+        self.write_as(s, STATE_FILE)
+    }
+
+    /// Records what create has made so far ([`CREATING_FILE`]).
+    pub fn write_creating(&self, s: &State) -> Result<()> {
+        self.write_as(s, CREATING_FILE)
+    }
+
+    fn write_as(&self, s: &State, name: &str) -> Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let text = serde_json::to_vec(s)
+            .map_err(|e| Errcode::setup(format!("cannot encode the state: {e}")))?;
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(name)))
+            .map_err(|e| {
+                Errcode::setup(format!(
+                    "cannot write the state in {}: {e}",
+                    self.dir.display()
+                ))
+            })
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", self.dir.display())))
+    }
+}
+
+/// Locks the directory of a container whose create died before recording it (no state
+/// file, nobody holding its lock); `None` when there is none, or it is alive.
+pub fn lock_stale(root: &Path, id: &str) -> Option<Locked> {
+    let dir = root.join(id);
+    let fd = open_dir(&dir).ok()?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return None;
+    }
+    if dir.join(STATE_FILE).exists() {
+        return None;
+    }
+    Some(Locked { dir, _fd: fd })
+}
+
+/// runc's words for an unknown id, which engines match.
+pub fn not_exist() -> Errcode {
+    Errcode::usage("container does not exist")
+}
+
+/// Reads `dir/state.json`.
+pub fn read_state(dir: &Path) -> Result<State> {
+    read_state_file(dir, STATE_FILE)
+}
+
+/// Reads a state file of `dir`.
+pub fn read_state_file(dir: &Path, name: &str) -> Result<State> {
+    let text = std::fs::read(dir.join(name)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            not_exist()
+        } else {
+            Errcode::setup(format!("cannot read the state in {}: {e}", dir.display()))
+        }
+    })?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Errcode::setup(format!("corrupt state in {}: {e}", dir.display())))
+}
+
+/// The status of a recorded container.
+pub fn status(dir: &Path, s: &State, frozen: impl Fn() -> bool) -> Status {
+    match start_time(s.pid) {
+        Some(t) if t == s.pid_start => {
+            if dir.join(FIFO).exists() {
+                Status::Created
+            } else if frozen() {
+                Status::Paused
+            } else {
+                Status::Running
+            }
+        }
+        _ => Status::Stopped,
+    }
+}
+
+/// RFC 3339 UTC time with nanoseconds, as runc prints `created`.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Formats a Unix time as RFC 3339 UTC.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// The user name of `uid` from /etc/passwd, or the number.
+pub fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> State {
+        State {
+            id: "c1".into(),
+            pid: 42,
+            pid_start: 123_456,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: rfc3339(0, 5),
+            owner_uid: 0,
+            cgroup_path: Some("/default/c1".into()),
+            cgroup_paths: vec!["/sys/fs/cgroup/pids/default/c1".into()],
+            created_mount_points: vec!["/b/rootfs/proc".into()],
+            annotations: [("a".to_string(), "b".to_string())].into(),
+            poststart: vec![],
+            poststop: vec![HookRecord {
+                path: "/bin/true".into(),
+                args: vec!["true".into()],
+                env: vec![],
+                timeout: Some(3),
+            }],
+        }
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let s = sample();
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn ids_that_could_leave_the_root_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a\0b",
+            "é",
+            &"x".repeat(MAX_ID_LEN + 1),
+        ] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["c1", "abc-DEF_1.2+3", "..a", &"x".repeat(MAX_ID_LEN)] {
+            validate_id(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn stat_start_time_is_field_22() {
+        let line = "1234 (a b) c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20\n";
+        assert_eq!(parse_stat(line), Some(987_654));
+        let zombie = line.replace(") S ", ") Z ");
+        assert_eq!(parse_stat(&zombie), None);
+        assert_eq!(parse_stat("garbage"), None);
+        let me = start_time(std::process::id() as i32).unwrap();
+        assert!(me > 0);
+    }
+
+    #[test]
+    fn a_reused_pid_is_stopped() {
+        let dir = std::env::temp_dir();
+        let mut s = sample();
+        s.pid = std::process::id() as i32;
+        s.pid_start = start_time(s.pid).unwrap();
+        assert_ne!(status(&dir.join("none"), &s, || false), Status::Stopped);
+        s.pid_start += 1;
+        assert_eq!(status(&dir, &s, || false), Status::Stopped);
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 1), "2000-02-29T00:00:00.000000001Z");
+        assert_eq!(rfc3339(1_798_675_200, 0), "2026-12-31T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn default_root_follows_the_caller() {
+        assert_eq!(
+            default_root(0, Some("/run/user/0")),
+            Path::new("/run/crabcan")
+        );
+        assert_eq!(
+            default_root(1000, Some("/run/user/1000")),
+            Path::new("/run/user/1000/crabcan")
+        );
+        assert_eq!(default_root(1000, None), Path::new("/run/crabcan"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_state_round_trips(pid in any::<i32>(), start in any::<u64>(), id in "[a-z0-9]{1,20}",
+                                 ann in proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..4)) {
+            let mut s = sample();
+            s.pid = pid;
+            s.pid_start = start;
+            s.id = id;
+            s.annotations = ann;
+            let text = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+        }
+    }
+}

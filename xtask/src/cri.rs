@@ -1,0 +1,104 @@
+//! `cargo xtask cri [--runtime PATH] [-- FILTER…]`: the Kubernetes node path, pods through
+//! containerd's CRI plugin with an OCI runtime as the `crabcan` handler's binary, by the tests
+//! of `crabcan-cri-tests`.
+//!
+//! The runtime is crabcan's debug binary (built here) unless `--runtime` names another one,
+//! such as `/usr/sbin/runc`, which is how the tests themselves are checked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::util::{self, Result};
+
+/// Installs the protobuf compiler the CRI bindings' build script runs, when it is missing.
+pub fn ensure_protoc() -> Result<()> {
+    if Path::new("/usr/bin/protoc").is_file() {
+        return Ok(());
+    }
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "protobuf-compiler",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+        util::output(&mut c).map(drop)
+    };
+    install().or_else(|_| {
+        util::output(Command::new("apt-get").arg("update"))?;
+        install()
+    })
+}
+
+/// The runtime binary: `--runtime PATH` (must exist), or crabcan's debug binary, built now.
+fn runtime(given: Option<&str>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Path::new(p)
+            .canonicalize()
+            .map_err(|e| format!("--runtime {p}: {e}"));
+    }
+    util::cargo_artifacts(&["build", "-p", "crabcan-cli", "--bin", "crabcan"])?
+        .into_iter()
+        .find(|a| a.name == "crabcan" && a.kind == "bin" && !a.test)
+        .and_then(|a| a.executable)
+        .ok_or_else(|| "cargo built no crabcan executable".to_string())
+}
+
+/// Runs the CRI tests, then the speed comparison with its figures shown; returns whether
+/// all passed.
+pub fn run(args: &[String]) -> Result<bool> {
+    let mut given = None;
+    let mut filters: Vec<&str> = Vec::new();
+    let mut it = args.iter().map(String::as_str);
+    while let Some(a) = it.next() {
+        match a {
+            "--runtime" => {
+                given = Some(
+                    it.next()
+                        .ok_or_else(|| "--runtime needs a path".to_string())?,
+                )
+            }
+            _ if a.starts_with("--runtime=") => given = Some(&a["--runtime=".len()..]),
+            "--" => filters.extend(it.by_ref()),
+            other => return Err(format!("cri: unexpected argument `{other}`")),
+        }
+    }
+    if !util::is_root() {
+        return Err("cargo xtask cri starts containerd and runs pods: run it as root".into());
+    }
+    crate::engines::ensure_packages().map_err(|e| format!("cannot install containerd: {e}"))?;
+    ensure_protoc().map_err(|e| format!("cannot install protobuf-compiler: {e}"))?;
+    let rootfs = util::target_dir().join("test-rootfs");
+    crate::rootfs::ensure(&rootfs)?;
+    let runtime = runtime(given)?;
+    eprintln!("cri: runtime {}", runtime.display());
+    let test = |target: &str, extra: &[&str]| {
+        util::cargo()
+            .args([
+                "test",
+                "-p",
+                "crabcan-cri-tests",
+                "--features",
+                "cri",
+                "--test",
+                target,
+                "--",
+                "--test-threads=1",
+            ])
+            .args(extra)
+            .args(&filters)
+            .env("CRABCAN_CRI_RUNTIME", &runtime)
+            // The shared harness's scope looks the runtime up under its own name.
+            .env("CRABCAN_ENGINE_RUNTIME", &runtime)
+            .env("CRABCAN_TEST_ROOTFS", &rootfs)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run cargo test: {e}"))
+    };
+    let pods = test("pod", &[])?;
+    // The speed comparison prints its figures: shown, not captured.
+    let speed = test("speed", &["--nocapture"])?;
+    Ok(pods.success() && speed.success())
+}
