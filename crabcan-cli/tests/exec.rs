@@ -759,3 +759,75 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
     );
     env.delete();
 }
+
+/// Whether `bin` is dynamically linked (names an ELF interpreter).
+fn has_interpreter(bin: &Path) -> bool {
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(bin)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    head[..n]
+        .windows(8)
+        .any(|w| w == b"/lib64/l" || w == b"/lib/ld-")
+}
+
+/// CVE-2019-5736 as it was exploited: the exec'd command is a script whose interpreter is
+/// `/proc/self/exe`, so the kernel runs the runtime's binary in the container with the
+/// image's dynamic loader (the attacker), which holds its own executable and writes
+/// through it once the runtime is gone (a detached exec: at once). Judged on a copy.
+#[test]
+fn an_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
+    require_root();
+    let image_dir = Scratch::new("exec-cve-image");
+    let root = image_dir.path().join("root");
+    let o = output_within(Command::new("cp").arg("-a").arg(rootfs()).arg(&root), LIMIT);
+    assert!(o.status.success(), "cp -a of the test rootfs: {o:?}");
+    let env = Env::running("loader", &["sh", "-c", WAIT], |c| {
+        c["root"]["path"] = json!(root);
+    });
+    let copy = env.dir.path().join("crabcan-under-attack");
+    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    let original = std::fs::read(&copy).unwrap();
+    if !has_interpreter(&copy) {
+        // A static runtime (as in the VM) loads no interpreter from the image: this way in
+        // does not exist, and the watch test covers the rest.
+        eprintln!("static runtime binary: no loader to stage");
+        env.delete();
+        return;
+    }
+    std::fs::create_dir_all(root.join("lib64")).unwrap();
+    std::fs::copy(
+        root.join("bin/crabcan-probe"),
+        root.join("lib64/ld-linux-x86-64.so.2"),
+    )
+    .unwrap();
+    std::fs::write(root.join("entry"), "#!/proc/self/exe overwrite-exe\n").unwrap();
+    std::fs::set_permissions(
+        root.join("entry"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let pf = env.dir.path().join("attacker-pid");
+    let mut c = Command::new(&copy);
+    c.arg("--root")
+        .arg(env.root())
+        .args(["exec", "-d", "--pid-file"])
+        .arg(&pf)
+        .args([env.id.as_str(), "/entry"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let lines = bounded::Lines::new(child.stdout.take().unwrap());
+    let st = bounded::wait_within(&mut child, LIMIT, "crabcan exec -d");
+    assert!(st.success(), "{st:?}");
+    let attacker: i32 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
+    let out = lines.rest_within(LIMIT).unwrap();
+    reap(attacker);
+    assert!(
+        std::fs::read(&copy).unwrap() == original,
+        "the runtime's binary was rewritten: {out}"
+    );
+    assert!(out.starts_with("ready\nblocked: overwrite-exe"), "{out}");
+    env.delete();
+}
