@@ -831,3 +831,44 @@ fn an_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
     assert!(out.starts_with("ready\nblocked: overwrite-exe"), "{out}");
     env.delete();
 }
+
+#[test]
+fn exec_joins_a_containers_user_namespace() {
+    const HOST_BASE: u32 = 2_000_000_000;
+    let env = Env::running("userns", &["sh", "-c", WAIT], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    let o = env.exec(
+        &[],
+        &["sh", "-c", "id -u; hostname; cat /proc/self/uid_map"],
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "exec-userns", "0", &HOST_BASE.to_string(), "65536"],
+        "{out}"
+    );
+    let p = exec_detached(&env, &["-u", "1000:1000"], &["sleep", "30"]);
+    let (c, e) = (env.pid.to_string(), p.to_string());
+    for kind in ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"] {
+        assert_eq!(ns_link(&c, kind), ns_link(&e, kind), "{kind}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{e}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let host_uid = (HOST_BASE + 1000).to_string();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == host_uid),
+        "{uid_line}"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL).unwrap();
+    assert_eq!(reap(p), 137);
+    env.delete();
+}
