@@ -757,6 +757,7 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
         seen > 0,
         "the watcher never caught an exec in setup ({n} execs): {verdict}"
     );
+    eprintln!("{verdict} during {n} execs");
     env.delete();
 }
 

@@ -117,13 +117,14 @@ pub fn process_json(config: &Value, o: &ExecOptions) -> Result<Value> {
         env.extend(o.env.iter().map(|e| json!(e)));
         p.insert("env".into(), Value::Array(env));
     }
-    let user = p
-        .entry("user")
-        .or_insert_with(|| json!({"uid": 0, "gid": 0}));
+    let user = object(
+        p.entry("user")
+            .or_insert_with(|| json!({"uid": 0, "gid": 0})),
+    );
     if let Some((uid, gid)) = o.user {
-        user["uid"] = json!(uid);
+        user.insert("uid".into(), json!(uid));
         if let Some(g) = gid {
-            user["gid"] = json!(g);
+            user.insert("gid".into(), json!(g));
         }
     }
     if !o.additional_gids.is_empty() {
@@ -133,10 +134,10 @@ pub fn process_json(config: &Value, o: &ExecOptions) -> Result<Value> {
             .cloned()
             .unwrap_or_default();
         g.extend(o.additional_gids.iter().map(|x| json!(x)));
-        user["additionalGids"] = Value::Array(g);
+        user.insert("additionalGids".into(), Value::Array(g));
     }
     if !o.caps.is_empty() {
-        let caps = p.entry("capabilities").or_insert_with(|| json!({}));
+        let caps = object(p.entry("capabilities").or_insert_with(|| json!({})));
         for set in ["bounding", "effective", "permitted"] {
             let mut v: Vec<Value> = caps
                 .get(set)
@@ -149,7 +150,7 @@ pub fn process_json(config: &Value, o: &ExecOptions) -> Result<Value> {
                     v.push(c);
                 }
             }
-            caps[set] = Value::Array(v);
+            caps.insert(set.into(), Value::Array(v));
         }
     }
     if o.no_new_privs {
@@ -162,6 +163,17 @@ pub fn process_json(config: &Value, o: &ExecOptions) -> Result<Value> {
         p.insert("selinuxLabel".into(), json!(l));
     }
     Ok(Value::Object(p))
+}
+
+/// `v` as an object, made one if it is something else (translate then judges the result).
+fn object(v: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
+    }
 }
 
 /// Reads the container's config: the copy create kept, or (a container created before
@@ -455,6 +467,27 @@ mod tests {
         };
         assert!(process_json(&config(), &o).is_err());
         assert!(process_json(&config(), &ExecOptions::default()).is_err());
+    }
+
+    #[test]
+    fn a_malformed_config_is_no_panic() {
+        let bad = json!({"process": {"user": "x", "capabilities": 5, "env": 3}});
+        let o = ExecOptions {
+            args: vec!["sh".into()],
+            env: vec!["A=1".into()],
+            user: Some((1, Some(2))),
+            additional_gids: vec![3],
+            caps: vec!["CAP_KILL".into()],
+            ..Default::default()
+        };
+        let p = process_json(&bad, &o).unwrap();
+        assert_eq!(
+            p["user"],
+            json!({"uid": 1, "gid": 2, "additionalGids": [3]})
+        );
+        assert_eq!(p["env"], json!(["A=1"]));
+        assert!(process_json(&json!({"process": 7}), &o).is_ok());
+        assert!(process_json(&json!([]), &o).is_ok());
     }
 
     #[test]
