@@ -873,3 +873,37 @@ fn exec_joins_a_containers_user_namespace() {
     assert_eq!(reap(p), 137);
     env.delete();
 }
+
+/// The exec'd process gets the container's seccomp profile, with and without
+/// no_new_privs (without it the filter goes in before the capabilities are dropped).
+#[test]
+fn the_exec_d_process_has_the_containers_seccomp_profile() {
+    let env = Env::running("seccomp", &["sh", "-c", WAIT], |c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    // EPERM from the filter, where the kernel would say ENOENT.
+    let script = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+                  rmdir /no-such-dir 2>&1 | grep -q 'not permitted' && echo refused";
+    let o = env.exec(&[], &["sh", "-c", script]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "NoNewPrivs:\t1\nSeccomp:\t2\nrefused\n");
+    let docker_like = json!({
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", script],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "capabilities": {"bounding": ENGINE_CAPS, "effective": ENGINE_CAPS,
+                         "permitted": ENGINE_CAPS},
+        "noNewPrivileges": false
+    });
+    let pf = env.dir.path().join("process.json");
+    std::fs::write(&pf, docker_like.to_string()).unwrap();
+    let o = env.exec(&["--process", &pf.to_string_lossy()], &[]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "NoNewPrivs:\t0\nSeccomp:\t2\nrefused\n");
+    env.delete();
+}
