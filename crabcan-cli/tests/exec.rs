@@ -688,11 +688,12 @@ fn no_exec_d_process_survives_delete_force() {
     let env = Env::running("cleanup", &["sh", "-c", WAIT], |_| {});
     let detached = exec_detached(&env, &[], &["sleep", "1000"]);
     let mut fg = env
-        .cmd(&["exec", &env.id, "sleep", "1001"])
-        .stdout(Stdio::null())
+        .cmd(&["exec", &env.id, "sh", "-c", "echo up; exec sleep 1001"])
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let lines = bounded::Lines::new(fg.stdout.take().unwrap());
+    assert_eq!(lines.next_within(LIMIT).unwrap().as_deref(), Some("up"));
     assert!(alive(detached));
     let (root, id) = (env.root(), env.id.clone());
     // As an engine does (a subreaper reaps as children exit): the pid namespace's init
@@ -703,6 +704,26 @@ fn no_exec_d_process_survives_delete_force() {
     let st = bounded::wait_within(&mut fg, LIMIT, "foreground exec");
     assert_eq!(st.code(), Some(137));
     assert!(!root.join(&id).exists());
+    // Without a pid namespace of its own, the container's cgroup is what holds its
+    // processes: an exec'd one goes with it too.
+    let env = Env::running("cleanup-hostpid", &["sh", "-c", WAIT], |c| {
+        let ns: Vec<Value> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] != "pid")
+            .cloned()
+            .collect();
+        c["linux"]["namespaces"] = Value::Array(ns);
+    });
+    let detached = exec_detached(&env, &[], &["sleep", "1002"]);
+    assert_eq!(
+        ns_link("self", "pid"),
+        ns_link(&detached.to_string(), "pid")
+    );
+    let reaper = std::thread::spawn(move || reap(detached));
+    env.delete();
+    assert_eq!(reaper.join().unwrap(), 137);
     assert_eq!(host_state(), before);
 }
 
