@@ -268,10 +268,13 @@ struct HostState {
 
 impl HostState {
     fn snapshot() -> HostState {
+        // Only names this run's containers carry (the host's /tmp is shared with other work).
+        let pid = std::process::id().to_string();
         let tmp = fs::read_dir("/tmp")
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(&pid) || n.contains("crabcan-bench"))
                     .collect()
             })
             .unwrap_or_default();
@@ -1163,7 +1166,7 @@ fn render_table(r: &Results) -> String {
     ));
     if r.left_behind.is_empty() {
         s.push_str(
-            "  left behind: nothing (no new /tmp entries, no new mounts under the bench \
+            "  left behind: nothing (no new /tmp entries named after this run, no new mounts under the bench \
              directory or /run/crabcan, no orphan still running, every runtime's list empty, \
              the engines' state and cgroups removed)\n",
         );
