@@ -25,10 +25,23 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Writes `text` to stdout. A reader that went away (a closed pipe, as `| head` leaves)
+/// ends the output quietly instead of a panic; any other failure is an error naming stdout.
+pub(crate) fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Errcode::setup(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn real_main() -> Result<i32> {
     let (debug, args) = match cli::parse(std::env::args_os().collect())? {
         cli::Parsed::Print(text) => {
-            print!("{text}");
+            emit(&text)?;
             return Ok(0);
         }
         cli::Parsed::Run { debug, args } => (debug, args),

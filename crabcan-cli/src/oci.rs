@@ -202,8 +202,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         args.get(1).and_then(|a| a.to_str()),
         Some("--version") | Some("-v")
     ) {
-        print!("{}", version_text());
-        return 0;
+        return match crate::emit(&version_text()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("crabcan: {e}");
+                1
+            }
+        };
     }
     let cli = match OciCli::try_parse_from(&args) {
         Ok(c) => c,
@@ -213,8 +218,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 e.kind(),
                 K::DisplayHelp | K::DisplayHelpOnMissingArgumentOrSubcommand
             ) {
-                print!("{}", e.render());
-                return 0;
+                return match crate::emit(&e.render().to_string()) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("crabcan: {e}");
+                        1
+                    }
+                };
             }
             let text = e.render().to_string();
             let first = text
@@ -304,7 +314,7 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
         OciCmd::Start { id } => crabcan_runtime::start(&root, id).map(|()| 0),
         OciCmd::State { id } => {
             let s = crabcan_runtime::state(&root, id)?;
-            println!("{}", to_json_pretty(&s)?);
+            crate::emit(&format!("{}\n", to_json_pretty(&s)?))?;
             Ok(0)
         }
         OciCmd::Kill { all, id, signal } => {
@@ -338,7 +348,7 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
                     ));
                 }
             }
-            print!("{out}");
+            crate::emit(&out)?;
             Ok(0)
         }
         OciCmd::Spec { bundle, rootless } => {
@@ -361,7 +371,10 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
             Ok(0)
         }
         OciCmd::Features => {
-            println!("{}", to_json_pretty(&crate::features::features())?);
+            crate::emit(&format!(
+                "{}\n",
+                to_json_pretty(&crate::features::features())?
+            ))?;
             Ok(0)
         }
     }
