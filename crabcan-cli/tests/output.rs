@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 /// Runs crabcan with ARGS, its stdout a pipe whose reading end is already closed.
 fn into_closed_pipe(args: &[&str]) -> std::process::Output {
-    let (reader, writer) = std::io::pipe().expect("pipe");
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
     Command::new(crabcan_bin())
         .args(args)
