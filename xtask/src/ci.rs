@@ -33,13 +33,30 @@ pub fn run(args: &[String]) -> Result<bool> {
     step("build the test root filesystem", || {
         crate::rootfs::ensure(&util::target_dir().join("test-rootfs"))
     })?;
-    let checks: [(&str, &[&str]); 3] = [
+    let checks: [(&str, &[&str]); 4] = [
         ("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
         (
             "cargo clippy",
             &[
                 "clippy",
                 "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        // The engine and CRI test targets exist only with their features.
+        (
+            "cargo clippy of the engine and CRI tests",
+            &[
+                "clippy",
+                "-p",
+                "crabcan-engine-tests",
+                "-p",
+                "crabcan-cri-tests",
+                "--features",
+                "crabcan-engine-tests/engines,crabcan-cri-tests/cri",
                 "--all-targets",
                 "--",
                 "-D",
@@ -58,6 +75,22 @@ pub fn run(args: &[String]) -> Result<bool> {
             .map_err(|e| format!("cannot run {name}: {e}"))?;
         if !status.success() {
             eprintln!("ci: FAILED: {name} ({status})");
+            return Ok(false);
+        }
+        eprintln!("ci: {name} passed in {:.1} s", t.elapsed().as_secs_f64());
+    }
+    // podman, containerd and docker, then kubelet's CRI calls, with crabcan as their runtime.
+    for (name, task) in [
+        (
+            "cargo xtask engines",
+            crate::engines::run as fn(&[String]) -> Result<bool>,
+        ),
+        ("cargo xtask cri", crate::cri::run),
+    ] {
+        let t = Instant::now();
+        eprintln!("ci: {name}");
+        if !task(&[])? {
+            eprintln!("ci: FAILED: {name}");
             return Ok(false);
         }
         eprintln!("ci: {name} passed in {:.1} s", t.elapsed().as_secs_f64());
