@@ -120,27 +120,32 @@ fn create_locked(
     let mut joins: Vec<(NsKind, OwnedFd)> = Vec::new();
     for kind in NsKind::JOIN_ORDER {
         if let Some(path) = plan.namespace(kind).and_then(|n| n.path.as_ref()) {
-            let fd = nix::fcntl::open(
-                path,
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| {
-                Errcode::sys(
-                    format!("open the {} namespace {}", kind.oci_name(), path.display()),
-                    e,
-                )
-            })?;
-            joins.push((kind, fd));
+            joins.push((kind, open_namespace(kind, path)?));
         }
     }
+    refuse_host_sysctls(plan, &joins)?;
     let mut new_ns = CloneFlags::empty();
     for n in &plan.namespaces {
         if n.path.is_none() {
             new_ns |= CloneFlags::from_bits_truncate(n.kind.clone_flag());
         }
     }
-    // A pid namespace is joined by the parent: it only applies to children.
+    // A pid namespace is joined by the parent: it only applies to children. Only to the
+    // container's: the hooks this process runs afterwards are host processes with every
+    // capability, which the container's neighbours must not see (ptrace, kill), so the
+    // parent's own pid namespace is restored right after the clone.
+    let own_pid_ns = if joins.iter().any(|(k, _)| *k == NsKind::Pid) {
+        Some(
+            nix::fcntl::open(
+                "/proc/self/ns/pid",
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .sys_ctx(|| "open the runtime's own pid namespace")?,
+        )
+    } else {
+        None
+    };
     let mut child_joins = Vec::new();
     for (kind, fd) in joins {
         if kind == NsKind::Pid {
@@ -241,7 +246,12 @@ fn create_locked(
         poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
     };
     locked.write_creating(&state)?;
-    let mut child = crabcan_child::spawn_detached(&spec)?;
+    let child = crabcan_child::spawn_detached(&spec);
+    if let Some(own) = &own_pid_ns {
+        nix::sched::setns(own, CloneFlags::CLONE_NEWPID)
+            .sys_ctx(|| "return to the runtime's own pid namespace (setns)")?;
+    }
+    let mut child = child?;
     let pid = child.pid();
     log::debug!("container process {pid} cloned");
     if let Some(m) = &idmap {
@@ -296,6 +306,63 @@ fn create_locked(
     // The mount points stay until delete, which removes them from the record.
     std::mem::forget(prepared);
     Ok(pid)
+}
+
+/// Opens a namespace to join without blocking (a fifo named there must not hang create)
+/// and refuses anything that is not a namespace file.
+fn open_namespace(kind: NsKind, path: &Path) -> Result<OwnedFd> {
+    /// `NSFS_MAGIC` of linux/magic.h.
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    let what = || format!("open the {} namespace {}", kind.oci_name(), path.display());
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys_ctx(what)?;
+    let fs = nix::sys::statfs::fstatfs(&fd).sys_ctx(what)?;
+    if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+        return Err(Errcode::usage(format!(
+            "{} linux.namespaces: the {} namespace path {} is not a namespace file",
+            crabcan_oci::CONFIG_FILE,
+            kind.oci_name(),
+            path.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// A sysctl applies to the namespace the container is in: in one joined by path that is
+/// the runtime's own, it would change the host. Refused, as runc does.
+fn refuse_host_sysctls(plan: &Plan, joins: &[(NsKind, OwnedFd)]) -> Result<()> {
+    for (kind, own) in [
+        (NsKind::Net, "/proc/self/ns/net"),
+        (NsKind::Ipc, "/proc/self/ns/ipc"),
+    ] {
+        let Some((_, fd)) = joins.iter().find(|(k, _)| *k == kind) else {
+            continue;
+        };
+        // translate admits net.* keys for the network namespace, the rest for the IPC one.
+        let Some((key, _)) = plan
+            .sysctl
+            .iter()
+            .find(|(k, _)| k.starts_with("net") == (kind == NsKind::Net))
+        else {
+            continue;
+        };
+        let own = nix::sys::stat::stat(own).sys_ctx(|| format!("stat {own}"))?;
+        let joined = nix::sys::stat::fstat(fd)
+            .sys_ctx(|| format!("stat the joined {} namespace", kind.oci_name()))?;
+        if (own.st_dev, own.st_ino) == (joined.st_dev, joined.st_ino) {
+            return Err(Errcode::usage(format!(
+                "{} linux.sysctl.{}: not allowed in the host's {} namespace (joined by path)",
+                crabcan_oci::CONFIG_FILE,
+                key.display().to_string().replace('/', "."),
+                kind.oci_name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn child_ready(child: crabcan_child::Detached) -> Result<nix::unistd::Pid> {
