@@ -345,3 +345,48 @@ fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
     walk(Path::new("/sys/fs/cgroup"), name, 4, &mut out);
     out
 }
+
+/// A created container waits for `start` in its own pid namespace, where a pod's other
+/// containers may be. A neighbour with CAP_SYS_PTRACE (a debugging sidecar) may open the
+/// waiting process's descriptors through /proc/1/fd: none of them may lead to a host
+/// directory. Through the state directory it would read the host's files and rewrite
+/// state.json, whose poststop hooks `delete` then runs as host root.
+#[test]
+fn a_waiting_container_holds_no_host_directory_a_neighbour_can_reach() {
+    let env = Env::new("waitfd");
+    let a = env.bundle("a", &["true"], |_| {});
+    let pid_file = a.join("pid");
+    assert_ok(&env.cc(&[
+        "create",
+        "--bundle",
+        &a.to_string_lossy(),
+        "--pid-file",
+        &pid_file.to_string_lossy(),
+        "waiting",
+    ]));
+    let a_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let ptrace = json!("CAP_SYS_PTRACE");
+    let probe = "for f in /proc/1/fd/*; do \
+                 if [ -d \"$f\" ]; then echo \"DIR $f: $(ls \"$f\" | tr '\\n' ' ')\"; fi; \
+                 done; echo END";
+    let b = env.bundle("b", &["sh", "-c", probe], |c| {
+        join(c, "pid", &format!("/proc/{a_pid}/ns/pid"));
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(ptrace.clone());
+        }
+    });
+    let o = env.cc(&["run", "--bundle", &b.to_string_lossy(), "neighbour"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("END"),
+        "the probe did not run: {out}{}",
+        stderr(&o)
+    );
+    assert!(
+        !out.contains("DIR"),
+        "the waiting container holds a directory descriptor its neighbour reaches: {out}"
+    );
+}
