@@ -390,3 +390,49 @@ fn a_waiting_container_holds_no_host_directory_a_neighbour_can_reach() {
         "the waiting container holds a directory descriptor its neighbour reaches: {out}"
     );
 }
+
+/// `--preserve-fds N` keeps descriptors 3..3+N for the container. When the caller has fewer
+/// open, crabcan's own land in that range (the state directory's lock, the root it opened):
+/// the waiting process must not keep them, or it holds the container's lock (and `start`
+/// waits for it forever) and host directories until its exec.
+#[test]
+fn preserved_descriptor_numbers_never_keep_the_runtimes_own() {
+    let env = Env::new("preserve");
+    let b = env.bundle(
+        "b",
+        &["sh", "-c", "ls -l /proc/self/fd/ | grep -c -- '->'"],
+        |_| {},
+    );
+    let mut c = env.cmd(&[
+        "run",
+        "--preserve-fds",
+        "8",
+        "--bundle",
+        &b.to_string_lossy(),
+        "pf",
+    ]);
+    env.ids.borrow_mut().push("pf".into());
+    // No descriptor above stdio is open in the caller.
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = bounded::exits_within(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        // The waiting process holds the lock that start wants: kill both.
+        let _ = child.kill();
+        let _ = child.wait();
+        for pid in processes_with(&b.to_string_lossy()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "run --preserve-fds 8 did not finish: the container's process kept the state lock"
+    );
+}
