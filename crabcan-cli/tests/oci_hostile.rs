@@ -33,7 +33,12 @@ fn subreaper() {
 struct Env {
     dir: Scratch,
     ids: std::cell::RefCell<Vec<String>>,
+    // One test at a time: the drop reaps every child of the process (waitpid(-1)), which
+    // would steal another test's crabcan from under its wait.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Env {
     fn new(name: &str) -> Env {
@@ -41,6 +46,7 @@ impl Env {
         subreaper();
         let _ = rootfs();
         Env {
+            _serial: SERIAL.lock().unwrap_or_else(|e| e.into_inner()),
             dir: Scratch::new(&format!("oci-hostile-{name}")),
             ids: Default::default(),
         }
@@ -434,5 +440,44 @@ fn preserved_descriptor_numbers_never_keep_the_runtimes_own() {
     assert!(
         status.is_some_and(|s| s.success()),
         "run --preserve-fds 8 did not finish: the container's process kept the state lock"
+    );
+}
+
+/// Makes `c` start with no descriptor above stdio, whatever the test process inherited.
+fn no_inherited_fds(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe; the closure touches no memory of the
+    // parent's.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::close_range(3, libc::c_uint::MAX, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Lines `FD n target` for each descriptor 3..=12 the shell running this has open.
+const SHOW_FDS: &str = "for n in 3 4 5 6 7 8 9 10 11 12; do \
+                        [ -e /proc/$$/fd/$n ] && echo \"FD $n $(readlink /proc/$$/fd/$n)\"; \
+                        done; echo END";
+
+/// The exec variant: with `--preserve-fds 8` and no descriptor above stdio open in the
+/// caller, the exec'd process must inherit none of crabcan's own (namespace descriptors,
+/// the state directory's, the log's) in 3..11: it gets exactly what the caller passed.
+#[test]
+fn an_exec_with_preserved_descriptor_numbers_inherits_none_of_the_runtimes() {
+    let env = Env::new("preserve-exec");
+    let b = env.bundle("b", &["sh", "-c", LOOP], |_| {});
+    env.started("pfx", &b);
+    let mut c = env.cmd(&["exec", "--preserve-fds", "8", "pfx", "sh", "-c", SHOW_FDS]);
+    let o = output_within(no_inherited_fds(&mut c), LIMIT);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("END"), "the probe did not run: {out}");
+    assert!(
+        !out.contains("FD "),
+        "the exec'd process inherited descriptors the caller never had: {out}"
     );
 }

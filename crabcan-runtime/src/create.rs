@@ -88,12 +88,14 @@ fn create_locked(
     // taking the container's ids.
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(|e| Errcode::setup(format!("cannot chmod {}: {e}", fifo.display())))?;
-    let state_dir = nix::fcntl::open(
-        locked.dir(),
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+    // The fifo alone, not its directory: the waiting process must hold no descriptor that
+    // leads to a host directory (see crabcan_child's wait_for_start).
+    let fifo_fd = nix::fcntl::open(
+        &fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .sys_ctx(|| format!("open {}", locked.dir().display()))?;
+    .sys_ctx(|| format!("open {}", fifo.display()))?;
 
     // Mounts: none to make when the mount namespace is joined.
     let mount_plan = if plan.creates(NsKind::Mount) {
@@ -234,8 +236,7 @@ fn create_locked(
         env: cstrings(&plan.process.env, "process.env")?,
         security,
         console,
-        state_dir,
-        fifo: CString::new(FIFO).map_err(|_| Errcode::setup("fifo name"))?,
+        fifo: fifo_fd,
         preserve_fds: o.preserve_fds,
         create_container_hooks: child_hooks(&plan.hooks.create_container)?,
         start_container_hooks: child_hooks(&plan.hooks.start_container)?,
