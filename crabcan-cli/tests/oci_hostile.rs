@@ -481,3 +481,74 @@ fn an_exec_with_preserved_descriptor_numbers_inherits_none_of_the_runtimes() {
         "the exec'd process inherited descriptors the caller never had: {out}"
     );
 }
+
+/// A create killed once its cgroup exists leaves a record of it, so that `delete --force`
+/// removes the cgroup. The create is held at a point after the cgroup is made: connecting
+/// to a console socket whose backlog is full blocks until the engine accepts.
+#[test]
+fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
+    let env = Env::new("killcg");
+    let id = format!("killcg-{}", std::process::id());
+    let sock = env.dir.path().join("console.sock");
+    // SAFETY: socket/bind/listen on a fresh descriptor with a valid address.
+    let listener = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let p = sock.to_string_lossy();
+        for (i, b) in p.bytes().enumerate() {
+            addr.sun_path[i] = b as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, (&raw const addr).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    };
+    use std::os::fd::FromRawFd;
+    // Fills the backlog of 0: the next connect blocks.
+    let _first = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let b = env.bundle("b", &["true"], |c| {
+        c["process"]["terminal"] = json!(true);
+    });
+    let mut child = env
+        .cmd(&[
+            "create",
+            "--console-socket",
+            &sock.to_string_lossy(),
+            "--bundle",
+            &b.to_string_lossy(),
+            &id,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let started = Instant::now();
+    while !std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("unix_wait_for_peer")) {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("create never blocked on the console socket");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let made = cgroup_dirs_named(&id);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(listener);
+    let o = output_within(&mut env.cmd(&["delete", "--force", &id]), LIMIT);
+    let left = cgroup_dirs_named(&id);
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(!made.is_empty(), "create was held before making its cgroup");
+    assert_ok(&o);
+    assert!(
+        left.is_empty(),
+        "cgroups left by a killed create after delete --force: {left:?}"
+    );
+    assert!(!env.root().join(&id).exists(), "its state directory stays");
+}

@@ -71,7 +71,8 @@ fn keep_config(locked: &Locked, bundle: &crabcan_oci::Bundle) -> Result<()> {
     let path = locked.dir().join(crate::exec::CONFIG_COPY);
     let text = serde_json::to_vec(&bundle.raw)
         .map_err(|e| Errcode::setup(format!("cannot encode the config: {e}")))?;
-    std::fs::write(&path, text)
+    locked
+        .write_file(crate::exec::CONFIG_COPY, &text)
         .map_err(|e| Errcode::setup(format!("cannot write {}: {e}", path.display())))
 }
 
@@ -126,7 +127,31 @@ fn create_locked(
         .collect();
     let security = crabcan_security::plan(&crabcan_oci::security_config(plan))?;
     log::debug!("security: {}", crabcan_security::describe(&security));
+    // Recorded before the cgroup exists and again right after it does: a create killed
+    // from here on leaves a record `delete --force` undoes (the mount points made above,
+    // the cgroup).
+    let mut state = State {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: plan.root.clone(),
+        created: now_rfc3339(),
+        owner_uid: nix::unistd::geteuid().as_raw(),
+        cgroup_path: None,
+        cgroup_paths: Vec::new(),
+        created_mount_points: created_points,
+        annotations: plan.annotations.clone(),
+        poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
+        poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
+    };
+    locked.write_creating(&state)?;
     let cgroup = cgroup(plan, &o.id)?;
+    if let Some(c) = cgroup.as_ref() {
+        state.cgroup_path = Some(c.cgroup_path().to_string());
+        state.cgroup_paths = c.paths();
+        locked.write_creating(&state)?;
+    }
 
     // Every namespace to join is opened before the first join.
     let mut joins: Vec<(NsKind, OwnedFd)> = Vec::new();
@@ -241,22 +266,6 @@ fn create_locked(
         create_container_hooks: child_hooks(&plan.hooks.create_container)?,
         start_container_hooks: child_hooks(&plan.hooks.start_container)?,
     };
-    let mut state = State {
-        id: o.id.clone(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.to_path_buf(),
-        rootfs: plan.root.clone(),
-        created: now_rfc3339(),
-        owner_uid: nix::unistd::geteuid().as_raw(),
-        cgroup_path: cgroup.as_ref().map(|c| c.cgroup_path().to_string()),
-        cgroup_paths: cgroup.as_ref().map(|c| c.paths()).unwrap_or_default(),
-        created_mount_points: created_points,
-        annotations: plan.annotations.clone(),
-        poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
-        poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
-    };
-    locked.write_creating(&state)?;
     let child = crabcan_child::spawn_detached(&spec);
     if let Some(own) = &own_pid_ns {
         nix::sched::setns(own, CloneFlags::CLONE_NEWPID)
@@ -452,10 +461,48 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Errcode::setup(format!("cannot write the pid file {}: {e}", path.display()))
-        })
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never through a name someone placed there: a symlink at the temporary name would
+        // have root write (and truncate) whatever it points to. A leftover is removed (the
+        // link itself, not its target), and the new file must be created here.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(pid.to_string().as_bytes())?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Errcode::setup(format!("cannot write the pid file {}: {e}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_files_temporary_name_follows_no_symlink() {
+        let dir = std::env::temp_dir().join(format!("crabcan-pidfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let tmp = dir.join(format!(".pid.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_pid_file(&dir.join("pid"), 4242).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(std::fs::read_to_string(dir.join("pid")).unwrap(), "4242");
+        assert!(!dir.join("pid").is_symlink());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
