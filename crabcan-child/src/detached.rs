@@ -349,15 +349,17 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
             ))
         })?;
     }
+    // Before the mounts too: through the /proc crabcan itself sees, not one the image's
+    // symlinks could have redirected.
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Errcode::setup(format!("cannot set oom_score_adj {adj}: {e}")))?;
+    }
     if let Some(m) = &spec.mounts {
         crabcan_mounts::apply_with(m, trees)?;
     }
     if spec.loopback {
         net::loopback_up()?;
-    }
-    if let Some(adj) = spec.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| Errcode::setup(format!("cannot set oom_score_adj {adj}: {e}")))?;
     }
     if let Some(p) = spec.personality {
         // SAFETY: personality takes an integer.

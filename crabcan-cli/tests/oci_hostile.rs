@@ -525,9 +525,19 @@ fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let wchan = format!("/proc/{}/wchan", child.id());
+    // Blocked in connect(2): seen in its wait channel, or its current system call where a
+    // kernel hides the former.
+    let (wchan, syscall) = (
+        format!("/proc/{}/wchan", child.id()),
+        format!("/proc/{}/syscall", child.id()),
+    );
+    let connect = format!("{} ", libc::SYS_connect);
+    let blocked = || {
+        std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("unix_wait_for_peer"))
+            || std::fs::read_to_string(&syscall).is_ok_and(|s| s.starts_with(&connect))
+    };
     let started = Instant::now();
-    while !std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("unix_wait_for_peer")) {
+    while !blocked() {
         if started.elapsed() > Duration::from_secs(20) {
             let _ = child.kill();
             let _ = child.wait();
@@ -551,4 +561,92 @@ fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
         "cgroups left by a killed create after delete --force: {left:?}"
     );
     assert!(!env.root().join(&id).exists(), "its state directory stays");
+}
+
+/// A bind entry of `source` (a file) on `destination`.
+fn bind_file(source: &Path, destination: &str) -> Value {
+    json!({
+        "destination": destination,
+        "type": "bind",
+        "source": source,
+        "options": ["bind", "ro"],
+    })
+}
+
+/// An image's symlink must not send an engine's bind mount onto the fresh /proc: there
+/// it would cover a kernel setting (core_pattern is the host's, whatever the namespaces).
+/// The files engines legitimately cover (lxcfs's /proc/meminfo) stay allowed.
+#[test]
+fn a_symlink_in_the_image_cannot_send_a_mount_onto_proc() {
+    let env = Env::new("procbind");
+    // An image directory with a symlink into /proc, bound in as /mnt/img.
+    let img = env.dir.path().join("img");
+    std::fs::create_dir_all(&img).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", img.join("resolv.conf")).unwrap();
+    let file = env.dir.path().join("engine-file");
+    std::fs::write(&file, "nameserver 192.0.2.1\n").unwrap();
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let b = env.bundle("b", &["cat", "/proc/sys/kernel/core_pattern"], |c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({
+            "destination": "/mnt/img",
+            "type": "bind",
+            "source": img,
+            "options": ["rbind", "rw"],
+        }));
+        m.push(bind_file(&file, "/mnt/img/resolv.conf"));
+    });
+    let o = env.cc(&["run", "--bundle", &b.to_string_lossy(), "procbind"]);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        core_pattern
+    );
+    assert_eq!(
+        code(&o),
+        1,
+        "an engine's file was mounted on the container's core_pattern: {}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("procfs"), "{}", stderr(&o));
+
+    // The allowed case: a file over /proc/meminfo, named directly.
+    let meminfo = env.dir.path().join("meminfo");
+    std::fs::write(&meminfo, "MemTotal: 1 kB\n").unwrap();
+    let b = env.bundle("ok", &["cat", "/proc/meminfo"], |c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(bind_file(&meminfo, "/proc/meminfo"));
+    });
+    let o = output_within(
+        &mut env.cmd(&["run", "--bundle", &b.to_string_lossy(), "meminfo"]),
+        LIMIT,
+    );
+    env.ids.borrow_mut().push("meminfo".into());
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "MemTotal: 1 kB\n");
+}
+
+/// An image whose /dev is a symlink to proc: the OCI /dev tmpfs must not land on the
+/// fresh /proc (hiding it, and what was masked in it); /dev, /proc and /sys are reached
+/// without symlinks.
+#[test]
+fn an_image_dev_symlink_cannot_redirect_the_dev_mount() {
+    let env = Env::new("devlink");
+    let root = env.dir.path().join("rootfs");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(root.join("dev")).unwrap();
+    std::os::unix::fs::symlink("proc", root.join("dev")).unwrap();
+    let b = env.bundle("b", &["true"], |c| {
+        c["root"]["path"] = json!(root);
+    });
+    let o = env.cc(&["create", "--bundle", &b.to_string_lossy(), "devlink"]);
+    assert_eq!(code(&o), 1, "an image's /dev -> proc was followed");
+    assert!(stderr(&o).contains("it is a symlink"), "{}", stderr(&o));
 }
