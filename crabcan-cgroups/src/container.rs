@@ -317,6 +317,21 @@ impl ContainerCgroup {
     }
 
     fn make_dirs(&mut self, plan: &ResourcePlan) -> Result<()> {
+        // A cgroup given by path that processes already use belongs to someone else (another
+        // container): adopting it would put our limits on them and kill them at removal.
+        // Checked in every hierarchy before anything is made or written.
+        if !self.path.is_run() {
+            for d in dirs_for(&self.layout, &self.path)? {
+                let mut pids = Vec::new();
+                if d.path.is_dir() && collect_pids(&d.path, &mut pids).is_ok() && !pids.is_empty() {
+                    return Err(Errcode::usage(format!(
+                        "cgroup {} is not empty: {} process(es) run in it",
+                        d.path.display(),
+                        pids.len()
+                    )));
+                }
+            }
+        }
         for d in dirs_for(&self.layout, &self.path)? {
             let mount = self.mount_of(&d).to_path_buf();
             if self.path.is_run()

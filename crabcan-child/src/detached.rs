@@ -96,10 +96,9 @@ pub struct DetachedSpec {
     pub security: crabcan_security::SecurityPlan,
     /// A pty for the process.
     pub console: Option<Console>,
-    /// The state directory (opened `O_PATH`), where `exec.fifo` is.
-    pub state_dir: OwnedFd,
-    /// The fifo's name in it.
-    pub fifo: CString,
+    /// The state directory's `exec.fifo`, opened `O_PATH`: the only thing of the host's
+    /// this process holds until `start` (see [`wait_for_start`]).
+    pub fifo: OwnedFd,
     /// Inherited descriptors 3..3+N passed to the process.
     pub preserve_fds: u32,
     /// Run in the container before the mounts (createContainer).
@@ -286,7 +285,7 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     // Every other descriptor of crabcan's goes now: the state directory's lock (an flock
     // this process would otherwise hold for as long as the container lives), the root
     // crabcan opened, the caller's leftovers. Kept: stdio, the preserved ones, our own.
-    let mut keep = vec![chan, spec.state_dir.as_raw_fd()];
+    let mut keep = vec![chan, spec.fifo.as_raw_fd()];
     keep.extend(spec.join.iter().map(|(_, fd)| fd.as_raw_fd()));
     keep.extend(spec.console.as_ref().map(|c| c.socket.as_raw_fd()));
     close_others(3 + spec.preserve_fds as RawFd, &keep)?;
@@ -350,15 +349,17 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
             ))
         })?;
     }
+    // Before the mounts too: through the /proc crabcan itself sees, not one the image's
+    // symlinks could have redirected.
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Errcode::setup(format!("cannot set oom_score_adj {adj}: {e}")))?;
+    }
     if let Some(m) = &spec.mounts {
         crabcan_mounts::apply_with(m, trees)?;
     }
     if spec.loopback {
         net::loopback_up()?;
-    }
-    if let Some(adj) = spec.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| Errcode::setup(format!("cannot set oom_score_adj {adj}: {e}")))?;
     }
     if let Some(p) = spec.personality {
         // SAFETY: personality takes an integer.
@@ -517,16 +518,29 @@ pub(crate) fn close_from(first: u32) -> Result<()> {
 
 /// Blocks until `start` opens the fifo for reading; returns the fifo, on which one byte
 /// tells start that the command is about to run.
+///
+/// The process waits in the container's pid namespace, where a neighbour with
+/// CAP_SYS_PTRACE may open its descriptors through /proc/PID/fd: a descriptor of a host
+/// directory (the state directory) would let it walk the host's filesystem and rewrite
+/// crabcan's records. So the process holds only an `O_PATH` descriptor of the fifo itself,
+/// which leads nowhere else (a fifo has no `..`), and reopens it for writing through its
+/// own /proc/self/fd. Opening the fifo for writing before the root switch is no option:
+/// that open blocks until `start`, and the setup must be done by then.
 fn wait_for_start(spec: &DetachedSpec) -> Result<OwnedFd> {
-    // Through the state directory's descriptor: the path is not reachable from the new root.
+    let path = format!("/proc/self/fd/{}", spec.fifo.as_raw_fd());
     loop {
-        match nix::fcntl::openat(
-            &spec.state_dir,
-            spec.fifo.as_c_str(),
+        match nix::fcntl::open(
+            path.as_str(),
             nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         ) {
             Err(Errno::EINTR) => continue,
+            Err(Errno::ENOENT) => {
+                return Err(Errcode::setup(
+                    "wait for start: exec.fifo cannot be reopened through /proc/self/fd \
+                     (no /proc of the container's pid namespace in its root)",
+                ));
+            }
             r => return r.sys_ctx(|| "wait for start (open exec.fifo)"),
         }
     }

@@ -236,6 +236,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
+    // Before crabcan opens anything (the log file, the state directory's lock, the root):
+    // its own descriptors must never take a number the container is to inherit.
+    let preserve = match &cli.cmd {
+        OciCmd::Create(a) | OciCmd::Run { create: a, .. } => a.preserve_fds,
+        OciCmd::Exec(a) => a.preserve_fds,
+        _ => 0,
+    };
+    if let Err(e) = reserve_preserved(preserve) {
+        eprintln!("crabcan: {e}");
+        return 1;
+    }
     let logger = match Logger::new(&cli) {
         Ok(l) => l,
         Err(e) => {
@@ -257,6 +268,43 @@ pub fn main(args: Vec<OsString>) -> i32 {
             1
         }
     }
+}
+
+/// Fills every gap in the preserved range 3..3+N with a close-on-exec placeholder, so
+/// that the descriptors crabcan opens later are all numbered above it. The container's
+/// process keeps exactly what the caller passed: the placeholders vanish at its exec, as
+/// at crabcan's own re-exec (where this runs again).
+fn reserve_preserved(n: u32) -> Result<()> {
+    let end = 3i64.saturating_add(i64::from(n));
+    for fd in 3..end {
+        let Ok(fd) = libc::c_int::try_from(fd) else {
+            return Err(Errcode::usage(format!(
+                "--preserve-fds {n}: too many descriptors"
+            )));
+        };
+        // SAFETY: F_GETFD only reads the flags of a descriptor number.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        let null = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Errcode::sys("open /dev/null to reserve a preserved descriptor", e))?;
+        // Every lower number is taken (open, or filled just before), so the open took
+        // the lowest free one: `fd`.
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(null);
+        if raw != fd {
+            // SAFETY: `raw` is ours, not used again.
+            unsafe { libc::close(raw) };
+            return Err(Errcode::setup(format!(
+                "--preserve-fds {n}: cannot reserve descriptor {fd}"
+            )));
+        }
+        // Left open on purpose until exec: it only holds the number.
+    }
+    Ok(())
 }
 
 fn root_of(cli: &OciCli) -> PathBuf {

@@ -270,6 +270,24 @@ fn raise_nofile(sources: u64) -> Result<Option<(u64, u64)>> {
     Ok(Some((soft, hard)))
 }
 
+/// Explicit destinations reached without following any symlink.
+const NO_SYMLINK_DESTINATIONS: &[&str] = &["/dev", "/proc", "/sys"];
+
+/// procfs files an engine may mount over (lxcfs's views of the container's resources, a
+/// pid namespace's last pid): the rest of a fresh `/proc` is the kernel's.
+const PROC_OVERRIDES: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
 impl<'p> State<'p> {
     fn root(&self) -> Result<std::os::fd::BorrowedFd<'_>> {
         self.root
@@ -528,6 +546,70 @@ impl<'p> State<'p> {
         Ok(at)
     }
 
+    /// Opens (creating it when missing) the mount point of an explicit entry.
+    ///
+    /// The OCI `/dev`, `/proc` and `/sys` are reached without any symlink: an image's
+    /// `/dev -> proc` would put the `/dev` tmpfs over the fresh `/proc`. Any other
+    /// destination may follow the image's symlinks inside the root, but must not end on
+    /// the fresh procfs or sysfs (an image's `/etc/resolv.conf ->
+    /// /proc/sys/kernel/core_pattern` would have the engine's file bound over a kernel
+    /// setting), except the few places engines legitimately cover, named directly.
+    fn entry_target(&self, target: &Path, kind: Kind, fresh_kernel_fs: bool) -> Result<OwnedFd> {
+        let at = if fresh_kernel_fs
+            || NO_SYMLINK_DESTINATIONS
+                .iter()
+                .any(|d| Path::new(d) == target)
+        {
+            self.ensure_no_symlinks(target)?
+        } else {
+            let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
+            let at = self.ensure(target, kind, mode)?;
+            self.refuse_root(at.as_fd(), target)?;
+            at
+        };
+        if !fresh_kernel_fs {
+            self.refuse_kernel_fs(at.as_fd(), target)?;
+        }
+        Ok(at)
+    }
+
+    /// Refuses a mount point `at` (for `target`) on procfs or sysfs, unless `target` is one
+    /// engines may cover, named below the fresh mount: a procfs file of [`PROC_OVERRIDES`],
+    /// or a path below `/sys/`.
+    fn refuse_kernel_fs(&self, at: BorrowedFd<'_>, target: &Path) -> Result<()> {
+        use nix::sys::statfs::{PROC_SUPER_MAGIC, SYSFS_MAGIC, fstatfs};
+        let what = || format!("check mount point {}", target.display());
+        let ty = fstatfs(at).sys_ctx(what)?.filesystem_type();
+        let (name, base, may_cover) = if ty == PROC_SUPER_MAGIC {
+            (
+                "procfs",
+                "/proc",
+                PROC_OVERRIDES.iter().any(|p| Path::new(p) == target),
+            )
+        } else if ty == SYSFS_MAGIC {
+            ("sysfs", "/sys", target.starts_with("/sys/"))
+        } else {
+            return Ok(());
+        };
+        // Named below the fresh mount itself, reached without a symlink of the image's:
+        // the rest of the way is the kernel's (procfs's own `net -> self/net`).
+        if may_cover
+            && let Ok(b) = sys::open_in_root_no_symlinks(
+                self.root()?,
+                Path::new(base),
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+            )
+            && fstatfs(b.as_fd()).is_ok_and(|f| f.filesystem_type() == ty)
+        {
+            return Ok(());
+        }
+        Err(Errcode::setup(format!(
+            "refusing to mount on {}: it lies on the container's {name} \
+             (a symlink in the image, or a kernel file no mount may cover)",
+            target.display()
+        )))
+    }
+
     /// Remembers the root of a fresh `/proc` or `/sys` for the masked paths below it.
     fn record_base(&mut self, target: &Path) -> Result<()> {
         let Some(base) = MASK_BASES.iter().find(|b| Path::new(b) == target) else {
@@ -582,18 +664,14 @@ impl<'p> State<'p> {
         })
     }
 
-    /// Mounts an entry of the explicit layout. `proc` and `sysfs` refuse any symlink on the
-    /// way (as the default layout's); other destinations follow symlinks inside the root.
+    /// Mounts an entry of the explicit layout. `proc` and `sysfs`, and anything on `/dev`,
+    /// `/proc` or `/sys`, refuse any symlink on the way (as the default layout's); other
+    /// destinations follow symlinks inside the root, but not onto procfs or sysfs.
     fn mount_entry(&self, e: &MountEntry) -> Result<()> {
         let target = e.destination.as_path();
         let args = entry_args(e);
-        let at = if matches!(args.fstype.as_str(), "proc" | "sysfs") {
-            self.ensure_no_symlinks(target)?
-        } else {
-            let at = self.ensure(target, Kind::Dir, 0o755)?;
-            self.refuse_root(at.as_fd(), target)?;
-            at
-        };
+        let fresh_kernel_fs = matches!(args.fstype.as_str(), "proc" | "sysfs");
+        let at = self.entry_target(target, Kind::Dir, fresh_kernel_fs)?;
         let what = || format!("mount {} on {}", args.fstype, target.display());
         nix::mount::mount(
             Some(args.source.as_str()),
@@ -632,7 +710,9 @@ impl<'p> State<'p> {
             sys::mount_setattr_clear(fd.as_fd(), options.rec_set, options.rec_clear, true)
                 .sys_ctx(what)?;
         }
-        self.attach_ref(&fd, is_dir, &source, target)?;
+        let kind = if is_dir { Kind::Dir } else { Kind::File };
+        let at = self.entry_target(target, kind, false)?;
+        sys::move_mount(fd.as_fd(), at.as_fd()).sys_ctx(what)?;
         if let Some(p) = options.propagation {
             propagate(fd.as_fd(), p.ms_flags()).sys_ctx(what)?;
         }

@@ -71,7 +71,8 @@ fn keep_config(locked: &Locked, bundle: &crabcan_oci::Bundle) -> Result<()> {
     let path = locked.dir().join(crate::exec::CONFIG_COPY);
     let text = serde_json::to_vec(&bundle.raw)
         .map_err(|e| Errcode::setup(format!("cannot encode the config: {e}")))?;
-    std::fs::write(&path, text)
+    locked
+        .write_file(crate::exec::CONFIG_COPY, &text)
         .map_err(|e| Errcode::setup(format!("cannot write {}: {e}", path.display())))
 }
 
@@ -88,12 +89,14 @@ fn create_locked(
     // taking the container's ids.
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(|e| Errcode::setup(format!("cannot chmod {}: {e}", fifo.display())))?;
-    let state_dir = nix::fcntl::open(
-        locked.dir(),
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+    // The fifo alone, not its directory: the waiting process must hold no descriptor that
+    // leads to a host directory (see crabcan_child's wait_for_start).
+    let fifo_fd = nix::fcntl::open(
+        &fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .sys_ctx(|| format!("open {}", locked.dir().display()))?;
+    .sys_ctx(|| format!("open {}", fifo.display()))?;
 
     // Mounts: none to make when the mount namespace is joined.
     let mount_plan = if plan.creates(NsKind::Mount) {
@@ -124,33 +127,62 @@ fn create_locked(
         .collect();
     let security = crabcan_security::plan(&crabcan_oci::security_config(plan))?;
     log::debug!("security: {}", crabcan_security::describe(&security));
+    // Recorded before the cgroup exists and again right after it does: a create killed
+    // from here on leaves a record `delete --force` undoes (the mount points made above,
+    // the cgroup).
+    let mut state = State {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: plan.root.clone(),
+        created: now_rfc3339(),
+        owner_uid: nix::unistd::geteuid().as_raw(),
+        cgroup_path: None,
+        cgroup_paths: Vec::new(),
+        created_mount_points: created_points,
+        annotations: plan.annotations.clone(),
+        poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
+        poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
+    };
+    locked.write_creating(&state)?;
     let cgroup = cgroup(plan, &o.id)?;
+    if let Some(c) = cgroup.as_ref() {
+        state.cgroup_path = Some(c.cgroup_path().to_string());
+        state.cgroup_paths = c.paths();
+        locked.write_creating(&state)?;
+    }
 
     // Every namespace to join is opened before the first join.
     let mut joins: Vec<(NsKind, OwnedFd)> = Vec::new();
     for kind in NsKind::JOIN_ORDER {
         if let Some(path) = plan.namespace(kind).and_then(|n| n.path.as_ref()) {
-            let fd = nix::fcntl::open(
-                path,
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| {
-                Errcode::sys(
-                    format!("open the {} namespace {}", kind.oci_name(), path.display()),
-                    e,
-                )
-            })?;
-            joins.push((kind, fd));
+            joins.push((kind, open_namespace(kind, path)?));
         }
     }
+    refuse_host_sysctls(plan, &joins)?;
     let mut new_ns = CloneFlags::empty();
     for n in &plan.namespaces {
         if n.path.is_none() {
             new_ns |= CloneFlags::from_bits_truncate(n.kind.clone_flag());
         }
     }
-    // A pid namespace is joined by the parent: it only applies to children.
+    // A pid namespace is joined by the parent: it only applies to children. Only to the
+    // container's: the hooks this process runs afterwards are host processes with every
+    // capability, which the container's neighbours must not see (ptrace, kill), so the
+    // parent's own pid namespace is restored right after the clone.
+    let own_pid_ns = if joins.iter().any(|(k, _)| *k == NsKind::Pid) {
+        Some(
+            nix::fcntl::open(
+                "/proc/self/ns/pid",
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .sys_ctx(|| "open the runtime's own pid namespace")?,
+        )
+    } else {
+        None
+    };
     let mut child_joins = Vec::new();
     for (kind, fd) in joins {
         if kind == NsKind::Pid {
@@ -229,29 +261,17 @@ fn create_locked(
         env: cstrings(&plan.process.env, "process.env")?,
         security,
         console,
-        state_dir,
-        fifo: CString::new(FIFO).map_err(|_| Errcode::setup("fifo name"))?,
+        fifo: fifo_fd,
         preserve_fds: o.preserve_fds,
         create_container_hooks: child_hooks(&plan.hooks.create_container)?,
         start_container_hooks: child_hooks(&plan.hooks.start_container)?,
     };
-    let mut state = State {
-        id: o.id.clone(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.to_path_buf(),
-        rootfs: plan.root.clone(),
-        created: now_rfc3339(),
-        owner_uid: nix::unistd::geteuid().as_raw(),
-        cgroup_path: cgroup.as_ref().map(|c| c.cgroup_path().to_string()),
-        cgroup_paths: cgroup.as_ref().map(|c| c.paths()).unwrap_or_default(),
-        created_mount_points: created_points,
-        annotations: plan.annotations.clone(),
-        poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
-        poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
-    };
-    locked.write_creating(&state)?;
-    let mut child = crabcan_child::spawn_detached(&spec)?;
+    let child = crabcan_child::spawn_detached(&spec);
+    if let Some(own) = &own_pid_ns {
+        nix::sched::setns(own, CloneFlags::CLONE_NEWPID)
+            .sys_ctx(|| "return to the runtime's own pid namespace (setns)")?;
+    }
+    let mut child = child?;
     let pid = child.pid();
     log::debug!("container process {pid} cloned");
     if let Some(m) = &idmap {
@@ -306,6 +326,63 @@ fn create_locked(
     // The mount points stay until delete, which removes them from the record.
     std::mem::forget(prepared);
     Ok(pid)
+}
+
+/// Opens a namespace to join without blocking (a fifo named there must not hang create)
+/// and refuses anything that is not a namespace file.
+fn open_namespace(kind: NsKind, path: &Path) -> Result<OwnedFd> {
+    /// `NSFS_MAGIC` of linux/magic.h.
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    let what = || format!("open the {} namespace {}", kind.oci_name(), path.display());
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys_ctx(what)?;
+    let fs = nix::sys::statfs::fstatfs(&fd).sys_ctx(what)?;
+    if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+        return Err(Errcode::usage(format!(
+            "{} linux.namespaces: the {} namespace path {} is not a namespace file",
+            crabcan_oci::CONFIG_FILE,
+            kind.oci_name(),
+            path.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// A sysctl applies to the namespace the container is in: in one joined by path that is
+/// the runtime's own, it would change the host. Refused, as runc does.
+fn refuse_host_sysctls(plan: &Plan, joins: &[(NsKind, OwnedFd)]) -> Result<()> {
+    for (kind, own) in [
+        (NsKind::Net, "/proc/self/ns/net"),
+        (NsKind::Ipc, "/proc/self/ns/ipc"),
+    ] {
+        let Some((_, fd)) = joins.iter().find(|(k, _)| *k == kind) else {
+            continue;
+        };
+        // translate admits net.* keys for the network namespace, the rest for the IPC one.
+        let Some((key, _)) = plan
+            .sysctl
+            .iter()
+            .find(|(k, _)| k.starts_with("net") == (kind == NsKind::Net))
+        else {
+            continue;
+        };
+        let own = nix::sys::stat::stat(own).sys_ctx(|| format!("stat {own}"))?;
+        let joined = nix::sys::stat::fstat(fd)
+            .sys_ctx(|| format!("stat the joined {} namespace", kind.oci_name()))?;
+        if (own.st_dev, own.st_ino) == (joined.st_dev, joined.st_ino) {
+            return Err(Errcode::usage(format!(
+                "{} linux.sysctl.{}: not allowed in the host's {} namespace (joined by path)",
+                crabcan_oci::CONFIG_FILE,
+                key.display().to_string().replace('/', "."),
+                kind.oci_name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn child_ready(child: crabcan_child::Detached) -> Result<nix::unistd::Pid> {
@@ -384,10 +461,48 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Errcode::setup(format!("cannot write the pid file {}: {e}", path.display()))
-        })
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never through a name someone placed there: a symlink at the temporary name would
+        // have root write (and truncate) whatever it points to. A leftover is removed (the
+        // link itself, not its target), and the new file must be created here.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(pid.to_string().as_bytes())?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Errcode::setup(format!("cannot write the pid file {}: {e}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_files_temporary_name_follows_no_symlink() {
+        let dir = std::env::temp_dir().join(format!("crabcan-pidfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let tmp = dir.join(format!(".pid.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_pid_file(&dir.join("pid"), 4242).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(std::fs::read_to_string(dir.join("pid")).unwrap(), "4242");
+        assert!(!dir.join("pid").is_symlink());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

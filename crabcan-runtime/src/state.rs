@@ -5,6 +5,7 @@ use crabcan_errors::{Errcode, Result, SysContext};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The state file's name in a container's directory.
@@ -214,7 +215,13 @@ impl Locked {
             ))
         })?;
         let dir = root.join(id);
-        match std::fs::create_dir(&dir) {
+        // Owner only, whatever the umask: what is in it (the records, the config copy) is
+        // crabcan's, which no other user reads or writes.
+        match std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Errcode::usage(format!(
@@ -267,16 +274,36 @@ impl Locked {
     }
 
     fn write_as(&self, s: &State, name: &str) -> Result<()> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
         let text = serde_json::to_vec(s)
             .map_err(|e| Errcode::setup(format!("cannot encode the state: {e}")))?;
-        std::fs::write(&tmp, text)
+        self.write_file(name, &text).map_err(|e| {
+            Errcode::setup(format!(
+                "cannot write the state in {}: {e}",
+                self.dir.display()
+            ))
+        })
+    }
+
+    /// Writes `name` in the directory atomically, readable and writable by the owner only.
+    pub fn write_file(&self, name: &str, text: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        // The lock is ours, so a leftover is from a create or delete that died.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(text)
+            .and_then(|()| f.sync_all())
             .and_then(|()| std::fs::rename(&tmp, self.dir.join(name)))
-            .map_err(|e| {
-                Errcode::setup(format!(
-                    "cannot write the state in {}: {e}",
-                    self.dir.display()
-                ))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
             })
     }
 
@@ -460,6 +487,27 @@ mod tests {
         assert_ne!(status(&dir.join("none"), &s, || false), Status::Stopped);
         s.pid_start += 1;
         assert_eq!(status(&dir, &s, || false), Status::Stopped);
+    }
+
+    #[test]
+    fn the_state_directory_and_its_files_are_the_owners_only() {
+        let root = std::env::temp_dir().join(format!("crabcan-state-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // A permissive umask must not widen them.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let l = Locked::create(&root, "c1");
+        nix::sys::stat::umask(old);
+        let l = l.unwrap();
+        l.write_creating(&sample()).unwrap();
+        l.write(&sample()).unwrap();
+        l.write_file("config.json", b"{}").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(l.dir()), 0o700);
+        for f in [STATE_FILE, CREATING_FILE, "config.json"] {
+            assert_eq!(mode(&l.dir().join(f)), 0o600, "{f}");
+        }
+        l.remove().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -1,0 +1,652 @@
+//! The OCI path under a hostile config or a hostile neighbour: what a config.json may ask
+//! for, and what a container sharing namespaces or cgroups with another may reach, must not
+//! touch the host or another container. Every command is a subprocess; the test plays the
+//! engine (a child subreaper, as conmon and containerd's shim are).
+
+mod bounded;
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A container that runs until killed.
+const LOOP: &str = "trap 'exit 3' TERM; while :; do sleep 0.05; done";
+
+fn subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(r, 0, "cannot become a child subreaper");
+    });
+}
+
+/// One test's state root and bundles; deletes (with --force) every container it made,
+/// whatever the test's outcome.
+struct Env {
+    dir: Scratch,
+    ids: std::cell::RefCell<Vec<String>>,
+    // One test at a time: the drop reaps every child of the process (waitpid(-1)), which
+    // would steal another test's crabcan from under its wait.
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Env {
+    fn new(name: &str) -> Env {
+        require_root();
+        subreaper();
+        let _ = rootfs();
+        Env {
+            _serial: SERIAL.lock().unwrap_or_else(|e| e.into_inner()),
+            dir: Scratch::new(&format!("oci-hostile-{name}")),
+            ids: Default::default(),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = crabcan();
+        c.arg("--root").arg(self.root()).args(args);
+        c
+    }
+
+    /// A command that may leave a container behind keeps its stdio: stdout goes nowhere,
+    /// stderr to a file read at its exit.
+    fn cc(&self, args: &[&str]) -> Output {
+        if args.contains(&"create") || args.contains(&"-d") {
+            if let Some(id) = args.last() {
+                self.ids.borrow_mut().push(id.to_string());
+            }
+            let err = self
+                .dir
+                .path()
+                .join(format!("stderr-{}", self.ids.borrow().len() + args.len()));
+            let f = std::fs::File::create(&err).unwrap();
+            let mut c = self.cmd(args);
+            let mut child = c
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(f)
+                .spawn()
+                .unwrap();
+            let status = bounded::wait_within(&mut child, LIMIT, "crabcan");
+            Output {
+                status,
+                stdout: Vec::new(),
+                stderr: std::fs::read(&err).unwrap_or_default(),
+            }
+        } else {
+            output_within(&mut self.cmd(args), LIMIT)
+        }
+    }
+
+    /// A bundle from `crabcan spec` over the test root filesystem, adjusted by `tweak`.
+    fn bundle(&self, name: &str, args: &[&str], tweak: impl FnOnce(&mut Value)) -> PathBuf {
+        let b = self.dir.path().join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        assert_ok(&output_within(
+            crabcan().arg("spec").arg("-b").arg(&b),
+            LIMIT,
+        ));
+        let mut c: Value =
+            serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+        c["root"]["path"] = json!(rootfs());
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(args);
+        tweak(&mut c);
+        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        b
+    }
+
+    /// Creates and starts `id`; returns its pid.
+    fn started(&self, id: &str, bundle: &Path) -> i32 {
+        let pid_file = bundle.join("pid");
+        let o = self.cc(&[
+            "create",
+            "--bundle",
+            &bundle.to_string_lossy(),
+            "--pid-file",
+            &pid_file.to_string_lossy(),
+            id,
+        ]);
+        assert_ok(&o);
+        assert_ok(&self.cc(&["start", id]));
+        std::fs::read_to_string(pid_file).unwrap().parse().unwrap()
+    }
+
+    fn status(&self, id: &str) -> String {
+        let o = self.cc(&["state", id]);
+        if !o.status.success() {
+            return format!("unknown ({})", stderr(&o).trim());
+        }
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["status"].as_str().unwrap_or("?").to_string()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter().rev() {
+            let _ = output_within(&mut self.cmd(&["delete", "--force", id]), LIMIT);
+        }
+        // Containers whose create exited are our children: reap them.
+        while let Ok(s) = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(-1),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
+            if s == nix::sys::wait::WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+}
+
+/// Sets the `kind` namespace of a config to be joined at `path`.
+fn join(c: &mut Value, kind: &str, path: &str) {
+    for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == kind {
+            n["path"] = json!(path);
+        }
+    }
+}
+
+/// A pod sharing one pid namespace: the runtime's own hooks (prestart, createRuntime) are
+/// host processes with every capability, in the host's mount namespace. Spawned inside the
+/// sandbox's pid namespace, they are visible to it, and a neighbour with CAP_SYS_PTRACE
+/// reads the host's filesystem through /proc/<hook>/root (or kills the hook). The spec puts
+/// these hooks in the runtime's namespaces: their pid namespace must be the runtime's.
+#[test]
+fn runtime_hooks_stay_in_the_runtimes_pid_namespace_when_a_pid_namespace_is_joined() {
+    let env = Env::new("hookpid");
+    let sb = env.bundle("sb", &["sh", "-c", LOOP], |_| {});
+    let sb_pid = env.started("sandbox", &sb);
+    let sb_ns = format!("/proc/{sb_pid}/ns/pid");
+    let out = env.dir.path().join("hook-pidns");
+    let hook = json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("stat -L -c %i /proc/self/ns/pid >> {}", out.display())],
+    });
+    let app = env.bundle("app", &["true"], |c| {
+        join(c, "pid", &sb_ns);
+        c["hooks"] = json!({
+            "prestart": [hook.clone()],
+            "createRuntime": [hook],
+        });
+    });
+    let o = env.cc(&["create", "--bundle", &app.to_string_lossy(), "app"]);
+    assert_ok(&o);
+    let runtime = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
+    let sandbox = std::fs::metadata(&sb_ns).unwrap().ino();
+    let seen: Vec<u64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(seen.len(), 2, "both hooks ran: {seen:?}");
+    for ns in seen {
+        assert_ne!(
+            ns, sandbox,
+            "a runtime hook ran inside the sandbox's pid namespace, where the sandbox can \
+             ptrace or kill it"
+        );
+        assert_eq!(
+            ns, runtime,
+            "a runtime hook left the runtime's pid namespace"
+        );
+    }
+}
+
+/// A cgroup path that is another container's live cgroup: adopting it would put the
+/// second container's limits on the first and, when the second is deleted (or its create
+/// fails), kill every process of the first. As runc: a non-empty cgroup is refused.
+#[test]
+fn a_cgroups_path_in_use_by_another_container_is_refused() {
+    let env = Env::new("cgshare");
+    let path = format!("/crabcan-hostile-{}", std::process::id());
+    let a = env.bundle("a", &["sh", "-c", LOOP], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    let a_pid = env.started("victim", &a);
+    let b = env.bundle("b", &["true"], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    let o = env.cc(&["create", "--bundle", &b.to_string_lossy(), "intruder"]);
+    let created = o.status.success();
+    if created {
+        let _ = env.cc(&["delete", "--force", "intruder"]);
+    }
+    let victim = env.status("victim");
+    assert_eq!(
+        victim, "running",
+        "the other container (pid {a_pid}) was killed by the intruder's delete"
+    );
+    assert!(
+        !created,
+        "create adopted the live cgroup {path} of another container"
+    );
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+}
+
+/// The same, when the intruder's create fails after adopting the cgroup: its cleanup must
+/// not kill the owner's processes.
+#[test]
+fn a_failed_create_on_a_shared_cgroup_path_leaves_the_owner_running() {
+    let env = Env::new("cgfail");
+    let path = format!("/crabcan-hostile-fail-{}", std::process::id());
+    let a = env.bundle("a", &["sh", "-c", LOOP], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    env.started("victim", &a);
+    // A cpu no host has: writing it fails once the cgroup is adopted.
+    let b = env.bundle("b", &["true"], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+        c["linux"]["resources"] = json!({"cpu": {"cpus": "4095"}});
+    });
+    let o = env.cc(&["create", "--bundle", &b.to_string_lossy(), "intruder"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(
+        env.status("victim"),
+        "running",
+        "a failed create killed another container sharing its cgroup path"
+    );
+}
+
+/// net.* sysctls write to the network namespace the container is in. Joining the runtime's
+/// own one by path, they would change the host: refused, as runc does.
+#[test]
+fn net_sysctls_are_refused_in_the_hosts_network_namespace() {
+    let env = Env::new("hostnet");
+    // The current value: nothing changes on the host even if it is (wrongly) written.
+    let key = "net.ipv4.tcp_fin_timeout";
+    let v = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fin_timeout").unwrap();
+    let host_ns = format!("/proc/{}/ns/net", std::process::id());
+    let b = env.bundle("b", &["true"], |c| {
+        join(c, "network", &host_ns);
+        c["linux"]["sysctl"] = json!({ key: v.trim() });
+    });
+    let o = env.cc(&["create", "--bundle", &b.to_string_lossy(), "hostnet"]);
+    assert_eq!(
+        code(&o),
+        1,
+        "a net sysctl was accepted in the host's network namespace"
+    );
+    let e = stderr(&o);
+    assert!(e.contains(key) && e.contains("network namespace"), "{e}");
+}
+
+/// A namespace path is opened before anything else happens; a path that is a fifo (or any
+/// file that blocks on open) must fail create at once, not hang it.
+#[test]
+fn a_namespace_path_that_is_a_fifo_fails_create_at_once() {
+    let env = Env::new("nsfifo");
+    let fifo = env.dir.path().join("not-a-namespace");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let id = format!("nsfifo-{}", std::process::id());
+    let b = env.bundle("b", &["true"], |c| {
+        join(c, "network", &fifo.to_string_lossy());
+    });
+    let mut child = env
+        .cmd(&["create", "--bundle", &b.to_string_lossy(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = bounded::exits_within(&mut child, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Whatever happened, nothing of it stays: the state and the cgroup it made.
+    let _ = output_within(&mut env.cmd(&["delete", "--force", &id]), LIMIT);
+    let left: Vec<PathBuf> = cgroup_dirs_named(&id);
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "create still blocked on a fifo namespace path after {:?}",
+            started.elapsed()
+        )
+    });
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        left.is_empty(),
+        "cgroups left by the failed create: {left:?}"
+    );
+}
+
+/// Directories named `name` in any cgroup hierarchy, at most three levels down.
+fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, name: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name() == name {
+                out.push(p.clone());
+            }
+            if depth > 0 {
+                walk(&p, name, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), name, 4, &mut out);
+    out
+}
+
+/// A created container waits for `start` in its own pid namespace, where a pod's other
+/// containers may be. A neighbour with CAP_SYS_PTRACE (a debugging sidecar) may open the
+/// waiting process's descriptors through /proc/1/fd: none of them may lead to a host
+/// directory. Through the state directory it would read the host's files and rewrite
+/// state.json, whose poststop hooks `delete` then runs as host root.
+#[test]
+fn a_waiting_container_holds_no_host_directory_a_neighbour_can_reach() {
+    let env = Env::new("waitfd");
+    let a = env.bundle("a", &["true"], |_| {});
+    let pid_file = a.join("pid");
+    assert_ok(&env.cc(&[
+        "create",
+        "--bundle",
+        &a.to_string_lossy(),
+        "--pid-file",
+        &pid_file.to_string_lossy(),
+        "waiting",
+    ]));
+    let a_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let ptrace = json!("CAP_SYS_PTRACE");
+    let probe = "for f in /proc/1/fd/*; do \
+                 if [ -d \"$f\" ]; then echo \"DIR $f: $(ls \"$f\" | tr '\\n' ' ')\"; fi; \
+                 done; echo END";
+    let b = env.bundle("b", &["sh", "-c", probe], |c| {
+        join(c, "pid", &format!("/proc/{a_pid}/ns/pid"));
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(ptrace.clone());
+        }
+    });
+    let o = env.cc(&["run", "--bundle", &b.to_string_lossy(), "neighbour"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("END"),
+        "the probe did not run: {out}{}",
+        stderr(&o)
+    );
+    assert!(
+        !out.contains("DIR"),
+        "the waiting container holds a directory descriptor its neighbour reaches: {out}"
+    );
+}
+
+/// `--preserve-fds N` keeps descriptors 3..3+N for the container. When the caller has fewer
+/// open, crabcan's own land in that range (the state directory's lock, the root it opened):
+/// the waiting process must not keep them, or it holds the container's lock (and `start`
+/// waits for it forever) and host directories until its exec.
+#[test]
+fn preserved_descriptor_numbers_never_keep_the_runtimes_own() {
+    let env = Env::new("preserve");
+    let b = env.bundle(
+        "b",
+        &["sh", "-c", "ls -l /proc/self/fd/ | grep -c -- '->'"],
+        |_| {},
+    );
+    let mut c = env.cmd(&[
+        "run",
+        "--preserve-fds",
+        "8",
+        "--bundle",
+        &b.to_string_lossy(),
+        "pf",
+    ]);
+    env.ids.borrow_mut().push("pf".into());
+    // No descriptor above stdio is open in the caller.
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = bounded::exits_within(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        // The waiting process holds the lock that start wants: kill both.
+        let _ = child.kill();
+        let _ = child.wait();
+        for pid in processes_with(&b.to_string_lossy()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "run --preserve-fds 8 did not finish: the container's process kept the state lock"
+    );
+}
+
+/// Makes `c` start with no descriptor above stdio, whatever the test process inherited.
+fn no_inherited_fds(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe; the closure touches no memory of the
+    // parent's.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::close_range(3, libc::c_uint::MAX, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Lines `FD n target` for each descriptor 3..=12 the shell running this has open.
+const SHOW_FDS: &str = "for n in 3 4 5 6 7 8 9 10 11 12; do \
+                        [ -e /proc/$$/fd/$n ] && echo \"FD $n $(readlink /proc/$$/fd/$n)\"; \
+                        done; echo END";
+
+/// The exec variant: with `--preserve-fds 8` and no descriptor above stdio open in the
+/// caller, the exec'd process must inherit none of crabcan's own (namespace descriptors,
+/// the state directory's, the log's) in 3..11: it gets exactly what the caller passed.
+#[test]
+fn an_exec_with_preserved_descriptor_numbers_inherits_none_of_the_runtimes() {
+    let env = Env::new("preserve-exec");
+    let b = env.bundle("b", &["sh", "-c", LOOP], |_| {});
+    env.started("pfx", &b);
+    let mut c = env.cmd(&["exec", "--preserve-fds", "8", "pfx", "sh", "-c", SHOW_FDS]);
+    let o = output_within(no_inherited_fds(&mut c), LIMIT);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("END"), "the probe did not run: {out}");
+    assert!(
+        !out.contains("FD "),
+        "the exec'd process inherited descriptors the caller never had: {out}"
+    );
+}
+
+/// A create killed once its cgroup exists leaves a record of it, so that `delete --force`
+/// removes the cgroup. The create is held at a point after the cgroup is made: connecting
+/// to a console socket whose backlog is full blocks until the engine accepts.
+#[test]
+fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
+    let env = Env::new("killcg");
+    let id = format!("killcg-{}", std::process::id());
+    let sock = env.dir.path().join("console.sock");
+    // SAFETY: socket/bind/listen on a fresh descriptor with a valid address.
+    let listener = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let p = sock.to_string_lossy();
+        for (i, b) in p.bytes().enumerate() {
+            addr.sun_path[i] = b as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, (&raw const addr).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    };
+    use std::os::fd::FromRawFd;
+    // Fills the backlog of 0: the next connect blocks.
+    let _first = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let b = env.bundle("b", &["true"], |c| {
+        c["process"]["terminal"] = json!(true);
+    });
+    let mut child = env
+        .cmd(&[
+            "create",
+            "--console-socket",
+            &sock.to_string_lossy(),
+            "--bundle",
+            &b.to_string_lossy(),
+            &id,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Blocked in connect(2): seen in its wait channel, or its current system call where a
+    // kernel hides the former.
+    let (wchan, syscall) = (
+        format!("/proc/{}/wchan", child.id()),
+        format!("/proc/{}/syscall", child.id()),
+    );
+    let connect = format!("{} ", libc::SYS_connect);
+    let blocked = || {
+        std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("unix_wait_for_peer"))
+            || std::fs::read_to_string(&syscall).is_ok_and(|s| s.starts_with(&connect))
+    };
+    let started = Instant::now();
+    while !blocked() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("create never blocked on the console socket");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let made = cgroup_dirs_named(&id);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(listener);
+    let o = output_within(&mut env.cmd(&["delete", "--force", &id]), LIMIT);
+    let left = cgroup_dirs_named(&id);
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(!made.is_empty(), "create was held before making its cgroup");
+    assert_ok(&o);
+    assert!(
+        left.is_empty(),
+        "cgroups left by a killed create after delete --force: {left:?}"
+    );
+    assert!(!env.root().join(&id).exists(), "its state directory stays");
+}
+
+/// A bind entry of `source` (a file) on `destination`.
+fn bind_file(source: &Path, destination: &str) -> Value {
+    json!({
+        "destination": destination,
+        "type": "bind",
+        "source": source,
+        "options": ["bind", "ro"],
+    })
+}
+
+/// An image's symlink must not send an engine's bind mount onto the fresh /proc: there
+/// it would cover a kernel setting (core_pattern is the host's, whatever the namespaces).
+/// The files engines legitimately cover (lxcfs's /proc/meminfo) stay allowed.
+#[test]
+fn a_symlink_in_the_image_cannot_send_a_mount_onto_proc() {
+    let env = Env::new("procbind");
+    // An image directory with a symlink into /proc, bound in as /mnt/img.
+    let img = env.dir.path().join("img");
+    std::fs::create_dir_all(&img).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", img.join("resolv.conf")).unwrap();
+    let file = env.dir.path().join("engine-file");
+    std::fs::write(&file, "nameserver 192.0.2.1\n").unwrap();
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let b = env.bundle("b", &["cat", "/proc/sys/kernel/core_pattern"], |c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({
+            "destination": "/mnt/img",
+            "type": "bind",
+            "source": img,
+            "options": ["rbind", "rw"],
+        }));
+        m.push(bind_file(&file, "/mnt/img/resolv.conf"));
+    });
+    let o = env.cc(&["run", "--bundle", &b.to_string_lossy(), "procbind"]);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        core_pattern
+    );
+    assert_eq!(
+        code(&o),
+        1,
+        "an engine's file was mounted on the container's core_pattern: {}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("procfs"), "{}", stderr(&o));
+
+    // The allowed case: a file over /proc/meminfo, named directly.
+    let meminfo = env.dir.path().join("meminfo");
+    std::fs::write(&meminfo, "MemTotal: 1 kB\n").unwrap();
+    let b = env.bundle("ok", &["cat", "/proc/meminfo"], |c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(bind_file(&meminfo, "/proc/meminfo"));
+    });
+    let o = output_within(
+        &mut env.cmd(&["run", "--bundle", &b.to_string_lossy(), "meminfo"]),
+        LIMIT,
+    );
+    env.ids.borrow_mut().push("meminfo".into());
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "MemTotal: 1 kB\n");
+}
+
+/// An image whose /dev is a symlink to proc: the OCI /dev tmpfs must not land on the
+/// fresh /proc (hiding it, and what was masked in it); /dev, /proc and /sys are reached
+/// without symlinks.
+#[test]
+fn an_image_dev_symlink_cannot_redirect_the_dev_mount() {
+    let env = Env::new("devlink");
+    let root = env.dir.path().join("rootfs");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(root.join("dev")).unwrap();
+    std::os::unix::fs::symlink("proc", root.join("dev")).unwrap();
+    let b = env.bundle("b", &["true"], |c| {
+        c["root"]["path"] = json!(root);
+    });
+    let o = env.cc(&["create", "--bundle", &b.to_string_lossy(), "devlink"]);
+    assert_eq!(code(&o), 1, "an image's /dev -> proc was followed");
+    assert!(stderr(&o).contains("it is a symlink"), "{}", stderr(&o));
+}
