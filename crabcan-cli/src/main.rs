@@ -5,6 +5,7 @@ mod config;
 mod features;
 mod launch;
 mod oci;
+mod ops;
 
 use crabcan_errors::{Errcode, Result};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
