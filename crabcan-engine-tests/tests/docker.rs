@@ -131,3 +131,32 @@ fn top_lists_init_and_exec() {
     assert_eq!(pids.len(), 2, "docker top lists other processes:\n{text}");
     d.finish();
 }
+
+#[test]
+fn top_lists_the_containers_processes() {
+    let d = Docker::start("docker_top_procs");
+    let name = d.name();
+    d.run(
+        &["-d", "--name", &name],
+        &["sh", "-c", "sleep 500 & exec sleep 600"],
+    )
+    .ok();
+    let init = d.pid(&name);
+    // `docker top` takes the pids from the runtime's `ps --format json` and shows host
+    // `ps -ef` lines for exactly those.
+    let text = bounded::until(Duration::from_secs(20), "docker top lists both", || {
+        let text = d.run_cmd(&["top", &name]).ok().to_string();
+        text.contains("sleep 500").then_some(text)
+    });
+    let pids: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        pids.contains(&init.to_string().as_str()),
+        "docker top misses the init {init}:\n{text}"
+    );
+    assert_eq!(pids.len(), 2, "docker top lists other processes:\n{text}");
+    d.finish();
+}
