@@ -36,6 +36,18 @@ fn subreaper() {
 struct Env {
     dir: Scratch,
     name: String,
+    /// Containers created, deleted with --force if the test fails midway.
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            if self.root().join(id).exists() {
+                let _ = output_within(&mut self.cmd(&["delete", "--force", id]), LIMIT);
+            }
+        }
+    }
 }
 
 impl Env {
@@ -46,6 +58,7 @@ impl Env {
         Env {
             dir: Scratch::new(&format!("ops-{name}")),
             name: name.to_string(),
+            ids: Default::default(),
         }
     }
 
@@ -90,6 +103,7 @@ impl Env {
         tweak(&mut c);
         std::fs::write(b.join("config.json"), c.to_string()).unwrap();
         let pid_file = b.join("pid");
+        self.ids.borrow_mut().push(id.to_string());
         let mut create = self.cmd(&[
             "create",
             "--bundle",
@@ -409,15 +423,25 @@ fn events_reports_an_oom_kill() {
 fn ps_lists_the_processes_of_the_cgroup() {
     let env = Env::new("ps");
     let (pid, dirs) = env.start("s1", "sleep 500 & exec sleep 600", |_| {});
-    let o = env.cc(&["ps", "--format", "json", "s1"]);
-    assert_ok(&o);
-    let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(pids.len(), 2, "{pids:?}");
+    // Once the shell has forked the background sleep.
+    let pids: Vec<i32> = until("ps lists two processes", || {
+        let o = env.cc(&["ps", "--format", "json", "s1"]);
+        assert_ok(&o);
+        let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(pids.len() <= 2, "{pids:?}");
+        (pids.len() == 2).then_some(pids)
+    });
     assert!(pids.contains(&pid), "the init {pid} is not in {pids:?}");
     // Exactly the cgroup's processes: the other is the background sleep, our grandchild.
     let other = pids.iter().find(|p| **p != pid).unwrap();
-    let cmdline = std::fs::read(format!("/proc/{other}/cmdline")).unwrap();
-    assert_eq!(cmdline, b"sleep\x00500\x00");
+    until("the background sleep has exec'd", || {
+        let cmdline = std::fs::read(format!("/proc/{other}/cmdline")).unwrap();
+        (cmdline == b"sleep\x00500\x00").then_some(())
+    });
+    until("the init has exec'd", || {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        (cmdline == b"sleep\x00600\x00").then_some(())
+    });
 
     // The table: ps -ef's header and one line per process of the container.
     let o = env.cc(&["ps", "s1"]);
@@ -490,7 +514,7 @@ fn a_tmpcopyup_tmpfs_starts_with_the_images_files() {
     let env = Env::new("copyup");
     let script = "cat /etc/passwd > /tmp/pw; \
                   echo x > /etc/added && cat /etc/added > /tmp/w; \
-                  ls -ld /etc | cut -c1-10 > /tmp/mode; exec sleep 600";
+                  ls -ld /etc | cut -c1-10 > /tmp/mode; touch /tmp/ready; exec sleep 600";
     let (pid, dirs) = env.start("c1", script, |c| {
         c["mounts"].as_array_mut().unwrap().push(json!({
             "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
@@ -499,7 +523,7 @@ fn a_tmpcopyup_tmpfs_starts_with_the_images_files() {
     });
     let image = rootfs();
     let pw = until("the container's copy of /etc/passwd", || {
-        tmp_file(pid, "mode")?;
+        tmp_file(pid, "ready")?;
         tmp_file(pid, "pw")
     });
     assert_eq!(
@@ -520,14 +544,18 @@ fn a_tmpcopyup_tmpfs_starts_with_the_images_files() {
 
     // Read-only with copy-up: filled first, then read-only.
     let script = "cat /etc/group > /tmp/gr; \
-                  { echo x > /etc/added; } 2>/dev/null || echo refused > /tmp/w; exec sleep 600";
+                  { echo x > /etc/added; } 2>/dev/null || echo refused > /tmp/w; \
+                  touch /tmp/ready; exec sleep 600";
     let (pid, dirs) = env.start("c2", script, |c| {
         c["mounts"].as_array_mut().unwrap().push(json!({
             "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
             "options": ["ro", "tmpcopyup", "mode=755"]
         }));
     });
-    let w = until("the write attempt", || tmp_file(pid, "w"));
+    let w = until("the write attempt", || {
+        tmp_file(pid, "ready")?;
+        tmp_file(pid, "w")
+    });
     assert_eq!(w, "refused\n");
     assert_eq!(
         tmp_file(pid, "gr").unwrap(),
