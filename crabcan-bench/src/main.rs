@@ -1,13 +1,19 @@
-//! `cargo xtask bench [--no-install] [--runs N] [--quick]`: crabcan's start latency (also under
-//! podman's seccomp profile against its own default), memory, bind-mount growth and
-//! throughput, measured side by side with bubblewrap, crun, runc and the
-//! bare cost of the namespaces (`unshare`). Reports PASS/MISS against the targets; it fails
-//! only when the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
+//! `cargo xtask bench [--no-install] [--runs N] [--quick] [--crabcan PATH]`: crabcan's start
+//! latency (also under podman's seccomp profile against its own default), memory, bind-mount
+//! growth and throughput, measured side by side with bubblewrap, crun, runc, the bare cost of
+//! the namespaces (`unshare`) and the floor program (`crabcan-floor`, with and without
+//! crabcan's cgroup work); the OCI commands (`run --bundle`, `create`, `start`, `delete`,
+//! `exec`, memory, residency) of runc, crun and crabcan once it has them; and podman and ctr
+//! end to end with runc and crabcan. Reports PASS/MISS against the targets; it fails only when
+//! the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
 //! `cargo run --release -p crabcan-bench -- ARGS`.
 
+mod engine;
+mod oci;
 mod report;
 mod setup;
 mod sys;
+mod wrap;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -22,8 +28,9 @@ use setup::{Kind, Runtime, Skipped};
 
 use xtask::util::{self, Result};
 
-const USAGE: &str = "usage: cargo xtask bench [--no-install] [--runs N] [--quick]
+const USAGE: &str = "usage: cargo xtask bench [--no-install] [--runs N] [--quick] [--crabcan PATH]
   --no-install   do not apt-get install missing peers (bubblewrap, crun, runc); skip them
+  --crabcan PATH measure this crabcan binary instead of building the release one
   --runs N       measured runs per runtime for the start latency (default 200)
   --quick        a short run: 20 runs each, fewer growth and throughput runs";
 
@@ -33,22 +40,28 @@ const MOUNT_COUNTS: [usize; 4] = [0, 10, 100, 1000];
 const PARALLEL: [usize; 2] = [1, 2];
 
 /// The settings of a run; `results.json` records those that shape the numbers.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Opts {
     #[serde(skip)]
     install: bool,
     runs: usize,
     warmup: usize,
     growth_runs: usize,
+    /// Commands per runtime and engine in the end-to-end rows.
+    engine_runs: usize,
     containers: usize,
     #[serde(skip)]
     rss_samples: usize,
+    /// A crabcan binary to measure instead of the release build.
+    #[serde(skip)]
+    crabcan: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
     let mut install = true;
     let mut quick = false;
     let mut runs = None;
+    let mut crabcan = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -64,6 +77,10 @@ fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
                 }
                 runs = Some(n);
             }
+            "--crabcan" => {
+                let v = it.next().ok_or("--crabcan needs a path")?;
+                crabcan = Some(PathBuf::from(v));
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown bench option '{other}'")),
         }
@@ -74,12 +91,21 @@ fn parse(args: &[String]) -> std::result::Result<Option<Opts>, String> {
         runs,
         warmup: if quick { 3 } else { 10 },
         growth_runs: if quick { 5 } else { (runs / 4).clamp(10, 60) },
+        engine_runs: if quick { 5 } else { (runs / 8).clamp(5, 30) },
         containers: if quick { 40 } else { 200 },
         rss_samples: if quick { 3 } else { 10 },
+        crabcan,
     }))
 }
 
 fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    if let Some((real, log)) = wrap::config(&argv0) {
+        // Started by an engine in place of a runtime: be the timestamping wrapper.
+        let args: Vec<OsString> = argv.collect();
+        std::process::exit(wrap::run(&real, &log, &args));
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -105,28 +131,48 @@ fn run(args: &[String]) -> Result<bool> {
     util::mkdir_p(&out_dir)?;
     let mut machine = Machine::read();
     let before = HostState::snapshot();
+    // Whatever a runtime or engine leaves running is reparented to the harness, where the
+    // check at the end finds it (and a runtime's create can be checked for what it left).
+    sys::set_subreaper(true).map_err(|e| format!("cannot become a subreaper: {e}"))?;
 
     println!("building crabcan (release, static musl) and the bench rootfs …");
-    let crabcan = setup::build_crabcan()?;
+    let crabcan = match &opts.crabcan {
+        Some(p) => fs::canonicalize(p).map_err(|e| format!("--crabcan {}: {e}", p.display()))?,
+        None => setup::build_crabcan()?,
+    };
+    let floor = setup::build_floor()?;
     let max_mounts = MOUNT_COUNTS.iter().copied().max().unwrap_or(0);
     let rootfs = setup::rootfs(max_mounts)?;
     let binds = setup::bind_sources(max_mounts)?;
     let bundle = setup::bundle(&rootfs)?;
-    let (runtimes, skipped) = setup::runtimes(&crabcan, &rootfs, &bundle, opts.install)?;
+    let sleep_bundle = setup::bundle_running(&rootfs, "bundle-sleep", &["/bin/sleep", "3600"])?;
+    let (runtimes, skipped) = setup::runtimes(&crabcan, &floor, &rootfs, &bundle, opts.install)?;
     for s in &skipped {
         println!("not measured: {}: {}", s.kind.name(), s.why);
     }
+    let (oci_rts, oci_missing) = setup::oci_runtimes(&runtimes);
+    for m in &oci_missing {
+        println!("oci: {}: {}", m.runtime, m.note.as_deref().unwrap_or(""));
+    }
+    let bundles = Bundles {
+        true_bundle: bundle.clone(),
+        sleep_bundle,
+        oci: oci_rts.clone(),
+        oci_missing,
+    };
 
     let mut bench = Bench {
         seq: 1,
         crabcan_failures: 0,
     };
-    let result = bench.measure(&opts, &runtimes, &rootfs, &binds);
+    let result = bench.measure(&opts, &runtimes, &rootfs, &binds, bundles);
     // Whatever happened, leave no container state behind.
-    let mut leftovers = setup::cleanup_state();
-    let m = result?;
+    let mut leftovers = setup::cleanup_state(&oci_rts);
+    let mut m = result?;
+    leftovers.append(&mut m.engine_leftovers);
     let after = HostState::snapshot();
-    leftovers.extend(before.leftovers(&after, &runtimes));
+    leftovers.extend(before.leftovers(&after));
+    leftovers.extend(stray_processes());
 
     machine.load_after = Machine::loadavg();
     let results = Results::new(machine, opts, skipped, m, leftovers);
@@ -138,14 +184,25 @@ fn run(args: &[String]) -> Result<bool> {
     let svg_path = out_dir.join("growth.svg");
     let subtitle = format!(
         "{} · {} CPUs · Linux {} · {} runs per point",
-        results.machine.cpu, results.machine.nproc, results.machine.kernel, opts.growth_runs
+        results.machine.cpu,
+        results.machine.nproc,
+        results.machine.kernel,
+        results.settings.growth_runs
     );
     fs::write(
         &svg_path,
         report::growth_svg(&results.growth, &results.throughput, &subtitle),
     )
     .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
-    println!("\nwrote {} and {}", rel(&json_path), rel(&svg_path));
+    let oci_svg = out_dir.join("oci.svg");
+    fs::write(&oci_svg, oci_chart(&results))
+        .map_err(|e| format!("cannot write {}: {e}", oci_svg.display()))?;
+    println!(
+        "\nwrote {}, {} and {}",
+        rel(&json_path),
+        rel(&svg_path),
+        rel(&oci_svg)
+    );
     if bench.crabcan_failures > 0 {
         println!("{} crabcan container(s) failed", bench.crabcan_failures);
         return Ok(false);
@@ -207,30 +264,43 @@ impl Machine {
 struct HostState {
     tmp: BTreeSet<String>,
     mounts: BTreeSet<String>,
-    pids: BTreeSet<u32>,
 }
 
 impl HostState {
     fn snapshot() -> HostState {
+        // Only names this run's containers carry (the host's /tmp is shared with other work).
+        let pid = std::process::id().to_string();
         let tmp = fs::read_dir("/tmp")
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(&pid) || n.contains("crabcan-bench"))
                     .collect()
             })
             .unwrap_or_default();
+        // Only where this run's containers and engines mount: others share the host.
+        let ours = [
+            setup::bench_dir().to_string_lossy().into_owned(),
+            "/run/crabcan".to_string(),
+            format!("/run/cbb-{}", std::process::id()),
+        ];
         let mounts = fs::read_to_string("/proc/self/mountinfo")
-            .map(|m| m.lines().map(str::to_string).collect())
+            .map(|m| {
+                m.lines()
+                    .filter(|l| {
+                        l.split(' ')
+                            .nth(4)
+                            .is_some_and(|p| ours.iter().any(|o| p.starts_with(o.as_str())))
+                    })
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
-        HostState {
-            tmp,
-            mounts,
-            pids: pids(),
-        }
+        HostState { tmp, mounts }
     }
 
     /// Differences that a container run could have caused.
-    fn leftovers(&self, after: &HostState, runtimes: &[Runtime]) -> Vec<String> {
+    fn leftovers(&self, after: &HostState) -> Vec<String> {
         let mut out = Vec::new();
         for name in after.tmp.difference(&self.tmp) {
             out.push(format!("new entry in /tmp: {name}"));
@@ -244,28 +314,30 @@ impl HostState {
             let point = line.split(' ').nth(4).unwrap_or(line);
             out.push(format!("{what} host mount: {point}"));
         }
-        let programs: Vec<PathBuf> = runtimes
-            .iter()
-            .filter_map(|r| fs::canonicalize(&r.program).ok())
-            .collect();
-        for pid in after.pids.difference(&self.pids) {
-            let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            if programs.contains(&exe) {
-                out.push(format!("process {pid} still running: {}", exe.display()));
-            }
-        }
         out
     }
 }
 
-fn pids() -> BTreeSet<u32> {
-    fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Processes still running that the harness adopted (as a subreaper, it gets every orphan
+/// of the runtimes and engines it ran): each is named, then killed and reaped.
+fn stray_processes() -> Vec<String> {
+    sys::reap_exited();
+    let mut out = Vec::new();
+    for pid in sys::own_children() {
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let cmd = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push(format!(
+            "process {pid} still running: {} ({}): killed",
+            exe.display(),
+            cmd.trim()
+        ));
+        // SAFETY: kill takes plain integers; the pid is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = sys::wait(pid);
+    }
+    out
 }
 
 /// One runtime's start-latency series.
@@ -307,8 +379,21 @@ struct SpawnFloor {
     rss_kib: Stats,
 }
 
+/// What the OCI rows run: the bundles and the runtimes with runc's command line.
+struct Bundles {
+    true_bundle: PathBuf,
+    sleep_bundle: PathBuf,
+    oci: Vec<oci::OciRuntime>,
+    /// Rows without figures (crabcan before the OCI commands).
+    oci_missing: Vec<oci::OciRow>,
+}
+
 struct Measured {
     latency: Vec<Latency>,
+    oci: Vec<oci::OciRow>,
+    engines: Vec<engine::EngineRow>,
+    /// What the engines' cleanup found left behind.
+    engine_leftovers: Vec<String>,
     /// crabcan's start under podman's seccomp profile and under its own default:
     /// (podman's median, default's median) in ms, interleaved runs.
     seccomp: Option<(f64, f64)>,
@@ -332,6 +417,10 @@ struct Results {
     machine: Machine,
     settings: Opts,
     latency: Vec<Latency>,
+    /// runc's command line: run --bundle, the separate steps, exec, memory, residency.
+    oci: Vec<oci::OciRow>,
+    /// podman and ctr with runc and crabcan: the whole command and the runtime's share.
+    engines: Vec<engine::EngineRow>,
     not_run: Vec<Skipped>,
     spawn_floor: SpawnFloor,
     crabcan_own_rss: Option<OwnRss>,
@@ -355,6 +444,8 @@ impl Results {
             machine,
             settings,
             latency: m.latency,
+            oci: m.oci,
+            engines: m.engines,
             not_run,
             spawn_floor: m.spawn_floor,
             crabcan_own_rss: m.own_rss,
@@ -455,6 +546,7 @@ impl Bench {
         runtimes: &[Runtime],
         rootfs: &Path,
         binds: &Path,
+        bundles: Bundles,
     ) -> Result<Measured> {
         let names: Vec<&str> = runtimes.iter().map(|r| r.kind.name()).collect();
         println!(
@@ -495,6 +587,30 @@ impl Bench {
             })
             .collect();
 
+        let oci = oci::measure(
+            &bundles.oci,
+            bundles.oci_missing,
+            &bundles.true_bundle,
+            &bundles.sleep_bundle,
+            opts.runs,
+            opts.warmup,
+        )?;
+        for row in &oci {
+            if row.failures > 0 {
+                eprintln!(
+                    "oci: {} failed {} time(s); first: {}",
+                    row.runtime,
+                    row.failures,
+                    row.first_failure.as_deref().unwrap_or("?")
+                );
+                if row.runtime == "crabcan" {
+                    self.crabcan_failures += row.failures;
+                }
+            }
+        }
+
+        let (engines, engine_leftovers) = self.engines(&bundles.oci, rootfs, opts)?;
+
         let spawn_floor = spawn_floor(rootfs, opts.runs.min(50))?;
         let crab = runtimes
             .iter()
@@ -517,12 +633,59 @@ impl Bench {
         }
         Ok(Measured {
             latency,
+            oci,
+            engines,
+            engine_leftovers,
             seccomp,
             spawn_floor,
             own_rss,
             growth,
             throughput,
         })
+    }
+
+    /// The engine rows: runc always, crabcan once it has the OCI commands.
+    fn engines(
+        &mut self,
+        oci: &[oci::OciRuntime],
+        rootfs: &Path,
+        opts: &Opts,
+    ) -> Result<(Vec<engine::EngineRow>, Vec<String>)> {
+        let wrap_dir = setup::bench_dir().join("wrap");
+        let mut wrapped = Vec::new();
+        let mut pending = Vec::new();
+        for name in ["runc", "crabcan"] {
+            match oci.iter().find(|o| o.name == name) {
+                Some(o) => {
+                    let log = wrap_dir.join(format!("{name}.log"));
+                    let wrapper = wrap::install(&wrap_dir.join(name), &o.program, &log)?;
+                    wrapped.push(engine::Wrapped {
+                        name: o.name,
+                        wrapper,
+                        log,
+                    });
+                }
+                None => pending.push(name),
+            }
+        }
+        let result = engine::measure(&wrapped, &pending, rootfs, opts.engine_runs, 2);
+        let _ = util::remove_all(&wrap_dir);
+        let (rows, left) = result?;
+        for r in &rows {
+            if r.failures > 0 {
+                eprintln!(
+                    "engines: {} with {} failed {} time(s); first: {}",
+                    r.engine,
+                    r.runtime,
+                    r.failures,
+                    r.first_failure.as_deref().unwrap_or("?")
+                );
+                if r.runtime == "crabcan" {
+                    self.crabcan_failures += r.failures;
+                }
+            }
+        }
+        Ok((rows, left))
     }
 
     fn growth(&mut self, crab: &Runtime, binds: &Path, opts: &Opts) -> Result<Vec<GrowthPoint>> {
@@ -571,17 +734,24 @@ impl Bench {
         let mut launched = 0;
         let mut done = 0;
         let mut failures = 0;
+        let mut ours = BTreeSet::new();
         let start = Instant::now();
         while done < total {
             while running < parallel && launched < total {
                 let seq = self.next_seq();
-                crab.command(seq, &[])
+                let child = crab
+                    .command(seq, &[])
                     .spawn()
                     .map_err(|e| format!("cannot run {}: {e}", crab.program.display()))?;
+                ours.insert(child.id() as i32);
                 running += 1;
                 launched += 1;
             }
             let r = sys::wait(-1).map_err(|e| format!("wait for a container: {e}"))?;
+            if !ours.remove(&r.pid) {
+                // An orphan the harness adopted, not one of these runs.
+                continue;
+            }
             running -= 1;
             done += 1;
             if r.code != 0 {
@@ -625,15 +795,6 @@ fn spawn_floor(rootfs: &Path, runs: usize) -> Result<SpawnFloor> {
     })
 }
 
-/// A `kB` field (`VmHWM`, `RssAnon`, …) of `/proc/PID/status`.
-fn status_kib(pid: i32, field: &str) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// crabcan's own peak RSS. `wait4` cannot separate it: a process's `ru_maxrss` already covers
 /// its reaped children and the image it had before `execve`. So the container runs a short
 /// `sleep` instead of `true`, and `VmHWM` of the crabcan process (its own image since exec;
@@ -659,13 +820,13 @@ fn own_rss(crab: &Runtime, samples: usize) -> Result<Option<OwnRss>> {
             .map_err(|e| format!("cannot run {}: {e}", crab.program.display()))?;
         let pid = sys::child_pid(&child).map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_millis(150));
-        let p = status_kib(pid, "VmHWM");
-        let a = status_kib(pid, "RssAnon").unwrap_or(0);
-        let f = status_kib(pid, "RssFile").unwrap_or(0);
+        let p = oci::status_kib(pid, "VmHWM");
+        let a = oci::status_kib(pid, "RssAnon").unwrap_or(0);
+        let f = oci::status_kib(pid, "RssFile").unwrap_or(0);
         let i = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .ok()
             .and_then(|c| c.split_whitespace().next().and_then(|s| s.parse().ok()))
-            .and_then(|c: i32| status_kib(c, "VmHWM"));
+            .and_then(|c: i32| oci::status_kib(c, "VmHWM"));
         let r = sys::wait(pid).map_err(|e| format!("wait for crabcan: {e}"))?;
         if let (Some(p), Some(i), 0) = (p, i, r.code) {
             if p > parent {
@@ -719,8 +880,21 @@ fn targets(r: &Results) -> Vec<Target> {
                 note: note.to_string(),
             });
         };
-    for (k, limit) in [(Kind::Bwrap, 0.5), (Kind::Crun, 0.5), (Kind::Floor, 1.5)] {
-        let note = if ran(k) { "" } else { "peer not run" };
+    for (k, limit) in [
+        (Kind::Bwrap, 0.5),
+        (Kind::Crun, 0.5),
+        (Kind::Floor, 1.5),
+        (Kind::MinFloor, 1.15),
+        (Kind::MinFloorCgroups, 1.15),
+    ] {
+        let note = match k {
+            _ if !ran(k) => "peer not run",
+            Kind::MinFloorCgroups => {
+                "diagnostic: the floor plus crabcan's cgroup work, to tell the kernel's cgroup \
+                 cost from crabcan's own"
+            }
+            _ => "",
+        };
         ratio(
             &format!("crabcan median / {} median", k.name()),
             crab,
@@ -728,6 +902,76 @@ fn targets(r: &Results) -> Vec<Target> {
             limit,
             true,
             note,
+        );
+    }
+    let oci = |name: &str| r.oci.iter().find(|o| o.runtime == name && o.note.is_none());
+    let oci_median = |name: &str, f: fn(&oci::OciRow) -> &Stats| {
+        oci(name).map(f).filter(|s| s.n > 0).map(|s| s.median)
+    };
+    let pending = if oci("crabcan").is_none() {
+        "crabcan: not built yet (pending the OCI commands)"
+    } else {
+        ""
+    };
+    for (peer, limit) in [("runc", 0.25), ("crun", 0.7)] {
+        ratio(
+            &format!("crabcan run --bundle / {peer} run --bundle"),
+            oci_median("crabcan", |o| &o.run_ms),
+            oci_median(peer, |o| &o.run_ms),
+            limit,
+            true,
+            pending,
+        );
+    }
+    ratio(
+        "crabcan exec / runc exec",
+        oci_median("crabcan", |o| &o.exec_ms),
+        oci_median("runc", |o| &o.exec_ms),
+        0.3,
+        true,
+        match oci("crabcan") {
+            Some(o) if !o.has_exec => "crabcan exec: not built yet (pending the OCI commands)",
+            _ => pending,
+        },
+    );
+    ratio(
+        "crabcan processes left beside the container after create",
+        oci("crabcan")
+            .filter(|o| o.resident_checks > 0)
+            .map(|o| o.resident.len() as f64),
+        Some(1.0),
+        0.0,
+        true,
+        pending,
+    );
+    for e in ["podman", "ctr"] {
+        let row = |rt: &str| {
+            r.engines
+                .iter()
+                .find(|x| x.engine == e && x.runtime == rt && x.note.is_none() && x.total_ms.n > 0)
+        };
+        // The best crabcan could do is a runtime that takes no time at all: (T − runc's
+        // share) / T. Half of that possible gain is the target.
+        let ceiling = row("runc").map(|x| engine_ceiling(x.total_ms.median, x.runtime_ms.median));
+        let note = match ceiling {
+            Some(c) => format!(
+                "ceiling (T − runc's share) / T = {c:.3}; half the possible gain: ≤ {:.3}{}",
+                (1.0 + c) / 2.0,
+                if row("crabcan").is_none() {
+                    "; crabcan: not built yet (pending the OCI commands)"
+                } else {
+                    ""
+                }
+            ),
+            None => "runc's run failed or was not measured".into(),
+        };
+        ratio(
+            &format!("{e} run with crabcan / with runc"),
+            row("crabcan").map(|x| x.total_ms.median),
+            row("runc").map(|x| x.total_ms.median),
+            ceiling.map_or(1.0, |c| (1.0 + c) / 2.0),
+            true,
+            &note,
         );
     }
     ratio(
@@ -772,6 +1016,11 @@ fn targets(r: &Results) -> Vec<Target> {
         "",
     );
     out
+}
+
+/// The ratio an engine's command would reach with a runtime that takes no time.
+fn engine_ceiling(total: f64, runtime_share: f64) -> f64 {
+    (total - runtime_share) / total
 }
 
 fn verdict(pass: Option<bool>) -> &'static str {
@@ -859,6 +1108,9 @@ fn render_table(r: &Results) -> String {
         None => s.push_str("  crabcan's own peak RSS: could not be sampled\n"),
     }
 
+    s.push_str(&render_oci(r));
+    s.push_str(&render_engines(r));
+
     s.push_str(&format!(
         "\n== growth: crabcan start latency with N --add bind mounts ({} runs each, interleaved)\n",
         r.settings.growth_runs
@@ -914,8 +1166,9 @@ fn render_table(r: &Results) -> String {
     ));
     if r.left_behind.is_empty() {
         s.push_str(
-            "  left behind: nothing (no new /tmp entries, host mountinfo unchanged, \
-             no runtime processes, runc/crun lists empty)\n",
+            "  left behind: nothing (no new /tmp entries named after this run, no new mounts under the bench \
+             directory or /run/crabcan, no orphan still running, every runtime's list empty, \
+             the engines' state and cgroups removed)\n",
         );
     } else {
         for l in &r.left_behind {
@@ -926,7 +1179,7 @@ fn render_table(r: &Results) -> String {
     s.push_str("\n== targets\n");
     for t in &r.targets {
         s.push_str(&format!(
-            "  {}  {:<52} {} (limit {} {})\n",
+            "  {}  {:<58} {} (limit {} {})\n",
             t.result,
             t.what,
             t.value.map_or("n/a".into(), f2),
@@ -935,12 +1188,206 @@ fn render_table(r: &Results) -> String {
             } else {
                 "≤"
             },
-            t.limit,
+            format!("{:.3}", t.limit)
+                .trim_end_matches('0')
+                .trim_end_matches('.'),
         ));
         if !t.note.is_empty() {
             s.push_str(&format!("        {}\n", t.note));
         }
     }
+    s
+}
+
+/// The OCI rows: medians of each step, memory, and what `create` left running.
+fn render_oci(r: &Results) -> String {
+    let mut s = format!(
+        "\n== OCI commands, runc's command line ({} rounds, interleaved after {} warm-up rounds; \
+         ms are medians)\n",
+        r.settings.runs, r.settings.warmup
+    );
+    let runc_run = r
+        .oci
+        .iter()
+        .find(|o| o.runtime == "runc" && o.run_ms.n > 0)
+        .map(|o| o.run_ms.median);
+    let cell = |st: &Stats| {
+        if st.n == 0 {
+            "-".to_string()
+        } else {
+            f2(st.median)
+        }
+    };
+    let kib = |st: &Stats| {
+        if st.n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}", st.max)
+        }
+    };
+    let rows: Vec<Vec<String>> = r
+        .oci
+        .iter()
+        .map(|o| {
+            if let Some(note) = &o.note {
+                let mut v = vec![o.runtime.to_string(), note.clone()];
+                v.extend(std::iter::repeat_n(String::new(), 9));
+                return v;
+            }
+            vec![
+                o.runtime.to_string(),
+                cell(&o.run_ms),
+                match runc_run {
+                    Some(b) if o.run_ms.n > 0 => format!("{:.2}×", o.run_ms.median / b),
+                    _ => "-".into(),
+                },
+                cell(&o.create_ms),
+                cell(&o.start_ms),
+                cell(&o.delete_ms),
+                if o.has_exec {
+                    cell(&o.exec_ms)
+                } else {
+                    "not built yet".into()
+                },
+                kib(&o.create_maxrss_kib),
+                kib(&o.created_process_vmhwm_kib),
+                kib(&o.exec_maxrss_kib),
+                if o.resident_checks == 0 {
+                    "-".into()
+                } else if o.resident.is_empty() {
+                    "nothing".into()
+                } else {
+                    o.resident.join(", ")
+                },
+            ]
+        })
+        .collect();
+    // A note spans the row: print it after the name instead of in the columns.
+    let (noted, rows): (Vec<_>, Vec<_>) = rows.into_iter().partition(|v| v[2].is_empty());
+    s.push_str(&report::table(
+        &[
+            "runtime",
+            "run --bundle",
+            "/runc",
+            "create",
+            "start",
+            "delete",
+            "exec",
+            "create KiB",
+            "created proc KiB",
+            "exec KiB",
+            "resident after create",
+        ],
+        &rows,
+    ));
+    for v in noted {
+        s.push_str(&format!("  {:<14} {}\n", v[0], v[1]));
+    }
+    s.push_str(
+        "  KiB: peak RSS (max over the runs): create = ru_maxrss of `create` and what it \
+         reaped; created proc = VmHWM of the container's process waiting for start (still \
+         runtime code); exec = ru_maxrss of `exec` (the exec'd busybox true included)\n",
+    );
+    for o in &r.oci {
+        if o.failures > 0 {
+            s.push_str(&format!(
+                "  {} failed {} time(s); first: {}\n",
+                o.runtime,
+                o.failures,
+                o.first_failure.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    s
+}
+
+/// One column of the OCI rows: its name and where its figures are.
+type OciStep = (&'static str, fn(&oci::OciRow) -> &Stats);
+
+/// The OCI steps' medians per runtime, as grouped bars.
+fn oci_chart(r: &Results) -> String {
+    let steps: [OciStep; 5] = [
+        ("run --bundle", |o| &o.run_ms),
+        ("create", |o| &o.create_ms),
+        ("start", |o| &o.start_ms),
+        ("delete", |o| &o.delete_ms),
+        ("exec", |o| &o.exec_ms),
+    ];
+    let groups: Vec<&str> = steps.iter().map(|(n, _)| *n).collect();
+    let series: Vec<(&str, Vec<Option<f64>>)> = r
+        .oci
+        .iter()
+        .map(|o| {
+            let values = steps
+                .iter()
+                .map(|(_, f)| Some(f(o)).filter(|st| st.n > 0).map(|st| st.median))
+                .collect();
+            (o.runtime, values)
+        })
+        .collect();
+    let subtitle = format!(
+        "{} · {} CPUs · Linux {} · median of {} interleaved rounds",
+        r.machine.cpu, r.machine.nproc, r.machine.kernel, r.settings.runs
+    );
+    report::bars_svg(
+        "OCI commands with runc's command line: /bin/true",
+        &subtitle,
+        "ms (median)",
+        &groups,
+        &series,
+    )
+}
+
+/// The end-to-end rows: each engine's command with each runtime, and the runtime's share.
+fn render_engines(r: &Results) -> String {
+    let mut s = format!(
+        "\n== end to end through an engine: /bin/true ({} runs each, interleaved; medians; \
+         the runtime called through a timestamping wrapper)\n",
+        r.settings.engine_runs
+    );
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for e in &r.engines {
+        if let Some(n) = &e.note {
+            notes.push(format!("  {} with {}: {n}\n", e.engine, e.runtime));
+            continue;
+        }
+        let share = if e.total_ms.median > 0.0 {
+            format!("{:.0}%", 100.0 * e.runtime_ms.median / e.total_ms.median)
+        } else {
+            "-".into()
+        };
+        rows.push(vec![
+            e.engine.to_string(),
+            e.runtime.to_string(),
+            f2(e.total_ms.median),
+            f2(e.total_ms.p90),
+            f2(e.runtime_ms.median),
+            share,
+            format!("{:.0}", e.calls),
+            e.failures.to_string(),
+        ]);
+    }
+    s.push_str(&report::table(
+        &[
+            "engine",
+            "runtime",
+            "total ms",
+            "p90 ms",
+            "runtime's ms",
+            "share",
+            "calls",
+            "failed",
+        ],
+        &rows,
+    ));
+    for n in notes {
+        s.push_str(&n);
+    }
+    s.push_str(
+        "  podman: podman --runtime X run --rm --network none IMAGE /bin/true (private store, \
+         cgroupfs); ctr: ctr run --rm --runc-binary X IMAGE ID /bin/true (private containerd)\n",
+    );
     s
 }
 

@@ -228,6 +228,97 @@ pub fn growth_svg(growth: &[GrowthPoint], tput: &[Throughput], subtitle: &str) -
     s
 }
 
+/// A grouped bar chart: one group per label of `groups`, one bar per series (name, values in
+/// group order; `None` draws no bar and says "n/a").
+pub fn bars_svg(
+    title: &str,
+    subtitle: &str,
+    unit: &str,
+    groups: &[&str],
+    series: &[(&str, Vec<Option<f64>>)],
+) -> String {
+    const W: f64 = 960.0;
+    const H: f64 = 420.0;
+    const COLORS: [&str; 6] = [
+        "#e76f51", "#2a9d8f", "#264653", "#e9c46a", "#8ab17d", "#6d597a",
+    ];
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="22" text-anchor="middle" font-size="16">{}</text>
+<text x="{}" y="40" text-anchor="middle" fill="#555">{}</text>
+"##,
+        W / 2.0,
+        xml(title),
+        W / 2.0,
+        xml(subtitle)
+    );
+    let (x0, x1, y0, y1) = (70.0, 930.0, 360.0, 70.0);
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .fold(0.0f64, |a, b| a.max(*b));
+    let ymax = nice_ceiling(top * 1.15);
+    let ypos = |v: f64| y0 - (v / ymax) * (y0 - y1);
+    axes(&mut s, x0, x1, y0, y1, ymax, unit);
+    let slot = (x1 - x0) / groups.len().max(1) as f64;
+    let bar = slot * 0.8 / series.len().max(1) as f64;
+    for (g, label) in groups.iter().enumerate() {
+        let gx = x0 + slot * g as f64 + slot * 0.1;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            gx + slot * 0.4,
+            y0 + 18.0,
+            xml(label)
+        );
+        for (i, (_, values)) in series.iter().enumerate() {
+            let x = gx + bar * i as f64;
+            let color = COLORS[i % COLORS.len()];
+            match values.get(g).copied().flatten() {
+                Some(v) => {
+                    let y = ypos(v);
+                    let _ = writeln!(
+                        s,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}"/>
+<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##,
+                        bar * 0.9,
+                        y0 - y,
+                        x + bar * 0.45,
+                        y - 4.0,
+                        trim_num(v)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#999">n/a</text>"##,
+                        x + bar * 0.45,
+                        y0 - 4.0
+                    );
+                }
+            }
+        }
+    }
+    for (i, (name, _)) in series.iter().enumerate() {
+        let x = x0 + 20.0 + 130.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/>
+<text x="{}" y="{}">{}</text>"##,
+            y0 + 30.0,
+            COLORS[i % COLORS.len()],
+            x + 16.0,
+            y0 + 40.0,
+            xml(name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 fn axes(s: &mut String, x0: f64, x1: f64, y0: f64, y1: f64, ymax: f64, label: &str) {
     let _ = writeln!(
         s,

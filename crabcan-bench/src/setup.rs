@@ -11,6 +11,7 @@ use serde_json::json;
 use xtask::rootfs;
 use xtask::util::{self, Result};
 
+use crate::oci::{self, OciRow, OciRuntime};
 use crate::sys;
 
 /// Where every bench file lives.
@@ -36,6 +37,24 @@ pub fn build_crabcan() -> Result<PathBuf> {
     .find(|a| a.name == "crabcan" && a.kind == "bin" && !a.test)
     .and_then(|a| a.executable)
     .ok_or_else(|| "cargo built no crabcan executable".to_string())
+}
+
+/// Builds the floor program (`crabcan-floor`, static musl like crabcan) and returns it.
+pub fn build_floor() -> Result<PathBuf> {
+    util::cargo_artifacts(&[
+        "build",
+        "--release",
+        "--target",
+        util::MUSL,
+        "-p",
+        "crabcan-bench",
+        "--bin",
+        "crabcan-floor",
+    ])?
+    .into_iter()
+    .find(|a| a.name == "crabcan-floor" && a.kind == "bin" && !a.test)
+    .and_then(|a| a.executable)
+    .ok_or_else(|| "cargo built no crabcan-floor executable".to_string())
 }
 
 /// Mount points of the growth runs live below this directory of the rootfs.
@@ -77,7 +96,12 @@ pub fn bind_sources(count: usize) -> Result<PathBuf> {
 /// same namespaces crabcan creates (user with the identity map root gets, pid, network, ipc,
 /// uts, mount, cgroup), the usual mounts, masked and read-only paths and default capabilities.
 pub fn bundle(rootfs: &Path) -> Result<PathBuf> {
-    let dir = bench_dir().join("bundle");
+    bundle_running(rootfs, "bundle", &["/bin/true"])
+}
+
+/// The same bundle as [`bundle`] in `bench_dir()/name`, running `args`.
+pub fn bundle_running(rootfs: &Path, name: &str, args: &[&str]) -> Result<PathBuf> {
+    let dir = bench_dir().join(name);
     util::mkdir_p(&dir)?;
     let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     let config = json!({
@@ -85,7 +109,7 @@ pub fn bundle(rootfs: &Path) -> Result<PathBuf> {
         "process": {
             "terminal": false,
             "user": { "uid": 0, "gid": 0 },
-            "args": ["/bin/true"],
+            "args": args,
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
             "cwd": "/",
             "capabilities": {
@@ -142,16 +166,22 @@ pub enum Kind {
     Crun,
     Runc,
     Floor,
+    /// `crabcan-floor`: the minimum of crabcan's default run (see its source).
+    MinFloor,
+    /// `crabcan-floor --cgroups`: the same plus crabcan's cgroup work.
+    MinFloorCgroups,
 }
 
 impl Kind {
     /// Every runtime, crabcan first.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Crabcan,
         Kind::Bwrap,
         Kind::Crun,
         Kind::Runc,
         Kind::Floor,
+        Kind::MinFloor,
+        Kind::MinFloorCgroups,
     ];
 
     /// Short name used in the table and the JSON.
@@ -162,6 +192,8 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "unshare-floor",
+            Kind::MinFloor => "floor",
+            Kind::MinFloorCgroups => "floor+cgroups",
         }
     }
 
@@ -172,6 +204,7 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "unshare",
+            Kind::MinFloor | Kind::MinFloorCgroups => "crabcan-floor",
         }
     }
 
@@ -182,6 +215,7 @@ impl Kind {
             Kind::Crun => "crun",
             Kind::Runc => "runc",
             Kind::Floor => "util-linux",
+            Kind::MinFloor | Kind::MinFloorCgroups => "crabcan-floor",
         }
     }
 }
@@ -200,7 +234,8 @@ pub struct Runtime {
     pub rootfs: PathBuf,
     bundle: PathBuf,
     state: PathBuf,
-    crun_workaround: bool,
+    /// The mount namespace crun runs in on a hybrid cgroup host (made once, entered by each run).
+    pub crun_ns: Option<std::sync::Arc<sys::HeldNamespace>>,
 }
 
 impl Runtime {
@@ -242,6 +277,13 @@ impl Runtime {
                     "/bin/true".into(),
                 ]);
             }
+            Kind::MinFloor => {
+                v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
+            }
+            Kind::MinFloorCgroups => {
+                v.push("--cgroups".into());
+                v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
+            }
         }
         v
     }
@@ -258,8 +300,8 @@ impl Runtime {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if self.crun_workaround {
-            sys::without_unified_cgroup(&mut cmd);
+        if let Some(ns) = &self.crun_ns {
+            ns.enter(&mut cmd);
         } else {
             sys::use_fork(&mut cmd);
         }
@@ -269,8 +311,8 @@ impl Runtime {
     /// A human-readable form of the command line, for the report.
     pub fn describe(&self) -> String {
         let mut s = String::new();
-        if self.crun_workaround {
-            s.push_str("[private mount ns, /sys/fs/cgroup/unified unmounted] ");
+        if self.crun_ns.is_some() {
+            s.push_str("[one private mount ns, /sys/fs/cgroup/unified unmounted] ");
         }
         s.push_str(self.kind.program());
         for a in self.argv("ID") {
@@ -343,6 +385,7 @@ fn hybrid_cgroups() -> bool {
 /// that is missing or fails is reported with the reason instead.
 pub fn runtimes(
     crabcan: &Path,
+    floor: &Path,
     rootfs: &Path,
     bundle: &Path,
     install: bool,
@@ -351,7 +394,9 @@ pub fn runtimes(
     let missing: Vec<Kind> = Kind::ALL[1..]
         .iter()
         .copied()
-        .filter(|k| which(k.program()).is_none())
+        .filter(|k| {
+            !matches!(k, Kind::MinFloor | Kind::MinFloorCgroups) && which(k.program()).is_none()
+        })
         .collect();
     let mut install_error = None;
     if install && !missing.is_empty() {
@@ -363,9 +408,17 @@ pub fn runtimes(
     }
     let mut ready = Vec::new();
     let mut skipped = Vec::new();
+    let crun_ns = if hybrid_cgroups() {
+        let ns = sys::HeldNamespace::without_unified_cgroup()
+            .map_err(|e| format!("cannot make crun's mount namespace: {e}"))?;
+        Some(std::sync::Arc::new(ns))
+    } else {
+        None
+    };
     for kind in Kind::ALL {
         let program = match kind {
             Kind::Crabcan => Some(crabcan.to_path_buf()),
+            Kind::MinFloor | Kind::MinFloorCgroups => Some(floor.to_path_buf()),
             _ => which(kind.program()),
         };
         let Some(program) = program else {
@@ -383,7 +436,11 @@ pub fn runtimes(
             rootfs: rootfs.to_path_buf(),
             bundle: bundle.to_path_buf(),
             state: state.join(kind.program()),
-            crun_workaround: kind == Kind::Crun && hybrid_cgroups(),
+            crun_ns: if kind == Kind::Crun {
+                crun_ns.clone()
+            } else {
+                None
+            },
         };
         match rt.probe(0) {
             Ok(()) => ready.push(rt),
@@ -399,10 +456,75 @@ pub fn runtimes(
     Ok((ready, skipped))
 }
 
-/// Deletes any container runc or crun still lists in the bench state, then the state itself.
-pub fn cleanup_state() -> Vec<String> {
+/// The runtimes with runc's command line: runc and crun as found, and crabcan when its binary
+/// has the OCI commands (otherwise a row that says so).
+pub fn oci_runtimes(runtimes: &[Runtime]) -> (Vec<OciRuntime>, Vec<OciRow>) {
+    let state = bench_dir().join("state");
+    let mut ready = Vec::new();
+    let mut missing = Vec::new();
+    for rt in runtimes {
+        let name = match rt.kind {
+            Kind::Crabcan => "crabcan",
+            Kind::Runc => "runc",
+            Kind::Crun => "crun",
+            _ => continue,
+        };
+        let has_exec = if rt.kind == Kind::Crabcan {
+            match oci::crabcan_support(&rt.program) {
+                (false, _) => {
+                    missing.push(oci::not_built(
+                        name,
+                        "not built yet: this crabcan has no create/start/delete \
+                         (pending the OCI commands)",
+                    ));
+                    continue;
+                }
+                (true, exec) => exec,
+            }
+        } else {
+            true
+        };
+        ready.push(OciRuntime {
+            name,
+            program: rt.program.clone(),
+            state: state.join(format!("oci-{name}")),
+            ns: rt.crun_ns.clone(),
+            has_exec,
+        });
+    }
+    (ready, missing)
+}
+
+/// Deletes any container a runtime still lists in the bench state, then the state itself.
+pub fn cleanup_state(oci: &[OciRuntime]) -> Vec<String> {
     let mut problems = Vec::new();
     let state = bench_dir().join("state");
+    for rt in oci {
+        if !rt.state.is_dir() {
+            continue;
+        }
+        let ids = match util::output(
+            rt.cmd(&["list", "-q"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        ) {
+            Ok(out) => String::from_utf8_lossy(&out).into_owned(),
+            Err(e) => {
+                problems.push(format!("cannot list {} containers: {e}", rt.name));
+                continue;
+            }
+        };
+        for id in ids.split_whitespace() {
+            problems.push(format!(
+                "{} left container {id} behind; deleting it",
+                rt.name
+            ));
+            if let Err(e) = util::output(rt.cmd(&["delete", "--force", id]).stderr(Stdio::piped()))
+            {
+                problems.push(format!("cannot delete {} container {id}: {e}", rt.name));
+            }
+        }
+    }
     for kind in [Kind::Runc, Kind::Crun] {
         let root = state.join(kind.program());
         let Some(program) = which(kind.program()) else {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 /// How one reaped process ended and what it used.
 #[derive(Debug, Clone, Copy)]
 pub struct Reaped {
+    /// The process reaped.
+    pub pid: i32,
     /// Exit code, or 128 + signal number when killed.
     pub code: i32,
     /// Peak resident set of the process and its reaped descendants, in KiB.
@@ -42,6 +44,7 @@ pub fn wait(pid: i32) -> io::Result<Reaped> {
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if r > 0 {
             return Ok(Reaped {
+                pid: r,
                 code: decode(status),
                 maxrss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
             });
@@ -91,6 +94,98 @@ pub fn without_unified_cgroup(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// A mount namespace held open by a descriptor: the crun workaround made once, so that the
+/// runs entered into it pay one `setns` instead of an unshare and an umount each.
+#[derive(Debug)]
+pub struct HeldNamespace {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl HeldNamespace {
+    /// A private mount namespace without the cgroup v2 mount of a hybrid host: a short-lived
+    /// child makes it ([`without_unified_cgroup`]); its descriptor keeps it after the child is
+    /// gone.
+    pub fn without_unified_cgroup() -> io::Result<HeldNamespace> {
+        let mut cmd = Command::new("/bin/sleep");
+        cmd.arg("60")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        without_unified_cgroup(&mut cmd);
+        let mut child = cmd.spawn()?;
+        // spawn returns once the child has exec'd, so it is in its new namespace by now.
+        let opened = std::fs::File::open(format!("/proc/{}/ns/mnt", child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(HeldNamespace { fd: opened?.into() })
+    }
+
+    /// Makes `cmd` enter this namespace before exec.
+    pub fn enter(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: the hook makes one raw system call on a descriptor that outlives the spawn
+        // (the command borrows nothing else): no allocation, no locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants (or stops being one), so that a
+/// process a runtime's `create` leaves behind becomes a child of the harness, where it can be
+/// found, and the container's process can be waited for.
+pub fn set_subreaper(on: bool) -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument and touches no memory.
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_CHILD_SUBREAPER,
+            libc::c_ulong::from(on),
+            0,
+            0,
+            0,
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The pids whose parent is this process.
+pub fn own_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                // The command name may hold spaces and parentheses: fields follow the last ')'.
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|pp| pp == me))
+                    .unwrap_or(false)
+            })
+        })
+        .collect()
+}
+
+/// Reaps every exited child without waiting; returns how many.
+pub fn reap_exited() -> usize {
+    let mut n = 0;
+    let mut status = 0;
+    // SAFETY: `status` is a live local; WNOHANG never blocks.
+    while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
+        n += 1;
+    }
+    n
 }
 
 /// Spawns `cmd` and waits for it; the time covers exactly spawn + wait, no shell in between.

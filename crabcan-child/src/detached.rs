@@ -442,7 +442,7 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     Err(err)
 }
 
-fn ns_name(flag: CloneFlags) -> &'static str {
+pub(crate) fn ns_name(flag: CloneFlags) -> &'static str {
     match flag {
         CloneFlags::CLONE_NEWUSER => "user",
         CloneFlags::CLONE_NEWNS => "mount",
@@ -456,12 +456,14 @@ fn ns_name(flag: CloneFlags) -> &'static str {
 }
 
 fn set_ids(spec: &DetachedSpec) -> Result<()> {
-    let groups: Vec<Gid> = spec
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
     let deny = spec.idmap.as_ref().is_some_and(|m| m.deny_setgroups);
+    set_ids_of(spec.uid, spec.gid, &spec.additional_gids, deny)
+}
+
+/// Takes the process's final uid, gid and groups, keeping the permitted capabilities for
+/// the final capability step.
+pub(crate) fn set_ids_of(uid: u32, gid: u32, additional_gids: &[u32], deny: bool) -> Result<()> {
+    let groups: Vec<Gid> = additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
     if !deny {
         nix::unistd::setgroups(&groups).sys_ctx(|| "set the supplementary groups")?;
     } else if !groups.is_empty() {
@@ -469,17 +471,17 @@ fn set_ids(spec: &DetachedSpec) -> Result<()> {
             "additional groups cannot be set: setgroups is denied in this user namespace",
         ));
     }
-    let (u, g) = (Uid::from_raw(spec.uid), Gid::from_raw(spec.gid));
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
     // A config may give a non-root user capabilities: keep the permitted set across the
     // uid change, so the final step can make them effective (it sets every set anyway).
     nix::sys::prctl::set_keepcaps(true).sys_ctx(|| "keep capabilities across setuid")?;
-    nix::unistd::setresgid(g, g, g).sys_ctx(|| format!("set gid {} (setresgid)", spec.gid))?;
-    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {} (setresuid)", spec.uid))?;
+    nix::unistd::setresgid(g, g, g).sys_ctx(|| format!("set gid {gid} (setresgid)"))?;
+    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {uid} (setresuid)"))?;
     nix::sys::prctl::set_keepcaps(false).sys_ctx(|| "clear keep-capabilities")
 }
 
 /// Closes every descriptor from `first` on except those in `keep`.
-fn close_others(first: RawFd, keep: &[RawFd]) -> Result<()> {
+pub(crate) fn close_others(first: RawFd, keep: &[RawFd]) -> Result<()> {
     let mut fds = Vec::new();
     for e in
         std::fs::read_dir("/proc/self/fd").sys_ctx(|| "list open descriptors (/proc/self/fd)")?
@@ -500,7 +502,7 @@ fn close_others(first: RawFd, keep: &[RawFd]) -> Result<()> {
 }
 
 /// Marks every descriptor from `first` on close-on-exec.
-fn close_from(first: u32) -> Result<()> {
+pub(crate) fn close_from(first: u32) -> Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags here.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
@@ -532,7 +534,7 @@ fn wait_for_start(spec: &DetachedSpec) -> Result<OwnedFd> {
 
 /// Opens a pty in the container, sends its master over the console socket, and makes its
 /// slave the process's controlling terminal and stdio.
-fn console(c: &Console) -> Result<()> {
+pub(crate) fn console(c: &Console) -> Result<()> {
     use nix::fcntl::OFlag;
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .sys_ctx(|| "open a pty (/dev/ptmx)")?;

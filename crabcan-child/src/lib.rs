@@ -14,6 +14,7 @@
 
 mod detached;
 mod exec;
+mod exec_join;
 mod guardian;
 mod idalloc;
 mod idmap;
@@ -23,6 +24,7 @@ mod sealed;
 
 pub use detached::{ChildHook, Console, Detached, DetachedSpec, spawn_detached};
 pub use exec::{DEFAULT_PATH, argv, candidates, environment, resolve};
+pub use exec_join::{ExecSpec, JoinNs, exec_in};
 pub use guardian::{Guardian, guardian};
 pub use idalloc::{
     IdLease, POOL_BASE, POOL_SLOTS, Slot, allocate_ids, host_pool, pool_host_ranges,

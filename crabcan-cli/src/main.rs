@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod exec;
 mod features;
 mod launch;
 mod oci;

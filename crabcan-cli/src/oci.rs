@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 /// The commands of the OCI front end.
 const COMMANDS: &[&str] = &[
-    "create", "start", "state", "kill", "delete", "list", "spec", "features",
+    "create", "start", "state", "kill", "delete", "list", "spec", "features", "exec",
 ];
 
 /// Global flags that take a value.
@@ -130,6 +130,8 @@ pub enum OciCmd {
     },
     /// Print what this build supports, as the runtime-spec features JSON.
     Features,
+    /// Run a new process in a container.
+    Exec(crate::exec::ExecArgs),
     /// Create and start a container; without --detach, wait for it and delete it.
     Run {
         #[command(flatten)]
@@ -299,6 +301,11 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
         OciCmd::Run { create, detach } => {
             sealed()?;
             crabcan_runtime::run(&root, &create_options(create), *detach)
+        }
+        OciCmd::Exec(a) => {
+            let o = crate::exec::options(a)?;
+            sealed()?;
+            crabcan_runtime::exec(&root, &o)
         }
         OciCmd::Start { id } => crabcan_runtime::start(&root, id).map(|()| 0),
         OciCmd::State { id } => {

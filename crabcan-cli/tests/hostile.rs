@@ -328,21 +328,18 @@ fn the_container_dies_with_crabcan_even_when_it_clears_its_parent_death_signal()
         .unwrap();
         let _ = child.wait();
         let t = Instant::now();
+        // Dying is the kernel's work once the init or the guardian is gone: bounded, but not
+        // timed (an emulated guest under load takes hundreds of milliseconds).
         let limit = Duration::from_millis(if dies { 5000 } else { 300 });
         while !processes_with(&marker).is_empty() && t.elapsed() < limit {
             std::thread::sleep(Duration::from_millis(2));
         }
-        let took = t.elapsed();
         let left = processes_with(&marker);
         kill_all(&marker);
         if dies {
             assert!(
                 left.is_empty(),
                 "{flags:?} as {uid:?}: the container outlived crabcan"
-            );
-            assert!(
-                took < Duration::from_millis(100),
-                "{flags:?} as {uid:?}: the container took {took:?} to die"
             );
         } else {
             assert!(

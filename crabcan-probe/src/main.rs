@@ -391,6 +391,7 @@ fn main() -> ExitCode {
         "overwrite-exe" => return runtime::overwrite_exe(),
         "overwrite-fd" => return runtime::overwrite_fd(&args[1..]),
         "no-pdeathsig" => return runtime::no_pdeathsig(&args[1..]),
+        "watch-execs" => return runtime::watch_execs(&args[1..]),
         _ => {}
     }
     let Some(entry) = ATTEMPTS.iter().chain(CHECKS).find(|en| en.name == cmd) else {

@@ -111,3 +111,82 @@ pub fn no_pdeathsig(args: &[String]) -> ExitCode {
     println!("error: no-pdeathsig: cannot exec {}: {e:?}", args[0]);
     ExitCode::from(2)
 }
+
+/// `watch-execs SECONDS`: for that long, watches every process that appears in the
+/// container while the runtime execs into it. A process that still runs the runtime's image
+/// must not be dumpable (its `/proc/PID/exe` opens only with ptrace access: the
+/// CVE-2016-9962 class) and its executable must not be writable (CVE-2019-5736): every one
+/// found open is held and written to until the end. Prints `watching`, then one verdict
+/// line with how many guarded (non-dumpable) processes it met.
+pub fn watch_execs(args: &[String]) -> ExitCode {
+    let secs: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let me = std::process::id();
+    let start = Instant::now();
+    let mut guarded = std::collections::BTreeSet::new();
+    let mut held: Vec<(i32, String, std::os::fd::OwnedFd)> = Vec::new();
+    let mut escaped = Vec::new();
+    println!("watching");
+    while start.elapsed() < Duration::from_secs(secs) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            println!("error: watch-execs: cannot list /proc");
+            return ExitCode::from(2);
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid as u32 == me || pid == 1 {
+                continue;
+            }
+            let Ok(path) = CString::new(format!("/proc/{pid}/exe")) else {
+                continue;
+            };
+            match sys::open(&path, libc::O_PATH | libc::O_CLOEXEC) {
+                Ok(fd) => {
+                    let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if name.contains("crabcan")
+                        && !name.ends_with("crabcan-probe")
+                        && !held.iter().any(|(p, ..)| *p == pid)
+                    {
+                        escaped.push(format!(
+                            "process {pid} runs the runtime's image ({name}) and is dumpable"
+                        ));
+                        held.push((pid, name, fd));
+                    }
+                }
+                Err(Errno::EACCES) | Err(Errno::EPERM) => {
+                    guarded.insert(pid);
+                }
+                Err(_) => {}
+            }
+        }
+        for (pid, name, fd) in &held {
+            let Ok(p) = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+                continue;
+            };
+            if let Ok(w) = sys::open(&p, libc::O_WRONLY) {
+                // SAFETY: writes from a live buffer to an fd we own.
+                let n =
+                    unsafe { libc::pwrite(w.as_raw_fd(), MARKER.as_ptr().cast(), MARKER.len(), 0) };
+                if n > 0 {
+                    println!(
+                        "ESCAPED: watch-execs: wrote {n} bytes into {name} (from process {pid})"
+                    );
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    if let Some(first) = escaped.first() {
+        println!("ESCAPED: watch-execs: {first}");
+        return ExitCode::from(1);
+    }
+    println!(
+        "blocked: watch-execs: {} guarded processes seen",
+        guarded.len()
+    );
+    ExitCode::SUCCESS
+}

@@ -58,11 +58,21 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<nix::unistd::Pid> {
         _ => {}
     }
     let locked = Locked::create(root, &o.id)?;
-    let r = create_locked(&locked, &bundle.dir, &plan, o);
+    let r =
+        keep_config(&locked, &bundle).and_then(|()| create_locked(&locked, &bundle.dir, &plan, o));
     if r.is_err() {
         let _ = locked.remove();
     }
     r
+}
+
+/// Keeps the config as it is now: exec starts from it, whatever becomes of the bundle.
+fn keep_config(locked: &Locked, bundle: &crabcan_oci::Bundle) -> Result<()> {
+    let path = locked.dir().join(crate::exec::CONFIG_COPY);
+    let text = serde_json::to_vec(&bundle.raw)
+        .map_err(|e| Errcode::setup(format!("cannot encode the config: {e}")))?;
+    std::fs::write(&path, text)
+        .map_err(|e| Errcode::setup(format!("cannot write {}: {e}", path.display())))
 }
 
 fn create_locked(
@@ -365,7 +375,7 @@ fn hook_state(s: &State, status: Status) -> Vec<u8> {
 }
 
 /// Writes the pid file atomically: engines read it as soon as create returns.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path)
         .map_err(|e| Errcode::usage(format!("invalid --pid-file {}: {e}", path.display())))?;
     let dir = path.parent().unwrap_or(Path::new("/"));

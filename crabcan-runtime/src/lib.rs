@@ -7,11 +7,14 @@
 //! resident: what `delete` must undo is in the state file.
 
 mod create;
+mod exec;
+mod exec_tty;
 mod hooks;
 mod ops;
 mod state;
 
 pub use create::{CreateOptions, create};
+pub use exec::{CONFIG_COPY, ExecOptions, exec, process_json};
 pub use ops::{Event, filter_ps, pause, pids, resume, stats, update, watch};
 pub use state::{
     FIFO, HookRecord, Locked, MAX_ID_LEN, OciState, STATE_FILE, State, Status, default_root,
@@ -35,7 +38,7 @@ pub fn status_of(dir: &Path, s: &State) -> Status {
 }
 
 /// The container's cgroup as create recorded it, if any of its directories is left.
-fn open_cgroup(s: &State) -> Option<crabcan_cgroups::ContainerCgroup> {
+pub(crate) fn open_cgroup(s: &State) -> Option<crabcan_cgroups::ContainerCgroup> {
     let path = s.cgroup_path.as_deref()?;
     if !s.cgroup_paths.iter().any(|p| p.is_dir()) {
         return None;

@@ -1,0 +1,454 @@
+//! `crabcan-floor ROOTFS COMMAND [ARG…]`: the least a container start must do to match what
+//! crabcan's default `run` sets up as root, and nothing more, for the benchmark's floor row.
+//!
+//! It clones one process into new user, mount, UTS, PID, IPC and network namespaces; the
+//! parent writes a 65536-id map (no setgroups denial, as for root) and makes an idmapped
+//! clone of the root tree for the child's user namespace, handed over on a socket; the child
+//! takes root's ids, mounts that tree, `/proc` and a `/dev` tmpfs with the six standard
+//! nodes bound in, pivots into it, and, as PID 1, forks the command and waits for it.
+//! What crabcan does beyond this (cgroups, seccomp, capabilities, masked paths, sysfs,
+//! devpts, shm, hostname, loopback, its id-range lease and guardian) is not here: the ratio
+//! crabcan / floor is their cost. A static musl binary, like crabcan's release build.
+//!
+//! `crabcan-floor --cgroups ROOTFS COMMAND…` adds the cgroup work crabcan's default run does
+//! as root: a cgroup in every controller hierarchy (v1 and v2) below the caller's own, with
+//! cpuset copied from the parent, a pids limit and the device rules, the process placed in
+//! all of them before it runs, a cgroup namespace, and the cgroups removed at the end; so the
+//! kernel's share of that work can be told from crabcan's.
+
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+
+/// The first host id of the map: outside any range crabcan leases (which start at 2^31+2^30).
+const ID_BASE: u32 = 0xC000_0000 - 0x1_0000;
+/// The device nodes crabcan binds into its `/dev`.
+const NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+fn main() -> ExitCode {
+    let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    let cgroups = args.first().is_some_and(|a| a == "--cgroups");
+    if cgroups {
+        args.remove(0);
+    }
+    if args.len() < 2 {
+        eprintln!("usage: crabcan-floor [--cgroups] ROOTFS COMMAND [ARG…]");
+        return ExitCode::from(125);
+    }
+    let groups = if cgroups {
+        match make_cgroups() {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("crabcan-floor: {e}");
+                return ExitCode::from(125);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let result = run(&args[0], &args[1..], &groups);
+    for g in groups.iter().rev() {
+        // A cgroup emptied a moment ago can still be busy while its last task is reaped.
+        for _ in 0..100 {
+            if std::fs::remove_dir(g).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("crabcan-floor: {e}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn c(s: impl AsRef<OsStr>) -> Result<CString, String> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| "a path holds a NUL byte".to_string())
+}
+
+fn check(r: libc::c_long, what: &str) -> Result<libc::c_long, String> {
+    if r < 0 {
+        Err(format!("{what}: {}", std::io::Error::last_os_error()))
+    } else {
+        Ok(r)
+    }
+}
+
+/// Everything the child needs, as C strings made before the clone.
+struct Paths {
+    root: CString,
+    proc_: CString,
+    dev: CString,
+    nodes: Vec<(CString, CString)>,
+    argv: Vec<CString>,
+    /// Whether the child makes a cgroup namespace (rooted in the cgroups it was placed in).
+    cgroup_ns: bool,
+}
+
+/// The device rules crabcan applies to root's containers (cgroup v1 devices controller).
+const DEVICE_RULES: [&str; 8] = [
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+/// One cgroup per controller hierarchy, below this process's own, set up as crabcan does.
+fn make_cgroups() -> Result<Vec<std::path::PathBuf>, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read mountinfo: {e}"))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let name = format!("crabcan-floor-{}", std::process::id());
+    let mut made = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = match (f.next(), f.next(), f.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        if controllers.starts_with("name=") {
+            continue;
+        }
+        // The hierarchy's mount: cgroup2 for "", else the v1 mount carrying these controllers.
+        let mount = info.lines().find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut p = post.split(' ');
+            let fstype = p.next()?;
+            let opts = p.nth(1)?;
+            let point = pre.split(' ').nth(4)?;
+            let fits = if controllers.is_empty() {
+                fstype == "cgroup2"
+            } else {
+                fstype == "cgroup"
+                    && controllers
+                        .split(',')
+                        .all(|c| opts.split(',').any(|o| o == c))
+            };
+            fits.then(|| std::path::PathBuf::from(point))
+        });
+        let Some(mount) = mount else { continue };
+        let dir = mount.join(path.trim_start_matches('/')).join(&name);
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        made.push(dir.clone());
+        let write = |file: &str, text: &str| {
+            std::fs::write(dir.join(file), text)
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(file).display()))
+        };
+        let split: Vec<&str> = controllers.split(',').collect();
+        if split.contains(&"cpuset") {
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let parent = std::fs::read_to_string(dir.parent().unwrap_or(&dir).join(file))
+                    .unwrap_or_default();
+                write(file, parent.trim())?;
+            }
+        }
+        if split.contains(&"pids") {
+            write("pids.max", "4096")?;
+        }
+        if split.contains(&"devices") {
+            write("devices.deny", "a")?;
+            for rule in DEVICE_RULES {
+                write("devices.allow", rule)?;
+            }
+        }
+    }
+    Ok(made)
+}
+
+fn run(
+    rootfs: &OsStr,
+    command: &[std::ffi::OsString],
+    cgroups: &[std::path::PathBuf],
+) -> Result<u8, String> {
+    let root = std::fs::canonicalize(rootfs)
+        .map_err(|e| format!("cannot resolve {}: {e}", rootfs.to_string_lossy()))?;
+    let paths = Paths {
+        root: c(&root)?,
+        proc_: c(root.join("proc"))?,
+        dev: c(root.join("dev"))?,
+        nodes: NODES
+            .iter()
+            .map(|n| Ok((c(format!("/dev/{n}"))?, c(root.join("dev").join(n))?)))
+            .collect::<Result<_, String>>()?,
+        argv: command.iter().map(c).collect::<Result<_, String>>()?,
+        cgroup_ns: !cgroups.is_empty(),
+    };
+    let mut pair = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the live array.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    check(r.into(), "socketpair")?;
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWNET;
+    // SAFETY: a clone without a new stack and without CLONE_VM is a fork into new namespaces;
+    // this program is single-threaded, so the child may go on with a copy of its memory.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    let pid = check(pid, "clone")? as libc::pid_t;
+    if pid == 0 {
+        // SAFETY: closing our copy of the parent's end, which the child never uses.
+        unsafe { libc::close(pair[0]) };
+        let e = child(&paths, pair[1]).unwrap_err();
+        eprintln!("crabcan-floor: {e}");
+        // SAFETY: _exit ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(125) };
+    }
+    // SAFETY: the child's end is the child's.
+    unsafe { libc::close(pair[1]) };
+    let handed = parent(pid, &paths, pair[0], cgroups);
+    let mut status = 0;
+    // SAFETY: waits for our own child into a live local.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+        }
+    }
+    handed?;
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status) as u8
+    } else {
+        128 + libc::WTERMSIG(status) as u8
+    })
+}
+
+/// The id maps, the idmapped root tree, and the go (with the tree) on the socket.
+fn parent(
+    pid: libc::pid_t,
+    p: &Paths,
+    sock: i32,
+    cgroups: &[std::path::PathBuf],
+) -> Result<(), String> {
+    let map = format!("0 {ID_BASE} 65536\n");
+    for file in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{file}"), &map)
+            .map_err(|e| format!("cannot write {file}: {e}"))?;
+    }
+    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+        .map_err(|e| format!("cannot open the child's user namespace: {e}"))?;
+    // SAFETY: open_tree takes a C string path and flags; it returns a new descriptor.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            p.root.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    let tree = check(tree, "open_tree of the root")? as i32;
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
+    };
+    // SAFETY: mount_setattr reads `attr`, a live properly laid out struct, of the size given.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            size_of::<libc::mount_attr>(),
+        )
+    };
+    check(r, "idmap the root (mount_setattr)")?;
+    for g in cgroups {
+        std::fs::write(g.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| format!("cannot place the child in {}: {e}", g.display()))?;
+    }
+    send_fd(sock, tree)
+}
+
+fn send_fd(sock: i32, fd: i32) -> Result<(), String> {
+    let mut byte = *b"g";
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(size_of::<i32>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: the header points at `cbuf`, which has room for one descriptor's message.
+    unsafe {
+        let cm = libc::CMSG_FIRSTHDR(&msg);
+        (*cm).cmsg_level = libc::SOL_SOCKET;
+        (*cm).cmsg_type = libc::SCM_RIGHTS;
+        (*cm).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<i32>(), fd);
+    }
+    // SAFETY: every pointer in `msg` is to live locals.
+    check(unsafe { libc::sendmsg(sock, &msg, 0) } as _, "send the go")?;
+    Ok(())
+}
+
+fn recv_fd(sock: i32) -> Result<i32, String> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(size_of::<i32>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: every pointer in `msg` is to live locals.
+    let n = check(
+        unsafe { libc::recvmsg(sock, &mut msg, 0) } as _,
+        "wait for the go",
+    )?;
+    // SAFETY: the kernel filled the control buffer the header points at.
+    let cm = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if n == 0 || cm.is_null() {
+        return Err("the parent sent no root tree".into());
+    }
+    // SAFETY: a non-null first header of an SCM_RIGHTS message carries one descriptor.
+    Ok(unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<i32>()) })
+}
+
+fn sys(r: libc::c_int, what: &str) -> Result<(), String> {
+    check(r.into(), what).map(|_| ())
+}
+
+/// Root's ids, the root tree, `/proc`, `/dev`, `pivot_root`, then the init forks the command.
+fn child(p: &Paths, sock: i32) -> Result<(), String> {
+    let tree = recv_fd(sock)?;
+    // SAFETY (this whole function): raw system calls on C strings made before the clone
+    // and on live locals; the process is single-threaded.
+    unsafe {
+        sys(libc::setresgid(0, 0, 0), "setresgid")?;
+        sys(libc::setresuid(0, 0, 0), "setresuid")?;
+        if p.cgroup_ns {
+            sys(
+                libc::unshare(libc::CLONE_NEWCGROUP),
+                "unshare the cgroup namespace",
+            )?;
+        }
+        sys(
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ),
+            "make / private",
+        )?;
+        let r = libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            p.root.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        );
+        check(r, "mount the root (move_mount)")?;
+        let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        sys(
+            libc::mount(
+                c"proc".as_ptr(),
+                p.proc_.as_ptr(),
+                c"proc".as_ptr(),
+                nodev,
+                std::ptr::null(),
+            ),
+            "mount /proc",
+        )?;
+        sys(
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                p.dev.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                c"mode=755".as_ptr().cast(),
+            ),
+            "mount /dev",
+        )?;
+        for (host, inside) in &p.nodes {
+            let fd = libc::open(
+                inside.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o666,
+            );
+            sys(fd, "create a /dev node's mount point")?;
+            libc::close(fd);
+            sys(
+                libc::mount(
+                    host.as_ptr(),
+                    inside.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ),
+                "bind a /dev node",
+            )?;
+        }
+        sys(libc::chdir(p.root.as_ptr()), "chdir to the root")?;
+        let r = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
+        check(r, "pivot_root")?;
+        sys(
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
+            "detach the old root",
+        )?;
+        sys(libc::chdir(c"/".as_ptr()), "chdir /")?;
+        // The init: PID 1 forks the command and ends with its status.
+        let cmd = libc::fork();
+        sys(cmd, "fork the command")?;
+        if cmd == 0 {
+            let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
+            argv.push(std::ptr::null());
+            let envp = [c"PATH=/bin:/usr/bin".as_ptr(), std::ptr::null()];
+            libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
+            eprintln!(
+                "crabcan-floor: exec {}: {}",
+                p.argv[0].to_string_lossy(),
+                std::io::Error::last_os_error()
+            );
+            libc::_exit(127);
+        }
+        let mut status = 0;
+        while libc::waitpid(cmd, &mut status, 0) < 0 {}
+        libc::_exit(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        });
+    }
+}

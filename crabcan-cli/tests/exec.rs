@@ -1,0 +1,930 @@
+//! `crabcan exec` end to end, as engines drive it: a container made with `create`/`start`
+//! over the test root filesystem, every command a subprocess. The test plays the engine:
+//! it is a child subreaper (as conmon and containerd's shim are), so a detached exec'd
+//! process becomes its child.
+
+mod bounded;
+mod common;
+
+use bounded::output_within;
+use common::*;
+use serde_json::{Value, json};
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The container's own command: waits to be killed.
+const WAIT: &str = "trap 'exit 3' TERM; while :; do sleep 0.05; done";
+
+/// The 14 capabilities podman and docker give (their exec process.json files).
+const ENGINE_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The same set as a capability mask.
+const ENGINE_CAP_MASK: &str = "00000000a80425fb";
+
+fn subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(r, 0, "cannot become a child subreaper");
+    });
+}
+
+/// One test's state root, bundle and container.
+struct Env {
+    dir: Scratch,
+    id: String,
+    pid: i32,
+}
+
+impl Env {
+    /// A created and started container running `args` (adjusted by `tweak`).
+    fn running(name: &str, args: &[&str], tweak: impl FnOnce(&mut Value)) -> Env {
+        let e = Env::created(name, args, tweak);
+        assert_ok(&e.cc(&["start", &e.id]));
+        e
+    }
+
+    /// A created container (waiting for start) that will run `args`.
+    fn created(name: &str, args: &[&str], tweak: impl FnOnce(&mut Value)) -> Env {
+        require_root();
+        subreaper();
+        let _ = rootfs();
+        let dir = Scratch::new(&format!("exec-{name}"));
+        let b = dir.path().join("bundle");
+        std::fs::create_dir_all(&b).unwrap();
+        assert_ok(&output_within(
+            crabcan().arg("spec").arg("-b").arg(&b),
+            LIMIT,
+        ));
+        let mut c: Value =
+            serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+        c["root"]["path"] = json!(rootfs());
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(args);
+        c["hostname"] = json!(format!("exec-{name}"));
+        tweak(&mut c);
+        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        let id = format!("exec-{name}-{}", std::process::id());
+        let mut e = Env { dir, id, pid: 0 };
+        let pid_file = b.join("pid");
+        let o = e.cc(&[
+            "create",
+            "-b",
+            &b.to_string_lossy(),
+            "--pid-file",
+            &pid_file.to_string_lossy(),
+            &e.id.clone(),
+        ]);
+        assert_ok(&o);
+        e.pid = std::fs::read_to_string(pid_file).unwrap().parse().unwrap();
+        e
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = crabcan();
+        c.arg("--root").arg(self.root()).args(args);
+        c
+    }
+
+    /// Runs crabcan; `create` and detached execs leave a process holding their stdio.
+    fn cc(&self, args: &[&str]) -> Output {
+        let detaching = args.contains(&"create") || args.contains(&"-d");
+        let mut c = self.cmd(args);
+        if detaching {
+            detached_output(&mut c)
+        } else {
+            output_within(&mut c, LIMIT)
+        }
+    }
+
+    /// `exec [flags] ID args...` in the foreground.
+    fn exec(&self, flags: &[&str], args: &[&str]) -> Output {
+        let mut v = vec!["exec"];
+        v.extend_from_slice(flags);
+        v.push(&self.id);
+        v.extend_from_slice(args);
+        self.cc(&v)
+    }
+
+    fn state_file(&self) -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.root().join(&self.id).join("state.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.state_file()["cgroup_paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| PathBuf::from(p.as_str().unwrap()))
+            .collect()
+    }
+
+    /// `delete --force`, the container's process reaped; nothing of it left.
+    fn delete(self) {
+        let dirs = self.cgroup_dirs();
+        assert_ok(&self.cc(&["delete", "--force", &self.id]));
+        reap(self.pid);
+        assert!(!self.root().join(&self.id).exists(), "state left");
+        for d in dirs {
+            assert!(!d.exists(), "cgroup {} left", d.display());
+        }
+    }
+}
+
+fn detached_output(c: &mut Command) -> Output {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("exec-stderr-{}-{n}", std::process::id()));
+    let f = std::fs::File::create(&path).unwrap();
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    let status = bounded::wait_within(&mut child, LIMIT, "crabcan");
+    let stderr = std::fs::read(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    }
+}
+
+/// Reaps `pid` (our child or adopted) and returns its status as an exit code.
+fn reap(pid: i32) -> i32 {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Ok(_) => {}
+            Err(e) => panic!("cannot reap {pid}: {e}"),
+        }
+        assert!(Instant::now() < deadline, "{pid} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn ppid(pid: i32) -> i32 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn assert_one_line(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
+    assert!(e.contains(needle), "{needle:?} not in {e:?}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+fn ns_link(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A detached exec of `args`; returns the exec'd process's pid (now our child).
+fn exec_detached(env: &Env, flags: &[&str], args: &[&str]) -> i32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pf = env.dir.path().join(format!("exec-pid-{n}"));
+    let _ = std::fs::remove_file(&pf);
+    let mut v = vec!["exec", "-d", "--pid-file"];
+    let pfs = pf.to_string_lossy().into_owned();
+    v.push(&pfs);
+    v.extend_from_slice(flags);
+    v.push(&env.id);
+    v.extend_from_slice(args);
+    assert_ok(&env.cc(&v));
+    std::fs::read_to_string(&pf)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn exec_joins_the_containers_namespaces_cgroups_and_mounts() {
+    let env = Env::running("joins", &["sh", "-c", WAIT], |_| {});
+    let o = env.exec(&[], &["sh", "-c", "hostname; echo $$"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("exec-joins"), "{out}");
+    let inner: i32 = lines[1].parse().unwrap();
+    assert!(inner > 1, "a pid of the container's namespace: {out}");
+    // Seen from the host: a running exec'd process is in every namespace and cgroup of the
+    // container's process, and sees the same mounts.
+    let p = exec_detached(&env, &[], &["sleep", "30"]);
+    let (c, e) = (env.pid.to_string(), p.to_string());
+    for kind in ["mnt", "pid", "ipc", "uts", "net", "cgroup"] {
+        assert_eq!(ns_link(&c, kind), ns_link(&e, kind), "{kind}");
+    }
+    assert_ne!(ns_link("self", "pid"), ns_link(&e, "pid"));
+    let cg = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(cg(&c), cg(&e));
+    for d in env.cgroup_dirs() {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(procs.lines().any(|l| l == e), "{p} not in {}", d.display());
+    }
+    let mi = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert_eq!(mi(&c), mi(&e));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{e}/root")).unwrap(),
+        Path::new("/")
+    );
+    // The caller adopts it; no crabcan process is between.
+    assert_eq!(ppid(p), std::process::id() as i32);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL).unwrap();
+    assert_eq!(reap(p), 137);
+    env.delete();
+}
+
+#[test]
+fn the_exit_status_is_the_exec_d_processs_and_signals_are_forwarded() {
+    let env = Env::running("status", &["sh", "-c", WAIT], |_| {});
+    assert_eq!(code(&env.exec(&[], &["sh", "-c", "exit 7"])), 7);
+    assert_eq!(code(&env.exec(&[], &["sh", "-c", "kill -9 $$"])), 137);
+    assert_eq!(code(&env.exec(&[], &["true"])), 0);
+    let o = env.exec(&[], &["no-such-command"]);
+    assert_ne!(code(&o), 0);
+    assert_one_line(&o, "executable file not found");
+    // SIGTERM to crabcan reaches the process, whose trap answers with 5.
+    let mut child = env
+        .cmd(&[
+            "exec",
+            &env.id,
+            "sh",
+            "-c",
+            "trap 'exit 5' TERM; echo up; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = bounded::Lines::new(child.stdout.take().unwrap());
+    assert_eq!(lines.next_within(LIMIT).unwrap().as_deref(), Some("up"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let st = bounded::wait_within(&mut child, LIMIT, "crabcan exec");
+    assert_eq!(st.code(), Some(5));
+    env.delete();
+}
+
+#[test]
+fn flags_and_process_files_shape_the_exec_d_process() {
+    let env = Env::running("process", &["sh", "-c", WAIT], |_| {});
+    let script = "id; pwd; echo $FOO; grep -E '^Cap(Eff|Bnd)' /proc/self/status";
+    let o = env.exec(
+        &["-u", "65534:65534", "--cwd", "/tmp", "-e", "FOO=bar"],
+        &["sh", "-c", script],
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.starts_with("uid=65534"), "{out}");
+    assert!(out.contains("\n/tmp\nbar\n"), "{out}");
+    // docker's shape: nobody, /tmp, env, the engines' capabilities.
+    let docker = json!({
+        "user": {"uid": 65534, "gid": 65534, "additionalGids": [65534]},
+        "args": ["sh", "-c", script],
+        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOSTNAME=abc", "FOO=bar"],
+        "cwd": "/tmp",
+        "capabilities": {"bounding": ENGINE_CAPS, "effective": ENGINE_CAPS,
+                         "permitted": ENGINE_CAPS},
+        "oomScoreAdj": 0
+    });
+    let pf = env.dir.path().join("docker-process.json");
+    std::fs::write(&pf, docker.to_string()).unwrap();
+    let o = env.exec(&["--process", &pf.to_string_lossy()], &[]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.starts_with("uid=65534(nobody) gid=65534"), "{out}");
+    assert!(out.contains("\n/tmp\nbar\n"), "{out}");
+    assert!(
+        out.contains(&format!("CapBnd:\t{ENGINE_CAP_MASK}")),
+        "{out}"
+    );
+    // ctr's shape: root with the engines' set, effective; rlimits as given.
+    let ctr = json!({
+        "user": {"uid": 0, "gid": 0, "additionalGids": [0]},
+        "args": ["sh", "-c", "grep -E '^CapEff' /proc/self/status; ulimit -n; id -G"],
+        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "cwd": "/",
+        "capabilities": {"bounding": ENGINE_CAPS, "effective": ENGINE_CAPS,
+                         "permitted": ENGINE_CAPS},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1000, "soft": 900}],
+        "noNewPrivileges": true
+    });
+    std::fs::write(&pf, ctr.to_string()).unwrap();
+    let o = env.exec(&["-p", &pf.to_string_lossy()], &[]);
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        format!("CapEff:\t{ENGINE_CAP_MASK}\n900\n0\n"),
+        "{}",
+        stderr(&o)
+    );
+    // The container's own defaults (the runtime-spec's three capabilities) with one added.
+    let o = env.exec(
+        &["--cap", "CAP_CHOWN"],
+        &["grep", "^CapEff", "/proc/self/status"],
+    );
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "CapEff:\t0000000020000421\n");
+    let o = env.exec(&["-u", "x"], &["true"]);
+    assert_one_line(&o, "--user");
+    env.delete();
+}
+
+#[test]
+fn the_config_is_the_one_the_container_was_created_with() {
+    let env = Env::running("config", &["sh", "-c", WAIT], |c| {
+        c["process"]["env"] = json!(["PATH=/bin", "STAMP=first"]);
+    });
+    let cfg = env.dir.path().join("bundle/config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("STAMP=first", "STAMP=second")).unwrap();
+    let o = env.exec(&[], &["sh", "-c", "echo $STAMP"]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "first\n");
+    env.delete();
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS on `sock`.
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
+    let mut buf = [0u8; 256];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            assert_eq!(fds.len(), 1, "exactly one descriptor");
+            // SAFETY: the kernel just installed this descriptor for us.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor came over the console socket");
+}
+
+/// Reads the pty master until `end` shows up (or it closes).
+fn read_pty_until(master: OwnedFd, end: &str) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let end = end.to_string();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut all = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&all).contains(&end) {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&all).into_owned());
+    });
+    rx.recv_timeout(LIMIT)
+        .expect("the pty said nothing in time")
+}
+
+#[test]
+fn a_console_socket_receives_the_exec_d_processs_pty() {
+    let env = Env::running("console", &["sh", "-c", WAIT], |_| {});
+    let sock_path = env.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let accept = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        recv_fd(&s)
+    });
+    // podman's `exec -it` shape.
+    let podman = json!({
+        "terminal": true,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", "tty; [ -t 0 ] && echo stdin-is-a-tty; echo done"],
+        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm", "container=podman", "HOME=/root"],
+        "cwd": "/",
+        "capabilities": {"bounding": ENGINE_CAPS, "effective": ENGINE_CAPS,
+                         "permitted": ENGINE_CAPS},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+                    {"type": "RLIMIT_NPROC", "hard": 1024, "soft": 1024}]
+    });
+    let pf = env.dir.path().join("process.json");
+    std::fs::write(&pf, podman.to_string()).unwrap();
+    let p = exec_detached(
+        &env,
+        &[
+            "--process",
+            &pf.to_string_lossy(),
+            "--tty",
+            "--console-socket",
+            &sock_path.to_string_lossy(),
+        ],
+        &[],
+    );
+    let master = accept.join().unwrap();
+    let out = read_pty_until(master, "done");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("stdin-is-a-tty"), "{out:?}");
+    assert_eq!(reap(p), 0);
+    env.delete();
+}
+
+#[test]
+fn a_foreground_tty_is_crabcans_own_pty_relayed() {
+    let env = Env::running("tty", &["sh", "-c", WAIT], |_| {});
+    let o = env.exec(
+        &["-t"],
+        &[
+            "sh",
+            "-c",
+            "tty; [ -t 0 ] && [ -t 1 ] && echo both-tty; exit 4",
+        ],
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("both-tty"), "{out:?}");
+    let o = env.exec(&["-t", "-d"], &["true"]);
+    assert_one_line(&o, "cannot allocate tty");
+    env.delete();
+}
+
+/// Runs `cmd` with a pipe's write end as fd 3 (not close-on-exec); returns what came
+/// through the pipe and the output.
+fn with_fd3(mut cmd: Command) -> (String, Output) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let wraw = w.as_raw_fd();
+    // SAFETY: dup2 onto fd 3 in the child before exec; async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(wraw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = output_within(&mut cmd, LIMIT);
+    drop(w);
+    let mut s = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut s);
+    (s, o)
+}
+
+#[test]
+fn preserve_fds_passes_descriptors_and_nothing_else_is_inherited() {
+    let env = Env::running("fds", &["sh", "-c", WAIT], |_| {});
+    let (got, o) = with_fd3(env.cmd(&[
+        "exec",
+        "--preserve-fds",
+        "1",
+        &env.id,
+        "sh",
+        "-c",
+        "echo through-fd3 >&3",
+    ]));
+    assert_ok(&o);
+    assert_eq!(got, "through-fd3\n");
+    // Without it the same descriptor does not reach the process (CVE-2024-21626 class).
+    let (got, o) = with_fd3(env.cmd(&[
+        "exec",
+        &env.id,
+        "sh",
+        "-c",
+        "ls /proc/self/fd; echo through-fd3 >&3",
+    ]));
+    assert_eq!(got, "", "fd 3 reached the process");
+    assert_ne!(code(&o), 0);
+    let fds: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "only stdio (and ls's own dir)");
+    env.delete();
+}
+
+/// CVE-2024-21626: a host directory leaked as fd 7, and the caller's host working
+/// directory, never become the exec'd process's working directory.
+#[test]
+fn a_leaked_host_directory_is_not_a_way_out() {
+    let env = Env::running("leak", &["sh", "-c", WAIT], |_| {});
+    let marker = env.dir.path().join("host-only-marker");
+    std::fs::write(&marker, "host").unwrap();
+    let dir = nix::fcntl::open(
+        env.dir.path(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let raw = dir.as_raw_fd();
+    for (flags, script) in [
+        (&["--cwd", "/proc/self/fd/7"][..], "pwd; ls"),
+        (&[][..], "cd /proc/self/fd/7 && pwd && ls"),
+        (
+            &[][..],
+            "pwd; ls ../../../.. ; cat ../../../../host-only-marker",
+        ),
+    ] {
+        let mut cmd = env.cmd(&["exec"]);
+        cmd.args(flags)
+            .args([env.id.as_str(), "sh", "-c", script])
+            .current_dir(env.dir.path());
+        // SAFETY: dup2 onto fd 7 in the child before exec; async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 7) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let o = output_within(&mut cmd, LIMIT);
+        let out = stdout(&o);
+        assert!(
+            !out.contains("host-only-marker") && !out.contains("host\n"),
+            "{flags:?} {script}: the host directory was reached: {out}"
+        );
+        assert!(!out.contains("unreachable"), "{out}");
+    }
+    drop(dir);
+    env.delete();
+}
+
+#[test]
+fn paused_stopped_unknown_and_created_containers() {
+    // Created, not started: exec works (as in runc).
+    let env = Env::created("created", &["sh", "-c", WAIT], |_| {});
+    let o = env.exec(&[], &["hostname"]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "exec-created\n");
+    assert_ok(&env.cc(&["start", &env.id]));
+    // Paused: refused clearly, and works again once thawed.
+    let dirs = env.cgroup_dirs();
+    let freezer = |on: bool| {
+        for d in &dirs {
+            if d.join("freezer.state").exists() {
+                let v = if on { "FROZEN" } else { "THAWED" };
+                std::fs::write(d.join("freezer.state"), v).unwrap();
+                return;
+            }
+            if d.join("cgroup.freeze").exists() {
+                std::fs::write(d.join("cgroup.freeze"), if on { "1" } else { "0" }).unwrap();
+                return;
+            }
+        }
+        panic!("no freezer among {dirs:?}");
+    };
+    freezer(true);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let o = env.cc(&["state", &env.id]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        if v["status"] == "paused" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never paused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = env.exec(&[], &["true"]);
+    assert_eq!(code(&o), 1);
+    assert_one_line(&o, "cannot exec in a paused container");
+    freezer(false);
+    let deadline = Instant::now() + LIMIT;
+    while code(&env.exec(&[], &["true"])) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "exec never worked after the thaw"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Stopped.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(env.pid),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let pid = env.pid;
+    assert_eq!(reap(pid), 137);
+    let o = env.exec(&[], &["true"]);
+    assert_eq!(code(&o), 1);
+    assert_one_line(&o, "cannot exec in a stopped container");
+    // Unknown.
+    let o = env.cc(&["exec", "no-such-container-x", "true"]);
+    assert_eq!(code(&o), 1);
+    assert_one_line(&o, "container does not exist");
+    let dirs = env.cgroup_dirs();
+    assert_ok(&env.cc(&["delete", &env.id]));
+    for d in dirs {
+        assert!(!d.exists());
+    }
+}
+
+#[test]
+fn no_exec_d_process_survives_delete_force() {
+    let before = host_state();
+    let env = Env::running("cleanup", &["sh", "-c", WAIT], |_| {});
+    let detached = exec_detached(&env, &[], &["sleep", "1000"]);
+    let mut fg = env
+        .cmd(&["exec", &env.id, "sh", "-c", "echo up; exec sleep 1001"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = bounded::Lines::new(fg.stdout.take().unwrap());
+    assert_eq!(lines.next_within(LIMIT).unwrap().as_deref(), Some("up"));
+    assert!(alive(detached));
+    let (root, id) = (env.root(), env.id.clone());
+    // As an engine does (a subreaper reaps as children exit): the pid namespace's init
+    // finishes dying only once every other process of the namespace is reaped.
+    let reaper = std::thread::spawn(move || reap(detached));
+    env.delete();
+    assert_eq!(reaper.join().unwrap(), 137);
+    let st = bounded::wait_within(&mut fg, LIMIT, "foreground exec");
+    assert_eq!(st.code(), Some(137));
+    assert!(!root.join(&id).exists());
+    // Without a pid namespace of its own, the container's cgroup is what holds its
+    // processes: an exec'd one goes with it too.
+    let env = Env::running("cleanup-hostpid", &["sh", "-c", WAIT], |c| {
+        let ns: Vec<Value> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] != "pid")
+            .cloned()
+            .collect();
+        c["linux"]["namespaces"] = Value::Array(ns);
+    });
+    let detached = exec_detached(&env, &[], &["sleep", "1002"]);
+    assert_eq!(
+        ns_link("self", "pid"),
+        ns_link(&detached.to_string(), "pid")
+    );
+    let reaper = std::thread::spawn(move || reap(detached));
+    env.delete();
+    assert_eq!(reaper.join().unwrap(), 137);
+    assert_eq!(host_state(), before);
+}
+
+/// CVE-2019-5736 and CVE-2016-9962 during execs: a process in the container watches every
+/// process that appears while execs run; none that still runs the runtime's image may be
+/// dumpable (open /proc/PID/exe) or let it write the runtime's binary. Judged on a copy.
+#[test]
+fn execs_give_the_container_no_handle_on_the_runtime() {
+    require_root();
+    subreaper();
+    let env = Env::running("cve", &["sh", "-c", WAIT], |_| {});
+    let copy = env.dir.path().join("crabcan-under-attack");
+    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    let original = std::fs::read(&copy).unwrap();
+    let run_copy = |args: &[&str]| {
+        let mut c = Command::new(&copy);
+        c.arg("--root").arg(env.root()).args(args);
+        c
+    };
+    let mut watcher = run_copy(&["exec", &env.id, "/bin/crabcan-probe", "watch-execs", "6"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = bounded::Lines::new(watcher.stdout.take().unwrap());
+    assert_eq!(
+        lines.next_within(LIMIT).unwrap().as_deref(),
+        Some("watching")
+    );
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(5) {
+        let o = output_within(
+            run_copy(&["exec", &env.id, "sh", "-c", "true"]).stdin(Stdio::null()),
+            LIMIT,
+        );
+        assert_ok(&o);
+        n += 1;
+    }
+    let verdict = lines.rest_within(LIMIT).unwrap();
+    bounded::wait_within(&mut watcher, LIMIT, "the watcher");
+    assert!(
+        std::fs::read(&copy).unwrap() == original,
+        "the runtime's binary was rewritten: {verdict}"
+    );
+    assert!(verdict.starts_with("blocked: watch-execs"), "{verdict}");
+    let seen: usize = verdict
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        seen > 0,
+        "the watcher never caught an exec in setup ({n} execs): {verdict}"
+    );
+    eprintln!("{verdict} during {n} execs");
+    env.delete();
+}
+
+/// Whether `bin` is dynamically linked (names an ELF interpreter).
+fn has_interpreter(bin: &Path) -> bool {
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(bin)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    head[..n]
+        .windows(8)
+        .any(|w| w == b"/lib64/l" || w == b"/lib/ld-")
+}
+
+/// CVE-2019-5736 as it was exploited: the exec'd command is a script whose interpreter is
+/// `/proc/self/exe`, so the kernel runs the runtime's binary in the container with the
+/// image's dynamic loader (the attacker), which holds its own executable and writes
+/// through it once the runtime is gone (a detached exec: at once). Judged on a copy.
+#[test]
+fn an_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
+    require_root();
+    let image_dir = Scratch::new("exec-cve-image");
+    let root = image_dir.path().join("root");
+    let o = output_within(Command::new("cp").arg("-a").arg(rootfs()).arg(&root), LIMIT);
+    assert!(o.status.success(), "cp -a of the test rootfs: {o:?}");
+    let env = Env::running("loader", &["sh", "-c", WAIT], |c| {
+        c["root"]["path"] = json!(root);
+    });
+    let copy = env.dir.path().join("crabcan-under-attack");
+    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    let original = std::fs::read(&copy).unwrap();
+    if !has_interpreter(&copy) {
+        // A static runtime (as in the VM) loads no interpreter from the image: this way in
+        // does not exist, and the watch test covers the rest.
+        eprintln!("static runtime binary: no loader to stage");
+        env.delete();
+        return;
+    }
+    std::fs::create_dir_all(root.join("lib64")).unwrap();
+    std::fs::copy(
+        root.join("bin/crabcan-probe"),
+        root.join("lib64/ld-linux-x86-64.so.2"),
+    )
+    .unwrap();
+    std::fs::write(root.join("entry"), "#!/proc/self/exe overwrite-exe\n").unwrap();
+    std::fs::set_permissions(
+        root.join("entry"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let pf = env.dir.path().join("attacker-pid");
+    let mut c = Command::new(&copy);
+    c.arg("--root")
+        .arg(env.root())
+        .args(["exec", "-d", "--pid-file"])
+        .arg(&pf)
+        .args([env.id.as_str(), "/entry"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let lines = bounded::Lines::new(child.stdout.take().unwrap());
+    let st = bounded::wait_within(&mut child, LIMIT, "crabcan exec -d");
+    assert!(st.success(), "{st:?}");
+    let attacker: i32 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
+    let out = lines.rest_within(LIMIT).unwrap();
+    reap(attacker);
+    assert!(
+        std::fs::read(&copy).unwrap() == original,
+        "the runtime's binary was rewritten: {out}"
+    );
+    assert!(out.starts_with("ready\nblocked: overwrite-exe"), "{out}");
+    env.delete();
+}
+
+#[test]
+fn exec_joins_a_containers_user_namespace() {
+    const HOST_BASE: u32 = 2_000_000_000;
+    let env = Env::running("userns", &["sh", "-c", WAIT], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": HOST_BASE, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    let o = env.exec(
+        &[],
+        &["sh", "-c", "id -u; hostname; cat /proc/self/uid_map"],
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "exec-userns", "0", &HOST_BASE.to_string(), "65536"],
+        "{out}"
+    );
+    let p = exec_detached(&env, &["-u", "1000:1000"], &["sleep", "30"]);
+    let (c, e) = (env.pid.to_string(), p.to_string());
+    for kind in ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"] {
+        assert_eq!(ns_link(&c, kind), ns_link(&e, kind), "{kind}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{e}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let host_uid = (HOST_BASE + 1000).to_string();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == host_uid),
+        "{uid_line}"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL).unwrap();
+    assert_eq!(reap(p), 137);
+    env.delete();
+}
+
+/// The exec'd process gets the container's seccomp profile, with and without
+/// no_new_privs (without it the filter goes in before the capabilities are dropped).
+#[test]
+fn the_exec_d_process_has_the_containers_seccomp_profile() {
+    let env = Env::running("seccomp", &["sh", "-c", WAIT], |c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    // EPERM from the filter, where the kernel would say ENOENT.
+    let script = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+                  rmdir /no-such-dir 2>&1 | grep -q 'not permitted' && echo refused";
+    let o = env.exec(&[], &["sh", "-c", script]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "NoNewPrivs:\t1\nSeccomp:\t2\nrefused\n");
+    let docker_like = json!({
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", script],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "capabilities": {"bounding": ENGINE_CAPS, "effective": ENGINE_CAPS,
+                         "permitted": ENGINE_CAPS},
+        "noNewPrivileges": false
+    });
+    let pf = env.dir.path().join("process.json");
+    std::fs::write(&pf, docker_like.to_string()).unwrap();
+    let o = env.exec(&["--process", &pf.to_string_lossy()], &[]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "NoNewPrivs:\t0\nSeccomp:\t2\nrefused\n");
+    env.delete();
+}
