@@ -140,6 +140,8 @@ pub enum OciCmd {
         #[arg(short, long)]
         detach: bool,
     },
+    #[command(flatten)]
+    Ops(crate::ops::OpsCmd),
 }
 
 /// `list` formats.
@@ -182,7 +184,11 @@ pub fn is_oci(args: &[OsString]) -> bool {
             .iter()
             .take_while(|w| **w != "--")
             .any(|w| *w == "-b" || *w == "--bundle" || w.starts_with("--bundle=")),
-        Some(w) => COMMANDS.contains(w) || (global_given && !w.starts_with('-')),
+        Some(w) => {
+            COMMANDS.contains(w)
+                || crate::ops::COMMANDS.contains(w)
+                || (global_given && !w.starts_with('-'))
+        }
     }
 }
 
@@ -418,6 +424,7 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
                 .map_err(|e| Errcode::setup(format!("cannot write {}: {e}", path.display())))?;
             Ok(0)
         }
+        OciCmd::Ops(c) => crate::ops::run(&root, c),
         OciCmd::Features => {
             crate::emit(&format!(
                 "{}\n",
@@ -542,6 +549,9 @@ mod tests {
             &["c", "spec"],
             &["c", "features"],
             &["c", "--version"],
+            &["c", "ps", "--format", "json", "x"],
+            &["c", "pause", "x"],
+            &["c", "update", "--resources", "-", "x"],
         ] {
             assert!(is_oci(&os(v)), "{v:?}");
         }

@@ -144,3 +144,32 @@ fn task_exec_and_ps() {
     );
     c.finish();
 }
+
+#[test]
+fn task_ps_lists_the_containers_processes() {
+    let c = Ctr::start("ctr_ps");
+    let id = c.id("box");
+    c.run(
+        &["-d", "--null-io"],
+        &id,
+        &["sh", "-c", "sleep 500 & exec sleep 600"],
+    )
+    .ok();
+    let init = c.pid(&id);
+    // `ctr task ps` is the runtime's `ps --format json`: the init and its child, nothing
+    // else.
+    let pids = bounded::until(Duration::from_secs(20), "ctr task ps lists both", || {
+        let text = c.run_cmd(&["task", "ps", &id]).ok().to_string();
+        let pids: Vec<u32> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        (pids.len() == 2).then_some(pids)
+    });
+    assert!(pids.contains(&init), "no init {init} in {pids:?}");
+    let other = pids.iter().find(|p| **p != init).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{other}/cmdline")).unwrap_or_default();
+    assert_eq!(cmdline, b"sleep\x00500\x00", "ctr task ps named {other}");
+    c.finish();
+}

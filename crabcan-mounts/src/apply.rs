@@ -673,14 +673,49 @@ impl<'p> State<'p> {
         let fresh_kernel_fs = matches!(args.fstype.as_str(), "proc" | "sysfs");
         let at = self.entry_target(target, Kind::Dir, fresh_kernel_fs)?;
         let what = || format!("mount {} on {}", args.fstype, target.display());
+        let copy_up = e.options.copy_up && args.fstype == "tmpfs";
+        // The covered directory, opened before the mount hides it.
+        let below = if copy_up {
+            Some(
+                sys::reopen_dir(at.as_fd())
+                    .sys_ctx(|| format!("open {} to copy it up", target.display()))?,
+            )
+        } else {
+            None
+        };
+        // Filled while writable; made read-only after.
+        let flags = if copy_up {
+            args.flags & !libc::MS_RDONLY
+        } else {
+            args.flags
+        };
         nix::mount::mount(
             Some(args.source.as_str()),
             sys::fd_path(at.as_fd()).as_str(),
             Some(args.fstype.as_str()),
-            MsFlags::from_bits_retain(args.flags),
+            MsFlags::from_bits_retain(flags),
             args.data.as_deref(),
         )
         .sys_ctx(what)?;
+        if let Some(below) = below {
+            let mounted = sys::open_in_root(self.root()?, target, OFlag::O_PATH).sys_ctx(what)?;
+            let fresh = sys::reopen_dir(mounted.as_fd()).sys_ctx(what)?;
+            let mode_given = e.options.data.iter().any(|d| d.starts_with("mode="));
+            crate::copyup::copy_tree(below.as_fd(), fresh.as_fd(), mode_given).map_err(
+                |(p, errno)| {
+                    Errcode::sys(
+                        format!(
+                            "copy {} into the tmpfs mounted over it (tmpcopyup)",
+                            target.join(p).display()
+                        ),
+                        errno,
+                    )
+                },
+            )?;
+            if e.options.read_only() {
+                sys::mount_setattr(mounted.as_fd(), sys::ATTR_RDONLY, false).sys_ctx(what)?;
+            }
+        }
         if e.options.rec_set == 0 && e.options.rec_clear == 0 && e.options.propagation.is_none() {
             return Ok(());
         }

@@ -45,6 +45,7 @@
 
 mod apply;
 pub mod cgroup;
+mod copyup;
 mod options;
 mod plan;
 mod prepare;

@@ -107,6 +107,9 @@ pub struct MountOptions {
     pub rec_clear: u64,
     /// Every other word, in order: the filesystem's own options (`mode=755`, `size=64k`).
     pub data: Vec<String>,
+    /// `tmpcopyup` (runc's extension, for tmpfs): the fresh tmpfs starts with a copy of
+    /// what the directory it covers held.
+    pub copy_up: bool,
 }
 
 /// What one flag word does.
@@ -201,6 +204,10 @@ impl MountOptions {
                 continue;
             }
             match w.as_str() {
+                "tmpcopyup" => {
+                    o.copy_up = true;
+                    continue;
+                }
                 "bind" => {
                     o.bind.get_or_insert(Bind::Single);
                     continue;
@@ -340,6 +347,12 @@ mod tests {
             assert_eq!((o.flags, o.clear), (0, f), "{w}");
         }
         assert_eq!(parse(&["defaults"]), MountOptions::default());
+        // runc's copy-up word is an option of ours, never data for the kernel (tmpfs
+        // refuses unknown words with EINVAL).
+        let o = parse(&["nosuid", "tmpcopyup", "mode=755"]);
+        assert!(o.copy_up);
+        assert_eq!(o.data, ["mode=755"]);
+        assert!(!parse(&["nosuid"]).copy_up);
     }
 
     #[test]

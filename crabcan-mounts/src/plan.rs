@@ -598,6 +598,13 @@ impl Builder {
                     target.display()
                 )));
             }
+            if e.options.copy_up && (fstype != "tmpfs" || e.options.bind.is_some()) {
+                return Err(Errcode::usage(format!(
+                    "mount on {}: tmpcopyup is for a tmpfs only, not {}",
+                    target.display(),
+                    if fstype.is_empty() { "a bind" } else { fstype }
+                )));
+            }
             if let Some(bind) = bind_kind(e) {
                 let Some(source) = e.source.as_ref().filter(|s| s.is_absolute()) else {
                     return Err(Errcode::usage(format!(

@@ -20,6 +20,15 @@ fn cpath(p: &Path) -> Result<CString, Errno> {
     CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)
 }
 
+/// A readable directory descriptor for the directory an `O_PATH` descriptor names.
+pub fn reopen_dir(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    nix::fcntl::open(
+        fd_path(fd).as_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 /// Clones the mount (tree) at `path` into a new detached mount; its fd is returned.
 pub fn open_tree(path: &Path, recursive: bool, follow: bool) -> Result<OwnedFd, Errno> {
     let c = cpath(path)?;

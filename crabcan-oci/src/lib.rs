@@ -16,6 +16,7 @@ mod translate;
 
 pub use default::default_spec;
 pub use plan::*;
+pub use resources::parse_update;
 pub use subsystems::{cgroup_path, mount_config, security_config};
 pub use translate::{Host, translate};
 

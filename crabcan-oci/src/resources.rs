@@ -7,7 +7,7 @@ use crabcan_cgroups::{
     Access, BlockIo, Cpu, DeviceKind, DeviceRule, HugepageLimit, Memory, Network, Pids, Resources,
     ThrottleDevice, WeightDevice,
 };
-use crabcan_errors::Result;
+use crabcan_errors::{Errcode, Result};
 use oci_spec::runtime as oci;
 
 fn num_u32(v: i64, at: &str) -> Result<u32> {
@@ -275,6 +275,17 @@ pub fn resources(r: &oci::LinuxResources) -> Result<Resources> {
     Ok(res)
 }
 
+/// Parses the LinuxResources JSON that `update --resources` reads (what engines send: unset
+/// fields as 0, which mean "leave as is", as runc reads them). Device rules are not
+/// changed by an update, as with runc, so they are dropped here.
+pub fn parse_update(text: &[u8]) -> Result<Resources> {
+    let r: oci::LinuxResources = serde_json::from_slice(text)
+        .map_err(|e| Errcode::usage(format!("invalid resources JSON: {e}")))?;
+    let mut res = resources(&r)?;
+    res.devices = None;
+    Ok(res)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +307,30 @@ mod tests {
                 mknod: acc & 4 != 0,
             },
         }
+    }
+
+    #[test]
+    fn dockers_update_sets_only_the_pids_limit() {
+        // docker's `update --pids-limit 33` as its shim hands it over: unset fields are 0.
+        let text = br#"{"memory":{"limit":0,"reservation":0,"kernel":0},"cpu":{"shares":0,"quota":0,"period":0},"pids":{"limit":33},"blockIO":{"weight":0}}"#;
+        let r = parse_update(text).unwrap();
+        assert_eq!(r.pids, Some(Pids { limit: 33 }));
+        assert_eq!(r.memory.as_ref().unwrap().limit, None);
+        assert_eq!(r.cpu.as_ref().unwrap().shares, None);
+        assert_eq!(r.cpu.as_ref().unwrap().quota, None);
+        assert_eq!(r.block_io.as_ref().unwrap().weight, None);
+    }
+
+    #[test]
+    fn update_json_errors_are_one_line() {
+        let e = parse_update(b"{not json").unwrap_err().to_string();
+        assert!(e.starts_with("invalid resources JSON"), "{e}");
+        let e = parse_update(br#"{"memory":{"limit":5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory limit 5"), "{e}");
+        let r = parse_update(br#"{"devices":[{"allow":true,"access":"rwm"}]}"#).unwrap();
+        assert_eq!(r.devices, None);
     }
 
     #[test]

@@ -10,10 +10,12 @@ mod create;
 mod exec;
 mod exec_tty;
 mod hooks;
+mod ops;
 mod state;
 
 pub use create::{CreateOptions, create};
 pub use exec::{CONFIG_COPY, ExecOptions, exec, process_json};
+pub use ops::{Event, filter_ps, pause, pids, resume, stats, update, watch};
 pub use state::{
     FIFO, HookRecord, Locked, MAX_ID_LEN, OciState, STATE_FILE, State, Status, default_root,
     not_exist, now_rfc3339, parse_stat, read_state, rfc3339, start_time, validate_id,
@@ -254,6 +256,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
         Status::Running | Status::Paused if force => {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGKILL);
+            if st == Status::Paused
+                && let Some(cg) = open_cgroup(&s)
+            {
+                // A frozen process does not die of the KILL until it is thawed.
+                cg.thaw()?;
+            }
             wait_gone(&s)?;
         }
         _ => {
