@@ -126,6 +126,15 @@ impl DeviceRule {
             && self.access.covers(access)
     }
 
+    /// Whether some device is named by both rules (whatever their accesses).
+    pub fn overlaps(&self, other: &DeviceRule) -> bool {
+        let kinds = self.kind == DeviceKind::All
+            || other.kind == DeviceKind::All
+            || self.kind == other.kind;
+        let same = |a: Option<u32>, b: Option<u32>| a.is_none() || b.is_none() || a == b;
+        kinds && same(self.major, other.major) && same(self.minor, other.minor)
+    }
+
     /// Whether it matches every request (every device, every access): it overrides all
     /// rules before it.
     pub fn is_total(&self) -> bool {
@@ -221,18 +230,16 @@ pub struct V1Write {
 /// [`DeviceRule::is_total`]) are overridden and left out; that total rule must deny (no
 /// total rule: deny, as with no match); every rule after it must allow, and no two of them
 /// may name the same device numbers (the kernel would merge their accesses into one
-/// exception that grants more than either). Other lists are refused, naming the rule.
+/// exception that grants more than either). A last total rule that allows (a privileged
+/// container) becomes v1's allow-everything default with deny exceptions, see
+/// [`v1_writes_allowing`]. Other lists are refused, naming the rule.
 pub fn v1_writes(rules: &[DeviceRule]) -> Result<Vec<V1Write>> {
     check_rules(rules)?;
     let start = rules.iter().rposition(DeviceRule::is_total);
     if let Some(i) = start
         && rules[i].allow
     {
-        return Err(v1_refused(
-            i,
-            &rules[i],
-            "cgroup v1 cannot follow allowing everything with exact exceptions",
-        ));
+        return v1_writes_allowing(rules, i);
     }
     let first = start.map_or(0, |i| i + 1);
     let mut out = vec![V1Write {
@@ -253,13 +260,8 @@ pub fn v1_writes(rules: &[DeviceRule]) -> Result<Vec<V1Write>> {
                 "cgroup v1 can only add exceptions to its default, not take part of one back",
             ));
         }
-        let kinds: &[char] = match r.kind {
-            DeviceKind::All => &['c', 'b'],
-            DeviceKind::Char => &['c'],
-            DeviceKind::Block => &['b'],
-        };
-        for &k in kinds {
-            let key = (k, r.major, r.minor);
+        for line in v1_lines(r) {
+            let key = (line.0, r.major, r.minor);
             if seen.contains(&key) {
                 return Err(v1_refused(
                     i,
@@ -268,19 +270,80 @@ pub fn v1_writes(rules: &[DeviceRule]) -> Result<Vec<V1Write>> {
                 ));
             }
             seen.push(key);
-            let num = |n: Option<u32>| n.map_or("*".to_string(), |n| n.to_string());
             out.push(V1Write {
                 file: "devices.allow",
-                value: format!(
+                value: line.1,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The v1 lines of a list whose last total rule (at `total`) allows everything (a privileged
+/// container): `devices.allow a`, then each later deny as an exception. With that default
+/// the kernel refuses a request that shares any access with a deny exception, so only denies
+/// of every access keep the rules' meaning (last match decides); an allow after a deny it
+/// overlaps would have to take part of that exception back, which v1 cannot. Allows that
+/// overlap no earlier deny change nothing and are left out.
+fn v1_writes_allowing(rules: &[DeviceRule], total: usize) -> Result<Vec<V1Write>> {
+    let mut out = vec![V1Write {
+        file: "devices.allow",
+        value: "a".into(),
+    }];
+    let mut denied: Vec<&DeviceRule> = Vec::new();
+    for (i, r) in rules.iter().enumerate().skip(total + 1) {
+        if r.access.letters().is_empty() {
+            continue;
+        }
+        if r.allow {
+            if denied.iter().any(|d| d.overlaps(r)) {
+                return Err(v1_refused(
+                    i,
+                    r,
+                    "after allowing everything, cgroup v1 cannot allow again part of what a deny took back",
+                ));
+            }
+            continue;
+        }
+        if r.access != Access::RWM {
+            return Err(v1_refused(
+                i,
+                r,
+                "after allowing everything, cgroup v1 denies a device for every access or none",
+            ));
+        }
+        denied.push(r);
+        out.extend(v1_lines(r).into_iter().map(|(_, value)| V1Write {
+            file: "devices.deny",
+            value,
+        }));
+    }
+    Ok(out)
+}
+
+/// The v1 lines (`c 1:3 rwm`) of one rule, with its kind letter: an all-kinds rule is a
+/// char and a block line.
+fn v1_lines(r: &DeviceRule) -> Vec<(char, String)> {
+    let kinds: &[char] = match r.kind {
+        DeviceKind::All => &['c', 'b'],
+        DeviceKind::Char => &['c'],
+        DeviceKind::Block => &['b'],
+    };
+    let num = |n: Option<u32>| n.map_or("*".to_string(), |n| n.to_string());
+    kinds
+        .iter()
+        .map(|&k| {
+            (
+                k,
+                format!(
                     "{k} {}:{} {}",
                     num(r.major),
                     num(r.minor),
                     r.access.letters()
                 ),
-            });
-        }
-    }
-    Ok(out)
+            )
+        })
+        .collect()
 }
 
 fn v1_refused(i: usize, r: &DeviceRule, why: &str) -> Errcode {
@@ -840,8 +903,6 @@ mod tests {
             allow: true,
             ..DeviceRule::DENY_ALL
         };
-        let e = v1_writes(&[allow_all]).unwrap_err().to_string();
-        assert!(e.starts_with("device rule 0 (allow a *:* rwm)"), "{e}");
         let deny_one = DeviceRule {
             allow: false,
             ..DeviceRule::allow_char(1, Some(3))
@@ -859,6 +920,17 @@ mod tests {
             .to_string();
         assert!(e.contains("same device numbers"), "{e}");
         // Rules before the last total rule are overridden and left out.
+        // After allowing everything: whole-device denies only, and no allow taking one back.
+        let deny_read = DeviceRule {
+            allow: false,
+            ..read_only
+        };
+        let e = v1_writes(&[allow_all, deny_read]).unwrap_err().to_string();
+        assert!(e.starts_with("device rule 1 (deny c 1:3 r)"), "{e}");
+        let e = v1_writes(&[allow_all, deny_one, read_only])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("device rule 2 (allow c 1:3 r)"), "{e}");
         let w = v1_writes(&[allow_all, deny_one, DeviceRule::DENY_ALL, read_only]).unwrap();
         assert_eq!(w.len(), 2);
         assert_eq!(w[1].value, "c 1:3 r");
@@ -873,6 +945,37 @@ mod tests {
         let w = v1_writes(&[any]).unwrap();
         let v: Vec<&str> = w.iter().map(|w| w.value.as_str()).collect();
         assert_eq!(v, ["a", "c 7:* rw", "b 7:* rw"]);
+    }
+
+    #[test]
+    fn v1_lines_of_a_privileged_container() {
+        let allow_all = DeviceRule {
+            allow: true,
+            ..DeviceRule::DENY_ALL
+        };
+        let lines = |rules: &[DeviceRule]| -> Vec<String> {
+            v1_writes(rules)
+                .unwrap()
+                .iter()
+                .map(|w| format!("{} {}", w.file, w.value))
+                .collect()
+        };
+        // docker's and kubelet's privileged containers send this rule alone.
+        assert_eq!(lines(&[allow_all]), ["devices.allow a"]);
+        // Rules before it are overridden; allows after it change nothing.
+        let kmsg = DeviceRule {
+            allow: false,
+            ..DeviceRule::allow_char(1, Some(11))
+        };
+        assert_eq!(
+            lines(&[
+                DeviceRule::DENY_ALL,
+                allow_all,
+                DeviceRule::allow_char(1, Some(3)),
+                kmsg
+            ]),
+            ["devices.allow a", "devices.deny c 1:11 rwm"]
+        );
     }
 
     #[test]
@@ -935,6 +1038,29 @@ mod tests {
         access().prop_filter("a request asks for something", |a| a.bpf_bits() != 0)
     }
 
+    /// The kernel's decision on cgroup v1 lines: after `devices.deny a` a request needs an
+    /// allow exception holding every access it asks for; after `devices.allow a` it is
+    /// refused when a deny exception shares any access with it.
+    fn v1_decides(w: &[V1Write], block: bool, major: u32, minor: u32, a: Access) -> bool {
+        let k = if block { 'b' } else { 'c' };
+        let hits = |w: &V1Write, every: bool| {
+            let f: Vec<&str> = w.value.split([' ', ':']).collect();
+            let num = |s: &str, n: u32| s == "*" || s == n.to_string();
+            let asked = [('r', a.read), ('w', a.write), ('m', a.mknod)];
+            let access = if every {
+                asked.iter().all(|&(c, on)| !on || f[3].contains(c))
+            } else {
+                asked.iter().any(|&(c, on)| on && f[3].contains(c))
+            };
+            f[0].starts_with(k) && num(f[1], major) && num(f[2], minor) && access
+        };
+        if w[0].file == "devices.deny" {
+            w[1..].iter().any(|w| hits(w, true))
+        } else {
+            !w[1..].iter().any(|w| hits(w, false))
+        }
+    }
+
     fn rule() -> impl Strategy<Value = DeviceRule> {
         (
             any::<bool>(),
@@ -978,17 +1104,9 @@ mod tests {
             a in request(),
         ) {
             let Ok(w) = v1_writes(&rules) else { return Ok(()); };
-            prop_assert_eq!(&w[0], &V1Write { file: "devices.deny", value: "a".into() });
-            let k = if block { 'b' } else { 'c' };
-            let v1_allows = w[1..].iter().any(|w| {
-                let f: Vec<&str> = w.value.split([' ', ':']).collect();
-                let num = |s: &str, n: u32| s == "*" || s == n.to_string();
-                let acc = |c: char, on: bool| !on || f[3].contains(c);
-                f[0].starts_with(k) && num(f[1], major) && num(f[2], minor)
-                    && acc('r', a.read) && acc('w', a.write) && acc('m', a.mknod)
-            });
+            prop_assert_eq!(&w[0].value, "a");
             let kind = if block { B } else { C };
-            prop_assert_eq!(v1_allows, allowed(&rules, kind, major, minor, a));
+            prop_assert_eq!(v1_decides(&w, block, major, minor, a), allowed(&rules, kind, major, minor, a));
         }
 
         /// The same on lists of the shape v1 takes (deny everything, then allows), which
@@ -1005,16 +1123,26 @@ mod tests {
             let mut rules: Vec<DeviceRule> = lead.then_some(DeviceRule::DENY_ALL).into_iter().collect();
             rules.extend(allows.into_iter().map(|r| DeviceRule { allow: true, ..r }));
             let Ok(w) = v1_writes(&rules) else { return Ok(()); };
-            let k = if block { 'b' } else { 'c' };
-            let v1_allows = w[1..].iter().any(|w| {
-                let f: Vec<&str> = w.value.split([' ', ':']).collect();
-                let num = |s: &str, n: u32| s == "*" || s == n.to_string();
-                let acc = |c: char, on: bool| !on || f[3].contains(c);
-                f[0].starts_with(k) && num(f[1], major) && num(f[2], minor)
-                    && acc('r', a.read) && acc('w', a.write) && acc('m', a.mknod)
-            });
             let kind = if block { B } else { C };
-            prop_assert_eq!(v1_allows, allowed(&rules, kind, major, minor, a));
+            prop_assert_eq!(v1_decides(&w, block, major, minor, a), allowed(&rules, kind, major, minor, a));
+        }
+
+        /// Lists that allow everything then take devices back agree with the kernel's v1
+        /// model of that default: a request is refused when a deny exception shares an
+        /// access with it.
+        #[test]
+        fn v1_lines_agree_on_allow_then_deny_lists(
+            rest in prop::collection::vec(rule(), 0..6),
+            block: bool,
+            major in 0u32..5,
+            minor in 0u32..5,
+            a in request(),
+        ) {
+            let mut rules = vec![DeviceRule { allow: true, ..DeviceRule::DENY_ALL }];
+            rules.extend(rest);
+            let Ok(w) = v1_writes(&rules) else { return Ok(()); };
+            let kind = if block { B } else { C };
+            prop_assert_eq!(v1_decides(&w, block, major, minor, a), allowed(&rules, kind, major, minor, a));
         }
 
         #[test]
