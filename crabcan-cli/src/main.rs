@@ -6,6 +6,7 @@ mod exec;
 mod features;
 mod launch;
 mod oci;
+mod terminal;
 
 use crabcan_errors::{Errcode, Result};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
