@@ -62,13 +62,22 @@ pub fn run(cfg: Config) -> Result<i32> {
     };
     let mut prepared = crabcan_mounts::prepare(&spec.mounts).map_err(userns_hint)?;
     // Only when crabcan holds something on the host that a SIGKILL would strand.
-    let guardian = if prepared.is_empty() && lease.is_none() {
+    // With -t, the caller's terminal goes raw: a SIGKILLed crabcan cannot put it back.
+    let cooked = if spec.tty.is_some() {
+        crate::terminal::Saved::read()
+    } else {
+        None
+    };
+    let guardian = if prepared.is_empty() && lease.is_none() && cooked.is_none() {
         None
     } else {
         Some(crabcan_child::guardian(&mut || {
             let _ = prepared.remove_now();
             if let Some(l) = lease.as_mut() {
                 l.remove_now();
+            }
+            if let Some(t) = &cooked {
+                t.restore();
             }
         })?)
     };

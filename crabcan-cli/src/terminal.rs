@@ -51,6 +51,52 @@ impl Drop for RawMode {
     }
 }
 
+/// The settings of the caller's terminal, kept for a process that outlives crabcan (the
+/// guardian) to put back.
+pub struct Saved {
+    cooked: Termios,
+    raw: Termios,
+}
+
+/// What raw mode changes, to compare settings by.
+fn modes(t: &Termios) -> impl PartialEq + use<> {
+    (
+        t.input_flags,
+        t.output_flags,
+        t.control_flags,
+        t.local_flags,
+        t.control_chars,
+    )
+}
+
+impl Saved {
+    /// The settings of the terminal on stdin, `None` when stdin is not a terminal.
+    pub fn read() -> Option<Saved> {
+        let cooked = termios::tcgetattr(std::io::stdin().as_fd()).ok()?;
+        let mut raw = cooked.clone();
+        termios::cfmakeraw(&mut raw);
+        Some(Saved { cooked, raw })
+    }
+
+    /// Puts them back (what a SIGKILLed crabcan could not do), unless the terminal is no
+    /// longer in crabcan's raw mode: then the caller's shell has set it already, and may
+    /// be editing a line in a mode of its own.
+    pub fn restore(&self) {
+        let stdin = std::io::stdin();
+        match termios::tcgetattr(stdin.as_fd()) {
+            Ok(now) if modes(&now) == modes(&self.raw) => {}
+            _ => return,
+        }
+        // The shell may have the terminal back already: from its background, this process
+        // would be stopped by SIGTTOU instead, with its cleanup undone.
+        // SAFETY: SIG_IGN carries no handler; this process runs no other thread.
+        let _ = unsafe {
+            nix::sys::signal::signal(Signal::SIGTTOU, nix::sys::signal::SigHandler::SigIgn)
+        };
+        let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &self.cooked);
+    }
+}
+
 /// The caller's window size: stdin's terminal, or stdout's when stdin is not one.
 pub fn caller_size() -> Option<(u16, u16)> {
     crabcan_child::window_size(std::io::stdin().as_fd())

@@ -193,6 +193,18 @@ impl Drop for Term {
     }
 }
 
+/// crabcan, SIGKILLed if a failed check leaves it running (its guardian cleans up).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -238,7 +250,7 @@ fn session(
     name: &str,
     extra: &[&str],
     size: (u16, u16),
-    code: i32,
+    code: Option<i32>,
     f: impl FnOnce(&mut Term, &mut Child),
 ) -> String {
     require_root();
@@ -247,15 +259,20 @@ fn session(
     let mut term = Term::open(size.0, size.1);
     let before = term.settings();
     assert!(!term.is_raw(), "a fresh pty is in cooked mode");
-    let mut child = term.spawn(&refs(&shell_args(&mark, extra)));
-    f(&mut term, &mut child);
-    let status = wait_within(&mut child, LIMIT, "crabcan -it");
+    let mut child = KillOnDrop(term.spawn(&refs(&shell_args(&mark, extra))));
+    f(&mut term, &mut child.0);
+    let status = wait_within(&mut child.0, LIMIT, "crabcan -it");
     let shown = term.text();
     assert_eq!(
         status.code(),
-        Some(code),
+        code,
         "crabcan ended with {status:?}; the terminal showed:\n{shown}"
     );
+    // After a SIGKILL of crabcan its guardian puts them back, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while term.settings() != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         term.settings(),
         before,
@@ -290,7 +307,7 @@ fn ask(term: &mut Term, tag: &str) {
 }
 
 fn job_control(extra: &[&str]) {
-    session("tty-jobs", extra, (24, 80), 0, |term, _| {
+    session("tty-jobs", extra, (24, 80), Some(0), |term, _| {
         // The terminal is a /dev/pts path of the container's own devpts, and the shell has
         // job control: `$-` holds `m`, and `set -m` raises no complaint.
         term.type_in(b"tty; set -m; echo \"FLAGS=$-=\"\n");
@@ -333,7 +350,7 @@ fn a_shell_gets_a_pty_with_job_control_as_pid_1() {
 #[test]
 fn ctrl_c_stops_the_foreground_job_and_the_shell_stays() {
     let secs = format!("{}", 90_000 + std::process::id() % 9_000);
-    session("tty-intr", &[], (24, 80), 0, |term, _| {
+    session("tty-intr", &[], (24, 80), Some(0), |term, _| {
         ask(term, "READY");
         term.type_in(format!("sleep {secs}\n").as_bytes());
         let deadline = Instant::now() + ANSWER;
@@ -358,7 +375,7 @@ fn ctrl_c_stops_the_foreground_job_and_the_shell_stays() {
 
 #[test]
 fn the_window_size_follows_the_callers_terminal() {
-    session("tty-size", &[], (37, 101), 0, |term, child| {
+    session("tty-size", &[], (37, 101), Some(0), |term, child| {
         term.type_in(b"stty size\n");
         term.expect("37 101");
         term.resize(50, 132);
@@ -377,7 +394,7 @@ fn the_window_size_follows_the_callers_terminal() {
 
 #[test]
 fn the_terminal_is_restored_when_the_command_fails() {
-    session("tty-exit", &[], (24, 80), 3, |term, _| {
+    session("tty-exit", &[], (24, 80), Some(3), |term, _| {
         ask(term, "READY");
         assert!(term.is_raw(), "the caller's terminal is not in raw mode");
         term.type_in(b"exit 3\n");
@@ -386,7 +403,7 @@ fn the_terminal_is_restored_when_the_command_fails() {
 
 #[test]
 fn the_terminal_is_restored_when_the_command_is_killed() {
-    session("tty-kill", &[], (24, 80), 137, |term, _| {
+    session("tty-kill", &[], (24, 80), Some(137), |term, _| {
         ask(term, "READY");
         assert!(term.is_raw(), "the caller's terminal is not in raw mode");
         term.type_in(b"kill -KILL $$\n");
@@ -395,7 +412,7 @@ fn the_terminal_is_restored_when_the_command_is_killed() {
 
 #[test]
 fn the_terminal_is_restored_when_crabcan_is_signalled() {
-    session("tty-hup", &[], (24, 80), 129, |term, child| {
+    session("tty-hup", &[], (24, 80), Some(129), |term, child| {
         ask(term, "READY");
         assert!(term.is_raw(), "the caller's terminal is not in raw mode");
         // A hangup, as when the caller's terminal goes away: passed on to the shell,
@@ -409,12 +426,25 @@ fn the_terminal_is_restored_when_crabcan_is_signalled() {
 }
 
 #[test]
+fn the_terminal_is_restored_when_crabcan_is_killed() {
+    session("tty-sigkill", &[], (24, 80), None, |term, child| {
+        ask(term, "READY");
+        assert!(term.is_raw(), "the caller's terminal is not in raw mode");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("SIGKILL to crabcan");
+    });
+}
+
+#[test]
 fn the_terminal_is_restored_after_a_setup_failure() {
     let shown = session(
         "tty-setup",
         &["--workdir", "/no/such/dir"],
         (24, 80),
-        125,
+        Some(125),
         |_, child| {
             exits_within(child, LIMIT);
         },
