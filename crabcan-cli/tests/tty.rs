@@ -164,7 +164,9 @@ impl Term {
             t.output_flags.bits() as u32,
             t.control_flags.bits() as u32,
             t.local_flags.bits() as u32,
-            t.control_chars.to_vec(),
+            // The kernel keeps 19 control characters; the C library's array may be longer,
+            // with the rest left uninitialised (musl).
+            t.control_chars[..19].to_vec(),
         )
     }
 
