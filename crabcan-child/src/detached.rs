@@ -549,55 +549,16 @@ fn wait_for_start(spec: &DetachedSpec) -> Result<OwnedFd> {
 /// Opens a pty in the container, sends its master over the console socket, and makes its
 /// slave the process's controlling terminal and stdio.
 pub(crate) fn console(c: &Console) -> Result<()> {
-    use nix::fcntl::OFlag;
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .sys_ctx(|| "open a pty (/dev/ptmx)")?;
-    nix::pty::grantpt(&master).sys_ctx(|| "grant the pty")?;
-    nix::pty::unlockpt(&master).sys_ctx(|| "unlock the pty")?;
-    let name = nix::pty::ptsname_r(&master).sys_ctx(|| "name the pty")?;
-    if let Some((rows, cols)) = c.size {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ with a valid winsize on a pty master we own.
-        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
-            return Err(Errcode::sys("set the console size", Errno::last()));
-        }
-    }
-    let slave = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .sys_ctx(|| format!("open the pty {name}"))?;
-    let fds = [master.as_raw_fd()];
-    let iov = [std::io::IoSlice::new(name.as_bytes())];
-    nix::sys::socket::sendmsg::<()>(
+    let pty = crate::tty::open(c.size)?;
+    crate::tty::send_master(
         c.socket.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
+        &pty.master,
         None,
-    )
-    .sys_ctx(|| "send the pty master over the console socket")?;
-    drop(master);
-    // SAFETY: TIOCSCTTY on a pty slave, in a session leader without a controlling terminal.
-    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-        return Err(Errcode::sys(
-            "make the pty the controlling terminal",
-            Errno::last(),
-        ));
-    }
-    for target in 0..3 {
-        // SAFETY: dup2 onto the standard descriptors, which the process owns.
-        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-            return Err(Errcode::sys("attach stdio to the pty", Errno::last()));
-        }
-    }
-    Ok(())
+        pty.name.as_bytes(),
+        "over the console socket",
+    )?;
+    drop(pty.master);
+    crate::tty::attach(pty.slave)
 }
 
 /// Runs a hook the container's process runs itself: fork, exec with the state on stdin,

@@ -21,6 +21,7 @@ mod idmap;
 mod init;
 mod net;
 mod sealed;
+mod tty;
 
 pub use detached::{ChildHook, Console, Detached, DetachedSpec, spawn_detached};
 pub use exec::{DEFAULT_PATH, argv, candidates, environment, resolve};
@@ -32,6 +33,7 @@ pub use idalloc::{
 pub use idmap::{HostRanges, IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 pub use init::INIT_FORWARDS;
 pub use sealed::{exe_writable_by, reexec_sealed};
+pub use tty::{PtyEnds, Tty, set_window_size, window_size};
 
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -92,6 +94,8 @@ pub struct ChildSpec {
     pub rlimits: Vec<crabcan_cgroups::RlimitSpec>,
     /// A crabcan init is PID 1 and the command its child (otherwise the command is PID 1).
     pub init: bool,
+    /// Give the command a pty of its own as controlling terminal and stdio.
+    pub tty: Option<Tty>,
 }
 
 /// A cloned container process and crabcan's end of the channel to it.
@@ -99,6 +103,7 @@ pub struct Container {
     pid: Pid,
     chan: OwnedFd,
     reaped: Option<i32>,
+    pty: Option<PtyEnds>,
 }
 
 /// The signals the parent takes with `sigwait`: the forwarded ones and SIGCHLD.
@@ -153,6 +158,7 @@ pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet) -> Result<Container> {
         pid,
         chan: parent_end,
         reaped: None,
+        pty: None,
     })
 }
 
@@ -241,7 +247,8 @@ impl Container {
 
     /// Lets the child set up and exec, handing it `mounts` (the descriptors its mount plan
     /// needs from outside: `crabcan_mounts::handover`); returns once it has exec'd, or its
-    /// setup error.
+    /// setup error. With [`ChildSpec::tty`], the pty's master has arrived by then
+    /// ([`Container::take_pty`]).
     pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
         let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
         let iov = [std::io::IoSlice::new(b"g")];
@@ -262,8 +269,7 @@ impl Container {
         let mut buf = vec![0u8; 8192];
         let mut marker = false;
         loop {
-            let n = match nix::sys::socket::recv(self.chan.as_raw_fd(), &mut buf, MsgFlags::empty())
-            {
+            let (n, mut fds) = match recv_with_fds(self.chan.as_raw_fd(), &mut buf) {
                 Err(Errno::EINTR) => continue,
                 r => r.sys_ctx(|| "read the container's setup result")?,
             };
@@ -271,12 +277,49 @@ impl Container {
                 [] if marker => return Ok(()),
                 [] => return Err(self.died_in_setup()),
                 m if m == EXEC_MARKER => marker = true,
+                m if m == tty::PTY_MESSAGE && fds.len() == 2 => {
+                    let slave = fds.pop();
+                    self.pty = fds
+                        .pop()
+                        .zip(slave)
+                        .map(|(master, slave)| PtyEnds { master, slave });
+                }
                 m => {
                     return Err(Errcode::decode(m).unwrap_or_else(|| {
                         Errcode::setup("the container's process reported an unreadable setup error")
                     }));
                 }
             }
+        }
+    }
+
+    /// The command's pty ([`ChildSpec::tty`]), once [`Container::release`] has returned.
+    pub fn take_pty(&mut self) -> Option<PtyEnds> {
+        self.pty.take()
+    }
+
+    /// The container's exit code (128+N when killed by signal N) if it has ended; does not
+    /// block.
+    pub fn try_wait(&mut self) -> Result<Option<i32>> {
+        if let Some(c) = self.reaped {
+            return Ok(Some(c));
+        }
+        loop {
+            return match nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => Ok(Some(self.reap(c))),
+                Ok(WaitStatus::Signaled(_, s, _)) => Ok(Some(self.reap(128 + s as i32))),
+                Err(Errno::EINTR) => continue,
+                Ok(_) => Ok(None),
+                Err(e) => Err(Errcode::sys("wait for the container", e)),
+            };
+        }
+    }
+
+    /// Passes `sig` on to the container's first process, unless it has been reaped.
+    pub fn forward(&self, sig: Signal) {
+        if self.reaped.is_none() {
+            log::debug!("forwarding {sig} to the container");
+            let _ = nix::sys::signal::kill(self.pid, sig);
         }
     }
 
@@ -325,6 +368,28 @@ impl Drop for Container {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Receives one message and the descriptors sent with it (close-on-exec; room for two).
+fn recv_with_fds(chan: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
+    // SAFETY: CMSG_SPACE is pure arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(2 * size_of::<RawFd>() as u32) };
+    let mut cbuf = vec![0u8; space as usize];
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        chan,
+        &mut iov,
+        Some(&mut cbuf),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
+            // SAFETY: the kernel installed these descriptors in our table for us.
+            fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    Ok((msg.bytes, fds))
 }
 
 /// Writes `pid`'s uid map, setgroups policy and gid map.
@@ -495,8 +560,13 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
     match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork the command from the init")? {
         nix::unistd::ForkResult::Child => {
             // A process group of its own: a kill(0, …) inside reaches the command's group,
-            // not the init.
-            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            // not the init. With a pty, a session of its own too: the pty becomes its
+            // controlling terminal, for job control (the init's session has none).
+            if spec.tty.is_some() {
+                let _ = nix::unistd::setsid();
+            } else {
+                let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            }
             let e = match command(spec, chan, mask) {
                 Ok(()) => Errcode::setup("the command returned without exec"),
                 Err(e) => e,
@@ -519,6 +589,12 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
 /// The command's own setup, in its process (the init's child, or the cloned process
 /// itself without an init), ending in `execve`.
 fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
+    // A session leader here (the init's fork, or the cloned process itself): the pty
+    // becomes its controlling terminal. First, while it is the container's root with every
+    // capability, to give the slave to the command's user.
+    if let Some(t) = &spec.tty {
+        tty::for_command(t, chan, spec.uid)?;
+    }
     crabcan_cgroups::apply_rlimits(&spec.rlimits)?;
     crabcan_security::apply_seccomp_before_cap_drop(&spec.security)?;
     crabcan_security::apply_bounding(&spec.security)?;

@@ -9,6 +9,7 @@ Examples:
   crabcan run -- /bin/sh -c 'hostname; id; ls /'
   crabcan run --mount ./rootfs --uid 1000 -- /bin/sh
   crabcan run -m ./rootfs -a /srv/data:/data:ro --read-only -- ls /data
+  crabcan run -it -m ./rootfs -- /bin/sh   (an interactive shell with job control)
   crabcan --debug --mount ./rootfs --uid 0 --command /bin/sh   (the tutorial's form)
 
 Exit status: the command's own (128+N if killed by signal N); 125 when crabcan fails;
@@ -119,6 +120,18 @@ pub struct RunArgs {
     /// Size cap of the scratch root's tmpfs (k, m, g suffixes) [default: 256m].
     #[arg(long = "tmpfs-size", value_name = "SIZE")]
     pub tmpfs_size: Option<String>,
+
+    /// Give the command a terminal of its own (a pty in the container) and relay it to
+    /// crabcan's stdin and stdout; the caller's terminal is in raw mode meanwhile, so that
+    /// Ctrl-C, Ctrl-Z and the window size reach the command. Works without a terminal on
+    /// stdin too (no raw mode; at the end of stdin the pty gets its end-of-file character).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Keep stdin open: accepted for docker's -it spelling; crabcan always gives the command
+    /// its stdin (through the pty with -t).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
 
     /// Run the command as PID 1 itself, without crabcan's small init (then it must reap
     /// and handle signals itself, and can outlive crabcan by clearing its parent-death
@@ -325,6 +338,18 @@ mod tests {
         assert_eq!(r.net, NetArg::Host);
         assert_eq!(r.userns_base, Some(100_000));
         assert!(r.args.is_empty());
+        assert!(!r.tty && !r.interactive);
+    }
+
+    #[test]
+    fn tty_flags_parse_alone_and_together() {
+        let r = run(&["crabcan", "run", "-it", "--", "/bin/sh"]);
+        assert!(r.tty && r.interactive);
+        let r = run(&["crabcan", "run", "--tty", "--", "/bin/sh"]);
+        assert!(r.tty && !r.interactive);
+        let r = run(&["crabcan", "-t", "-m", "/r", "--", "sh"]);
+        assert!(r.tty);
+        assert_eq!(r.mount, Some("/r".into()));
     }
 
     #[test]
@@ -404,6 +429,8 @@ mod tests {
             "--read-only",
             "--net",
             "--userns-base",
+            "--tty",
+            "--interactive",
             "--debug",
             "Examples:",
         ] {

@@ -266,6 +266,8 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
             security,
             rlimits,
             init: !args.no_init,
+            // The size is the caller's terminal's, read when the container starts.
+            tty: args.tty.then(crabcan_child::Tty::default),
         },
         seccomp_off: args.seccomp == SeccompArg::Unconfined,
         limits,

@@ -62,13 +62,22 @@ pub fn run(cfg: Config) -> Result<i32> {
     };
     let mut prepared = crabcan_mounts::prepare(&spec.mounts).map_err(userns_hint)?;
     // Only when crabcan holds something on the host that a SIGKILL would strand.
-    let guardian = if prepared.is_empty() && lease.is_none() {
+    // With -t, the caller's terminal goes raw: a SIGKILLed crabcan cannot put it back.
+    let cooked = if spec.tty.is_some() {
+        crate::terminal::Saved::read()
+    } else {
+        None
+    };
+    let guardian = if prepared.is_empty() && lease.is_none() && cooked.is_none() {
         None
     } else {
         Some(crabcan_child::guardian(&mut || {
             let _ = prepared.remove_now();
             if let Some(l) = lease.as_mut() {
                 l.remove_now();
+            }
+            if let Some(t) = &cooked {
+                t.restore();
             }
         })?)
     };
@@ -95,13 +104,26 @@ pub fn run(cfg: Config) -> Result<i32> {
             hard: Some(DEFAULT_NPROC),
         });
     }
-    let result = start_and_wait(
-        &spec,
-        &mask,
-        cgroup.as_ref(),
-        prepared.root(),
-        guardian.as_ref(),
-    );
+    // With -t, the caller's terminal is raw from here until the container is gone,
+    // whatever happens in between (the guard is dropped on every way out of the block).
+    let result = {
+        let raw = match spec.tty.as_mut() {
+            Some(t) => {
+                t.size = crate::terminal::caller_size();
+                crate::terminal::RawMode::enter()
+            }
+            None => Ok(None),
+        };
+        raw.and_then(|_raw| {
+            start_and_wait(
+                &spec,
+                &mask,
+                cgroup.as_ref(),
+                prepared.root(),
+                guardian.as_ref(),
+            )
+        })
+    };
     let result = match (result, &cgroup) {
         (Ok(137), Some(cg)) if cg.oom_kills() > 0 => {
             // One line naming the limit; the exit code stays the container's own.
@@ -270,7 +292,15 @@ fn start_and_wait(
     }
     child.release(handed)?;
     log::debug!("container running {:?}", spec.argv);
-    let code = child.wait()?;
+    let code = match (spec.tty.is_some(), child.take_pty()) {
+        (false, _) => child.wait()?,
+        (true, Some(pty)) => crate::terminal::relay(&mut child, pty)?,
+        (true, None) => {
+            return Err(Errcode::setup(
+                "the container's process sent no pty master before exec",
+            ));
+        }
+    };
     log::debug!("container exited with {code}");
     Ok(code)
 }

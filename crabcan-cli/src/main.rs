@@ -7,6 +7,7 @@ mod features;
 mod launch;
 mod oci;
 mod ops;
+mod terminal;
 
 use crabcan_errors::{Errcode, Result};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};

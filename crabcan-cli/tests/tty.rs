@@ -1,0 +1,500 @@
+//! End to end: `crabcan run -t` on a real pty that the test opens and plays the person
+//! at. crabcan gets the pty's slave as stdin, stdout, stderr and controlling terminal (in
+//! a session of its own, as a login shell would start it); the test writes keys to the
+//! master and reads what the terminal shows.
+
+mod bounded;
+mod common;
+
+use bounded::{LIMIT, exits_within, wait_within};
+use common::*;
+use nix::fcntl::OFlag;
+use nix::sys::termios::{self, LocalFlags};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the shell inside may take to answer one line (the machine is shared and the
+/// VM emulated).
+const ANSWER: Duration = Duration::from_secs(30);
+
+/// `name` made unique to this test process.
+fn marker(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// A pty opened by the test: the master (the person's side), a slave kept open to read
+/// the terminal's settings, and everything the terminal has shown so far.
+struct Term {
+    master: OwnedFd,
+    slave: OwnedFd,
+    shown: Arc<Mutex<Vec<u8>>>,
+    /// How much of `shown` the test has already matched.
+    seen: usize,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The settings that raw mode changes, in a comparable form.
+type Settings = (u32, u32, u32, u32, Vec<u8>);
+
+impl Term {
+    /// A fresh pty of `rows` x `cols`, with the kernel's default (cooked) settings.
+    fn open(rows: u16, cols: u16) -> Term {
+        // Close-on-exec on both ends: other tests of this binary spawn crabcan at the same
+        // time, and a stray copy of the slave there would keep this terminal alive.
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .expect("open a pty (/dev/ptmx)");
+        nix::pty::grantpt(&master).expect("grantpt");
+        nix::pty::unlockpt(&master).expect("unlockpt");
+        let name = nix::pty::ptsname_r(&master).expect("ptsname");
+        let slave = nix::fcntl::open(
+            name.as_str(),
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("open the pty's slave");
+        let master: OwnedFd = master.into();
+        let term = Term {
+            reader: None,
+            shown: Arc::new(Mutex::new(Vec::new())),
+            seen: 0,
+            master,
+            slave,
+        };
+        term.resize(rows, cols);
+        term.start_reader()
+    }
+
+    fn start_reader(mut self) -> Term {
+        let master = self.master.try_clone().expect("dup the master");
+        let shown = self.shown.clone();
+        self.reader = Some(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match nix::unistd::read(&master, &mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => shown.lock().unwrap().extend_from_slice(&buf[..n]),
+                    Err(nix::errno::Errno::EINTR) => {}
+                    // EIO: the test closed its slave and crabcan is gone.
+                    Err(_) => return,
+                }
+            }
+        }));
+        self
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a valid winsize; the master is open.
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
+    /// Starts crabcan with `args` on this terminal: the slave as its stdio and controlling
+    /// terminal, crabcan the leader of a new session (so the terminal's foreground group).
+    fn spawn(&self, args: &[&str]) -> Child {
+        let io = || Stdio::from(self.slave.try_clone().expect("dup the slave"));
+        let mut c = crabcan();
+        c.args(args).stdin(io()).stdout(io()).stderr(io());
+        // SAFETY: between fork and exec only async-signal-safe calls (setsid, ioctl).
+        unsafe {
+            c.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c.spawn().expect("cannot start crabcan")
+    }
+
+    /// Types `bytes` as a person would.
+    fn type_in(&self, bytes: &[u8]) {
+        let mut f = std::fs::File::from(self.master.try_clone().expect("dup the master"));
+        f.write_all(bytes).expect("write to the pty");
+    }
+
+    /// Everything shown so far, as text.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.shown.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `needle` shows after what was matched before; false after `limit`.
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let shown = self.shown.lock().unwrap();
+                let rest = &shown[self.seen.min(shown.len())..];
+                if let Some(at) = find(rest, needle.as_bytes()) {
+                    self.seen += at + needle.len();
+                    return true;
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Like [`Term::wait_for`], failing the test with what the terminal showed.
+    fn expect(&mut self, needle: &str) {
+        assert!(
+            self.wait_for(needle, ANSWER),
+            "{needle:?} never showed; the terminal showed:\n{}",
+            self.text()
+        );
+    }
+
+    /// The terminal's settings now.
+    fn settings(&self) -> Settings {
+        let t = termios::tcgetattr(self.slave.as_fd()).expect("tcgetattr");
+        (
+            t.input_flags.bits() as u32,
+            t.output_flags.bits() as u32,
+            t.control_flags.bits() as u32,
+            t.local_flags.bits() as u32,
+            // The kernel keeps 19 control characters; the C library's array may be longer,
+            // with the rest left uninitialised (musl).
+            t.control_chars[..19].to_vec(),
+        )
+    }
+
+    /// Whether the terminal is in raw mode (no line editing, no echo, no signal keys).
+    fn is_raw(&self) -> bool {
+        let t = termios::tcgetattr(self.slave.as_fd()).expect("tcgetattr");
+        !t.local_flags
+            .intersects(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG)
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        // With the last slave closed, the reader's read fails and it ends.
+        let slave = std::mem::replace(&mut self.slave, self.master.try_clone().unwrap());
+        drop(slave);
+        if let Some(r) = self.reader.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !r.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+    }
+}
+
+/// crabcan, SIGKILLed if a failed check leaves it running (its guardian cleans up).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// crabcan's arguments for an interactive shell in the test root, with `extra` flags.
+fn shell_args(mark: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["run", "-it", "--mount"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    v.push(rootfs().to_string_lossy().into_owned());
+    v.extend(["--hostname".to_string(), mark.to_string()]);
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v.extend(["--", "/bin/sh"].map(String::from));
+    v
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Pids of live `sleep SECONDS` processes (the number picked to be this test's own).
+fn sleeps(seconds: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            if args.len() >= 2 && args[0].ends_with(b"sleep") && args[1] == seconds.as_bytes() {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f` on a fresh terminal with crabcan started on it, then checks: crabcan ended with
+/// `code`, the terminal's settings are what they were before, the shell never complained
+/// about job control, and nothing of the container is left on the host.
+fn session(
+    name: &str,
+    extra: &[&str],
+    size: (u16, u16),
+    code: Option<i32>,
+    f: impl FnOnce(&mut Term, &mut Child),
+) -> String {
+    require_root();
+    let mark = marker(name);
+    let before_host = host_state();
+    let mut term = Term::open(size.0, size.1);
+    let before = term.settings();
+    assert!(!term.is_raw(), "a fresh pty is in cooked mode");
+    let mut child = KillOnDrop(term.spawn(&refs(&shell_args(&mark, extra))));
+    f(&mut term, &mut child.0);
+    let status = wait_within(&mut child.0, LIMIT, "crabcan -it");
+    let shown = term.text();
+    assert_eq!(
+        status.code(),
+        code,
+        "crabcan ended with {status:?}; the terminal showed:\n{shown}"
+    );
+    // After a SIGKILL of crabcan its guardian puts them back, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while term.settings() != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        term.settings(),
+        before,
+        "the terminal's settings were not restored; the terminal showed:\n{shown}"
+    );
+    for complaint in [
+        "job control turned off",
+        "cannot set terminal process group",
+        "no job control",
+    ] {
+        assert!(!shown.contains(complaint), "{complaint:?} in:\n{shown}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&mark).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_with(&mark),
+        Vec::<i32>::new(),
+        "processes left behind"
+    );
+    assert_eq!(host_state(), before_host, "host state changed");
+    drop(term);
+    shown
+}
+
+/// The shell's answer `tag-<digits>` computed inside, so the echo of the typed line
+/// (which still reads `$((…))`) never matches.
+fn ask(term: &mut Term, tag: &str) {
+    term.type_in(format!("echo {tag}-$((6*7))\n").as_bytes());
+    term.expect(&format!("{tag}-42"));
+}
+
+fn job_control(extra: &[&str]) {
+    session("tty-jobs", extra, (24, 80), Some(0), |term, _| {
+        // The terminal is a /dev/pts path of the container's own devpts, and the shell has
+        // job control: `$-` holds `m`, and `set -m` raises no complaint.
+        term.type_in(b"tty; set -m; echo \"FLAGS=$-=\"\n");
+        term.expect("/dev/pts/");
+        assert!(term.wait_for("FLAGS=", ANSWER), "{}", term.text());
+        let flags = {
+            let shown = term.text();
+            let at = shown.rfind("FLAGS=").unwrap();
+            shown[at + 6..].split('=').next().unwrap_or("").to_string()
+        };
+        assert!(
+            flags.contains('m'),
+            "no job control in the shell (flags {flags:?}):\n{}",
+            term.text()
+        );
+        assert!(term.is_raw(), "the caller's terminal is not in raw mode");
+        // A job stopped and resumed through the terminal: Ctrl-Z stops the foreground job
+        // (the terminal's line discipline signals it), `fg` brings it back.
+        term.type_in(b"sleep 2\n");
+        std::thread::sleep(Duration::from_millis(300));
+        term.type_in(b"\x1a");
+        term.expect("Stopped");
+        ask(term, "STOPPED");
+        term.type_in(b"fg; echo RESUMED-$((2+3))\n");
+        term.expect("RESUMED-5");
+        term.type_in(b"exit\n");
+    });
+}
+
+#[test]
+fn a_shell_gets_a_pty_with_job_control() {
+    job_control(&[]);
+}
+
+#[test]
+fn a_shell_gets_a_pty_with_job_control_as_pid_1() {
+    job_control(&["--no-init"]);
+}
+
+#[test]
+fn ctrl_c_stops_the_foreground_job_and_the_shell_stays() {
+    let secs = format!("{}", 90_000 + std::process::id() % 9_000);
+    session("tty-intr", &[], (24, 80), Some(0), |term, _| {
+        ask(term, "READY");
+        term.type_in(format!("sleep {secs}\n").as_bytes());
+        let deadline = Instant::now() + ANSWER;
+        while sleeps(&secs).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "sleep never started:\n{}",
+                term.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        term.type_in(b"\x03");
+        ask(term, "AFTER");
+        assert_eq!(
+            sleeps(&secs),
+            Vec::<i32>::new(),
+            "the sleep survived Ctrl-C"
+        );
+        term.type_in(b"exit\n");
+    });
+}
+
+#[test]
+fn the_window_size_follows_the_callers_terminal() {
+    session("tty-size", &[], (37, 101), Some(0), |term, child| {
+        term.type_in(b"stty size\n");
+        term.expect("37 101");
+        term.resize(50, 132);
+        // The kernel signals the terminal's foreground group (crabcan) itself; say it again
+        // as a window manager's terminal would.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGWINCH,
+        )
+        .expect("SIGWINCH to crabcan");
+        term.type_in(b"stty size\n");
+        term.expect("50 132");
+        term.type_in(b"exit\n");
+    });
+}
+
+#[test]
+fn the_terminal_is_restored_when_the_command_fails() {
+    session("tty-exit", &[], (24, 80), Some(3), |term, _| {
+        ask(term, "READY");
+        assert!(term.is_raw(), "the caller's terminal is not in raw mode");
+        term.type_in(b"exit 3\n");
+    });
+}
+
+#[test]
+fn the_terminal_is_restored_when_the_command_is_killed() {
+    session("tty-kill", &[], (24, 80), Some(137), |term, _| {
+        ask(term, "READY");
+        assert!(term.is_raw(), "the caller's terminal is not in raw mode");
+        term.type_in(b"kill -KILL $$\n");
+    });
+}
+
+#[test]
+fn the_terminal_is_restored_when_crabcan_is_signalled() {
+    session("tty-hup", &[], (24, 80), Some(129), |term, child| {
+        ask(term, "READY");
+        assert!(term.is_raw(), "the caller's terminal is not in raw mode");
+        // A hangup, as when the caller's terminal goes away: passed on to the shell,
+        // which ends.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP to crabcan");
+    });
+}
+
+// Host only for now: in the VM guest the guardian's restore is not seen and the cause is not
+// yet found (an open defect, not a host package the guest lacks).
+#[test]
+fn host_only_the_terminal_is_restored_when_crabcan_is_killed() {
+    session("tty-sigkill", &[], (24, 80), None, |term, child| {
+        ask(term, "READY");
+        assert!(term.is_raw(), "the caller's terminal is not in raw mode");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("SIGKILL to crabcan");
+    });
+}
+
+#[test]
+fn the_terminal_is_restored_after_a_setup_failure() {
+    let shown = session(
+        "tty-setup",
+        &["--workdir", "/no/such/dir"],
+        (24, 80),
+        Some(125),
+        |_, child| {
+            exits_within(child, LIMIT);
+        },
+    );
+    let errors: Vec<&str> = shown.lines().filter(|l| l.contains("crabcan:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{shown}");
+    assert!(errors[0].contains("/no/such/dir"), "{shown}");
+}
+
+#[test]
+fn without_a_terminal_on_stdin_the_pty_gets_end_of_file() {
+    require_root();
+    let mark = marker("tty-pipe");
+    let root = rootfs();
+    let mut child = crabcan()
+        .args(["run", "-t", "--hostname", &mark, "--mount"])
+        .arg(&root)
+        .args(["--", "/bin/sh"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start crabcan");
+    // Typed ahead, then stdin ends: the shell reads the line, then end of file, and exits.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"tty; echo PIPED-$((2*3))\n")
+        .expect("write stdin");
+    drop(stdin);
+    let out = bounded::drain(child.stdout.take());
+    let err = bounded::drain(child.stderr.take());
+    let status = wait_within(&mut child, LIMIT, "crabcan -t with a pipe on stdin");
+    let out = String::from_utf8_lossy(&bounded::join_within(
+        out,
+        Duration::from_secs(10),
+        "stdout",
+    ))
+    .into_owned();
+    let err = String::from_utf8_lossy(&bounded::join_within(
+        err,
+        Duration::from_secs(10),
+        "stderr",
+    ))
+    .into_owned();
+    assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("PIPED-6"), "{out}");
+    assert_eq!(processes_with(&mark), Vec::<i32>::new());
+}
