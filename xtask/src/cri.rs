@@ -5,7 +5,7 @@
 //! The runtime is crabcan's debug binary (built here) unless `--runtime` names another one,
 //! such as `/usr/sbin/runc`, which is how the tests themselves are checked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::util::{self, Result};
@@ -30,20 +30,6 @@ pub fn ensure_protoc() -> Result<()> {
         util::output(Command::new("apt-get").arg("update"))?;
         install()
     })
-}
-
-/// The runtime binary: `--runtime PATH` (must exist), or crabcan's debug binary, built now.
-fn runtime(given: Option<&str>) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return Path::new(p)
-            .canonicalize()
-            .map_err(|e| format!("--runtime {p}: {e}"));
-    }
-    util::cargo_artifacts(&["build", "-p", "crabcan-cli", "--bin", "crabcan"])?
-        .into_iter()
-        .find(|a| a.name == "crabcan" && a.kind == "bin" && !a.test)
-        .and_then(|a| a.executable)
-        .ok_or_else(|| "cargo built no crabcan executable".to_string())
 }
 
 /// Runs the CRI tests, then the speed comparison with its figures shown; returns whether
@@ -72,7 +58,7 @@ pub fn run(args: &[String]) -> Result<bool> {
     ensure_protoc().map_err(|e| format!("cannot install protobuf-compiler: {e}"))?;
     let rootfs = util::target_dir().join("test-rootfs");
     crate::rootfs::ensure(&rootfs)?;
-    let runtime = runtime(given)?;
+    let runtime = crate::engines::runtime(given)?;
     eprintln!("cri: runtime {}", runtime.display());
     let test = |target: &str, extra: &[&str]| {
         util::cargo()

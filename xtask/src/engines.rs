@@ -46,7 +46,7 @@ pub fn ensure_packages() -> Result<()> {
 
 /// The runtime binary: `--runtime PATH` (absolute, must exist), or crabcan's debug binary,
 /// built now.
-fn runtime(given: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn runtime(given: Option<&str>) -> Result<PathBuf> {
     if let Some(p) = given {
         return Path::new(p)
             .canonicalize()
