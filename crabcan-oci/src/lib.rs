@@ -64,8 +64,21 @@ pub fn parse(dir: PathBuf, text: &str) -> Result<Bundle> {
             "{CONFIG_FILE}: expected a JSON object at the top"
         )));
     }
-    let spec: oci_spec::runtime::Spec =
-        serde_json::from_str(text).map_err(|e| Errcode::usage(format!("{CONFIG_FILE}: {e}")))?;
+    // The path of the field that failed, so a bad value is named as the config spells it
+    // (`config.json linux.seccomp.syscalls[0].args[0].op: unknown variant …`).
+    let mut de = serde_json::Deserializer::from_str(text);
+    let spec: oci_spec::runtime::Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let why = inner.to_string();
+        // serde_json appends where in the text it was; the path already says where.
+        let why = why.split(" at line ").next().unwrap_or(&why);
+        if path.is_empty() || path == "." {
+            Errcode::usage(format!("{CONFIG_FILE}: {why}"))
+        } else {
+            Errcode::usage(format!("{CONFIG_FILE} {path}: {why}"))
+        }
+    })?;
     Ok(Bundle { dir, spec, raw })
 }
 

@@ -137,6 +137,16 @@ fn seccomp_profiles_are_read_and_their_errors_name_the_path() {
         e.starts_with("config.json linux.seccomp.syscalls[0].args[0]"),
         "{e}"
     );
+    // A value the config types themselves refuse is named by its path too.
+    v["linux"]["seccomp"]["syscalls"][0]["args"] =
+        json!([{"index": 0, "value": 1, "op": "SCMP_CMP_FOO"}]);
+    let e = err_of(&v);
+    assert!(
+        e.starts_with(
+            "config.json linux.seccomp.syscalls[0].args[0].op: unknown variant `SCMP_CMP_FOO`"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -226,6 +236,13 @@ fn malformed_configs_are_one_line_errors() {
         assert!(e.starts_with("config.json"), "{text}: {e}");
         assert!(!e.contains('\n'), "{e}");
     }
+    let e = parse("/b".into(), "{\"process\": {\"args\": 1}}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config.json process.args: invalid type"),
+        "{e}"
+    );
 }
 
 /// Fields that must be refused, with the path the error must name.
