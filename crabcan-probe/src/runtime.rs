@@ -37,8 +37,8 @@ pub fn overwrite_exe() -> ExitCode {
     let as_loader = std::fs::read_link("/proc/self/exe")
         .map(|p| !p.to_string_lossy().ends_with("crabcan-probe"))
         .unwrap_or(true);
-    // SAFETY: a constant path; the fd is deliberately kept across exec (no O_CLOEXEC).
     let fd = if as_loader {
+        // SAFETY: a constant path; the fd is deliberately kept across exec (no O_CLOEXEC).
         unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_PATH) }
     } else {
         -1
