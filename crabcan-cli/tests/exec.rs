@@ -625,19 +625,28 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
         c.arg("--root").arg(env.root()).args(args);
         c
     };
-    let mut watcher = run_copy(&["exec", &env.id, "/bin/crabcan-probe", "watch-execs", "6"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut watcher = run_copy(&[
+        "exec",
+        &env.id,
+        "/bin/crabcan-probe",
+        "watch-execs",
+        "stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let lines = bounded::Lines::new(watcher.stdout.take().unwrap());
     assert_eq!(
         lines.next_within(LIMIT).unwrap().as_deref(),
         Some("watching")
     );
+    // Enough execs for the watcher to meet some in setup: at least 5 s of them and at least
+    // 8 (one exec takes seconds under emulation).
     let start = Instant::now();
     let mut n = 0;
-    while start.elapsed() < Duration::from_secs(5) {
+    while start.elapsed() < Duration::from_secs(5) || n < 8 {
         let o = output_within(
             run_copy(&["exec", &env.id, "sh", "-c", "true"]).stdin(Stdio::null()),
             LIMIT,
@@ -645,6 +654,7 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
         assert_ok(&o);
         n += 1;
     }
+    drop(watcher.stdin.take());
     let verdict = lines.rest_within(LIMIT).unwrap();
     bounded::wait_within(&mut watcher, LIMIT, "the watcher");
     assert!(
