@@ -6,6 +6,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The floor program under test: `CRABCAN_FLOOR_BIN` (set in the VM) or the one cargo built.
+fn floor() -> Command {
+    match std::env::var_os("CRABCAN_FLOOR_BIN") {
+        Some(p) => Command::new(p),
+        None => Command::new(env!("CARGO_BIN_EXE_crabcan-floor")),
+    }
+}
+
 fn rootfs() -> PathBuf {
     if let Some(p) = std::env::var_os("CRABCAN_TEST_ROOTFS") {
         return PathBuf::from(p);
@@ -21,7 +29,7 @@ fn the_floor_sets_up_what_it_stands_for() {
                   grep -c ' / .*idmapped' /proc/self/mountinfo; \
                   echo owner=$(stat -c %u /bin/busybox); ls /dev | tr '\\n' ' '; echo; \
                   echo x > /dev/null && echo null-ok; exit 3";
-    let out = Command::new(env!("CARGO_BIN_EXE_crabcan-floor"))
+    let out = floor()
         .arg(rootfs())
         .args(["/bin/sh", "-c", script])
         .output()
@@ -48,7 +56,7 @@ fn the_floor_sets_up_what_it_stands_for() {
 
 #[test]
 fn the_floor_with_cgroups_places_the_container_and_removes_them() {
-    let mut floor = Command::new(env!("CARGO_BIN_EXE_crabcan-floor"))
+    let mut floor = floor()
         .arg("--cgroups")
         .arg(rootfs())
         .args(["/bin/sleep", "1"])

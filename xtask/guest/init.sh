@@ -93,6 +93,7 @@ run_all() {
             cd "$dir" &&
                 exec env -i PATH="$PATH" HOME=/root TMPDIR=/tmp \
                     CRABCAN_BIN=$OPT/bin/crabcan \
+                    CRABCAN_FLOOR_BIN=$OPT/bin/crabcan-floor \
                     CRABCAN_TEST_ROOTFS=$OPT/rootfs \
                     CRABCAN_IN_VM=1 RUST_BACKTRACE=1 \
                     "$OPT/tests/$n" --include-ignored --test-threads=2 \

@@ -59,6 +59,8 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
     let tests = build_tests()?;
     let crabcan = util::build_musl_bin("crabcan-cli", "crabcan", false)
         .map_err(|e| format!("cannot build crabcan for the guest: {e}"))?;
+    let floor = util::build_musl_bin("crabcan-bench", "crabcan-floor", false)
+        .map_err(|e| format!("cannot build crabcan-floor for the guest: {e}"))?;
     let guest_rootfs = work.join("rootfs");
     rootfs::ensure(&guest_rootfs)?;
     let initrd = initramfs(
@@ -67,6 +69,7 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
             workspace: &util::workspace_root(),
             tests: &tests,
             crabcan: &crabcan,
+            floor: &floor,
             rootfs: &guest_rootfs,
             libtest_args,
             script: script.as_deref(),
@@ -248,6 +251,8 @@ struct Payload<'a> {
     workspace: &'a Path,
     tests: &'a [TestBin],
     crabcan: &'a Path,
+    /// The floor program the benchmark compares crabcan with (its tests run in the guest).
+    floor: &'a Path,
     rootfs: &'a Path,
     libtest_args: &'a [String],
     script: Option<&'a str>,
@@ -325,6 +330,7 @@ fn initramfs(work: &Path, payload: &Payload) -> Result<PathBuf> {
     util::chmod(&stage.join("opt"), 0o755)?;
     util::chmod(&opt, 0o755)?;
     util::install_file(payload.crabcan, &opt.join("bin/crabcan"), 0o755)?;
+    util::install_file(payload.floor, &opt.join("bin/crabcan-floor"), 0o755)?;
     let mut list = String::new();
     for t in payload.tests {
         util::install_file(&t.exe, &opt.join("tests").join(&t.name), 0o755)?;
