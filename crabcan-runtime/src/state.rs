@@ -307,6 +307,13 @@ impl Locked {
             })
     }
 
+    /// Releases the lock now, for every process that shares this descriptor (one forked
+    /// while it was held keeps a copy, which would otherwise keep it locked).
+    pub fn unlock(self) {
+        // SAFETY: flock on a descriptor we own.
+        unsafe { libc::flock(self._fd.as_raw_fd(), libc::LOCK_UN) };
+    }
+
     /// Removes the directory and everything in it.
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.dir)
