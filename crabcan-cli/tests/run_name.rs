@@ -311,6 +311,14 @@ fn state_list_ps_kill_and_one_name_at_a_time() {
     let pids: Vec<i32> = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(pids.contains(&init), "{pids:?} lacks the init {init}");
     assert!(pids.len() >= 2, "the init and the command: {pids:?}");
+    // The init, crabcan code in the container, holds no descriptor of the state root.
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|l| l.starts_with(root.path()))
+        .collect();
+    assert!(held.is_empty(), "the init holds {held:?}");
 
     // The same name again, while it runs: one line, exit 125, and the first untouched.
     let record = std::fs::read(run.dir.join("state.json")).unwrap();

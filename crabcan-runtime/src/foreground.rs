@@ -9,7 +9,7 @@
 //! removes it ([`remove_if_owned`]). `delete` leaves the cleanup to a live owner.
 
 use crate::exec::CONFIG_COPY;
-use crate::state::{Locked, STATE_FILE, State, now_rfc3339, start_time};
+use crate::state::{Locked, State, now_rfc3339, start_time};
 use crabcan_errors::{Errcode, Result};
 use crabcan_oci::{IdRange, NsKind, Process};
 use serde::{Deserialize, Serialize};
@@ -173,15 +173,17 @@ pub fn check_run_spec(spec: &RunSpec) -> Result<()> {
 }
 
 /// A run container's record, from its reservation to its removal.
+///
+/// The directory's lock is taken only for a moment at each step, never across a fork: the
+/// container's init and the guardian inherit crabcan's descriptors, and neither may keep
+/// one of a host directory. Between the reservation and the record, the owner file alone
+/// says the directory is in use (`delete` leaves it to a live owner).
 pub struct Registration {
     root: PathBuf,
     id: String,
     dir: PathBuf,
     owner: Owner,
     created: String,
-    /// Held from the reservation until the container is recorded: until then, nothing
-    /// else may use or remove the directory.
-    lock: Option<Locked>,
     finished: bool,
 }
 
@@ -192,17 +194,18 @@ impl Registration {
     pub fn reserve(root: &Path, id: &str) -> Result<Registration> {
         let owner = Owner::me()?;
         let lock = Locked::create(root, id)?;
-        let dir = lock.dir().to_path_buf();
-        let mut r = Registration {
+        let r = Registration {
             root: root.to_path_buf(),
             id: id.to_string(),
-            dir,
+            dir: lock.dir().to_path_buf(),
             owner,
             created: now_rfc3339(),
-            lock: Some(lock),
             finished: false,
         };
-        r.write(OWNER_FILE, &json!(owner))?;
+        if let Err(e) = write(&lock, OWNER_FILE, &json!(owner)) {
+            let _ = lock.remove();
+            return Err(e);
+        }
         Ok(r)
     }
 
@@ -216,34 +219,29 @@ impl Registration {
         self.owner
     }
 
-    fn write(&mut self, name: &str, v: &Value) -> Result<()> {
-        let Some(l) = &self.lock else {
-            return Err(Errcode::setup(format!(
-                "container {} is recorded already",
-                self.id
-            )));
-        };
-        let text = serde_json::to_vec(v)
-            .map_err(|e| Errcode::setup(format!("cannot encode {name}: {e}")))?;
-        l.write_file(name, &text).map_err(|e| {
-            Errcode::setup(format!(
-                "cannot write {}: {e}",
-                self.dir.join(name).display()
-            ))
-        })
+    /// The directory, locked, if it is still this registration's.
+    fn lock(&self) -> Option<Locked> {
+        let l = Locked::open_any(&self.root, &self.id).ok()?;
+        (read_owner(l.dir()) == Some(self.owner)).then_some(l)
     }
 
     /// Records the container whose init is `pid` (set up completely: its command runs)
-    /// as running, with its config copy, and lets the other commands at it.
+    /// as running, with its config copy.
     pub fn record(
         &mut self,
         pid: i32,
         spec: &RunSpec,
         cgroup: Option<&crabcan_cgroups::ContainerCgroup>,
     ) -> Result<()> {
+        let l = self.lock().ok_or_else(|| {
+            Errcode::setup(format!(
+                "container {} was deleted while it was set up",
+                self.id
+            ))
+        })?;
         let cgroup_path = cgroup.map(|c| c.cgroup_path().to_string());
         let config = config_json(spec, pid, cgroup_path.as_deref());
-        self.write(CONFIG_COPY, &config)?;
+        write(&l, CONFIG_COPY, &config)?;
         let rootfs = config
             .pointer("/root/path")
             .and_then(Value::as_str)
@@ -266,13 +264,7 @@ impl Registration {
             poststart: Vec::new(),
             poststop: Vec::new(),
         };
-        let v = serde_json::to_value(&state)
-            .map_err(|e| Errcode::setup(format!("cannot encode the state: {e}")))?;
-        self.write(STATE_FILE, &v)?;
-        if let Some(l) = self.lock.take() {
-            l.unlock();
-        }
-        Ok(())
+        l.write(&state)
     }
 
     /// Removes the record: the container has ended.
@@ -282,13 +274,10 @@ impl Registration {
     }
 
     fn remove(&mut self) -> Result<()> {
-        if let Some(l) = self.lock.take() {
-            return l.remove();
-        }
         // `delete --force` may have removed it, and another run taken the id since.
-        match Locked::open(&self.root, &self.id) {
-            Ok(l) if read_owner(l.dir()) == Some(self.owner) => l.remove(),
-            _ => Ok(()),
+        match self.lock() {
+            Some(l) => l.remove(),
+            None => Ok(()),
         }
     }
 }
@@ -299,6 +288,18 @@ impl Drop for Registration {
             let _ = self.remove();
         }
     }
+}
+
+/// Writes `v` as the file `name` of the locked directory.
+fn write(l: &Locked, name: &str, v: &Value) -> Result<()> {
+    let text =
+        serde_json::to_vec(v).map_err(|e| Errcode::setup(format!("cannot encode {name}: {e}")))?;
+    l.write_file(name, &text).map_err(|e| {
+        Errcode::setup(format!(
+            "cannot write {}: {e}",
+            l.dir().join(name).display()
+        ))
+    })
 }
 
 /// Removes the record in `dir` if `owner` (a crabcan that died) still owns it: for the
@@ -448,7 +449,7 @@ mod tests {
         assert_eq!(st.status, crate::Status::Running);
         assert_eq!(st.pid, me);
         assert!(root.join("web").join(CONFIG_COPY).is_file());
-        // Unlocked once recorded: the other commands get the lock.
+        // Not locked once recorded: the other commands get the lock.
         drop(Locked::open(&root, "web").unwrap());
         r.finish().unwrap();
         assert!(!root.join("web").exists());

@@ -365,6 +365,15 @@ fn remove_stale(root: &Path, id: &str) -> Result<()> {
     let Some(l) = state::lock_stale(root, id) else {
         return Ok(());
     };
+    if let Some(owner) = read_owner(l.dir())
+        && owner.alive()
+    {
+        return Err(Errcode::usage(format!(
+            "container {id} is being set up by its crabcan run (process {}); \
+             delete it once it runs",
+            owner.pid
+        )));
+    }
     let mut first = None;
     if let Ok(s) = state::read_state_file(l.dir(), state::CREATING_FILE) {
         if let Some(cg) = open_cgroup(&s)

@@ -253,6 +253,20 @@ impl Locked {
         Ok(Locked { dir, _fd: fd })
     }
 
+    /// Locks the directory of `id`, with or without a state file (a container being set
+    /// up); "container does not exist" when there is no such directory.
+    pub fn open_any(root: &Path, id: &str) -> Result<Locked> {
+        validate_id(id)?;
+        let dir = root.join(id);
+        let fd = open_dir(&dir).map_err(|_| not_exist())?;
+        lock(&fd, &dir)?;
+        // Removed while we waited for the lock.
+        if !dir.exists() {
+            return Err(not_exist());
+        }
+        Ok(Locked { dir, _fd: fd })
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -305,13 +319,6 @@ impl Locked {
             .inspect_err(|_| {
                 let _ = std::fs::remove_file(&tmp);
             })
-    }
-
-    /// Releases the lock now, for every process that shares this descriptor (one forked
-    /// while it was held keeps a copy, which would otherwise keep it locked).
-    pub fn unlock(self) {
-        // SAFETY: flock on a descriptor we own.
-        unsafe { libc::flock(self._fd.as_raw_fd(), libc::LOCK_UN) };
     }
 
     /// Removes the directory and everything in it.
