@@ -157,12 +157,7 @@ pub fn run(cfg: Config) -> Result<i32> {
             )
         })
     };
-    // The container has ended: its name is free again before the rest is cleaned up.
-    if let Some(r) = registration.take()
-        && let Err(e) = r.finish()
-    {
-        log::warn!("{e}");
-    }
+
     let result = match (result, &cgroup) {
         (Ok(137), Some(cg)) if cg.oom_kills() > 0 => {
             // One line naming the limit; the exit code stays the container's own.
@@ -184,6 +179,12 @@ pub fn run(cfg: Config) -> Result<i32> {
     }
     if let Some(l) = lease.take() {
         l.release();
+    }
+    // Last: a `delete --force` waiting for the record to go returns once all is undone.
+    if let Some(r) = registration.take()
+        && let Err(e) = r.finish()
+    {
+        log::warn!("{e}");
     }
     if let Some(g) = guardian {
         g.dismiss();

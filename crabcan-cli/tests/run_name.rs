@@ -371,15 +371,15 @@ fn delete_refuses_a_running_run_unless_forced() {
     assert_eq!(root.state(&name)["status"], "running");
     let dirs = run.cgroup_dirs();
     assert_ok(&root.out(&["delete", "--force", &name]));
-    // Gone when delete returns: the run's crabcan cleaned up, and delete waited for it.
+    // All undone when delete returns: the run's crabcan cleaned up, delete waited for it.
     assert!(
         !root.path().join(&name).exists(),
         "record left after delete"
     );
-    assert_eq!(run.wait().code(), Some(137));
     for d in dirs {
         assert!(!d.exists(), "cgroup {} left", d.display());
     }
+    assert_eq!(run.wait().code(), Some(137));
 }
 
 /// No exec'd process, foreground or detached, survives the end of the run.
