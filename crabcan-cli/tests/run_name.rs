@@ -576,3 +576,59 @@ fn an_unusable_state_root_fails_the_run() {
     assert_eq!(stdout(&o), "");
     assert_one_line(&o, &file.to_string_lossy());
 }
+
+/// An ordinary user's named run: `state` and `list` reach it, an exec by that user fails in
+/// one line naming the namespace it may not open (the container's processes are not
+/// dumpable) and never runs the command outside the container; root's exec joins it.
+#[test]
+fn an_ordinary_users_named_run() {
+    use std::os::unix::process::CommandExt;
+    let root = StateRoot::new("nobody");
+    std::fs::create_dir_all(root.path()).unwrap();
+    nix::unistd::chown(
+        &root.path(),
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut c = root.cmd(args);
+        c.uid(65534).gid(65534);
+        c
+    };
+    for flags in [&[][..], &["--cap-add", "ALL"]] {
+        let name = unique("nobody");
+        let mut child = as_nobody(&["run", "--name", &name, "-m"])
+            .arg(rootfs())
+            .args(flags)
+            .args(["--", "/bin/sh", "-c", "echo ready; read x || true"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _lines = bounded::wait_ready(&mut child);
+        let dir = root.path().join(&name);
+        eventually("the record", || dir.join("state.json").is_file());
+        assert_eq!(root.state(&name)["status"], "running");
+        let o = output_within(
+            &mut as_nobody(&["exec", &name, "/bin/sh", "-c", "echo escaped"]),
+            LIMIT,
+        );
+        assert_eq!(code(&o), 1, "{flags:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{flags:?}: the command ran");
+        assert_one_line(&o, "cannot open the container's namespace");
+        let o = root.out(&["exec", &name, "/bin/sh", "-c", "cat /proc/self/uid_map"]);
+        assert_ok(&o);
+        assert_eq!(
+            stdout(&o).split_whitespace().collect::<Vec<_>>(),
+            ["0", "65534", "1"],
+            "{flags:?}"
+        );
+        drop(child.stdin.take());
+        assert_eq!(
+            wait_within(&mut child, LIMIT, "nobody's run").code(),
+            Some(0)
+        );
+        assert!(!dir.exists(), "record left");
+    }
+}
