@@ -157,7 +157,6 @@ pub fn run(cfg: Config) -> Result<i32> {
             )
         })
     };
-
     let result = match (result, &cgroup) {
         (Ok(137), Some(cg)) if cg.oom_kills() > 0 => {
             // One line naming the limit; the exit code stays the container's own.
