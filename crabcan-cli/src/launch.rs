@@ -88,18 +88,20 @@ pub fn run(cfg: Config) -> Result<i32> {
             None
         } else {
             Some(crabcan_child::guardian(&mut || {
-                // The container is gone by now (the guardian waited for it): nothing is in
-                // its cgroup, made after the guardian, so found by its path.
-                if let Ok(layout) = crabcan_cgroups::Layout::detect()
-                    && let Ok(cg) = crabcan_cgroups::ContainerCgroup::open(&layout, &cg_path)
-                {
-                    let _ = cg.remove();
-                }
                 let _ = prepared.remove_now();
                 if let Some(l) = lease.as_mut() {
                     l.remove_now();
                 }
                 if let Some((dir, owner)) = &owned {
+                    // A named container's record names its cgroup: the cgroup goes with
+                    // it, not at the next run's sweep. The container is gone by now (the
+                    // guardian waited for it); its cgroup, made after the guardian, is
+                    // found by its path.
+                    if let Ok(layout) = crabcan_cgroups::Layout::detect()
+                        && let Ok(cg) = crabcan_cgroups::ContainerCgroup::open(&layout, &cg_path)
+                    {
+                        let _ = cg.remove();
+                    }
                     crabcan_runtime::remove_if_owned(dir, *owner);
                 }
                 if let Some(t) = &cooked {
