@@ -328,8 +328,10 @@ fn delete_owned(l: Locked, s: &State, st: Status, owner: Owner, force: bool) -> 
     let dir = l.dir().to_path_buf();
     // The run's crabcan takes the lock to remove the record.
     drop(l);
+    // By its owner, not its path: once it is gone, another run may take the id.
+    let ours = || read_owner(&dir) == Some(owner);
     let deadline = Instant::now() + WAIT_LIMIT;
-    while dir.exists() && owner.alive() {
+    while ours() && owner.alive() {
         if Instant::now() >= deadline {
             return Err(Errcode::setup(format!(
                 "container {id}: its crabcan run (process {}) did not remove it",
@@ -338,14 +340,14 @@ fn delete_owned(l: Locked, s: &State, st: Status, owner: Owner, force: bool) -> 
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    if !dir.exists() {
+    if !ours() {
         return Ok(());
     }
     // The run's crabcan died meanwhile (its guardian cleans up what it made): the record
     // goes the usual way.
     let root = dir.parent().unwrap_or(Path::new("/"));
     match Locked::open(root, id) {
-        Ok(l) => {
+        Ok(l) if ours() => {
             if let Some(cg) = open_cgroup(s)
                 && let Err(e) = cg.remove()
             {
@@ -355,7 +357,7 @@ fn delete_owned(l: Locked, s: &State, st: Status, owner: Owner, force: bool) -> 
             l.remove()
                 .or_else(|e| if dir.exists() { Err(e) } else { Ok(()) })
         }
-        Err(_) => Ok(()),
+        _ => Ok(()),
     }
 }
 
