@@ -632,3 +632,42 @@ fn an_ordinary_users_named_run() {
         assert!(!dir.exists(), "record left");
     }
 }
+
+/// A name reserved by a live run that is still setting up (an owner, no state yet) is
+/// left to it: `delete --force` refuses in one line, `state` does not know it yet, and
+/// another run cannot take it; once its owner is gone, `delete --force` clears it.
+#[test]
+fn a_name_being_set_up_is_left_to_its_owner() {
+    let root = StateRoot::new("settingup");
+    let name = unique("settingup");
+    let dir = root.path().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start: u64 = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let owner = serde_json::json!({"pid": std::process::id(), "pid_start": start});
+    std::fs::write(dir.join("foreground.json"), owner.to_string()).unwrap();
+    let o = root.out(&["delete", "--force", &name]);
+    assert_eq!(code(&o), 1);
+    assert_one_line(&o, "being set up");
+    assert!(dir.is_dir(), "removed under its owner");
+    let o = root.out(&["state", &name]);
+    assert_one_line(&o, "container does not exist");
+    let o = output_within(
+        root.cmd(&["run", "--name", &name, "-m"])
+            .arg(rootfs())
+            .args(["--", "/bin/true"]),
+        LIMIT,
+    );
+    assert_eq!(code(&o), 125);
+    assert_one_line(&o, "already exists");
+    // An owner that is gone (a start time that is not its own) leaves a stale directory.
+    let gone = serde_json::json!({"pid": std::process::id(), "pid_start": start + 1});
+    std::fs::write(dir.join("foreground.json"), gone.to_string()).unwrap();
+    assert_ok(&root.out(&["delete", "--force", &name]));
+    assert!(!dir.exists());
+}
