@@ -114,8 +114,9 @@ pub struct Detached {
     done: bool,
 }
 
-/// Clones the detached child. The caller must be single-threaded.
+/// Clones the detached child. Refuses a multi-threaded caller.
 pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
+    crate::ensure_single_threaded("create the container's process")?;
     let (parent_end, child_end) = nix::sys::socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,

@@ -74,9 +74,10 @@ pub struct ExecSpec {
 }
 
 /// Starts the process described by `spec` in the container; returns its pid on the host
-/// once it has exec'd (or an error, with nothing left running). The caller must be
-/// single-threaded; the process is the caller's child.
+/// once it has exec'd (or an error, with nothing left running). Refuses a multi-threaded
+/// caller; the process is the caller's child.
 pub fn exec_in(spec: &ExecSpec) -> Result<Pid> {
+    crate::ensure_single_threaded("start the process in the container")?;
     let (parent_end, child_end) = nix::sys::socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,

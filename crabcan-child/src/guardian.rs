@@ -22,8 +22,9 @@ pub struct Guardian {
 }
 
 /// Forks a guardian that calls `cleanup` if this process dies before dismissing it.
-/// The caller must be single-threaded (it forks).
+/// Refuses a multi-threaded caller (it forks).
 pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
+    crate::ensure_single_threaded("start the guardian")?;
     let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .sys_ctx(|| "create the guardian's pipe")?;
     // SAFETY: the caller is single-threaded; the child only reads a pipe, runs `cleanup`

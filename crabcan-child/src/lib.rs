@@ -126,9 +126,27 @@ pub fn block_signals() -> Result<SigSet> {
     Ok(old)
 }
 
+/// Refuses to go on when this process has more than one thread: a fork or clone copies
+/// only the calling thread, so a lock another thread held (the allocator's) stays locked in
+/// the copy, and `setns` into a user or mount namespace refuses a threaded caller. The
+/// functions that fork call it first, so that they are safe to call whatever the caller.
+pub fn ensure_single_threaded(what: &str) -> Result<()> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| Errcode::setup(format!("{what}: cannot read /proc/self/task: {e}")))?
+        .count();
+    if threads > 1 {
+        return Err(Errcode::setup(format!(
+            "{what}: the calling process has {threads} threads; it must have one (a fork \
+             copies only the calling thread)"
+        )));
+    }
+    Ok(())
+}
+
 /// Clones the container's process into new namespaces. It waits for
-/// [`Container::release`] before doing anything. The caller must be single-threaded.
+/// [`Container::release`] before doing anything. Refuses a multi-threaded caller.
 pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet) -> Result<Container> {
+    ensure_single_threaded("start the container's process")?;
     let (parent_end, child_end) = nix::sys::socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -659,6 +677,25 @@ fn close_other_fds() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threaded_caller_is_refused_before_anything_forks() {
+        // The harness runs each test on a thread of its own: at least two here, and a
+        // third that waits makes it certain.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        let e = ensure_single_threaded("start the guardian").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("start the guardian: the calling process has")
+        );
+        let Err(e) = guardian(&mut || {}) else {
+            panic!("guardian forked from a threaded caller");
+        };
+        assert!(e.to_string().contains("threads"), "{e}");
+        drop(tx);
+        let _ = t.join();
+    }
 
     fn knobs(max: &str, unpriv: &str, aa: &str, root: bool) -> UsernsKnobs {
         UsernsKnobs {

@@ -5,19 +5,18 @@
 
 mod bounded;
 mod common;
+mod engine;
 
 use bounded::output_within;
 use common::*;
+use engine::*;
 use serde_json::{Value, json};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// The container's own command: waits to be killed.
 const WAIT: &str = "trap 'exit 3' TERM; while :; do sleep 0.05; done";
@@ -43,20 +42,18 @@ const ENGINE_CAPS: [&str; 14] = [
 /// The same set as a capability mask.
 const ENGINE_CAP_MASK: &str = "00000000a80425fb";
 
-fn subreaper() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(r, 0, "cannot become a child subreaper");
-    });
-}
-
 /// One test's state root, bundle and container.
 struct Env {
-    dir: Scratch,
+    e: Engine,
     id: String,
     pid: i32,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.e
+    }
 }
 
 impl Env {
@@ -69,59 +66,14 @@ impl Env {
 
     /// A created container (waiting for start) that will run `args`.
     fn created(name: &str, args: &[&str], tweak: impl FnOnce(&mut Value)) -> Env {
-        require_root();
-        subreaper();
-        let _ = rootfs();
-        let dir = Scratch::new(&format!("exec-{name}"));
-        let b = dir.path().join("bundle");
-        std::fs::create_dir_all(&b).unwrap();
-        assert_ok(&output_within(
-            crabcan().arg("spec").arg("-b").arg(&b),
-            LIMIT,
-        ));
-        let mut c: Value =
-            serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
-        c["root"]["path"] = json!(rootfs());
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(args);
-        c["hostname"] = json!(format!("exec-{name}"));
-        tweak(&mut c);
-        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        let e = Engine::new(&format!("exec-{name}"));
+        let b = e.bundle("bundle", args, |c| {
+            c["hostname"] = json!(format!("exec-{name}"));
+            tweak(c);
+        });
         let id = format!("exec-{name}-{}", std::process::id());
-        let mut e = Env { dir, id, pid: 0 };
-        let pid_file = b.join("pid");
-        let o = e.cc(&[
-            "create",
-            "-b",
-            &b.to_string_lossy(),
-            "--pid-file",
-            &pid_file.to_string_lossy(),
-            &e.id.clone(),
-        ]);
-        assert_ok(&o);
-        e.pid = std::fs::read_to_string(pid_file).unwrap().parse().unwrap();
-        e
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = crabcan();
-        c.arg("--root").arg(self.root()).args(args);
-        c
-    }
-
-    /// Runs crabcan; `create` and detached execs leave a process holding their stdio.
-    fn cc(&self, args: &[&str]) -> Output {
-        let detaching = args.contains(&"create") || args.contains(&"-d");
-        let mut c = self.cmd(args);
-        if detaching {
-            detached_output(&mut c)
-        } else {
-            output_within(&mut c, LIMIT)
-        }
+        let pid = e.create(&id, &b);
+        Env { e, id, pid }
     }
 
     /// `exec [flags] ID args...` in the foreground.
@@ -133,20 +85,8 @@ impl Env {
         self.cc(&v)
     }
 
-    fn state_file(&self) -> Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(self.root().join(&self.id).join("state.json")).unwrap(),
-        )
-        .unwrap()
-    }
-
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        self.state_file()["cgroup_paths"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| PathBuf::from(p.as_str().unwrap()))
-            .collect()
+        self.e.cgroup_dirs(&self.id)
     }
 
     /// `delete --force`, the container's process reaped; nothing of it left.
@@ -161,57 +101,6 @@ impl Env {
     }
 }
 
-fn detached_output(c: &mut Command) -> Output {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("exec-stderr-{}-{n}", std::process::id()));
-    let f = std::fs::File::create(&path).unwrap();
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let status = bounded::wait_within(&mut child, LIMIT, "crabcan");
-    let stderr = std::fs::read(&path).unwrap_or_default();
-    let _ = std::fs::remove_file(&path);
-    Output {
-        status,
-        stdout: Vec::new(),
-        stderr,
-    }
-}
-
-/// Reaps `pid` (our child or adopted) and returns its status as an exit code.
-fn reap(pid: i32) -> i32 {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        match nix::sys::wait::waitpid(
-            nix::unistd::Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        ) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => {}
-            Err(e) => panic!("cannot reap {pid}: {e}"),
-        }
-        assert!(Instant::now() < deadline, "{pid} did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 fn ppid(pid: i32) -> i32 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     s.rsplit(')')
@@ -222,13 +111,6 @@ fn ppid(pid: i32) -> i32 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn assert_one_line(o: &Output, needle: &str) {
-    let e = stderr(o);
-    assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
-    assert!(e.contains(needle), "{needle:?} not in {e:?}");
-    assert!(!e.contains("panicked"), "{e}");
 }
 
 fn ns_link(pid: &str, kind: &str) -> String {
@@ -743,19 +625,28 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
         c.arg("--root").arg(env.root()).args(args);
         c
     };
-    let mut watcher = run_copy(&["exec", &env.id, "/bin/crabcan-probe", "watch-execs", "6"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut watcher = run_copy(&[
+        "exec",
+        &env.id,
+        "/bin/crabcan-probe",
+        "watch-execs",
+        "stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let lines = bounded::Lines::new(watcher.stdout.take().unwrap());
     assert_eq!(
         lines.next_within(LIMIT).unwrap().as_deref(),
         Some("watching")
     );
+    // Enough execs for the watcher to meet some in setup: at least 5 s of them and at least
+    // 8 (one exec takes seconds under emulation).
     let start = Instant::now();
     let mut n = 0;
-    while start.elapsed() < Duration::from_secs(5) {
+    while start.elapsed() < Duration::from_secs(5) || n < 8 {
         let o = output_within(
             run_copy(&["exec", &env.id, "sh", "-c", "true"]).stdin(Stdio::null()),
             LIMIT,
@@ -763,6 +654,7 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
         assert_ok(&o);
         n += 1;
     }
+    drop(watcher.stdin.take());
     let verdict = lines.rest_within(LIMIT).unwrap();
     bounded::wait_within(&mut watcher, LIMIT, "the watcher");
     assert!(

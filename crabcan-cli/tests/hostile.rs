@@ -146,10 +146,8 @@ fn device_nodes_shipped_in_an_image_do_not_open() {
     }
     let blk = std::ffi::CString::new(root.join("blk").to_str().unwrap()).unwrap();
     // SAFETY: as above; b 7 0 is the first loop device.
-    assert_eq!(
-        unsafe { libc::mknod(blk.as_ptr(), libc::S_IFBLK | 0o666, libc::makedev(7, 0)) },
-        0
-    );
+    let r = unsafe { libc::mknod(blk.as_ptr(), libc::S_IFBLK | 0o666, libc::makedev(7, 0)) };
+    assert_eq!(r, 0);
     let plain = format!("{}:/nodes", nodes.display());
     let script = "for n in /full /blk /nodes/full; do \
                   head -c 1 $n >/dev/null 2>&1 && echo $n opened || echo $n refused; done";

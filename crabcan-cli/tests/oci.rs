@@ -6,102 +6,36 @@
 
 mod bounded;
 mod common;
+mod engine;
 
 use bounded::output_within;
 use common::*;
+use engine::*;
 use serde_json::{Value, json};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
-
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// Orphaned containers come to this process, which reaps them by pid.
-fn subreaper() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(r, 0, "cannot become a child subreaper");
-    });
-}
 
 /// One test's state root and bundles, under target/.
 struct Env {
-    dir: Scratch,
+    e: Engine,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.e
+    }
 }
 
 impl Env {
     fn new(name: &str) -> Env {
-        require_root();
-        subreaper();
-        let _ = rootfs();
         Env {
-            dir: Scratch::new(&format!("oci-{name}")),
+            e: Engine::new(&format!("oci-{name}")),
         }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = crabcan();
-        c.arg("--root").arg(self.root()).args(args);
-        c
-    }
-
-    /// Runs crabcan; a command that leaves a container behind (create, run --detach)
-    /// hands it its stdio, so then stdout goes nowhere and stderr to a file read at exit.
-    fn cc(&self, args: &[&str]) -> Output {
-        let detaching = args.contains(&"create") || args.contains(&"-d");
-        let mut c = self.cmd(args);
-        if detaching {
-            detached_output(&mut c)
-        } else {
-            output_within(&mut c, LIMIT)
-        }
-    }
-
-    /// A bundle from `crabcan spec`, running `args`, adjusted by `tweak`.
-    fn bundle(&self, name: &str, args: &[&str], tweak: impl FnOnce(&mut Value)) -> PathBuf {
-        let b = self.dir.path().join(name);
-        std::fs::create_dir_all(&b).unwrap();
-        let o = output_within(crabcan().arg("spec").arg("-b").arg(&b), LIMIT);
-        assert_ok(&o);
-        let mut c: Value =
-            serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
-        c["root"]["path"] = json!(rootfs());
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(args);
-        tweak(&mut c);
-        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
-        b
-    }
-
-    fn create(&self, id: &str, bundle: &Path) -> i32 {
-        let pid_file = bundle.join("pid");
-        let o = self.cc(&[
-            "create",
-            "--bundle",
-            &bundle.to_string_lossy(),
-            "--pid-file",
-            &pid_file.to_string_lossy(),
-            id,
-        ]);
-        assert_ok(&o);
-        std::fs::read_to_string(pid_file).unwrap().parse().unwrap()
-    }
-
-    fn status(&self, id: &str) -> String {
-        let o = self.cc(&["state", id]);
-        assert_ok(&o);
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["status"].as_str().unwrap().to_string()
     }
 
     /// Nothing of `id` is left in the state root.
@@ -114,68 +48,6 @@ impl Env {
         assert_eq!(code(&o), 1);
         assert_one_line(&o, "container does not exist");
     }
-}
-
-/// Like `output_within` for a command whose container keeps its stdio: stdout to
-/// /dev/null, stderr through a file.
-fn detached_output(c: &mut Command) -> Output {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("oci-stderr-{}-{n}", std::process::id()));
-    let f = std::fs::File::create(&path).unwrap();
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let status = bounded::wait_within(&mut child, LIMIT, "crabcan");
-    let stderr = std::fs::read(&path).unwrap_or_default();
-    let _ = std::fs::remove_file(&path);
-    Output {
-        status,
-        stdout: Vec::new(),
-        stderr,
-    }
-}
-
-/// Reaps the container `pid` (our child once its create exited) and returns its wait
-/// status as an exit code (128+N when killed by N).
-fn reap(pid: i32) -> i32 {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        match nix::sys::wait::waitpid(
-            nix::unistd::Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        ) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => {}
-            Err(e) => panic!("cannot reap {pid}: {e}"),
-        }
-        assert!(Instant::now() < deadline, "{pid} did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Whether `pid` is a live process (not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
-fn assert_one_line(o: &Output, needle: &str) {
-    let e = stderr(o);
-    assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
-    assert!(e.contains(needle), "{needle:?} not in {e:?}");
-    assert!(!e.contains("panicked"), "{e}");
 }
 
 const TRAP_LOOP: &str = "trap 'exit 3' TERM; echo started; while :; do sleep 0.05; done";

@@ -5,34 +5,23 @@
 
 mod bounded;
 mod common;
+mod engine;
 
 use common::*;
+use engine::*;
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Once;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// A container that runs until killed.
 const LOOP: &str = "trap 'exit 3' TERM; while :; do sleep 0.05; done";
 
-fn subreaper() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(r, 0, "cannot become a child subreaper");
-    });
-}
-
 /// One test's state root and bundles; deletes (with --force) every container it made,
 /// whatever the test's outcome.
 struct Env {
-    dir: Scratch,
-    ids: std::cell::RefCell<Vec<String>>,
+    e: Engine,
     // One test at a time: the drop reaps every child of the process (waitpid(-1)), which
     // would steal another test's crabcan from under its wait.
     _serial: std::sync::MutexGuard<'static, ()>,
@@ -40,107 +29,25 @@ struct Env {
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+impl std::ops::Deref for Env {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.e
+    }
+}
+
 impl Env {
     fn new(name: &str) -> Env {
-        require_root();
-        subreaper();
-        let _ = rootfs();
         Env {
             _serial: SERIAL.lock().unwrap_or_else(|e| e.into_inner()),
-            dir: Scratch::new(&format!("oci-hostile-{name}")),
-            ids: Default::default(),
+            e: Engine::new(&format!("oci-hostile-{name}")),
         }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = crabcan();
-        c.arg("--root").arg(self.root()).args(args);
-        c
-    }
-
-    /// A command that may leave a container behind keeps its stdio: stdout goes nowhere,
-    /// stderr to a file read at its exit.
-    fn cc(&self, args: &[&str]) -> Output {
-        if args.contains(&"create") || args.contains(&"-d") {
-            if let Some(id) = args.last() {
-                self.ids.borrow_mut().push(id.to_string());
-            }
-            let err = self
-                .dir
-                .path()
-                .join(format!("stderr-{}", self.ids.borrow().len() + args.len()));
-            let f = std::fs::File::create(&err).unwrap();
-            let mut c = self.cmd(args);
-            let mut child = c
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(f)
-                .spawn()
-                .unwrap();
-            let status = bounded::wait_within(&mut child, LIMIT, "crabcan");
-            Output {
-                status,
-                stdout: Vec::new(),
-                stderr: std::fs::read(&err).unwrap_or_default(),
-            }
-        } else {
-            output_within(&mut self.cmd(args), LIMIT)
-        }
-    }
-
-    /// A bundle from `crabcan spec` over the test root filesystem, adjusted by `tweak`.
-    fn bundle(&self, name: &str, args: &[&str], tweak: impl FnOnce(&mut Value)) -> PathBuf {
-        let b = self.dir.path().join(name);
-        std::fs::create_dir_all(&b).unwrap();
-        assert_ok(&output_within(
-            crabcan().arg("spec").arg("-b").arg(&b),
-            LIMIT,
-        ));
-        let mut c: Value =
-            serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
-        c["root"]["path"] = json!(rootfs());
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(args);
-        tweak(&mut c);
-        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
-        b
-    }
-
-    /// Creates and starts `id`; returns its pid.
-    fn started(&self, id: &str, bundle: &Path) -> i32 {
-        let pid_file = bundle.join("pid");
-        let o = self.cc(&[
-            "create",
-            "--bundle",
-            &bundle.to_string_lossy(),
-            "--pid-file",
-            &pid_file.to_string_lossy(),
-            id,
-        ]);
-        assert_ok(&o);
-        assert_ok(&self.cc(&["start", id]));
-        std::fs::read_to_string(pid_file).unwrap().parse().unwrap()
-    }
-
-    fn status(&self, id: &str) -> String {
-        let o = self.cc(&["state", id]);
-        if !o.status.success() {
-            return format!("unknown ({})", stderr(&o).trim());
-        }
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["status"].as_str().unwrap_or("?").to_string()
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        for id in self.ids.borrow().iter().rev() {
-            let _ = output_within(&mut self.cmd(&["delete", "--force", id]), LIMIT);
-        }
+        self.e.delete_all();
         // Containers whose create exited are our children: reap them.
         while let Ok(s) = nix::sys::wait::waitpid(
             nix::unistd::Pid::from_raw(-1),
@@ -417,7 +324,7 @@ fn preserved_descriptor_numbers_never_keep_the_runtimes_own() {
         &b.to_string_lossy(),
         "pf",
     ]);
-    env.ids.borrow_mut().push("pf".into());
+    env.made("pf");
     // No descriptor above stdio is open in the caller.
     let mut child = c
         .stdin(Stdio::null())
@@ -622,7 +529,7 @@ fn a_symlink_in_the_image_cannot_send_a_mount_onto_proc() {
         &mut env.cmd(&["run", "--bundle", &b.to_string_lossy(), "meminfo"]),
         LIMIT,
     );
-    env.ids.borrow_mut().push("meminfo".into());
+    env.made("meminfo");
     assert_ok(&o);
     assert_eq!(stdout(&o), "MemTotal: 1 kB\n");
 }

@@ -7,143 +7,59 @@
 
 mod bounded;
 mod common;
+mod engine;
 
-use bounded::output_within;
 use common::*;
+use engine::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::Once;
-use std::time::{Duration, Instant};
-
-const LIMIT: Duration = Duration::from_secs(60);
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 /// Writes an ever-growing count to /tmp/count (a tmpfs of the container).
 const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; \
                        mv /tmp/count.new /tmp/count; sleep 0.02; done";
 
-fn subreaper() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(r, 0, "cannot become a child subreaper");
-    });
-}
-
 /// One test's state root and bundles, under target/.
 struct Env {
-    dir: Scratch,
+    e: Engine,
     name: String,
-    /// Containers created, deleted with --force if the test fails midway.
-    ids: std::cell::RefCell<Vec<String>>,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        for id in self.ids.borrow().iter() {
-            if self.root().join(id).exists() {
-                let _ = output_within(&mut self.cmd(&["delete", "--force", id]), LIMIT);
-            }
-        }
+impl std::ops::Deref for Env {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.e
     }
 }
 
 impl Env {
     fn new(name: &str) -> Env {
-        require_root();
-        subreaper();
-        let _ = rootfs();
         Env {
-            dir: Scratch::new(&format!("ops-{name}")),
+            e: Engine::new(&format!("ops-{name}")),
             name: name.to_string(),
-            ids: Default::default(),
         }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = crabcan();
-        c.arg("--root").arg(self.root()).args(args);
-        c
-    }
-
-    fn cc(&self, args: &[&str]) -> Output {
-        output_within(&mut self.cmd(args), LIMIT)
     }
 
     /// A container from `crabcan spec` running `script`, with a tmpfs on /tmp, in a cgroup
     /// of its own whose name is the test's, adjusted by `tweak`; created and started.
     /// Returns its pid and its cgroup directories.
     fn start(&self, id: &str, script: &str, tweak: impl FnOnce(&mut Value)) -> (i32, Vec<PathBuf>) {
-        let b = self.dir.path().join(id);
-        std::fs::create_dir_all(&b).unwrap();
-        assert_ok(&output_within(
-            crabcan().arg("spec").arg("-b").arg(&b),
-            LIMIT,
-        ));
-        let mut c: Value =
-            serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
-        c["root"]["path"] = json!(rootfs());
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(["sh", "-c", script]);
-        c["mounts"].as_array_mut().unwrap().push(json!({
-            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-            "options": ["nosuid", "nodev", "size=4m"]
-        }));
-        c["linux"]["cgroupsPath"] = json!(format!(
-            "crabcan-ops-{}-{}-{id}",
-            self.name,
-            std::process::id()
-        ));
-        tweak(&mut c);
-        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
-        let pid_file = b.join("pid");
-        self.ids.borrow_mut().push(id.to_string());
-        let mut create = self.cmd(&[
-            "create",
-            "--bundle",
-            &b.to_string_lossy(),
-            "--pid-file",
-            &pid_file.to_string_lossy(),
-            id,
-        ]);
-        // The container keeps create's stdio: give it none the test waits on.
-        let st = bounded::wait_within(
-            &mut create
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-            LIMIT,
-            "crabcan create",
-        );
-        assert!(st.success(), "create {id} failed: {st}");
-        let pid: i32 = std::fs::read_to_string(pid_file).unwrap().parse().unwrap();
-        assert_ok(&self.cc(&["start", id]));
-        let state: Value = serde_json::from_str(
-            &std::fs::read_to_string(self.root().join(id).join("state.json")).unwrap(),
-        )
-        .unwrap();
-        let dirs = state["cgroup_paths"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| PathBuf::from(p.as_str().unwrap()))
-            .collect();
-        (pid, dirs)
-    }
-
-    fn status(&self, id: &str) -> String {
-        let o = self.cc(&["state", id]);
-        assert_ok(&o);
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["status"].as_str().unwrap().to_string()
+        let b = self.bundle(id, &["sh", "-c", script], |c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "size=4m"]
+            }));
+            c["linux"]["cgroupsPath"] = json!(format!(
+                "crabcan-ops-{}-{}-{id}",
+                self.name,
+                std::process::id()
+            ));
+            tweak(c);
+        });
+        let pid = self.started(id, &b);
+        (pid, self.cgroup_dirs(id))
     }
 
     /// Kills every process of `id`, reaps its init, deletes it and checks that nothing of
@@ -160,45 +76,6 @@ impl Env {
     }
 }
 
-fn reap(pid: i32) -> i32 {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        match nix::sys::wait::waitpid(
-            nix::unistd::Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        ) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => {}
-            Err(e) => panic!("cannot reap {pid}: {e}"),
-        }
-        assert!(Instant::now() < deadline, "{pid} did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
-/// Retries `f` until it gives a value or `LIMIT` passes (then fails, naming `what`).
-fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A file in the container's /tmp, read through its init's root.
 fn tmp_file(pid: i32, name: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/root/tmp/{name}")).ok()
@@ -208,12 +85,10 @@ fn count(pid: i32) -> Option<u64> {
     tmp_file(pid, "count")?.trim().parse().ok()
 }
 
-fn assert_one_line(o: &Output, needle: &str) {
+/// A refusal: exit 1 and one line holding `needle`.
+fn refused(o: &Output, needle: &str) {
     assert_eq!(code(o), 1, "exit code; stderr {:?}", stderr(o));
-    let e = stderr(o);
-    assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
-    assert!(e.contains(needle), "{needle:?} not in {e:?}");
-    assert!(!e.contains("panicked"), "{e}");
+    assert_one_line(o, needle);
 }
 
 #[test]
@@ -229,14 +104,14 @@ fn pause_stops_a_counter_and_resume_restarts_it() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(count(pid), Some(held), "the count moved while paused");
     // Pausing twice is refused; so is resuming a container that is not paused.
-    assert_one_line(&env.cc(&["pause", "p1"]), "paused");
+    refused(&env.cc(&["pause", "p1"]), "paused");
 
     assert_ok(&env.cc(&["resume", "p1"]));
     assert_eq!(env.status("p1"), "running");
     until("the counter moves after resume", || {
         count(pid).filter(|c| *c > held)
     });
-    assert_one_line(&env.cc(&["resume", "p1"]), "container not paused");
+    refused(&env.cc(&["resume", "p1"]), "container not paused");
 
     // A paused container is still deleted whole by delete --force.
     assert_ok(&env.cc(&["pause", "p1"]));
@@ -327,7 +202,7 @@ fn update_raises_a_pids_limit_and_a_failed_fork_then_succeeds() {
         &env.cc(&["update", "--resources", &file.to_string_lossy(), "u1"]),
         "memory limit 5",
     );
-    assert_one_line(&env.cc(&["update", "--memory", "12q", "u1"]), "--memory");
+    refused(&env.cc(&["update", "--memory", "12q", "u1"]), "--memory");
     assert_eq!(
         read_limit(&dirs, "memory.limit_in_bytes", "memory.max"),
         (32 << 20).to_string()
@@ -477,7 +352,7 @@ fn unknown_and_stopped_containers_are_one_line_errors() {
         &["ps", "nope"],
         &["ps", "--format", "json", "nope"],
     ] {
-        assert_one_line(&env.cc(args), "container does not exist");
+        refused(&env.cc(args), "container does not exist");
     }
     let (pid, dirs) = env.start("x1", "exit 0", |_| {});
     reap(pid);
@@ -489,9 +364,9 @@ fn unknown_and_stopped_containers_are_one_line_errors() {
         &["events", "x1"],
         &["ps", "x1"],
     ] {
-        assert_one_line(&env.cc(args), "container not running");
+        refused(&env.cc(args), "container not running");
     }
-    assert_one_line(&env.cc(&["resume", "x1"]), "container not paused");
+    refused(&env.cc(&["resume", "x1"]), "container not paused");
     assert_one_line(
         &env.cc(&["events", "--interval", "0s", "x1"]),
         "invalid --interval",

@@ -18,7 +18,106 @@ pub mod image;
 pub mod podman;
 pub mod scope;
 
+use bounded::Out;
 use std::time::Duration;
+
+/// What docker's and podman's command lines have in common, so that one check serves both.
+pub trait Cli {
+    /// Runs the engine's command with `args`, bounded.
+    fn run_cmd(&self, args: &[&str]) -> Out;
+    /// `run` with the test's standard options, then `options`, the image and `command`.
+    fn run(&self, options: &[&str], command: &[&str]) -> Out;
+    /// The host pid of a running container's first process.
+    fn pid(&self, name: &str) -> u32;
+    /// A container name unique to the test.
+    fn name(&self) -> String;
+}
+
+impl Cli for docker::Docker {
+    fn run_cmd(&self, args: &[&str]) -> Out {
+        docker::Docker::run_cmd(self, args)
+    }
+    fn run(&self, options: &[&str], command: &[&str]) -> Out {
+        docker::Docker::run(self, options, command)
+    }
+    fn pid(&self, name: &str) -> u32 {
+        docker::Docker::pid(self, name)
+    }
+    fn name(&self) -> String {
+        docker::Docker::name(self)
+    }
+}
+
+impl Cli for podman::Podman {
+    fn run_cmd(&self, args: &[&str]) -> Out {
+        podman::Podman::run_cmd(self, args)
+    }
+    fn run(&self, options: &[&str], command: &[&str]) -> Out {
+        podman::Podman::run(self, options, command)
+    }
+    fn pid(&self, name: &str) -> u32 {
+        podman::Podman::pid(self, name)
+    }
+    fn name(&self) -> String {
+        podman::Podman::name(self)
+    }
+}
+
+/// `exec -u 65534 -w /tmp -e FOO=bar` into a running container named with hostname
+/// `hostname`: the process has that user, directory and environment, and the container's
+/// hostname and PID namespace (its pid 1 is the container's sleep); an exec's exit status
+/// comes back, and `exec -t` gets a pty. Returns the container's name.
+#[track_caller]
+pub fn check_exec_user_workdir_env_and_tty(e: &impl Cli, hostname: &str) -> String {
+    let name = e.name();
+    e.run(
+        &["-d", "--name", &name, "--hostname", hostname],
+        &["sleep", "600"],
+    )
+    .ok();
+    let out = e.run_cmd(&[
+        "exec",
+        "-u",
+        "65534",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        &name,
+        "sh",
+        "-c",
+        "id -u; pwd; echo $FOO; hostname; cat /proc/1/cmdline",
+    ]);
+    assert_eq!(
+        out.ok(),
+        format!("65534\n/tmp\nbar\n{hostname}\nsleep\x00600\x00")
+    );
+    e.run_cmd(&["exec", &name, "sh", "-c", "exit 5"])
+        .expect_code(5);
+    let tty = e.run_cmd(&["exec", "-t", &name, "tty"]);
+    assert!(tty.ok().starts_with("/dev/pts/"), "{:?}", tty.stdout);
+    name
+}
+
+/// `pause` freezes a [`COUNTER`] container (the engine reports it paused) and `unpause`
+/// thaws it, both by effect.
+#[track_caller]
+pub fn check_pause_and_unpause(e: &impl Cli) {
+    let name = e.name();
+    e.run(&["-d", "--name", &name], &["sh", "-c", COUNTER]).ok();
+    let pid = e.pid(&name);
+    assert_pause_and_resume(
+        pid,
+        || {
+            e.run_cmd(&["pause", &name]).ok();
+            let st = e.run_cmd(&["inspect", "--format", "{{.State.Status}}", &name]);
+            assert_eq!(st.ok().trim(), "paused");
+        },
+        || {
+            e.run_cmd(&["unpause", &name]).ok();
+        },
+    );
+}
 
 /// A shell loop that writes an ever-growing count to `/tmp/count`: a paused container's count
 /// stands still.

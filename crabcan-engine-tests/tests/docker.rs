@@ -1,7 +1,9 @@
 //! dockerd (on containerd) with the runtime under test added as `--add-runtime crabcan=PATH`.
 
 use crabcan_engine_tests::docker::Docker;
-use crabcan_engine_tests::{COUNTER, assert_pause_and_resume, bounded, scope};
+use crabcan_engine_tests::{
+    bounded, check_exec_user_workdir_env_and_tty, check_pause_and_unpause, scope,
+};
 use std::time::Duration;
 
 #[test]
@@ -18,30 +20,7 @@ fn run_rm_passes_output_and_exit_status() {
 #[test]
 fn exec_with_user_workdir_env_and_tty() {
     let d = Docker::start("docker_exec");
-    let name = d.name();
-    d.run(
-        &["-d", "--name", &name, "--hostname", "box3"],
-        &["sleep", "600"],
-    )
-    .ok();
-    let out = d.run_cmd(&[
-        "exec",
-        "-u",
-        "65534",
-        "-w",
-        "/tmp",
-        "-e",
-        "FOO=bar",
-        &name,
-        "sh",
-        "-c",
-        "id -u; pwd; echo $FOO; hostname; cat /proc/1/cmdline",
-    ]);
-    assert_eq!(out.ok(), "65534\n/tmp\nbar\nbox3\nsleep\x00600\x00");
-    d.run_cmd(&["exec", &name, "sh", "-c", "exit 5"])
-        .expect_code(5);
-    let tty = d.run_cmd(&["exec", "-t", &name, "tty"]);
-    assert!(tty.ok().starts_with("/dev/pts/"), "{:?}", tty.stdout);
+    check_exec_user_workdir_env_and_tty(&d, "box3");
     d.finish();
 }
 
@@ -89,36 +68,23 @@ fn update_pids_limit() {
 #[test]
 fn pause_and_unpause() {
     let d = Docker::start("docker_pause");
-    let name = d.name();
-    d.run(&["-d", "--name", &name], &["sh", "-c", COUNTER]).ok();
-    let pid = d.pid(&name);
-    assert_pause_and_resume(
-        pid,
-        || {
-            d.run_cmd(&["pause", &name]).ok();
-            let st = d.run_cmd(&["inspect", "--format", "{{.State.Status}}", &name]);
-            assert_eq!(st.ok().trim(), "paused");
-        },
-        || {
-            d.run_cmd(&["unpause", &name]).ok();
-        },
-    );
+    check_pause_and_unpause(&d);
     d.finish();
 }
 
-#[test]
-fn top_lists_init_and_exec() {
-    let d = Docker::start("docker_top");
-    let name = d.name();
-    d.run(&["-d", "--name", &name], &["sleep", "600"]).ok();
-    let init = d.pid(&name);
-    d.run_cmd(&["exec", "-d", &name, "sleep", "500"]).ok();
-    // `docker top` asks the runtime's `ps` for the container's pids.
-    let text = bounded::until(Duration::from_secs(20), "docker top lists the exec", || {
-        let top = d.run_cmd(&["top", &name]);
-        let text = top.ok().to_string();
-        text.contains("sleep 500").then_some(text)
-    });
+/// Waits until `docker top` shows `sleep 500`, then checks that it lists exactly two
+/// processes, the container's first (`init`) among them. `docker top` takes the pids from the
+/// runtime's `ps --format json` and shows host `ps -ef` lines for exactly those.
+#[track_caller]
+fn assert_top_lists_two(d: &Docker, name: &str, init: u32) {
+    let text = bounded::until(
+        Duration::from_secs(20),
+        "docker top lists sleep 500",
+        || {
+            let text = d.run_cmd(&["top", name]).ok().to_string();
+            text.contains("sleep 500").then_some(text)
+        },
+    );
     let pids: Vec<&str> = text
         .lines()
         .skip(1)
@@ -129,6 +95,16 @@ fn top_lists_init_and_exec() {
         "docker top misses the init {init}:\n{text}"
     );
     assert_eq!(pids.len(), 2, "docker top lists other processes:\n{text}");
+}
+
+#[test]
+fn top_lists_init_and_exec() {
+    let d = Docker::start("docker_top");
+    let name = d.name();
+    d.run(&["-d", "--name", &name], &["sleep", "600"]).ok();
+    let init = d.pid(&name);
+    d.run_cmd(&["exec", "-d", &name, "sleep", "500"]).ok();
+    assert_top_lists_two(&d, &name, init);
     d.finish();
 }
 
@@ -142,21 +118,6 @@ fn top_lists_the_containers_processes() {
     )
     .ok();
     let init = d.pid(&name);
-    // `docker top` takes the pids from the runtime's `ps --format json` and shows host
-    // `ps -ef` lines for exactly those.
-    let text = bounded::until(Duration::from_secs(20), "docker top lists both", || {
-        let text = d.run_cmd(&["top", &name]).ok().to_string();
-        text.contains("sleep 500").then_some(text)
-    });
-    let pids: Vec<&str> = text
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .collect();
-    assert!(
-        pids.contains(&init.to_string().as_str()),
-        "docker top misses the init {init}:\n{text}"
-    );
-    assert_eq!(pids.len(), 2, "docker top lists other processes:\n{text}");
+    assert_top_lists_two(&d, &name, init);
     d.finish();
 }

@@ -2,7 +2,7 @@
 
 use crate::options::MountOptions;
 use crate::plan::{DeviceKind, DeviceNode, Fs, MountEntry, MountPlan, Root, Step};
-use crate::sys::{self, Kind};
+use crate::sys::{self, PointKind};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -296,7 +296,7 @@ impl<'p> State<'p> {
             .ok_or_else(|| Errcode::setup("mount plan uses the root before setting it up"))
     }
 
-    fn ensure(&self, path: &Path, kind: Kind, mode: u32) -> Result<OwnedFd> {
+    fn ensure(&self, path: &Path, kind: PointKind, mode: u32) -> Result<OwnedFd> {
         sys::ensure_in_root(self.root()?, path, kind, mode, &mut |_, _| {})
             .sys_ctx(|| format!("create mount point {}", path.display()))
     }
@@ -452,7 +452,7 @@ impl<'p> State<'p> {
                 );
                 Ok(())
             }
-            Step::Dir { path, mode } => self.ensure(path, Kind::Dir, *mode).map(drop),
+            Step::Dir { path, mode } => self.ensure(path, PointKind::Dir, *mode).map(drop),
             Step::Symlink { path, target } => self.symlink(path, target),
             Step::HostDir { index, path } => match self.take_clone(*index)? {
                 Cloned::Missing => Ok(()),
@@ -488,7 +488,7 @@ impl<'p> State<'p> {
         let what = || format!("create symlink {} -> {}", path.display(), target.display());
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
-        let pfd = self.ensure(parent, Kind::Dir, 0o755)?;
+        let pfd = self.ensure(parent, PointKind::Dir, 0o755)?;
         match nix::unistd::symlinkat(target, pfd.as_fd(), name) {
             Ok(()) | Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(Errcode::sys(what(), e)),
@@ -500,7 +500,11 @@ impl<'p> State<'p> {
     }
 
     fn attach_ref(&self, tree: &OwnedFd, is_dir: bool, source: &Path, target: &Path) -> Result<()> {
-        let kind = if is_dir { Kind::Dir } else { Kind::File };
+        let kind = if is_dir {
+            PointKind::Dir
+        } else {
+            PointKind::File
+        };
         let at = self.ensure(target, kind, if is_dir { 0o755 } else { 0o644 })?;
         self.refuse_root(at.as_fd(), target)?;
         sys::move_mount(tree.as_fd(), at.as_fd())
@@ -529,7 +533,7 @@ impl<'p> State<'p> {
         let open = || sys::open_in_root_no_symlinks(root, target, OFlag::O_PATH);
         let at = match open() {
             Err(Errno::ENOENT) => {
-                drop(self.ensure(target, Kind::Dir, 0o755)?);
+                drop(self.ensure(target, PointKind::Dir, 0o755)?);
                 open()
             }
             r => r,
@@ -554,7 +558,12 @@ impl<'p> State<'p> {
     /// the fresh procfs or sysfs (an image's `/etc/resolv.conf ->
     /// /proc/sys/kernel/core_pattern` would have the engine's file bound over a kernel
     /// setting), except the few places engines legitimately cover, named directly.
-    fn entry_target(&self, target: &Path, kind: Kind, fresh_kernel_fs: bool) -> Result<OwnedFd> {
+    fn entry_target(
+        &self,
+        target: &Path,
+        kind: PointKind,
+        fresh_kernel_fs: bool,
+    ) -> Result<OwnedFd> {
         let at = if fresh_kernel_fs
             || NO_SYMLINK_DESTINATIONS
                 .iter()
@@ -562,7 +571,7 @@ impl<'p> State<'p> {
         {
             self.ensure_no_symlinks(target)?
         } else {
-            let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
+            let mode = if kind == PointKind::Dir { 0o755 } else { 0o644 };
             let at = self.ensure(target, kind, mode)?;
             self.refuse_root(at.as_fd(), target)?;
             at
@@ -671,7 +680,7 @@ impl<'p> State<'p> {
         let target = e.destination.as_path();
         let args = entry_args(e);
         let fresh_kernel_fs = matches!(args.fstype.as_str(), "proc" | "sysfs");
-        let at = self.entry_target(target, Kind::Dir, fresh_kernel_fs)?;
+        let at = self.entry_target(target, PointKind::Dir, fresh_kernel_fs)?;
         let what = || format!("mount {} on {}", args.fstype, target.display());
         let copy_up = e.options.copy_up && args.fstype == "tmpfs";
         // The covered directory, opened before the mount hides it.
@@ -745,7 +754,11 @@ impl<'p> State<'p> {
             sys::mount_setattr_clear(fd.as_fd(), options.rec_set, options.rec_clear, true)
                 .sys_ctx(what)?;
         }
-        let kind = if is_dir { Kind::Dir } else { Kind::File };
+        let kind = if is_dir {
+            PointKind::Dir
+        } else {
+            PointKind::File
+        };
         let at = self.entry_target(target, kind, false)?;
         sys::move_mount(fd.as_fd(), at.as_fd()).sys_ctx(what)?;
         if let Some(p) = options.propagation {
@@ -768,7 +781,7 @@ impl<'p> State<'p> {
 
     /// Mounts the cgroup filesystems at `target`: see [`crate::cgroup`].
     fn cgroup(&self, target: &Path, options: &MountOptions) -> Result<()> {
-        let at = self.ensure(target, Kind::Dir, 0o755)?;
+        let at = self.ensure(target, PointKind::Dir, 0o755)?;
         self.refuse_root(at.as_fd(), target)?;
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .sys_ctx(|| "read /proc/self/mountinfo for the cgroup mounts")?;
@@ -799,7 +812,7 @@ impl<'p> State<'p> {
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
-        let pfd = self.ensure(parent, Kind::Dir, 0o755)?;
+        let pfd = self.ensure(parent, PointKind::Dir, 0o755)?;
         let kind = match node.kind {
             DeviceKind::Char => SFlag::S_IFCHR,
             DeviceKind::Block => SFlag::S_IFBLK,

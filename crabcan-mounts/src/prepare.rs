@@ -2,7 +2,7 @@
 //! directory lacks are created before the container starts and removed after it ends.
 
 use crate::plan::{MountPlan, Root, Step};
-use crate::sys::{self, Kind};
+use crate::sys::{self, PointKind};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct Prepared {
     root: Option<OwnedFd>,
-    created: Vec<(PathBuf, Kind)>,
+    created: Vec<(PathBuf, PointKind)>,
 }
 
 /// Creates, beneath a [`Root::Dir`], the mount points of `plan` that do not exist yet
@@ -54,7 +54,7 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
                 prepared.cleanup_quietly();
                 return Err(e);
             }
-            let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
+            let mode = if kind == PointKind::Dir { 0o755 } else { 0o644 };
             let r = sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut |p, k| {
                 prepared.created.push((p.to_path_buf(), k))
             });
@@ -80,20 +80,27 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
 /// The mount point a step needs: its path, kind, and whether symlinks on its path are
 /// refused (the fresh `/proc`, `/sys` and `/dev` of the default layout, `proc` and `sysfs`
 /// entries).
-fn mount_point<'p>(plan: &'p MountPlan, step: &'p Step) -> Result<Option<(&'p Path, Kind, bool)>> {
-    let bind = |index: usize, target: &'p PathBuf| -> Result<Option<(&'p Path, Kind, bool)>> {
+fn mount_point<'p>(
+    plan: &'p MountPlan,
+    step: &'p Step,
+) -> Result<Option<(&'p Path, PointKind, bool)>> {
+    let bind = |index: usize, target: &'p PathBuf| -> Result<Option<(&'p Path, PointKind, bool)>> {
         let is_dir = source(plan, index)?.path.is_dir();
-        let kind = if is_dir { Kind::Dir } else { Kind::File };
+        let kind = if is_dir {
+            PointKind::Dir
+        } else {
+            PointKind::File
+        };
         Ok(Some((target.as_path(), kind, false)))
     };
     Ok(match step {
-        Step::Fresh { target, .. } => Some((target.as_path(), Kind::Dir, true)),
+        Step::Fresh { target, .. } => Some((target.as_path(), PointKind::Dir, true)),
         Step::Mount(e) => Some((
             e.destination.as_path(),
-            Kind::Dir,
+            PointKind::Dir,
             matches!(e.fstype.as_str(), "proc" | "sysfs"),
         )),
-        Step::Cgroup { target, .. } => Some((target.as_path(), Kind::Dir, false)),
+        Step::Cgroup { target, .. } => Some((target.as_path(), PointKind::Dir, false)),
         Step::Attach { index, target } | Step::Bind { index, target, .. } => {
             return bind(*index, target);
         }
@@ -243,7 +250,7 @@ impl Drop for Prepared {
     }
 }
 
-fn remove_in_root(root: std::os::fd::BorrowedFd<'_>, path: &Path, kind: Kind) -> Result<()> {
+fn remove_in_root(root: std::os::fd::BorrowedFd<'_>, path: &Path, kind: PointKind) -> Result<()> {
     let what = || format!("remove mount point {} it created", path.display());
     let parent = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
@@ -253,8 +260,8 @@ fn remove_in_root(root: std::os::fd::BorrowedFd<'_>, path: &Path, kind: Kind) ->
         Err(e) => return Err(Errcode::sys(what(), e)),
     };
     let flag = match kind {
-        Kind::Dir => UnlinkatFlags::RemoveDir,
-        Kind::File => UnlinkatFlags::NoRemoveDir,
+        PointKind::Dir => UnlinkatFlags::RemoveDir,
+        PointKind::File => UnlinkatFlags::NoRemoveDir,
     };
     match nix::unistd::unlinkat(pfd.as_fd(), name, flag) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),

@@ -213,7 +213,7 @@ pub fn same_inode(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<bool, Errno> {
 
 /// What kind of mount point to create when one is missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum PointKind {
     /// A directory.
     Dir,
     /// An empty regular file (for binding a file).
@@ -227,9 +227,9 @@ pub enum Kind {
 pub fn ensure_in_root(
     root: BorrowedFd<'_>,
     rel: &Path,
-    kind: Kind,
+    kind: PointKind,
     mode: u32,
-    created: &mut dyn FnMut(&Path, Kind),
+    created: &mut dyn FnMut(&Path, PointKind),
 ) -> Result<OwnedFd, Errno> {
     ensure_depth(root, rel, kind, mode, created, 0)
 }
@@ -240,9 +240,9 @@ const MAX_LINKS: usize = 40;
 fn ensure_depth(
     root: BorrowedFd<'_>,
     rel: &Path,
-    kind: Kind,
+    kind: PointKind,
     mode: u32,
-    created: &mut dyn FnMut(&Path, Kind),
+    created: &mut dyn FnMut(&Path, PointKind),
     depth: usize,
 ) -> Result<OwnedFd, Errno> {
     if depth > MAX_LINKS {
@@ -259,7 +259,7 @@ fn ensure_depth(
         drop(ensure_depth(
             root,
             parent,
-            Kind::Dir,
+            PointKind::Dir,
             0o755,
             created,
             depth + 1,
@@ -269,8 +269,10 @@ fn ensure_depth(
         open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?
     };
     let made = match kind {
-        Kind::Dir => nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode)),
-        Kind::File => nix::fcntl::openat(
+        PointKind::Dir => {
+            nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode))
+        }
+        PointKind::File => nix::fcntl::openat(
             pfd.as_fd(),
             name,
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,

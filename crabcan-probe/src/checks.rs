@@ -184,9 +184,8 @@ pub fn terminal(_: &[String]) -> Verdict {
     // SAFETY: an all-zero winsize is valid; TIOCGWINSZ writes one through the pointer.
     let mut back: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    if let Err(e) =
-        reti(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGWINSZ as _, &mut back) })
-    {
+    let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGWINSZ as _, &mut back) };
+    if let Err(e) = reti(r) {
         return Verdict::Failed(format!("TIOCGWINSZ: {}", en(e)));
     }
     if (back.ws_row, back.ws_col) != (24, 80) {

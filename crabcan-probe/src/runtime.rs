@@ -37,8 +37,8 @@ pub fn overwrite_exe() -> ExitCode {
     let as_loader = std::fs::read_link("/proc/self/exe")
         .map(|p| !p.to_string_lossy().ends_with("crabcan-probe"))
         .unwrap_or(true);
-    // SAFETY: a constant path; the fd is deliberately kept across exec (no O_CLOEXEC).
     let fd = if as_loader {
+        // SAFETY: a constant path; the fd is deliberately kept across exec (no O_CLOEXEC).
         unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_PATH) }
     } else {
         -1
@@ -112,21 +112,40 @@ pub fn no_pdeathsig(args: &[String]) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `watch-execs SECONDS`: for that long, watches every process that appears in the
-/// container while the runtime execs into it. A process that still runs the runtime's image
+/// `watch-execs SECONDS`: for that long (or, with `stdin`, until stdin ends), watches every
+/// process that appears in the container while the runtime execs into it. A process that still runs the runtime's image
 /// must not be dumpable (its `/proc/PID/exe` opens only with ptrace access: the
 /// CVE-2016-9962 class) and its executable must not be writable (CVE-2019-5736): every one
 /// found open is held and written to until the end. Prints `watching`, then one verdict
 /// line with how many guarded (non-dumpable) processes it met.
 pub fn watch_execs(args: &[String]) -> ExitCode {
+    let until_eof = args.first().is_some_and(|a| a == "stdin");
     let secs: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
     let me = std::process::id();
     let start = Instant::now();
+    let go_on = || {
+        if !until_eof {
+            return start.elapsed() < Duration::from_secs(secs);
+        }
+        let mut p = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r <= 0 {
+            return r == 0;
+        }
+        let mut b = [0u8; 64];
+        // SAFETY: reads into a live buffer of that length.
+        unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) > 0 }
+    };
     let mut guarded = std::collections::BTreeSet::new();
     let mut held: Vec<(i32, String, std::os::fd::OwnedFd)> = Vec::new();
     let mut escaped = Vec::new();
     println!("watching");
-    while start.elapsed() < Duration::from_secs(secs) {
+    while go_on() {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             println!("error: watch-execs: cannot list /proc");
             return ExitCode::from(2);

@@ -127,17 +127,7 @@ fn ensure_uidmap() -> Result<()> {
     {
         return Ok(());
     }
-    let install = || {
-        let mut c = Command::new("apt-get");
-        c.args(["install", "-y", "--no-install-recommends", "uidmap"])
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        util::output(&mut c).map(drop)
-    };
-    install().or_else(|_| {
-        // A fresh machine may have no package lists yet.
-        util::output(Command::new("apt-get").arg("update"))?;
-        install()
-    })
+    util::apt_install(&["uidmap"])
 }
 
 /// The seccomp differential test compiles every profile with libseccomp too, through
@@ -154,19 +144,5 @@ fn ensure_python_seccomp() -> Result<()> {
     if present() {
         return Ok(());
     }
-    let install = || {
-        let mut c = Command::new("apt-get");
-        c.args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "python3-seccomp",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-        util::output(&mut c).map(drop)
-    };
-    install().or_else(|_| {
-        util::output(Command::new("apt-get").arg("update"))?;
-        install()
-    })
+    util::apt_install(&["python3-seccomp"])
 }

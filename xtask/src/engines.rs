@@ -5,7 +5,7 @@
 //! such as `/usr/sbin/runc`, which is how the tests themselves are checked.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::util::{self, Result};
 
@@ -31,17 +31,7 @@ pub fn ensure_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let install = || {
-        let mut c = Command::new("apt-get");
-        c.args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        util::output(&mut c).map(drop)
-    };
-    install().or_else(|_| {
-        util::output(Command::new("apt-get").arg("update"))?;
-        install()
-    })
+    util::apt_install(&missing)
 }
 
 /// The runtime binary: `--runtime PATH` (absolute, must exist), or crabcan's debug binary,

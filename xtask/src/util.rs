@@ -149,6 +149,22 @@ pub fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
         })
 }
 
+/// Installs `packages` with apt-get (without recommends); the package lists are refreshed
+/// only when a first attempt fails (a fresh machine may have none yet).
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    let install = || {
+        let mut c = Command::new("apt-get");
+        c.args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        output(&mut c).map(drop)
+    };
+    install().or_else(|_| {
+        output(Command::new("apt-get").arg("update"))?;
+        install()
+    })
+}
+
 fn apt_get_download(dir: &Path, packages: &[&str]) -> Result<()> {
     let mut cmd = Command::new("apt-get");
     if is_root() {

@@ -350,8 +350,8 @@ fn sys(r: libc::c_int, what: &str) -> Result<(), String> {
 /// Root's ids, the root tree, `/proc`, `/dev`, `pivot_root`, then the init forks the command.
 fn child(p: &Paths, sock: i32) -> Result<(), String> {
     let tree = recv_fd(sock)?;
-    // SAFETY (this whole function): raw system calls on C strings made before the clone
-    // and on live locals; the process is single-threaded.
+    // SAFETY: raw system calls on C strings made before the clone and on live locals; the
+    // process is single-threaded.
     unsafe {
         sys(libc::setresgid(0, 0, 0), "setresgid")?;
         sys(libc::setresuid(0, 0, 0), "setresuid")?;
