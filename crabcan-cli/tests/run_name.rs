@@ -4,13 +4,14 @@
 
 mod bounded;
 mod common;
+mod engine;
 
 use bounded::{LIMIT, Lines, output_within, wait_within};
 use common::*;
+use engine::{assert_one_line, reap, subreaper};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// What a process tells about its confinement: namespaces, hostname, ids, umask, working
@@ -23,40 +24,6 @@ const REPORT: &str = "for k in user mnt pid ipc uts net cgroup; do readlink /pro
 /// `name` made unique to this test process.
 fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
-}
-
-fn subreaper() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(r, 0, "cannot become a child subreaper");
-    });
-}
-
-/// Reaps `pid` (a child, or adopted) and returns its status as an exit code.
-fn reap(pid: i32) -> i32 {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        match nix::sys::wait::waitpid(
-            nix::unistd::Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        ) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => {}
-            Err(e) => panic!("cannot reap {pid}: {e}"),
-        }
-        assert!(Instant::now() < deadline, "{pid} did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn assert_one_line(o: &Output, needle: &str) {
-    let e = stderr(o);
-    assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
-    assert!(e.contains(needle), "{needle:?} not in {e:?}");
-    assert!(!e.contains("panicked"), "{e}");
 }
 
 /// Waits (bounded) until `cond` holds.
