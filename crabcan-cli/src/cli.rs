@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crabcan_errors::{Errcode, Result};
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -10,6 +11,8 @@ Examples:
   crabcan run --mount ./rootfs --uid 1000 -- /bin/sh
   crabcan run -m ./rootfs -a /srv/data:/data:ro --read-only -- ls /data
   crabcan run -it -m ./rootfs -- /bin/sh   (an interactive shell with job control)
+  crabcan run --name web -m ./rootfs -- /bin/sh -c 'sleep 1000'
+      then, from another terminal: crabcan exec web ps   (also state, ps, kill, list)
   crabcan --debug --mount ./rootfs --uid 0 --command /bin/sh   (the tutorial's form)
 
 Exit status: the command's own (128+N if killed by signal N); 125 when crabcan fails;
@@ -22,6 +25,10 @@ pub struct Cli {
     /// Show each setup step at debug level, with timestamps, on stderr.
     #[arg(short, long, global = true)]
     pub debug: bool,
+    /// State directory of named containers (--name) [default: /run/crabcan, or
+    /// $XDG_RUNTIME_DIR/crabcan when not root].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -96,6 +103,11 @@ pub struct RunArgs {
     /// the container's id map); repeatable.
     #[arg(short, long = "add", value_name = "SRC:DST[:ro,dev,idmap]")]
     pub add: Vec<String>,
+
+    /// Name the container: while it runs, `crabcan exec NAME CMD`, `state`, `ps`, `kill`
+    /// and `list` reach it (state kept under --root).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 
     /// Hostname inside [default: a random adjective-noun-N].
     #[arg(long, value_name = "NAME")]
@@ -217,6 +229,10 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, value_name = "COMMAND [ARG...]")]
     pub args: Vec<OsString>,
+
+    /// The global --root.
+    #[arg(skip)]
+    pub root: Option<PathBuf>,
 }
 
 /// Inserts `run` into the tutorial's flat form (`crabcan --mount DIR --command CMD`), so
@@ -226,10 +242,13 @@ pub fn normalise(args: Vec<OsString>) -> Vec<OsString> {
     let mut it = args.into_iter();
     out.extend(it.next());
     let mut inserted = false;
+    let mut value_follows = false;
     for a in it {
-        if !inserted {
+        if !inserted && !value_follows {
             let s = a.to_str().unwrap_or("");
-            let global = matches!(s, "-d" | "--debug");
+            // `--root DIR` is global too: its value is not the start of the run's flags.
+            value_follows = s == "--root";
+            let global = matches!(s, "-d" | "--debug" | "--root") || s.starts_with("--root=");
             let own = matches!(s, "run" | "help" | "-h" | "--help" | "-V" | "--version");
             if own {
                 inserted = true;
@@ -237,6 +256,8 @@ pub fn normalise(args: Vec<OsString>) -> Vec<OsString> {
                 out.push("run".into());
                 inserted = true;
             }
+        } else {
+            value_follows = false;
         }
         out.push(a);
     }
@@ -258,11 +279,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     match Cli::try_parse_from(args) {
         Ok(Cli {
             debug,
-            cmd: Cmd::Run(r),
-        }) => Ok(Parsed::Run {
-            debug,
-            args: Box::new(r),
-        }),
+            root,
+            cmd: Cmd::Run(mut r),
+        }) => {
+            r.root = root;
+            Ok(Parsed::Run {
+                debug,
+                args: Box::new(r),
+            })
+        }
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp
             | clap::error::ErrorKind::DisplayVersion
@@ -406,6 +431,22 @@ mod tests {
     }
 
     #[test]
+    fn name_and_the_global_root_in_every_form() {
+        for v in [
+            &["crabcan", "--root", "/s", "run", "--name", "web", "--", "x"][..],
+            &["crabcan", "run", "--root=/s", "--name", "web", "--", "x"],
+            &["crabcan", "--root", "/s", "--name", "web", "--command", "x"],
+            &["crabcan", "-d", "--root", "/s", "--name=web", "-c", "x"],
+        ] {
+            let r = run(v);
+            assert_eq!(r.name.as_deref(), Some("web"), "{v:?}");
+            assert_eq!(r.root.as_deref(), Some(std::path::Path::new("/s")), "{v:?}");
+        }
+        let r = run(&["crabcan", "run", "--", "x"]);
+        assert!(r.name.is_none() && r.root.is_none());
+    }
+
+    #[test]
     fn debug_flag_works_after_run_too() {
         match parse(os(&["crabcan", "run", "-d", "--", "x"])).unwrap() {
             Parsed::Run { debug, .. } => assert!(debug),
@@ -432,6 +473,8 @@ mod tests {
             "--tty",
             "--interactive",
             "--debug",
+            "--name",
+            "--root",
             "Examples:",
         ] {
             assert!(h.contains(flag), "help lacks {flag}:\n{h}");
@@ -480,6 +523,18 @@ mod tests {
         assert_eq!(
             normalise(os(&["c", "-d", "-m", "x"])),
             os(&["c", "-d", "run", "-m", "x"])
+        );
+        assert_eq!(
+            normalise(os(&["c", "--root", "/s", "--name", "w", "-m", "x"])),
+            os(&["c", "--root", "/s", "run", "--name", "w", "-m", "x"])
+        );
+        assert_eq!(
+            normalise(os(&["c", "--root=/s", "-d", "run", "-m", "x"])),
+            os(&["c", "--root=/s", "-d", "run", "-m", "x"])
+        );
+        assert_eq!(
+            normalise(os(&["c", "--root", "run", "-m", "x"])),
+            os(&["c", "--root", "run", "run", "-m", "x"])
         );
         assert_eq!(normalise(os(&["c", "--help"])), os(&["c", "--help"]));
         assert_eq!(normalise(os(&["c"])), os(&["c"]));

@@ -4,6 +4,7 @@ use crate::cli::{NetArg, RunArgs, SeccompArg, UsernsArg};
 use crabcan_child::{ChildSpec, IdMap, Net};
 use crabcan_errors::{Errcode, Result};
 use crabcan_mounts::{BindMount, MountConfig, Root, Sysfs};
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,21 @@ pub struct Caller {
     pub term: Option<String>,
     /// The caller's subordinate uid and gid ranges (unprivileged callers only).
     pub subids: Option<(crabcan_child::SubIds, crabcan_child::SubIds)>,
+    /// `$XDG_RUNTIME_DIR`, where an ordinary user's named containers are recorded.
+    pub xdg_runtime_dir: Option<String>,
+}
+
+/// A container named with `--name`: recorded in the state directory while it runs.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// The name (a valid container id).
+    pub name: String,
+    /// The state directory (`--root`), absolute.
+    pub root: PathBuf,
+    /// The seccomp profile applied, as config.json's `linux.seccomp`; `None`: no filter.
+    pub seccomp: Option<serde_json::Value>,
+    /// The root is mounted read-only.
+    pub read_only: bool,
 }
 
 /// A checked container configuration.
@@ -36,16 +52,26 @@ pub struct Config {
     pub auto_ids: bool,
     /// The user gave an nproc rlimit (so no default is added where cgroups cannot count).
     pub nproc_given: bool,
+    /// `--name`: where and as what the container is recorded.
+    pub named: Option<Named>,
 }
 
-/// The filter `--seccomp` names. A profile file is read, parsed and compiled here so that
-/// any fault is one line naming the file, the path inside it and the reason; a bad
-/// profile never means no filter.
-fn seccomp_choice(arg: &SeccompArg, cwd: &Path) -> Result<crabcan_security::Seccomp> {
+/// The filter `--seccomp` names, and the profile's text (none for no filter). A profile
+/// file is read, parsed and compiled here so that any fault is one line naming the file,
+/// the path inside it and the reason; a bad profile never means no filter.
+fn seccomp_choice(
+    arg: &SeccompArg,
+    cwd: &Path,
+) -> Result<(crabcan_security::Seccomp, Option<Cow<'static, str>>)> {
     use crabcan_security::{Profile, Seccomp, profile};
     let path = match arg {
-        SeccompArg::Default => return Ok(Seccomp::Profile(Profile::crabcan_default())),
-        SeccompArg::Unconfined => return Ok(Seccomp::Unconfined),
+        SeccompArg::Default => {
+            return Ok((
+                Seccomp::Profile(Profile::crabcan_default()),
+                Some(Cow::Borrowed(profile::CRABCAN_DEFAULT_JSON)),
+            ));
+        }
+        SeccompArg::Unconfined => return Ok((Seccomp::Unconfined, None)),
         SeccompArg::File(p) => p,
     };
     let shown = path.display().to_string();
@@ -56,7 +82,43 @@ fn seccomp_choice(arg: &SeccompArg, cwd: &Path) -> Result<crabcan_security::Secc
     };
     let p = profile::parse(&text).map_err(bad)?;
     profile::compile(&p).map_err(bad)?;
-    Ok(Seccomp::Profile(p))
+    Ok((Seccomp::Profile(p), Some(Cow::Owned(text))))
+}
+
+/// `--name` and the state directory it is recorded in.
+fn named(
+    args: &RunArgs,
+    caller: &Caller,
+    seccomp: Option<Cow<'static, str>>,
+) -> Result<Option<Named>> {
+    let Some(name) = &args.name else {
+        return Ok(None);
+    };
+    crabcan_runtime::validate_id(name).map_err(|_| {
+        Errcode::usage(format!(
+            "invalid --name '{}': a name has 1 to {} letters, digits and _ - . +, and is \
+             not . or ..",
+            name.escape_debug(),
+            crabcan_runtime::MAX_ID_LEN
+        ))
+    })?;
+    let root = match &args.root {
+        Some(r) if r.as_os_str().is_empty() => {
+            return Err(Errcode::usage("invalid --root '': empty path"));
+        }
+        Some(r) => caller.cwd.join(r),
+        None => crabcan_runtime::default_root(caller.euid, caller.xdg_runtime_dir.as_deref()),
+    };
+    let seccomp = seccomp
+        .map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| Errcode::usage(format!("invalid --seccomp profile: {e}")))?;
+    Ok(Some(Named {
+        name: name.clone(),
+        root,
+        seccomp,
+        read_only: args.read_only,
+    }))
 }
 
 /// Parses the optional value of a limit flag with `parse`, naming the flag and the value.
@@ -226,10 +288,12 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         &caps("--cap-add", &args.cap_add)?,
         &caps("--cap-drop", &args.cap_drop)?,
     );
+    let (seccomp, seccomp_text) = seccomp_choice(&args.seccomp, &caller.cwd)?;
+    let named = named(args, caller, seccomp_text)?;
     let security = crabcan_security::plan(&crabcan_security::SecurityConfig {
         capabilities: crabcan_security::Capabilities::for_uid(kept, args.uid),
         no_new_privs: true,
-        seccomp: seccomp_choice(&args.seccomp, &caller.cwd)?,
+        seccomp,
     })?;
     use crabcan_cgroups as cg;
     let limits = cg::Limits {
@@ -273,6 +337,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         limits,
         auto_ids,
         nproc_given,
+        named,
     })
 }
 
@@ -307,6 +372,7 @@ mod tests {
             cwd: std::env::temp_dir(),
             term: Some("xterm".into()),
             subids: None,
+            xdg_runtime_dir: None,
         }
     }
 

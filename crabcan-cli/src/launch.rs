@@ -1,6 +1,6 @@
 //! Runs a configured container: plan, prepare, spawn, map, release, wait, clean up.
 
-use crate::config::Config;
+use crate::config::{Config, Named};
 use crabcan_child::ChildSpec;
 use crabcan_errors::{Errcode, Result};
 use std::path::Path;
@@ -19,6 +19,7 @@ pub fn run(cfg: Config) -> Result<i32> {
         limits,
         auto_ids,
         nproc_given,
+        named,
     } = cfg;
     let pids_limit = limits.pids;
     let is_root = nix::unistd::Uid::effective().is_root();
@@ -49,9 +50,20 @@ pub fn run(cfg: Config) -> Result<i32> {
     crabcan_cgroups::check_container_name(&cg_name)?;
     let cg_path =
         crabcan_cgroups::CgroupPath::run(&format!("{}{cg_name}", crabcan_cgroups::CGROUP_PREFIX))?;
+    if let Some(n) = &named {
+        // An exec into the container reads what the run applies from its record: a record
+        // it could not read fails the run now, before the host is changed.
+        crabcan_runtime::check_run_spec(&run_spec(&spec, n)?)
+            .map_err(|e| e.context(format!("cannot record the container --name {}", n.name)))?;
+    }
     // From here on crabcan changes the host (mount points, a cgroup, an id range): a
     // Ctrl-C must come through the wait loop, which cleans up, not kill crabcan half-way.
     let mask = crabcan_child::block_signals()?;
+    // The name is taken first: a second run with it fails before it changes anything.
+    let mut registration = match &named {
+        Some(n) => Some(crabcan_runtime::Registration::reserve(&n.root, &n.name)?),
+        None => None,
+    };
     let mut lease = if auto_ids {
         let lease = crabcan_child::allocate_ids(Path::new(STATE_DIR), &pool)?;
         let slot = lease.slot();
@@ -68,19 +80,35 @@ pub fn run(cfg: Config) -> Result<i32> {
     } else {
         None
     };
-    let guardian = if prepared.is_empty() && lease.is_none() && cooked.is_none() {
-        None
-    } else {
-        Some(crabcan_child::guardian(&mut || {
-            let _ = prepared.remove_now();
-            if let Some(l) = lease.as_mut() {
-                l.remove_now();
-            }
-            if let Some(t) = &cooked {
-                t.restore();
-            }
-        })?)
-    };
+    let owned = registration
+        .as_ref()
+        .map(|r| (r.dir().to_path_buf(), r.owner()));
+    let guardian =
+        if prepared.is_empty() && lease.is_none() && cooked.is_none() && registration.is_none() {
+            None
+        } else {
+            Some(crabcan_child::guardian(&mut || {
+                let _ = prepared.remove_now();
+                if let Some(l) = lease.as_mut() {
+                    l.remove_now();
+                }
+                if let Some((dir, owner)) = &owned {
+                    // A named container's record names its cgroup: the cgroup goes with
+                    // it, not at the next run's sweep. The container is gone by now (the
+                    // guardian waited for it); its cgroup, made after the guardian, is
+                    // found by its path.
+                    if let Ok(layout) = crabcan_cgroups::Layout::detect()
+                        && let Ok(cg) = crabcan_cgroups::ContainerCgroup::open(&layout, &cg_path)
+                    {
+                        let _ = cg.remove();
+                    }
+                    crabcan_runtime::remove_if_owned(dir, *owner);
+                }
+                if let Some(t) = &cooked {
+                    t.restore();
+                }
+            })?)
+        };
     for p in prepared.created() {
         log::debug!("created mount point {} in the root", p.display());
     }
@@ -104,6 +132,12 @@ pub fn run(cfg: Config) -> Result<i32> {
             hard: Some(DEFAULT_NPROC),
         });
     }
+    // What the record gives an exec by default: the command's process as it now stands.
+    let recorded = match &named {
+        Some(n) => Some(run_spec(&spec, n)?),
+        None => None,
+    };
+    let record = registration.as_mut().zip(recorded.as_ref());
     // With -t, the caller's terminal is raw from here until the container is gone,
     // whatever happens in between (the guard is dropped on every way out of the block).
     let result = {
@@ -121,6 +155,7 @@ pub fn run(cfg: Config) -> Result<i32> {
                 cgroup.as_ref(),
                 prepared.root(),
                 guardian.as_ref(),
+                record,
             )
         })
     };
@@ -145,6 +180,12 @@ pub fn run(cfg: Config) -> Result<i32> {
     }
     if let Some(l) = lease.take() {
         l.release();
+    }
+    // Last: a `delete --force` waiting for the record to go returns once all is undone.
+    if let Some(r) = registration.take()
+        && let Err(e) = r.finish()
+    {
+        log::warn!("{e}");
     }
     if let Some(g) = guardian {
         g.dismiss();
@@ -257,6 +298,10 @@ fn start_and_wait(
     cgroup: Option<&crabcan_cgroups::ContainerCgroup>,
     root: Option<std::os::fd::BorrowedFd<'_>>,
     guardian: Option<&crabcan_child::Guardian>,
+    record: Option<(
+        &mut crabcan_runtime::Registration,
+        &crabcan_runtime::RunSpec,
+    )>,
 ) -> Result<i32> {
     let mut child = crabcan_child::spawn(spec, mask)?;
     log::debug!("container process {} cloned", child.pid());
@@ -292,6 +337,12 @@ fn start_and_wait(
     }
     child.release(handed)?;
     log::debug!("container running {:?}", spec.argv);
+    // Only now, set up completely: an exec must never join a container whose root is
+    // not switched yet.
+    if let Some((r, run)) = record {
+        r.record(pid, run, cgroup)?;
+        log::debug!("container recorded in {}", r.dir().display());
+    }
     let code = match (spec.tty.is_some(), child.take_pty()) {
         (false, _) => child.wait()?,
         (true, Some(pty)) => crate::terminal::relay(&mut child, pty)?,
@@ -303,6 +354,81 @@ fn start_and_wait(
     };
     log::debug!("container exited with {code}");
     Ok(code)
+}
+
+/// What the run gives its command (and an exec into it by default): the process as
+/// `spec` has it, with the caller's umask and the hard limits the rlimits end up with,
+/// and the container's namespaces and id maps.
+fn run_spec(spec: &ChildSpec, named: &Named) -> Result<crabcan_runtime::RunSpec> {
+    use crabcan_oci::NsKind;
+    let text = |v: &[std::ffi::CString]| -> Vec<String> {
+        v.iter().map(|c| c.to_string_lossy().into_owned()).collect()
+    };
+    // umask can only be read by setting it: put it straight back (single-threaded).
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    nix::sys::stat::umask(umask);
+    let mut rlimits = Vec::with_capacity(spec.rlimits.len());
+    for r in &spec.rlimits {
+        let resource = r.resource as u32;
+        let name = crabcan_runtime::rlimit_name(resource)
+            .ok_or_else(|| Errcode::setup(format!("rlimit {} has no name", r.name)))?;
+        let (_, cur_hard) = nix::sys::resource::getrlimit(r.resource).map_err(|e| {
+            Errcode::sys(format!("read the current {} limit (getrlimit)", r.name), e)
+        })?;
+        rlimits.push(crabcan_oci::Rlimit {
+            name,
+            resource,
+            soft: r.soft,
+            hard: crabcan_cgroups::target_hard(r, cur_hard),
+        });
+    }
+    let mut namespaces = vec![
+        NsKind::User,
+        NsKind::Mount,
+        NsKind::Uts,
+        NsKind::Ipc,
+        NsKind::Pid,
+        NsKind::Cgroup,
+    ];
+    if spec.net == crabcan_child::Net::None {
+        namespaces.push(NsKind::Net);
+    }
+    let ranges = |v: &[crabcan_child::Range]| -> Vec<crabcan_oci::IdRange> {
+        v.iter()
+            .map(|r| crabcan_oci::IdRange {
+                inside: r.inside,
+                outside: r.outside,
+                count: r.count,
+            })
+            .collect()
+    };
+    Ok(crabcan_runtime::RunSpec {
+        process: crabcan_oci::Process {
+            args: text(&spec.argv),
+            env: text(&spec.env),
+            cwd: spec.workdir.clone(),
+            uid: spec.uid,
+            gid: spec.uid,
+            additional_gids: Vec::new(),
+            umask: Some(umask.bits() as u32),
+            caps: spec.security.capabilities(),
+            no_new_privs: spec.security.no_new_privs(),
+            rlimits,
+            oom_score_adj: None,
+            terminal: false,
+            console_size: None,
+        },
+        seccomp: named.seccomp.clone(),
+        hostname: spec.hostname.clone(),
+        rootfs: match &spec.mounts.root {
+            crabcan_mounts::Root::Dir(d) => Some(d.clone()),
+            _ => None,
+        },
+        readonly_root: named.read_only,
+        namespaces,
+        uid_mappings: ranges(&spec.idmap.uids),
+        gid_mappings: ranges(&spec.idmap.gids),
+    })
 }
 
 /// The mounts' hints say "without an id map"; on this command line that is `--userns host`.

@@ -62,6 +62,7 @@ fn real_main() -> Result<i32> {
         } else {
             crabcan_child::lookup_subids(euid)
         },
+        xdg_runtime_dir: std::env::var("XDG_RUNTIME_DIR").ok(),
     };
     let cfg = config::build(&args, &caller, || {
         crabcan_hostname::generate(&mut rand::rng())

@@ -341,9 +341,12 @@ fn open_namespaces(pid: i32) -> Result<Vec<JoinNs>> {
     let mut userns = None;
     for (name, flag) in KINDS {
         let theirs = format!("/proc/{pid}/ns/{name}");
-        let Some(their_id) = id(&theirs) else {
+        let their_id = match std::fs::metadata(&theirs) {
+            Ok(m) => (m.dev(), m.ino()),
             // A kind this kernel lacks (time) or a process that is gone (checked later).
-            continue;
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Never skipped: the process would run in the caller's namespace instead.
+            Err(e) => return Err(ns_denied(&theirs, &e)),
         };
         if Some(their_id) == id(&format!("/proc/self/ns/{name}")) {
             continue;
@@ -377,6 +380,21 @@ fn open_namespaces(pid: i32) -> Result<Vec<JoinNs>> {
         }
     }
     Ok(out)
+}
+
+/// A namespace of the container that the caller may not open: the container's processes
+/// are not dumpable, so only a caller privileged over them (root, the creator's
+/// privileges) can join them.
+fn ns_denied(path: &str, e: &std::io::Error) -> Errcode {
+    let base = Errcode::setup(format!("cannot open the container's namespace {path}: {e}"));
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        base.with_hint(
+            "the container's processes are not dumpable: exec into it needs CAP_SYS_PTRACE \
+             on the host (run it as root)",
+        )
+    } else {
+        base
+    }
 }
 
 /// The (device, inode) of the user namespace owning the namespace `fd`.

@@ -4,17 +4,23 @@
 //! A container is a directory `<root>/<id>` locked with `flock` by every command that
 //! changes it, holding `state.json` (see [`State`]) and, between create and start,
 //! `exec.fifo`, on which the container's process blocks. No crabcan process stays
-//! resident: what `delete` must undo is in the state file.
+//! resident: what `delete` must undo is in the state file. The exception is a container of
+//! `crabcan run --name`, whose foreground crabcan owns its record (see [`Registration`]).
 
 mod create;
 mod exec;
 mod exec_tty;
+mod foreground;
 mod hooks;
 mod ops;
 mod state;
 
 pub use create::{CreateOptions, create};
 pub use exec::{CONFIG_COPY, ExecOptions, exec, process_json};
+pub use foreground::{
+    OWNER_FILE, Owner, Registration, RunSpec, check_run_spec, config_json, read_owner,
+    remove_if_owned, rlimit_name,
+};
 pub use ops::{Event, filter_ps, pause, pids, resume, stats, update, watch};
 pub use state::{
     FIFO, HookRecord, Locked, MAX_ID_LEN, OciState, STATE_FILE, State, Status, default_root,
@@ -248,6 +254,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     let st = status_of(l.dir(), &s);
+    if let Some(owner) = read_owner(l.dir())
+        && owner.alive()
+    {
+        return delete_owned(l, &s, st, owner, force);
+    }
     match st {
         Status::Stopped => {}
         Status::Created | Status::Creating => {
@@ -293,12 +304,78 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
+/// `delete` of a `crabcan run` container whose crabcan still runs: only with `force` while
+/// it runs; its init is killed, and the run's crabcan, which cleans up what it made, is
+/// given the time to remove the record.
+fn delete_owned(l: Locked, s: &State, st: Status, owner: Owner, force: bool) -> Result<()> {
+    let id = &s.id;
+    if st != Status::Stopped {
+        if !force {
+            return Err(Errcode::usage(format!(
+                "cannot delete container {id} that is not stopped: {} (its crabcan run, \
+                 process {}, removes it when its command ends; use --force to kill it)",
+                st.as_str(),
+                owner.pid
+            )));
+        }
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGKILL);
+        if st == Status::Paused
+            && let Some(cg) = open_cgroup(s)
+        {
+            cg.thaw()?;
+        }
+    }
+    let dir = l.dir().to_path_buf();
+    // The run's crabcan takes the lock to remove the record.
+    drop(l);
+    // By its owner, not its path: once it is gone, another run may take the id.
+    let ours = || read_owner(&dir) == Some(owner);
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while ours() && owner.alive() {
+        if Instant::now() >= deadline {
+            return Err(Errcode::setup(format!(
+                "container {id}: its crabcan run (process {}) did not remove it",
+                owner.pid
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !ours() {
+        return Ok(());
+    }
+    // The run's crabcan died meanwhile (its guardian cleans up what it made): the record
+    // goes the usual way.
+    let root = dir.parent().unwrap_or(Path::new("/"));
+    match Locked::open(root, id) {
+        Ok(l) if ours() => {
+            if let Some(cg) = open_cgroup(s)
+                && let Err(e) = cg.remove()
+            {
+                log::warn!("{e}");
+            }
+            // Its guardian may be removing it at the same moment.
+            l.remove()
+                .or_else(|e| if dir.exists() { Err(e) } else { Ok(()) })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Undoes what a create that was killed had made (its record in [`state::CREATING_FILE`]:
 /// the cgroup, mount points) and removes its directory.
 fn remove_stale(root: &Path, id: &str) -> Result<()> {
     let Some(l) = state::lock_stale(root, id) else {
         return Ok(());
     };
+    if let Some(owner) = read_owner(l.dir())
+        && owner.alive()
+    {
+        return Err(Errcode::usage(format!(
+            "container {id} is being set up by its crabcan run (process {}); \
+             delete it once it runs",
+            owner.pid
+        )));
+    }
     let mut first = None;
     if let Ok(s) = state::read_state_file(l.dir(), state::CREATING_FILE) {
         if let Some(cg) = open_cgroup(&s)

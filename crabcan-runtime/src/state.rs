@@ -253,6 +253,20 @@ impl Locked {
         Ok(Locked { dir, _fd: fd })
     }
 
+    /// Locks the directory of `id`, with or without a state file (a container being set
+    /// up); "container does not exist" when there is no such directory.
+    pub fn open_any(root: &Path, id: &str) -> Result<Locked> {
+        validate_id(id)?;
+        let dir = root.join(id);
+        let fd = open_dir(&dir).map_err(|_| not_exist())?;
+        lock(&fd, &dir)?;
+        // Removed while we waited for the lock.
+        if !dir.exists() {
+            return Err(not_exist());
+        }
+        Ok(Locked { dir, _fd: fd })
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
