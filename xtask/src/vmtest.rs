@@ -23,8 +23,9 @@ const INIT: &str = include_str!("../guest/init.sh");
 /// Where the guest finds what the host built (the init script knows these paths too).
 const GUEST_OPT: &str = "opt/crabcan";
 
-/// Long enough for a slow emulated run of the whole suite; a hung guest must still end.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Long enough for a slow emulated run of the whole suite (about 20 minutes on one emulated
+/// CPU, more while the host suite runs beside it in CI); a hung guest must still end.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
 /// QEMU's exit statuses for the bytes the guest writes to the isa-debug-exit port.
 const QEMU_PASS: i32 = (0x10 << 1) | 1;
@@ -39,6 +40,23 @@ const QEMU_PACKAGES: &[&str] = &[
 
 /// Runs the suite in the guest; `Ok(true)` only if every test binary passed.
 pub fn run(libtest_args: &[String]) -> Result<bool> {
+    prepare(libtest_args)?.boot(true)
+}
+
+/// Everything built and packed for the guest, ready to boot.
+pub struct Prepared {
+    started: Instant,
+    work: PathBuf,
+    kernel: PathBuf,
+    qemu: Qemu,
+    initrd: PathBuf,
+    /// The names the guest must report a result for, in order.
+    expected: Vec<String>,
+}
+
+/// Builds the test binaries, crabcan and the guest's initramfs (the part that needs both of
+/// the host's cores); [`Prepared::boot`] then runs them.
+pub fn prepare(libtest_args: &[String]) -> Result<Prepared> {
     let started = Instant::now();
     let target = util::target_dir();
     let cache = target.join("vm-cache");
@@ -75,7 +93,47 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
             script: script.as_deref(),
         },
     )?;
+    let expected = script
+        .as_ref()
+        .map(|_| "script".to_string())
+        .into_iter()
+        .chain(tests.iter().map(|t| t.name.clone()))
+        .collect();
+    Ok(Prepared {
+        started,
+        work,
+        kernel,
+        qemu,
+        initrd,
+        expected,
+    })
+}
 
+impl Prepared {
+    /// Boots the guest and waits for its verdict; `echo` streams the guest's output as it
+    /// comes, otherwise it is printed at the end (when the host suite runs meanwhile).
+    pub fn boot(self, echo: bool) -> Result<bool> {
+        let Prepared {
+            started,
+            work,
+            kernel,
+            qemu,
+            initrd,
+            expected,
+        } = self;
+        boot(started, &work, &kernel, &qemu, &initrd, &expected, echo)
+    }
+}
+
+fn boot(
+    started: Instant,
+    work: &Path,
+    kernel: &Path,
+    qemu: &Qemu,
+    initrd: &Path,
+    expected: &[String],
+    echo: bool,
+) -> Result<bool> {
     let timeout = match std::env::var("XTASK_VM_TIMEOUT") {
         Ok(s) => Duration::from_secs(
             s.parse()
@@ -84,26 +142,26 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
         Err(_) => DEFAULT_TIMEOUT,
     };
     let booted = Instant::now();
-    let outcome = qemu.boot(&kernel, &initrd, &work, timeout);
+    let outcome = qemu.boot(kernel, initrd, work, timeout, echo);
     // Rebuilt on every run, and large: no reason to keep it.
-    let _ = fs::remove_file(&initrd);
+    let _ = fs::remove_file(initrd);
     let outcome = outcome?;
+    if !echo {
+        print!("{}", outcome.results);
+        if !outcome.results.is_empty() && !outcome.results.ends_with('\n') {
+            println!();
+        }
+    }
     let vm_secs = booted.elapsed().as_secs_f64();
     let secs = started.elapsed().as_secs_f64();
 
-    let expected: Vec<&str> = script
-        .as_ref()
-        .map(|_| "script")
-        .into_iter()
-        .chain(tests.iter().map(|t| t.name.as_str()))
-        .collect();
     let results = parse_results(&outcome.results);
     let failed: Vec<String> = results
         .iter()
         .filter(|(_, rc)| rc != "0")
         .map(|(n, rc)| format!("{n} (exit {rc})"))
         .collect();
-    let count = tests.len();
+    let count = expected.iter().filter(|n| *n != "script").count();
     let timing = format!("in {secs:.1} s (VM {vm_secs:.1} s)");
     let problem = match outcome.end {
         End::Status(QEMU_PASS) if failed.is_empty() && results.len() == expected.len() => {
@@ -120,8 +178,8 @@ pub fn run(libtest_args: &[String]) -> Result<bool> {
         End::Status(QEMU_PASS) | End::Status(QEMU_FAIL) => {
             let missing: Vec<&str> = expected
                 .iter()
-                .copied()
-                .filter(|n| !results.iter().any(|(r, _)| r == n))
+                .filter(|n| !results.iter().any(|(r, _)| r == *n))
+                .map(String::as_str)
                 .collect();
             if missing.is_empty() {
                 "the guest reported a failure outside the tests (see the output above)".to_string()
@@ -1051,13 +1109,15 @@ impl Qemu {
         Ok(missing)
     }
 
-    /// Boots the guest, streams its results to stdout, and reports how QEMU ended.
+    /// Boots the guest, collects its results (streamed to stdout with `echo`), and reports
+    /// how QEMU ended.
     fn boot(
         &self,
         kernel: &Path,
         initrd: &Path,
         work: &Path,
         timeout: Duration,
+        echo: bool,
     ) -> Result<Outcome> {
         let console = work.join("console.log");
         let results = work.join("results.txt");
@@ -1111,7 +1171,7 @@ impl Qemu {
             console.display()
         );
         let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-        let streamed = stream(&mut child, &results, timeout);
+        let streamed = stream(&mut child, &results, timeout, echo);
         if streamed.is_err() {
             let _ = child.kill();
             let _ = child.wait();
@@ -1144,8 +1204,9 @@ struct Outcome {
     results: String,
 }
 
-/// Copies new output from the results file to stdout until QEMU exits or the time is up.
-fn stream(child: &mut Child, results: &Path, timeout: Duration) -> Result<Outcome> {
+/// Collects the output of the results file (copied to stdout as it comes with `echo`) until
+/// QEMU exits or the time is up.
+fn stream(child: &mut Child, results: &Path, timeout: Duration, echo: bool) -> Result<Outcome> {
     let start = Instant::now();
     let mut file: Option<File> = None;
     let mut seen = Vec::new();
@@ -1158,8 +1219,10 @@ fn stream(child: &mut Child, results: &Path, timeout: Duration) -> Result<Outcom
             let mut chunk = Vec::new();
             if f.read_to_end(&mut chunk).is_ok() && !chunk.is_empty() {
                 chunk.retain(|&b| b != b'\r');
-                let _ = stdout.write_all(&chunk);
-                let _ = stdout.flush();
+                if echo {
+                    let _ = stdout.write_all(&chunk);
+                    let _ = stdout.flush();
+                }
                 seen.extend_from_slice(&chunk);
             }
         }
@@ -1184,7 +1247,7 @@ fn stream(child: &mut Child, results: &Path, timeout: Duration) -> Result<Outcom
         std::thread::sleep(Duration::from_millis(100));
     };
     pump(&mut file, &mut seen);
-    if !seen.is_empty() && !seen.ends_with(b"\n") {
+    if echo && !seen.is_empty() && !seen.ends_with(b"\n") {
         println!();
     }
     Ok(Outcome {
