@@ -335,15 +335,8 @@ fn host_only_hand_made_profiles_match_libseccomp() {
         "many-rules.json",
     ] {
         let (_, ours, theirs) = differential(name, &fixture(&format!("profiles/{name}")));
-        // One profile gives every call its own errno: libseccomp's row of comparisons
-        // is a little shorter there than our search, which keeps every path short.
-        let slack = if name == "x86-multiplexers.json" {
-            4
-        } else {
-            0
-        };
         assert!(
-            ours <= theirs + slack,
+            ours <= theirs,
             "{name}: ours {ours} instructions, libseccomp {theirs}"
         );
     }

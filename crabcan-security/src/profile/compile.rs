@@ -51,7 +51,31 @@ const fn stmt(code: u16, k: u32) -> BpfInsn {
 /// Compiles a profile. Pure. An unconditional rule for a syscall wins over every other
 /// rule for it (the first one if several, as libseccomp); conditional rules that can match
 /// the same call with different actions are refused (there is no rule to choose).
+///
+/// The search on the syscall number keeps every call's path short. libseccomp lays a
+/// profile of few rules out as plain rows of comparisons instead, which can be a little
+/// shorter when most calls have a verdict of their own: for such a profile both layouts are
+/// made (it is cheap) and the shorter kept, so a filter is never longer than libseccomp's.
 pub fn compile(p: &Profile) -> PResult<Compiled> {
+    let search = compile_layout(p, CHAIN_TESTS_MAX)?;
+    if p.syscalls.len() > SMALL_PROFILE {
+        return Ok(search);
+    }
+    match compile_layout(p, ROW_TESTS_MAX) {
+        Ok(rows) if rows.instructions.len() < search.instructions.len() => Ok(rows),
+        _ => Ok(search),
+    }
+}
+
+/// Profiles of at most this many rules are also compiled as rows (libseccomp's own line
+/// between its plain and its tree layout is the same).
+const SMALL_PROFILE: usize = 32;
+
+/// Comparisons a row may hold in the rows layout.
+const ROW_TESTS_MAX: usize = 64;
+
+/// [`compile`] with rows of comparisons of at most `row_tests` where the search is longer.
+fn compile_layout(p: &Profile, row_tests: usize) -> PResult<Compiled> {
     let arches: Vec<Arch> = if p.architectures.is_empty() {
         vec![Arch::X86_64]
     } else {
@@ -78,7 +102,7 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
     let has = |a| arches.contains(&a);
     let tree_for = |a: Arch| -> PResult<Option<Vec<BpfInsn>>> {
         if has(a) {
-            Ok(Some(tree(leaves(p, &named, a)?, default)))
+            Ok(Some(tree(leaves(p, &named, a)?, default, row_tests)))
         } else {
             Ok(None)
         }
@@ -1135,7 +1159,7 @@ enum LeafRef {
 }
 
 /// A search on the syscall number (in A) over every number, ending in leaves.
-fn tree(leaves: Vec<(u32, Leaf)>, default: u32) -> Vec<BpfInsn> {
+fn tree(leaves: Vec<(u32, Leaf)>, default: u32, row_tests: usize) -> Vec<BpfInsn> {
     // Contiguous ranges covering 0..=u32::MAX; equal returns merge.
     let mut ranges: Vec<Range> = Vec::with_capacity(2 * leaves.len() + 1);
     let mut blocks = Vec::new();
@@ -1164,7 +1188,7 @@ fn tree(leaves: Vec<(u32, Leaf)>, default: u32) -> Vec<BpfInsn> {
         push(n, u32::MAX, LeafRef::Ret(default));
     }
     let mut out = Vec::new();
-    emit(&ranges, &blocks, &mut out);
+    emit(&ranges, &blocks, row_tests, &mut out);
     out
 }
 
@@ -1172,11 +1196,11 @@ fn tree(leaves: Vec<(u32, Leaf)>, default: u32) -> Vec<BpfInsn> {
 /// the path a call runs stays about as short as the search's.
 const CHAIN_MAX: usize = 16;
 
-/// Comparisons a row of more than [`CHAIN_MAX`] ranges may hold.
+/// Comparisons a row of more than [`CHAIN_MAX`] ranges may hold in the search layout.
 const CHAIN_TESTS_MAX: usize = 12;
 
 /// Emits the shorter of a binary search and a list of comparisons (where one fits).
-fn emit(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
+fn emit(ranges: &[Range], blocks: &[Block], row_tests: usize, out: &mut Vec<BpfInsn>) {
     if let [r] = ranges {
         match r.leaf {
             LeafRef::Ret(v) => out.push(stmt(RET, v)),
@@ -1190,10 +1214,10 @@ fn emit(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
     let max_tests = if ranges.len() <= CHAIN_MAX {
         usize::MAX
     } else {
-        CHAIN_TESTS_MAX
+        row_tests
     };
     let mut t = Vec::new();
-    emit_tree(ranges, blocks, &mut t);
+    emit_tree(ranges, blocks, row_tests, &mut t);
     match chain(ranges, blocks, max_tests) {
         Some(c) if c.len() < t.len() => out.extend(c),
         _ => out.extend(t),
@@ -1202,12 +1226,12 @@ fn emit(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
 
 /// Each node is `jge pivot`: the lower half follows it, the upper half after that; every
 /// path ends in a return, so nothing jumps back.
-fn emit_tree(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
+fn emit_tree(ranges: &[Range], blocks: &[Block], row_tests: usize, out: &mut Vec<BpfInsn>) {
     let mid = ranges.len() / 2;
     let node = out.len();
     out.push(jump(JGE, ranges[mid].start, 0, 0));
     let start = out.len();
-    emit(&ranges[..mid], blocks, out);
+    emit(&ranges[..mid], blocks, row_tests, out);
     let left = out.len() - start;
     match u8::try_from(left) {
         Ok(jt) => out[node].jt = jt,
@@ -1218,7 +1242,7 @@ fn emit_tree(ranges: &[Range], blocks: &[Block], out: &mut Vec<BpfInsn>) {
             out[node].jf = 1;
         }
     }
-    emit(&ranges[mid..], blocks, out);
+    emit(&ranges[mid..], blocks, row_tests, out);
 }
 
 /// Where a comparison of a chain goes.
