@@ -52,13 +52,14 @@ const fn stmt(code: u16, k: u32) -> BpfInsn {
 /// rule for it (the first one if several, as libseccomp); conditional rules that can match
 /// the same call with different actions are refused (there is no rule to choose).
 ///
-/// The search on the syscall number keeps every call's path short. libseccomp lays a
-/// profile of few rules out as plain rows of comparisons instead, which can be a little
-/// shorter when most calls have a verdict of their own: for such a profile both layouts are
-/// made (it is cheap) and the shorter kept, so a filter is never longer than libseccomp's.
+/// The search on the syscall number keeps every call's path short. libseccomp lays a small
+/// profile out as plain rows of comparisons instead, which can be a little shorter when
+/// most calls have a verdict of their own: for a profile naming few syscalls both layouts
+/// are made (it is cheap there) and the shorter kept.
 pub fn compile(p: &Profile) -> PResult<Compiled> {
     let search = compile_layout(p, CHAIN_TESTS_MAX)?;
-    if p.syscalls.len() > SMALL_PROFILE {
+    let names: usize = p.syscalls.iter().map(|r| r.names.len()).sum();
+    if names > SMALL_PROFILE {
         return Ok(search);
     }
     match compile_layout(p, ROW_TESTS_MAX) {
@@ -67,9 +68,10 @@ pub fn compile(p: &Profile) -> PResult<Compiled> {
     }
 }
 
-/// Profiles of at most this many rules are also compiled as rows (libseccomp's own line
-/// between its plain and its tree layout is the same).
-const SMALL_PROFILE: usize = 32;
+/// Profiles naming at most this many syscalls are also compiled as rows. Past it, the
+/// search is the shorter in practice (engines' profiles name 300 and more) and a second
+/// compilation would double the time.
+const SMALL_PROFILE: usize = 64;
 
 /// Comparisons a row may hold in the rows layout.
 const ROW_TESTS_MAX: usize = 64;
