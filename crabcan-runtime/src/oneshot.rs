@@ -82,7 +82,6 @@ pub struct Spec {
 pub struct Container {
     spec: ChildSpec,
     mask: SigSet,
-    record: Option<Record>,
     recorded: Option<RunSpec>,
     terminal: Option<Terminal>,
     registration: Option<Registration>,
@@ -158,7 +157,6 @@ pub fn create(spec: Spec) -> Result<Container> {
     let mut c = Container {
         spec,
         mask,
-        record,
         recorded: None,
         terminal,
         registration: None,
@@ -171,7 +169,7 @@ pub fn create(spec: Spec) -> Result<Container> {
         started: false,
     };
     // The name is taken first: a second run with it fails before it changes anything.
-    if let Some(r) = &c.record {
+    if let Some(r) = &record {
         c.registration = Some(Registration::reserve(&r.root, &r.name)?);
     }
     if auto_ids {
@@ -238,8 +236,8 @@ pub fn create(spec: Spec) -> Result<Container> {
         });
     }
     // What the record gives an exec by default: the command's process as it now stands.
-    if let Some(r) = &c.record {
-        c.recorded = Some(RunSpec::of_child(&c.spec, r.seccomp.clone(), r.read_only)?);
+    if let Some(r) = record {
+        c.recorded = Some(RunSpec::of_child(&c.spec, r.seccomp, r.read_only)?);
     }
     c.spawn()?;
     Ok(c)
