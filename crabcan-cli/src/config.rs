@@ -128,17 +128,29 @@ fn opt<T>(flag: &str, v: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> 
         .transpose()
 }
 
+/// The flag that sets a limit.
+pub fn limit_flag_name(kind: crabcan_cgroups::LimitKind) -> &'static str {
+    use crabcan_cgroups::LimitKind as K;
+    match kind {
+        K::Memory => "--memory",
+        K::MemorySwap => "--memory-swap",
+        K::Pids => "--pids",
+        K::Cpus => "--cpus",
+        K::CpuWeight => "--cpu-weight",
+    }
+}
+
 /// The flag and its text for a limit the cgroup crate refused.
 fn limit_flag(kind: crabcan_cgroups::LimitKind, args: &RunArgs) -> (&'static str, String) {
     use crabcan_cgroups::LimitKind as K;
-    let (flag, v) = match kind {
-        K::Memory => ("--memory", &args.memory),
-        K::MemorySwap => ("--memory-swap", &args.memory_swap),
-        K::Pids => ("--pids", &args.pids),
-        K::Cpus => ("--cpus", &args.cpus),
-        K::CpuWeight => ("--cpu-weight", &args.cpu_weight),
+    let v = match kind {
+        K::Memory => &args.memory,
+        K::MemorySwap => &args.memory_swap,
+        K::Pids => &args.pids,
+        K::Cpus => &args.cpus,
+        K::CpuWeight => &args.cpu_weight,
     };
-    (flag, v.clone().unwrap_or_default())
+    (limit_flag_name(kind), v.clone().unwrap_or_default())
 }
 
 fn utf8<'a>(flag: &str, s: &'a OsStr) -> Result<&'a str> {

@@ -611,6 +611,43 @@ fn runs_without_root() {
     });
 }
 
+/// Where no pids cgroup can be made (an ordinary user has none delegated here, nor in the
+/// VM), the container's processes are capped by RLIMIT_NPROC instead, unless the user set
+/// that limit.
+#[test]
+fn without_a_pids_cgroup_an_ordinary_users_container_is_capped_by_nproc() {
+    require_root();
+    let m = rootfs().to_string_lossy().into_owned();
+    let nproc = |flags: &[&str]| {
+        let mut args = vec!["run", "-m", &m];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/cgroup; grep 'Max processes' /proc/self/limits",
+        ]);
+        let o = unprivileged(&args);
+        assert_ok(&o);
+        let out = stdout(&o);
+        assert!(
+            !out.contains("/crabcan/crabcan-"),
+            "this test needs a user without a delegated cgroup, and the container got one: {out}"
+        );
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("Max processes"))
+            .unwrap_or_else(|| panic!("no process limit in {out}"));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f[2].to_string(), f[3].to_string())
+    };
+    assert_eq!(nproc(&[]), ("4096".into(), "4096".into()));
+    assert_eq!(
+        nproc(&["--ulimit", "nproc=100:200"]),
+        ("100".into(), "200".into())
+    );
+}
+
 /// Starts `sh -c SCRIPT` in a container over the test rootfs and waits until the script
 /// prints its first line, which must be `ready`.
 fn spawn_ready(script: &str) -> (std::process::Child, bounded::Lines) {

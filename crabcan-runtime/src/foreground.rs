@@ -1,12 +1,13 @@
 //! A one-shot container of `crabcan run --name` in the state directory, so that the OCI
 //! commands (exec, state, list, ps, kill, delete) reach it while it runs.
 //!
-//! The foreground crabcan owns the record: it takes the name before it changes the host
-//! ([`Registration::reserve`]), records the container once its command runs
+//! The foreground crabcan owns the record, through the steps of its one-shot container
+//! ([`crate::oneshot`]): create takes the name before it changes the host
+//! ([`Registration::reserve`]), start records the container once its command runs
 //! ([`Registration::record`]: the state, the owner, and a config copy from which an exec
-//! takes the confinement of the run's own command), and removes the record when the run
-//! ends, on every path ([`Registration::finish`], or drop). After a SIGKILL its guardian
-//! removes it ([`remove_if_owned`]). `delete` leaves the cleanup to a live owner.
+//! takes the confinement of the run's own command), and delete removes the record, on
+//! every path ([`Registration::finish`], or drop). After a SIGKILL its guardian removes it
+//! ([`remove_if_owned`]). `delete` of the OCI commands leaves the cleanup to a live owner.
 
 use crate::exec::CONFIG_COPY;
 use crate::state::{Locked, State, now_rfc3339, start_time};
@@ -70,6 +71,88 @@ pub struct RunSpec {
     pub uid_mappings: Vec<IdRange>,
     /// Its gid map.
     pub gid_mappings: Vec<IdRange>,
+}
+
+impl RunSpec {
+    /// What a one-shot container gives its command (and an exec into it by default): the
+    /// process as `spec` has it, with the caller's umask and the hard limits the rlimits
+    /// end up with, the container's namespaces and id maps, the seccomp profile applied
+    /// (config.json's `linux.seccomp`; `None`: no filter) and whether the root is
+    /// read-only.
+    pub fn of_child(
+        spec: &crabcan_child::ChildSpec,
+        seccomp: Option<Value>,
+        readonly_root: bool,
+    ) -> Result<RunSpec> {
+        let text = |v: &[std::ffi::CString]| -> Vec<String> {
+            v.iter().map(|c| c.to_string_lossy().into_owned()).collect()
+        };
+        // umask can only be read by setting it: put it straight back (single-threaded).
+        let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        nix::sys::stat::umask(umask);
+        let mut rlimits = Vec::with_capacity(spec.rlimits.len());
+        for r in &spec.rlimits {
+            let resource = r.resource as u32;
+            let name = rlimit_name(resource)
+                .ok_or_else(|| Errcode::setup(format!("rlimit {} has no name", r.name)))?;
+            let (_, cur_hard) = nix::sys::resource::getrlimit(r.resource).map_err(|e| {
+                Errcode::sys(format!("read the current {} limit (getrlimit)", r.name), e)
+            })?;
+            rlimits.push(crabcan_oci::Rlimit {
+                name,
+                resource,
+                soft: r.soft,
+                hard: crabcan_cgroups::target_hard(r, cur_hard),
+            });
+        }
+        let mut namespaces = vec![
+            NsKind::User,
+            NsKind::Mount,
+            NsKind::Uts,
+            NsKind::Ipc,
+            NsKind::Pid,
+            NsKind::Cgroup,
+        ];
+        if spec.net == crabcan_child::Net::None {
+            namespaces.push(NsKind::Net);
+        }
+        let ranges = |v: &[crabcan_child::Range]| -> Vec<IdRange> {
+            v.iter()
+                .map(|r| IdRange {
+                    inside: r.inside,
+                    outside: r.outside,
+                    count: r.count,
+                })
+                .collect()
+        };
+        Ok(RunSpec {
+            process: Process {
+                args: text(&spec.argv),
+                env: text(&spec.env),
+                cwd: spec.workdir.clone(),
+                uid: spec.uid,
+                gid: spec.uid,
+                additional_gids: Vec::new(),
+                umask: Some(umask.bits() as u32),
+                caps: spec.security.capabilities(),
+                no_new_privs: spec.security.no_new_privs(),
+                rlimits,
+                oom_score_adj: None,
+                terminal: false,
+                console_size: None,
+            },
+            seccomp,
+            hostname: spec.hostname.clone(),
+            rootfs: match &spec.mounts.root {
+                crabcan_mounts::Root::Dir(d) => Some(d.clone()),
+                _ => None,
+            },
+            readonly_root,
+            namespaces,
+            uid_mappings: ranges(&spec.idmap.uids),
+            gid_mappings: ranges(&spec.idmap.gids),
+        })
+    }
 }
 
 /// The kernel's name of an rlimit by its number (the generic Linux numbering, x86's).

@@ -6,12 +6,16 @@
 //! `exec.fifo`, on which the container's process blocks. No crabcan process stays
 //! resident: what `delete` must undo is in the state file. The exception is a container of
 //! `crabcan run --name`, whose foreground crabcan owns its record (see [`Registration`]).
+//!
+//! `crabcan run`'s one-shot container goes through the same steps in [`oneshot`]: create,
+//! start, wait and delete, with crabcan in the foreground.
 
 mod create;
 mod exec;
 mod exec_tty;
 mod foreground;
 mod hooks;
+pub mod oneshot;
 mod ops;
 mod state;
 
