@@ -390,7 +390,7 @@ fn write(l: &Locked, name: &str, v: &Value) -> Result<()> {
 /// caller's inherited copy of its descriptor.
 pub fn remove_if_owned(dir: &Path, owner: Owner) {
     if read_owner(dir) == Some(owner) {
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = crate::state::remove_at_once(dir);
     }
 }
 

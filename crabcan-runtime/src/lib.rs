@@ -97,6 +97,10 @@ pub fn list(root: &Path) -> Result<Vec<OciState>> {
     let mut out = Vec::new();
     for e in entries.flatten() {
         let dir = e.path();
+        // A directory being removed (see state::remove_at_once) is no container any more.
+        if e.file_name().to_string_lossy().contains('#') {
+            continue;
+        }
         // Directories without a state file are being created, or are not containers.
         if let Ok(s) = read_state(&dir) {
             out.push(oci_state(&dir, &s));

@@ -323,8 +323,23 @@ impl Locked {
 
     /// Removes the directory and everything in it.
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.dir)
+        remove_at_once(&self.dir)
             .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", self.dir.display())))
+    }
+}
+
+/// Removes a container's directory so that its id is free at once for every reader: it is
+/// renamed to a name no id can have (`#` is not allowed in one), then emptied.
+pub fn remove_at_once(dir: &Path) -> std::io::Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let gone = dir.with_file_name(format!("#gone#{}#{name}", std::process::id()));
+    match std::fs::rename(dir, &gone) {
+        Ok(()) => std::fs::remove_dir_all(&gone),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => std::fs::remove_dir_all(dir),
     }
 }
 
@@ -521,6 +536,8 @@ mod tests {
             assert_eq!(mode(&l.dir().join(f)), 0o600, "{f}");
         }
         l.remove().unwrap();
+        // The id is free and nothing of it is left, not even under its removal name.
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         std::fs::remove_dir_all(&root).unwrap();
     }
 
