@@ -77,9 +77,20 @@ fn the_floor_with_cgroups_places_the_container_and_removes_them() {
     let init = init.expect("the floor cloned no process");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let cgroups = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
+    // The pids controller's directory: its v1 hierarchy's, or the unified one's on v2.
     let pids_dir = cgroups
         .lines()
-        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()));
+        .find_map(|l| {
+            l.split_once(":pids:")
+                .map(|(_, p)| PathBuf::from("/sys/fs/cgroup/pids").join(p.trim_start_matches('/')))
+        })
+        .or_else(|| {
+            cgroups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .filter(|_| std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists())
+                .map(|p| PathBuf::from("/sys/fs/cgroup").join(p.trim_start_matches('/')))
+        });
     let status = floor.wait().expect("wait for crabcan-floor");
     assert!(status.success(), "{status}");
     // Seen from the host (the test is outside the cgroup namespace), the container's
@@ -91,7 +102,6 @@ fn the_floor_with_cgroups_places_the_container_and_removes_them() {
             .all(|l| l.ends_with(&name)),
         "{cgroups}"
     );
-    let pids_dir = PathBuf::from("/sys/fs/cgroup/pids")
-        .join(pids_dir.expect("no pids hierarchy").trim_start_matches('/'));
+    let pids_dir = pids_dir.expect("no pids hierarchy");
     assert!(!pids_dir.exists(), "{} was not removed", pids_dir.display());
 }
