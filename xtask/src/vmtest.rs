@@ -113,103 +113,92 @@ impl Prepared {
     /// Boots the guest and waits for its verdict; `echo` streams the guest's output as it
     /// comes, otherwise it is printed at the end (when the host suite runs meanwhile).
     pub fn boot(self, echo: bool) -> Result<bool> {
-        let Prepared {
-            started,
-            work,
-            kernel,
-            qemu,
-            initrd,
-            expected,
-        } = self;
-        boot(started, &work, &kernel, &qemu, &initrd, &expected, echo)
-    }
-}
-
-fn boot(
-    started: Instant,
-    work: &Path,
-    kernel: &Path,
-    qemu: &Qemu,
-    initrd: &Path,
-    expected: &[String],
-    echo: bool,
-) -> Result<bool> {
-    let timeout = match std::env::var("XTASK_VM_TIMEOUT") {
-        Ok(s) => Duration::from_secs(
-            s.parse()
-                .map_err(|_| format!("XTASK_VM_TIMEOUT={s} is not a number of seconds"))?,
-        ),
-        Err(_) => DEFAULT_TIMEOUT,
-    };
-    let booted = Instant::now();
-    let outcome = qemu.boot(kernel, initrd, work, timeout, echo);
-    // Rebuilt on every run, and large: no reason to keep it.
-    let _ = fs::remove_file(initrd);
-    let outcome = outcome?;
-    if !echo {
-        print!("{}", outcome.results);
-        if !outcome.results.is_empty() && !outcome.results.ends_with('\n') {
-            println!();
-        }
-    }
-    let vm_secs = booted.elapsed().as_secs_f64();
-    let secs = started.elapsed().as_secs_f64();
-
-    let results = parse_results(&outcome.results);
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|(_, rc)| rc != "0")
-        .map(|(n, rc)| format!("{n} (exit {rc})"))
-        .collect();
-    let count = expected.iter().filter(|n| *n != "script").count();
-    let timing = format!("in {secs:.1} s (VM {vm_secs:.1} s)");
-    let problem = match outcome.end {
-        End::Status(QEMU_PASS) if failed.is_empty() && results.len() == expected.len() => {
-            println!("vm-test: {count} test binaries, all passed {timing}");
-            return Ok(true);
-        }
-        End::Status(QEMU_PASS) | End::Status(QEMU_FAIL) if !failed.is_empty() => {
-            format!(
-                "{} of {count} test binaries failed: {}",
-                failed.len(),
-                failed.join(", ")
-            )
-        }
-        End::Status(QEMU_PASS) | End::Status(QEMU_FAIL) => {
-            let missing: Vec<&str> = expected
-                .iter()
-                .filter(|n| !results.iter().any(|(r, _)| r == *n))
-                .map(String::as_str)
-                .collect();
-            if missing.is_empty() {
-                "the guest reported a failure outside the tests (see the output above)".to_string()
-            } else {
-                format!("the guest reported no result for {}", missing.join(", "))
+        let (started, work, kernel, qemu, initrd, expected) = (
+            self.started,
+            &self.work,
+            &self.kernel,
+            &self.qemu,
+            &self.initrd,
+            &self.expected,
+        );
+        let timeout = match std::env::var("XTASK_VM_TIMEOUT") {
+            Ok(s) => Duration::from_secs(
+                s.parse()
+                    .map_err(|_| format!("XTASK_VM_TIMEOUT={s} is not a number of seconds"))?,
+            ),
+            Err(_) => DEFAULT_TIMEOUT,
+        };
+        let booted = Instant::now();
+        let outcome = qemu.boot(kernel, initrd, work, timeout, echo);
+        // Rebuilt on every run, and large: no reason to keep it.
+        let _ = fs::remove_file(initrd);
+        let outcome = outcome?;
+        if !echo {
+            print!("{}", outcome.results);
+            if !outcome.results.is_empty() && !outcome.results.ends_with('\n') {
+                println!();
             }
         }
-        End::TimedOut => format!(
-            "killed QEMU after the {} s timeout{}",
-            timeout.as_secs(),
-            running_at_end(&outcome.results)
-                .map(|n| format!(" while {n} was running"))
-                .unwrap_or_default()
-        ),
-        End::Status(0) => match panic_line(&work.join("console.log")) {
-            Some(line) => format!("the guest kernel panicked: {line}"),
-            None => "the guest stopped without a verdict".to_string(),
-        },
-        End::Status(code) => format!(
-            "QEMU exited with status {code}: {}",
-            util::last_line(&fs::read(work.join("qemu.stderr")).unwrap_or_default())
-        ),
-        End::Signal(status) => format!("QEMU died: {status}"),
-    };
-    println!("vm-test: FAILED {timing}: {problem}");
-    println!(
-        "vm-test: guest console log: {}",
-        work.join("console.log").display()
-    );
-    Ok(false)
+        let vm_secs = booted.elapsed().as_secs_f64();
+        let secs = started.elapsed().as_secs_f64();
+
+        let results = parse_results(&outcome.results);
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|(_, rc)| rc != "0")
+            .map(|(n, rc)| format!("{n} (exit {rc})"))
+            .collect();
+        let count = expected.iter().filter(|n| *n != "script").count();
+        let timing = format!("in {secs:.1} s (VM {vm_secs:.1} s)");
+        let problem = match outcome.end {
+            End::Status(QEMU_PASS) if failed.is_empty() && results.len() == expected.len() => {
+                println!("vm-test: {count} test binaries, all passed {timing}");
+                return Ok(true);
+            }
+            End::Status(QEMU_PASS) | End::Status(QEMU_FAIL) if !failed.is_empty() => {
+                format!(
+                    "{} of {count} test binaries failed: {}",
+                    failed.len(),
+                    failed.join(", ")
+                )
+            }
+            End::Status(QEMU_PASS) | End::Status(QEMU_FAIL) => {
+                let missing: Vec<&str> = expected
+                    .iter()
+                    .filter(|n| !results.iter().any(|(r, _)| r == *n))
+                    .map(String::as_str)
+                    .collect();
+                if missing.is_empty() {
+                    "the guest reported a failure outside the tests (see the output above)"
+                        .to_string()
+                } else {
+                    format!("the guest reported no result for {}", missing.join(", "))
+                }
+            }
+            End::TimedOut => format!(
+                "killed QEMU after the {} s timeout{}",
+                timeout.as_secs(),
+                running_at_end(&outcome.results)
+                    .map(|n| format!(" while {n} was running"))
+                    .unwrap_or_default()
+            ),
+            End::Status(0) => match panic_line(&work.join("console.log")) {
+                Some(line) => format!("the guest kernel panicked: {line}"),
+                None => "the guest stopped without a verdict".to_string(),
+            },
+            End::Status(code) => format!(
+                "QEMU exited with status {code}: {}",
+                util::last_line(&fs::read(work.join("qemu.stderr")).unwrap_or_default())
+            ),
+            End::Signal(status) => format!("QEMU died: {status}"),
+        };
+        println!("vm-test: FAILED {timing}: {problem}");
+        println!(
+            "vm-test: guest console log: {}",
+            work.join("console.log").display()
+        );
+        Ok(false)
+    }
 }
 
 /// The pairs (binary, exit status) the guest reported.
