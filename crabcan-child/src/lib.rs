@@ -15,6 +15,7 @@
 mod detached;
 mod exec;
 mod exec_join;
+mod fork;
 mod guardian;
 mod idalloc;
 mod idmap;
