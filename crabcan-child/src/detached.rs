@@ -130,7 +130,6 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
         SockFlag::SOCK_CLOEXEC,
     )
     .sys_ctx(|| "create the parent/child socket pair")?;
-    let mut stack = vec![0u8; crate::CHILD_STACK];
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
     // The cgroup namespace is made once the process is in its cgroups, so that it is
@@ -157,12 +156,20 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
     let pid = match into_v2 {
         Some(pid) => pid,
         None => {
+            let mut stack = crate::fork::Stack::new()?;
             let cb = Box::new(|| child_main(spec, parent_raw, child_raw, false));
             // SAFETY: the caller is single-threaded (documented), the stack is ours and
             // outlives the call (no CLONE_VM: the child gets its own copy of memory), and
             // the child only runs `child_main`, which ends in exec or _exit.
-            unsafe { nix::sched::clone(cb, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
-                .map_err(|e| Errcode::sys("create the container's namespaces (clone)", e))?
+            unsafe {
+                nix::sched::clone(
+                    cb,
+                    stack.as_mut_slice(),
+                    flags,
+                    Some(Signal::SIGCHLD as i32),
+                )
+            }
+            .map_err(|e| Errcode::sys("create the container's namespaces (clone)", e))?
         }
     };
     drop(child_end);

@@ -219,7 +219,7 @@ fn join(
         nix::sched::setns(&n.fd, n.flag)
             .sys_ctx(|| format!("join the container's {} namespace (setns)", ns_name(n.flag)))?;
     }
-    let mut stack = vec![0u8; crate::CHILD_STACK];
+    let mut stack = crate::fork::Stack::new()?;
     let cb = Box::new(|| final_main(spec, chan));
     // SAFETY: single-threaded (a fresh fork of a single-threaded caller); the stack is
     // ours and outlives the call (no CLONE_VM: the child has its own copy of memory); the
@@ -228,7 +228,7 @@ fn join(
     let pid = unsafe {
         nix::sched::clone(
             cb,
-            &mut stack,
+            stack.as_mut_slice(),
             CloneFlags::CLONE_PARENT,
             Some(Signal::SIGCHLD as i32),
         )

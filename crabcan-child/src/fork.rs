@@ -70,3 +70,51 @@ pub(crate) unsafe fn fork_into_cgroup(
         _ => Err(Errno::last()),
     }
 }
+
+/// A stack for a child cloned with a function of its own: mapped, not allocated, so that
+/// only the pages the child touches become resident (an allocator that clears memory would
+/// write all of it: crabcan's allocator for musl builds does).
+pub(crate) struct Stack {
+    ptr: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl Stack {
+    /// Maps [`crate::CHILD_STACK`] bytes of zero pages.
+    pub(crate) fn new() -> crabcan_errors::Result<Stack> {
+        let len = crate::CHILD_STACK;
+        // SAFETY: an anonymous private mapping at an address the kernel picks; nothing else
+        // refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(ptr) {
+            Some(ptr) if ptr.as_ptr() != libc::MAP_FAILED => Ok(Stack { ptr, len }),
+            _ => Err(crabcan_errors::Errcode::sys(
+                "map a stack for the child (mmap)",
+                Errno::last(),
+            )),
+        }
+    }
+
+    /// The stack as the bytes `clone` takes.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes mapped readable and writable by `new`, zero-filled by the
+        // kernel (so initialised), and owned by this value until it is dropped.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), self.len) }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, not used after this.
+        unsafe { libc::munmap(self.ptr.as_ptr(), self.len) };
+    }
+}
