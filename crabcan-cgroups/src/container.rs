@@ -9,10 +9,13 @@ use crate::resources::{DevicePlan, ResourcePlan, Resources, Target, memsw_first,
 use crate::stats::{Stats, read_stats};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode as FileMode;
 use nix::unistd::Pid;
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -47,6 +50,77 @@ pub struct ContainerCgroup {
     layout: Layout,
     path: CgroupPath,
     dirs: Vec<Dir>,
+}
+
+/// A container's cgroup as descriptors, for a single-threaded process to enter it by
+/// itself.
+///
+/// Moving another process (its pid written to `cgroup.procs`) takes the kernel's global
+/// cgroup threadgroup lock for writing, which waits for an RCU grace period: 5 to 15 ms on
+/// a busy host, per container start. Two ways in skip that lock: a thread that writes `0`
+/// (itself) to a v1 hierarchy's `tasks` file moves only itself, which the kernel does
+/// without it, and a process cloned with `CLONE_INTO_CGROUP` starts in the v2 directory.
+/// A single-threaded process that moved itself has moved all of itself.
+#[derive(Debug)]
+pub struct Entry {
+    v1_tasks: Vec<(PathBuf, OwnedFd)>,
+    v2_dir: Option<(PathBuf, OwnedFd)>,
+}
+
+impl Entry {
+    /// The v2 directory, for `clone3`'s `CLONE_INTO_CGROUP`; `None` without a v2 hierarchy.
+    pub fn v2_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.v2_dir.as_ref().map(|(_, fd)| fd.as_fd())
+    }
+
+    /// Every descriptor it holds, for a caller that closes all others.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.v1_tasks
+            .iter()
+            .chain(self.v2_dir.iter())
+            .map(|(_, fd)| fd.as_fd())
+            .collect()
+    }
+
+    /// Moves the calling thread into every v1 hierarchy's directory. The caller must be
+    /// single-threaded: only the thread that writes moves. `in_v2` says the process is in the
+    /// v2 directory already (cloned into it); otherwise it is placed there by the classic
+    /// write, lock and all.
+    pub fn enter_self(&self, in_v2: bool) -> Result<()> {
+        for (dir, fd) in &self.v1_tasks {
+            write_fd(fd, b"0").map_err(|e| {
+                Errcode::sys(format!("enter cgroup {} (write tasks)", dir.display()), e)
+            })?;
+        }
+        if !in_v2 && let Some((dir, fd)) = &self.v2_dir {
+            let procs = nix::fcntl::openat(
+                fd,
+                "cgroup.procs",
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                FileMode::empty(),
+            )
+            .sys_ctx(|| format!("open {}/cgroup.procs", dir.display()))?;
+            write_fd(&procs, b"0").map_err(|e| {
+                Errcode::sys(
+                    format!("enter cgroup {} (write cgroup.procs)", dir.display()),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One write(2) of the whole value, as cgroup files take it.
+fn write_fd(fd: &OwnedFd, value: &[u8]) -> std::result::Result<(), Errno> {
+    loop {
+        match nix::unistd::write(fd, value) {
+            Err(Errno::EINTR) => continue,
+            Ok(n) if n == value.len() => return Ok(()),
+            Ok(_) => return Err(Errno::EIO),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl ContainerCgroup {
@@ -195,6 +269,29 @@ impl ContainerCgroup {
             })?;
         }
         Ok(())
+    }
+
+    /// Opens what a process needs to enter this cgroup by itself (see [`Entry`]). Done by
+    /// the privileged caller, before the process exists: it then needs no path and no
+    /// privilege of its own to enter.
+    pub fn entry(&self) -> Result<Entry> {
+        let open = |path: PathBuf, flags: OFlag| {
+            nix::fcntl::open(&path, flags | OFlag::O_CLOEXEC, FileMode::empty())
+                .sys_ctx(|| format!("open {}", path.display()))
+        };
+        let mut e = Entry {
+            v1_tasks: Vec::new(),
+            v2_dir: None,
+        };
+        for d in &self.dirs {
+            if d.is_v2() {
+                e.v2_dir = Some((d.path.clone(), open(d.path.clone(), OFlag::O_DIRECTORY)?));
+            } else {
+                e.v1_tasks
+                    .push((d.path.clone(), open(d.path.join("tasks"), OFlag::O_WRONLY)?));
+            }
+        }
+        Ok(e)
     }
 
     /// Changes limits in place. Memory and memory+swap are written in the order that keeps

@@ -15,9 +15,10 @@
 //! [`Limits::resources`]; its cgroup goes to [`CgroupPath::Run`], where cgroups of runs that
 //! were killed are swept by the next run.
 //!
-//! Inside the container: the child unshares its cgroup namespace after the parent has placed
-//! it, so /proc/self/cgroup there reads `/` and the container cannot see where on the host
-//! it sits.
+//! Inside the container: the child unshares its cgroup namespace once it is in its cgroups,
+//! so /proc/self/cgroup there reads `/` and the container cannot see where on the host it
+//! sits. An OCI container's process enters them itself through an [`Entry`], which spares
+//! the RCU grace period that moving it by pid waits for.
 
 mod cgroup;
 mod container;
@@ -32,7 +33,7 @@ mod rlimit;
 pub mod stats;
 
 pub use cgroup::owner_pid;
-pub use container::ContainerCgroup;
+pub use container::{ContainerCgroup, Entry};
 pub use devices::{
     Access, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, BpfInsn, DeviceKind, DeviceRule, MAX_MAJOR,
     MAX_MINOR, V1Write, allowed, attach_program, bpf_program, check_rules, confine_v2,

@@ -4,11 +4,16 @@
 //!
 //! The parent's side, in order: [`spawn_detached`] (after a `setns` into a pid namespace to
 //! join, which only affects children), [`Detached::write_id_maps`] when a user namespace
-//! is created, place the pid in its cgroups, [`Detached::release`] with the mount
+//! is created, [`Detached::release`] with the mount
 //! descriptors, [`Detached::at_hooks`] to run the runtime-namespace hooks while the child
 //! waits, then [`Detached::wait_ready`]. The child never gets a parent-death signal: the
 //! container outlives `create`.
+//!
+//! The child enters its cgroups itself, first thing, through descriptors the parent opened
+//! ([`crabcan_cgroups::Entry`]): cloned into the v2 directory and writing itself into each
+//! v1 one, which spares the grace-period wait of moving it by pid.
 
+use crate::fork::{self, Forked, fork_into_cgroup};
 use crate::{IdMap, exec, net};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -101,6 +106,8 @@ pub struct DetachedSpec {
     pub fifo: OwnedFd,
     /// Inherited descriptors 3..3+N passed to the process.
     pub preserve_fds: u32,
+    /// The container's cgroup, entered by the process itself before anything else.
+    pub cgroup: Option<crabcan_cgroups::Entry>,
     /// Run in the container before the mounts (createContainer).
     pub create_container_hooks: Vec<ChildHook>,
     /// Run in the container after `start`, before the command (startContainer).
@@ -124,24 +131,48 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
         SockFlag::SOCK_CLOEXEC,
     )
     .sys_ctx(|| "create the parent/child socket pair")?;
-    let mut stack = vec![0u8; crate::CHILD_STACK];
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
-    let cb = Box::new(|| child_main(spec, parent_raw, child_raw));
-    // SAFETY: the caller is single-threaded (documented), the stack is ours and outlives the
-    // call (no CLONE_VM: the child gets its own copy of memory), and the child only runs
-    // `child_main`, which ends in exec or _exit.
-    let pid = unsafe {
-        nix::sched::clone(
-            cb,
-            &mut stack,
-            // The cgroup namespace is made after the parent placed the process in its
-            // cgroups, so that it is rooted there.
-            spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP,
-            Some(Signal::SIGCHLD as i32),
-        )
-    }
-    .map_err(|e| Errcode::sys("create the container's namespaces (clone)", e))?;
+    // The cgroup namespace is made once the process is in its cgroups, so that it is
+    // rooted there.
+    let flags = spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP;
+    let into_v2 = match spec.cgroup.as_ref().and_then(|c| c.v2_dir()) {
+        // SAFETY: the caller is single-threaded (documented); the child only runs
+        // `child_main`, which ends in exec or _exit.
+        Some(dir) => match unsafe { fork_into_cgroup(flags, dir) } {
+            Ok(Forked::Child) => {
+                child_main(spec, parent_raw, child_raw, true);
+            }
+            Ok(Forked::Parent(pid)) => Some(pid),
+            Err(e) if fork::unsupported(e) => None,
+            Err(e) => {
+                return Err(Errcode::sys(
+                    "create the container's namespaces (clone3)",
+                    e,
+                ));
+            }
+        },
+        None => None,
+    };
+    let pid = match into_v2 {
+        Some(pid) => pid,
+        None => {
+            let mut stack = crate::fork::Stack::new()?;
+            let cb = Box::new(|| child_main(spec, parent_raw, child_raw, false));
+            // SAFETY: the caller is single-threaded (documented), the stack is ours and
+            // outlives the call (no CLONE_VM: the child gets its own copy of memory), and
+            // the child only runs `child_main`, which ends in exec or _exit.
+            unsafe {
+                nix::sched::clone(
+                    cb,
+                    stack.as_mut_slice(),
+                    flags,
+                    Some(Signal::SIGCHLD as i32),
+                )
+            }
+            .map_err(|e| Errcode::sys("create the container's namespaces (clone)", e))?
+        }
+    };
     drop(child_end);
     Ok(Detached {
         pid,
@@ -239,8 +270,8 @@ impl Drop for Detached {
     }
 }
 
-fn child_main(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> isize {
-    let code = match setup(spec, parent_end, chan) {
+fn child_main(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> ! {
+    let code = match setup(spec, parent_end, chan, in_v2) {
         Ok(never) => match never {},
         Err(e) => {
             let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
@@ -280,7 +311,7 @@ fn recv_go_on(chan: RawFd) -> Result<Vec<u8>> {
     }
 }
 
-fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
+fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Result<Never> {
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
     unsafe { libc::close(parent_end) };
     // Every other descriptor of crabcan's goes now: the state directory's lock (an flock
@@ -289,7 +320,13 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     let mut keep = vec![chan, spec.fifo.as_raw_fd()];
     keep.extend(spec.join.iter().map(|(_, fd)| fd.as_raw_fd()));
     keep.extend(spec.console.as_ref().map(|c| c.socket.as_raw_fd()));
+    if let Some(c) = &spec.cgroup {
+        keep.extend(c.fds().iter().map(AsRawFd::as_raw_fd));
+    }
     close_others(3 + spec.preserve_fds as RawFd, &keep)?;
+    if let Some(c) = &spec.cgroup {
+        enter_cgroup(c, in_v2)?;
+    }
     // Nothing of the container may inspect or ptrace this process, which runs crabcan's
     // code and holds its descriptors until it execs.
     nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's process non-dumpable")?;
@@ -442,6 +479,19 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd) -> Result<Never> {
     let err = Errcode::sys(format!("exec {}", path.to_string_lossy()), e);
     eprintln!("crabcan: {err}");
     Err(err)
+}
+
+/// Enters the container's cgroups (single-threaded, before anything that forks) and lets go
+/// of their host directories: the process must hold nothing that leads to the host's
+/// filesystem (see [`wait_for_start`]).
+pub(crate) fn enter_cgroup(c: &crabcan_cgroups::Entry, in_v2: bool) -> Result<()> {
+    c.enter_self(in_v2)?;
+    for fd in c.fds() {
+        // SAFETY: this process's copies of the parent's descriptors; the spec that owns them
+        // is the parent's and is never dropped here (the process ends in exec or _exit).
+        unsafe { libc::close(fd.as_raw_fd()) };
+    }
+    Ok(())
 }
 
 pub(crate) fn ns_name(flag: CloneFlags) -> &'static str {

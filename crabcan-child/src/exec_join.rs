@@ -2,17 +2,21 @@
 //! and cgroups, then set up as the container's own process was, and exec'd.
 //!
 //! Three processes take part. The caller (crabcan, single-threaded, running from its
-//! sealed copy) has opened every namespace descriptor of the container before anything is
-//! joined, and forks a joiner. The joiner makes itself non-dumpable, closes every
-//! descriptor it was not given, enters the container's cgroups (host paths, so before the
-//! mount namespace), joins the namespaces (those owned by an ancestor user namespace
+//! sealed copy) has opened every namespace descriptor and cgroup file of the container
+//! before anything is joined, and forks a joiner, straight into the container's cgroup v2
+//! directory where there is one. The joiner makes itself non-dumpable, closes every
+//! descriptor it was not given, enters the container's v1 cgroups itself (as the container's
+//! own process does: see [`crabcan_cgroups::Entry`]), joins the namespaces (those owned by an ancestor user namespace
 //! first, then the user namespace, then the rest), and clones the final process with
 //! `CLONE_PARENT` so that it is the caller's child, in the container's pid namespace; the
 //! joiner then exits. The final process sets up (session, pty, rlimits, seccomp and
 //! capabilities in the init's order, ids, working directory checked inside the root,
 //! descriptors) and execs. No crabcan process is left in the container once it has.
 
-use crate::detached::{Console, close_from, close_others, console, ns_name, set_ids_of};
+use crate::detached::{
+    Console, close_from, close_others, console, enter_cgroup, ns_name, set_ids_of,
+};
+use crate::fork::{Forked, fork_into_cgroup};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -86,22 +90,44 @@ pub fn exec_in(spec: &ExecSpec) -> Result<Pid> {
     )
     .sys_ctx(|| "create the parent/child socket pair")?;
     let (parent_raw, child_raw) = (parent_end.as_raw_fd(), child_end.as_raw_fd());
-    // SAFETY: the caller is single-threaded (documented); the child only runs `joiner`,
-    // which ends in _exit.
-    let joiner = match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork the exec joiner")? {
-        nix::unistd::ForkResult::Child => {
-            let code = match join(spec, parent_raw, child_raw) {
-                Ok(()) => 0,
-                Err(e) => {
-                    let _ = nix::sys::socket::send(child_raw, &e.encode(), MsgFlags::empty());
-                    e.exit_code()
-                }
-            };
-            // SAFETY: _exit skips the parent's atexit handlers and buffers.
-            unsafe { libc::_exit(code) }
-        }
-        nix::unistd::ForkResult::Parent { child } => child,
+    let entry = spec
+        .cgroup
+        .as_ref()
+        .map(crabcan_cgroups::ContainerCgroup::entry)
+        .transpose()
+        .map_err(|e| e.context("join the container's cgroup"))?;
+    let joiner_main = |in_v2: bool| -> ! {
+        let code = match join(spec, entry.as_ref(), in_v2, parent_raw, child_raw) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = nix::sys::socket::send(child_raw, &e.encode(), MsgFlags::empty());
+                e.exit_code()
+            }
+        };
+        // SAFETY: _exit skips the parent's atexit handlers and buffers.
+        unsafe { libc::_exit(code) }
     };
+    let into_v2 = match entry.as_ref().and_then(crabcan_cgroups::Entry::v2_dir) {
+        // SAFETY: the caller is single-threaded (documented); the child only runs
+        // `joiner_main`, which ends in _exit.
+        Some(dir) => match unsafe { fork_into_cgroup(CloneFlags::empty(), dir) } {
+            Ok(Forked::Child) => joiner_main(true),
+            Ok(Forked::Parent(pid)) => Some(pid),
+            Err(e) if crate::fork::unsupported(e) => None,
+            Err(e) => return Err(Errcode::sys("fork the exec joiner (clone3)", e)),
+        },
+        None => None,
+    };
+    let joiner = match into_v2 {
+        Some(pid) => pid,
+        // SAFETY: the caller is single-threaded (documented); the child only runs
+        // `joiner_main`, which ends in _exit.
+        None => match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork the exec joiner")? {
+            nix::unistd::ForkResult::Child => joiner_main(false),
+            nix::unistd::ForkResult::Parent { child } => child,
+        },
+    };
+    drop(entry);
     drop(child_end);
     let mut pid = None;
     let r = watch(&parent_end, &mut pid);
@@ -155,7 +181,13 @@ fn watch(chan: &OwnedFd, pid: &mut Option<Pid>) -> Result<()> {
 }
 
 /// The joiner: cgroups, namespaces, the clone of the final process.
-fn join(spec: &ExecSpec, parent_end: RawFd, chan: RawFd) -> Result<()> {
+fn join(
+    spec: &ExecSpec,
+    entry: Option<&crabcan_cgroups::Entry>,
+    in_v2: bool,
+    parent_end: RawFd,
+    chan: RawFd,
+) -> Result<()> {
     // SAFETY: the parent's end of the pair, not used in this process again.
     unsafe { libc::close(parent_end) };
     // Nothing of the container may inspect or ptrace a process that runs crabcan's code
@@ -166,10 +198,12 @@ fn join(spec: &ExecSpec, parent_end: RawFd, chan: RawFd) -> Result<()> {
     let mut keep = vec![chan];
     keep.extend(spec.namespaces.iter().map(|n| n.fd.as_raw_fd()));
     keep.extend(spec.console.as_ref().map(|c| c.socket.as_raw_fd()));
+    if let Some(c) = entry {
+        keep.extend(c.fds().iter().map(AsRawFd::as_raw_fd));
+    }
     close_others(3 + spec.preserve_fds as RawFd, &keep)?;
-    if let Some(cg) = &spec.cgroup {
-        cg.add_process(std::process::id() as i32)
-            .map_err(|e| e.context("join the container's cgroup"))?;
+    if let Some(c) = entry {
+        enter_cgroup(c, in_v2).map_err(|e| e.context("join the container's cgroup"))?;
     }
     let is_user = |n: &&JoinNs| n.flag == CloneFlags::CLONE_NEWUSER;
     let order = spec
@@ -186,7 +220,7 @@ fn join(spec: &ExecSpec, parent_end: RawFd, chan: RawFd) -> Result<()> {
         nix::sched::setns(&n.fd, n.flag)
             .sys_ctx(|| format!("join the container's {} namespace (setns)", ns_name(n.flag)))?;
     }
-    let mut stack = vec![0u8; crate::CHILD_STACK];
+    let mut stack = crate::fork::Stack::new()?;
     let cb = Box::new(|| final_main(spec, chan));
     // SAFETY: single-threaded (a fresh fork of a single-threaded caller); the stack is
     // ours and outlives the call (no CLONE_VM: the child has its own copy of memory); the
@@ -195,7 +229,7 @@ fn join(spec: &ExecSpec, parent_end: RawFd, chan: RawFd) -> Result<()> {
     let pid = unsafe {
         nix::sched::clone(
             cb,
-            &mut stack,
+            stack.as_mut_slice(),
             CloneFlags::CLONE_PARENT,
             Some(Signal::SIGCHLD as i32),
         )

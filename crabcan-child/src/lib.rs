@@ -15,6 +15,7 @@
 mod detached;
 mod exec;
 mod exec_join;
+mod fork;
 mod guardian;
 mod idalloc;
 mod idmap;
@@ -162,15 +163,22 @@ pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet) -> Result<Container> {
     if spec.net == Net::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let mut stack = vec![0u8; CHILD_STACK];
+    let mut stack = fork::Stack::new()?;
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
     let cb = Box::new(|| child_main(spec, parent_raw, child_raw, saved_mask));
     // SAFETY: the caller is single-threaded (documented), the stack is ours and outlives the
     // call (no CLONE_VM: the child gets its own copy of memory), and the child only runs
     // `child_main`, which ends in exec or _exit.
-    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
-        .map_err(|e| userns_error(e, flags))?;
+    let pid = unsafe {
+        nix::sched::clone(
+            cb,
+            stack.as_mut_slice(),
+            flags,
+            Some(Signal::SIGCHLD as i32),
+        )
+    }
+    .map_err(|e| userns_error(e, flags))?;
     drop(child_end);
     Ok(Container {
         pid,

@@ -3,8 +3,8 @@
 //! handlers run the OCI runtime under test, and check each step by its effect on the host and
 //! inside the pods.
 //!
-//! The runtime is `CRABCAN_CRI_RUNTIME` (default: the workspace's `target/debug/crabcan`, which
-//! these tests do not build). `cargo xtask cri [--runtime PATH]` builds what is needed and runs
+//! The runtime is `CRABCAN_CRI_RUNTIME` (default: the workspace's static release build,
+//! `target/x86_64-unknown-linux-musl/release/crabcan`, which these tests do not build). `cargo xtask cri [--runtime PATH]` builds what is needed and runs
 //! them; the test targets exist only with the `cri` feature, so `cargo test --workspace` leaves
 //! them out.
 //!

@@ -46,17 +46,22 @@ pub const RUNC_HANDLER: &str = "runc";
 /// The reference runtime.
 pub const RUNC: &str = "/usr/sbin/runc";
 
-/// The runtime binary under test: `CRABCAN_CRI_RUNTIME`, or the workspace's
-/// `target/debug/crabcan` (built by `cargo build -p crabcan-cli`; these tests build nothing).
+/// The runtime binary under test: `CRABCAN_CRI_RUNTIME`, or the workspace's static release
+/// build (`cargo build --release --target x86_64-unknown-linux-musl -p crabcan-cli`; these
+/// tests build nothing), the binary users run and the speed test must time.
 pub fn runtime() -> PathBuf {
     let (path, whence) = match std::env::var_os("CRABCAN_CRI_RUNTIME") {
         Some(p) => (PathBuf::from(p), "CRABCAN_CRI_RUNTIME"),
-        None => (scope::target_dir().join("debug/crabcan"), "the default"),
+        None => (
+            scope::target_dir().join("x86_64-unknown-linux-musl/release/crabcan"),
+            "the default",
+        ),
     };
     let path = path.canonicalize().unwrap_or(path);
     assert!(
         path.is_file(),
-        "runtime {} ({whence}) does not exist: run `cargo build -p crabcan-cli` first, or set \
+        "runtime {} ({whence}) does not exist: run `cargo build --release --target \
+         x86_64-unknown-linux-musl -p crabcan-cli` first, or set \
          CRABCAN_CRI_RUNTIME (cargo xtask cri does both)",
         path.display()
     );

@@ -263,6 +263,7 @@ fn create_locked(
         console,
         fifo: fifo_fd,
         preserve_fds: o.preserve_fds,
+        cgroup: cgroup.as_ref().map(|c| c.entry()).transpose()?,
         create_container_hooks: child_hooks(&plan.hooks.create_container)?,
         start_container_hooks: child_hooks(&plan.hooks.start_container)?,
     };
@@ -276,10 +277,6 @@ fn create_locked(
     log::debug!("container process {pid} cloned");
     if let Some(m) = &idmap {
         child.write_id_maps(m)?;
-    }
-    if let Some(cg) = cgroup.as_ref() {
-        cg.add_process(pid.as_raw())?;
-        log::debug!("container process placed in {:?}", cg.paths());
     }
     let handed = match (&mount_plan, &prepared) {
         (Some(m), Some(p)) => {

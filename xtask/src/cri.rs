@@ -2,8 +2,11 @@
 //! containerd's CRI plugin with an OCI runtime as the `crabcan` handler's binary, by the tests
 //! of `crabcan-cri-tests`.
 //!
-//! The runtime is crabcan's debug binary (built here) unless `--runtime` names another one,
-//! such as `/usr/sbin/runc`, which is how the tests themselves are checked.
+//! The runtime is crabcan's release binary, static for musl (built here: the same artifact
+//! `cargo xtask bench` measures, so the two share one build), unless `--runtime` names
+//! another one, such as `/usr/sbin/runc`, which is how the tests themselves are checked. The
+//! speed comparison must time what users run: the debug build spent twice as long in
+//! every call.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -58,7 +61,18 @@ pub fn run(args: &[String]) -> Result<bool> {
     ensure_protoc().map_err(|e| format!("cannot install protobuf-compiler: {e}"))?;
     let rootfs = util::target_dir().join("test-rootfs");
     crate::rootfs::ensure(&rootfs)?;
-    let runtime = crate::engines::runtime(given)?;
+    let runtime = match given {
+        Some(_) => crate::engines::runtime(given)?,
+        None => {
+            let t = std::time::Instant::now();
+            let bin = util::build_musl_bin("crabcan-cli", "crabcan", true)?;
+            eprintln!(
+                "cri: release build of crabcan took {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            bin
+        }
+    };
     eprintln!("cri: runtime {}", runtime.display());
     let test = |target: &str, extra: &[&str]| {
         util::cargo()

@@ -1,0 +1,120 @@
+//! `clone3` used like `fork`, with `CLONE_INTO_CGROUP`: the child starts in a cgroup v2
+//! directory instead of being moved there afterwards, which would take the kernel's global
+//! cgroup threadgroup lock and wait for an RCU grace period (see
+//! [`crabcan_cgroups::Entry`]).
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7); the libc crate declares it for glibc
+/// only.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Which side of the clone this is.
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The caller, with the new process's pid.
+    Parent(Pid),
+}
+
+/// Whether an error of [`fork_into_cgroup`] means the kernel lacks `clone3` or
+/// `CLONE_INTO_CGROUP` (older than 5.3 or 5.7), so the classic way must be taken.
+pub(crate) fn unsupported(e: Errno) -> bool {
+    matches!(e, Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)
+}
+
+/// Clones the calling process like `fork` (the child returns here, on a copy of the
+/// caller's stack), into the namespaces `flags` creates and the cgroup v2 directory
+/// `cgroup`; SIGCHLD at its death.
+///
+/// # Safety
+/// The caller must be single-threaded, as for `fork`. Unlike the C library's `fork` this
+/// runs no at-fork handlers and leaves the C library's record of the thread id as the
+/// parent's: the child must not rely on it (musl's `raise`, and so `abort`, signal that
+/// thread id) and must end in `execve` or `_exit`.
+pub(crate) unsafe fn fork_into_cgroup(
+    flags: CloneFlags,
+    cgroup: BorrowedFd<'_>,
+) -> Result<Forked, Errno> {
+    let args = libc::clone_args {
+        flags: flags.bits() as u32 as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        // No stack of its own: it goes on with a copy of the caller's, as after fork.
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.as_raw_fd() as u64,
+    };
+    // SAFETY: `args` is a complete clone_args that lives through the call and its size is
+    // passed; without CLONE_VM or a new stack the child gets its own copy of the caller's
+    // memory and returns from this call like a forked child; the caller is single-threaded
+    // (documented), so no lock of another thread is copied held.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match r {
+        0 => Ok(Forked::Child),
+        pid if pid > 0 => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+        _ => Err(Errno::last()),
+    }
+}
+
+/// A stack for a child cloned with a function of its own: mapped, not allocated, so that
+/// only the pages the child touches become resident (an allocator that clears memory would
+/// write all of it: crabcan's allocator for musl builds does).
+pub(crate) struct Stack {
+    ptr: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl Stack {
+    /// Maps [`crate::CHILD_STACK`] bytes of zero pages.
+    pub(crate) fn new() -> crabcan_errors::Result<Stack> {
+        let len = crate::CHILD_STACK;
+        // SAFETY: an anonymous private mapping at an address the kernel picks; nothing else
+        // refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(ptr) {
+            Some(ptr) if ptr.as_ptr() != libc::MAP_FAILED => Ok(Stack { ptr, len }),
+            _ => Err(crabcan_errors::Errcode::sys(
+                "map a stack for the child (mmap)",
+                Errno::last(),
+            )),
+        }
+    }
+
+    /// The stack as the bytes `clone` takes.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes mapped readable and writable by `new`, zero-filled by the
+        // kernel (so initialised), and owned by this value until it is dropped.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), self.len) }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, not used after this.
+        unsafe { libc::munmap(self.ptr.as_ptr(), self.len) };
+    }
+}
