@@ -9,7 +9,7 @@
 //! every call.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::util::{self, Result};
 
@@ -18,22 +18,9 @@ pub fn ensure_protoc() -> Result<()> {
     if Path::new("/usr/bin/protoc").is_file() {
         return Ok(());
     }
-    let install = || {
-        let mut c = Command::new("apt-get");
-        c.args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "protobuf-compiler",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-        util::output(&mut c).map(drop)
-    };
-    install().or_else(|_| {
-        util::output(Command::new("apt-get").arg("update"))?;
-        install()
-    })
+    util::apt_install(&["protobuf-compiler"])
 }
+
 
 /// Runs the CRI tests, then the speed comparison with its figures shown; returns whether
 /// all passed.
