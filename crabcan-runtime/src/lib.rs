@@ -250,7 +250,11 @@ fn wait_gone(s: &State) -> Result<()> {
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let l = match Locked::open(root, id) {
         Ok(l) => l,
-        Err(_) if force && validate_id(id).is_ok() => return remove_stale(root, id),
+        // Only a directory without a record (a create that died) is cleared this way; a
+        // refusal (an untrusted record) stays one.
+        Err(e) if force && e.to_string() == state::not_exist().to_string() => {
+            return remove_stale(root, id);
+        }
         Err(e) => return Err(e),
     };
     let s = match l.read() {

@@ -204,16 +204,50 @@ fn open_dir(dir: &Path) -> nix::Result<OwnedFd> {
     )
 }
 
+/// A caller acts only on records it owns, in a state root it owns: a record another user
+/// can write would let that user choose what the caller's `exec` runs (its user,
+/// capabilities, namespaces, environment) and what `delete` kills and removes. Root
+/// trusts only root's; an ordinary user only its own. Checked on the opened directory,
+/// and on the root, which must not be writable by others (they could swap the directory).
+fn check_owned(root: &Path, fd: &OwnedFd, dir: &Path) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let st = nix::sys::stat::fstat(fd).sys_ctx(|| format!("stat {}", dir.display()))?;
+    if st.st_uid != me {
+        return Err(Errcode::usage(format!(
+            "{}: owned by uid {}, not by this caller (uid {me}): its records are not to be \
+             trusted",
+            dir.display(),
+            st.st_uid
+        )));
+    }
+    let r = nix::sys::stat::stat(root).sys_ctx(|| format!("stat {}", root.display()))?;
+    if (r.st_uid != me && r.st_uid != 0) || r.st_mode & 0o022 != 0 {
+        return Err(Errcode::usage(format!(
+            "the state root {} (uid {}, mode {:o}) is writable by others or owned by \
+             another user: its records are not to be trusted",
+            root.display(),
+            r.st_uid,
+            r.st_mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
 impl Locked {
     /// Makes the directory of a new container and locks it; an existing one is refused.
     pub fn create(root: &Path, id: &str) -> Result<Locked> {
         validate_id(id)?;
-        std::fs::create_dir_all(root).map_err(|e| {
-            Errcode::setup(format!(
-                "cannot create the state root {}: {e}",
-                root.display()
-            ))
-        })?;
+        // Owner only, whatever the umask (see check_owned).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| {
+                Errcode::setup(format!(
+                    "cannot create the state root {}: {e}",
+                    root.display()
+                ))
+            })?;
         let dir = root.join(id);
         // Owner only, whatever the umask: what is in it (the records, the config copy) is
         // crabcan's, which no other user reads or writes.
@@ -236,6 +270,10 @@ impl Locked {
             }
         }
         let fd = open_dir(&dir).sys_ctx(|| format!("open {}", dir.display()))?;
+        if let Err(e) = check_owned(root, &fd, &dir) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
         lock(&fd, &dir)?;
         Ok(Locked { dir, _fd: fd })
     }
@@ -245,6 +283,7 @@ impl Locked {
         validate_id(id)?;
         let dir = root.join(id);
         let fd = open_dir(&dir).map_err(|_| not_exist())?;
+        check_owned(root, &fd, &dir)?;
         lock(&fd, &dir)?;
         // Deleted while we waited for the lock.
         if !dir.join(STATE_FILE).exists() {
@@ -259,6 +298,7 @@ impl Locked {
         validate_id(id)?;
         let dir = root.join(id);
         let fd = open_dir(&dir).map_err(|_| not_exist())?;
+        check_owned(root, &fd, &dir)?;
         lock(&fd, &dir)?;
         // Removed while we waited for the lock.
         if !dir.exists() {
@@ -350,6 +390,7 @@ pub fn remove_at_once(dir: &Path) -> std::io::Result<()> {
 pub fn lock_stale(root: &Path, id: &str) -> Option<Locked> {
     let dir = root.join(id);
     let fd = open_dir(&dir).ok()?;
+    check_owned(root, &fd, &dir).ok()?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return None;
@@ -540,6 +581,33 @@ mod tests {
         l.remove().unwrap();
         // The id is free and nothing of it is left, not even under its removal name.
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn records_others_could_write_are_refused() {
+        let root = std::env::temp_dir().join(format!("crabcan-state-trust-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        // A state root others may write: they could put any directory in place of a record.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Locked::create(&root, "c1")
+            .err()
+            .expect("created in a world-writable root");
+        assert!(e.to_string().contains("not to be trusted"), "{e}");
+        assert!(!root.join("c1").exists());
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let l = Locked::create(&root, "c1").unwrap();
+        l.write(&sample()).unwrap();
+        drop(l);
+        // A record owned by another user.
+        let other = nix::unistd::Uid::from_raw(nix::unistd::geteuid().as_raw() ^ 1);
+        if nix::unistd::chown(&root.join("c1"), Some(other), None).is_ok() {
+            let e = Locked::open(&root, "c1")
+                .err()
+                .expect("opened another user's record");
+            assert!(e.to_string().contains("not to be trusted"), "{e}");
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 
