@@ -216,6 +216,15 @@ fn join(
                 .iter()
                 .filter(|n| !n.outside_userns && !is_user(n)),
         );
+    // The caller's supplementary groups would stay with the process where the container's
+    // user namespace denies setgroups (they cannot be changed inside): drop them while this
+    // process may. An ordinary caller's groups are its own, and it may not drop them.
+    if spec.namespaces.iter().any(|n| is_user(&n))
+        && let Err(e) = nix::unistd::setgroups(&[])
+        && nix::unistd::geteuid().is_root()
+    {
+        return Err(Errcode::sys("drop the caller's supplementary groups", e));
+    }
     for n in order {
         nix::sched::setns(&n.fd, n.flag)
             .sys_ctx(|| format!("join the container's {} namespace (setns)", ns_name(n.flag)))?;
