@@ -7,7 +7,8 @@
 //! built-in pool of [`POOL_SLOTS`] slots from host id [`POOL_BASE`] (3221225472, far above
 //! the ids that distributions give to users and to other tools' default ranges).
 //!
-//! How a slot is held: a file `<state dir>/ids/<uid base>` locked with `flock`. The lock
+//! How a slot is held: a file `<state dir>/#ids/<uid base>` locked with `flock` (`#` is in
+//! no container id, so no container's record can be this directory). The lock
 //! lives exactly as long as an open file description of it: crabcan's, its container
 //! init's, and a guardian's after a SIGKILL, which removes the file. The first slot whose
 //! file is not locked is taken; a file left by a crash is simply taken again.
@@ -107,9 +108,12 @@ pub struct IdLease {
     lock: Option<Flock<std::fs::File>>,
 }
 
+/// Where the leases live in the state directory: a name no container id can have.
+pub const LEASE_DIR: &str = "#ids";
+
 /// Takes a free slot, recording it under `state_dir` (created if missing, mode 0711).
 pub fn allocate_ids(state_dir: &Path, slots: &[Slot]) -> Result<IdLease> {
-    let dir = state_dir.join("ids");
+    let dir = state_dir.join(LEASE_DIR);
     for slot in slots {
         let path = dir.join(slot.uid.to_string());
         // A file unlinked by its releaser between our open and our lock is no lock at
@@ -297,8 +301,8 @@ mod tests {
         c.release();
         assert!(!state.exists(), "the state directory is removed once empty");
         // A stale, unlocked file (crabcan was SIGKILLed with no guardian) is reused.
-        std::fs::create_dir_all(state.join("ids")).unwrap();
-        let stale = state.join("ids").join(POOL_BASE.to_string());
+        std::fs::create_dir_all(state.join(LEASE_DIR)).unwrap();
+        let stale = state.join(LEASE_DIR).join(POOL_BASE.to_string());
         std::fs::write(&stale, "").unwrap();
         let d = allocate_ids(&state).unwrap();
         assert_eq!(d.slot().uid, POOL_BASE);
