@@ -312,6 +312,9 @@ fn recv_go_on(chan: RawFd) -> Result<Vec<u8>> {
 }
 
 fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Result<Never> {
+    // Nothing of the container may inspect or ptrace this process, which runs crabcan's
+    // code and holds its descriptors (host cgroup directories among them) until it execs.
+    nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's process non-dumpable")?;
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
     unsafe { libc::close(parent_end) };
     // Every other descriptor of crabcan's goes now: the state directory's lock (an flock
@@ -327,9 +330,6 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     if let Some(c) = &spec.cgroup {
         enter_cgroup(c, in_v2)?;
     }
-    // Nothing of the container may inspect or ptrace this process, which runs crabcan's
-    // code and holds its descriptors until it execs.
-    nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's process non-dumpable")?;
     let count = spec
         .mounts
         .as_ref()
