@@ -258,9 +258,23 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32> {
             })
             .collect()
     };
+    // A container with a cgroup whose cgroup cannot be opened would get an exec'd process
+    // outside every limit: refuse instead.
+    let cgroup = match crate::open_cgroup(&s) {
+        Some(cg) => Some(cg),
+        None if s.cgroup_path.is_some() => {
+            return Err(Errcode::setup(format!(
+                "container {}: its cgroup {} cannot be opened; the process would run outside \
+                 its limits",
+                s.id,
+                s.cgroup_path.as_deref().unwrap_or_default()
+            )));
+        }
+        None => None,
+    };
     let spec = ExecSpec {
         namespaces,
-        cgroup: crate::open_cgroup(&s),
+        cgroup,
         deny_setgroups,
         rlimits: plan
             .process

@@ -21,7 +21,6 @@ pub fn ensure_protoc() -> Result<()> {
     util::apt_install(&["protobuf-compiler"])
 }
 
-
 /// Runs the CRI tests, then the speed comparison with its figures shown; returns whether
 /// all passed.
 pub fn run(args: &[String]) -> Result<bool> {
