@@ -1,18 +1,27 @@
-//! crabcan runs from a sealed in-memory copy of its own binary, so that no process in a
-//! container can ever reach the host's crabcan executable for writing.
+//! crabcan runs from a copy of its own binary that nothing can write, so that no process
+//! in a container can ever reach the host's crabcan executable for writing.
 //!
 //! The attack this closes (the CVE-2019-5736 class): until a container's process execs
 //! its command it runs crabcan's image, so `/proc/self/exe` names crabcan's binary; an
 //! image whose entry point is `#!/proc/self/exe` makes the kernel execute that binary
 //! inside the container (with the image's dynamic loader), and the attacker's code then
-//! holds a path to the host binary and can rewrite it once crabcan exits. Running from a
-//! sealed memfd means `/proc/self/exe` of every crabcan process is that memfd: a private,
-//! write-sealed copy, never the file on the host.
+//! holds a path to the host binary and can rewrite it once crabcan exits.
 //!
-//! The alternative, a read-only bind of the binary in a private mount namespace, needs
-//! privilege to mount and so would not cover an ordinary user; the copy costs one
-//! `sendfile` of the binary and one `execveat` per run (about 0.9 ms for the static release
-//! build here). It is skipped when no id the container maps could write the binary anyway
+//! Two ways to take that path away, the cheaper first:
+//! - **A read-only view** (needs the privilege to mount, so root callers such as the
+//!   engines): the binary re-executed through a detached overlay mount whose only layers
+//!   are the binary's directory and an empty tmpfs. An overlay with no upper layer cannot
+//!   be written at all (EROFS), the mount is read-only as well, and being detached it is
+//!   in no mount table: nobody can remount it, and it goes with the last process that
+//!   holds it. It costs a few mount syscalls and no copy; the exec reads pages the host
+//!   already has cached. (`/proc/PID/map_files` of such a process still leads to the
+//!   host file, but reading those links takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in
+//!   the host's user namespace: a container with those holds the host anyway.)
+//! - **A sealed memfd copy** for everyone else: `/proc/self/exe` is a private,
+//!   write-sealed copy, never the file on the host. It costs one `sendfile` of the binary
+//!   and a cold exec of the copy (1–2 ms for the static release build here).
+//!
+//! Both are skipped when no id the container maps could write the binary anyway
 //! ([`exe_writable_by`]): root's default container, whose ids are an unprivileged range of
 //! its own, gets EACCES from the file's modes, and pays nothing.
 
@@ -39,6 +48,21 @@ fn open_self_exe() -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Whether `fd` is one of the two protected images: a sealed memfd, or a file on a
+/// read-only overlay (what [`readonly_view`] makes; an overlay mounted read-only elsewhere
+/// is just as unwritable through `/proc/PID/exe`).
+fn is_protected(fd: &OwnedFd) -> bool {
+    is_sealed(fd) || is_readonly_overlay(fd)
+}
+
+fn is_readonly_overlay(fd: &OwnedFd) -> bool {
+    let on_overlay = nix::sys::statfs::fstatfs(fd)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC);
+    on_overlay
+        && nix::sys::statvfs::fstatvfs(fd)
+            .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
 fn is_sealed(fd: &OwnedFd) -> bool {
     // SAFETY: F_GET_SEALS only reads the seals of a valid fd; a file that is not a memfd
     // answers EINVAL.
@@ -52,7 +76,7 @@ fn is_sealed(fd: &OwnedFd) -> bool {
 /// might grant it. When in doubt, yes.
 pub fn exe_writable_by(uids: &[(u32, u32)], gids: &[(u32, u32)]) -> Result<bool> {
     let exe = open_self_exe()?;
-    if is_sealed(&exe) {
+    if is_protected(&exe) {
         return Ok(false);
     }
     let st = nix::sys::stat::fstat(&exe).sys_ctx(|| "stat crabcan's own binary")?;
@@ -90,15 +114,22 @@ fn writable_by(
     has_acl || mode & 0o002 != 0 || inside(uid, uids) || inside(gid, gids)
 }
 
-/// Re-executes crabcan from a sealed memfd copy of its binary unless it runs from one
-/// already; returns only in the copy (or with an error). Call it first thing in `main`,
-/// while single-threaded; `args` and `env` are passed on unchanged.
+/// Re-executes crabcan from a protected image of its binary (a read-only view where the
+/// caller may mount, else a sealed memfd copy) unless it runs from one already; returns
+/// only in the protected image (or with an error). Call it first thing in `main`, while
+/// single-threaded; `args` and `env` are passed on unchanged.
 pub fn reexec_sealed(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<()> {
     let exe = open_self_exe()?;
-    if is_sealed(&exe) {
+    if is_protected(&exe) {
         return Ok(());
     }
-    let copy = sealed_copy(&exe)?;
+    let copy = match readonly_view(&exe) {
+        Ok(view) => view,
+        Err(e) => {
+            log::debug!("no read-only view of crabcan's binary ({e}); copying it");
+            sealed_copy(&exe)?
+        }
+    };
     drop(exe);
     let cstr =
         |v: Vec<u8>| CString::new(v).map_err(|_| Errcode::usage("an argument contains a NUL byte"));
@@ -127,6 +158,98 @@ pub fn reexec_sealed(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Res
         }
         _ => err,
     })
+}
+
+/// A new mount context's fd (`fsopen`).
+fn fs_open(fstype: &std::ffi::CStr) -> std::result::Result<OwnedFd, Errno> {
+    // SAFETY: fsopen with a NUL-terminated name; the result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `fsconfig` with a string value (`Some`) or the create command (`None`).
+fn fs_config(
+    ctx: &OwnedFd,
+    key_value: Option<(&std::ffi::CStr, &std::ffi::CStr)>,
+) -> std::result::Result<(), Errno> {
+    let (cmd, key, value) = match key_value {
+        Some((k, v)) => (libc::FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr()),
+        None => (
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null(),
+            std::ptr::null(),
+        ),
+    };
+    // SAFETY: fsconfig on a mount context we own, with NUL-terminated strings or nulls
+    // as the command requires.
+    let r = unsafe { libc::syscall(libc::SYS_fsconfig, ctx.as_raw_fd(), cmd, key, value, 0) };
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// The created superblock of `ctx` as a detached mount (`fsmount`) with `attrs`.
+fn fs_mount(ctx: &OwnedFd, attrs: u64) -> std::result::Result<OwnedFd, Errno> {
+    // SAFETY: fsmount on a mount context we own whose superblock was created; the result
+    // is a new fd we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            ctx.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attrs,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `exe` as seen through a detached, read-only overlay of its directory over an empty
+/// tmpfs (an overlay with no upper layer needs two lower ones). Errors mean "not
+/// available here" (no privilege to mount, no overlayfs, a path overlayfs cannot take);
+/// the caller falls back to the memfd copy.
+fn readonly_view(exe: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::fs::read_link("/proc/self/exe").map_err(|_| Errno::ENOENT)?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Errno::EINVAL);
+    };
+    let dir = dir.as_os_str().as_bytes();
+    // A replaced or deleted binary, or a directory name overlayfs would split or unescape.
+    if !path.is_absolute()
+        || dir.iter().any(|b| b":,\\".contains(b))
+        || path.as_os_str().as_bytes().ends_with(b" (deleted)")
+    {
+        return Err(Errno::EINVAL);
+    }
+    let ro = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
+    let empty_ctx = fs_open(c"tmpfs")?;
+    fs_config(&empty_ctx, None)?;
+    let empty = fs_mount(&empty_ctx, ro)?;
+    let mut lower = dir.to_vec();
+    lower.extend_from_slice(format!(":/proc/self/fd/{}", empty.as_raw_fd()).as_bytes());
+    let lower = CString::new(lower).map_err(|_| Errno::EINVAL)?;
+    let ctx = fs_open(c"overlay")?;
+    fs_config(&ctx, Some((c"lowerdir", &lower)))?;
+    fs_config(&ctx, None)?;
+    let mnt = fs_mount(&ctx, ro)?;
+    let view = nix::fcntl::openat(
+        &mnt,
+        name,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // The name was looked up again: it must still be the file this process runs.
+    let (a, b) = (nix::sys::stat::fstat(exe)?, nix::sys::stat::fstat(&view)?);
+    if (a.st_ino, a.st_size) != (b.st_ino, b.st_size) || !is_readonly_overlay(&view) {
+        return Err(Errno::ESTALE);
+    }
+    Ok(view)
 }
 
 /// A write-sealed memfd holding the bytes of `exe`.
@@ -240,6 +363,27 @@ mod tests {
             &[(1000, 1000)],
             &[(1000, 1000)]
         ));
+    }
+
+    /// Needs root (the mount API). The view is the running binary, refuses writes through
+    /// a reopen as `/proc/PID/exe` would, and leaves no mount in the table.
+    #[test]
+    fn a_readonly_view_is_the_same_file_and_refuses_writes() {
+        let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let before = mounts();
+        let exe = open_self_exe().unwrap();
+        assert!(!is_protected(&exe), "the test binary is a plain file");
+        let view = readonly_view(&exe).expect("a read-only view (run the tests as root)");
+        assert!(is_protected(&view));
+        assert!(!is_sealed(&view));
+        let bytes =
+            |fd: &OwnedFd| std::fs::read(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert!(bytes(&view) == bytes(&exe), "the view shows other bytes");
+        let path = format!("/proc/self/fd/{}", view.as_raw_fd());
+        let w = std::fs::OpenOptions::new().write(true).open(&path);
+        assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EROFS));
+        drop(view);
+        assert_eq!(mounts(), before, "the view left a mount behind");
     }
 
     #[test]

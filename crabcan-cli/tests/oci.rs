@@ -802,7 +802,9 @@ fn a_killed_create_leaves_nothing_after_delete_force() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Its orphaned process came to us (the subreaper) and died: reap that zombie by pid,
-    // never with a wildcard that could take another test's child.
+    // never with a wildcard that could take another test's child. It is the one with a pid
+    // in the container's own pid namespace (two NSpid entries): the crabcan commands other
+    // tests run have the same name and may be zombies waiting for their own test.
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
         for pid in kids
@@ -810,7 +812,12 @@ fn a_killed_create_leaves_nothing_after_delete_force() {
             .filter_map(|p| p.parse::<i32>().ok())
         {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if stat.contains("(crabcan)") && stat.contains(") Z ") {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let in_child_ns = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .is_some_and(|ids| ids.split_whitespace().count() > 1);
+            if stat.contains("(crabcan)") && stat.contains(") Z ") && in_child_ns {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             }
         }

@@ -126,16 +126,45 @@ fn init_is_pid_one_and_the_command_sees_only_its_processes() {
     assert_eq!(pids, want, "container sees other processes");
     // crabcan's init is PID 1: its own binary, which no id of the container can write.
     assert_eq!(lines.next(), Some("crabcan"));
-    // With the identity map container root could write it: the init runs from the sealed
-    // in-memory copy instead.
-    let o = sh(&["--userns", "host"], "cat /proc/1/comm");
-    assert_ok(&o);
-    assert_eq!(stdout(&o), "memfd:crabcan\n");
+    // With the identity map container root could write it: crabcan (and so the init)
+    // runs from a protected image of it instead, a read-only view for root or a sealed
+    // in-memory copy.
+    assert_runs_from_a_protected_image(&["--userns", "host"]);
     // --no-init: the command itself is PID 1.
     let o = sh(&["--no-init"], "echo $$");
     assert_ok(&o);
     assert_eq!(stdout(&o), "1\n");
     assert!(pids.len() <= 6, "container sees other processes: {pids:?}");
+}
+
+/// Starts a container with `flags` and checks, from the host, the image crabcan's process
+/// runs: a file on a read-only overlay or a sealed memfd, not the binary on the host.
+fn assert_runs_from_a_protected_image(flags: &[&str]) {
+    let mut c = crabcan();
+    c.arg("run").arg("--mount").arg(rootfs()).args(flags);
+    c.args(["--", "/bin/sh", "-c", "echo ready; read x"]);
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot start crabcan");
+    let lines = bounded::Lines::new(child.stdout.take().unwrap());
+    assert_eq!(lines.next_within(LIMIT).unwrap().as_deref(), Some("ready"));
+    let exe = format!("/proc/{}/exe", child.id());
+    let link = std::fs::read_link(&exe).unwrap();
+    let fs = nix::sys::statfs::statfs(exe.as_str()).unwrap();
+    let flags = nix::sys::statvfs::statvfs(exe.as_str()).unwrap().flags();
+    let overlay_ro = fs.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC
+        && flags.contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
+    let memfd = link.to_string_lossy().starts_with("/memfd:crabcan");
+    drop(child.stdin.take());
+    wait_within(&mut child, LIMIT, "crabcan");
+    assert!(
+        overlay_ro || memfd,
+        "crabcan runs {} ({:?}), a writable image",
+        link.display(),
+        fs.filesystem_type()
+    );
 }
 
 #[test]
