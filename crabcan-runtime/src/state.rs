@@ -403,7 +403,7 @@ pub fn lock_stale(root: &Path, id: &str) -> Option<Locked> {
 
 /// runc's words for an unknown id, which engines match.
 pub fn not_exist() -> Errcode {
-    Errcode::usage("container does not exist")
+    Errcode::missing("container does not exist")
 }
 
 /// Reads `dir/state.json`.
