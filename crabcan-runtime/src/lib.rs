@@ -94,6 +94,8 @@ pub fn list(root: &Path) -> Result<Vec<OciState>> {
             )));
         }
     };
+    // What removals that died left behind is no container: clear it while looking.
+    state::sweep_gone(root);
     let mut out = Vec::new();
     for e in entries.flatten() {
         let dir = e.path();
