@@ -19,16 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// One test's state root and bundles, under target/.
-struct Env {
-    e: Engine,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.e
-    }
+engine_env! {
+    /// One test's state root and bundles, under target/.
+    struct Env {}
 }
 
 impl Env {
