@@ -132,9 +132,17 @@ pub fn block_signals() -> Result<SigSet> {
 /// the copy, and `setns` into a user or mount namespace refuses a threaded caller. The
 /// functions that fork call it first, so that they are safe to call whatever the caller.
 pub fn ensure_single_threaded(what: &str) -> Result<()> {
-    let threads = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| Errcode::setup(format!("{what}: cannot read /proc/self/task: {e}")))?
-        .count();
+    // The listing, not the thread count in /proc/self/stat: the kernel builds the whole stat
+    // line (times, memory) for that, which measured slower than listing the tasks.
+    let cannot =
+        |e: std::io::Error| Errcode::setup(format!("{what}: cannot read /proc/self/task: {e}"));
+    let threads =
+        count_entries(std::fs::read_dir("/proc/self/task").map_err(cannot)?).map_err(cannot)?;
+    if threads == 0 {
+        return Err(Errcode::setup(format!(
+            "{what}: /proc/self/task lists no thread, so it cannot tell how many this process has"
+        )));
+    }
     if threads > 1 {
         return Err(Errcode::setup(format!(
             "{what}: the calling process has {threads} threads; it must have one (a fork \
@@ -142,6 +150,17 @@ pub fn ensure_single_threaded(what: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// How many entries a directory listing holds. An error part-way is an error, not the end
+/// of the listing: a listing cut short must not pass for a single thread.
+fn count_entries<T>(listing: impl Iterator<Item = std::io::Result<T>>) -> std::io::Result<usize> {
+    let mut n = 0;
+    for entry in listing {
+        entry?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Clones the container's process into new namespaces. It waits for
@@ -703,6 +722,22 @@ mod tests {
         assert!(e.to_string().contains("threads"), "{e}");
         drop(tx);
         let _ = t.join();
+    }
+
+    #[test]
+    fn a_task_listing_cut_short_is_an_error_not_one_thread() {
+        let ok = || Ok::<(), std::io::Error>(());
+        let err = || Err::<(), _>(std::io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(
+            count_entries(std::iter::empty::<std::io::Result<()>>()).unwrap(),
+            0
+        );
+        assert_eq!(count_entries([ok(), ok(), ok()].into_iter()).unwrap(), 3);
+        // The listing failed after one thread, or at once: no count at all.
+        for cut in [vec![ok(), err()], vec![err()], vec![err(), ok()]] {
+            let e = count_entries(cut.into_iter()).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        }
     }
 
     fn knobs(max: &str, unpriv: &str, aa: &str, root: bool) -> UsernsKnobs {

@@ -42,17 +42,11 @@ const ENGINE_CAPS: [&str; 14] = [
 /// The same set as a capability mask.
 const ENGINE_CAP_MASK: &str = "00000000a80425fb";
 
-/// One test's state root, bundle and container.
-struct Env {
-    e: Engine,
-    id: String,
-    pid: i32,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.e
+engine_env! {
+    /// One test's state root, bundle and container.
+    struct Env {
+        id: String,
+        pid: i32,
     }
 }
 

@@ -19,16 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// One test's state root and bundles, under target/.
-struct Env {
-    e: Engine,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.e
-    }
+engine_env! {
+    /// One test's state root and bundles, under target/.
+    struct Env {}
 }
 
 impl Env {
@@ -264,10 +257,24 @@ fn delete_force_kills_and_unknown_ids_are_fine_with_force() {
     assert_ok(&env.cc(&["delete", "f2"]));
     reap(pid);
     env.assert_gone("f2");
-    assert_ok(&env.cc(&["delete", "--force", "never-made"]));
+    let o = env.cc(&["delete", "--force", "never-made"]);
+    assert_ok(&o);
+    assert_eq!(stderr(&o), "", "an unknown id is no error with --force");
     let o = env.cc(&["delete", "never-made"]);
     assert_eq!(code(&o), 1);
     assert_one_line(&o, "container does not exist");
+    // A directory without a record (a create killed before writing one) does not exist
+    // either: refused without --force, cleared with it.
+    use std::os::unix::fs::PermissionsExt;
+    let stale = env.root().join("half-made");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = env.cc(&["delete", "half-made"]);
+    assert_eq!(code(&o), 1);
+    assert_one_line(&o, "container does not exist");
+    assert!(stale.exists());
+    assert_ok(&env.cc(&["delete", "--force", "half-made"]));
+    assert!(!stale.exists(), "the record-less directory is left");
 }
 
 #[test]

@@ -18,23 +18,17 @@ use std::time::{Duration, Instant};
 /// A container that runs until killed.
 const LOOP: &str = "trap 'exit 3' TERM; while :; do sleep 0.05; done";
 
-/// One test's state root and bundles; deletes (with --force) every container it made,
-/// whatever the test's outcome.
-struct Env {
-    e: Engine,
-    // One test at a time: the drop reaps every child of the process (waitpid(-1)), which
-    // would steal another test's crabcan from under its wait.
-    _serial: std::sync::MutexGuard<'static, ()>,
+engine_env! {
+    /// One test's state root and bundles; deletes (with --force) every container it made,
+    /// whatever the test's outcome.
+    struct Env {
+        // One test at a time: the drop reaps every child of the process (waitpid(-1)), which
+        // would steal another test's crabcan from under its wait.
+        _serial: std::sync::MutexGuard<'static, ()>,
+    }
 }
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-impl std::ops::Deref for Env {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.e
-    }
-}
 
 impl Env {
     fn new(name: &str) -> Env {

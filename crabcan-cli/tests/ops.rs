@@ -21,16 +21,10 @@ use std::time::Duration;
 const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; \
                        mv /tmp/count.new /tmp/count; sleep 0.02; done";
 
-/// One test's state root and bundles, under target/.
-struct Env {
-    e: Engine,
-    name: String,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.e
+engine_env! {
+    /// One test's state root and bundles, under target/.
+    struct Env {
+        name: String,
     }
 }
 

@@ -27,6 +27,9 @@ pub enum Kind {
     NotFound,
     /// The command is there but cannot be executed.
     NotExecutable,
+    /// What the caller named (a container) does not exist: callers that tolerate an
+    /// absent object test for this kind rather than for a message's text.
+    Missing,
 }
 
 impl Kind {
@@ -36,6 +39,7 @@ impl Kind {
             Kind::Setup => 2,
             Kind::NotFound => 3,
             Kind::NotExecutable => 4,
+            Kind::Missing => 5,
         }
     }
 
@@ -45,6 +49,7 @@ impl Kind {
             2 => Kind::Setup,
             3 => Kind::NotFound,
             4 => Kind::NotExecutable,
+            5 => Kind::Missing,
             _ => return None,
         })
     }
@@ -106,6 +111,17 @@ impl Errcode {
         }
     }
 
+    /// What the caller named does not exist; `msg` says what ("container does not exist").
+    /// It fails like bad input (exit code 125) but can be told apart by [`Errcode::is_missing`].
+    pub fn missing(msg: impl Into<String>) -> Errcode {
+        Errcode {
+            kind: Kind::Missing,
+            msg: msg.into(),
+            errno: None,
+            hint: None,
+        }
+    }
+
     /// The command `cmd` exists but `execve` refused it with `errno`.
     pub fn not_executable(cmd: &str, errno: nix::errno::Errno) -> Errcode {
         Errcode {
@@ -133,6 +149,12 @@ impl Errcode {
         self.kind
     }
 
+    /// Whether the failure is that the named object does not exist ([`Kind::Missing`]),
+    /// whatever context was added to its message.
+    pub fn is_missing(&self) -> bool {
+        self.kind == Kind::Missing
+    }
+
     /// The errno behind the failure, if one.
     pub fn errno(&self) -> Option<nix::errno::Errno> {
         self.errno.map(nix::errno::Errno::from_raw)
@@ -141,7 +163,7 @@ impl Errcode {
     /// The process exit code this failure maps to.
     pub fn exit_code(&self) -> i32 {
         match self.kind {
-            Kind::Usage | Kind::Setup => EXIT_CRABCAN,
+            Kind::Usage | Kind::Setup | Kind::Missing => EXIT_CRABCAN,
             Kind::NotFound => EXIT_NOT_FOUND,
             Kind::NotExecutable => EXIT_CANNOT_EXEC,
         }
@@ -274,9 +296,39 @@ mod tests {
         assert_eq!(Errcode::setup("x").exit_code(), 125);
         assert_eq!(Errcode::not_found("ls").exit_code(), 127);
         assert_eq!(
+            Errcode::missing("container does not exist").exit_code(),
+            125
+        );
+        assert_eq!(
             Errcode::not_executable("ls", Errno::EACCES).exit_code(),
             126
         );
+    }
+
+    #[test]
+    fn a_missing_object_is_its_own_kind_and_keeps_its_words() {
+        let e = Errcode::missing("container does not exist");
+        assert!(e.is_missing());
+        assert_eq!(e.kind(), Kind::Missing);
+        assert_eq!(e.exit_code(), 125);
+        assert_eq!(e.to_string(), "container does not exist");
+        // Context changes the text, not the kind.
+        let e = e.context("delete c1");
+        assert!(e.is_missing());
+        assert_eq!(e.to_string(), "delete c1: container does not exist");
+        // The kind survives the parent/child channel.
+        assert!(Errcode::decode(&e.encode()).unwrap().is_missing());
+        // Nothing else is taken for it, not even the same words of another kind, nor a
+        // command that is not found.
+        for other in [
+            Errcode::usage("container does not exist"),
+            Errcode::setup("container does not exist"),
+            Errcode::sys("open /run/crabcan/c1", Errno::ENOENT),
+            Errcode::not_found("ls"),
+            Errcode::not_executable("ls", Errno::EACCES),
+        ] {
+            assert!(!other.is_missing(), "{other}");
+        }
     }
 
     #[test]
@@ -388,7 +440,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn encode_decode_round_trips(kind in 1u8..=4, errno in proptest::option::of(1i32..200),
+        fn encode_decode_round_trips(kind in 1u8..=5, errno in proptest::option::of(1i32..200),
                                      msg in ".*", hint in proptest::option::of(".+")) {
             let e = Errcode { kind: Kind::from_byte(kind).unwrap(), msg, errno, hint };
             prop_assert_eq!(Errcode::decode(&e.encode()), Some(e));

@@ -94,6 +94,8 @@ pub fn list(root: &Path) -> Result<Vec<OciState>> {
             )));
         }
     };
+    // What removals that died left behind is no container: clear it while looking.
+    state::sweep_gone(root);
     let mut out = Vec::new();
     for e in entries.flatten() {
         let dir = e.path();
@@ -252,7 +254,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Ok(l) => l,
         // Only a directory without a record (a create that died) is cleared this way; a
         // refusal (an untrusted record) stays one.
-        Err(e) if force && e.to_string() == state::not_exist().to_string() => {
+        Err(e) if force && e.is_missing() => {
             return remove_stale(root, id);
         }
         Err(e) => return Err(e),

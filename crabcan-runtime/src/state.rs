@@ -220,6 +220,11 @@ fn check_owned(root: &Path, fd: &OwnedFd, dir: &Path) -> Result<()> {
             st.st_uid
         )));
     }
+    check_root(root, me)
+}
+
+/// The state root must be the caller's or root's, and writable by no one else.
+fn check_root(root: &Path, me: u32) -> Result<()> {
     let r = nix::sys::stat::stat(root).sys_ctx(|| format!("stat {}", root.display()))?;
     if (r.st_uid != me && r.st_uid != 0) || r.st_mode & 0o022 != 0 {
         return Err(Errcode::usage(format!(
@@ -275,6 +280,8 @@ impl Locked {
             return Err(e);
         }
         lock(&fd, &dir)?;
+        // The root was just found trustworthy.
+        sweep_trusted(root);
         Ok(Locked { dir, _fd: fd })
     }
 
@@ -377,12 +384,63 @@ pub fn remove_at_once(dir: &Path) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let gone = dir.with_file_name(format!("#gone#{}#{name}", std::process::id()));
+    let gone = dir.with_file_name(format!("{GONE}{}#{name}", std::process::id()));
     match std::fs::rename(dir, &gone) {
         Ok(()) => std::fs::remove_dir_all(&gone),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(_) => std::fs::remove_dir_all(dir),
     }
+}
+
+/// How the name of a directory being removed starts: `#gone#PID#ID`, PID the remover's.
+const GONE: &str = "#gone#";
+
+/// Removes what removals that died half-way left in `root` (see [`remove_at_once`]):
+/// `#gone#PID#ID` directories whose remover PID no longer exists. One whose remover lives
+/// is left to it; nothing is touched in a root others may write, nor what is not the
+/// caller's (a directory moved in there by someone else). Failures are not the caller's
+/// concern: what is left is tried again next time.
+pub fn sweep_gone(root: &Path) {
+    if check_root(root, nix::unistd::geteuid().as_raw()).is_ok() {
+        sweep_trusted(root);
+    }
+}
+
+fn sweep_trusted(root: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in entries.flatten() {
+        let Some(pid) = gone_pid(&e.file_name().to_string_lossy()) else {
+            continue;
+        };
+        // Not following a symlink: only a real directory of the caller's.
+        let Ok(m) = e.metadata() else {
+            continue;
+        };
+        if !m.is_dir() || m.uid() != me {
+            continue;
+        }
+        // Only ESRCH says the remover is gone; EPERM means it lives (as another user).
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
+            && let Err(err) = std::fs::remove_dir_all(e.path())
+        {
+            log::debug!("cannot remove {}: {err}", e.path().display());
+        }
+    }
+}
+
+/// The remover's pid in a `#gone#PID#ID` name; `None` for any other name.
+fn gone_pid(name: &str) -> Option<i32> {
+    let (pid, _id) = name.strip_prefix(GONE)?.split_once('#')?;
+    // Digits only: "+5" or "-1" would parse, and kill(-1) means every process.
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|&p: &i32| p > 0)
 }
 
 /// Locks the directory of a container whose create died before recording it (no state
@@ -403,7 +461,7 @@ pub fn lock_stale(root: &Path, id: &str) -> Option<Locked> {
 
 /// runc's words for an unknown id, which engines match.
 pub fn not_exist() -> Errcode {
-    Errcode::usage("container does not exist")
+    Errcode::missing("container does not exist")
 }
 
 /// Reads `dir/state.json`.
@@ -608,6 +666,103 @@ mod tests {
                 .expect("opened another user's record");
             assert!(e.to_string().contains("not to be trusted"), "{e}");
         }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A pid no process has: that of a child already reaped.
+    fn dead_pid() -> i32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        c.wait().unwrap();
+        let pid = c.id() as i32;
+        assert_eq!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH),
+            "pid {pid} was reused at once"
+        );
+        pid
+    }
+
+    /// A directory as a removal leaves it, with something in it.
+    fn left_behind(root: &Path, pid: i32, id: &str) -> PathBuf {
+        let d = root.join(format!("#gone#{pid}#{id}"));
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub").join(STATE_FILE), b"{}").unwrap();
+        d
+    }
+
+    #[test]
+    fn only_removal_names_give_a_remover() {
+        assert_eq!(gone_pid("#gone#42#c1"), Some(42));
+        assert_eq!(gone_pid("#gone#42#"), Some(42));
+        for other in [
+            "c1",
+            "#gone#",
+            "#gone#42",
+            "#gone##c1",
+            "#gone#-1#c1",
+            "#gone#+5#c1",
+            "#gone#0#c1",
+            "#gone#x#c1",
+            "#gone#99999999999#c1",
+            "gone#42#c1",
+        ] {
+            assert_eq!(gone_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_removal_that_died_is_swept_by_list_and_create() {
+        let root = std::env::temp_dir().join(format!("crabcan-state-sweep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dead = dead_pid();
+        let me = std::process::id() as i32;
+        let swept = left_behind(&root, dead, "c1");
+        let live = left_behind(&root, me, "c2");
+        // A symlink under a removal name: neither it nor what it points to is followed.
+        let outside = root.join("outside");
+        std::fs::create_dir_all(outside.join("keep")).unwrap();
+        let link = root.join(format!("#gone#{dead}#c3"));
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        // Another user's directory (moved in by them) is not the caller's to remove.
+        let theirs = left_behind(&root, dead, "c4");
+        let other = nix::unistd::Uid::from_raw(nix::unistd::geteuid().as_raw() ^ 1);
+        let can_chown = nix::unistd::chown(&theirs, Some(other), None).is_ok();
+
+        assert_eq!(crate::list(&root).unwrap(), vec![]);
+        assert!(!swept.exists(), "a dead remover's directory is left");
+        assert!(
+            live.join("sub").join(STATE_FILE).exists(),
+            "a live remover's was touched"
+        );
+        assert!(link.symlink_metadata().is_ok() && outside.join("keep").exists());
+        if can_chown {
+            assert!(theirs.exists(), "another user's directory was removed");
+        }
+
+        // Creating in the root sweeps too.
+        let swept = left_behind(&root, dead_pid(), "c5");
+        let l = Locked::create(&root, "c6").unwrap();
+        assert!(!swept.exists(), "a dead remover's directory is left");
+        assert!(live.exists());
+        l.remove().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn nothing_is_swept_in_a_root_others_may_write() {
+        let root =
+            std::env::temp_dir().join(format!("crabcan-state-sweep-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let left = left_behind(&root, dead_pid(), "c1");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        sweep_gone(&root);
+        assert!(left.exists(), "swept in a world-writable root");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        sweep_gone(&root);
+        assert!(!left.exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 

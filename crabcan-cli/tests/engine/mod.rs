@@ -160,6 +160,29 @@ impl Drop for Engine {
     }
 }
 
+/// Declares a test's environment: a struct holding the [`Engine`] in a field `e`, then the
+/// test's own fields, which derefs to the engine so that the engine's helpers are its own.
+// Not every test binary that has this module declares one (as for `dead_code` above).
+#[allow(unused_macros)]
+macro_rules! engine_env {
+    ($(#[$meta:meta])* struct $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        struct $name {
+            e: $crate::engine::Engine,
+            $($(#[$fmeta])* $field: $ty,)*
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::engine::Engine;
+            fn deref(&self) -> &$crate::engine::Engine {
+                &self.e
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use engine_env;
+
 /// One line on stderr holding `needle`, and no panic.
 pub fn assert_one_line(o: &Output, needle: &str) {
     let e = stderr(o);
