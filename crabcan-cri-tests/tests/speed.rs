@@ -4,6 +4,7 @@
 //! runtime's own part is the time its processes ran, as the timing wrapper recorded it. The
 //! figures are printed (`cargo xtask cri` shows them); nothing here asserts a time.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crabcan_cri_tests::node::{HANDLER, Node, RUNC_HANDLER};
@@ -21,13 +22,25 @@ fn now_ns() -> u128 {
         .unwrap_or(0)
 }
 
-/// The time the handler's runtime processes ran that started within [from, to].
-fn runtime_part(timer: &Timer, from: u128, to: u128) -> (Duration, usize) {
+/// The time the handler's runtime processes ran that started within [from, to], with
+/// each call's time also filed under its subcommand in `by_step`.
+fn runtime_part(
+    timer: &Timer,
+    from: u128,
+    to: u128,
+    by_step: &mut BTreeMap<String, Vec<Duration>>,
+) -> (Duration, usize) {
     let calls: Vec<_> = timer
         .calls()
         .into_iter()
         .filter(|c| c.start_ns >= from && c.start_ns <= to)
         .collect();
+    for c in &calls {
+        by_step
+            .entry(c.subcommand().to_string())
+            .or_default()
+            .push(c.took);
+    }
     (calls.iter().map(|c| c.took).sum(), calls.len())
 }
 
@@ -38,6 +51,8 @@ struct Figures {
     stop: Vec<Duration>,
     stop_rt: Vec<Duration>,
     calls: usize,
+    /// Every call's time by subcommand, start and teardown together.
+    by_step: BTreeMap<String, Vec<Duration>>,
 }
 
 fn one_pod(node: &Node, handler: &str, n: usize, fig: &mut Figures) {
@@ -80,8 +95,8 @@ fn one_pod(node: &Node, handler: &str, n: usize, fig: &mut Figures) {
     node.remove_pod(&pod);
     let (stop, w3) = (t2.elapsed(), now_ns());
 
-    let (start_rt, n1) = runtime_part(timer, w0, w1);
-    let (stop_rt, n2) = runtime_part(timer, w2, w3);
+    let (start_rt, n1) = runtime_part(timer, w0, w1, &mut fig.by_step);
+    let (stop_rt, n2) = runtime_part(timer, w2, w3, &mut fig.by_step);
     fig.start.push(start);
     fig.start_rt.push(start_rt);
     fig.stop.push(stop);
@@ -149,6 +164,20 @@ fn pod_start_and_teardown_crabcan_against_runc() {
         ratio(median(&crabcan.start_rt), median(&runc.start_rt)),
         ratio(median(&crabcan.stop_rt), median(&runc.stop_rt)),
     );
+    println!("runtime calls by subcommand: calls per pod, median ms per call (crabcan | runc)");
+    let steps: std::collections::BTreeSet<&String> =
+        crabcan.by_step.keys().chain(runc.by_step.keys()).collect();
+    for step in steps {
+        let cell = |f: &Figures| match f.by_step.get(step) {
+            Some(v) => format!(
+                "{:>4.1} x {:>6}",
+                v.len() as f64 / ROUNDS as f64,
+                ms(median(v))
+            ),
+            None => format!("{:>13}", "-"),
+        };
+        println!("  {:<8} {} | {}", step, cell(&crabcan), cell(&runc));
+    }
     // Each handler's runtime really ran its pods (the figures would be empty otherwise).
     assert!(
         crabcan.calls > 0 && runc.calls > 0,
