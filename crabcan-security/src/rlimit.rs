@@ -137,12 +137,14 @@ pub fn apply_rlimits(specs: &[RlimitSpec]) -> Result<()> {
             .sys_ctx(|| format!("read the current {} limit (getrlimit)", spec.name))?;
         let hard = target_hard(spec, cur_hard);
         setrlimit(spec.resource, spec.soft, hard).map_err(|e| {
-            let what = format!(
-                "set rlimit {spec} (setrlimit {}={}:{})",
-                spec.name,
-                show(spec.soft),
-                show(hard)
-            );
+            // A soft-only spec does not show the hard limit the call asked for.
+            let what = match spec.hard {
+                Some(_) => format!("set rlimit {spec} (setrlimit)"),
+                None => format!(
+                    "set rlimit {spec} (setrlimit with the hard limit {})",
+                    show(hard)
+                ),
+            };
             if e == Errno::EPERM && hard > cur_hard {
                 Errcode::sys(
                     format!(
