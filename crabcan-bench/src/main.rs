@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use report::{GrowthPoint, Stats, Throughput};
 use serde::Serialize;
-use setup::{Kind, Runtime, Skipped};
+use setup::{Runtime, Skipped, Starter};
 
 use xtask::util::{self, Result};
 
@@ -148,7 +148,7 @@ fn run(args: &[String]) -> Result<bool> {
     let sleep_bundle = setup::bundle_running(&rootfs, "bundle-sleep", &["/bin/sleep", "3600"])?;
     let (runtimes, skipped) = setup::runtimes(&crabcan, &floor, &rootfs, &bundle, opts.install)?;
     for s in &skipped {
-        println!("not measured: {}: {}", s.kind.name(), s.why);
+        println!("not measured: {}: {}", s.starter.name(), s.why);
     }
     let (oci_rts, oci_missing) = setup::oci_runtimes(&runtimes);
     for m in &oci_missing {
@@ -344,7 +344,7 @@ fn stray_processes() -> Vec<String> {
 #[derive(Serialize)]
 struct Latency {
     #[serde(rename = "runtime")]
-    kind: Kind,
+    starter: Starter,
     /// The command line, as the report shows it.
     command: String,
     ms: Stats,
@@ -458,7 +458,7 @@ impl Results {
             left_behind,
             targets: Vec::new(),
         };
-        let crab = r.median(Kind::Crabcan);
+        let crab = r.median(Starter::Crabcan);
         for l in &mut r.latency {
             l.median_ratio_to_crabcan = crab.map(|c| l.ms.median / c);
         }
@@ -466,10 +466,10 @@ impl Results {
         r
     }
 
-    fn median(&self, kind: Kind) -> Option<f64> {
+    fn median(&self, starter: Starter) -> Option<f64> {
         self.latency
             .iter()
-            .find(|l| l.kind == kind && l.ms.n > 0)
+            .find(|l| l.starter == starter && l.ms.n > 0)
             .map(|l| l.ms.median)
     }
 }
@@ -497,7 +497,7 @@ impl Bench {
         if t.reaped.code == 0 {
             return Ok(Some(t));
         }
-        if rt.kind == Kind::Crabcan {
+        if rt.starter == Starter::Crabcan {
             self.crabcan_failures += 1;
             // Say why once per failure: run it again with stderr visible.
             let why = rt.probe(self.next_seq()).err().unwrap_or_default();
@@ -548,7 +548,7 @@ impl Bench {
         binds: &Path,
         bundles: Bundles,
     ) -> Result<Measured> {
-        let names: Vec<&str> = runtimes.iter().map(|r| r.kind.name()).collect();
+        let names: Vec<&str> = runtimes.iter().map(|r| r.starter.name()).collect();
         println!(
             "start latency: {} warm-up + {} measured runs each, interleaved: {}",
             opts.warmup,
@@ -578,7 +578,7 @@ impl Bench {
             .iter()
             .enumerate()
             .map(|(i, rt)| Latency {
-                kind: rt.kind,
+                starter: rt.starter,
                 command: rt.describe(),
                 ms: Stats::of(&times[i]),
                 median_ratio_to_crabcan: None,
@@ -614,7 +614,7 @@ impl Bench {
         let spawn_floor = spawn_floor(rootfs, opts.runs.min(50))?;
         let crab = runtimes
             .iter()
-            .find(|r| r.kind == Kind::Crabcan)
+            .find(|r| r.starter == Starter::Crabcan)
             .ok_or("crabcan is not among the runtimes")?;
         let seccomp = self.seccomp_cost(crab, opts)?;
         println!("crabcan's own peak RSS: {} samples", opts.rss_samples);
@@ -861,8 +861,8 @@ struct Target {
 }
 
 fn targets(r: &Results) -> Vec<Target> {
-    let crab = r.median(Kind::Crabcan);
-    let ran = |k: Kind| r.latency.iter().any(|l| l.kind == k);
+    let crab = r.median(Starter::Crabcan);
+    let ran = |k: Starter| r.latency.iter().any(|l| l.starter == k);
     let mut out = Vec::new();
     let mut ratio =
         |what: &str, a: Option<f64>, b: Option<f64>, limit: f64, at_most: bool, note: &str| {
@@ -881,15 +881,15 @@ fn targets(r: &Results) -> Vec<Target> {
             });
         };
     for (k, limit) in [
-        (Kind::Bwrap, 0.5),
-        (Kind::Crun, 0.5),
-        (Kind::Floor, 1.5),
-        (Kind::MinFloor, 1.15),
-        (Kind::MinFloorCgroups, 1.15),
+        (Starter::Bwrap, 0.5),
+        (Starter::Crun, 0.5),
+        (Starter::Floor, 1.5),
+        (Starter::MinFloor, 1.15),
+        (Starter::MinFloorCgroups, 1.15),
     ] {
         let note = match k {
             _ if !ran(k) => "peer not run",
-            Kind::MinFloorCgroups => {
+            Starter::MinFloorCgroups => {
                 "diagnostic: the floor plus crabcan's cgroup work, to tell the kernel's cgroup \
                  cost from crabcan's own"
             }
@@ -1054,7 +1054,7 @@ fn render_table(r: &Results) -> String {
         .iter()
         .map(|l| {
             vec![
-                l.kind.name().to_string(),
+                l.starter.name().to_string(),
                 f2(l.ms.min),
                 f2(l.ms.median),
                 f2(l.ms.p90),
@@ -1082,10 +1082,14 @@ fn render_table(r: &Results) -> String {
         &rows,
     ));
     for l in &r.latency {
-        s.push_str(&format!("  {:<14} {}\n", l.kind.name(), l.command));
+        s.push_str(&format!("  {:<14} {}\n", l.starter.name(), l.command));
     }
     for sk in &r.not_run {
-        s.push_str(&format!("  {:<14} NOT RUN: {}\n", sk.kind.name(), sk.why));
+        s.push_str(&format!(
+            "  {:<14} NOT RUN: {}\n",
+            sk.starter.name(),
+            sk.why
+        ));
     }
     s.push_str(&format!(
         "  spawn floor: fork+exec+wait of static busybox true, no isolation: median {} ms, \

@@ -23,38 +23,30 @@ pub fn bench_dir() -> PathBuf {
 /// measured 15% faster to start and half the memory) and returns the binary.
 pub fn build_crabcan() -> Result<PathBuf> {
     util::ensure_musl_target()?;
-    util::cargo_artifacts(&[
-        "build",
-        "--release",
-        "--target",
-        util::MUSL,
-        "-p",
-        "crabcan-cli",
-        "--bin",
-        "crabcan",
-    ])?
-    .into_iter()
-    .find(|a| a.name == "crabcan" && a.kind == "bin" && !a.test)
-    .and_then(|a| a.executable)
-    .ok_or_else(|| "cargo built no crabcan executable".to_string())
+    build_static("crabcan-cli", "crabcan")
 }
 
 /// Builds the floor program (`crabcan-floor`, static musl like crabcan) and returns it.
 pub fn build_floor() -> Result<PathBuf> {
+    build_static("crabcan-bench", "crabcan-floor")
+}
+
+/// Builds binary `bin` of `package` in release for the musl target and returns it.
+fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
     util::cargo_artifacts(&[
         "build",
         "--release",
         "--target",
         util::MUSL,
         "-p",
-        "crabcan-bench",
+        package,
         "--bin",
-        "crabcan-floor",
+        bin,
     ])?
     .into_iter()
-    .find(|a| a.name == "crabcan-floor" && a.kind == "bin" && !a.test)
+    .find(|a| a.name == bin && a.kind == "bin" && !a.test)
     .and_then(|a| a.executable)
-    .ok_or_else(|| "cargo built no crabcan-floor executable".to_string())
+    .ok_or_else(|| format!("cargo built no {bin} executable"))
 }
 
 /// Mount points of the growth runs live below this directory of the rootfs.
@@ -158,9 +150,10 @@ pub fn bundle_running(rootfs: &Path, name: &str, args: &[&str]) -> Result<PathBu
     Ok(dir)
 }
 
-/// The runtimes measured side by side.
+/// What starts the container in a measured run: a runtime, or a floor program that does only
+/// the least a start needs (the report's "runtime" column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Starter {
     Crabcan,
     Bwrap,
     Crun,
@@ -172,55 +165,55 @@ pub enum Kind {
     MinFloorCgroups,
 }
 
-impl Kind {
+impl Starter {
     /// Every runtime, crabcan first.
-    pub const ALL: [Kind; 7] = [
-        Kind::Crabcan,
-        Kind::Bwrap,
-        Kind::Crun,
-        Kind::Runc,
-        Kind::Floor,
-        Kind::MinFloor,
-        Kind::MinFloorCgroups,
+    pub const ALL: [Starter; 7] = [
+        Starter::Crabcan,
+        Starter::Bwrap,
+        Starter::Crun,
+        Starter::Runc,
+        Starter::Floor,
+        Starter::MinFloor,
+        Starter::MinFloorCgroups,
     ];
 
     /// Short name used in the table and the JSON.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Crabcan => "crabcan",
-            Kind::Bwrap => "bwrap",
-            Kind::Crun => "crun",
-            Kind::Runc => "runc",
-            Kind::Floor => "unshare-floor",
-            Kind::MinFloor => "floor",
-            Kind::MinFloorCgroups => "floor+cgroups",
+            Starter::Crabcan => "crabcan",
+            Starter::Bwrap => "bwrap",
+            Starter::Crun => "crun",
+            Starter::Runc => "runc",
+            Starter::Floor => "unshare-floor",
+            Starter::MinFloor => "floor",
+            Starter::MinFloorCgroups => "floor+cgroups",
         }
     }
 
     fn program(self) -> &'static str {
         match self {
-            Kind::Crabcan => "crabcan",
-            Kind::Bwrap => "bwrap",
-            Kind::Crun => "crun",
-            Kind::Runc => "runc",
-            Kind::Floor => "unshare",
-            Kind::MinFloor | Kind::MinFloorCgroups => "crabcan-floor",
+            Starter::Crabcan => "crabcan",
+            Starter::Bwrap => "bwrap",
+            Starter::Crun => "crun",
+            Starter::Runc => "runc",
+            Starter::Floor => "unshare",
+            Starter::MinFloor | Starter::MinFloorCgroups => "crabcan-floor",
         }
     }
 
     fn package(self) -> &'static str {
         match self {
-            Kind::Crabcan => "crabcan",
-            Kind::Bwrap => "bubblewrap",
-            Kind::Crun => "crun",
-            Kind::Runc => "runc",
-            Kind::Floor => "util-linux",
-            Kind::MinFloor | Kind::MinFloorCgroups => "crabcan-floor",
+            Starter::Crabcan => "crabcan",
+            Starter::Bwrap => "bubblewrap",
+            Starter::Crun => "crun",
+            Starter::Runc => "runc",
+            Starter::Floor => "util-linux",
+            Starter::MinFloor | Starter::MinFloorCgroups => "crabcan-floor",
         }
     }
 }
 
-impl Serialize for Kind {
+impl Serialize for Starter {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
     }
@@ -229,7 +222,7 @@ impl Serialize for Kind {
 /// A runtime ready to be run: its binary and how to build each run's command line.
 #[derive(Debug, Clone)]
 pub struct Runtime {
-    pub kind: Kind,
+    pub starter: Starter,
     pub program: PathBuf,
     pub rootfs: PathBuf,
     bundle: PathBuf,
@@ -242,21 +235,21 @@ impl Runtime {
     /// The command line, with `id` as the container id of runc and crun.
     fn argv(&self, id: &str) -> Vec<OsString> {
         let mut v: Vec<OsString> = Vec::new();
-        match self.kind {
-            Kind::Crabcan => {
+        match self.starter {
+            Starter::Crabcan => {
                 v.extend(["run".into(), "--mount".into(), self.rootfs.clone().into()]);
                 v.extend(["--".into(), "/bin/true".into()]);
             }
-            Kind::Bwrap => {
+            Starter::Bwrap => {
                 v.extend(["--unshare-all".into(), "--bind".into()]);
                 v.extend([self.rootfs.clone().into(), "/".into()]);
                 v.extend(["--proc", "/proc", "--dev", "/dev", "/bin/true"].map(OsString::from));
             }
-            Kind::Crun | Kind::Runc => {
+            Starter::Crun | Starter::Runc => {
                 v.extend(["--root".into(), self.state.clone().into(), "run".into()]);
                 v.extend(["--bundle".into(), self.bundle.clone().into(), id.into()]);
             }
-            Kind::Floor => {
+            Starter::Floor => {
                 v.extend(
                     [
                         "--user",
@@ -277,10 +270,10 @@ impl Runtime {
                     "/bin/true".into(),
                 ]);
             }
-            Kind::MinFloor => {
+            Starter::MinFloor => {
                 v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
             }
-            Kind::MinFloorCgroups => {
+            Starter::MinFloorCgroups => {
                 v.push("--cgroups".into());
                 v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
             }
@@ -314,7 +307,7 @@ impl Runtime {
         if self.crun_ns.is_some() {
             s.push_str("[one private mount ns, /sys/fs/cgroup/unified unmounted] ");
         }
-        s.push_str(self.kind.program());
+        s.push_str(self.starter.program());
         for a in self.argv("ID") {
             s.push(' ');
             s.push_str(&a.to_string_lossy());
@@ -341,7 +334,7 @@ impl Runtime {
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
     #[serde(rename = "runtime")]
-    pub kind: Kind,
+    pub starter: Starter,
     pub why: String,
 }
 
@@ -391,11 +384,12 @@ pub fn runtimes(
     install: bool,
 ) -> Result<(Vec<Runtime>, Vec<Skipped>)> {
     let state = bench_dir().join("state");
-    let missing: Vec<Kind> = Kind::ALL[1..]
+    let missing: Vec<Starter> = Starter::ALL[1..]
         .iter()
         .copied()
         .filter(|k| {
-            !matches!(k, Kind::MinFloor | Kind::MinFloorCgroups) && which(k.program()).is_none()
+            !matches!(k, Starter::MinFloor | Starter::MinFloorCgroups)
+                && which(k.program()).is_none()
         })
         .collect();
     let mut install_error = None;
@@ -415,28 +409,28 @@ pub fn runtimes(
     } else {
         None
     };
-    for kind in Kind::ALL {
-        let program = match kind {
-            Kind::Crabcan => Some(crabcan.to_path_buf()),
-            Kind::MinFloor | Kind::MinFloorCgroups => Some(floor.to_path_buf()),
-            _ => which(kind.program()),
+    for starter in Starter::ALL {
+        let program = match starter {
+            Starter::Crabcan => Some(crabcan.to_path_buf()),
+            Starter::MinFloor | Starter::MinFloorCgroups => Some(floor.to_path_buf()),
+            _ => which(starter.program()),
         };
         let Some(program) = program else {
             let why = match (&install_error, install) {
-                (_, false) => format!("{} is not installed (--no-install)", kind.program()),
-                (Some(e), true) => format!("cannot install {}: {e}", kind.package()),
-                (None, true) => format!("{} not found after installing", kind.program()),
+                (_, false) => format!("{} is not installed (--no-install)", starter.program()),
+                (Some(e), true) => format!("cannot install {}: {e}", starter.package()),
+                (None, true) => format!("{} not found after installing", starter.program()),
             };
-            skipped.push(Skipped { kind, why });
+            skipped.push(Skipped { starter, why });
             continue;
         };
         let rt = Runtime {
-            kind,
+            starter,
             program,
             rootfs: rootfs.to_path_buf(),
             bundle: bundle.to_path_buf(),
-            state: state.join(kind.program()),
-            crun_ns: if kind == Kind::Crun {
+            state: state.join(starter.program()),
+            crun_ns: if starter == Starter::Crun {
                 crun_ns.clone()
             } else {
                 None
@@ -444,11 +438,11 @@ pub fn runtimes(
         };
         match rt.probe(0) {
             Ok(()) => ready.push(rt),
-            Err(why) if kind == Kind::Crabcan => {
+            Err(why) if starter == Starter::Crabcan => {
                 return Err(format!("crabcan cannot run /bin/true: {why}"));
             }
             Err(why) => skipped.push(Skipped {
-                kind,
+                starter,
                 why: format!("fails: {why}"),
             }),
         }
@@ -463,13 +457,13 @@ pub fn oci_runtimes(runtimes: &[Runtime]) -> (Vec<OciRuntime>, Vec<OciRow>) {
     let mut ready = Vec::new();
     let mut missing = Vec::new();
     for rt in runtimes {
-        let name = match rt.kind {
-            Kind::Crabcan => "crabcan",
-            Kind::Runc => "runc",
-            Kind::Crun => "crun",
+        let name = match rt.starter {
+            Starter::Crabcan => "crabcan",
+            Starter::Runc => "runc",
+            Starter::Crun => "crun",
             _ => continue,
         };
-        let has_exec = if rt.kind == Kind::Crabcan {
+        let has_exec = if rt.starter == Starter::Crabcan {
             match oci::crabcan_support(&rt.program) {
                 (false, _) => {
                     missing.push(oci::not_built(
@@ -525,9 +519,9 @@ pub fn cleanup_state(oci: &[OciRuntime]) -> Vec<String> {
             }
         }
     }
-    for kind in [Kind::Runc, Kind::Crun] {
-        let root = state.join(kind.program());
-        let Some(program) = which(kind.program()) else {
+    for starter in [Starter::Runc, Starter::Crun] {
+        let root = state.join(starter.program());
+        let Some(program) = which(starter.program()) else {
             continue;
         };
         if !root.is_dir() {
@@ -535,30 +529,30 @@ pub fn cleanup_state(oci: &[OciRuntime]) -> Vec<String> {
         }
         let mut list = Command::new(&program);
         list.arg("--root").arg(&root).args(["list", "-q"]);
-        if kind == Kind::Crun && hybrid_cgroups() {
+        if starter == Starter::Crun && hybrid_cgroups() {
             sys::without_unified_cgroup(&mut list);
         }
         let ids = match util::output(&mut list) {
             Ok(out) => String::from_utf8_lossy(&out).into_owned(),
             Err(e) => {
-                problems.push(format!("cannot list {} containers: {e}", kind.program()));
+                problems.push(format!("cannot list {} containers: {e}", starter.program()));
                 continue;
             }
         };
         for id in ids.split_whitespace() {
             problems.push(format!(
                 "{} left container {id} behind; deleting it",
-                kind.program()
+                starter.program()
             ));
             let mut del = Command::new(&program);
             del.arg("--root").arg(&root).args(["delete", "--force", id]);
-            if kind == Kind::Crun && hybrid_cgroups() {
+            if starter == Starter::Crun && hybrid_cgroups() {
                 sys::without_unified_cgroup(&mut del);
             }
             if let Err(e) = util::output(&mut del) {
                 problems.push(format!(
                     "cannot delete {} container {id}: {e}",
-                    kind.program()
+                    starter.program()
                 ));
             }
         }

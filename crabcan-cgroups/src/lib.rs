@@ -1,5 +1,4 @@
-//! A container's cgroups on any host layout — pure cgroup v2, v1, or a hybrid of both —
-//! and rlimits.
+//! A container's cgroups on any host layout — pure cgroup v2, v1, or a hybrid of both.
 //!
 //! Split as everywhere in crabcan into a pure **plan** and an **apply** step:
 //! - [`Layout`] says which hierarchies the host mounts and which controllers each holds
@@ -29,7 +28,6 @@ mod parse;
 mod path;
 mod plan;
 mod resources;
-mod rlimit;
 pub mod stats;
 
 pub use cgroup::owner_pid;
@@ -46,7 +44,7 @@ pub use host::{
 pub use layout::{Layout, Mode, V1_CONTROLLERS, V1Hierarchy, V2Hierarchy, Where};
 pub use parse::{
     CPU_PERIOD_US, MAX_CPUS, MIN_CPUS, MIN_MEMORY, UNLIMITED, cpu_max, parse_count,
-    parse_count_or_unlimited, parse_decimal, parse_size, parse_size_or_unlimited,
+    parse_count_or_unlimited, parse_decimal, parse_size_or_unlimited,
 };
 pub use path::CgroupPath;
 pub use plan::{
@@ -58,5 +56,4 @@ pub use resources::{
     blkio_weight_to_io_weight, memsw_first, missing, plan_devices, plan_resources,
     shares_to_weight, swap_to_v2, weight_to_shares,
 };
-pub use rlimit::{RlimitSpec, apply_rlimits, parse_ulimit, rlimit_names, target_hard};
 pub use stats::Stats;

@@ -92,7 +92,7 @@ pub struct ChildSpec {
     /// Capabilities, no_new_privs and seccomp.
     pub security: crabcan_security::SecurityPlan,
     /// Resource limits set on the command's process.
-    pub rlimits: Vec<crabcan_cgroups::RlimitSpec>,
+    pub rlimits: Vec<crabcan_security::RlimitSpec>,
     /// A crabcan init is PID 1 and the command its child (otherwise the command is PID 1).
     pub init: bool,
     /// Give the command a pty of its own as controlling terminal and stdio.
@@ -640,7 +640,7 @@ fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     if let Some(t) = &spec.tty {
         tty::for_command(t, chan, spec.uid)?;
     }
-    crabcan_cgroups::apply_rlimits(&spec.rlimits)?;
+    crabcan_security::apply_rlimits(&spec.rlimits)?;
     crabcan_security::apply_seccomp_before_cap_drop(&spec.security)?;
     crabcan_security::apply_bounding(&spec.security)?;
     // The container's root ids were taken right after the go (become_root); only another

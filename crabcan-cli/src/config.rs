@@ -180,7 +180,7 @@ fn host_path(flag: &str, shown: &str, p: &str, cwd: &Path) -> Result<PathBuf> {
 
 /// `--tmpfs-size`: at least 1 MiB (a tmpfs of size 0 would be unlimited).
 fn tmpfs_size(v: &str) -> Result<u64> {
-    let n = crabcan_cgroups::parse_size(v)
+    let n = crabcan_units::parse_size(v)
         .map_err(|e| e.context(format!("invalid --tmpfs-size '{v}'")))?;
     if n < 1 << 20 {
         return Err(Errcode::usage(format!(
@@ -309,7 +309,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
     })?;
     use crabcan_cgroups as cg;
     let limits = cg::Limits {
-        memory: opt("--memory", &args.memory, cg::parse_size)?,
+        memory: opt("--memory", &args.memory, crabcan_units::parse_size)?,
         memory_swap: opt(
             "--memory-swap",
             &args.memory_swap,
@@ -326,7 +326,10 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
     let rlimits = args
         .ulimit
         .iter()
-        .map(|u| crabcan_cgroups::parse_ulimit(u))
+        .map(|u| {
+            crabcan_security::parse_rlimit(u)
+                .map_err(|e| e.context(format!("invalid --ulimit '{}'", u.escape_debug())))
+        })
         .collect::<Result<Vec<_>>>()?;
     let nproc_given = rlimits.iter().any(|r| r.name == "nproc");
     Ok(Config {
@@ -598,9 +601,18 @@ mod tests {
             (vec!["--cpus", "NaN", "--", "x"], "--cpus"),
             (vec!["--cpus", "0", "--", "x"], "--cpus"),
             (vec!["--cpu-weight", "0", "--", "x"], "--cpu-weight"),
-            (vec!["--ulimit", "nofile", "--", "x"], "--ulimit"),
-            (vec!["--ulimit", "bogus=1", "--", "x"], "--ulimit"),
-            (vec!["--ulimit", "nofile=10:5", "--", "x"], "--ulimit"),
+            (
+                vec!["--ulimit", "nofile", "--", "x"],
+                "invalid --ulimit 'nofile': expected NAME=SOFT[:HARD]",
+            ),
+            (
+                vec!["--ulimit", "bogus=1", "--", "x"],
+                "invalid --ulimit 'bogus=1': unknown limit 'bogus'",
+            ),
+            (
+                vec!["--ulimit", "nofile=10:5", "--", "x"],
+                "invalid --ulimit 'nofile=10:5': the soft limit is above",
+            ),
         ] {
             let mut v = v;
             if v.first() == Some(&"-m") {

@@ -102,7 +102,7 @@ impl RunSpec {
                 name,
                 resource,
                 soft: r.soft,
-                hard: crabcan_cgroups::target_hard(r, cur_hard),
+                hard: crabcan_security::target_hard(r, cur_hard),
             });
         }
         let mut namespaces = vec![

@@ -228,7 +228,7 @@ pub fn create(spec: Spec) -> Result<Container> {
         // container, weaker than a cgroup (a container that switches ids gets it again per
         // id), but far below pid_max for a shell's fork bomb.
         log::debug!("no pids cgroup: process limit {DEFAULT_NPROC} (rlimit)");
-        c.spec.rlimits.push(crabcan_cgroups::RlimitSpec {
+        c.spec.rlimits.push(crabcan_security::RlimitSpec {
             name: "nproc",
             resource: nix::sys::resource::Resource::RLIMIT_NPROC,
             soft: DEFAULT_NPROC,
@@ -501,7 +501,7 @@ mod tests {
             mounts: crabcan_mounts::plan(&crabcan_mounts::MountConfig::new(root)).unwrap(),
             net,
             security,
-            rlimits: vec![crabcan_cgroups::parse_ulimit("nofile=100:200").unwrap()],
+            rlimits: vec![crabcan_security::parse_rlimit("nofile=100:200").unwrap()],
             init: true,
             tty: None,
         }

@@ -1,16 +1,18 @@
-//! The confinement a container's process gets just before `execve`: capabilities,
+//! The confinement a container's process gets just before `execve`: rlimits, capabilities,
 //! no_new_privs and a seccomp filter.
 //!
 //! Like every crabcan subsystem it is split into a pure [`plan`] (plain data: capability
 //! sets and the compiled BPF program, testable anywhere) and apply steps that the child
 //! calls in this order:
 //!
-//! 1. [`apply_seccomp_before_cap_drop`] while still root with every capability: loads the
+//! 1. [`apply_rlimits`] with the [`RlimitSpec`]s (read by [`parse_rlimit`]), while the
+//!    capabilities are whole (raising a hard limit needs `CAP_SYS_RESOURCE`);
+//! 2. [`apply_seccomp_before_cap_drop`] while still root with every capability: loads the
 //!    filter now only when no_new_privs is off (see there);
-//! 2. [`apply_bounding`] as root in the user namespace, before `setgroups`/`setresgid`/
+//! 3. [`apply_bounding`] as root in the user namespace, before `setgroups`/`setresgid`/
 //!    `setresuid` (dropping from the bounding set needs `CAP_SETPCAP`);
-//! 3. switch the ids;
-//! 4. [`apply_final`] as the last step before `execve`: the effective, permitted,
+//! 4. switch the ids;
+//! 5. [`apply_final`] as the last step before `execve`: the effective, permitted,
 //!    inheritable and ambient sets, no_new_privs, then the seccomp filter (when
 //!    no_new_privs is on).
 //!
@@ -29,10 +31,12 @@
 
 mod caps;
 pub mod profile;
+mod rlimit;
 pub mod seccomp;
 
 pub use caps::{CapList, CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS, kept_set, parse_cap_list};
 pub use profile::{Compiled, Profile, ProfileError};
+pub use rlimit::{RlimitSpec, apply_rlimits, parse_rlimit, rlimit_names, target_hard};
 pub use seccomp::BpfInsn;
 
 use crabcan_errors::{Errcode, Result};

@@ -17,6 +17,7 @@ use std::time::Instant;
 const CRATES: &[(&str, &[&str])] = &[
     ("crabcan-hostname", &["crabcan-hostname/src/lib.rs"]),
     ("crabcan-errors", &["crabcan-errors/src/lib.rs"]),
+    ("crabcan-units", &["crabcan-units/src/lib.rs"]),
     ("crabcan-mounts", &["crabcan-mounts/src/plan.rs"]),
     (
         "crabcan-cgroups",
@@ -38,7 +39,7 @@ const CRATES: &[(&str, &[&str])] = &[
 const EQUIVALENT_LIST: &str = "xtask/mutants-equivalent.txt";
 
 const USAGE: &str = "usage: cargo xtask mutants [--jobs N] [CRATE…]
-crates: crabcan-hostname crabcan-errors crabcan-mounts crabcan-cgroups crabcan-security
+crates: crabcan-hostname crabcan-errors crabcan-units crabcan-mounts crabcan-cgroups crabcan-security
 (default: all of them)";
 
 /// Runs cargo-mutants on the chosen crates; returns whether no unexpected mutant survived.

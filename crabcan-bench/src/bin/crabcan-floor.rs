@@ -16,7 +16,7 @@
 //! all of them before it runs, a cgroup namespace, and the cgroups removed at the end; so the
 //! kernel's share of that work can be told from crabcan's.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
@@ -287,35 +287,42 @@ fn parent(
 }
 
 fn send_fd(sock: i32, fd: i32) -> Result<(), String> {
-    let mut byte = *b"g";
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: CMSG_SPACE is arithmetic.
-    let space = unsafe { libc::CMSG_SPACE(size_of::<i32>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: the header points at `cbuf`, which has room for one descriptor's message.
-    unsafe {
-        let cm = libc::CMSG_FIRSTHDR(&msg);
-        (*cm).cmsg_level = libc::SOL_SOCKET;
-        (*cm).cmsg_type = libc::SCM_RIGHTS;
-        (*cm).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<i32>(), fd);
-    }
-    // SAFETY: every pointer in `msg` is to live locals.
-    check(unsafe { libc::sendmsg(sock, &msg, 0) } as _, "send the go")?;
-    Ok(())
+    with_fd_message(b'g', |msg| {
+        // SAFETY: the header points at a control buffer with room for one descriptor's message.
+        unsafe {
+            let cm = libc::CMSG_FIRSTHDR(msg);
+            (*cm).cmsg_level = libc::SOL_SOCKET;
+            (*cm).cmsg_type = libc::SCM_RIGHTS;
+            (*cm).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<i32>(), fd);
+        }
+        // SAFETY: every pointer in `msg` is to live locals of `with_fd_message`.
+        check(unsafe { libc::sendmsg(sock, msg, 0) } as _, "send the go")?;
+        Ok(())
+    })
 }
 
 fn recv_fd(sock: i32) -> Result<i32, String> {
-    let mut byte = [0u8; 1];
+    with_fd_message(0, |msg| {
+        // SAFETY: every pointer in `msg` is to live locals of `with_fd_message`.
+        let n = check(
+            unsafe { libc::recvmsg(sock, msg, 0) } as _,
+            "wait for the go",
+        )?;
+        // SAFETY: the kernel filled the control buffer the header points at.
+        let cm = unsafe { libc::CMSG_FIRSTHDR(msg) };
+        if n == 0 || cm.is_null() {
+            return Err("the parent sent no root tree".into());
+        }
+        // SAFETY: a non-null first header of an SCM_RIGHTS message carries one descriptor.
+        Ok(unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<i32>()) })
+    })
+}
+
+/// Calls `f` with a message header for one byte (`byte`, or what is received) and a control
+/// buffer with room for one descriptor; the buffers live until `f` returns.
+fn with_fd_message<T>(byte: u8, f: impl FnOnce(&mut libc::msghdr) -> T) -> T {
+    let mut byte = [byte];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
@@ -329,22 +336,34 @@ fn recv_fd(sock: i32) -> Result<i32, String> {
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = space as _;
-    // SAFETY: every pointer in `msg` is to live locals.
-    let n = check(
-        unsafe { libc::recvmsg(sock, &mut msg, 0) } as _,
-        "wait for the go",
-    )?;
-    // SAFETY: the kernel filled the control buffer the header points at.
-    let cm = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    if n == 0 || cm.is_null() {
-        return Err("the parent sent no root tree".into());
-    }
-    // SAFETY: a non-null first header of an SCM_RIGHTS message carries one descriptor.
-    Ok(unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<i32>()) })
+    f(&mut msg)
 }
 
 fn sys(r: libc::c_int, what: &str) -> Result<(), String> {
     check(r.into(), what).map(|_| ())
+}
+
+/// mount(2); `what` names it in the error.
+fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+    what: &str,
+) -> Result<(), String> {
+    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    let r = unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    sys(r, what)
 }
 
 /// Root's ids, the root tree, `/proc`, `/dev`, `pivot_root`, then the init forks the command.
@@ -361,14 +380,12 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
                 "unshare the cgroup namespace",
             )?;
         }
-        sys(
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ),
+        mount(
+            None,
+            c"/",
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
             "make / private",
         )?;
         let r = libc::syscall(
@@ -381,24 +398,20 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
         );
         check(r, "mount the root (move_mount)")?;
         let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        sys(
-            libc::mount(
-                c"proc".as_ptr(),
-                p.proc_.as_ptr(),
-                c"proc".as_ptr(),
-                nodev,
-                std::ptr::null(),
-            ),
+        mount(
+            Some(c"proc"),
+            &p.proc_,
+            Some(c"proc"),
+            nodev,
+            None,
             "mount /proc",
         )?;
-        sys(
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                p.dev.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NOEXEC,
-                c"mode=755".as_ptr().cast(),
-            ),
+        mount(
+            Some(c"tmpfs"),
+            &p.dev,
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some(c"mode=755"),
             "mount /dev",
         )?;
         for (host, inside) in &p.nodes {
@@ -409,14 +422,12 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
             );
             sys(fd, "create a /dev node's mount point")?;
             libc::close(fd);
-            sys(
-                libc::mount(
-                    host.as_ptr(),
-                    inside.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                ),
+            mount(
+                Some(host),
+                inside,
+                None,
+                libc::MS_BIND,
+                None,
                 "bind a /dev node",
             )?;
         }

@@ -1,9 +1,11 @@
-//! `--ulimit NAME=SOFT[:HARD]`: parsing (pure) and applying in the container's child process.
+//! A process's resource limits (rlimits), written `NAME=SOFT[:HARD]`: parsed (pure) and set
+//! in the container's process before `execve`.
 
-use crate::parse::{is_unlimited, parse_plain_u64, parse_size};
 use crabcan_errors::{Errcode, Result, SysContext};
+use crabcan_units::{is_unlimited, parse_digits, parse_size};
 use nix::errno::Errno;
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+use std::fmt;
 
 /// How the value of an rlimit is counted; decides which suffixes are accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +16,7 @@ enum Unit {
     Count,
 }
 
-/// The `--ulimit` names, their resource and unit.
+/// The rlimit names, their resource and unit.
 const RLIMITS: &[(&str, Resource, Unit)] = &[
     ("as", Resource::RLIMIT_AS, Unit::Bytes),
     ("core", Resource::RLIMIT_CORE, Unit::Bytes),
@@ -33,18 +35,18 @@ const RLIMITS: &[(&str, Resource, Unit)] = &[
     ("stack", Resource::RLIMIT_STACK, Unit::Bytes),
 ];
 
-/// The names `--ulimit` accepts.
+/// The rlimit names [`parse_rlimit`] accepts, lowercase and without the `RLIMIT_` prefix.
 pub fn rlimit_names() -> impl Iterator<Item = &'static str> {
     RLIMITS.iter().map(|(n, _, _)| *n)
 }
 
-/// One `--ulimit`: a resource, its soft limit and, if given, its hard limit.
+/// One rlimit: a resource, its soft limit and, if given, its hard limit.
 ///
 /// Values are in the kernel's units (bytes, seconds for `cpu`, microseconds for `rttime`,
 /// the raw 0..=40 ceiling for `nice`); [`RLIM_INFINITY`] means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RlimitSpec {
-    /// The `--ulimit` name ("nofile").
+    /// The rlimit's name ("nofile").
     pub name: &'static str,
     /// The resource it sets.
     pub resource: Resource,
@@ -54,40 +56,35 @@ pub struct RlimitSpec {
     pub hard: Option<u64>,
 }
 
-impl RlimitSpec {
-    /// The value as the user would write it again ("nofile=1024:2048").
-    pub fn to_flag_value(&self) -> String {
-        let show = |v: u64| {
-            if v == RLIM_INFINITY {
-                "unlimited".to_string()
-            } else {
-                v.to_string()
-            }
-        };
+/// The spec as [`parse_rlimit`] reads it ("nofile=1024:2048", "stack=unlimited").
+impl fmt::Display for RlimitSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, show(self.soft))?;
         match self.hard {
-            Some(h) => format!("{}={}:{}", self.name, show(self.soft), show(h)),
-            None => format!("{}={}", self.name, show(self.soft)),
+            Some(h) => write!(f, ":{}", show(h)),
+            None => Ok(()),
         }
     }
 }
 
-/// Parses `--ulimit NAME=SOFT[:HARD]`: "nofile=1024:2048", "core=0", "stack=unlimited".
+/// Parses `NAME=SOFT[:HARD]`: "nofile=1024:2048", "core=0", "stack=unlimited".
 ///
 /// Names are case-insensitive and may carry an `RLIMIT_` prefix; byte-valued limits accept
-/// size suffixes ("stack=8m"). A soft limit above the hard limit is refused.
-pub fn parse_ulimit(s: &str) -> Result<RlimitSpec> {
-    let bad = |why: String| Errcode::usage(format!("invalid --ulimit '{s}': {why}"));
+/// size suffixes ("stack=8m"). A soft limit above the hard limit is refused. Errors say
+/// why, not which value: the caller names it.
+pub fn parse_rlimit(s: &str) -> Result<RlimitSpec> {
     let Some((name, value)) = s.split_once('=') else {
-        return Err(bad(
-            "expected NAME=SOFT[:HARD], e.g. nofile=1024:2048".into()
+        return Err(Errcode::usage(
+            "expected NAME=SOFT[:HARD], e.g. nofile=1024:2048",
         ));
     };
     let lower = name.to_ascii_lowercase();
     let key = lower.strip_prefix("rlimit_").unwrap_or(&lower);
     let Some(&(name, resource, unit)) = RLIMITS.iter().find(|(n, _, _)| *n == key) else {
         let known: Vec<&str> = rlimit_names().collect();
-        return Err(bad(format!(
-            "unknown limit '{name}' (known: {})",
+        return Err(Errcode::usage(format!(
+            "unknown limit '{}' (known: {})",
+            name.escape_debug(),
             known.join(", ")
         )));
     };
@@ -96,7 +93,7 @@ pub fn parse_ulimit(s: &str) -> Result<RlimitSpec> {
             return Ok(RLIM_INFINITY);
         }
         let n = match unit {
-            Unit::Count => parse_plain_u64(v),
+            Unit::Count => parse_digits(v),
             Unit::Bytes => parse_size(v).ok(),
         };
         n.filter(|&n| n != RLIM_INFINITY).ok_or_else(|| {
@@ -104,8 +101,9 @@ pub fn parse_ulimit(s: &str) -> Result<RlimitSpec> {
                 Unit::Count => "a whole number",
                 Unit::Bytes => "a size in bytes (k, m, g, t suffixes allowed)",
             };
-            bad(format!(
-                "the {which} limit '{v}' is not {what} or 'unlimited'"
+            Errcode::usage(format!(
+                "the {which} limit '{}' is not {what} or 'unlimited'",
+                v.escape_debug()
             ))
         })
     };
@@ -116,7 +114,7 @@ pub fn parse_ulimit(s: &str) -> Result<RlimitSpec> {
     if let Some(h) = hard {
         // RLIM_INFINITY is u64::MAX, so plain comparison orders "unlimited" last.
         if soft > h {
-            return Err(bad("the soft limit is above the hard limit".into()));
+            return Err(Errcode::usage("the soft limit is above the hard limit"));
         }
     }
     Ok(RlimitSpec {
@@ -139,13 +137,14 @@ pub fn apply_rlimits(specs: &[RlimitSpec]) -> Result<()> {
             .sys_ctx(|| format!("read the current {} limit (getrlimit)", spec.name))?;
         let hard = target_hard(spec, cur_hard);
         setrlimit(spec.resource, spec.soft, hard).map_err(|e| {
-            let what = format!(
-                "apply --ulimit {} (setrlimit {}={}:{})",
-                spec.to_flag_value(),
-                spec.name,
-                show(spec.soft),
-                show(hard)
-            );
+            // A soft-only spec does not show the hard limit the call asked for.
+            let what = match spec.hard {
+                Some(_) => format!("set rlimit {spec} (setrlimit)"),
+                None => format!(
+                    "set rlimit {spec} (setrlimit with the hard limit {})",
+                    show(hard)
+                ),
+            };
             if e == Errno::EPERM && hard > cur_hard {
                 Errcode::sys(
                     format!(
@@ -187,10 +186,10 @@ mod tests {
     #[test]
     fn every_name_parses() {
         for name in rlimit_names() {
-            let spec = parse_ulimit(&format!("{name}=1:2")).unwrap();
+            let spec = parse_rlimit(&format!("{name}=1:2")).unwrap();
             assert_eq!(spec.name, name);
             assert_eq!((spec.soft, spec.hard), (1, Some(2)));
-            let upper = parse_ulimit(&format!("RLIMIT_{}=0", name.to_uppercase())).unwrap();
+            let upper = parse_rlimit(&format!("RLIMIT_{}=0", name.to_uppercase())).unwrap();
             assert_eq!(upper.resource, spec.resource);
         }
         assert_eq!(rlimit_names().count(), 15);
@@ -198,83 +197,85 @@ mod tests {
 
     #[test]
     fn examples() {
-        let s = parse_ulimit("nofile=1024:2048").unwrap();
+        let s = parse_rlimit("nofile=1024:2048").unwrap();
         assert_eq!(s.resource, Resource::RLIMIT_NOFILE);
         assert_eq!((s.soft, s.hard), (1024, Some(2048)));
-        let s = parse_ulimit("core=0").unwrap();
+        let s = parse_rlimit("core=0").unwrap();
         assert_eq!(
             (s.resource, s.soft, s.hard),
             (Resource::RLIMIT_CORE, 0, None)
         );
-        let s = parse_ulimit("stack=unlimited").unwrap();
+        let s = parse_rlimit("stack=unlimited").unwrap();
         assert_eq!((s.soft, s.hard), (RLIM_INFINITY, None));
-        let s = parse_ulimit("stack=8m:unlimited").unwrap();
+        let s = parse_rlimit("stack=8m:unlimited").unwrap();
         assert_eq!((s.soft, s.hard), (8 << 20, Some(RLIM_INFINITY)));
-        let s = parse_ulimit("nproc=-1").unwrap();
+        let s = parse_rlimit("nproc=-1").unwrap();
         assert_eq!(s.soft, RLIM_INFINITY);
     }
 
     #[test]
-    fn garbage_is_refused_with_the_value() {
-        for s in [
-            "nofile",
-            "nofile=",
-            "nofile=:5",
-            "nofile=5:",
-            "nofile=abc",
-            "nofile=1k",
-            "nofile=-2",
-            "nofile=1:2:3",
-            "bogus=1",
-            "=1",
-            "nofile=2048:1024",
-            "nofile=unlimited:1024",
-            "stack=1.5m",
-            "cpu=18446744073709551615",
+    fn garbage_is_refused_saying_why() {
+        let form = "expected NAME=SOFT[:HARD]";
+        let count = "is not a whole number or 'unlimited'";
+        for (s, why) in [
+            ("nofile", form),
+            ("nofile=", "the soft limit '' is not a whole number"),
+            ("nofile=:5", "the soft limit ''"),
+            ("nofile=5:", "the hard limit ''"),
+            ("nofile=abc", "the soft limit 'abc' is not a whole number"),
+            ("nofile=1k", count),
+            ("nofile=-2", count),
+            ("nofile=1:2:3", "the hard limit '2:3'"),
+            ("bogus=1", "unknown limit 'bogus'"),
+            ("=1", "unknown limit ''"),
+            ("nofile=2048:1024", "the soft limit is above the hard limit"),
+            (
+                "nofile=unlimited:1024",
+                "the soft limit is above the hard limit",
+            ),
+            ("stack=1.5m", "is not a size in bytes"),
+            ("cpu=18446744073709551615", count),
         ] {
-            let e = parse_ulimit(s).unwrap_err();
+            let e = parse_rlimit(s).unwrap_err();
             let msg = e.to_string();
-            assert!(
-                msg.contains("--ulimit") && msg.contains(&format!("'{s}'")),
-                "{msg}"
-            );
+            assert!(msg.contains(why), "{s}: {msg}");
+            // The caller names the value and where it came from.
+            assert!(!msg.contains("--"), "{s}: {msg}");
             assert_eq!(e.exit_code(), 125);
         }
-        let msg = parse_ulimit("nofile=2048:1024").unwrap_err().to_string();
-        assert!(msg.contains("soft limit is above the hard limit"), "{msg}");
-        let msg = parse_ulimit("bogus=1").unwrap_err().to_string();
+        let msg = parse_rlimit("bogus=1").unwrap_err().to_string();
         assert!(msg.contains("nofile") && msg.contains("rttime"), "{msg}");
     }
 
     #[test]
     fn soft_only_keeps_or_raises_the_hard_limit() {
-        let s = parse_ulimit("nofile=100").unwrap();
+        let s = parse_rlimit("nofile=100").unwrap();
         assert_eq!(target_hard(&s, 4096), 4096);
-        let s = parse_ulimit("nofile=8192").unwrap();
+        let s = parse_rlimit("nofile=8192").unwrap();
         assert_eq!(target_hard(&s, 4096), 8192);
-        let s = parse_ulimit("nofile=unlimited").unwrap();
+        let s = parse_rlimit("nofile=unlimited").unwrap();
         assert_eq!(target_hard(&s, 4096), RLIM_INFINITY);
-        let s = parse_ulimit("nofile=10:20").unwrap();
+        let s = parse_rlimit("nofile=10:20").unwrap();
         assert_eq!(target_hard(&s, 4096), 20);
     }
 
     proptest! {
         #[test]
-        fn ulimit_round_trips(i in 0usize..15, soft in 0u64..1 << 40, extra in proptest::option::of(0u64..1 << 40)) {
+        fn round_trips(i in 0usize..15, soft in 0u64..1 << 40, extra in proptest::option::of(0u64..1 << 40)) {
             let name = rlimit_names().nth(i).unwrap();
             let hard = extra.map(|e| soft + e);
             let s = match hard {
                 Some(h) => format!("{name}={soft}:{h}"),
                 None => format!("{name}={soft}"),
             };
-            let spec = parse_ulimit(&s).unwrap();
+            let spec = parse_rlimit(&s).unwrap();
             prop_assert_eq!((spec.soft, spec.hard), (soft, hard));
-            prop_assert_eq!(spec.to_flag_value(), s);
+            prop_assert_eq!(spec.to_string(), s);
         }
 
         #[test]
-        fn ulimit_never_panics(s in ".{0,30}") {
-            let _ = parse_ulimit(&s);
+        fn never_panics(s in ".{0,30}") {
+            let _ = parse_rlimit(&s);
         }
     }
 }

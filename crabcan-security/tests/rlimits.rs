@@ -2,15 +2,40 @@
 //! child (selected with `--exact` and a marker variable), applies the limits there and checks
 //! them by effect; the harness process itself is never changed.
 
-mod support;
-
-use crabcan_cgroups::{RlimitSpec, apply_rlimits, parse_ulimit};
+use crabcan_security::{RlimitSpec, apply_rlimits, parse_rlimit};
 use nix::errno::Errno;
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
 use std::fs::File;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-const CHILD_MARKER: &str = "CRABCAN_CGROUPS_RLIMIT_CHILD";
+const CHILD_MARKER: &str = "CRABCAN_SECURITY_RLIMIT_CHILD";
+
+/// How long a child run may take before its test fails.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` to its end, or kills and reaps it and fails the test after [`LIMIT`]. Its
+/// output (one test's report) fits in the pipes, so it is read once the child has exited.
+fn output_within_limit(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a child run");
+    let deadline = Instant::now() + LIMIT;
+    while child.try_wait().expect("wait for the child run").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child run did not finish within {LIMIT:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+        .wait_with_output()
+        .expect("read the child run's output")
+}
 
 /// Runs `body` in a fresh copy of this test binary that runs only the test `name`.
 /// Returns true in the original (parent) run, false in the child.
@@ -20,11 +45,10 @@ fn in_child(name: &str, body: impl FnOnce()) -> bool {
         return false;
     }
     let exe = std::env::current_exe().unwrap();
-    let out = support::output_within(
+    let out = output_within_limit(
         Command::new(exe)
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_MARKER, name),
-        support::LIMIT,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -41,7 +65,7 @@ fn in_child(name: &str, body: impl FnOnce()) -> bool {
 }
 
 fn specs(list: &[&str]) -> Vec<RlimitSpec> {
-    list.iter().map(|s| parse_ulimit(s).unwrap()).collect()
+    list.iter().map(|s| parse_rlimit(s).unwrap()).collect()
 }
 
 fn has_cap_sys_resource() -> bool {
@@ -101,7 +125,8 @@ fn soft_only_keeps_the_hard_limit_and_raising_it_needs_cap_sys_resource() {
                 let msg = e.to_string();
                 assert_eq!(e.errno(), Some(Errno::EPERM));
                 assert!(
-                    msg.contains("--ulimit nofile=256")
+                    msg.contains("rlimit nofile=256")
+                        && !msg.contains("--")
                         && msg.contains("CAP_SYS_RESOURCE")
                         && msg.contains("128"),
                     "{msg}"
