@@ -232,7 +232,7 @@ pub struct V1Write {
 /// may name the same device numbers (the kernel would merge their accesses into one
 /// exception that grants more than either). A last total rule that allows (a privileged
 /// container) becomes v1's allow-everything default with deny exceptions, see
-/// [`v1_writes_allowing`]. Other lists are refused, naming the rule.
+/// `v1_writes_allowing`. Other lists are refused, naming the rule.
 pub fn v1_writes(rules: &[DeviceRule]) -> Result<Vec<V1Write>> {
     check_rules(rules)?;
     let start = rules.iter().rposition(DeviceRule::is_total);

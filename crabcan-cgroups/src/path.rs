@@ -11,7 +11,7 @@ pub enum CgroupPath {
     /// From the hierarchy's root ("/docker/0123…").
     Absolute(String),
     /// Under the caller's own cgroup in each hierarchy, as runc places a relative path
-    /// ("machine/box" → "<own>/machine/box").
+    /// ("machine/box" → "`<own>`/machine/box").
     Relative(String),
     /// crabcan run's own place: `crabcan/<leaf>`, where `leaf` is `crabcan-<name>-<pid>`.
     /// On cgroup v2 the `crabcan` directory goes beside the caller's cgroup (under its

@@ -13,7 +13,7 @@ use crabcan_cri_tests::timer::Timer;
 use k8s_cri::v1::{RemoveContainerRequest, StopContainerRequest, StopPodSandboxRequest};
 
 /// Rounds per handler after one warm-up pod each.
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 11;
 
 fn now_ns() -> u128 {
     SystemTime::now()
