@@ -102,7 +102,7 @@ pub struct DetachedSpec {
     /// A pty for the process.
     pub console: Option<Console>,
     /// The state directory's `exec.fifo`, opened `O_PATH`: the only thing of the host's
-    /// this process holds until `start` (see [`wait_for_start`]).
+    /// this process holds until `start` (see `wait_for_start`).
     pub fifo: OwnedFd,
     /// Inherited descriptors 3..3+N passed to the process.
     pub preserve_fds: u32,

@@ -340,7 +340,7 @@ pub struct Source {
     /// Mounted `nodev`: device nodes in it do not open.
     pub nodev: bool,
     /// Idmapped through the container's user namespace. Needs privilege over the host's
-    /// filesystems, so the parent makes this clone ([`crate::open_idmapped`]), not `apply`.
+    /// filesystems, so the parent makes this clone ([`crate::handover`]), not `apply`.
     pub idmap: bool,
 }
 
@@ -370,7 +370,7 @@ pub enum Step {
     Clone { index: usize },
     /// Use a host directory as the root (a recursive `nodev` bind of it onto itself),
     /// read-only with all its sub-mounts when asked (before anything is mounted on it), and
-    /// idmapped when asked (that clone is made by the parent: [`crate::open_idmapped`]).
+    /// idmapped when asked (that clone is made by the parent: [`crate::handover`]).
     RootFromDir {
         dir: PathBuf,
         read_only: bool,

@@ -147,7 +147,7 @@ pub struct Process {
 pub struct Hook {
     /// Absolute path of the executable.
     pub path: PathBuf,
-    /// argv, including argv[0] (the path when the config gives none).
+    /// argv, including `argv[0]` (the path when the config gives none).
     pub args: Vec<String>,
     /// Its whole environment.
     pub env: Vec<String>,

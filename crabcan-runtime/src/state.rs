@@ -329,7 +329,7 @@ impl Locked {
         self.write_as(s, STATE_FILE)
     }
 
-    /// Records what create has made so far ([`CREATING_FILE`]).
+    /// Records what create has made so far (`creating.json`).
     pub fn write_creating(&self, s: &State) -> Result<()> {
         self.write_as(s, CREATING_FILE)
     }
