@@ -196,6 +196,18 @@ fn lock(fd: &OwnedFd, what: &Path) -> Result<()> {
     }
 }
 
+/// How many times [`Locked::open`] opens a container's directory again when the one it
+/// locked was replaced while it waited.
+const REOPENS: usize = 8;
+
+/// Whether the path `dir` (not followed if a symlink) still names the directory `fd` holds.
+fn same_dir(fd: &OwnedFd, dir: &Path) -> bool {
+    match (nix::sys::stat::fstat(fd), nix::sys::stat::lstat(dir)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
+}
+
 fn open_dir(dir: &Path) -> nix::Result<OwnedFd> {
     nix::fcntl::open(
         dir,
@@ -289,14 +301,24 @@ impl Locked {
     pub fn open(root: &Path, id: &str) -> Result<Locked> {
         validate_id(id)?;
         let dir = root.join(id);
-        let fd = open_dir(&dir).map_err(|_| not_exist())?;
-        check_owned(root, &fd, &dir)?;
-        lock(&fd, &dir)?;
-        // Deleted while we waited for the lock.
-        if !dir.join(STATE_FILE).exists() {
-            return Err(not_exist());
+        // A container deleted while we waited for its lock may have been made again under
+        // the same id: the lock taken is then on the old, removed directory, and the path
+        // leads to a new one whose lock we do not hold. Open and lock again (a bounded
+        // number of times: each retry means another delete and create of the same id).
+        for _ in 0..REOPENS {
+            let fd = open_dir(&dir).map_err(|_| not_exist())?;
+            check_owned(root, &fd, &dir)?;
+            lock(&fd, &dir)?;
+            if !same_dir(&fd, &dir) {
+                continue;
+            }
+            // Deleted while we waited for the lock.
+            if !dir.join(STATE_FILE).exists() {
+                return Err(not_exist());
+            }
+            return Ok(Locked { dir, _fd: fd });
         }
-        Ok(Locked { dir, _fd: fd })
+        Err(not_exist())
     }
 
     /// Locks the directory of `id`, with or without a state file (a container being set
@@ -708,6 +730,37 @@ mod tests {
         ] {
             assert_eq!(gone_pid(other), None, "{other}");
         }
+    }
+
+    /// An `open` that waited for the lock of a container deleted and made again under the
+    /// same id meanwhile ends up holding the new directory's lock, not the removed one's.
+    #[test]
+    fn an_open_that_waited_through_a_delete_and_create_locks_the_new_directory() {
+        let root =
+            std::env::temp_dir().join(format!("crabcan-state-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let first = Locked::create(&root, "c1").unwrap();
+        std::fs::write(first.dir().join(STATE_FILE), b"{}").unwrap();
+        let r = root.clone();
+        let waiter = std::thread::spawn(move || Locked::open(&r, "c1"));
+        // Time for the waiter to open the first directory and block on its lock.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        remove_at_once(first.dir()).unwrap();
+        let second = Locked::create(&root, "c1").unwrap();
+        std::fs::write(second.dir().join(STATE_FILE), b"{}").unwrap();
+        let new_ino = nix::sys::stat::lstat(&root.join("c1")).unwrap().st_ino;
+        // The first lock goes: the waiter wakes on a removed directory.
+        drop(first);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(second);
+        let got = waiter.join().unwrap().expect("the new container is found");
+        let held = nix::sys::stat::fstat(&got._fd).unwrap();
+        drop(got);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            held.st_ino, new_ino,
+            "the lock held is the removed directory's"
+        );
     }
 
     #[test]
