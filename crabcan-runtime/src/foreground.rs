@@ -388,9 +388,40 @@ fn write(l: &Locked, name: &str, v: &Value) -> Result<()> {
 /// Removes the record in `dir` if `owner` (a crabcan that died) still owns it: for the
 /// guardian of a SIGKILLed run. Takes no lock: the dead owner's may still be held by the
 /// caller's inherited copy of its descriptor.
+///
+/// The record is first moved aside (atomically: no one else can take it meanwhile), then
+/// its owner read there: a record that was replaced between a check and a removal would
+/// otherwise go in the owner's place. One that is not `owner`'s is moved back.
 pub fn remove_if_owned(dir: &Path, owner: Owner) {
-    if read_owner(dir) == Some(owner) {
-        let _ = crate::state::remove_at_once(dir);
+    let Some(name) = dir.file_name() else {
+        return;
+    };
+    let aside = dir.with_file_name(format!(
+        "#gone#{}#{}",
+        std::process::id(),
+        name.to_string_lossy()
+    ));
+    if std::fs::rename(dir, &aside).is_err() {
+        return;
+    }
+    if read_owner(&aside) == Some(owner) {
+        let _ = std::fs::remove_dir_all(&aside);
+        return;
+    }
+    let back = nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &aside,
+        nix::fcntl::AT_FDCWD,
+        dir,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    );
+    if let Err(e) = back {
+        // Only if the id was taken again within these few calls: the record moved aside
+        // stays under its removal name, which a later sweep takes once this process is gone.
+        log::warn!(
+            "cannot put back the record {} (not the dead run's): {e}",
+            dir.display()
+        );
     }
 }
 
@@ -543,7 +574,13 @@ mod tests {
             pid_start: start_time(1).unwrap_or(1),
         };
         remove_if_owned(r.dir(), other);
-        assert!(root.join("web").exists());
+        assert_eq!(read_owner(&root.join("web")), Some(r.owner()));
+        let aside: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("#gone#"))
+            .collect();
+        assert!(aside.is_empty(), "a record was left aside: {aside:?}");
         remove_if_owned(r.dir(), r.owner());
         assert!(!root.join("web").exists());
         drop(r);
