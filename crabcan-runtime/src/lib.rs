@@ -33,7 +33,7 @@ pub use state::{
 
 use crabcan_errors::{Errcode, Result};
 use nix::sys::signal::Signal;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -223,13 +223,49 @@ pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
             .kill_all(sig)
             .map_err(|e| e.context(format!("kill --all {id}")));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig).map_err(|e| {
+    signal(&s, sig).map_err(|e| {
         if e == nix::errno::Errno::ESRCH {
             Errcode::usage("container not running")
         } else {
             Errcode::sys(format!("send {sig} to the container"), e)
         }
     })
+}
+
+/// Sends `sig` to the container's recorded process and never to one that took its pid
+/// since: a pidfd pins the process first, then its start time is checked against the
+/// record, and the signal goes through the pidfd. ESRCH: the recorded process is gone.
+fn signal(s: &State, sig: Signal) -> nix::Result<()> {
+    use nix::errno::Errno;
+    // SAFETY: pidfd_open with a pid and no flags; the result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, s.pid, 0) };
+    if fd < 0 {
+        let e = Errno::last();
+        if e != Errno::ENOSYS {
+            return Err(e);
+        }
+        // Before Linux 5.3: the check and the signal are two steps.
+        if start_time(s.pid) != Some(s.pid_start) {
+            return Err(Errno::ESRCH);
+        }
+        return nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig);
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    if start_time(s.pid) != Some(s.pid_start) {
+        return Err(Errno::ESRCH);
+    }
+    // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 
 /// Waits until the recorded process is gone (exited or a zombie).
@@ -276,11 +312,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     match st {
         Status::Stopped => {}
         Status::Created | Status::Creating => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGKILL);
+            let _ = signal(&s, Signal::SIGKILL);
             wait_gone(&s)?;
         }
         Status::Running | Status::Paused if force => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGKILL);
+            let _ = signal(&s, Signal::SIGKILL);
             if st == Status::Paused
                 && let Some(cg) = open_cgroup(&s)
             {
@@ -332,7 +368,7 @@ fn delete_owned(l: Locked, s: &State, st: Status, owner: Owner, force: bool) -> 
                 owner.pid
             )));
         }
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGKILL);
+        let _ = signal(s, Signal::SIGKILL);
         if st == Status::Paused
             && let Some(cg) = open_cgroup(s)
         {
@@ -480,6 +516,54 @@ pub fn run(root: &Path, o: &CreateOptions, detach: bool) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The signal reaches the recorded process, and never one whose start time differs
+    /// from the record (a process that took a dead container's pid).
+    #[test]
+    fn a_signal_goes_only_to_the_recorded_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let start = start_time(pid).expect("the child's start time");
+        let record = |pid_start| State {
+            id: "c1".into(),
+            pid,
+            pid_start,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: state::rfc3339(0, 0),
+            owner_uid: 0,
+            cgroup_path: None,
+            cgroup_paths: vec![],
+            created_mount_points: vec![],
+            annotations: Default::default(),
+            poststart: vec![],
+            poststop: vec![],
+        };
+        assert_eq!(
+            signal(&record(start + 1), Signal::SIGKILL),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "another process was killed"
+        );
+        assert_eq!(signal(&record(start), Signal::SIGKILL), Ok(()));
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+        // Gone (reaped): the pid no longer leads to it.
+        assert_eq!(
+            signal(&record(start), Signal::SIGKILL),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        // No record names pid 0 (our process group) as a target.
+        let mut zero = record(start);
+        zero.pid = 0;
+        assert!(signal(&zero, Signal::SIGKILL).is_err());
+    }
 
     #[test]
     fn signals_by_name_or_number() {
