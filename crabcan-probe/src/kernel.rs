@@ -321,12 +321,9 @@ pub fn clone3_userns(_: &[String]) -> Verdict {
         ..CloneArgs::default()
     };
     let size = std::mem::size_of::<CloneArgs>() as libc::c_long;
-    let r = reap_clone(call(SYS_CLONE3, &[ptr(&args), size]));
+    let r = reap_clone(call(libc::SYS_clone3, &[ptr(&args), size]));
     gate("clone3(CLONE_NEWUSER)", r, USERNS_REFUSED)
 }
-
-const SYS_CLONE3: libc::c_long = 435;
-const SYS_IO_URING_SETUP: libc::c_long = 425;
 
 /// setns: setns into the probe's own network namespace (a no-op if it works, but it needs
 /// CAP_SYS_ADMIN and the filter refuses setns).
@@ -441,7 +438,7 @@ pub fn userfaultfd(_: &[String]) -> Verdict {
 /// io-uring: io_uring_setup with one entry (closed again if it worked).
 pub fn io_uring(_: &[String]) -> Verdict {
     let params = [0u8; 120]; // struct io_uring_params, all defaults
-    let r = call(SYS_IO_URING_SETUP, &[1, ptr(params.as_ptr())]);
+    let r = call(libc::SYS_io_uring_setup, &[1, ptr(params.as_ptr())]);
     if let Ok(fd) = r {
         sys::close_raw(fd);
     }

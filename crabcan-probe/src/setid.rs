@@ -83,8 +83,6 @@ struct OpenHow {
     resolve: u64,
 }
 
-const SYS_OPENAT2: libc::c_long = 437;
-
 /// create-suid: create files with setuid/setgid bits in the mode through open, openat,
 /// creat, mknod, mknodat and openat2; escaped when a file ends up with either bit.
 pub fn create_suid(args: &[String]) -> Verdict {
@@ -119,7 +117,7 @@ pub fn create_suid(args: &[String]) -> Verdict {
             };
             let size = std::mem::size_of::<OpenHow>() as libc::c_long;
             raw(
-                SYS_OPENAT2,
+                libc::SYS_openat2,
                 &[AT, ptr(&t.c), &how as *const OpenHow as libc::c_long, size],
             )
         }),
@@ -194,7 +192,8 @@ pub fn chmod_suid(args: &[String]) -> Verdict {
                     &[libc::c_long::from(fd.as_raw_fd()), mode],
                 ),
                 "fchmodat" => raw(libc::SYS_fchmodat, &[AT, ptr(&t.c), mode]),
-                _ => raw(SYS_FCHMODAT2, &[AT, ptr(&t.c), mode, 0]),
+                // fchmodat2 came with Linux 6.6; older kernels answer ENOSYS.
+                _ => raw(libc::SYS_fchmodat2, &[AT, ptr(&t.c), mode, 0]),
             };
             if let Some(bits @ 1..) = t.setid_bits() {
                 stuck.push(format!("{name} {mode:o} set mode bits {bits:o}"));
@@ -204,9 +203,6 @@ pub fn chmod_suid(args: &[String]) -> Verdict {
     }
     judge(stuck, report)
 }
-
-/// fchmodat2 (added in Linux 6.6); older kernels answer ENOSYS.
-const SYS_FCHMODAT2: libc::c_long = 452;
 
 /// A version 2 `security.capability` value: CAP_NET_RAW permitted and effective.
 fn net_raw_fcap() -> [u8; 20] {
