@@ -1,4 +1,4 @@
-//! crabcan runs from a copy of its own binary that nothing can write, so that no process
+//! crabcan runs from an image of its own binary that nothing can write, so that no process
 //! in a container can ever reach the host's crabcan executable for writing.
 //!
 //! The attack this closes (the CVE-2019-5736 class): until a container's process execs
@@ -7,19 +7,20 @@
 //! inside the container (with the image's dynamic loader), and the attacker's code then
 //! holds a path to the host binary and can rewrite it once crabcan exits.
 //!
-//! Two ways to take that path away, the cheaper first:
+//! Two ways to take that path away (the caller picks by [`ImageUse`]):
 //! - **A read-only view** (needs the privilege to mount, so root callers such as the
 //!   engines): the binary re-executed through a detached overlay mount whose only layers
 //!   are the binary's directory and an empty tmpfs. An overlay with no upper layer cannot
 //!   be written at all (EROFS), the mount is read-only as well, and being detached it is
 //!   in no mount table: nobody can remount it, and it goes with the last process that
 //!   holds it. It costs a few mount syscalls and no copy; the exec reads pages the host
-//!   already has cached. (`/proc/PID/map_files` of such a process still leads to the
-//!   host file, but reading those links takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in
-//!   the host's user namespace: a container with those holds the host anyway.)
-//! - **A sealed memfd copy** for everyone else: `/proc/self/exe` is a private,
-//!   write-sealed copy, never the file on the host. It costs one `sendfile` of the binary
-//!   and a cold exec of the copy (1–2 ms for the static release build here).
+//!   already has cached. Those pages are the file's own, so a rewrite of the file in place
+//!   would pull them from under a process that still runs from the view: it serves only
+//!   crabcan processes that end once the container's command runs.
+//! - **A sealed memfd copy** for the rest (crabcan processes that live as long as the
+//!   container, callers that may not mount): `/proc/self/exe` is a private, write-sealed
+//!   copy, never the file on the host. It costs one `sendfile` of the binary and a cold
+//!   exec of the copy (1–2 ms for the static release build here).
 //!
 //! Both are skipped when no id the container maps could write the binary anyway
 //! ([`exe_writable_by`]): root's default container, whose ids are an unprivileged range of
@@ -49,18 +50,46 @@ fn open_self_exe() -> Result<OwnedFd> {
 }
 
 /// Whether `fd` is one of the two protected images: a sealed memfd, or a file on a
-/// read-only overlay (what [`readonly_view`] makes; an overlay mounted read-only elsewhere
-/// is just as unwritable through `/proc/PID/exe`).
+/// detached read-only overlay (what [`readonly_view`] makes). An overlay attached
+/// anywhere is not trusted even read-only: whoever can mount could make it (or a
+/// read-only bind of a writable overlay) writable again once crabcan is gone.
 fn is_protected(fd: &OwnedFd) -> bool {
-    is_sealed(fd) || is_readonly_overlay(fd)
+    is_sealed(fd) || is_detached_readonly_overlay(fd)
 }
 
-fn is_readonly_overlay(fd: &OwnedFd) -> bool {
+fn is_detached_readonly_overlay(fd: &OwnedFd) -> bool {
     let on_overlay = nix::sys::statfs::fstatfs(fd)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC);
     on_overlay
         && nix::sys::statvfs::fstatvfs(fd)
             .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+        && mount_id(fd).is_some_and(|id| {
+            std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| !is_listed(&m, id))
+        })
+}
+
+/// The id of the mount `fd` lives on (statx, Linux 5.8).
+fn mount_id(fd: &OwnedFd) -> Option<u64> {
+    // SAFETY: statx is plain data; all zeros is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx of the fd itself (empty path) into a live buffer.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    (r == 0 && st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+}
+
+/// Whether a mount with `id` is in a mountinfo table (its first field).
+fn is_listed(mountinfo: &str, id: u64) -> bool {
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').next().and_then(|f| f.parse::<u64>().ok()) == Some(id))
 }
 
 fn is_sealed(fd: &OwnedFd) -> bool {
@@ -114,21 +143,43 @@ fn writable_by(
     has_acl || mode & 0o002 != 0 || inside(uid, uids) || inside(gid, gids)
 }
 
-/// Re-executes crabcan from a protected image of its binary (a read-only view where the
-/// caller may mount, else a sealed memfd copy) unless it runs from one already; returns
-/// only in the protected image (or with an error). Call it first thing in `main`, while
-/// single-threaded; `args` and `env` are passed on unchanged.
-pub fn reexec_sealed(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<()> {
+/// How long crabcan's own processes run from the re-executed image, which decides how the
+/// image is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageUse {
+    /// Until the container's process execs its command, and crabcan returns (`create`, a
+    /// detached `exec` or `run`): the read-only view, where the caller may mount. It
+    /// shares the binary's pages, so a rewrite of the file in place (not a replacement by
+    /// rename) would kill a process still running from it.
+    UntilStart,
+    /// As long as the container or its command runs (a foreground `run` or `exec`,
+    /// `crabcan run` and its init): the sealed copy, which nothing done to the file on
+    /// the host can touch.
+    WhileItRuns,
+}
+
+/// Re-executes crabcan from a protected image of its binary (see [`ImageUse`]) unless it
+/// runs from one already; returns only in the protected image (or with an error). Call it
+/// first thing in `main`, while single-threaded; `args` and `env` are passed on unchanged.
+pub fn reexec_sealed(
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    usage: ImageUse,
+) -> Result<()> {
     let exe = open_self_exe()?;
     if is_protected(&exe) {
         return Ok(());
     }
-    let copy = match readonly_view(&exe) {
-        Ok(view) => view,
-        Err(e) => {
-            log::debug!("no read-only view of crabcan's binary ({e}); copying it");
-            sealed_copy(&exe)?
-        }
+    let view = match usage {
+        ImageUse::UntilStart => readonly_view(&exe)
+            .inspect_err(|e| log::debug!("no read-only view of crabcan's binary ({e}); copying it"))
+            .ok(),
+        ImageUse::WhileItRuns => None,
+    };
+    let is_copy = view.is_none();
+    let copy = match view {
+        Some(v) => v,
+        None => sealed_copy(&exe)?,
     };
     drop(exe);
     let cstr =
@@ -151,9 +202,16 @@ pub fn reexec_sealed(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Res
             Err(e) => e,
             Ok(never) => match never {},
         };
-    let err = Errcode::sys("run crabcan from its sealed in-memory copy (execveat)", e);
+    let err = Errcode::sys(
+        if is_copy {
+            "run crabcan from its sealed in-memory copy (execveat)"
+        } else {
+            "run crabcan through its read-only view (execveat)"
+        },
+        e,
+    );
     Err(match e {
-        Errno::EACCES | Errno::EPERM => {
+        Errno::EACCES | Errno::EPERM if is_copy => {
             err.with_hint("the sysctl vm.memfd_noexec may forbid executable memfds; set it to 0")
         }
         _ => err,
@@ -211,42 +269,58 @@ fn fs_mount(ctx: &OwnedFd, attrs: u64) -> std::result::Result<OwnedFd, Errno> {
 
 /// `exe` as seen through a detached, read-only overlay of its directory over an empty
 /// tmpfs (an overlay with no upper layer needs two lower ones). Errors mean "not
-/// available here" (no privilege to mount, no overlayfs, a path overlayfs cannot take);
+/// available here" (no privilege to mount, no overlayfs, the binary replaced meanwhile);
 /// the caller falls back to the memfd copy.
 fn readonly_view(exe: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
+    use nix::fcntl::OFlag;
     use std::os::unix::ffi::OsStrExt;
     let path = std::fs::read_link("/proc/self/exe").map_err(|_| Errno::ENOENT)?;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Errno::EINVAL);
     };
-    let dir = dir.as_os_str().as_bytes();
-    // A replaced or deleted binary, or a directory name overlayfs would split or unescape.
-    if !path.is_absolute()
-        || dir.iter().any(|b| b":,\\".contains(b))
-        || path.as_os_str().as_bytes().ends_with(b" (deleted)")
-    {
+    if !path.is_absolute() || path.as_os_str().as_bytes().ends_with(b" (deleted)") {
         return Err(Errno::EINVAL);
+    }
+    // The directory is held, and the name in it must be the very file this process runs;
+    // overlayfs is given the held directory, never a path it would parse or look up again.
+    let dirfd = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let running = nix::sys::stat::fstat(exe)?;
+    let named = nix::sys::stat::fstatat(&dirfd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    if (running.st_dev, running.st_ino) != (named.st_dev, named.st_ino) {
+        return Err(Errno::ESTALE);
     }
     let ro = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
     let empty_ctx = fs_open(c"tmpfs")?;
     fs_config(&empty_ctx, None)?;
     let empty = fs_mount(&empty_ctx, ro)?;
-    let mut lower = dir.to_vec();
-    lower.extend_from_slice(format!(":/proc/self/fd/{}", empty.as_raw_fd()).as_bytes());
-    let lower = CString::new(lower).map_err(|_| Errno::EINVAL)?;
+    let lower = CString::new(format!(
+        "/proc/self/fd/{}:/proc/self/fd/{}",
+        dirfd.as_raw_fd(),
+        empty.as_raw_fd()
+    ))
+    .map_err(|_| Errno::EINVAL)?;
     let ctx = fs_open(c"overlay")?;
     fs_config(&ctx, Some((c"lowerdir", &lower)))?;
+    // Inode numbers as the underlying file has them (the check below compares them); a
+    // kernel without the option keeps its default and the check decides.
+    let _ = fs_config(&ctx, Some((c"xino", c"off")));
     fs_config(&ctx, None)?;
     let mnt = fs_mount(&ctx, ro)?;
     let view = nix::fcntl::openat(
         &mnt,
         name,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         nix::sys::stat::Mode::empty(),
     )?;
-    // The name was looked up again: it must still be the file this process runs.
-    let (a, b) = (nix::sys::stat::fstat(exe)?, nix::sys::stat::fstat(&view)?);
-    if (a.st_ino, a.st_size) != (b.st_ino, b.st_size) || !is_readonly_overlay(&view) {
+    // The name was looked up again, through the overlay: still the same file?
+    let seen = nix::sys::stat::fstat(&view)?;
+    if (running.st_ino, running.st_size) != (seen.st_ino, seen.st_size)
+        || !is_detached_readonly_overlay(&view)
+    {
         return Err(Errno::ESTALE);
     }
     Ok(view)
@@ -365,14 +439,30 @@ mod tests {
         ));
     }
 
+    /// Whether this kernel has overlayfs (asking loads the module where it can be loaded,
+    /// as crabcan's own request would). Without it the view cannot be made and crabcan
+    /// copies: the tests then check that instead.
+    fn has_overlayfs() -> bool {
+        fs_open(c"overlay").is_ok()
+    }
+
+    /// One test at a time changes the mount table or compares it.
+    static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Needs root (the mount API). The view is the running binary, refuses writes through
     /// a reopen as `/proc/PID/exe` would, and leaves no mount in the table.
     #[test]
     fn a_readonly_view_is_the_same_file_and_refuses_writes() {
+        let _one = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
         let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let before = mounts();
         let exe = open_self_exe().unwrap();
         assert!(!is_protected(&exe), "the test binary is a plain file");
+        if !has_overlayfs() {
+            assert!(readonly_view(&exe).is_err());
+            assert_eq!(mounts(), before, "a failed view left a mount behind");
+            return;
+        }
         let view = readonly_view(&exe).expect("a read-only view (run the tests as root)");
         assert!(is_protected(&view));
         assert!(!is_sealed(&view));
@@ -384,6 +474,83 @@ mod tests {
         assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EROFS));
         drop(view);
         assert_eq!(mounts(), before, "the view left a mount behind");
+    }
+
+    #[test]
+    fn a_mount_is_found_in_mountinfo_by_its_first_field() {
+        let info = "22 1 0:21 / /sys rw - sysfs sysfs rw\n233 22 0:7 / /sys/x rw - x x rw\n";
+        assert!(is_listed(info, 22));
+        assert!(is_listed(info, 233));
+        assert!(!is_listed(info, 1));
+        assert!(!is_listed(info, 23));
+        assert!(!is_listed("", 22));
+    }
+
+    /// Needs root. The same read-only overlay, once attached to the mount table, is no
+    /// longer taken as protected: an attached mount (or a writable one under a read-only
+    /// bind) can be made writable again by whoever may mount.
+    #[test]
+    fn a_readonly_overlay_attached_anywhere_is_not_trusted() {
+        let _one = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
+        if !has_overlayfs() {
+            return; // Nothing to trust or not: the view needs overlayfs (tested above).
+        }
+        let exe = open_self_exe().unwrap();
+        let view = readonly_view(&exe).expect("a read-only view (run the tests as root)");
+        // The same kind of overlay as the view's, but attached below.
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let name = path.file_name().unwrap();
+        let dir = nix::fcntl::open(
+            path.parent().unwrap(),
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        let empty_ctx = fs_open(c"tmpfs").unwrap();
+        fs_config(&empty_ctx, None).unwrap();
+        let empty = fs_mount(&empty_ctx, libc::MOUNT_ATTR_RDONLY).unwrap();
+        let lower = CString::new(format!(
+            "/proc/self/fd/{}:/proc/self/fd/{}",
+            dir.as_raw_fd(),
+            empty.as_raw_fd()
+        ))
+        .unwrap();
+        let ctx = fs_open(c"overlay").unwrap();
+        fs_config(&ctx, Some((c"lowerdir", &lower))).unwrap();
+        fs_config(&ctx, None).unwrap();
+        let tree = fs_mount(&ctx, libc::MOUNT_ATTR_RDONLY).unwrap();
+        let at =
+            std::env::temp_dir().join(format!("crabcan-sealed-attached-{}", std::process::id()));
+        std::fs::create_dir_all(&at).unwrap();
+        struct Attached(std::path::PathBuf);
+        impl Drop for Attached {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let attached = Attached(at.clone());
+        let target = CString::new(at.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: move_mount of a detached tree we own onto a directory we made.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        assert_eq!(r, 0, "move_mount: {}", Errno::last());
+        let through = std::fs::File::open(at.join(name)).unwrap();
+        let through = OwnedFd::from(through);
+        assert!(is_protected(&view), "the detached view itself is protected");
+        assert!(
+            !is_protected(&through),
+            "an attached read-only overlay was taken as protected"
+        );
+        drop(attached);
     }
 
     #[test]

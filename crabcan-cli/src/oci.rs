@@ -338,8 +338,22 @@ fn create_options(a: &CreateArgs) -> crabcan_runtime::CreateOptions {
 /// Before anything of the container exists: the process that will wait in the container
 /// runs crabcan's code, so it must run from a sealed copy of the binary (no writable path
 /// to the host's file through /proc/PID/exe; the CVE-2019-5736 class).
-fn sealed() -> Result<()> {
-    crabcan_child::reexec_sealed(std::env::args_os().collect(), std::env::vars_os().collect())
+fn sealed(usage: crabcan_child::ImageUse) -> Result<()> {
+    crabcan_child::reexec_sealed(
+        std::env::args_os().collect(),
+        std::env::vars_os().collect(),
+        usage,
+    )
+}
+
+/// A detached run or exec returns once the process runs its command; a foreground one
+/// runs as long as the command does.
+fn usage_for(detach: bool) -> crabcan_child::ImageUse {
+    if detach {
+        crabcan_child::ImageUse::UntilStart
+    } else {
+        crabcan_child::ImageUse::WhileItRuns
+    }
 }
 
 fn dispatch(cli: &OciCli) -> Result<i32> {
@@ -352,17 +366,17 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
     let root = root_of(cli);
     match &cli.cmd {
         OciCmd::Create(a) => {
-            sealed()?;
+            sealed(crabcan_child::ImageUse::UntilStart)?;
             crabcan_runtime::create(&root, &create_options(a))?;
             Ok(0)
         }
         OciCmd::Run { create, detach } => {
-            sealed()?;
+            sealed(usage_for(*detach))?;
             crabcan_runtime::run(&root, &create_options(create), *detach)
         }
         OciCmd::Exec(a) => {
             let o = crate::exec::options(a)?;
-            sealed()?;
+            sealed(usage_for(o.detach))?;
             crabcan_runtime::exec(&root, &o)
         }
         OciCmd::Start { id } => crabcan_runtime::start(&root, id).map(|()| 0),

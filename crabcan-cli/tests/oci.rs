@@ -872,6 +872,18 @@ fn version_and_features_are_runcs_shape() {
     );
 }
 
+/// Whether this kernel has overlayfs (asking loads the module where it can be, as
+/// crabcan's own request does).
+fn has_overlayfs() -> bool {
+    // SAFETY: fsopen with a static name; a returned fd is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), 0) };
+    if fd >= 0 {
+        // SAFETY: the fd fsopen just returned, closed once.
+        unsafe { libc::close(fd as i32) };
+    }
+    fd >= 0
+}
+
 /// CVE-2019-5736 with no user namespace: while the created container's process waits (it
 /// runs crabcan's code, so /proc/PID/exe names crabcan's binary), a second process in the
 /// container's namespaces holds that file open and, once start has made the process exec,
@@ -897,6 +909,23 @@ fn a_waiting_container_gives_no_writable_path_to_the_runtime_binary() {
     );
     assert_ok(&o);
     let pid: i32 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
+    // Root may mount: the waiting process runs the binary through a read-only overlay view
+    // (no copy of it); a kernel without overlayfs gets the sealed copy. Never the file.
+    let exe = format!("/proc/{pid}/exe");
+    let fs = nix::sys::statfs::statfs(exe.as_str()).unwrap();
+    let link = std::fs::read_link(&exe).unwrap();
+    if has_overlayfs() {
+        assert_eq!(
+            fs.filesystem_type(),
+            nix::sys::statfs::OVERLAYFS_SUPER_MAGIC,
+            "the waiting process runs {link:?}"
+        );
+    } else {
+        assert!(
+            link.to_string_lossy().starts_with("/memfd:crabcan"),
+            "the waiting process runs {link:?}"
+        );
+    }
     // The attacker: inside the container's mount and pid namespaces, fd 3 held on the
     // waiting process's executable, then the probe's write attempts through it.
     let mut attacker = Command::new("nsenter")

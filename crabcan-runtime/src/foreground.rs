@@ -408,13 +408,26 @@ pub fn remove_if_owned(dir: &Path, owner: Owner) {
         let _ = std::fs::remove_dir_all(&aside);
         return;
     }
-    let back = nix::fcntl::renameat2(
-        nix::fcntl::AT_FDCWD,
-        &aside,
-        nix::fcntl::AT_FDCWD,
-        dir,
-        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-    );
+    let back = (|| {
+        let from = std::ffi::CString::new(aside.as_os_str().as_encoded_bytes())?;
+        let to = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+        // SAFETY: renameat2 with two NUL-terminated paths relative to the cwd, no replace.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    })();
     if let Err(e) = back {
         // Only if the id was taken again within these few calls: the record moved aside
         // stays under its removal name, which a later sweep takes once this process is gone.

@@ -133,7 +133,12 @@ pub fn create(spec: Spec) -> Result<Container> {
     };
     if crabcan_child::exe_writable_by(&uids, &gids)? {
         log::debug!("re-executing from a sealed copy of crabcan's binary");
-        crabcan_child::reexec_sealed(std::env::args_os().collect(), std::env::vars_os().collect())?;
+        // crabcan's init and the waiting crabcan run as long as the container: the copy.
+        crabcan_child::reexec_sealed(
+            std::env::args_os().collect(),
+            std::env::vars_os().collect(),
+            crabcan_child::ImageUse::WhileItRuns,
+        )?;
     }
     if log::log_enabled!(log::Level::Debug) {
         for line in spec.mounts.describe() {
