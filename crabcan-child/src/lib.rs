@@ -10,7 +10,8 @@
 //! The steps are separate so a front end can hold the child before exec:
 //! [`spawn`] clones a child that enters its cgroup by itself and waits;
 //! [`Container::write_id_maps`] maps its ids; [`Container::release`] lets it set up and exec
-//! and reports a setup failure (a failure to enter the cgroup included); [`Container::wait`] forwards signals and returns its status.
+//! and reports a setup failure (a failure to enter the cgroup included);
+//! [`Container::wait`] forwards signals and returns its status.
 
 mod detached;
 mod exec;
