@@ -8,9 +8,10 @@
 //! signal mask, then capabilities, no_new_privs and seccomp last, and `execve`.
 //!
 //! The steps are separate so a front end can hold the child before exec:
-//! [`spawn`] clones a child that waits; [`Container::write_id_maps`] maps its ids (place it
-//! in a cgroup after that); [`Container::release`] lets it set up and exec and reports a
-//! setup failure; [`Container::wait`] forwards signals and returns its status.
+//! [`spawn`] clones a child that enters its cgroup by itself and waits;
+//! [`Container::write_id_maps`] maps its ids; [`Container::release`] lets it set up and exec
+//! and reports a setup failure (a failure to enter the cgroup included);
+//! [`Container::wait`] forwards signals and returns its status.
 
 mod detached;
 mod exec;
@@ -165,7 +166,17 @@ fn count_entries<T>(listing: impl Iterator<Item = std::io::Result<T>>) -> std::i
 
 /// Clones the container's process into new namespaces. It waits for
 /// [`Container::release`] before doing anything. Refuses a multi-threaded caller.
-pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet) -> Result<Container> {
+///
+/// With `cgroup`, the process enters the container's cgroup by itself (see
+/// [`crabcan_cgroups::Entry`]): cloned into the v2 directory where `clone3` allows it, and
+/// writing itself into each v1 hierarchy first thing, while the caller writes its id maps.
+/// Its copies of the entry's descriptors are closed once it is in. A failure to enter is
+/// its setup error, reported by [`Container::release`].
+pub fn spawn(
+    spec: &ChildSpec,
+    saved_mask: &SigSet,
+    cgroup: Option<&crabcan_cgroups::Entry>,
+) -> Result<Container> {
     ensure_single_threaded("start the container's process")?;
     let (parent_end, child_end) = nix::sys::socket::socketpair(
         AddressFamily::Unix,
@@ -182,22 +193,42 @@ pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet) -> Result<Container> {
     if spec.net == Net::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let mut stack = fork::Stack::new()?;
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
-    let cb = Box::new(|| child_main(spec, parent_raw, child_raw, saved_mask));
-    // SAFETY: the caller is single-threaded (documented), the stack is ours and outlives the
-    // call (no CLONE_VM: the child gets its own copy of memory), and the child only runs
-    // `child_main`, which ends in exec or _exit.
-    let pid = unsafe {
-        nix::sched::clone(
-            cb,
-            stack.as_mut_slice(),
-            flags,
-            Some(Signal::SIGCHLD as i32),
-        )
-    }
-    .map_err(|e| userns_error(e, flags))?;
+    let into_v2 = match cgroup.and_then(crabcan_cgroups::Entry::v2_dir) {
+        // SAFETY: the caller is single-threaded (checked above); the child only runs
+        // `child_main`, which ends in exec or _exit.
+        Some(dir) => match unsafe { fork::fork_into_cgroup(flags, dir) } {
+            Ok(fork::Forked::Child) => {
+                child_main(spec, parent_raw, child_raw, saved_mask, cgroup, true)
+            }
+            Ok(fork::Forked::Parent(pid)) => Some(pid),
+            Err(e) if fork::unsupported(e) => None,
+            Err(e) => return Err(userns_error(e, flags)),
+        },
+        None => None,
+    };
+    let pid = match into_v2 {
+        Some(pid) => pid,
+        None => {
+            let mut stack = fork::Stack::new()?;
+            let cb = Box::new(|| -> isize {
+                child_main(spec, parent_raw, child_raw, saved_mask, cgroup, false)
+            });
+            // SAFETY: the caller is single-threaded (checked above), the stack is ours and
+            // outlives the call (no CLONE_VM: the child gets its own copy of memory), and
+            // the child only runs `child_main`, which ends in exec or _exit.
+            unsafe {
+                nix::sched::clone(
+                    cb,
+                    stack.as_mut_slice(),
+                    flags,
+                    Some(Signal::SIGCHLD as i32),
+                )
+            }
+            .map_err(|e| userns_error(e, flags))?
+        }
+    };
     drop(child_end);
     Ok(Container {
         pid,
@@ -513,9 +544,17 @@ fn run_helper(name: &str, pid: Pid, ranges: &[Range]) -> Result<()> {
     .with_hint("check the caller's ranges in /etc/subuid and /etc/subgid"))
 }
 
-/// The child's side. Never returns to the caller's code: it execs or `_exit`s.
-fn child_main(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> isize {
-    let code = match setup_and_exec(spec, parent_end, chan, mask) {
+/// The child's side. Never returns to the caller's code: it execs or `_exit`s. `in_v2`: it
+/// was cloned into the cgroup v2 directory of `cgroup`.
+fn child_main(
+    spec: &ChildSpec,
+    parent_end: i32,
+    chan: i32,
+    mask: &SigSet,
+    cgroup: Option<&crabcan_cgroups::Entry>,
+    in_v2: bool,
+) -> ! {
+    let code = match setup_and_exec(spec, parent_end, chan, mask, cgroup, in_v2) {
         Ok(()) => 0,
         Err(e) => {
             let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
@@ -569,12 +608,29 @@ pub(crate) fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
     Ok(fds)
 }
 
-fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -> Result<()> {
+fn setup_and_exec(
+    spec: &ChildSpec,
+    parent_end: i32,
+    chan: i32,
+    mask: &SigSet,
+    cgroup: Option<&crabcan_cgroups::Entry>,
+    in_v2: bool,
+) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
     unsafe { libc::close(parent_end) };
+    // Into the cgroups before anything can fork, and while the parent writes the id maps
+    // (the writes check the credentials of the descriptors' opener, the parent, so the
+    // unmapped ids of this process do not matter). The descriptors lead to the host's
+    // cgroup tree: they go at once, since the init never execs. A failure is held until the
+    // go, when the parent listens for it.
+    let entered = match cgroup {
+        Some(c) => detached::enter_cgroup(c, in_v2),
+        None => Ok(()),
+    };
     let trees = wait_for_go(chan, crabcan_mounts::handover_count(&spec.mounts))?;
+    entered?;
     // The id maps are written now. Until this process takes the container's root ids it
     // still carries crabcan's host ids, which the map need not contain (--userns-base), and
     // files it creates (mount points on the /dev tmpfs) would have no owner there.
@@ -587,7 +643,8 @@ fn setup_and_exec(spec: &ChildSpec, parent_end: i32, chan: i32, mask: &SigSet) -
     // signal crabcan's whole process group on the host with kill(0, …), and a terminal's
     // Ctrl-C would reach it twice (directly and forwarded). It keeps stdio, not the tty.
     nix::unistd::setsid().sys_ctx(|| "start a new session (setsid)")?;
-    // The parent placed us in our cgroup before the go: root the cgroup namespace there.
+    // In our cgroup by now (entered above, or placed by the parent before the go): root the
+    // cgroup namespace there.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).sys_ctx(|| "create the cgroup namespace")?;
     crabcan_hostname::apply(&spec.hostname)?;
     log::debug!("hostname set to {}", spec.hostname);

@@ -551,6 +551,86 @@ fn cgroup_namespace_with_limits_and_sigkill_cleanup() {
     });
 }
 
+/// The host pids listed in a cgroup directory's `cgroup.procs`.
+fn procs_of(dir: &Path) -> BTreeSet<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_else(|e| panic!("read {}/cgroup.procs: {e}", dir.display()))
+        .lines()
+        .map(|l| l.trim().parse().expect("a pid in cgroup.procs"))
+        .collect()
+}
+
+/// Where the descriptors of process `pid` lead, as the host sees them.
+fn fd_targets(pid: i32) -> Vec<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("list the descriptors of {pid}: {e}"))
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect()
+}
+
+/// The container's processes (its init and the command) sit in the container's own cgroup
+/// in every hierarchy, and crabcan itself does not: the container's process enters them by
+/// itself, in a user namespace whose ids are not mapped yet, both with the default id range
+/// and with the host's ids. Once in, it holds no descriptor into the host's cgroup tree
+/// (the init never execs, so nothing would close one).
+#[test]
+fn every_process_of_the_container_is_in_its_cgroup_in_every_hierarchy() {
+    require_root();
+    let _serial = serial();
+    require_controllers();
+    let layout = Layout::detect().expect("cannot inspect this host's cgroups");
+    let hierarchies = layout.v1.len() + usize::from(layout.v2.is_some());
+    let mounts = cgroup_mounts();
+    for flags in [&[][..], &["--userns", "host"][..]] {
+        leaves_no_cgroup(|| {
+            let run = Running::start(flags, "echo ready; exec sleep 1000");
+            let crabcan_pid = run.child.id() as i32;
+            let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", run.pid))
+                .expect("read the init's children");
+            let command: i32 = children
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("the init ({}) has no child", run.pid));
+            let leaf = format!("crabcan-{}-{crabcan_pid}", hostname());
+            let dirs: Vec<PathBuf> = crabcan_cgroups()
+                .into_iter()
+                .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy() == leaf))
+                .collect();
+            assert_eq!(
+                dirs.len(),
+                hierarchies,
+                "{flags:?}: the container's cgroup {leaf} is not in each of the {hierarchies} \
+                 hierarchies ({}): {dirs:?}",
+                layout.describe()
+            );
+            for d in &dirs {
+                assert_eq!(
+                    procs_of(d),
+                    BTreeSet::from([run.pid, command]),
+                    "{flags:?}: the processes of {} are not the container's init {} and \
+                     command {command} (crabcan is {crabcan_pid})",
+                    d.display(),
+                    run.pid
+                );
+            }
+            for pid in [run.pid, command] {
+                for t in fd_targets(pid) {
+                    assert!(
+                        !mounts.iter().any(|m| t.starts_with(m)),
+                        "{flags:?}: process {pid} of the container holds {} of the host's \
+                         cgroup tree",
+                        t.display()
+                    );
+                }
+            }
+            let (code, _, err) = run.kill_command();
+            assert_eq!(code, Some(137), "{flags:?}: {err}");
+        });
+    }
+}
+
 #[test]
 fn default_pids_cap_applies_where_the_controller_exists() {
     require_root();

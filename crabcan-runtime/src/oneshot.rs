@@ -10,8 +10,8 @@
 //!
 //! Order of [`create`]: the sealed re-exec (before anything touches the host), the name
 //! taken, the id range leased, the mount points made, the guardian forked, the cgroup made,
-//! the process cloned (waiting), its id maps written, the descriptors it needs from the
-//! host opened, and the process placed in its cgroup.
+//! the process cloned (waiting; it enters its cgroup by itself), its id maps written, and the
+//! descriptors it needs from the host opened.
 
 use crate::foreground::{Registration, RunSpec, check_run_spec};
 use crabcan_cgroups::{ContainerCgroup, LimitKind, Limits};
@@ -94,8 +94,8 @@ pub struct Container {
     started: bool,
 }
 
-/// Creates the container: its process is cloned, mapped and placed in its cgroup, and
-/// waits for [`Container::start`]. On any failure nothing is left on the host.
+/// Creates the container: its process is cloned and mapped, enters its cgroup by itself,
+/// and waits for [`Container::start`]. On any failure nothing is left on the host.
 ///
 /// Where an id of the container could write crabcan's binary, this first re-executes the
 /// program from a sealed copy of it (`crabcan_child::reexec_sealed`): then it does not
@@ -249,12 +249,30 @@ pub fn create(spec: Spec) -> Result<Container> {
 }
 
 impl Container {
-    /// Clones the container's process (it waits), announces it to the guardian, maps its
-    /// ids, opens what its mounts need from the host and places it in its cgroup.
+    /// Clones the container's process (it enters its cgroup by itself, then waits),
+    /// announces it to the guardian, maps its ids and opens what its mounts need from the
+    /// host.
     fn spawn(&mut self) -> Result<()> {
-        let child = self
-            .child
-            .insert(crabcan_child::spawn(&self.spec, &self.mask)?);
+        // The process writes itself into its cgroup, which spares every run the kernel's
+        // wait for an RCU grace period that moving it by pid costs (crabcan_cgroups::Entry).
+        // The one case left to the move by pid: the entry's files cannot be opened by
+        // crabcan (a cgroup delegated with `cgroup.procs` writable but not a v1 `tasks`
+        // file); then the move by pid below tries, and its error, if any, is the one shown.
+        let entry = match &self.cgroup {
+            Some(cg) => match cg.entry() {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    log::debug!("the container's process cannot enter its cgroup itself: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let child = self.child.insert(crabcan_child::spawn(
+            &self.spec,
+            &self.mask,
+            entry.as_ref(),
+        )?);
         log::debug!("container process {} cloned", child.pid());
         if let Some(g) = &self.guardian {
             // Should crabcan die, the guardian kills the container and waits for it before
@@ -281,8 +299,12 @@ impl Container {
         )?;
         log::debug!("{} mount descriptors handed over", self.handed.len());
         if let Some(cg) = &self.cgroup {
-            cg.add_process(child.pid().as_raw())?;
-            log::debug!("container process placed in {:?}", cg.paths());
+            if entry.is_some() {
+                log::debug!("container process enters {:?} itself", cg.paths());
+            } else {
+                cg.add_process(child.pid().as_raw())?;
+                log::debug!("container process placed in {:?}", cg.paths());
+            }
         }
         Ok(())
     }

@@ -12,9 +12,11 @@
 //!
 //! `crabcan-floor --cgroups ROOTFS COMMAND…` adds the cgroup work crabcan's default run does
 //! as root: a cgroup in every controller hierarchy (v1 and v2) below the caller's own, with
-//! cpuset copied from the parent, a pids limit and the device rules, the process placed in
-//! all of them before it runs, a cgroup namespace, and the cgroups removed at the end; so the
-//! kernel's share of that work can be told from crabcan's.
+//! cpuset copied from the parent, a pids limit and the device rules, a cgroup namespace, and
+//! the cgroups removed at the end; so the kernel's share of that work can be told from
+//! crabcan's. The process enters them as crabcan's does, by itself, before it runs: cloned
+//! with `clone3`'s `CLONE_INTO_CGROUP` into the v2 directory, and writing `0` into each v1
+//! hierarchy's `tasks` file (opened by the parent) first thing.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
         eprintln!("usage: crabcan-floor [--cgroups] ROOTFS COMMAND [ARG…]");
         return ExitCode::from(125);
     }
-    let groups = if cgroups {
+    let groups: Vec<Group> = if cgroups {
         match make_cgroups() {
             Ok(g) => g,
             Err(e) => {
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
     for g in groups.iter().rev() {
         // A cgroup emptied a moment ago can still be busy while its last task is reaped.
         for _ in 0..100 {
-            if std::fs::remove_dir(g).is_ok() {
+            if std::fs::remove_dir(&g.dir).is_ok() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -88,6 +90,131 @@ struct Paths {
     cgroup_ns: bool,
 }
 
+/// The descriptors the child enters its cgroups with, opened by the parent: each v1
+/// hierarchy's `tasks` file and the v2 directory.
+struct Entry {
+    v1_tasks: Vec<i32>,
+    v2_dir: Option<i32>,
+}
+
+impl Entry {
+    fn open(groups: &[Group]) -> Result<Entry, String> {
+        let mut e = Entry {
+            v1_tasks: Vec::new(),
+            v2_dir: None,
+        };
+        for g in groups {
+            let (path, flags) = if g.v2 {
+                (g.dir.clone(), libc::O_DIRECTORY | libc::O_RDONLY)
+            } else {
+                (g.dir.join("tasks"), libc::O_WRONLY)
+            };
+            let cpath = c(&path)?;
+            // SAFETY: open(2) on a NUL-terminated path that outlives the call.
+            let fd = unsafe { libc::open(cpath.as_ptr(), flags | libc::O_CLOEXEC) };
+            let fd = check(fd.into(), &format!("open {}", path.display()))? as i32;
+            if g.v2 {
+                e.v2_dir = Some(fd);
+            } else {
+                e.v1_tasks.push(fd);
+            }
+        }
+        Ok(e)
+    }
+
+    /// Moves the calling (single-threaded) process into each v1 hierarchy, and into the v2
+    /// one unless it was cloned there; then closes the descriptors.
+    fn enter(&self, in_v2: bool) -> Result<(), String> {
+        let write0 = |fd: i32, what: &str| {
+            // SAFETY: writes one byte from a live static buffer to a descriptor we own.
+            let r = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
+            check(r as libc::c_long, what).map(|_| ())
+        };
+        for &fd in &self.v1_tasks {
+            write0(fd, "enter a v1 cgroup (write tasks)")?;
+        }
+        if !in_v2 && let Some(dir) = self.v2_dir {
+            // SAFETY: openat(2) relative to a directory descriptor we own, on a C string.
+            let procs = unsafe {
+                libc::openat(
+                    dir,
+                    c"cgroup.procs".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                )
+            };
+            let procs = check(procs.into(), "open the v2 cgroup.procs")? as i32;
+            write0(procs, "enter the v2 cgroup (write cgroup.procs)")?;
+            // SAFETY: the descriptor just opened, not used again.
+            unsafe { libc::close(procs) };
+        }
+        self.close();
+        Ok(())
+    }
+
+    fn close(&self) {
+        for &fd in self.v1_tasks.iter().chain(self.v2_dir.iter()) {
+            // SAFETY: descriptors this value opened, not used after this.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks into new namespaces, and into the v2 cgroup `cgroup` when given and the kernel
+/// allows it (`clone3`); returns the pid (0 in the child) and whether it went there.
+fn fork_into(flags: libc::c_int, cgroup: Option<i32>) -> Result<(libc::pid_t, bool), String> {
+    if let Some(dir) = cgroup {
+        let args = libc::clone_args {
+            flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+            pidfd: 0,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
+            cgroup: dir as u64,
+        };
+        // SAFETY: a complete clone_args that lives through the call, its size given; without
+        // a new stack or CLONE_VM this is a fork, and this program is single-threaded.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const libc::clone_args,
+                size_of::<libc::clone_args>(),
+            )
+        };
+        if pid >= 0 {
+            return Ok((pid as libc::pid_t, true));
+        }
+        let e = std::io::Error::last_os_error();
+        // A kernel without clone3 or CLONE_INTO_CGROUP: the classic way, as crabcan.
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
+        ) {
+            return Err(format!("clone3: {e}"));
+        }
+    }
+    // SAFETY: a clone without a new stack and without CLONE_VM is a fork into new namespaces;
+    // this program is single-threaded, so the child may go on with a copy of its memory.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    Ok((check(pid, "clone")? as libc::pid_t, false))
+}
+
 /// The device rules crabcan applies to root's containers (cgroup v1 devices controller).
 const DEVICE_RULES: [&str; 8] = [
     "c 1:3 rwm",
@@ -100,8 +227,15 @@ const DEVICE_RULES: [&str; 8] = [
     "c 136:* rwm",
 ];
 
+/// One cgroup made for the run.
+struct Group {
+    dir: std::path::PathBuf,
+    /// In the cgroup v2 hierarchy (else a v1 one).
+    v2: bool,
+}
+
 /// One cgroup per controller hierarchy, below this process's own, set up as crabcan does.
-fn make_cgroups() -> Result<Vec<std::path::PathBuf>, String> {
+fn make_cgroups() -> Result<Vec<Group>, String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read mountinfo: {e}"))?;
     let own = std::fs::read_to_string("/proc/self/cgroup")
@@ -137,7 +271,10 @@ fn make_cgroups() -> Result<Vec<std::path::PathBuf>, String> {
         let Some(mount) = mount else { continue };
         let dir = mount.join(path.trim_start_matches('/')).join(&name);
         std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        made.push(dir.clone());
+        made.push(Group {
+            dir: dir.clone(),
+            v2: controllers.is_empty(),
+        });
         let write = |file: &str, text: &str| {
             std::fs::write(dir.join(file), text)
                 .map_err(|e| format!("cannot write {}: {e}", dir.join(file).display()))
@@ -163,11 +300,7 @@ fn make_cgroups() -> Result<Vec<std::path::PathBuf>, String> {
     Ok(made)
 }
 
-fn run(
-    rootfs: &OsStr,
-    command: &[std::ffi::OsString],
-    cgroups: &[std::path::PathBuf],
-) -> Result<u8, String> {
+fn run(rootfs: &OsStr, command: &[std::ffi::OsString], cgroups: &[Group]) -> Result<u8, String> {
     let root = std::fs::canonicalize(rootfs)
         .map_err(|e| format!("cannot resolve {}: {e}", rootfs.to_string_lossy()))?;
     let paths = Paths {
@@ -198,30 +331,23 @@ fn run(
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWNET;
-    // SAFETY: a clone without a new stack and without CLONE_VM is a fork into new namespaces;
-    // this program is single-threaded, so the child may go on with a copy of its memory.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    let pid = check(pid, "clone")? as libc::pid_t;
+    let entry = Entry::open(cgroups)?;
+    let (pid, in_v2) = fork_into(flags, entry.v2_dir)?;
     if pid == 0 {
         // SAFETY: closing our copy of the parent's end, which the child never uses.
         unsafe { libc::close(pair[0]) };
-        let e = child(&paths, pair[1]).unwrap_err();
+        let e = entry
+            .enter(in_v2)
+            .and_then(|()| child(&paths, pair[1]))
+            .unwrap_err();
         eprintln!("crabcan-floor: {e}");
         // SAFETY: _exit ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(125) };
     }
     // SAFETY: the child's end is the child's.
     unsafe { libc::close(pair[1]) };
-    let handed = parent(pid, &paths, pair[0], cgroups);
+    entry.close();
+    let handed = parent(pid, &paths, pair[0]);
     let mut status = 0;
     // SAFETY: waits for our own child into a live local.
     while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
@@ -238,12 +364,7 @@ fn run(
 }
 
 /// The id maps, the idmapped root tree, and the go (with the tree) on the socket.
-fn parent(
-    pid: libc::pid_t,
-    p: &Paths,
-    sock: i32,
-    cgroups: &[std::path::PathBuf],
-) -> Result<(), String> {
+fn parent(pid: libc::pid_t, p: &Paths, sock: i32) -> Result<(), String> {
     let map = format!("0 {ID_BASE} 65536\n");
     for file in ["uid_map", "gid_map"] {
         std::fs::write(format!("/proc/{pid}/{file}"), &map)
@@ -279,10 +400,6 @@ fn parent(
         )
     };
     check(r, "idmap the root (mount_setattr)")?;
-    for g in cgroups {
-        std::fs::write(g.join("cgroup.procs"), pid.to_string())
-            .map_err(|e| format!("cannot place the child in {}: {e}", g.display()))?;
-    }
     send_fd(sock, tree)
 }
 
