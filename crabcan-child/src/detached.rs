@@ -13,7 +13,6 @@
 //! ([`crabcan_cgroups::Entry`]): cloned into the v2 directory and writing itself into each
 //! v1 one, which spares the grace-period wait of moving it by pid.
 
-use crate::fork::{self, Forked, fork_into_cgroup};
 use crate::{IdMap, exec, net};
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -136,43 +135,17 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
     // The cgroup namespace is made once the process is in its cgroups, so that it is
     // rooted there.
     let flags = spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP;
-    let into_v2 = match spec.cgroup.as_ref().and_then(|c| c.v2_dir()) {
-        // SAFETY: the caller is single-threaded (documented); the child only runs
-        // `child_main`, which ends in exec or _exit.
-        Some(dir) => match unsafe { fork_into_cgroup(flags, dir) } {
-            Ok(Forked::Child) => {
-                child_main(spec, parent_raw, child_raw, true);
-            }
-            Ok(Forked::Parent(pid)) => Some(pid),
-            Err(e) if fork::unsupported(e) => None,
-            Err(e) => {
-                return Err(Errcode::sys(
-                    "create the container's namespaces (clone3)",
-                    e,
-                ));
-            }
-        },
-        None => None,
-    };
-    let pid = match into_v2 {
-        Some(pid) => pid,
-        None => {
-            let mut stack = crate::fork::Stack::new()?;
-            let cb = Box::new(|| child_main(spec, parent_raw, child_raw, false));
-            // SAFETY: the caller is single-threaded (documented), the stack is ours and
-            // outlives the call (no CLONE_VM: the child gets its own copy of memory), and
-            // the child only runs `child_main`, which ends in exec or _exit.
-            unsafe {
-                nix::sched::clone(
-                    cb,
-                    stack.as_mut_slice(),
-                    flags,
-                    Some(Signal::SIGCHLD as i32),
-                )
-            }
-            .map_err(|e| Errcode::sys("create the container's namespaces (clone)", e))?
-        }
-    };
+    let child = |in_v2: bool| -> isize { child_main(spec, parent_raw, child_raw, in_v2) };
+    // SAFETY: the caller is single-threaded (documented); the child only runs
+    // `child_main`, which ends in exec or _exit.
+    let pid = unsafe {
+        crate::fork::start_child(
+            flags,
+            spec.cgroup.as_ref().and_then(|c| c.v2_dir()),
+            &child,
+            |e| Errcode::sys("create the container's namespaces (clone)", e),
+        )
+    }?;
     drop(child_end);
     Ok(Detached {
         pid,

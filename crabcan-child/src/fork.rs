@@ -71,6 +71,50 @@ pub(crate) unsafe fn fork_into_cgroup(
     }
 }
 
+/// Starts a container's process with the namespaces `flags`: cloned straight into the
+/// cgroup v2 directory `v2` where one is given and the kernel can, otherwise with a plain
+/// clone (on a stack of its own). The new process runs `child(in_v2)`; the caller gets its
+/// pid, or the clone's error as `clone_error` words it.
+///
+/// # Safety
+/// The caller must be single-threaded, and `child` must end in `execve` or `_exit` (see
+/// [`fork_into_cgroup`]).
+pub(crate) unsafe fn start_child(
+    flags: CloneFlags,
+    v2: Option<BorrowedFd<'_>>,
+    child: &dyn Fn(bool) -> isize,
+    clone_error: impl Fn(Errno) -> crabcan_errors::Errcode,
+) -> crabcan_errors::Result<Pid> {
+    if let Some(dir) = v2 {
+        // SAFETY: the caller's contract is this function's.
+        match unsafe { fork_into_cgroup(flags, dir) } {
+            Ok(Forked::Child) => {
+                child(true);
+                // SAFETY: `child` never returns (the contract); should it, nothing of the
+                // caller's may run in this copy of it.
+                unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) }
+            }
+            Ok(Forked::Parent(pid)) => return Ok(pid),
+            Err(e) if unsupported(e) => {}
+            Err(e) => return Err(clone_error(e)),
+        }
+    }
+    let mut stack = Stack::new()?;
+    let cb = Box::new(|| child(false));
+    // SAFETY: the caller is single-threaded (the contract), the stack is ours and outlives
+    // the call (no CLONE_VM: the child gets its own copy of memory), and the child only
+    // runs `child`, which ends in exec or _exit.
+    unsafe {
+        nix::sched::clone(
+            cb,
+            stack.as_mut_slice(),
+            flags,
+            Some(nix::sys::signal::Signal::SIGCHLD as i32),
+        )
+    }
+    .map_err(clone_error)
+}
+
 /// A stack for a child cloned with a function of its own: mapped, not allocated, so that
 /// only the pages the child touches become resident (an allocator that clears memory would
 /// write all of it: crabcan's allocator for musl builds does).

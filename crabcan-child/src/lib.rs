@@ -195,40 +195,19 @@ pub fn spawn(
     }
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
-    let into_v2 = match cgroup.and_then(crabcan_cgroups::Entry::v2_dir) {
-        // SAFETY: the caller is single-threaded (checked above); the child only runs
-        // `child_main`, which ends in exec or _exit.
-        Some(dir) => match unsafe { fork::fork_into_cgroup(flags, dir) } {
-            Ok(fork::Forked::Child) => {
-                child_main(spec, parent_raw, child_raw, saved_mask, cgroup, true)
-            }
-            Ok(fork::Forked::Parent(pid)) => Some(pid),
-            Err(e) if fork::unsupported(e) => None,
-            Err(e) => return Err(userns_error(e, flags)),
-        },
-        None => None,
+    let child = |in_v2: bool| -> isize {
+        child_main(spec, parent_raw, child_raw, saved_mask, cgroup, in_v2)
     };
-    let pid = match into_v2 {
-        Some(pid) => pid,
-        None => {
-            let mut stack = fork::Stack::new()?;
-            let cb = Box::new(|| -> isize {
-                child_main(spec, parent_raw, child_raw, saved_mask, cgroup, false)
-            });
-            // SAFETY: the caller is single-threaded (checked above), the stack is ours and
-            // outlives the call (no CLONE_VM: the child gets its own copy of memory), and
-            // the child only runs `child_main`, which ends in exec or _exit.
-            unsafe {
-                nix::sched::clone(
-                    cb,
-                    stack.as_mut_slice(),
-                    flags,
-                    Some(Signal::SIGCHLD as i32),
-                )
-            }
-            .map_err(|e| userns_error(e, flags))?
-        }
-    };
+    // SAFETY: the caller is single-threaded (checked above); the child only runs
+    // `child_main`, which ends in exec or _exit.
+    let pid = unsafe {
+        fork::start_child(
+            flags,
+            cgroup.and_then(crabcan_cgroups::Entry::v2_dir),
+            &child,
+            |e| userns_error(e, flags),
+        )
+    }?;
     drop(child_end);
     Ok(Container {
         pid,
