@@ -65,10 +65,24 @@ pub(crate) unsafe fn fork_into_cgroup(
         )
     };
     match r {
-        0 => Ok(Forked::Child),
+        0 => {
+            exit_on_panic();
+            Ok(Forked::Child)
+        }
         pid if pid > 0 => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
         _ => Err(Errno::last()),
     }
+}
+
+/// In a child made by a raw clone, a panic must end that process at once: unwinding would
+/// run the caller's destructors in the copy (tearing down what the parent still owns), and
+/// `abort` signals the thread id the C library recorded, which is the parent's.
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("crabcan: internal error in the container's process: {info}");
+        // SAFETY: _exit ends this process without unwinding or running handlers.
+        unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) }
+    }));
 }
 
 /// Starts a container's process with the namespaces `flags`: cloned straight into the
@@ -100,7 +114,10 @@ pub(crate) unsafe fn start_child(
         }
     }
     let mut stack = Stack::new()?;
-    let cb = Box::new(|| child(false));
+    let cb = Box::new(|| {
+        exit_on_panic();
+        child(false)
+    });
     // SAFETY: the caller is single-threaded (the contract), the stack is ours and outlives
     // the call (no CLONE_VM: the child gets its own copy of memory), and the child only
     // runs `child`, which ends in exec or _exit.

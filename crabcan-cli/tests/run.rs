@@ -349,6 +349,7 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
     let add = format!("{}:/{made}", dir.s());
     let root = rootfs();
     let mark = marker("crabcan-sigkill-test");
+    let mut pid = 0;
     leaves_nothing_behind(&mark, || {
         let mut child = crabcan()
             .arg("run")
@@ -366,6 +367,7 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
             processes_with(&mark).len() >= 2,
             "the container is not running"
         );
+        pid = child.id();
         child.kill().unwrap();
         wait_within(&mut child, LIMIT, "the SIGKILLed crabcan");
     });
@@ -375,6 +377,16 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
         !root.join(&made).exists(),
         "mount point left in the rootfs after SIGKILL"
     );
+    // And the run's cgroup, named after crabcan's pid, in every hierarchy.
+    let suffix = format!("-{pid}");
+    let left: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .filter_map(|h| std::fs::read_dir(h.path().join("crabcan")).ok())
+        .flat_map(|d| d.flatten().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(&suffix))
+        .collect();
+    assert!(left.is_empty(), "cgroups left after SIGKILL: {left:?}");
 }
 
 #[test]

@@ -197,16 +197,16 @@ pub fn create(spec: Spec) -> Result<Container> {
             if let Some(l) = lease.as_mut() {
                 l.remove_now();
             }
+            // The cgroup goes now, not at the next run's sweep (which cannot judge a
+            // crabcan that ran in another pid namespace). The container is gone by now
+            // (the guardian waited for it); its cgroup, made after the guardian, is found
+            // by its path, which holds this run's pid.
+            if let Ok(layout) = crabcan_cgroups::Layout::detect()
+                && let Ok(cg) = ContainerCgroup::open(&layout, &cg_path)
+            {
+                let _ = cg.remove();
+            }
             if let Some((dir, owner)) = &owned {
-                // A named container's record names its cgroup: the cgroup goes with it,
-                // not at the next run's sweep. The container is gone by now (the guardian
-                // waited for it); its cgroup, made after the guardian, is found by its
-                // path.
-                if let Ok(layout) = crabcan_cgroups::Layout::detect()
-                    && let Ok(cg) = ContainerCgroup::open(&layout, &cg_path)
-                {
-                    let _ = cg.remove();
-                }
                 crate::foreground::remove_if_owned(dir, *owner);
             }
             if let Some(restore) = restore {
