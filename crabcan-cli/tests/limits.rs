@@ -662,8 +662,11 @@ fn cgroup_of_a_sigkilled_crabcan_is_swept_by_the_next_run() {
     leaves_no_cgroup(|| {
         let mut run = Running::start(&[], "echo ready; exec sleep 1000");
         let dirs = run.all_dirs();
-        // SIGKILL crabcan itself: it cannot clean up; the container dies with it.
+        // SIGKILL crabcan itself: it cannot clean up; the container dies with it. Its
+        // guardian (which would remove the cgroup: run.rs) goes first, so that the sweep is
+        // what is tested.
         run.done = true;
+        kill_guardians_of(run.child.id());
         kill(Pid::from_raw(run.child.id() as i32), Signal::SIGKILL).expect("kill crabcan");
         wait_within(&mut run.child, LIMIT, "the SIGKILLed crabcan");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -230,3 +230,42 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// crabcan's children in its own pid namespace (its guardian): the container's first
+/// process is the one whose pid has a second level (its own pid namespace).
+pub fn guardians_of(crabcan: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{crabcan}/task")) else {
+        return found;
+    };
+    for t in tasks.flatten() {
+        let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for pid in kids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let levels = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .map_or(0, |ids| ids.split_whitespace().count());
+            if levels == 1 {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// SIGKILLs crabcan's guardian (which would clean up after a SIGKILLed crabcan), so that a
+/// test can see what a run leaves when both are gone, as when its process group is killed.
+pub fn kill_guardians_of(crabcan: u32) {
+    let guardians = guardians_of(crabcan);
+    assert!(!guardians.is_empty(), "crabcan {crabcan} has no guardian");
+    for g in guardians {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(g),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
