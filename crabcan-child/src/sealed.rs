@@ -316,7 +316,9 @@ fn readonly_view(exe: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         nix::sys::stat::Mode::empty(),
     )?;
-    // The name was looked up again, through the overlay: still the same file?
+    // The name was looked up again, through the overlay: still the same file? And the
+    // re-executed process must recognise the view as protected by the same test (a kernel
+    // without statx's mount id would not), or it would re-execute again and again.
     let seen = nix::sys::stat::fstat(&view)?;
     if (running.st_ino, running.st_size) != (seen.st_ino, seen.st_size)
         || !is_detached_readonly_overlay(&view)
