@@ -110,7 +110,12 @@ pub(crate) unsafe fn start_child(
             }
             Ok(Forked::Parent(pid)) => return Ok(pid),
             Err(e) if unsupported(e) => {}
-            Err(e) => return Err(clone_error(e)),
+            // The namespaces or the cgroup directory (removed, or refusing this process).
+            Err(e) => {
+                return Err(clone_error(e).context(
+                    "starting the container's process in its cgroup v2 directory (clone3)",
+                ));
+            }
         }
     }
     let mut stack = Stack::new()?;

@@ -638,7 +638,17 @@ fn setup_and_exec(
     init::block().sys_ctx(|| "block the signals the init forwards")?;
     // SAFETY: the child is single-threaded (cloned without CLONE_THREAD and never spawns
     // threads); the forked process only runs `command`, which ends in exec or _exit.
-    match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork the command from the init")? {
+    let forked = unsafe { nix::unistd::fork() }.map_err(|e| {
+        let err = Errcode::sys("fork the command from the init", e);
+        if e == Errno::EAGAIN {
+            // The init is the container's first process: the second one is refused only by
+            // a process limit, the pids cgroup's or the nproc rlimit.
+            err.with_hint("the container's process limit allows no second process; raise it")
+        } else {
+            err
+        }
+    })?;
+    match forked {
         nix::unistd::ForkResult::Child => {
             // A process group of its own: a kill(0, …) inside reaches the command's group,
             // not the init. With a pty, a session of its own too: the pty becomes its

@@ -654,6 +654,24 @@ fn default_pids_cap_applies_where_the_controller_exists() {
     });
 }
 
+/// A pids limit of one leaves the init no room for the command: one line says so.
+#[test]
+fn a_pids_limit_that_leaves_no_room_for_the_command_is_named() {
+    require_root();
+    let _serial = serial();
+    require_controllers();
+    leaves_no_cgroup(|| {
+        let o = run_sh(&["--pids", "1"], "true");
+        assert_eq!(code(&o), 125, "{}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("fork the command from the init") && err.contains("process limit"),
+            "{err}"
+        );
+    });
+}
+
 #[test]
 fn cgroup_of_a_sigkilled_crabcan_is_swept_by_the_next_run() {
     require_root();
