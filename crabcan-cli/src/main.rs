@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod exec;
 mod features;
+mod handover;
 mod launch;
 mod oci;
 mod ops;

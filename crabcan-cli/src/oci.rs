@@ -1,6 +1,7 @@
 //! The runc-compatible front end: global flags, the OCI commands, their logging and exit
 //! codes (1 on crabcan's own errors, with runc's wording where engines match on it).
 
+use crate::handover::Role;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crabcan_errors::{Errcode, Result};
 use std::ffi::OsString;
@@ -346,14 +347,25 @@ fn sealed(usage: crabcan_child::ImageUse) -> Result<()> {
     )
 }
 
-/// A detached run or exec returns once the process runs its command; a foreground one
-/// runs as long as the command does.
+/// A detached exec returns once the process runs its command; a foreground one that relays
+/// its pty runs as long as the command does. (Every other foreground `run` or `exec` waits
+/// from a process that never enters the container: `crate::handover`.)
 fn usage_for(detach: bool) -> crabcan_child::ImageUse {
     if detach {
         crabcan_child::ImageUse::UntilStart
     } else {
         crabcan_child::ImageUse::WhileItRuns
     }
+}
+
+/// Whether a foreground exec gets a pty that crabcan relays itself (a terminal and no
+/// console socket): the process relaying it is the one that started it.
+fn relays_own_pty(o: &crabcan_runtime::ExecOptions) -> bool {
+    let terminal = match &o.process {
+        Some(p) => p.get("terminal").and_then(|t| t.as_bool()).unwrap_or(false),
+        None => o.tty,
+    };
+    terminal && o.console_socket.is_none()
 }
 
 fn dispatch(cli: &OciCli) -> Result<i32> {
@@ -370,14 +382,38 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
             crabcan_runtime::create(&root, &create_options(a))?;
             Ok(0)
         }
-        OciCmd::Run { create, detach } => {
-            sealed(usage_for(*detach))?;
-            crabcan_runtime::run(&root, &create_options(create), *detach)
+        OciCmd::Run {
+            create,
+            detach: true,
+        } => {
+            sealed(crabcan_child::ImageUse::UntilStart)?;
+            crabcan_runtime::run(&root, &create_options(create), true)
         }
+        OciCmd::Run {
+            create,
+            detach: false,
+        } => match crate::handover::split()? {
+            Role::Starter(fd) => {
+                let pid = crabcan_runtime::run_detached(&root, &create_options(create))?;
+                crate::handover::report(fd, pid).map(|()| 0)
+            }
+            Role::Waiter(pid) => crabcan_runtime::wait_and_delete(&root, &create.id, pid),
+            Role::Failed(code) => Ok(code),
+        },
         OciCmd::Exec(a) => {
             let o = crate::exec::options(a)?;
-            sealed(usage_for(o.detach))?;
-            crabcan_runtime::exec(&root, &o)
+            if o.detach || relays_own_pty(&o) {
+                sealed(usage_for(o.detach))?;
+                return crabcan_runtime::exec(&root, &o);
+            }
+            match crate::handover::split()? {
+                Role::Starter(fd) => {
+                    let pid = crabcan_runtime::exec_detached(&root, &o)?;
+                    crate::handover::report(fd, pid).map(|()| 0)
+                }
+                Role::Waiter(pid) => crabcan_child::wait_forwarding(pid),
+                Role::Failed(code) => Ok(code),
+            }
         }
         OciCmd::Start { id } => crabcan_runtime::start(&root, id).map(|()| 0),
         OciCmd::State { id } => {

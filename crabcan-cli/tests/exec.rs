@@ -668,6 +668,47 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
     env.delete();
 }
 
+/// A foreground exec waits as long as its process runs, from the binary as installed (only
+/// the process that entered the container ran from the protected image): rewriting that file
+/// in place meanwhile, as `cp` over it would, is refused while it runs (ETXTBSY) and the
+/// exec returns the process's status. A wait from the binary's read-only view shares the
+/// file's pages with no such refusal, and dies of the rewrite.
+#[test]
+fn a_foreground_exec_outlives_a_rewrite_of_the_binary_in_place() {
+    require_root();
+    let env = Env::running("rewrite", &["sh", "-c", WAIT], |_| {});
+    let copy = env.dir.path().join("crabcan-rewritten");
+    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    let mut child = Command::new(&copy)
+        .arg("--root")
+        .arg(env.root())
+        .args(["exec", &env.id, "sh", "-c", "echo waiting; read x; exit 9"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = bounded::Lines::new(child.stdout.take().unwrap());
+    assert_eq!(
+        lines.next_within(LIMIT).unwrap().as_deref(),
+        Some("waiting")
+    );
+    let len = std::fs::metadata(&copy).unwrap().len();
+    match std::fs::OpenOptions::new().write(true).open(&copy) {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(&vec![0u8; usize::try_from(len).unwrap()])
+                .unwrap();
+            eprintln!("the binary was rewritten in place");
+        }
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ETXTBSY), "{e}"),
+    }
+    drop(child.stdin.take());
+    let st = bounded::wait_within(&mut child, LIMIT, "crabcan exec");
+    assert_eq!(st.code(), Some(9), "{st:?}");
+    env.delete();
+}
+
 /// Whether `bin` is dynamically linked (names an ELF interpreter).
 fn has_interpreter(bin: &Path) -> bool {
     let mut head = vec![0u8; 4096];
@@ -685,12 +726,25 @@ fn has_interpreter(bin: &Path) -> bool {
 /// through it once the runtime is gone (a detached exec: at once). Judged on a copy.
 #[test]
 fn an_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
+    proc_self_exe_attack(true);
+}
+
+/// The same through a foreground exec, whose crabcan waits for the process from the binary
+/// as installed: the attacker leaves a child behind in the container and exits, so the
+/// wait ends and the child writes once nothing of crabcan runs any more.
+#[test]
+fn a_foreground_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
+    proc_self_exe_attack(false);
+}
+
+fn proc_self_exe_attack(detach: bool) {
     require_root();
-    let image_dir = Scratch::new("exec-cve-image");
+    let name = if detach { "loader" } else { "loader-fg" };
+    let image_dir = Scratch::new(&format!("exec-cve-{name}"));
     let root = image_dir.path().join("root");
     let o = output_within(Command::new("cp").arg("-a").arg(rootfs()).arg(&root), LIMIT);
     assert!(o.status.success(), "cp -a of the test rootfs: {o:?}");
-    let env = Env::running("loader", &["sh", "-c", WAIT], |c| {
+    let env = Env::running(name, &["sh", "-c", WAIT], |c| {
         c["root"]["path"] = json!(root);
     });
     let copy = env.dir.path().join("crabcan-under-attack");
@@ -709,7 +763,12 @@ fn an_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
         root.join("lib64/ld-linux-x86-64.so.2"),
     )
     .unwrap();
-    std::fs::write(root.join("entry"), "#!/proc/self/exe overwrite-exe\n").unwrap();
+    let stage = if detach {
+        "overwrite-exe"
+    } else {
+        "overwrite-exe-behind"
+    };
+    std::fs::write(root.join("entry"), format!("#!/proc/self/exe {stage}\n")).unwrap();
     std::fs::set_permissions(
         root.join("entry"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -719,7 +778,9 @@ fn an_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
     let mut c = Command::new(&copy);
     c.arg("--root")
         .arg(env.root())
-        .args(["exec", "-d", "--pid-file"])
+        .arg("exec")
+        .args(detach.then_some("-d"))
+        .arg("--pid-file")
         .arg(&pf)
         .args([env.id.as_str(), "/entry"])
         .stdin(Stdio::null())
@@ -727,11 +788,13 @@ fn an_exec_d_image_cannot_rewrite_the_runtime_through_proc_self_exe() {
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let lines = bounded::Lines::new(child.stdout.take().unwrap());
-    let st = bounded::wait_within(&mut child, LIMIT, "crabcan exec -d");
+    let st = bounded::wait_within(&mut child, LIMIT, "crabcan exec");
     assert!(st.success(), "{st:?}");
     let attacker: i32 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
     let out = lines.rest_within(LIMIT).unwrap();
-    reap(attacker);
+    if detach {
+        reap(attacker);
+    }
     assert!(
         std::fs::read(&copy).unwrap() == original,
         "the runtime's binary was rewritten: {out}"

@@ -388,7 +388,8 @@ fn main() -> ExitCode {
         }
         "status" => return checks::status(),
         // Not listed: it only means something when run as a runtime binary's loader.
-        "overwrite-exe" => return runtime::overwrite_exe(),
+        "overwrite-exe" => return runtime::overwrite_exe(false),
+        "overwrite-exe-behind" => return runtime::overwrite_exe(true),
         "overwrite-fd" => return runtime::overwrite_fd(&args[1..]),
         "no-pdeathsig" => return runtime::no_pdeathsig(&args[1..]),
         "watch-execs" => return runtime::watch_execs(&args[1..]),

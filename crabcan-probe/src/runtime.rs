@@ -29,7 +29,10 @@ const BUDGET: Duration = Duration::from_secs(3);
 const PROBE: &str = "/bin/crabcan-probe";
 
 /// First stage, as the runtime binary's loader: hold `/proc/self/exe` and hand over.
-pub fn overwrite_exe() -> ExitCode {
+/// `behind` (`overwrite-exe-behind`): the process the runtime started exits at once and a
+/// child of it, left behind in the container, holds the file and attacks: a foreground
+/// runtime that waits for the process is gone by then.
+pub fn overwrite_exe(behind: bool) -> ExitCode {
     // SAFETY: prctl with plain integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     // Run as a plain command (not as a loader), /proc/self/exe is the probe, the image's
@@ -45,6 +48,22 @@ pub fn overwrite_exe() -> ExitCode {
     };
     let held = if fd >= 0 { fd.to_string() } else { "-".into() };
     println!("ready");
+    if behind {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: the probe is single-threaded; the child only execs.
+        match unsafe { libc::fork() } {
+            0 => {}
+            -1 => {
+                println!(
+                    "error: overwrite-exe: cannot fork: {}",
+                    sys::en(Errno::last())
+                );
+                return ExitCode::from(2);
+            }
+            _ => return ExitCode::SUCCESS,
+        }
+    }
     let argv = [PROBE, "overwrite-fd", held.as_str()].map(|a| CString::new(a).unwrap_or_default());
     let env: [CString; 0] = [];
     let e = nix::unistd::execve(&argv[0], &argv, &env).err();

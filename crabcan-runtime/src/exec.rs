@@ -194,6 +194,29 @@ fn container_config(dir: &Path, s: &State) -> Result<Value> {
 /// `exec ID`: runs a process in the container. Returns its exit status (foreground) or 0
 /// once it runs (`detach`). The caller must be single-threaded.
 pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32> {
+    let (pid, pty_end) = launch(root, o, o.detach)?;
+    if o.detach {
+        return Ok(0);
+    }
+    match pty_end {
+        Some(sock) => crate::exec_tty::relay(pid, sock),
+        None => crabcan_child::wait_forwarding(pid),
+    }
+}
+
+/// `exec ID` as `--detach` runs it, whatever `o.detach` says: returns the process's pid
+/// once it runs its command (it is the caller's child). For a caller that waits for the
+/// process elsewhere (a subreaper that adopts it). The caller must be single-threaded.
+pub fn exec_detached(root: &Path, o: &ExecOptions) -> Result<nix::unistd::Pid> {
+    launch(root, o, true).map(|(pid, _)| pid)
+}
+
+/// Starts the exec'd process; with the pty's host end when crabcan relays it itself.
+fn launch(
+    root: &Path,
+    o: &ExecOptions,
+    detach: bool,
+) -> Result<(nix::unistd::Pid, Option<std::os::unix::net::UnixStream>)> {
     // Held only while the record is read: a foreground exec must not keep kill and
     // delete waiting.
     let (dir, s) = {
@@ -213,7 +236,7 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32> {
     })
     .map_err(|e| e.context("exec process"))?;
     let own_pty = plan.process.terminal && o.console_socket.is_none();
-    if own_pty && o.detach {
+    if own_pty && detach {
         return Err(Errcode::usage(
             "cannot allocate tty if crabcan will detach without setting console socket",
         ));
@@ -293,7 +316,7 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32> {
         console,
         preserve_fds: o.preserve_fds,
     };
-    if !o.detach {
+    if !detach {
         // Blocked before the process exists, so no signal meant for it is lost; the
         // process restores its own mask before exec.
         crabcan_child::block_signals()?;
@@ -304,13 +327,7 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32> {
     if let Some(p) = &o.pid_file {
         crate::create::write_pid_file(p, pid.as_raw())?;
     }
-    if o.detach {
-        return Ok(0);
-    }
-    match pty_end {
-        Some(sock) => crate::exec_tty::relay(pid, sock),
-        None => crabcan_child::wait_forwarding(pid),
-    }
+    Ok((pid, pty_end))
 }
 
 fn console_of(sock: std::os::unix::net::UnixStream, plan: &crabcan_oci::Plan) -> Console {

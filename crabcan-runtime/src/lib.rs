@@ -20,7 +20,7 @@ mod ops;
 mod state;
 
 pub use create::{CreateOptions, create};
-pub use exec::{CONFIG_COPY, ExecOptions, exec, process_json};
+pub use exec::{CONFIG_COPY, ExecOptions, exec, exec_detached, process_json};
 pub use foreground::{
     OWNER_FILE, Owner, Registration, RunSpec, check_run_spec, config_json, read_owner,
     remove_if_owned, rlimit_name,
@@ -496,20 +496,33 @@ pub fn remove_mount_points(rootfs: &Path, points: &[PathBuf]) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
-/// `run ID --bundle B`: create and start; unless detached, wait for the process, delete
-/// the container and return its exit status (128+N when killed by signal N).
-pub fn run(root: &Path, o: &CreateOptions, detach: bool) -> Result<i32> {
+/// `run --detach ID --bundle B`: creates and starts the container; returns its process's
+/// pid (the caller's child) once it runs its command. A failed start deletes the container.
+pub fn run_detached(root: &Path, o: &CreateOptions) -> Result<nix::unistd::Pid> {
     let pid = create(root, o)?;
     if let Err(e) = start(root, &o.id) {
         let _ = delete(root, &o.id, true);
         return Err(e);
     }
+    Ok(pid)
+}
+
+/// `run ID --bundle B`: create and start; unless detached, wait for the process, delete
+/// the container and return its exit status (128+N when killed by signal N).
+pub fn run(root: &Path, o: &CreateOptions, detach: bool) -> Result<i32> {
+    let pid = run_detached(root, o)?;
     if detach {
         return Ok(0);
     }
-    // The container is our child: forward the usual signals, wait, reap.
+    wait_and_delete(root, &o.id, pid)
+}
+
+/// The foreground end of `run`: waits for the container's process `pid` (the caller's
+/// child), forwarding the usual signals, deletes the container and returns the process's
+/// exit status (128+N when killed by signal N).
+pub fn wait_and_delete(root: &Path, id: &str, pid: nix::unistd::Pid) -> Result<i32> {
     let code = crabcan_child::wait_forwarding(pid);
-    let _ = delete(root, &o.id, true).inspect_err(|e| log::warn!("{e}"));
+    let _ = delete(root, id, true).inspect_err(|e| log::warn!("{e}"));
     code
 }
 

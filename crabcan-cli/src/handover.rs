@@ -1,0 +1,163 @@
+//! A foreground `run` or `exec` with no crabcan code beside the container while it runs.
+//!
+//! A process that enters the container runs crabcan's code where the container can reach
+//! its executable (/proc/PID/exe, the CVE-2019-5736 class), and only until it execs the
+//! container's command: that is what the read-only view of the binary is for
+//! ([`crabcan_child::ImageUse::UntilStart`]). A foreground command also *waits* for the
+//! process, as long as it runs, and a process running from the view all that time would be
+//! killed by a rewrite of the host's file in place. So a foreground command is two processes:
+//!
+//! - the *waiter*, the process the caller started (the binary as installed), makes itself
+//!   the subreaper of what it starts, blocks the signals it forwards and forks;
+//! - the *starter*, the fork, re-executes through the view, starts the process as `--detach`
+//!   would, writes its pid to a pipe and exits. The process is reparented to the waiter,
+//!   which waits for it and forwards signals to it.
+//!
+//! The waiter is in the caller's pid namespace, not the container's, and not dumpable:
+//! nothing in the container can open its executable.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crabcan_errors::{Errcode, Result};
+use nix::sys::signal::{SigmaskHow, sigprocmask};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+/// Names, in the starter's environment, the descriptor its pid report goes to.
+const ENV: &str = "_CRABCAN_WAITER_FD";
+
+/// Which half of a foreground command this process is.
+pub(crate) enum Role {
+    /// Start the process detached, then [`report`] its pid here.
+    Starter(OwnedFd),
+    /// The started process, now this process's child: wait for it.
+    Waiter(Pid),
+    /// The starter failed and said why on stderr; exit with this code.
+    Failed(i32),
+}
+
+/// Splits a foreground command into waiter and starter (see the module's documentation).
+/// Called before anything of the container exists; the caller must be single-threaded.
+pub(crate) fn split() -> Result<Role> {
+    if let Some(v) = std::env::var_os(ENV) {
+        // Whoever set the variable, the starter runs only from a protected image: this
+        // returns at once when it already does (the descriptor is still inherited).
+        crabcan_child::reexec_sealed(
+            std::env::args_os().collect(),
+            std::env::vars_os().collect(),
+            crabcan_child::ImageUse::UntilStart,
+        )?;
+        let fd = inherited(&v)?;
+        // SAFETY: the process is single-threaded (documented), so nothing reads the
+        // environment meanwhile.
+        unsafe { std::env::remove_var(ENV) };
+        return Ok(Role::Starter(fd));
+    }
+    // Blocked before the process exists, so no signal meant for it is lost: what arrives
+    // now waits until `wait_forwarding` takes it.
+    let old = crabcan_child::block_signals()?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Errcode::sys("become the subreaper of the container's process", e))?;
+    // Ours reads, theirs (the starter's) writes.
+    let (ours, theirs) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Errcode::sys("create the pipe for the started process's pid", e))?;
+    crabcan_child::ensure_single_threaded("fork the process that starts the container")?;
+    // SAFETY: single-threaded (checked just above); the child goes on as an ordinary
+    // single-threaded process and ends by exec or by exiting.
+    match unsafe { nix::unistd::fork() }
+        .map_err(|e| Errcode::sys("fork the process that starts the container", e))?
+    {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
+                .map_err(|e| Errcode::sys("restore the signal mask", e))?;
+            set_cloexec(&theirs, false)?;
+            let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+            env.push((ENV.into(), theirs.as_raw_fd().to_string().into()));
+            crabcan_child::reexec_sealed(
+                std::env::args_os().collect(),
+                env,
+                crabcan_child::ImageUse::UntilStart,
+            )?;
+            // Not re-executed: this image is protected already.
+            set_cloexec(&theirs, true)?;
+            Ok(Role::Starter(theirs))
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            nix::sys::prctl::set_dumpable(false)
+                .map_err(|e| Errcode::sys("make the waiting process non-dumpable", e))?;
+            let mut text = String::new();
+            let read = std::fs::File::from(ours).read_to_string(&mut text);
+            let status = loop {
+                match nix::sys::wait::waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => break r,
+                }
+            };
+            // A pid reported is a process that runs and is ours now, whatever became of the
+            // starter after it wrote it.
+            if let Some(pid) = read.ok().and_then(|_| text.trim().parse::<i32>().ok()) {
+                return Ok(Role::Waiter(Pid::from_raw(pid)));
+            }
+            match status {
+                Ok(WaitStatus::Exited(_, code)) if code != 0 => Ok(Role::Failed(code)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Err(Errcode::setup(format!(
+                    "the process that starts the container was killed by {sig}"
+                ))),
+                Ok(s) => Err(Errcode::setup(format!(
+                    "the process that starts the container ended without a pid ({s:?})"
+                ))),
+                Err(e) => Err(Errcode::sys(
+                    "wait for the process that starts the container",
+                    e,
+                )),
+            }
+        }
+    }
+}
+
+/// The starter's side: hands `pid` to the waiter.
+pub(crate) fn report(fd: OwnedFd, pid: Pid) -> Result<()> {
+    std::fs::File::from(fd)
+        .write_all(pid.as_raw().to_string().as_bytes())
+        .map_err(|e| Errcode::setup(format!("cannot hand the started process's pid over: {e}")))
+}
+
+/// The descriptor named by the environment: a pipe's, above stdio, close-on-exec from now.
+fn inherited(v: &std::ffi::OsStr) -> Result<OwnedFd> {
+    let bad = || {
+        Errcode::usage(format!(
+            "{ENV}={}: not a pipe crabcan handed over",
+            v.to_string_lossy()
+        ))
+    };
+    let raw: i32 = v.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    if raw <= 2 {
+        return Err(bad());
+    }
+    // SAFETY: fstat writes only into the zeroed struct; any number is safe to ask about.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(raw, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(bad());
+    }
+    // SAFETY: an open descriptor (fstat succeeded) that nothing else in this process owns:
+    // it was inherited for this use only.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_cloexec(&fd, true)?;
+    Ok(fd)
+}
+
+fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
+    let flags = if on {
+        nix::fcntl::FdFlag::FD_CLOEXEC
+    } else {
+        nix::fcntl::FdFlag::empty()
+    };
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags))
+        .map(drop)
+        .map_err(|e| Errcode::sys("set close-on-exec on the pid pipe", e))
+}
