@@ -292,8 +292,6 @@ impl Locked {
             return Err(e);
         }
         lock(&fd, &dir)?;
-        // The root was just found trustworthy.
-        sweep_trusted(root);
         Ok(Locked { dir, _fd: fd })
     }
 
@@ -392,10 +390,15 @@ impl Locked {
             })
     }
 
-    /// Removes the directory and everything in it.
+    /// Removes the directory and everything in it; then what earlier removals that died
+    /// half-way left in the root (a removal, not a create: no cost on the start path).
     pub fn remove(self) -> Result<()> {
         remove_at_once(&self.dir)
-            .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", self.dir.display())))
+            .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", self.dir.display())))?;
+        if let Some(root) = self.dir.parent() {
+            sweep_gone(root);
+        }
+        Ok(())
     }
 }
 
@@ -794,12 +797,15 @@ mod tests {
             assert!(theirs.exists(), "another user's directory was removed");
         }
 
-        // Creating in the root sweeps too.
-        let swept = left_behind(&root, dead_pid(), "c5");
+        // Removing a container sweeps too; creating one does not (the start path).
         let l = Locked::create(&root, "c6").unwrap();
+        let swept = left_behind(&root, dead_pid(), "c5");
+        let l2 = Locked::create(&root, "c7").unwrap();
+        assert!(swept.exists(), "a create swept");
+        l.remove().unwrap();
         assert!(!swept.exists(), "a dead remover's directory is left");
         assert!(live.exists());
-        l.remove().unwrap();
+        l2.remove().unwrap();
         std::fs::remove_dir_all(&root).unwrap();
     }
 
