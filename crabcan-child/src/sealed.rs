@@ -63,13 +63,73 @@ fn is_detached_readonly_overlay(fd: &OwnedFd) -> bool {
     on_overlay
         && nix::sys::statvfs::fstatvfs(fd)
             .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
-        && mount_id(fd).is_some_and(|id| {
-            std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| !is_listed(&m, id))
-        })
+        && !in_my_namespace(fd)
+}
+
+/// `statmount(2)`'s number (Linux 6.8; the same on every architecture's new table).
+const SYS_STATMOUNT: libc::c_long = 457;
+
+/// statx's STATX_MNT_ID_UNIQUE (Linux 6.8): the 64-bit mount id statmount takes.
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// Whether the mount `fd` lives on belongs to this process's mount namespace. `statmount`
+/// looks it up there by its unique id (ENOENT: not there, as a detached mount is not); a
+/// kernel without it is asked through /proc/self/mountinfo, a table that grows with every
+/// container on the host. Any other answer counts as "there" (not detached: not trusted).
+fn in_my_namespace(fd: &OwnedFd) -> bool {
+    if let Some(unique) = statx_mount_id(fd, STATX_MNT_ID_UNIQUE) {
+        match statmount_basic(unique) {
+            Ok(()) => return true,
+            Err(Errno::ENOENT) => return false,
+            Err(_) => {}
+        }
+    }
+    mount_id(fd).is_none_or(|id| {
+        std::fs::read_to_string("/proc/self/mountinfo").map_or(true, |m| is_listed(&m, id))
+    })
+}
+
+/// `statmount(2)` of the mount with unique id `id`, asking for the least it can answer.
+fn statmount_basic(id: u64) -> std::result::Result<(), Errno> {
+    /// `struct mnt_id_req`, its first version.
+    #[repr(C)]
+    struct MntIdReq {
+        size: u32,
+        spare: u32,
+        mnt_id: u64,
+        param: u64,
+    }
+    /// STATMOUNT_SB_BASIC.
+    const SB_BASIC: u64 = 1;
+    let req = MntIdReq {
+        size: std::mem::size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id: id,
+        param: SB_BASIC,
+    };
+    // Room for `struct statmount` (520 bytes today) and what later kernels add.
+    let mut buf = [0u64; 512];
+    // SAFETY: statmount reads the request and writes at most `size_of_val(&buf)` bytes into
+    // the buffer; both live across the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_STATMOUNT,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            std::mem::size_of_val(&buf),
+            0,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(Errno::last()) }
 }
 
 /// The id of the mount `fd` lives on (statx, Linux 5.8).
 fn mount_id(fd: &OwnedFd) -> Option<u64> {
+    statx_mount_id(fd, libc::STATX_MNT_ID)
+}
+
+/// The mount id statx gives for `mask` (STATX_MNT_ID or STATX_MNT_ID_UNIQUE), if it does.
+fn statx_mount_id(fd: &OwnedFd, mask: u32) -> Option<u64> {
     // SAFETY: statx is plain data; all zeros is a valid value.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx of the fd itself (empty path) into a live buffer.
@@ -78,11 +138,11 @@ fn mount_id(fd: &OwnedFd) -> Option<u64> {
             fd.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH,
-            libc::STATX_MNT_ID,
+            mask,
             &mut st,
         )
     };
-    (r == 0 && st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+    (r == 0 && st.stx_mask & mask != 0).then_some(st.stx_mnt_id)
 }
 
 /// Whether a mount with `id` is in a mountinfo table (its first field).
@@ -476,6 +536,29 @@ mod tests {
         assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EROFS));
         drop(view);
         assert_eq!(mounts(), before, "the view left a mount behind");
+    }
+
+    /// Needs root (the mount API). The root's mount is in this namespace; a new detached
+    /// mount is not (the test a view's trust rests on).
+    #[test]
+    fn a_detached_mount_is_not_in_the_namespace_and_the_root_is() {
+        let root = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        assert!(in_my_namespace(&root));
+        let ctx = fs_open(c"tmpfs").expect("fsopen (run the tests as root)");
+        fs_config(&ctx, None).unwrap();
+        let detached = fs_mount(&ctx, libc::MOUNT_ATTR_RDONLY).unwrap();
+        assert!(!in_my_namespace(&detached));
+        // And the kernel's own table agrees (the fallback's source).
+        let id = mount_id(&detached).unwrap();
+        assert!(!is_listed(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+            id
+        ));
     }
 
     #[test]
