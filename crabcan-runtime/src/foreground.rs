@@ -276,7 +276,11 @@ impl Registration {
     /// exists").
     pub fn reserve(root: &Path, id: &str) -> Result<Registration> {
         let owner = Owner::me()?;
-        let lock = Locked::create(root, id)?;
+        let text = serde_json::to_vec(&json!(owner))
+            .map_err(|e| Errcode::setup(format!("cannot encode {OWNER_FILE}: {e}")))?;
+        // The owner goes in before the record is visible: a run killed at any point leaves
+        // no record without one (that would block the name until a forced delete).
+        let lock = Locked::create_with(root, id, &[(OWNER_FILE, &text)])?;
         let r = Registration {
             root: root.to_path_buf(),
             id: id.to_string(),
@@ -285,10 +289,7 @@ impl Registration {
             created: now_rfc3339(),
             finished: false,
         };
-        if let Err(e) = write(&lock, OWNER_FILE, &json!(owner)) {
-            let _ = lock.remove();
-            return Err(e);
-        }
+        drop(lock);
         Ok(r)
     }
 
@@ -408,26 +409,7 @@ pub fn remove_if_owned(dir: &Path, owner: Owner) {
         let _ = std::fs::remove_dir_all(&aside);
         return;
     }
-    let back = (|| {
-        let from = std::ffi::CString::new(aside.as_os_str().as_encoded_bytes())?;
-        let to = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
-        // SAFETY: renameat2 with two NUL-terminated paths relative to the cwd, no replace.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                from.as_ptr(),
-                libc::AT_FDCWD,
-                to.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    })();
+    let back = crate::state::rename_noreplace(&aside, dir);
     if let Err(e) = back {
         // Only if the id was taken again within these few calls: the record moved aside
         // stays under its removal name, which a later sweep takes once this process is gone.

@@ -253,6 +253,16 @@ fn check_root(root: &Path, me: u32) -> Result<()> {
 impl Locked {
     /// Makes the directory of a new container and locks it; an existing one is refused.
     pub fn create(root: &Path, id: &str) -> Result<Locked> {
+        Locked::create_with(root, id, &[])
+    }
+
+    /// Makes the directory of a new container with `files` already in it, and locks it; an
+    /// existing one is refused ("container with id ID already exists"). The directory is
+    /// made and filled under a name no id can have (`#new#PID#N#ID`), then renamed into
+    /// place without replacing: a maker killed half-way leaves no record under the id that
+    /// would block it (only a `#new#` directory, which a later sweep removes), and no one
+    /// ever sees the record without its first files.
+    pub fn create_with(root: &Path, id: &str, files: &[(&str, &[u8])]) -> Result<Locked> {
         validate_id(id)?;
         // Owner only, whatever the umask (see check_owned).
         std::fs::DirBuilder::new()
@@ -266,33 +276,61 @@ impl Locked {
                 ))
             })?;
         let dir = root.join(id);
+        let exists = || Errcode::usage(format!("container with id {id} already exists"));
+        // The common refusal without making anything (the rename below decides the race).
+        if dir.symlink_metadata().is_ok() {
+            return Err(exists());
+        }
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let staging = root.join(format!("{NEW}{}#{n}#{id}", std::process::id()));
+        let cannot = |e: &dyn std::fmt::Display| {
+            Errcode::setup(format!(
+                "cannot create the state directory {}: {e}",
+                dir.display()
+            ))
+        };
         // Owner only, whatever the umask: what is in it (the records, the config copy) is
         // crabcan's, which no other user reads or writes.
-        match std::fs::DirBuilder::new()
+        std::fs::DirBuilder::new()
             .mode(0o700)
-            .create(&dir)
-            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-        {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Errcode::usage(format!(
-                    "container with id {id} already exists"
-                )));
+            .create(&staging)
+            .and_then(|()| {
+                std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| cannot(&e))?;
+        let staged = (|| {
+            let fd = open_dir(&staging).sys_ctx(|| format!("open {}", staging.display()))?;
+            check_owned(root, &fd, &staging)?;
+            lock(&fd, &staging)?;
+            let l = Locked {
+                dir: staging.clone(),
+                _fd: fd,
+            };
+            for (name, text) in files {
+                l.write_file(name, text).map_err(|e| {
+                    Errcode::setup(format!(
+                        "cannot write {}: {e}",
+                        staging.join(name).display()
+                    ))
+                })?;
             }
+            rename_noreplace(&staging, &dir).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    exists()
+                } else {
+                    cannot(&e)
+                }
+            })?;
+            Ok(l._fd)
+        })();
+        match staged {
+            Ok(fd) => Ok(Locked { dir, _fd: fd }),
             Err(e) => {
-                return Err(Errcode::setup(format!(
-                    "cannot create the state directory {}: {e}",
-                    dir.display()
-                )));
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(e)
             }
         }
-        let fd = open_dir(&dir).sys_ctx(|| format!("open {}", dir.display()))?;
-        if let Err(e) = check_owned(root, &fd, &dir) {
-            let _ = std::fs::remove_dir(&dir);
-            return Err(e);
-        }
-        lock(&fd, &dir)?;
-        Ok(Locked { dir, _fd: fd })
     }
 
     /// Locks the directory of an existing container.
@@ -420,6 +458,32 @@ pub fn remove_at_once(dir: &Path) -> std::io::Result<()> {
 /// How the name of a directory being removed starts: `#gone#PID#ID`, PID the remover's.
 const GONE: &str = "#gone#";
 
+/// How the name of a directory being made starts: `#new#PID#N#ID`, PID the maker's.
+const NEW: &str = "#new#";
+
+/// `rename(from, to)` that fails with EEXIST instead of replacing `to` (renameat2, called
+/// directly: not every C library wraps it).
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let from = std::ffi::CString::new(from.as_os_str().as_encoded_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_encoded_bytes())?;
+    // SAFETY: renameat2 with two NUL-terminated paths relative to the cwd, no replace.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Removes what removals that died half-way left in `root` (see [`remove_at_once`]):
 /// `#gone#PID#ID` directories whose remover PID no longer exists. One whose remover lives
 /// is left to it; nothing is touched in a root others may write, nor what is not the
@@ -458,9 +522,11 @@ fn sweep_trusted(root: &Path) {
     }
 }
 
-/// The remover's pid in a `#gone#PID#ID` name; `None` for any other name.
+/// The remover's or maker's pid in a `#gone#PID#ID` or `#new#PID#N#ID` name; `None` for
+/// any other name.
 fn gone_pid(name: &str) -> Option<i32> {
-    let (pid, _id) = name.strip_prefix(GONE)?.split_once('#')?;
+    let rest = name.strip_prefix(GONE).or_else(|| name.strip_prefix(NEW))?;
+    let (pid, _id) = rest.split_once('#')?;
     // Digits only: "+5" or "-1" would parse, and kill(-1) means every process.
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -715,10 +781,48 @@ mod tests {
         d
     }
 
+    /// A record appears with its first files or not at all; a refused create leaves nothing,
+    /// and what a maker killed half-way leaves is swept, not taken for the id.
+    #[test]
+    fn a_record_is_published_whole_and_a_dead_makers_staging_is_swept() {
+        let root =
+            std::env::temp_dir().join(format!("crabcan-state-publish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let entries = || {
+            let mut v: Vec<String> = std::fs::read_dir(&root)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let l = Locked::create_with(&root, "c1", &[("owner.json", b"{\"pid\":1}")]).unwrap();
+        assert_eq!(
+            std::fs::read(root.join("c1").join("owner.json")).unwrap(),
+            b"{\"pid\":1}"
+        );
+        let Err(e) = Locked::create_with(&root, "c1", &[("owner.json", b"{}")]) else {
+            panic!("an existing id was taken again");
+        };
+        assert!(e.to_string().contains("already exists"), "{e}");
+        assert_eq!(entries(), ["c1"], "a refused create left something");
+        // A maker killed between its mkdir and its rename: the id stays free.
+        let staged = root.join(format!("#new#{}#0#c2", dead_pid()));
+        std::fs::create_dir_all(&staged).unwrap();
+        let l2 = Locked::create(&root, "c2").unwrap();
+        assert!(staged.exists(), "a create swept");
+        l2.remove().unwrap();
+        assert!(!staged.exists(), "a dead maker's staging directory is left");
+        l.remove().unwrap();
+        assert!(entries().is_empty(), "{:?}", entries());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn only_removal_names_give_a_remover() {
         assert_eq!(gone_pid("#gone#42#c1"), Some(42));
         assert_eq!(gone_pid("#gone#42#"), Some(42));
+        assert_eq!(gone_pid("#new#42#0#c1"), Some(42));
         for other in [
             "c1",
             "#gone#",
@@ -730,6 +834,8 @@ mod tests {
             "#gone#x#c1",
             "#gone#99999999999#c1",
             "gone#42#c1",
+            "#new#",
+            "#new#-1#0#c1",
         ] {
             assert_eq!(gone_pid(other), None, "{other}");
         }
