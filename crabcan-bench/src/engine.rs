@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crabcan_engine_tests::podman::ULIMITS;
+use crabcan_engine_tests::{containerd, podman, scope};
 use serde::Serialize;
 use xtask::util::Result;
 
@@ -20,14 +22,6 @@ use crate::setup;
 use crate::wrap;
 
 const IMAGE: &str = "localhost/crabcan-bench:latest";
-/// The rlimits podman must be given here: its defaults exceed this kind of host's hard
-/// limits, which root without CAP_SYS_RESOURCE cannot raise.
-const ULIMITS: [&str; 4] = [
-    "--ulimit",
-    "nofile=1024:1024",
-    "--ulimit",
-    "nproc=1024:1024",
-];
 /// Files and directories the engines create outside their private directories whatever they
 /// are told; those absent before are removed after (directories only when empty).
 const ENGINE_HOST_PATHS: &[&str] = &[
@@ -156,19 +150,8 @@ impl Place {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&marks[0]) || p.starts_with(&marks[1]))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
+        for p in scope::detach_mounts_under(&[&marks[0], &marks[1]]) {
             left.push(format!("mount {p} left behind: detached"));
-            if let Ok(c) = std::ffi::CString::new(p) {
-                // SAFETY: a C string path; MNT_DETACH only.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
         }
         for d in [&self.dir, &self.run] {
             if let Err(e) = fs::remove_dir_all(d)
@@ -177,24 +160,8 @@ impl Place {
                 left.push(format!("cannot remove {}: {e}", d.display()));
             }
         }
-        for m in cgroup_mounts() {
-            let top = m.join(&self.tag);
-            let mut dirs = Vec::new();
-            walk_dirs(&top, &mut dirs);
-            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-            for d in dirs {
-                let mut gone = false;
-                for _ in 0..50 {
-                    if fs::remove_dir(&d).is_ok() || !d.exists() {
-                        gone = true;
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if !gone {
-                    left.push(format!("cgroup {} cannot be removed", d.display()));
-                }
-            }
+        for d in scope::remove_cgroup_trees(&self.tag) {
+            left.push(format!("cgroup {} cannot be removed", d.display()));
         }
         for p in &self.absent_before {
             if p.is_dir() {
@@ -225,33 +192,6 @@ fn processes_naming(marks: &[String]) -> Vec<(i32, String)> {
                 .then(|| (p, cmd.trim().to_string()))
         })
         .collect()
-}
-
-/// The mount points of every cgroup hierarchy.
-fn cgroup_mounts() -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split(' ').next()?;
-            let point = pre.split(' ').nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(point))
-        })
-        .collect()
-}
-
-fn walk_dirs(top: &Path, out: &mut Vec<PathBuf>) {
-    if !top.is_dir() {
-        return;
-    }
-    out.push(top.to_path_buf());
-    if let Ok(rd) = fs::read_dir(top) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                walk_dirs(&e.path(), out);
-            }
-        }
-    }
 }
 
 /// Runs `cmd` with its output captured, killed after [`LIMIT`]; its stdout, or why it failed.
@@ -298,32 +238,7 @@ struct Podman {
 impl Podman {
     fn new(place: &Place) -> Result<Podman> {
         let dir = place.dir.join("podman");
-        let run = place.run.join("podman");
-        for sub in [
-            dir.join("root"),
-            dir.join("tmp"),
-            dir.join("net"),
-            run.clone(),
-        ] {
-            xtask::util::mkdir_p(&sub)?;
-        }
-        let d = dir.display();
-        let conf = format!(
-            "[engine]\nlock_type = \"file\"\nevents_logger = \"file\"\n\
-             events_logfile_path = \"{d}/events.log\"\ncgroup_manager = \"cgroupfs\"\n\
-             tmp_dir = \"{d}/tmp\"\nvolume_path = \"{d}/root/volumes\"\n\
-             static_dir = \"{d}/root/libpod\"\nnum_locks = 64\n\
-             [network]\nnetwork_config_dir = \"{d}/net\"\n\
-             [containers]\nlog_driver = \"k8s-file\"\n"
-        );
-        let storage = format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/root\"\nrunroot = \"{}\"\n",
-            run.display()
-        );
-        for (name, text) in [("containers.conf", conf), ("storage.conf", storage)] {
-            fs::write(dir.join(name), text)
-                .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))?;
-        }
+        podman::write_store(&dir, &place.run.join("podman"))?;
         Ok(Podman {
             dir,
             tag: place.tag.clone(),
@@ -331,13 +246,7 @@ impl Podman {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
-            .env("TMPDIR", self.dir.join("tmp"))
-            .env_remove("CONTAINER_HOST")
-            .env_remove("XDG_RUNTIME_DIR");
-        c
+        podman::command(&self.dir)
     }
 
     fn run(&self, runtime: &Path) -> Command {
@@ -367,14 +276,8 @@ impl Containerd {
         xtask::util::mkdir_p(&dir)?;
         let address = dir.join("containerd.sock");
         let config = dir.join("config.toml");
-        let text = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{a}\"\n[ttrpc]\n  address = \"{a}.ttrpc\"\n",
-            d = dir.display(),
-            a = address.display()
-        );
-        fs::write(&config, text).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        fs::write(&config, containerd::config_toml(&dir, &address))
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         let log = fs::File::create(dir.join("containerd.log"))
             .map_err(|e| format!("cannot create containerd's log: {e}"))?;
         let err = log
@@ -406,12 +309,7 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address")
-            .arg(&self.address)
-            .args(["--namespace", &self.ns])
-            .args(args);
-        c
+        containerd::ctr_command(&self.address, &self.ns, args)
     }
 
     fn run(&self, runtime: &Path, id: &str) -> Command {

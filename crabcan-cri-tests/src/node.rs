@@ -771,16 +771,7 @@ fn sweep_killed_runs() {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&dir_s))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
+        scope::detach_mounts_under(&[&dir_s]);
         let address = dir.join("c.sock");
         let tasks = dir.join("state/io.containerd.runtime.v2.task").join(NS);
         if let Ok(ids) = fs::read_dir(&tasks) {
@@ -791,13 +782,8 @@ fn sweep_killed_runs() {
                 }
             }
         }
-        for m in scope::cgroup_mounts() {
-            let mut dirs = Vec::new();
-            collect_dirs(&m.join(&tag), &mut dirs);
-            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-            for d in dirs {
-                let _ = fs::remove_dir(&d);
-            }
+        for d in scope::cgroup_trees(&tag) {
+            let _ = fs::remove_dir(&d);
         }
         let _ = fs::remove_dir_all(&dir);
         // The scope's short directory, named after the same dead pid.
@@ -805,20 +791,6 @@ fn sweep_killed_runs() {
         // Empty, these directories serve no one (containerd makes them again for each shim).
         for d in ["/run/containerd/s", "/run/containerd"] {
             let _ = fs::remove_dir(d);
-        }
-    }
-}
-
-fn collect_dirs(top: &Path, out: &mut Vec<PathBuf>) {
-    if !fs::symlink_metadata(top).is_ok_and(|m| m.is_dir()) {
-        return;
-    }
-    out.push(top.to_path_buf());
-    if let Ok(d) = fs::read_dir(top) {
-        for e in d.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                collect_dirs(&e.path(), out);
-            }
         }
     }
 }

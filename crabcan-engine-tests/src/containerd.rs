@@ -2,7 +2,7 @@
 //! and `ctr` on it with the runtime under test as the runc shim's binary.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::bounded::{self, Out};
@@ -27,14 +27,7 @@ impl Containerd {
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let address = dir.join("containerd.sock");
         let config = dir.join("config.toml");
-        let text = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{a}\"\n[ttrpc]\n  address = \"{a}.ttrpc\"\n",
-            d = dir.display(),
-            a = address.display()
-        );
-        fs::write(&config, text)
+        fs::write(&config, config_toml(&dir, &address))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
         let mut cmd = Command::new("containerd");
         cmd.arg("--config").arg(&config);
@@ -61,18 +54,36 @@ impl Containerd {
 
     /// `ctr --address SOCK -n NS ARGS…`.
     pub fn ctr(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address")
-            .arg(&self.address)
-            .args(["--namespace", ns])
-            .args(args);
-        c
+        ctr_command(&self.address, ns, args)
     }
 
     /// Stops containerd by its pid (bounded).
     pub fn stop(self) {
         self.daemon.stop();
     }
+}
+
+/// The `config.toml` of a containerd whose root and state are under `dir` and whose gRPC
+/// socket is `address` (its ttrpc socket beside it), with the CRI plugin off: its clients
+/// speak to containerd directly.
+pub fn config_toml(dir: &Path, address: &Path) -> String {
+    format!(
+        "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+         disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+         [grpc]\n  address = \"{a}\"\n[ttrpc]\n  address = \"{a}.ttrpc\"\n",
+        d = dir.display(),
+        a = address.display()
+    )
+}
+
+/// `ctr --address ADDRESS --namespace NS ARGS…`.
+pub fn ctr_command(address: &Path, ns: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("ctr");
+    c.arg("--address")
+        .arg(address)
+        .args(["--namespace", ns])
+        .args(args);
+    c
 }
 
 /// `ctr` on a private containerd, in a namespace named after the scope, so its containers'

@@ -12,7 +12,7 @@ pub const IMAGE: &str = "localhost/crabcan-test:latest";
 
 /// The rlimits podman must be given here: its defaults exceed this kind of host's hard limits,
 /// and root without CAP_SYS_RESOURCE cannot raise them (runc fails the same way without these).
-const ULIMITS: &[&str] = &[
+pub const ULIMITS: &[&str] = &[
     "--ulimit",
     "nofile=1024:1024",
     "--ulimit",
@@ -25,37 +25,9 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Writes `containers.conf` and `storage.conf` for a store under `dir`: file locks (not
-    /// /dev/shm), events and network configuration in the directory, the vfs driver (no
-    /// mounts to leave behind) and the cgroupfs manager (there is no systemd).
-    /// `run` is the runroot, which must be short (conmon's exit command refuses more than 50
-    /// characters).
+    /// A store under `dir` with runroot `run` (see [`write_store`]).
     pub(crate) fn new(dir: &Path, run: &Path) -> Store {
-        for sub in [
-            dir.join("root"),
-            dir.join("tmp"),
-            dir.join("net"),
-            run.to_path_buf(),
-        ] {
-            fs::create_dir_all(&sub)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", sub.display()));
-        }
-        let d = dir.display();
-        let r = run.display();
-        let conf = format!(
-            "[engine]\nlock_type = \"file\"\nevents_logger = \"file\"\n\
-             events_logfile_path = \"{d}/events.log\"\ncgroup_manager = \"cgroupfs\"\n\
-             tmp_dir = \"{d}/tmp\"\nvolume_path = \"{d}/root/volumes\"\n\
-             static_dir = \"{d}/root/libpod\"\nnum_locks = 64\n\
-             [network]\nnetwork_config_dir = \"{d}/net\"\n\
-             [containers]\nlog_driver = \"k8s-file\"\n"
-        );
-        let storage =
-            format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/root\"\nrunroot = \"{r}\"\n");
-        for (name, text) in [("containers.conf", conf), ("storage.conf", storage)] {
-            fs::write(dir.join(name), text)
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", dir.join(name).display()));
-        }
+        write_store(dir, run).unwrap_or_else(|e| panic!("{e}"));
         Store {
             dir: dir.to_path_buf(),
         }
@@ -63,14 +35,58 @@ impl Store {
 
     /// `podman` with this store's configuration and temporary directory.
     pub(crate) fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
-            .env("TMPDIR", self.dir.join("tmp"))
-            .env_remove("CONTAINER_HOST")
-            .env_remove("XDG_RUNTIME_DIR");
-        c
+        command(&self.dir)
     }
+}
+
+/// `containers.conf` and `storage.conf` for a store under `dir`: file locks (not /dev/shm),
+/// events and network configuration in the directory, the vfs driver (no mounts to leave
+/// behind) and the cgroupfs manager (there is no systemd). `run` is the runroot, which must be
+/// short (conmon's exit command refuses more than 50 characters).
+pub fn config_files(dir: &Path, run: &Path) -> [(&'static str, String); 2] {
+    let d = dir.display();
+    let r = run.display();
+    let conf = format!(
+        "[engine]\nlock_type = \"file\"\nevents_logger = \"file\"\n\
+         events_logfile_path = \"{d}/events.log\"\ncgroup_manager = \"cgroupfs\"\n\
+         tmp_dir = \"{d}/tmp\"\nvolume_path = \"{d}/root/volumes\"\n\
+         static_dir = \"{d}/root/libpod\"\nnum_locks = 64\n\
+         [network]\nnetwork_config_dir = \"{d}/net\"\n\
+         [containers]\nlog_driver = \"k8s-file\"\n"
+    );
+    let storage =
+        format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/root\"\nrunroot = \"{r}\"\n");
+    [("containers.conf", conf), ("storage.conf", storage)]
+}
+
+/// Makes a podman store under `dir` with runroot `run`: its directories and the
+/// [`config_files`]. The error names the path that failed.
+pub fn write_store(dir: &Path, run: &Path) -> Result<(), String> {
+    for sub in [
+        dir.join("root"),
+        dir.join("tmp"),
+        dir.join("net"),
+        run.to_path_buf(),
+    ] {
+        fs::create_dir_all(&sub).map_err(|e| format!("cannot create {}: {e}", sub.display()))?;
+    }
+    for (name, text) in config_files(dir, run) {
+        let path = dir.join(name);
+        fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `podman` confined to the store [`write_store`] made under `dir`: its configuration and
+/// temporary directory, and no remote service or user session to reach for.
+pub fn command(dir: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", dir.join("containers.conf"))
+        .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
+        .env("TMPDIR", dir.join("tmp"))
+        .env_remove("CONTAINER_HOST")
+        .env_remove("XDG_RUNTIME_DIR");
+    c
 }
 
 /// A private podman whose `--runtime` is the runtime under test.

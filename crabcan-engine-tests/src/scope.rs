@@ -116,6 +116,59 @@ pub fn cgroup_mounts() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Every directory of the cgroup `name` (a path relative to a hierarchy's root) and below it
+/// in every hierarchy, hierarchy by hierarchy, each deepest first: the order in which they
+/// can be removed.
+pub fn cgroup_trees(name: &str) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for m in cgroup_mounts() {
+        let mut dirs = Vec::new();
+        walk_dirs(&m.join(name), &mut |p| dirs.push(p.to_path_buf()));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        all.extend(dirs);
+    }
+    all
+}
+
+/// Removes the [`cgroup_trees`] of `name`; returns the directories that could not be removed.
+pub fn remove_cgroup_trees(name: &str) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    for d in cgroup_trees(name) {
+        // A cgroup emptied a moment ago may still be busy while its last task is reaped:
+        // retry briefly.
+        let mut gone = false;
+        for _ in 0..50 {
+            if fs::remove_dir(&d).is_ok() || !d.exists() {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !gone {
+            left.push(d);
+        }
+    }
+    left
+}
+
+/// Detaches every mount whose mount point starts with one of `prefixes`, deepest first, so
+/// that removing the directories above them never reaches into a container's root; returns
+/// the mount points.
+pub fn detach_mounts_under(prefixes: &[&str]) -> Vec<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| prefixes.iter().any(|pre| p.starts_with(pre)))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in &points {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    points
+}
+
 /// The cgroup of `pid` in the hierarchy that has `controller` (v1), or its v2 cgroup when no v1
 /// hierarchy has it, as a directory under /sys/fs/cgroup.
 pub fn cgroup_dir(pid: u32, controller: &str) -> Option<PathBuf> {
@@ -420,17 +473,7 @@ impl Scope {
         // mid-test) is detached first so removal never reaches into a container's root.
         let dir = self.dir.to_string_lossy().into_owned();
         let run = format!("{}/", self.run.display());
-        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<String> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&dir) || p.starts_with(&run))
-            .map(str::to_string)
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        detach_mounts_under(&[&dir, &run]);
         for d in [&self.dir, &self.run] {
             if let Err(e) = fs::remove_dir_all(d)
                 && d.exists()
@@ -438,29 +481,8 @@ impl Scope {
                 failed.push(format!("cannot remove {}: {e}", d.display()));
             }
         }
-        for m in cgroup_mounts() {
-            let top = m.join(&self.tag);
-            if !top.exists() {
-                continue;
-            }
-            let mut dirs = Vec::new();
-            walk_dirs(&top, &mut |p| dirs.push(p.to_path_buf()));
-            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-            for d in dirs {
-                // A cgroup emptied a moment ago may still be busy while its last task is
-                // reaped: retry briefly.
-                let mut ok = false;
-                for _ in 0..50 {
-                    if fs::remove_dir(&d).is_ok() || !d.exists() {
-                        ok = true;
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if !ok {
-                    failed.push(format!("cgroup {} cannot be removed (busy)", d.display()));
-                }
-            }
+        for d in remove_cgroup_trees(&self.tag) {
+            failed.push(format!("cgroup {} cannot be removed (busy)", d.display()));
         }
         for path in &self.absent_before {
             match fs::symlink_metadata(path) {
