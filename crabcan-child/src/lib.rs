@@ -699,18 +699,37 @@ fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     nix::unistd::chdir(&spec.workdir)
         .sys_ctx(|| format!("chdir to the working directory {}", spec.workdir.display()))?;
     close_other_fds()?;
-    mask.thread_set_mask()
-        .sys_ctx(|| "restore the signal mask")?;
-    // The Rust runtime ignores SIGPIPE in crabcan, and an ignored signal survives execve:
-    // give the command the default, or `yes | head -1` would complain instead of ending.
-    // SAFETY: SIG_DFL carries no handler; the child is single-threaded.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .sys_ctx(|| "reset SIGPIPE to its default")?;
+    command_signals(mask)?;
     crabcan_security::apply_final(&spec.security)?;
     log::debug!("exec {:?}", spec.argv);
     nix::sys::socket::send(chan, EXEC_MARKER, MsgFlags::empty())
         .sys_ctx(|| "tell the parent the command starts")?;
     Err(exec::exec(&spec.argv, &spec.env))
+}
+
+/// Restores the caller's signal mask for the command, which keeps the caller's ignored
+/// signals too, except where they would keep from it what crabcan passes on.
+///
+/// crabcan takes the [`FORWARDED`] signals whatever its caller's dispositions: it waits for
+/// them blocked, and the kernel queues a blocked signal even when it is ignored. An
+/// ignored signal survives `execve`, and a shell cannot trap a signal that was ignored
+/// when it started. So a command that inherited, say, SIGINT ignored (from a caller
+/// started as a shell's background job), SIGHUP ignored (`nohup`) or either blocked would
+/// never see the very signal crabcan forwarded to it, and `crabcan run` would not end:
+/// those signals get their default action and are unblocked. SIGPIPE gets its default
+/// action too: the Rust runtime ignores it in crabcan (else `yes | head -1` would complain
+/// instead of ending).
+fn command_signals(mask: &SigSet) -> Result<()> {
+    let mut mask = *mask;
+    for s in FORWARDED {
+        mask.remove(*s);
+    }
+    for s in FORWARDED.iter().chain([&Signal::SIGPIPE]) {
+        // SAFETY: SIG_DFL carries no handler; the process is single-threaded.
+        unsafe { nix::sys::signal::signal(*s, nix::sys::signal::SigHandler::SigDfl) }
+            .sys_ctx(|| format!("reset {s} to its default action"))?;
+    }
+    mask.thread_set_mask().sys_ctx(|| "restore the signal mask")
 }
 
 /// Takes the container's root ids (0 inside), which every map contains.

@@ -335,8 +335,58 @@ fn signals_are_forwarded() {
         let script = format!("trap 'exit 42' {name}; echo ready; while :; do sleep 0.05; done");
         let (mut child, _out) = spawn_ready(&script);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-        let st = wait_within(&mut child, LIMIT, "crabcan after a forwarded signal");
+        let what = format!("crabcan after a forwarded SIG{name}");
+        let st = wait_within(&mut child, LIMIT, &what);
         assert_eq!(st.code(), Some(42), "{name} was not forwarded");
+    }
+}
+
+/// crabcan takes the signals it forwards even when its caller ignores or blocks them (a
+/// shell's background job starts with SIGINT ignored, `nohup` ignores SIGHUP): the command
+/// must be able to take them too. A shell cannot trap a signal that was ignored when it
+/// started, and a blocked one never arrives, so without crabcan's reset these runs never end.
+#[test]
+fn signals_are_forwarded_whatever_the_callers_dispositions() {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+    require_root();
+    for (sig, name, ignored) in [
+        (Signal::SIGTERM, "TERM", true),
+        (Signal::SIGINT, "INT", true),
+        (Signal::SIGHUP, "HUP", true),
+        (Signal::SIGQUIT, "QUIT", false),
+    ] {
+        let script = format!("trap 'exit 42' {name}; echo ready; while :; do sleep 0.05; done");
+        let mut c = crabcan();
+        c.arg("run")
+            .arg("-m")
+            .arg(rootfs())
+            .args(["--", "/bin/sh", "-c", &script])
+            .stdout(Stdio::piped());
+        // SAFETY: between fork and exec only signal(2) and sigprocmask(2), which are
+        // async-signal-safe, and no allocation.
+        unsafe {
+            c.pre_exec(move || {
+                if ignored {
+                    signal(sig, SigHandler::SigIgn)?;
+                } else {
+                    let mut set = SigSet::empty();
+                    set.add(sig);
+                    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+                }
+                Ok(())
+            })
+        };
+        let mut child = c.spawn().expect("spawn crabcan");
+        let _lines = wait_ready(&mut child);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let how = if ignored { "ignored" } else { "blocked" };
+        let what = format!("crabcan after a forwarded SIG{name} ({how} by its caller)");
+        let st = wait_within(&mut child, LIMIT, &what);
+        assert_eq!(
+            st.code(),
+            Some(42),
+            "{name}, {how} by crabcan's caller, did not reach the command's trap"
+        );
     }
 }
 
@@ -748,7 +798,8 @@ fn command_starts_with_default_signal_dispositions() {
     let (ignored, rest) = out.split_once('\n').expect("two lines");
     let mask = u64::from_str_radix(ignored.trim_start_matches("SigIgn:").trim(), 16)
         .unwrap_or_else(|_| panic!("bad SigIgn line {ignored:?}"));
-    // What the caller ignores passes through (as with nohup); SIGPIPE must not be among it.
+    // What the caller ignores passes through, but for SIGPIPE (ignored by crabcan itself)
+    // and the signals crabcan forwards (signals_are_forwarded_whatever_the_callers_dispositions).
     assert_eq!(
         mask & (1 << (libc::SIGPIPE - 1)),
         0,
