@@ -147,10 +147,14 @@ pub fn exec_in(spec: &ExecSpec) -> Result<Pid> {
 }
 
 /// Reads the channel until every child end is closed: the pid, then READY, then either
-/// nothing (exec'd) or an error.
+/// nothing (exec'd) or an error. An error does not end the reading: the process can fail
+/// and say so before the joiner has sent its pid, and a process whose pid the caller never
+/// learns is never reaped (a zombie in the container's pid namespace keeps its init from
+/// dying at `delete`).
 fn watch(chan: &OwnedFd, pid: &mut Option<Pid>) -> Result<()> {
     let mut buf = vec![0u8; 8192];
     let mut ready = false;
+    let mut failed = None;
     loop {
         let n = match nix::sys::socket::recv(chan.as_raw_fd(), &mut buf, MsgFlags::empty()) {
             Err(Errno::EINTR) => continue,
@@ -158,6 +162,9 @@ fn watch(chan: &OwnedFd, pid: &mut Option<Pid>) -> Result<()> {
         };
         let m = &buf[..n];
         if m.is_empty() {
+            if let Some(e) = failed {
+                return Err(e);
+            }
             return match (pid.is_some(), ready) {
                 (true, true) => Ok(()),
                 (true, false) => Err(Errcode::setup("the exec'd process died during its setup")),
@@ -173,7 +180,7 @@ fn watch(chan: &OwnedFd, pid: &mut Option<Pid>) -> Result<()> {
         } else if m == READY {
             ready = true;
         } else {
-            return Err(Errcode::decode(m).unwrap_or_else(|| {
+            failed.get_or_insert(Errcode::decode(m).unwrap_or_else(|| {
                 Errcode::setup("the exec'd process reported an unreadable setup error")
             }));
         }
@@ -336,4 +343,32 @@ fn inside_root(cwd: &std::path::Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order a loaded host can give: the process fails and says so before the joiner's
+    /// pid arrives. The pid is still learned (so the caller kills and reaps the process),
+    /// and the error is the process's.
+    #[test]
+    fn an_error_before_the_pid_still_yields_the_pid() {
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let failure = Errcode::usage("executable file not found");
+        for m in [failure.encode(), [PID, b"4242".as_slice()].concat()] {
+            nix::sys::socket::send(theirs.as_raw_fd(), &m, MsgFlags::empty()).unwrap();
+        }
+        drop(theirs);
+        let mut pid = None;
+        let e = watch(&ours, &mut pid).unwrap_err();
+        assert!(e.to_string().contains("executable file not found"), "{e}");
+        assert_eq!(pid, Some(Pid::from_raw(4242)));
+    }
 }
