@@ -99,7 +99,10 @@ pub(crate) fn split() -> Result<Role> {
             };
             // A pid reported is a process that runs and is ours now, whatever became of the
             // starter after it wrote it.
-            if let Some(pid) = read.ok().and_then(|_| text.trim().parse::<i32>().ok()) {
+            // Never 0 or negative: a signal forwarded to those would reach a process group
+            // or every process.
+            let reported = read.ok().and_then(|_| text.trim().parse::<i32>().ok());
+            if let Some(pid) = reported.filter(|&p| p > 0) {
                 return Ok(Role::Waiter(Pid::from_raw(pid)));
             }
             match status {
