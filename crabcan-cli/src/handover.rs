@@ -28,8 +28,23 @@ use nix::unistd::Pid;
 /// Names, in the starter's environment, the descriptor its pid report goes to.
 const ENV: &str = "_CRABCAN_WAITER_FD";
 
+/// Runs a foreground command as waiter and starter (see the module's documentation):
+/// `start`, in the starter, starts the process detached and returns its pid; `wait`, in the
+/// waiter, waits for that process and returns the command's exit code. Called before
+/// anything of the container exists; the caller must be single-threaded.
+pub(crate) fn foreground(
+    start: impl FnOnce() -> Result<Pid>,
+    wait: impl FnOnce(Pid) -> Result<i32>,
+) -> Result<i32> {
+    match split()? {
+        Role::Starter(fd) => report(fd, start()?).map(|()| 0),
+        Role::Waiter(pid) => wait(pid),
+        Role::Failed(code) => Ok(code),
+    }
+}
+
 /// Which half of a foreground command this process is.
-pub(crate) enum Role {
+enum Role {
     /// Start the process detached, then [`report`] its pid here.
     Starter(OwnedFd),
     /// The started process, now this process's child: wait for it.
@@ -38,9 +53,8 @@ pub(crate) enum Role {
     Failed(i32),
 }
 
-/// Splits a foreground command into waiter and starter (see the module's documentation).
-/// Called before anything of the container exists; the caller must be single-threaded.
-pub(crate) fn split() -> Result<Role> {
+/// Splits a foreground command into waiter and starter.
+fn split() -> Result<Role> {
     if let Some(v) = std::env::var_os(ENV) {
         // Whoever set the variable, the starter runs only from a protected image: this
         // returns at once when it already does (the descriptor is still inherited).
@@ -123,7 +137,7 @@ pub(crate) fn split() -> Result<Role> {
 }
 
 /// The starter's side: hands `pid` to the waiter.
-pub(crate) fn report(fd: OwnedFd, pid: Pid) -> Result<()> {
+fn report(fd: OwnedFd, pid: Pid) -> Result<()> {
     std::fs::File::from(fd)
         .write_all(pid.as_raw().to_string().as_bytes())
         .map_err(|e| Errcode::setup(format!("cannot hand the started process's pid over: {e}")))

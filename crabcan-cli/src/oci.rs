@@ -1,7 +1,6 @@
 //! The runc-compatible front end: global flags, the OCI commands, their logging and exit
 //! codes (1 on crabcan's own errors, with runc's wording where engines match on it).
 
-use crate::handover::Role;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crabcan_errors::{Errcode, Result};
 use std::ffi::OsString;
@@ -392,28 +391,20 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
         OciCmd::Run {
             create,
             detach: false,
-        } => match crate::handover::split()? {
-            Role::Starter(fd) => {
-                let pid = crabcan_runtime::run_detached(&root, &create_options(create))?;
-                crate::handover::report(fd, pid).map(|()| 0)
-            }
-            Role::Waiter(pid) => crabcan_runtime::wait_and_delete(&root, &create.id, pid),
-            Role::Failed(code) => Ok(code),
-        },
+        } => crate::handover::foreground(
+            || crabcan_runtime::run_detached(&root, &create_options(create)),
+            |pid| crabcan_runtime::wait_and_delete(&root, &create.id, pid),
+        ),
         OciCmd::Exec(a) => {
             let o = crate::exec::options(a)?;
             if o.detach || relays_own_pty(&o) {
                 sealed(usage_for(o.detach))?;
                 return crabcan_runtime::exec(&root, &o);
             }
-            match crate::handover::split()? {
-                Role::Starter(fd) => {
-                    let pid = crabcan_runtime::exec_detached(&root, &o)?;
-                    crate::handover::report(fd, pid).map(|()| 0)
-                }
-                Role::Waiter(pid) => crabcan_child::wait_forwarding(pid),
-                Role::Failed(code) => Ok(code),
-            }
+            crate::handover::foreground(
+                || crabcan_runtime::exec_detached(&root, &o),
+                crabcan_child::wait_forwarding,
+            )
         }
         OciCmd::Start { id } => crabcan_runtime::start(&root, id).map(|()| 0),
         OciCmd::State { id } => {
