@@ -666,20 +666,25 @@ fn processes_are_capped_with_or_without_a_cgroup_v2_pids_controller() {
         );
         assert_eq!(v1_max.as_deref().map(str::trim), Some("4096"), "{cgroups}");
     }
-    // By effect, with a small cap: each forked subshell leaves a mark in a bind before it
-    // sleeps. The init and the shell count too, so at most 10 of 30 get through; the
-    // shell gives up (exit 2) at its first failed fork.
+    // By effect, with a small cap: the shell leaves a mark in a bind after each fork that
+    // succeeded (the shell writes it, so a mark cannot be lost to the shell's exit). The
+    // init and the shell count too, so at most 10 of 30 get through; the shell gives up
+    // (exit 2) at its first failed fork.
     let dir = Scratch::new("hostile-nproc");
     let add = format!("{}:/tmp:idmap", dir.path().display());
     let o = sh_in(
         &rootfs(),
         &["--ulimit", "nproc=12", "-a", &add],
-        "for i in $(seq 30); do (echo x >> /tmp/forks; sleep 1) & done; wait",
+        "for i in $(seq 30); do sleep 5 & echo $i >> /tmp/forks; done; wait",
     );
     assert!(matches!(code(&o), 0 | 2), "{}", stderr(&o));
     let marks = std::fs::read_to_string(dir.path().join("forks")).unwrap_or_default();
     let count = marks.lines().count();
-    assert!((1..=10).contains(&count), "{count} forks under nproc=12");
+    assert!(
+        (1..=10).contains(&count),
+        "{count} forks under nproc=12: {}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("can't fork"), "{}", stderr(&o));
 }
 
