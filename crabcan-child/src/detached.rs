@@ -285,9 +285,6 @@ fn recv_go_on(chan: RawFd) -> Result<Vec<u8>> {
 }
 
 fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Result<Never> {
-    // Nothing of the container may inspect or ptrace this process, which runs crabcan's
-    // code and holds its descriptors (host cgroup directories among them) until it execs.
-    nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's process non-dumpable")?;
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
     unsafe { libc::close(parent_end) };
     // Every other descriptor of crabcan's goes now: the state directory's lock (an flock
@@ -308,6 +305,12 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
         .as_ref()
         .map_or(0, crabcan_mounts::handover_count);
     let trees = crate::wait_for_go(chan, count)?;
+    // Nothing of the container may inspect or ptrace this process, which runs crabcan's
+    // code and holds its descriptors (host cgroup directories among them) until it execs.
+    // Not before the go: a non-dumpable process's /proc files belong to root, and an
+    // unprivileged parent could no longer write its id maps. Until the go this process is
+    // in no namespace it joins and runs nothing of the container's.
+    nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's process non-dumpable")?;
     // Until create has recorded the container, its death must take this process along:
     // nothing would ever start or delete it. Cleared just before the container is handed
     // over (see below).

@@ -307,6 +307,117 @@ fn run_returns_the_exit_status_and_deletes() {
     env.assert_gone("r2");
 }
 
+/// A crabcan command as uid/gid 65534 (no supplementary groups) over the state root `root`.
+fn as_user(root: &Path, args: &[&str]) -> Command {
+    let mut c = crabcan();
+    c.uid(65534).gid(65534).arg("--root").arg(root).args(args);
+    c
+}
+
+#[test]
+fn an_ordinary_user_runs_creates_and_deletes_a_container() {
+    let env = Env::new("rootless");
+    // The user's own directory: a state root and a bundle from `spec --rootless`.
+    let home = env.dir.path().join("user");
+    let b = home.join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    for d in [&home, &b] {
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    let state = home.join("state");
+    /// Deletes what the user made if the test ends early.
+    struct Left(PathBuf);
+    impl Drop for Left {
+        fn drop(&mut self) {
+            let _ = output_within(&mut as_user(&self.0, &["delete", "--force", "d"]), LIMIT);
+        }
+    }
+    let _left = Left(state.clone());
+    let bs = b.to_string_lossy().into_owned();
+    assert_ok(&output_within(
+        &mut as_user(&state, &["spec", "--rootless", "-b", &bs]),
+        LIMIT,
+    ));
+    let config = b.join("config.json");
+    let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["root"]["path"] = json!(rootfs());
+    c["process"]["terminal"] = json!(false);
+    let maps = "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups";
+    c["process"]["args"] = json!(["sh", "-c", format!("id -u; {maps}")]);
+    std::fs::write(&config, c.to_string()).unwrap();
+    let expected = "0\n0 65534 1\n0 65534 1\ndeny\n";
+    let squeeze = |o: &Output| {
+        stdout(o)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") + "\n")
+            .collect::<String>()
+    };
+    // The parent writes the id maps while the process waits: more than once, as a process
+    // that turned non-dumpable too early made the write fail only now and then.
+    for i in 0..4 {
+        let o = output_within(
+            &mut as_user(&state, &["run", "--bundle", &bs, &format!("r{i}")]),
+            LIMIT,
+        );
+        assert_ok(&o);
+        assert_eq!(squeeze(&o), expected);
+    }
+    // The separate steps, an engine's way.
+    let out = home.join("out");
+    c["process"]["args"] = json!(["sh", "-c", format!("{{ id -u; {maps}; }} > /tmp/maps")]);
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/tmp", "type": "bind", "source": out, "options": ["rbind", "rw"]
+    }));
+    std::fs::write(&config, c.to_string()).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let pid_file = home.join("pid");
+    let o = detached_output(&mut as_user(
+        &state,
+        &[
+            "create",
+            "--bundle",
+            &bs,
+            "--pid-file",
+            &pid_file.to_string_lossy(),
+            "d",
+        ],
+    ));
+    assert_ok(&o);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let status = |o: Output| -> String {
+        assert_ok(&o);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["status"].as_str().unwrap_or("?").to_string()
+    };
+    assert_eq!(
+        status(output_within(&mut as_user(&state, &["state", "d"]), LIMIT)),
+        "created"
+    );
+    assert_ok(&output_within(&mut as_user(&state, &["start", "d"]), LIMIT));
+    assert_eq!(reap(pid), 0);
+    let maps_out = std::fs::read_to_string(out.join("maps")).unwrap();
+    let squeezed: String = maps_out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") + "\n")
+        .collect();
+    assert_eq!(squeezed, expected);
+    assert_eq!(
+        status(output_within(&mut as_user(&state, &["state", "d"]), LIMIT)),
+        "stopped"
+    );
+    assert_ok(&output_within(
+        &mut as_user(&state, &["delete", "d"]),
+        LIMIT,
+    ));
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the user's state root: {left:?}");
+}
+
 #[test]
 fn process_attributes_hostname_and_sysctls_apply() {
     let env = Env::new("attrs");

@@ -210,7 +210,10 @@ fn create_locked(
     let idmap = plan.creates(NsKind::User).then(|| IdMap {
         uids: ranges(&plan.uid_mappings),
         gids: ranges(&plan.gid_mappings),
-        deny_setgroups: false,
+        // Without CAP_SETGID over the parent namespace the kernel takes a gid map only
+        // once setgroups is denied (user_namespaces(7)); root keeps setgroups for the
+        // config's additional gids.
+        deny_setgroups: !nix::unistd::geteuid().is_root(),
         use_helpers: false,
     });
     let cstrings = |v: &[String], what: &str| -> Result<Vec<CString>> {
