@@ -40,6 +40,31 @@ pub(crate) fn sweep_stale(parent: &Path) {
     }
 }
 
+/// Removes each of `dirs` that is an empty cgroup, the usual case once a container's
+/// processes are gone, with one rmdir each; for crabcan run's placement (`run`), the shared
+/// parent too when nothing else uses it. The kernel refuses the rmdir of a cgroup that still
+/// holds a process or a sub-cgroup: those, and directories not on a cgroup filesystem, are
+/// returned untouched for a full removal ([`crate::ContainerCgroup::remove`]).
+pub fn remove_if_empty(dirs: &[std::path::PathBuf], run: bool) -> Vec<std::path::PathBuf> {
+    use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, statfs};
+    let mut left = Vec::new();
+    for d in dirs {
+        let removed = match statfs(d.as_path()) {
+            Ok(s) if [CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&s.filesystem_type()) => {
+                fs::remove_dir(d).is_ok()
+            }
+            Err(Errno::ENOENT) => true,
+            _ => false,
+        };
+        if !removed {
+            left.push(d.clone());
+        } else if run && let Some(parent) = d.parent() {
+            let _ = remove_parent_if_empty(parent);
+        }
+    }
+    left
+}
+
 /// Kills every process in `dir` and below, then removes the directories bottom-up, retrying
 /// while the kernel still counts exiting processes.
 pub(crate) fn remove_tree(dir: &Path) -> Result<()> {

@@ -633,3 +633,40 @@ fn a_limit_whose_file_the_kernel_lacks_is_one_clear_error() {
         }
     }
 }
+
+#[test]
+fn only_empty_cgroups_go_with_a_bare_rmdir() {
+    let l = layout();
+    let path = run_path("bare");
+    let cg = create(&l, &path, &Resources::default());
+    let paths = cg.paths();
+    let mut child = gated("echo up; exec sleep 100");
+    cg.add_process(child.id() as i32).unwrap();
+    release(&mut child);
+    until(&mut child, "up");
+    // A process in them: every directory is refused and left for the full removal.
+    assert_eq!(crabcan_cgroups::remove_if_empty(&paths, true), paths);
+    assert!(paths.iter().all(|p| p.is_dir()));
+    let _ = child.kill();
+    support::wait_within(&mut child, LIMIT);
+    // An empty directory that is no cgroup is never removed, whatever the record says.
+    let plain = std::env::temp_dir().join(format!("crabcan-not-a-cgroup-{}", std::process::id()));
+    std::fs::create_dir_all(&plain).unwrap();
+    let mut with_plain = paths.clone();
+    with_plain.push(plain.clone());
+    // The process is gone, but the kernel may still count it a moment: retry until only
+    // the plain directory is left.
+    let deadline = Instant::now() + LIMIT;
+    let mut left = with_plain.clone();
+    while left != [plain.clone()] {
+        assert!(Instant::now() < deadline, "left: {left:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        left = crabcan_cgroups::remove_if_empty(&left, true);
+    }
+    assert!(plain.is_dir(), "a directory outside cgroupfs was removed");
+    std::fs::remove_dir(&plain).unwrap();
+    assert_gone(&paths);
+    // Already gone: nothing left to do.
+    assert!(crabcan_cgroups::remove_if_empty(&paths, true).is_empty());
+    drop(cg);
+}

@@ -107,6 +107,9 @@ pub struct DetachedSpec {
     pub preserve_fds: u32,
     /// The container's cgroup, entered by the process itself before anything else.
     pub cgroup: Option<crabcan_cgroups::Entry>,
+    /// The parent runs hooks of its own (createRuntime, prestart) once the namespaces
+    /// exist: the process waits for them before its mounts.
+    pub runtime_hooks: bool,
     /// Run in the container before the mounts (createContainer).
     pub create_container_hooks: Vec<ChildHook>,
     /// Run in the container after `start`, before the command (startContainer).
@@ -118,6 +121,8 @@ pub struct Detached {
     pid: Pid,
     chan: OwnedFd,
     done: bool,
+    /// The process stops for hooks (see [`Detached::at_hooks`]).
+    stops_for_hooks: bool,
 }
 
 /// Clones the detached child. Refuses a multi-threaded caller.
@@ -151,6 +156,7 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
         pid,
         chan: parent_end,
         done: false,
+        stops_for_hooks: stops_for_hooks(spec),
     })
 }
 
@@ -212,12 +218,16 @@ impl Detached {
     }
 
     /// Waits until the child's namespaces exist, runs `hooks` (the runtime-namespace
-    /// hooks), then lets the child go on, giving it `state` (the JSON its own hooks get).
-    pub fn at_hooks(&mut self, hooks: impl FnOnce() -> Result<()>, state: &[u8]) -> Result<()> {
+    /// hooks), then lets the child go on, giving it the state `hooks` returned (the JSON its
+    /// own hooks get). Without hooks on either side the child does not stop: nothing runs.
+    pub fn at_hooks(&mut self, hooks: impl FnOnce() -> Result<Vec<u8>>) -> Result<()> {
+        if !self.stops_for_hooks {
+            return Ok(());
+        }
         self.expect(AT_HOOKS)?;
-        hooks()?;
+        let state = hooks()?;
         let mut msg = GO_ON.to_vec();
-        msg.extend_from_slice(state);
+        msg.extend_from_slice(&state);
         nix::sys::socket::send(self.chan.as_raw_fd(), &msg, MsgFlags::empty())
             .sys_ctx(|| "let the container's process go on")?;
         Ok(())
@@ -253,6 +263,14 @@ fn child_main(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) 
     };
     // SAFETY: _exit is always safe; it skips the parent's atexit handlers and buffers.
     unsafe { libc::_exit(code) }
+}
+
+/// Whether the process stops once its namespaces exist, for the parent's hooks or to get
+/// the state its own hooks read: without hooks, a round trip saved.
+fn stops_for_hooks(spec: &DetachedSpec) -> bool {
+    spec.runtime_hooks
+        || !spec.create_container_hooks.is_empty()
+        || !spec.start_container_hooks.is_empty()
 }
 
 /// Either the command runs (never returns) or an error comes back.
@@ -345,8 +363,12 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
             ));
         }
     }
-    send(chan, AT_HOOKS)?;
-    let hook_state = recv_go_on(chan)?;
+    let hook_state = if stops_for_hooks(spec) {
+        send(chan, AT_HOOKS)?;
+        recv_go_on(chan)?
+    } else {
+        Vec::new()
+    };
     for h in &spec.create_container_hooks {
         run_hook(h, &hook_state, "createContainer")?;
     }

@@ -267,6 +267,7 @@ fn create_locked(
         fifo: fifo_fd,
         preserve_fds: o.preserve_fds,
         cgroup: cgroup.as_ref().map(|c| c.entry()).transpose()?,
+        runtime_hooks: !plan.hooks.prestart.is_empty() || !plan.hooks.create_runtime.is_empty(),
         create_container_hooks: child_hooks(&plan.hooks.create_container)?,
         start_container_hooks: child_hooks(&plan.hooks.start_container)?,
     };
@@ -302,19 +303,19 @@ fn create_locked(
     child.release(handed)?;
     state.pid = pid.as_raw();
     state.pid_start = start_time(pid.as_raw()).unwrap_or(0);
-    let creating = hook_state(&state, Status::Creating);
-    let runtime_hooks = |st: &[u8]| -> Result<()> {
+    child.at_hooks(|| {
+        let creating = hook_state(&state, Status::Creating);
         let recs: Vec<HookRecord> = plan.hooks.prestart.iter().map(HookRecord::from).collect();
-        hooks::run_all("prestart", &recs, st)?;
+        hooks::run_all("prestart", &recs, &creating)?;
         let recs: Vec<HookRecord> = plan
             .hooks
             .create_runtime
             .iter()
             .map(HookRecord::from)
             .collect();
-        hooks::run_all("createRuntime", &recs, st)
-    };
-    child.at_hooks(|| runtime_hooks(&creating), &creating)?;
+        hooks::run_all("createRuntime", &recs, &creating)?;
+        Ok(creating)
+    })?;
     let pid = child_ready(child)?;
     locked.write(&state)?;
     // Recorded: delete removes it from now on.

@@ -49,13 +49,31 @@ pub fn status_of(dir: &Path, s: &State) -> Status {
 
 /// The container's cgroup as create recorded it, if any of its directories is left.
 pub(crate) fn open_cgroup(s: &State) -> Option<crabcan_cgroups::ContainerCgroup> {
-    let path = s.cgroup_path.as_deref()?;
-    if !s.cgroup_paths.iter().any(|p| p.is_dir()) {
+    open_cgroup_dirs(s.cgroup_path.as_deref()?, &s.cgroup_paths)
+}
+
+fn open_cgroup_dirs(path: &str, dirs: &[PathBuf]) -> Option<crabcan_cgroups::ContainerCgroup> {
+    if !dirs.iter().any(|p| p.is_dir()) {
         return None;
     }
     let layout = crabcan_cgroups::Layout::detect().ok()?;
     let path = crabcan_cgroups::CgroupPath::parse(path).ok()?;
-    crabcan_cgroups::ContainerCgroup::open_paths(&layout, &path, &s.cgroup_paths).ok()
+    crabcan_cgroups::ContainerCgroup::open_paths(&layout, &path, dirs).ok()
+}
+
+/// Removes the container's cgroups. Once its processes are gone (the usual case at delete)
+/// each recorded directory is empty and goes with one rmdir; what is left (a process, a
+/// sub-cgroup) is killed and removed through the layout.
+fn remove_cgroups(s: &State) -> Result<()> {
+    let Some(path) = s.cgroup_path.as_deref() else {
+        return Ok(());
+    };
+    let run = crabcan_cgroups::CgroupPath::parse(path).is_ok_and(|p| p.is_run());
+    let left = crabcan_cgroups::remove_if_empty(&s.cgroup_paths, run);
+    match open_cgroup_dirs(path, &left) {
+        Some(cg) => cg.remove(),
+        None => Ok(()),
+    }
 }
 
 /// runc's `state` of a container.
@@ -137,6 +155,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         _ => return Err(Errcode::usage("cannot start an already running container")),
     }
     release(l.dir(), &s)?;
+    if s.poststart.is_empty() {
+        return Ok(());
+    }
     let st = state_json(l.dir(), &s);
     for h in &s.poststart {
         // The spec's rule: a failing poststart hook is a warning, the container runs on.
@@ -332,11 +353,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             )));
         }
     }
-    let hook_state = state_json(l.dir(), &s);
+    // The state the poststop hooks read, taken while the record is there.
+    let hook_state = (!s.poststop.is_empty()).then(|| state_json(l.dir(), &s));
     let mut first = None;
-    if let Some(cg) = open_cgroup(&s)
-        && let Err(e) = cg.remove()
-    {
+    if let Err(e) = remove_cgroups(&s) {
         first.get_or_insert(e);
     }
     if let Err(e) = remove_mount_points(&s.rootfs, &s.created_mount_points) {
@@ -347,7 +367,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         first.get_or_insert(e);
     }
     for h in &poststop {
-        if let Err(e) = hooks::run("poststop", h, &hook_state) {
+        if let Err(e) = hooks::run("poststop", h, hook_state.as_deref().unwrap_or_default()) {
             log::warn!("{e}");
         }
     }
@@ -398,9 +418,7 @@ fn delete_owned(l: Locked, s: &State, st: Status, owner: Owner, force: bool) -> 
     let root = dir.parent().unwrap_or(Path::new("/"));
     match Locked::open(root, id) {
         Ok(l) if ours() => {
-            if let Some(cg) = open_cgroup(s)
-                && let Err(e) = cg.remove()
-            {
+            if let Err(e) = remove_cgroups(s) {
                 log::warn!("{e}");
             }
             // Its guardian may be removing it at the same moment.
