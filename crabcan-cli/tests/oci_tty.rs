@@ -121,17 +121,26 @@ fn session(
 #[test]
 fn a_foreground_run_relays_a_pty_of_its_own() {
     let script = "tty; [ -t 0 ] && [ -t 1 ] && echo BOTH-$((6*7)); stty size; \
-                  echo READY-$((1+1)); read x; echo GOT-$x-$((3*3)); exit 5";
-    session("relay", script, (37, 101), 5, |term, _| {
+                  echo READY-$((1+1)); read x; echo GOT-$x-$((3*3)); stty size; exit 5";
+    session("relay", script, (37, 101), 5, |term, child| {
         term.expect("/dev/pts/");
         term.expect("BOTH-42");
         // The pty takes the caller's window size.
         term.expect("37 101");
         term.expect("READY-2");
         assert!(term.is_raw(), "the caller's terminal is not in raw mode");
+        // The window changes: the pty follows. The kernel signals the terminal's
+        // foreground group (crabcan) itself; say it again as a terminal emulator would.
+        term.resize(50, 132);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGWINCH,
+        )
+        .expect("SIGWINCH to crabcan");
         // Typed keys reach the process; its echo comes back through the pty.
         term.type_in(b"abc\r");
         term.expect("GOT-abc-9");
+        term.expect("50 132");
     });
 }
 

@@ -629,6 +629,38 @@ mod tests {
     }
 
     #[test]
+    fn only_a_terminal_config_without_a_console_socket_relays_its_own_pty() {
+        let dir = std::env::temp_dir().join(format!("crabcan-own-pty-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = CreateOptions {
+            bundle: dir.clone(),
+            ..Default::default()
+        };
+        let with = |text: &str, o: &CreateOptions| {
+            std::fs::write(dir.join(crabcan_oci::CONFIG_FILE), text).unwrap();
+            relays_own_pty(o)
+        };
+        assert!(with(
+            r#"{"process": {"terminal": true, "args": ["sh"]}}"#,
+            &o
+        ));
+        assert!(!with(r#"{"process": {"terminal": false}}"#, &o));
+        assert!(!with(r#"{"process": {"args": ["sh"]}}"#, &o));
+        assert!(!with(r#"{"ociVersion": "1.2.0"}"#, &o));
+        // Malformed: the handover path's create says why.
+        assert!(!with(r#"{"process": {"terminal": "yes"}}"#, &o));
+        assert!(!with("{", &o));
+        let socket = CreateOptions {
+            console_socket: Some("/s".into()),
+            ..o.clone()
+        };
+        assert!(!with(r#"{"process": {"terminal": true}}"#, &socket));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!relays_own_pty(&o));
+    }
+
+    #[test]
     fn signals_by_name_or_number() {
         for s in ["TERM", "SIGTERM", "term", "15"] {
             assert_eq!(parse_signal(s).unwrap(), Signal::SIGTERM, "{s}");
