@@ -346,9 +346,9 @@ fn sealed(usage: crabcan_child::ImageUse) -> Result<()> {
     )
 }
 
-/// A detached exec returns once the process runs its command; a foreground one that relays
-/// its pty runs as long as the command does. (Every other foreground `run` or `exec` waits
-/// from a process that never enters the container: `crate::handover`.)
+/// A detached exec returns once the process runs its command; a foreground `run` or `exec`
+/// that relays its pty runs as long as the command does. (Every other foreground `run` or
+/// `exec` waits from a process that never enters the container: `crate::handover`.)
 fn usage_for(detach: bool) -> crabcan_child::ImageUse {
     if detach {
         crabcan_child::ImageUse::UntilStart
@@ -391,10 +391,17 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
         OciCmd::Run {
             create,
             detach: false,
-        } => crate::handover::foreground(
-            || crabcan_runtime::run_detached(&root, &create_options(create)),
-            |pid| crabcan_runtime::wait_and_delete(&root, &create.id, pid),
-        ),
+        } => {
+            let o = create_options(create);
+            if crabcan_runtime::relays_own_pty(&o) {
+                sealed(usage_for(false))?;
+                return crabcan_runtime::run_relaying_pty(&root, &o);
+            }
+            crate::handover::foreground(
+                || crabcan_runtime::run_detached(&root, &o),
+                |pid| crabcan_runtime::wait_and_delete(&root, &o.id, pid),
+            )
+        }
         OciCmd::Exec(a) => {
             let o = crate::exec::options(a)?;
             if o.detach || relays_own_pty(&o) {

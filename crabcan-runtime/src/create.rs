@@ -33,6 +33,17 @@ pub struct CreateOptions {
 /// Creates the container; returns its pid. On any failure nothing is left: no process,
 /// no state directory, no mount point, no cgroup.
 pub fn create(root: &Path, o: &CreateOptions) -> Result<nix::unistd::Pid> {
+    create_with(root, o, None)
+}
+
+/// [`create`], the pty master of a `process.terminal` container going to `own_console`
+/// (one end of a socket pair whose other end crabcan relays) when the caller gives one
+/// instead of a `console_socket` path.
+pub(crate) fn create_with(
+    root: &Path,
+    o: &CreateOptions,
+    own_console: Option<std::os::unix::net::UnixStream>,
+) -> Result<nix::unistd::Pid> {
     let bundle = crabcan_oci::load(&o.bundle)?;
     let plan = crabcan_oci::translate(&bundle, crabcan_oci::Host::detect(), &mut |w| {
         log::warn!("{w}")
@@ -44,22 +55,33 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<nix::unistd::Pid> {
             plan.root.display()
         )));
     }
-    match (plan.process.terminal, &o.console_socket) {
-        (true, None) => {
+    match (plan.process.terminal, &o.console_socket, &own_console) {
+        (true, None, None) => {
             return Err(Errcode::usage(
-                "process.terminal needs --console-socket: the pty master has nowhere to go",
+                "cannot allocate tty if crabcan will detach without setting console socket: \
+                 process.terminal needs --console-socket",
             ));
         }
-        (false, Some(_)) => {
+        (false, Some(_), _) => {
             return Err(Errcode::usage(
                 "--console-socket given but process.terminal is false",
+            ));
+        }
+        (false, None, Some(_)) => {
+            return Err(Errcode::setup(
+                "a console was made for a container whose process.terminal is false",
+            ));
+        }
+        (true, Some(_), Some(_)) => {
+            return Err(Errcode::setup(
+                "a console was made for a container given --console-socket",
             ));
         }
         _ => {}
     }
     let locked = Locked::create(root, &o.id)?;
-    let r =
-        keep_config(&locked, &bundle).and_then(|()| create_locked(&locked, &bundle.dir, &plan, o));
+    let r = keep_config(&locked, &bundle)
+        .and_then(|()| create_locked(&locked, &bundle.dir, &plan, o, own_console));
     if r.is_err() {
         let _ = locked.remove();
     }
@@ -81,6 +103,7 @@ fn create_locked(
     bundle: &Path,
     plan: &Plan,
     o: &CreateOptions,
+    own_console: Option<std::os::unix::net::UnixStream>,
 ) -> Result<nix::unistd::Pid> {
     let fifo = locked.dir().join(FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -192,8 +215,13 @@ fn create_locked(
             child_joins.push((CloneFlags::from_bits_truncate(kind.clone_flag()), fd));
         }
     }
-    let console = match &o.console_socket {
-        Some(path) => {
+    let console = match (&o.console_socket, own_console) {
+        // Sized as the terminal the pty is relayed to, as exec's.
+        (_, Some(s)) => Some(Console {
+            socket: OwnedFd::from(s),
+            size: crate::exec_tty::size_of_stdin().or(plan.process.console_size),
+        }),
+        (Some(path), None) => {
             let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
                 Errcode::setup(format!(
                     "cannot connect to the console socket {}: {e}",
@@ -205,7 +233,7 @@ fn create_locked(
                 size: plan.process.console_size,
             })
         }
-        None => None,
+        (None, None) => None,
     };
     let idmap = plan.creates(NsKind::User).then(|| IdMap {
         uids: ranges(&plan.uid_mappings),

@@ -1,5 +1,6 @@
-//! A foreground `exec --tty` without a console socket: crabcan takes the pty master
-//! itself and relays it to its own stdio, forwarding signals and the window size.
+//! A foreground `exec --tty`, or `run` of a `process.terminal` config, without a console
+//! socket: crabcan takes the pty master itself and relays it to its own stdio, forwarding
+//! signals and the window size.
 
 use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
@@ -34,7 +35,7 @@ fn receive_master(sock: &std::os::unix::net::UnixStream) -> Result<OwnedFd> {
         Some(&mut space),
         nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
     )
-    .sys_ctx(|| "receive the exec'd process's pty")?;
+    .sys_ctx(|| "receive the process's pty")?;
     for c in msg.cmsgs().sys_ctx(|| "read the pty message")? {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
             && let Some(&fd) = fds.first()
@@ -43,7 +44,7 @@ fn receive_master(sock: &std::os::unix::net::UnixStream) -> Result<OwnedFd> {
             return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }
-    Err(Errcode::setup("the exec'd process sent no pty"))
+    Err(Errcode::setup("the process sent no pty"))
 }
 
 /// Puts stdin in raw mode while it lives, when it is a terminal.
@@ -178,7 +179,7 @@ pub fn relay(pid: Pid, sock: std::os::unix::net::UnixStream) -> Result<i32> {
             Ok(WaitStatus::Exited(_, c)) => return Ok(drain(&master, c)),
             Ok(WaitStatus::Signaled(_, s, _)) => return Ok(drain(&master, 128 + s as i32)),
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(Errcode::sys("wait for the exec'd process", e)),
+            Err(e) => return Err(Errcode::sys("wait for the process", e)),
         }
     }
 }

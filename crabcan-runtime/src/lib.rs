@@ -535,6 +535,56 @@ pub fn run(root: &Path, o: &CreateOptions, detach: bool) -> Result<i32> {
     wait_and_delete(root, &o.id, pid)
 }
 
+/// Whether a foreground `run` of `o` gets a pty that crabcan relays itself: the bundle's
+/// `process.terminal` is true and no console socket is given. A config that cannot be
+/// read says no here; `create` then says why.
+pub fn relays_own_pty(o: &CreateOptions) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        process: Option<Process>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Process {
+        #[serde(default)]
+        terminal: bool,
+    }
+    if o.console_socket.is_some() {
+        return false;
+    }
+    std::fs::read(o.bundle.join(crabcan_oci::CONFIG_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<Config>(&text).ok())
+        .and_then(|c| c.process)
+        .is_some_and(|p| p.terminal)
+}
+
+/// A foreground `run` whose process has a terminal and no console socket is given (see
+/// [`relays_own_pty`]): creates the container with a pty whose master comes back over a
+/// socket pair, starts it, relays the pty to crabcan's stdio (raw mode on a terminal,
+/// window size, signals; the terminal restored at the end), deletes the container and
+/// returns the exit status (128+N when killed by signal N). The caller must be
+/// single-threaded; the process stays its child.
+pub fn run_relaying_pty(root: &Path, o: &CreateOptions) -> Result<i32> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| Errcode::setup(format!("cannot create a socket pair for the pty: {e}")))?;
+    // Blocked before the process exists, so no signal meant for it is lost: the relay
+    // forwards what arrived meanwhile. The process clears its mask before its exec.
+    crabcan_child::block_signals()?;
+    let pid = create::create_with(root, o, Some(theirs))?;
+    if let Err(e) = start(root, &o.id) {
+        let _ = delete(root, &o.id, true);
+        return Err(e);
+    }
+    let code = exec_tty::relay(pid, ours);
+    if code.is_err() {
+        // The relay gave up before the process ended: it must not outlive the container.
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+    let _ = delete(root, &o.id, true).inspect_err(|e| log::warn!("{e}"));
+    code
+}
+
 /// The foreground end of `run`: waits for the container's process `pid` (the caller's
 /// child), forwarding the usual signals, deletes the container and returns the process's
 /// exit status (128+N when killed by signal N).
@@ -594,6 +644,38 @@ mod tests {
         let mut zero = record(start);
         zero.pid = 0;
         assert!(signal(&zero, Signal::SIGKILL).is_err());
+    }
+
+    #[test]
+    fn only_a_terminal_config_without_a_console_socket_relays_its_own_pty() {
+        let dir = std::env::temp_dir().join(format!("crabcan-own-pty-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = CreateOptions {
+            bundle: dir.clone(),
+            ..Default::default()
+        };
+        let with = |text: &str, o: &CreateOptions| {
+            std::fs::write(dir.join(crabcan_oci::CONFIG_FILE), text).unwrap();
+            relays_own_pty(o)
+        };
+        assert!(with(
+            r#"{"process": {"terminal": true, "args": ["sh"]}}"#,
+            &o
+        ));
+        assert!(!with(r#"{"process": {"terminal": false}}"#, &o));
+        assert!(!with(r#"{"process": {"args": ["sh"]}}"#, &o));
+        assert!(!with(r#"{"ociVersion": "1.2.0"}"#, &o));
+        // Malformed: the handover path's create says why.
+        assert!(!with(r#"{"process": {"terminal": "yes"}}"#, &o));
+        assert!(!with("{", &o));
+        let socket = CreateOptions {
+            console_socket: Some("/s".into()),
+            ..o.clone()
+        };
+        assert!(!with(r#"{"process": {"terminal": true}}"#, &socket));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!relays_own_pty(&o));
     }
 
     #[test]
