@@ -43,6 +43,12 @@ pub(crate) fn foreground(
     }
 }
 
+/// Whether this process is the starter of a foreground command: its waiter has decided
+/// already how the command runs.
+pub(crate) fn is_starter() -> bool {
+    std::env::var_os(ENV).is_some()
+}
+
 /// Which half of a foreground command this process is.
 enum Role {
     /// Start the process detached, then [`report`] its pid here.

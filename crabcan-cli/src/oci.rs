@@ -393,7 +393,8 @@ fn dispatch(cli: &OciCli) -> Result<i32> {
             detach: false,
         } => {
             let o = create_options(create);
-            if crabcan_runtime::relays_own_pty(&o) {
+            // Decided by the waiter; the starter's create would refuse a terminal anyway.
+            if !crate::handover::is_starter() && crabcan_runtime::relays_own_pty(&o) {
                 sealed(usage_for(false))?;
                 return crabcan_runtime::run_relaying_pty(&root, &o);
             }
