@@ -394,13 +394,22 @@ impl ContainerCgroup {
     /// (retrying while the kernel still counts exiting processes). For crabcan run's
     /// placement the shared `crabcan` directory goes too when no other container uses it.
     pub fn remove(self) -> Result<()> {
-        if self.freezer().is_ok() && self.is_frozen().unwrap_or(false) {
+        // The usual case, its processes gone: each directory goes with one rmdir, which the
+        // kernel refuses while a process or a sub-cgroup is left in it.
+        let busy: Vec<&Dir> = self
+            .dirs
+            .iter()
+            .filter(|d| fs::remove_dir(&d.path).is_err_and(|e| e.kind() != io::ErrorKind::NotFound))
+            .collect();
+        if !busy.is_empty() && self.freezer().is_ok() && self.is_frozen().unwrap_or(false) {
             // A frozen process cannot die: thaw so the kill below takes effect.
             let _ = self.thaw();
         }
         let mut first: Option<Errcode> = None;
         for d in &self.dirs {
-            if let Err(e) = remove_tree(&d.path) {
+            if busy.iter().any(|b| b.path == d.path)
+                && let Err(e) = remove_tree(&d.path)
+            {
                 first.get_or_insert(e);
             }
             if self.path.is_run()
