@@ -123,15 +123,23 @@ impl Engine {
 
     /// The runtime's own record of `id`.
     pub fn state_file(&self, id: &str) -> Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(self.root().join(id).join("state.json")).unwrap(),
-        )
-        .unwrap()
+        self.record(id, "state.json")
+    }
+
+    /// The record `file` (state.json, or creating.json while it is made) of `id`.
+    pub fn record(&self, id: &str, file: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.root().join(id).join(file)).unwrap())
+            .unwrap()
     }
 
     /// The cgroup directories `id` was placed in.
     pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
-        self.state_file(id)["cgroup_paths"]
+        Self::cgroups_of(&self.state_file(id))
+    }
+
+    /// The cgroup directories a record names.
+    pub fn cgroups_of(record: &Value) -> Vec<PathBuf> {
+        record["cgroup_paths"]
             .as_array()
             .unwrap()
             .iter()
