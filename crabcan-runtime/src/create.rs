@@ -490,29 +490,8 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        // Never through a name someone placed there: a symlink at the temporary name would
-        // have root write (and truncate) whatever it points to. A leftover is removed (the
-        // link itself, not its target), and the new file must be created here.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(pid.to_string().as_bytes())?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Errcode::setup(format!("cannot write the pid file {}: {e}", path.display()))
-    })
+    crate::state::replace_file(&tmp, &path, 0o644, pid.to_string().as_bytes())
+        .map_err(|e| Errcode::setup(format!("cannot write the pid file {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -405,27 +405,13 @@ impl Locked {
 
     /// Writes `name` in the directory atomically, readable and writable by the owner only.
     pub fn write_file(&self, name: &str, text: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        // The lock is ours, so a leftover is from a create or delete that died.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        // No fsync: the rename alone keeps readers from a half-written file, and the state
-        // describes processes that do not outlive the machine anyway (runc does not sync
-        // either). On a disk-backed root each fsync cost 1-3 ms, four per create.
-        f.write_all(text)
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join(name)))
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
+        // The lock is ours, so a leftover temporary is from a create or delete that died.
+        replace_file(
+            &self.dir.join(format!(".{name}.tmp")),
+            &self.dir.join(name),
+            0o600,
+            text,
+        )
     }
 
     /// Removes the directory and everything in it; then what earlier removals that died
@@ -587,6 +573,32 @@ pub fn status(dir: &Path, s: &State, frozen: impl Fn() -> bool) -> Status {
         }
         _ => Status::Stopped,
     }
+}
+
+/// Replaces `path` with a file of `text` and `mode`, written at `tmp` first and renamed, so
+/// that a reader sees the old file or the whole new one. Never through a name someone placed
+/// at `tmp`: a symlink there would have root write (and truncate) whatever it points to; a
+/// leftover is removed (the link itself, not its target) and the file must be created anew.
+pub(crate) fn replace_file(tmp: &Path, path: &Path, mode: u32, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::fs::remove_file(tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(tmp)?;
+    // No fsync: the rename alone keeps readers from a half-written file, and the state
+    // describes processes that do not outlive the machine anyway (runc does not sync
+    // either). On a disk-backed root each fsync cost 1-3 ms, four per create.
+    f.write_all(text)
+        .and_then(|()| std::fs::rename(tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(tmp);
+        })
 }
 
 /// RFC 3339 UTC time with nanoseconds, as runc prints `created`.
