@@ -34,7 +34,7 @@ impl CgroupPath {
         if s.contains(':') {
             return Err(bad(
                 "this is the systemd form (slice:prefix:name), which needs the systemd cgroup manager; \
-                 this host has no systemd: pass a cgroupfs path, or do not run with --systemd-cgroup",
+                 this host has no systemd: give a cgroupfs path",
             ));
         }
         if s.len() > MAX_PATH {
@@ -146,11 +146,11 @@ mod tests {
     }
 
     #[test]
-    fn systemd_form_names_the_flag() {
+    fn the_systemd_form_is_refused_by_name() {
         let e = CgroupPath::parse("system.slice:docker:abc").unwrap_err();
         let s = e.to_string();
         assert!(
-            s.contains("--systemd-cgroup") && s.contains("system.slice:docker:abc"),
+            s.contains("systemd form") && s.contains("system.slice:docker:abc"),
             "{s}"
         );
         assert_eq!(e.exit_code(), 125);
