@@ -465,9 +465,9 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     SigSet::empty()
         .thread_set_mask()
         .sys_ctx(|| "restore the signal mask")?;
-    // SAFETY: SIG_DFL carries no handler; the child is single-threaded.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .sys_ctx(|| "reset SIGPIPE to its default")?;
+    // Whatever the runtime's caller ignored (nohup, a shell's background job): a command
+    // that starts with SIGHUP or SIGINT ignored cannot even trap what its runtime passes on.
+    crate::default_dispositions()?;
     crabcan_security::apply_final(&spec.security)?;
     let e = match nix::unistd::execve(&path, &spec.argv, &spec.env) {
         Err(e) => e,

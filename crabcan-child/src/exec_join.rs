@@ -315,9 +315,9 @@ fn setup(spec: &ExecSpec, chan: RawFd) -> Result<Never> {
     SigSet::empty()
         .thread_set_mask()
         .sys_ctx(|| "restore the signal mask")?;
-    // SAFETY: SIG_DFL carries no handler; the process is single-threaded.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .sys_ctx(|| "reset SIGPIPE to its default")?;
+    // Whatever the runtime's caller ignored (nohup, a shell's background job): a command
+    // that starts with SIGHUP or SIGINT ignored cannot even trap what its runtime passes on.
+    crate::default_dispositions()?;
     nix::sys::socket::send(chan, READY, MsgFlags::empty()).sys_ctx(|| "talk to the caller")?;
     crabcan_security::apply_final(&spec.security)?;
     let e = match nix::unistd::execve(&path, &spec.argv, &spec.env) {

@@ -724,12 +724,19 @@ fn command_signals(mask: &SigSet) -> Result<()> {
     for s in FORWARDED {
         mask.remove(*s);
     }
+    default_dispositions()?;
+    mask.thread_set_mask().sys_ctx(|| "restore the signal mask")
+}
+
+/// Gives the [`FORWARDED`] signals and SIGPIPE their default action in a process about to
+/// exec a container's command (see [`command_signals`] for why).
+pub(crate) fn default_dispositions() -> Result<()> {
     for s in FORWARDED.iter().chain([&Signal::SIGPIPE]) {
         // SAFETY: SIG_DFL carries no handler; the process is single-threaded.
         unsafe { nix::sys::signal::signal(*s, nix::sys::signal::SigHandler::SigDfl) }
             .sys_ctx(|| format!("reset {s} to its default action"))?;
     }
-    mask.thread_set_mask().sys_ctx(|| "restore the signal mask")
+    Ok(())
 }
 
 /// Takes the container's root ids (0 inside), which every map contains.

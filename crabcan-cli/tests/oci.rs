@@ -293,6 +293,48 @@ fn run_returns_the_exit_status_and_deletes() {
     env.assert_gone("r2");
 }
 
+/// The dispositions the container's command starts with do not depend on its caller's: a
+/// runtime started with SIGHUP and SIGINT ignored (under `nohup`, as a shell's background
+/// job) must not pass that on, or the command could not even trap what the runtime
+/// forwards to it (a foreground run would then wait for ever).
+#[test]
+fn a_callers_ignored_signals_do_not_reach_the_container() {
+    let env = Env::new("sigign");
+    let show = "grep SigIgn /proc/self/status";
+    let b = env.bundle("b", &["sh", "-c", show], |_| {});
+    let ignoring = |args: &[&str]| {
+        let mut c = env.cmd(args);
+        // SAFETY: only signal(2), which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                for s in [libc::SIGHUP, libc::SIGINT] {
+                    if libc::signal(s, libc::SIG_IGN) == libc::SIG_ERR {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        output_within(&mut c, LIMIT)
+    };
+    // SIGHUP and SIGINT are bits 0 and 1 (the shell ignores others of its own accord).
+    let hup_int = |o: &Output| {
+        assert_ok(o);
+        let mask = stdout(o)
+            .strip_prefix("SigIgn:")
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no mask in {:?}", stdout(o)));
+        mask & 0b11
+    };
+    let o = ignoring(&["run", "--bundle", &b.to_string_lossy(), "fg"]);
+    assert_eq!(hup_int(&o), 0, "run: {}", stdout(&o));
+    let b2 = env.bundle("b2", &["sh", "-c", TRAP_LOOP], |_| {});
+    env.started("c", &b2);
+    let o = ignoring(&["exec", "c", "sh", "-c", show]);
+    assert_eq!(hup_int(&o), 0, "exec: {}", stdout(&o));
+    assert_ok(&env.cc(&["delete", "--force", "c"]));
+}
+
 /// A crabcan command as uid/gid 65534 (no supplementary groups) over the state root `root`.
 fn as_user(root: &Path, args: &[&str]) -> Command {
     let mut c = crabcan();
