@@ -137,6 +137,17 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
     .sys_ctx(|| "create the parent/child socket pair")?;
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
+    if born_undumpable(spec) {
+        // The clone inherits it: the process is never dumpable, not even before its first
+        // instruction. It matters from the clone on: cloned into a new user namespace, the
+        // process counts as the namespace's (host root's) own, and until it takes the
+        // container's ids and pivots, any uid-0 process that sees its pid (a sibling in a
+        // pid namespace the config joins, a host-pid workload) could otherwise reach the
+        // host's root through /proc/PID/root with no capability at all. This process is
+        // done with anything a dump would matter for: it only creates the container.
+        nix::sys::prctl::set_dumpable(false)
+            .sys_ctx(|| "make the runtime non-dumpable before the clone")?;
+    }
     // The cgroup namespace is made once the process is in its cgroups, so that it is
     // rooted there.
     let flags = spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP;
@@ -265,6 +276,13 @@ fn child_main(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) 
     unsafe { libc::_exit(code) }
 }
 
+/// Whether the container's process is cloned non-dumpable: always, but where an ordinary
+/// user writes the maps of a new user namespace itself (the kernel lets it write them only
+/// into a dumpable process's /proc files, which it then owns).
+fn born_undumpable(spec: &DetachedSpec) -> bool {
+    spec.idmap.is_none() || nix::unistd::geteuid().is_root()
+}
+
 /// Whether the process stops once its namespaces exist, for the parent's hooks or to get
 /// the state its own hooks read: without hooks, a round trip saved.
 fn stops_for_hooks(spec: &DetachedSpec) -> bool {
@@ -325,9 +343,10 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     let trees = crate::wait_for_go(chan, count)?;
     // Nothing of the container may inspect or ptrace this process, which runs crabcan's
     // code and holds its descriptors (host cgroup directories among them) until it execs.
-    // Not before the go: a non-dumpable process's /proc files belong to root, and an
-    // unprivileged parent could no longer write its id maps. Until the go this process is
-    // in no namespace it joins and runs nothing of the container's.
+    // Born so ([`born_undumpable`]), except where an ordinary user's runtime had to write
+    // the id maps first: a non-dumpable process's /proc files belong to root. Only that
+    // user's own processes on the host could reach it meanwhile, and they can reach the
+    // runtime itself.
     nix::sys::prctl::set_dumpable(false).sys_ctx(|| "make the container's process non-dumpable")?;
     // Until create has recorded the container, its death must take this process along:
     // nothing would ever start or delete it. Cleared just before the container is handed

@@ -551,3 +551,110 @@ fn an_image_dev_symlink_cannot_redirect_the_dev_mount() {
     assert_eq!(code(&o), 1, "an image's /dev -> proc was followed");
     assert!(stderr(&o).contains("it is a symlink"), "{}", stderr(&o));
 }
+
+/// A uid-0 process with no capability at all reads through `/proc/PID/root` of `pid`:
+/// the host's hostname file, or why not.
+fn capless_read_root(pid: i32) -> std::process::Output {
+    let file = format!("/proc/{pid}/root/etc/hostname");
+    bounded::output_within(
+        Command::new("setpriv")
+            .args(["--inh-caps=-all", "--bounding-set=-all", "--", "cat", &file])
+            .stdin(Stdio::null()),
+        LIMIT,
+    )
+}
+
+/// The processes whose parent is `parent`.
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Host only: it holds create's window open with strace, which the test VM lacks.
+///
+/// From its clone until it takes the container's ids and pivots, the process `create` makes
+/// in a new user namespace is, to the kernel, that namespace's owner: host root, with every
+/// capability in it. Were it dumpable meanwhile, any uid-0 process that sees its pid (a
+/// sibling in a pid namespace the config joins, a host-pid workload), even one without a
+/// single capability, could go through `/proc/PID/root` to the host's root. The test holds
+/// the window open (the runtime's release of the process delayed) and tries.
+#[test]
+fn host_only_a_process_in_create_is_out_of_reach_before_it_is_released() {
+    let env = Env::new("window");
+    // The probe itself, on a dumpable process in a user namespace of root's: it gets in.
+    let mut control = Command::new("unshare")
+        .args(["--user", "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    until("the control process in its user namespace", || {
+        let ns = std::fs::read_link(format!("/proc/{}/ns/user", control.id())).ok()?;
+        (ns != std::fs::read_link("/proc/self/ns/user").unwrap()).then_some(())
+    });
+    let o = capless_read_root(control.id() as i32);
+    let _ = control.kill();
+    let _ = control.wait();
+    assert!(
+        o.status.success(),
+        "the probe cannot read even a dumpable process's root: {}",
+        stderr(&o)
+    );
+    let b = env.bundle("b", &["true"], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 2_000_000_000u32, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    env.made("held");
+    // The runtime's first sendmsg is the release of the process: held for 3 s.
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=sendmsg"])
+        .args(["-e", "inject=sendmsg:delay_enter=3000000:when=1"])
+        .arg(crabcan_bin())
+        .arg("--root")
+        .arg(env.root())
+        .args(["create", "--bundle", &b.to_string_lossy(), "held"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace (apt install strace)");
+    let runtime = until("crabcan under strace", || {
+        children_of(strace.id() as i32).first().copied()
+    });
+    let process = until("the container's process", || {
+        children_of(runtime).first().copied()
+    });
+    let o = capless_read_root(process);
+    // Released after the delay, the container is made as usual; strace ends with the
+    // last process it follows, the container's, at its delete.
+    until("the container created", || {
+        (env.status("held") == "created").then_some(())
+    });
+    assert_ok(&env.cc(&["delete", "--force", "held"]));
+    let status = bounded::wait_within(&mut strace, LIMIT, "strace of crabcan create");
+    assert!(
+        !o.status.success(),
+        "a capability-less uid-0 process read the host's root through the waiting \
+         container process: {}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    assert!(status.success(), "create under strace: {status:?}");
+}

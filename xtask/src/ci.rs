@@ -18,6 +18,7 @@ pub fn run(args: &[String]) -> Result<bool> {
     let start = Instant::now();
     step("install the musl target", util::ensure_musl_target)?;
     step("install newuidmap/newgidmap (uidmap)", ensure_uidmap)?;
+    step("install strace", ensure_strace)?;
     step(
         "install libseccomp's Python bindings (python3-seccomp)",
         ensure_python_seccomp,
@@ -165,6 +166,14 @@ fn ensure_uidmap() -> Result<()> {
         return Ok(());
     }
     util::apt_install(&["uidmap"])
+}
+
+/// A hostile-image test holds a window of `create` open by delaying one of its syscalls.
+fn ensure_strace() -> Result<()> {
+    if Path::new("/usr/bin/strace").is_file() {
+        return Ok(());
+    }
+    util::apt_install(&["strace"])
 }
 
 /// The seccomp differential test compiles every profile with libseccomp too, through
