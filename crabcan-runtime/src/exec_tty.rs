@@ -125,6 +125,29 @@ pub fn relay(pid: Pid, sock: std::os::unix::net::UnixStream) -> Result<i32> {
         };
         let (sig_ready, master_ready, stdin_ready) = (ready(0), ready(1), ready(2));
         drop(fds);
+        // Signals first: a window change that came before a key press reaches the pty
+        // before the key does.
+        if sig_ready && let Ok(Some(info)) = sfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => {}
+                Ok(Signal::SIGWINCH) => {
+                    if let Some((rows, cols)) = size_of_stdin() {
+                        let ws = libc::winsize {
+                            ws_row: rows,
+                            ws_col: cols,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
+                        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    }
+                }
+                Ok(s) => {
+                    let _ = nix::sys::signal::kill(pid, s);
+                }
+                Err(_) => {}
+            }
+        }
         if master_ready && master_open {
             match nix::unistd::read(&master, &mut buf) {
                 Ok(0) | Err(Errno::EIO) => master_open = false,
@@ -149,27 +172,6 @@ pub fn relay(pid: Pid, sock: std::os::unix::net::UnixStream) -> Result<i32> {
                 }
                 Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
                 Err(_) => stdin_open = false,
-            }
-        }
-        if sig_ready && let Ok(Some(info)) = sfd.read_signal() {
-            match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGCHLD) => {}
-                Ok(Signal::SIGWINCH) => {
-                    if let Some((rows, cols)) = size_of_stdin() {
-                        let ws = libc::winsize {
-                            ws_row: rows,
-                            ws_col: cols,
-                            ws_xpixel: 0,
-                            ws_ypixel: 0,
-                        };
-                        // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
-                        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-                    }
-                }
-                Ok(s) => {
-                    let _ = nix::sys::signal::kill(pid, s);
-                }
-                Err(_) => {}
             }
         }
         if master_open && !sig_ready {
