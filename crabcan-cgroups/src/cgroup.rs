@@ -43,22 +43,24 @@ pub(crate) fn sweep_stale(parent: &Path) {
 /// Removes each of `dirs` that is an empty cgroup, the usual case once a container's
 /// processes are gone, with one rmdir each; for crabcan run's placement (`run`), the shared
 /// parent too when nothing else uses it. The kernel refuses the rmdir of a cgroup that still
-/// holds a process or a sub-cgroup: those, and directories not on a cgroup filesystem, are
-/// returned untouched for a full removal ([`crate::ContainerCgroup::remove`]).
+/// holds a process or a sub-cgroup: those are returned untouched for a full removal
+/// ([`crate::ContainerCgroup::remove`]). A directory that is no cgroup is never touched, nor
+/// returned: nothing in it is the container's to kill.
 pub fn remove_if_empty(dirs: &[std::path::PathBuf], run: bool) -> Vec<std::path::PathBuf> {
     use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, statfs};
     let mut left = Vec::new();
     for d in dirs {
-        let removed = match statfs(d.as_path()) {
+        match statfs(d.as_path()) {
             Ok(s) if [CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&s.filesystem_type()) => {
-                fs::remove_dir(d).is_ok()
+                if fs::remove_dir(d).is_err() {
+                    left.push(d.clone());
+                    continue;
+                }
             }
-            Err(Errno::ENOENT) => true,
-            _ => false,
-        };
-        if !removed {
-            left.push(d.clone());
-        } else if run && let Some(parent) = d.parent() {
+            Err(Errno::ENOENT) => {}
+            _ => continue,
+        }
+        if run && let Some(parent) = d.parent() {
             let _ = remove_parent_if_empty(parent);
         }
     }

@@ -69,11 +69,16 @@ fn remove_cgroups(s: &State) -> Result<()> {
         return Ok(());
     };
     let run = crabcan_cgroups::CgroupPath::parse(path).is_ok_and(|p| p.is_run());
-    let left = crabcan_cgroups::remove_if_empty(&s.cgroup_paths, run);
-    match open_cgroup_dirs(path, &left) {
-        Some(cg) => cg.remove(),
-        None => Ok(()),
+    let mut left = crabcan_cgroups::remove_if_empty(&s.cgroup_paths, run);
+    left.retain(|d| d.is_dir());
+    if left.is_empty() {
+        return Ok(());
     }
+    // What is left holds processes or sub-cgroups: failing to reach it is an error, never
+    // a silent success.
+    let layout = crabcan_cgroups::Layout::detect()?;
+    let path = crabcan_cgroups::CgroupPath::parse(path)?;
+    crabcan_cgroups::ContainerCgroup::open_paths(&layout, &path, &left)?.remove()
 }
 
 /// runc's `state` of a container.
