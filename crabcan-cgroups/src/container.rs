@@ -401,9 +401,16 @@ impl ContainerCgroup {
             .iter()
             .filter(|d| fs::remove_dir(&d.path).is_err_and(|e| e.kind() != io::ErrorKind::NotFound))
             .collect();
-        if !busy.is_empty() && self.freezer().is_ok() && self.is_frozen().unwrap_or(false) {
-            // A frozen process cannot die: thaw so the kill below takes effect.
-            let _ = self.thaw();
+        if !busy.is_empty() {
+            if self.freezer().is_ok() && self.is_frozen().unwrap_or(false) {
+                // A frozen process cannot die: thaw so the kill below takes effect.
+                let _ = self.thaw();
+            }
+            if let Ok(Freezer::V1(dir)) = self.freezer() {
+                // Nor can one in a sub-cgroup the container froze itself, which a thawed
+                // parent leaves frozen (v2 lets a frozen process die of SIGKILL).
+                thaw_v1_below(&dir);
+            }
         }
         let mut first: Option<Errcode> = None;
         for d in &self.dirs {
@@ -697,6 +704,20 @@ impl ContainerCgroup {
 enum Freezer {
     V1(PathBuf),
     V2(PathBuf),
+}
+
+/// Thaws every v1 freezer cgroup below `dir`, parents first.
+fn thaw_v1_below(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let sub = e.path();
+            let _ = write_file(&sub.join("freezer.state"), "THAWED");
+            thaw_v1_below(&sub);
+        }
+    }
 }
 
 fn v2_frozen(dir: &Path) -> Result<bool> {

@@ -670,3 +670,45 @@ fn only_empty_cgroups_go_with_a_bare_rmdir() {
     assert!(crabcan_cgroups::remove_if_empty(&paths, true).is_empty());
     drop(cg);
 }
+
+#[test]
+fn a_sub_cgroup_the_container_froze_does_not_keep_its_process_alive_at_removal() {
+    let l = layout();
+    require(&l, &["freezer"]);
+    let path = run_path("subfrozen");
+    let cg = create(&l, &path, &Resources::default());
+    let paths = cg.paths();
+    let mut child = gated("echo up; exec sleep 100");
+    let pid = child.id() as i32;
+    cg.add_process(pid).unwrap();
+    release(&mut child);
+    until(&mut child, "up");
+    // The freezer's directory: v1's freezer hierarchy, else the v2 one.
+    let v1 = l.v1_of("freezer").map(|h| h.mount_point.clone());
+    let dir = paths
+        .iter()
+        .find(|p| match &v1 {
+            Some(m) => p.starts_with(m),
+            None => p.join("cgroup.freeze").exists(),
+        })
+        .unwrap()
+        .clone();
+    let sub = dir.join("frozen-by-the-container");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("cgroup.procs"), pid.to_string()).unwrap();
+    let (file, on) = if v1.is_some() {
+        ("freezer.state", "FROZEN")
+    } else {
+        ("cgroup.freeze", "1")
+    };
+    std::fs::write(sub.join(file), on).unwrap();
+    let started = Instant::now();
+    cg.remove(); // as a delete would; an error fails the test
+    let _ = support::wait_within(&mut child, LIMIT);
+    assert_gone(&paths);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the removal waited {:?} for a frozen process",
+        started.elapsed()
+    );
+}
