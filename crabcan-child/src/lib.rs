@@ -34,7 +34,7 @@ pub use idalloc::{
 };
 pub use idmap::{HostRanges, IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 pub use init::INIT_FORWARDS;
-pub use sealed::{ImageUse, exe_writable_by, reexec_sealed};
+pub use sealed::{ImageUse, ProtectedImage, exe_writable_by, protected_image, reexec_sealed};
 pub use tty::{PtyEnds, Tty, set_window_size, window_size};
 
 use crabcan_errors::{Errcode, Result, SysContext};

@@ -226,22 +226,11 @@ pub fn reexec_sealed(
     env: Vec<(OsString, OsString)>,
     usage: ImageUse,
 ) -> Result<()> {
-    let exe = open_self_exe()?;
-    if is_protected(&exe) {
+    let Some(image) = protected_image(usage)? else {
         return Ok(());
-    }
-    let view = match usage {
-        ImageUse::UntilStart => readonly_view(&exe)
-            .inspect_err(|e| log::debug!("no read-only view of crabcan's binary ({e}); copying it"))
-            .ok(),
-        ImageUse::WhileItRuns => None,
     };
-    let is_copy = view.is_none();
-    let copy = match view {
-        Some(v) => v,
-        None => sealed_copy(&exe)?,
-    };
-    drop(exe);
+    let is_copy = image.is_copy;
+    let copy = image.fd;
     let cstr =
         |v: Vec<u8>| CString::new(v).map_err(|_| Errcode::usage("an argument contains a NUL byte"));
     let argv = args
@@ -276,6 +265,44 @@ pub fn reexec_sealed(
         }
         _ => err,
     })
+}
+
+/// A protected image of crabcan's binary, ready to be executed.
+#[derive(Debug)]
+pub struct ProtectedImage {
+    /// The executable: a file of the read-only view, or the sealed copy.
+    pub fd: OwnedFd,
+    /// The sealed in-memory copy (not the view).
+    pub is_copy: bool,
+}
+
+impl ProtectedImage {
+    /// A path that names the image for `execve` while this process holds it (the kernel
+    /// resolves it before a close-on-exec descriptor goes).
+    pub fn path(&self) -> String {
+        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+    }
+}
+
+/// A protected image of crabcan's binary for `usage` (see [`ImageUse`]), or `None` when
+/// this process runs from one already.
+pub fn protected_image(usage: ImageUse) -> Result<Option<ProtectedImage>> {
+    let exe = open_self_exe()?;
+    if is_protected(&exe) {
+        return Ok(None);
+    }
+    let view = match usage {
+        ImageUse::UntilStart => readonly_view(&exe)
+            .inspect_err(|e| log::debug!("no read-only view of crabcan's binary ({e}); copying it"))
+            .ok(),
+        ImageUse::WhileItRuns => None,
+    };
+    let is_copy = view.is_none();
+    let fd = match view {
+        Some(v) => v,
+        None => sealed_copy(&exe)?,
+    };
+    Ok(Some(ProtectedImage { fd, is_copy }))
 }
 
 /// A new mount context's fd (`fsopen`).

@@ -16,7 +16,6 @@
 //! The waiter is in the caller's pid namespace, not the container's, and not dumpable:
 //! nothing in the container can open its executable.
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -83,6 +82,29 @@ fn split() -> Result<Role> {
     // Ours reads, theirs (the starter's) writes.
     let (ours, theirs) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Errcode::sys("create the pipe for the started process's pid", e))?;
+    if let Some(image) = crabcan_child::protected_image(crabcan_child::ImageUse::UntilStart)? {
+        // The starter's image is made here, so the starter is spawned from it at once: no
+        // copy of this process's memory as a fork would make (std spawns with a vfork),
+        // and it starts with an empty signal mask. The image, close-on-exec, goes with the
+        // exec; the pipe's end does not.
+        set_cloexec(&theirs, false)?;
+        let mut args = std::env::args_os();
+        let mut cmd = std::process::Command::new(image.path());
+        if let Some(arg0) = args.next() {
+            std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
+        }
+        cmd.args(args).env(ENV, theirs.as_raw_fd().to_string());
+        let spawned = cmd.spawn();
+        drop(theirs);
+        drop(image);
+        let child = spawned.map_err(|e| {
+            Errcode::setup(format!(
+                "cannot start the process that starts the container: {e}"
+            ))
+        })?;
+        return await_starter(ours, Pid::from_raw(child.id() as i32));
+    }
+    // This image is protected already: the starter is a fork that goes on in it.
     crabcan_child::ensure_single_threaded("fork the process that starts the container")?;
     // SAFETY: single-threaded (checked just above); the child goes on as an ordinary
     // single-threaded process and ends by exec or by exiting.
@@ -93,52 +115,47 @@ fn split() -> Result<Role> {
             drop(ours);
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
                 .map_err(|e| Errcode::sys("restore the signal mask", e))?;
-            set_cloexec(&theirs, false)?;
-            let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-            env.push((ENV.into(), theirs.as_raw_fd().to_string().into()));
-            crabcan_child::reexec_sealed(
-                std::env::args_os().collect(),
-                env,
-                crabcan_child::ImageUse::UntilStart,
-            )?;
-            // Not re-executed: this image is protected already.
-            set_cloexec(&theirs, true)?;
             Ok(Role::Starter(theirs))
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(theirs);
-            nix::sys::prctl::set_dumpable(false)
-                .map_err(|e| Errcode::sys("make the waiting process non-dumpable", e))?;
-            let mut text = String::new();
-            let read = std::fs::File::from(ours).read_to_string(&mut text);
-            let status = loop {
-                match nix::sys::wait::waitpid(child, None) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    r => break r,
-                }
-            };
-            // A pid reported is a process that runs and is ours now, whatever became of the
-            // starter after it wrote it.
-            // Never 0 or negative: a signal forwarded to those would reach a process group
-            // or every process.
-            let reported = read.ok().and_then(|_| text.trim().parse::<i32>().ok());
-            if let Some(pid) = reported.filter(|&p| p > 0) {
-                return Ok(Role::Waiter(Pid::from_raw(pid)));
-            }
-            match status {
-                Ok(WaitStatus::Exited(_, code)) if code != 0 => Ok(Role::Failed(code)),
-                Ok(WaitStatus::Signaled(_, sig, _)) => Err(Errcode::setup(format!(
-                    "the process that starts the container was killed by {sig}"
-                ))),
-                Ok(s) => Err(Errcode::setup(format!(
-                    "the process that starts the container ended without a pid ({s:?})"
-                ))),
-                Err(e) => Err(Errcode::sys(
-                    "wait for the process that starts the container",
-                    e,
-                )),
-            }
+            await_starter(ours, child)
         }
+    }
+}
+
+/// The waiter's side: reads the pid the starter `child` reports on `ours` and reaps it.
+fn await_starter(ours: OwnedFd, child: Pid) -> Result<Role> {
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| Errcode::sys("make the waiting process non-dumpable", e))?;
+    let mut text = String::new();
+    let read = std::fs::File::from(ours).read_to_string(&mut text);
+    let status = loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r,
+        }
+    };
+    // A pid reported is a process that runs and is ours now, whatever became of the
+    // starter after it wrote it.
+    // Never 0 or negative: a signal forwarded to those would reach a process group
+    // or every process.
+    let reported = read.ok().and_then(|_| text.trim().parse::<i32>().ok());
+    if let Some(pid) = reported.filter(|&p| p > 0) {
+        return Ok(Role::Waiter(Pid::from_raw(pid)));
+    }
+    match status {
+        Ok(WaitStatus::Exited(_, code)) if code != 0 => Ok(Role::Failed(code)),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Err(Errcode::setup(format!(
+            "the process that starts the container was killed by {sig}"
+        ))),
+        Ok(s) => Err(Errcode::setup(format!(
+            "the process that starts the container ended without a pid ({s:?})"
+        ))),
+        Err(e) => Err(Errcode::sys(
+            "wait for the process that starts the container",
+            e,
+        )),
     }
 }
 
