@@ -465,7 +465,7 @@ fn ranges(v: &[crabcan_oci::IdRange]) -> Vec<Range> {
         .collect()
 }
 
-fn hook_state(s: &State, status: Status) -> Vec<u8> {
+pub(crate) fn hook_state(s: &State, status: Status) -> Vec<u8> {
     let st = OciState {
         oci_version: crabcan_oci::OCI_VERSION.into(),
         id: s.id.clone(),

@@ -163,7 +163,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if s.poststart.is_empty() {
         return Ok(());
     }
-    let st = state_json(l.dir(), &s);
+    // The state as of the start: a short command may have ended already (and its state
+    // would then name no process), but the hooks are told of the container that started.
+    let st = create::hook_state(&s, Status::Running);
     for h in &s.poststart {
         // The spec's rule: a failing poststart hook is a warning, the container runs on.
         if let Err(e) = hooks::run("poststart", h, &st) {
