@@ -584,7 +584,8 @@ fn children_of(parent: i32) -> Vec<i32> {
     out
 }
 
-/// Host only: it holds create's window open with strace, which the test VM lacks.
+/// Host only: it holds create's window open with strace, which the test VM lacks (and the
+/// runtime's clone must be a `clone3`, as it is on kernels since 5.7).
 ///
 /// From its clone until it takes the container's ids and pivots, the process `create` makes
 /// in a new user namespace is, to the kernel, that namespace's owner: host root, with every
@@ -622,10 +623,11 @@ fn host_only_a_process_in_create_is_out_of_reach_before_it_is_released() {
         c["linux"]["gidMappings"] = map;
     });
     env.made("held");
-    // The runtime's first sendmsg is the release of the process: held for 3 s.
+    // The runtime's clone of the process returns 3 s late: the process exists, waits for
+    // its maps and release, and the runtime sleeps.
     let mut strace = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=sendmsg"])
-        .args(["-e", "inject=sendmsg:delay_enter=3000000:when=1"])
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=clone3"])
+        .args(["-e", "inject=clone3:delay_exit=3000000:when=1"])
         .arg(crabcan_bin())
         .arg("--root")
         .arg(env.root())
@@ -638,9 +640,28 @@ fn host_only_a_process_in_create_is_out_of_reach_before_it_is_released() {
     let runtime = until("crabcan under strace", || {
         children_of(strace.id() as i32).first().copied()
     });
-    let process = until("the container's process", || {
-        children_of(runtime).first().copied()
-    });
+    let deadline = Instant::now() + LIMIT;
+    let process = loop {
+        if let Some(p) = children_of(runtime).first() {
+            break *p;
+        }
+        if Instant::now() > deadline {
+            let ps = Command::new("ps")
+                .args(["-eo", "pid,ppid,stat,args"])
+                .output()
+                .unwrap();
+            panic!(
+                "no process of crabcan {runtime} under strace {}:\n{}",
+                strace.id(),
+                String::from_utf8_lossy(&ps.stdout)
+                    .lines()
+                    .filter(|l| l.contains("crabcan") || l.contains("strace"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let o = capless_read_root(process);
     // Released after the delay, the container is made as usual; strace ends with the
     // last process it follows, the container's, at its delete.
