@@ -257,8 +257,11 @@ fn the_terminal_is_restored_after_a_setup_failure() {
         &["--workdir", "/no/such/dir"],
         (24, 80),
         Some(125),
-        |_, child| {
+        |term, child| {
             exits_within(child, LIMIT);
+            // Written before the exit, but read from the pty by another thread: wait for
+            // it (the test VM once saw only "crabcan: cannot ").
+            term.expect("/no/such/dir");
         },
     );
     let errors: Vec<&str> = shown.lines().filter(|l| l.contains("crabcan:")).collect();
