@@ -192,7 +192,7 @@ fn a_setup_failure_is_one_line_and_leaves_the_terminal_as_it_was() {
     let b = env.spec_bundle("b", &["no-such-command-pty"]);
     let id = format!("fail-{}", std::process::id());
     env.made(&id);
-    let term = Term::open(24, 80);
+    let mut term = Term::open(24, 80);
     let before = term.settings();
     let root = env.root();
     let mut child = KillOnDrop(term.spawn(&[
@@ -204,6 +204,8 @@ fn a_setup_failure_is_one_line_and_leaves_the_terminal_as_it_was() {
         &id,
     ]));
     let status = wait_within(&mut child.0, LIMIT, "crabcan run");
+    // Written before the exit, but read from the pty by another thread: wait for its end.
+    term.expect("executable file not found");
     let shown = term.text();
     assert_eq!(status.code(), Some(1), "{shown}");
     assert_eq!(term.settings(), before, "{shown}");
