@@ -2,7 +2,7 @@
 //! namespaces and set up completely, left blocked on `exec.fifo`; the state recorded.
 
 use crate::hooks;
-use crate::state::{FIFO, HookRecord, Locked, OciState, State, Status, now_rfc3339, start_time};
+use crate::state::{FIFO, HookRecord, Locked, State, Status, now_rfc3339, start_time};
 use crabcan_child::{ChildHook, Console, DetachedSpec, IdMap, Range};
 use crabcan_errors::{Errcode, Result, SysContext};
 use crabcan_oci::{NsKind, Plan};
@@ -332,7 +332,7 @@ fn create_locked(
     state.pid = pid.as_raw();
     state.pid_start = start_time(pid.as_raw()).unwrap_or(0);
     child.at_hooks(|| {
-        let creating = hook_state(&state, Status::Creating);
+        let creating = crate::state_json_as(&state, Status::Creating);
         let recs: Vec<HookRecord> = plan.hooks.prestart.iter().map(HookRecord::from).collect();
         hooks::run_all("prestart", &recs, &creating)?;
         let recs: Vec<HookRecord> = plan
@@ -463,21 +463,6 @@ fn ranges(v: &[crabcan_oci::IdRange]) -> Vec<Range> {
             count: r.count,
         })
         .collect()
-}
-
-pub(crate) fn hook_state(s: &State, status: Status) -> Vec<u8> {
-    let st = OciState {
-        oci_version: crabcan_oci::OCI_VERSION.into(),
-        id: s.id.clone(),
-        status,
-        pid: s.pid,
-        bundle: s.bundle.clone(),
-        rootfs: s.rootfs.clone(),
-        created: s.created.clone(),
-        owner: crate::state::user_name(s.owner_uid),
-        annotations: s.annotations.clone(),
-    };
-    serde_json::to_vec(&st).unwrap_or_default()
 }
 
 /// Writes the pid file atomically: engines read it as soon as create returns.

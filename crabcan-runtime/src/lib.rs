@@ -49,16 +49,13 @@ pub fn status_of(dir: &Path, s: &State) -> Status {
 
 /// The container's cgroup as create recorded it, if any of its directories is left.
 pub(crate) fn open_cgroup(s: &State) -> Option<crabcan_cgroups::ContainerCgroup> {
-    open_cgroup_dirs(s.cgroup_path.as_deref()?, &s.cgroup_paths)
-}
-
-fn open_cgroup_dirs(path: &str, dirs: &[PathBuf]) -> Option<crabcan_cgroups::ContainerCgroup> {
-    if !dirs.iter().any(|p| p.is_dir()) {
+    let path = s.cgroup_path.as_deref()?;
+    if !s.cgroup_paths.iter().any(|p| p.is_dir()) {
         return None;
     }
     let layout = crabcan_cgroups::Layout::detect().ok()?;
     let path = crabcan_cgroups::CgroupPath::parse(path).ok()?;
-    crabcan_cgroups::ContainerCgroup::open_paths(&layout, &path, dirs).ok()
+    crabcan_cgroups::ContainerCgroup::open_paths(&layout, &path, &s.cgroup_paths).ok()
 }
 
 /// Removes the container's cgroups. Once its processes are gone (the usual case at delete)
@@ -83,7 +80,11 @@ fn remove_cgroups(s: &State) -> Result<()> {
 
 /// runc's `state` of a container.
 pub fn oci_state(dir: &Path, s: &State) -> OciState {
-    let status = status_of(dir, s);
+    state_as(s, status_of(dir, s))
+}
+
+/// The state of the recorded container `s` with `status` (no process once stopped).
+fn state_as(s: &State, status: Status) -> OciState {
     OciState {
         oci_version: crabcan_oci::OCI_VERSION.into(),
         id: s.id.clone(),
@@ -165,7 +166,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     // The state as of the start: a short command may have ended already (and its state
     // would then name no process), but the hooks are told of the container that started.
-    let st = create::hook_state(&s, Status::Running);
+    let st = state_json_as(&s, Status::Running);
     for h in &s.poststart {
         // The spec's rule: a failing poststart hook is a warning, the container runs on.
         if let Err(e) = hooks::run("poststart", h, &st) {
@@ -236,7 +237,12 @@ fn writer_opened(pid: i32, fifo: &Path) -> bool {
 
 /// The state JSON hooks get on stdin.
 fn state_json(dir: &Path, s: &State) -> Vec<u8> {
-    serde_json::to_vec(&oci_state(dir, s)).unwrap_or_default()
+    state_json_as(s, status_of(dir, s))
+}
+
+/// The state JSON hooks read, with `status` as the caller knows it.
+pub(crate) fn state_json_as(s: &State, status: Status) -> Vec<u8> {
+    serde_json::to_vec(&state_as(s, status)).unwrap_or_default()
 }
 
 /// `kill [--all] ID SIGNAL`.
