@@ -132,11 +132,7 @@ fn a_foreground_run_relays_a_pty_of_its_own() {
         // The window changes: the pty follows. The kernel signals the terminal's
         // foreground group (crabcan) itself; say it again as a terminal emulator would.
         term.resize(50, 132);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGWINCH,
-        )
-        .expect("SIGWINCH to crabcan");
+        signal_crabcan(child, nix::sys::signal::Signal::SIGWINCH);
         // Typed keys reach the process; its echo comes back through the pty.
         term.type_in(b"abc\r");
         term.expect("GOT-abc-9");
@@ -156,11 +152,7 @@ fn the_terminal_is_restored_when_crabcan_is_signalled() {
             term.expect("READY-2");
             assert!(term.is_raw(), "the caller's terminal is not in raw mode");
             // Passed on to the process, which ends on it.
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGHUP,
-            )
-            .expect("SIGHUP to crabcan");
+            signal_crabcan(child, nix::sys::signal::Signal::SIGHUP);
         },
     );
 }

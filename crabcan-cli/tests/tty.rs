@@ -191,11 +191,7 @@ fn the_window_size_follows_the_callers_terminal() {
         term.resize(50, 132);
         // The kernel signals the terminal's foreground group (crabcan) itself; say it again
         // as a window manager's terminal would.
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGWINCH,
-        )
-        .expect("SIGWINCH to crabcan");
+        signal_crabcan(child, nix::sys::signal::Signal::SIGWINCH);
         term.type_in(b"stty size\n");
         term.expect("50 132");
         term.type_in(b"exit\n");
@@ -227,11 +223,7 @@ fn the_terminal_is_restored_when_crabcan_is_signalled() {
         assert!(term.is_raw(), "the caller's terminal is not in raw mode");
         // A hangup, as when the caller's terminal goes away: passed on to the shell,
         // which ends.
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGHUP,
-        )
-        .expect("SIGHUP to crabcan");
+        signal_crabcan(child, nix::sys::signal::Signal::SIGHUP);
     });
 }
 
@@ -242,11 +234,7 @@ fn host_only_the_terminal_is_restored_when_crabcan_is_killed() {
     session("tty-sigkill", &[], (24, 80), None, |term, child| {
         ask(term, "READY");
         assert!(term.is_raw(), "the caller's terminal is not in raw mode");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .expect("SIGKILL to crabcan");
+        signal_crabcan(child, nix::sys::signal::Signal::SIGKILL);
     });
 }
 

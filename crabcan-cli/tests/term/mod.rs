@@ -201,3 +201,9 @@ impl Drop for KillOnDrop {
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Sends `sig` to crabcan, the terminal's session leader, as the person or the terminal would.
+pub fn signal_crabcan(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig)
+        .unwrap_or_else(|e| panic!("{sig} to crabcan: {e}"));
+}
