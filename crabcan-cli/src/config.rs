@@ -63,11 +63,11 @@ fn seccomp_choice(
     arg: &SeccompArg,
     cwd: &Path,
 ) -> Result<(crabcan_security::Seccomp, Option<Cow<'static, str>>)> {
-    use crabcan_security::{Profile, Seccomp, profile};
+    use crabcan_security::{Seccomp, profile};
     let path = match arg {
         SeccompArg::Default => {
             return Ok((
-                Seccomp::Profile(Profile::crabcan_default()),
+                Seccomp::CrabcanDefault,
                 Some(Cow::Borrowed(profile::CRABCAN_DEFAULT_JSON)),
             ));
         }

@@ -23,7 +23,7 @@
 //! let cfg = SecurityConfig {
 //!     capabilities: Capabilities::for_uid(kept_set(&add, &drop), 0),
 //!     no_new_privs: true,
-//!     seccomp: Seccomp::Profile(crabcan_security::profile::Profile::crabcan_default()),
+//!     seccomp: Seccomp::CrabcanDefault,
 //! };
 //! let plan = crabcan_security::plan(&cfg).unwrap();
 //! assert!(crabcan_security::describe(&plan).contains("NET_ADMIN"));
@@ -77,7 +77,11 @@ impl Capabilities {
 /// The system call filter chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seccomp {
-    /// Compile and load this profile ([`Profile::crabcan_default`] is `crabcan run`'s).
+    /// crabcan's default profile ([`profile::CRABCAN_DEFAULT_JSON`], `crabcan run`'s):
+    /// loads the program compiled from it when crabcan was built
+    /// ([`profile::crabcan_default_program`]), so a start neither parses nor compiles it.
+    CrabcanDefault,
+    /// Compile and load this profile.
     Profile(Profile),
     /// No filter.
     Unconfined,
@@ -100,7 +104,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             capabilities: Capabilities::for_uid(CapSet::of(DEFAULT_CAPS), 0),
             no_new_privs: true,
-            seccomp: Seccomp::Profile(Profile::crabcan_default()),
+            seccomp: Seccomp::CrabcanDefault,
         }
     }
 }
@@ -143,14 +147,15 @@ impl SecurityPlan {
 /// Computes the plan from the config; pure, no syscalls. A profile that cannot be
 /// compiled is a usage error naming the path inside the profile; it never means no filter.
 pub fn plan(cfg: &SecurityConfig) -> Result<SecurityPlan> {
+    if !matches!(cfg.seccomp, Seccomp::Unconfined) && !cfg!(target_arch = "x86_64") {
+        return Err(Errcode::setup(
+            "seccomp profiles are only compiled for x86 architectures",
+        ));
+    }
     let seccomp = match &cfg.seccomp {
         Seccomp::Unconfined => None,
+        Seccomp::CrabcanDefault => Some(profile::crabcan_default_program()),
         Seccomp::Profile(p) => {
-            if !cfg!(target_arch = "x86_64") {
-                return Err(Errcode::setup(
-                    "seccomp profiles are only compiled for x86 architectures",
-                ));
-            }
             Some(profile::compile(p).map_err(|e| Errcode::usage(e.to_string()))?)
         }
     };
