@@ -1,7 +1,7 @@
 //! Steps shared by every hierarchy: write a cgroup file, sweep the cgroups of dead runs,
 //! kill and remove a cgroup tree.
 
-use crabcan_errors::{Errcode, Result, SysContext};
+use crabcan_errors::{Errcode, Result};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -41,30 +41,20 @@ pub(crate) fn sweep_stale(parent: &Path) {
 }
 
 /// Removes each of `dirs` that is an empty cgroup, the usual case once a container's
-/// processes are gone, with one rmdir each; for crabcan run's placement (`run`), the shared
-/// parent too when nothing else uses it. The kernel refuses the rmdir of a cgroup that still
+/// processes are gone, with one rmdir each. The kernel refuses the rmdir of a cgroup that still
 /// holds a process or a sub-cgroup: those are returned untouched for a full removal
 /// ([`crate::ContainerCgroup::remove`]). A directory that is no cgroup is never touched, nor
 /// returned: nothing in it is the container's to kill.
-pub fn remove_if_empty(dirs: &[std::path::PathBuf], run: bool) -> Vec<std::path::PathBuf> {
+pub fn remove_if_empty(dirs: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
     use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, statfs};
-    let mut left = Vec::new();
-    for d in dirs {
-        match statfs(d.as_path()) {
-            Ok(s) if [CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&s.filesystem_type()) => {
-                if fs::remove_dir(d).is_err() {
-                    left.push(d.clone());
-                    continue;
-                }
-            }
-            Err(Errno::ENOENT) => {}
-            _ => continue,
-        }
-        if run && let Some(parent) = d.parent() {
-            let _ = remove_parent_if_empty(parent);
-        }
-    }
-    left
+    let is_cgroup = |d: &std::path::PathBuf| {
+        statfs(d.as_path())
+            .is_ok_and(|s| [CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&s.filesystem_type()))
+    };
+    dirs.iter()
+        .filter(|d| is_cgroup(d) && fs::remove_dir(d).is_err())
+        .cloned()
+        .collect()
 }
 
 /// Kills every process in `dir` and below, then removes the directories bottom-up, retrying
@@ -135,22 +125,6 @@ fn kill_all(dir: &Path) {
                 kill_all(&entry.path());
             }
         }
-    }
-}
-
-/// Removes the shared parent directory unless another container still uses it.
-pub(crate) fn remove_parent_if_empty(parent: &Path) -> Result<()> {
-    match fs::remove_dir(parent) {
-        Ok(()) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error().map(Errno::from_raw),
-                Some(Errno::EBUSY | Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOENT)
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e).sys_ctx(|| format!("remove cgroup {}", parent.display())),
     }
 }
 

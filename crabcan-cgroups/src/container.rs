@@ -1,7 +1,7 @@
 //! A container's cgroup in every hierarchy of the host: created, joined, updated, frozen,
 //! read and removed as one.
 
-use crate::cgroup::{io_err, remove_parent_if_empty, remove_tree, write_file};
+use crate::cgroup::{io_err, remove_tree, write_file};
 use crate::devices::{V1Write, confine_v2};
 use crate::layout::{Layout, Mode};
 use crate::path::CgroupPath;
@@ -391,8 +391,7 @@ impl ContainerCgroup {
     }
 
     /// Kills every process, waits for them, and removes the directory in every hierarchy
-    /// (retrying while the kernel still counts exiting processes). For crabcan run's
-    /// placement the shared `crabcan` directory goes too when no other container uses it.
+    /// (retrying while the kernel still counts exiting processes).
     pub fn remove(self) -> Result<()> {
         // The usual case, its processes gone: each directory goes with one rmdir, which the
         // kernel refuses while a process or a sub-cgroup is left in it.
@@ -416,12 +415,6 @@ impl ContainerCgroup {
         for d in &self.dirs {
             if busy.iter().any(|b| b.path == d.path)
                 && let Err(e) = remove_tree(&d.path)
-            {
-                first.get_or_insert(e);
-            }
-            if self.path.is_run()
-                && let Some(parent) = d.path.parent()
-                && let Err(e) = remove_parent_if_empty(parent)
             {
                 first.get_or_insert(e);
             }
@@ -465,7 +458,10 @@ impl ContainerCgroup {
                     })?;
             }
             self.dirs.push(d.clone());
-            if d.has("cpuset") {
+            // crabcan run's cgroup sits right below the caller's (v1), whose cpuset holds a
+            // process and so cannot be empty; create_chain filled the new one. A given path
+            // may pass levels others made and left empty.
+            if d.has("cpuset") && !(self.path.is_run() && created.is_some()) {
                 copy_cpuset_down(&mount, &d.path)?;
             }
             if d.is_v2() {

@@ -4,9 +4,6 @@
 use crabcan_errors::{Errcode, Result};
 use std::path::{Component, Path, PathBuf};
 
-/// The name of the directory crabcan creates to hold its containers' cgroups.
-pub const PARENT_DIR: &str = "crabcan";
-
 /// A mounted cgroup2 hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup2Mount {
@@ -101,51 +98,6 @@ pub fn own_cgroup_dir(mount: &Cgroup2Mount, own_path: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Where a container's cgroup goes, and the chain of cgroups whose subtree_control must
-/// offer its controllers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    /// From the hierarchy's root down to the parent directory crabcan creates, inclusive.
-    pub chain: Vec<PathBuf>,
-    /// The container's cgroup directory.
-    pub cgroup: PathBuf,
-}
-
-impl Placement {
-    /// The directory crabcan creates to hold containers (the last of `chain`).
-    pub fn parent_dir(&self) -> &Path {
-        self.chain
-            .last()
-            .map_or(self.cgroup.as_path(), |p| p.as_path())
-    }
-}
-
-/// Computes where the cgroup `leaf` goes when crabcan itself is in `own_dir`.
-///
-/// At the root of the hierarchy, the holder directory goes right under the root. In a
-/// non-root cgroup, that cgroup holds crabcan (and often a shell): the no-internal-process
-/// rule forbids enabling controllers for its children, so the holder directory becomes a
-/// sibling of it, under its parent.
-pub fn placement(mount_point: &Path, own_dir: &Path, leaf: &str) -> Placement {
-    let base = if own_dir == mount_point {
-        own_dir
-    } else {
-        own_dir.parent().unwrap_or(mount_point)
-    };
-    let mut chain = vec![mount_point.to_path_buf()];
-    if let Ok(rel) = base.strip_prefix(mount_point) {
-        let mut p = mount_point.to_path_buf();
-        for c in rel.components() {
-            p.push(c);
-            chain.push(p.clone());
-        }
-    }
-    let parent = base.join(PARENT_DIR);
-    let cgroup = parent.join(leaf);
-    chain.push(parent);
-    Placement { chain, cgroup }
-}
-
 /// The controllers listed in a cgroup.controllers or cgroup.subtree_control text.
 pub fn parse_controllers(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
@@ -220,18 +172,6 @@ pub(crate) mod tests {
         assert_eq!(own, "/");
         let dir = own_cgroup_dir(&m, &own).unwrap();
         assert_eq!(dir, Path::new("/sys/fs/cgroup/unified"));
-        let p = placement(&m.mount_point, &dir, "crabcan-web");
-        assert_eq!(
-            p.chain,
-            [
-                PathBuf::from("/sys/fs/cgroup/unified"),
-                PathBuf::from("/sys/fs/cgroup/unified/crabcan"),
-            ]
-        );
-        assert_eq!(
-            p.cgroup,
-            Path::new("/sys/fs/cgroup/unified/crabcan/crabcan-web")
-        );
         assert_eq!(
             v1_mount_of(HYBRID_MOUNTINFO, "memory").unwrap(),
             Path::new("/sys/fs/cgroup/memory")
@@ -240,7 +180,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn pure_v2_from_a_session_cgroup_goes_beside_it() {
+    fn pure_v2_from_a_session_cgroup() {
         let m = find_cgroup2_mount(V2_MOUNTINFO).unwrap();
         assert_eq!(m.mount_point, Path::new("/sys/fs/cgroup"));
         let own = own_cgroup_path(V2_CGROUP).unwrap();
@@ -249,42 +189,7 @@ pub(crate) mod tests {
             dir,
             Path::new("/sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope")
         );
-        let p = placement(&m.mount_point, &dir, "crabcan-a");
-        assert_eq!(
-            p.chain,
-            [
-                PathBuf::from("/sys/fs/cgroup"),
-                PathBuf::from("/sys/fs/cgroup/user.slice"),
-                PathBuf::from("/sys/fs/cgroup/user.slice/user-1000.slice"),
-                PathBuf::from("/sys/fs/cgroup/user.slice/user-1000.slice/crabcan"),
-            ]
-        );
-        assert_eq!(
-            p.cgroup,
-            Path::new("/sys/fs/cgroup/user.slice/user-1000.slice/crabcan/crabcan-a")
-        );
         assert_eq!(v1_mount_of(V2_MOUNTINFO, "memory"), None);
-    }
-
-    #[test]
-    fn pure_v2_at_the_root() {
-        let m = find_cgroup2_mount(V2_MOUNTINFO).unwrap();
-        let dir = own_cgroup_dir(&m, "/").unwrap();
-        let p = placement(&m.mount_point, &dir, "crabcan-x");
-        assert_eq!(p.chain.len(), 2);
-        assert_eq!(p.parent_dir(), Path::new("/sys/fs/cgroup/crabcan"));
-        assert_eq!(p.cgroup, Path::new("/sys/fs/cgroup/crabcan/crabcan-x"));
-    }
-
-    #[test]
-    fn one_level_deep_goes_under_the_root() {
-        let p = placement(
-            Path::new("/sys/fs/cgroup"),
-            Path::new("/sys/fs/cgroup/init.scope"),
-            "crabcan-x",
-        );
-        assert_eq!(p.cgroup, Path::new("/sys/fs/cgroup/crabcan/crabcan-x"));
-        assert_eq!(p.chain.len(), 2);
     }
 
     #[test]

@@ -38,8 +38,8 @@ pub use devices::{
     default_rules, load_program, op, own_v1_path, v1_controller_mount, v1_devices_mount, v1_writes,
 };
 pub use host::{
-    Cgroup2Mount, PARENT_DIR, Placement, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path,
-    parse_controllers, parse_oom_kill, placement, v1_mount_of,
+    Cgroup2Mount, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path, parse_controllers,
+    parse_oom_kill, v1_mount_of,
 };
 pub use layout::{Layout, Mode, V1_CONTROLLERS, V1Hierarchy, V2Hierarchy, Where};
 pub use parse::{

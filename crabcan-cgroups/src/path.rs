@@ -13,11 +13,12 @@ pub enum CgroupPath {
     /// Under the caller's own cgroup in each hierarchy, as runc places a relative path
     /// ("machine/box" → "`<own>`/machine/box").
     Relative(String),
-    /// crabcan run's own place: `crabcan/<leaf>`, where `leaf` is `crabcan-<name>-<pid>`.
-    /// On cgroup v2 the `crabcan` directory goes beside the caller's cgroup (under its
-    /// parent) unless the caller is at the root: a v2 cgroup holding processes may not give
-    /// controllers to children. On v1 it goes under the caller's cgroup, so the container
-    /// stays inside whatever limits enclose the caller there.
+    /// crabcan run's own place for `leaf`, its `crabcan-<name>-<pid>` directory. On cgroup
+    /// v2 it goes beside the caller's cgroup (under its parent) unless the caller is at the
+    /// root: a v2 cgroup holding processes may not give controllers to children. On v1 it
+    /// goes under the caller's cgroup, so the container stays inside whatever limits enclose
+    /// the caller there. No shared directory holds it: one would be one more cgroup to make
+    /// and remove in every hierarchy at each run (a tenth of a start).
     Run(String),
 }
 
@@ -94,7 +95,7 @@ impl CgroupPath {
                 } else {
                     own
                 };
-                join(base, &format!("{}/{leaf}", crate::host::PARENT_DIR))
+                join(base, leaf)
             }
         }
     }
@@ -110,7 +111,7 @@ impl std::fmt::Display for CgroupPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CgroupPath::Absolute(p) | CgroupPath::Relative(p) => f.write_str(p),
-            CgroupPath::Run(leaf) => write!(f, "{}/{leaf}", crate::host::PARENT_DIR),
+            CgroupPath::Run(leaf) => f.write_str(leaf),
         }
     }
 }
@@ -169,19 +170,20 @@ mod tests {
     fn run_placement_per_hierarchy() {
         let p = CgroupPath::run("crabcan-web-12").unwrap();
         assert!(p.is_run());
-        assert_eq!(p.resolve("/", true), "/crabcan/crabcan-web-12");
+        assert_eq!(p.resolve("/", true), "/crabcan-web-12");
         assert_eq!(
             p.resolve("/user.slice/s.scope", true),
-            "/user.slice/crabcan/crabcan-web-12"
+            "/user.slice/crabcan-web-12"
         );
-        assert_eq!(p.resolve("/init.scope", true), "/crabcan/crabcan-web-12");
+        assert_eq!(p.resolve("/init.scope", true), "/crabcan-web-12");
+        assert_eq!(p.resolve("/", false), "/crabcan-web-12");
         assert_eq!(
             p.resolve("/session/10db", false),
-            "/session/10db/crabcan/crabcan-web-12"
+            "/session/10db/crabcan-web-12"
         );
         assert!(CgroupPath::run("a/b").is_err());
         assert!(CgroupPath::run("/a").is_err());
-        assert_eq!(p.to_string(), "crabcan/crabcan-web-12");
+        assert_eq!(p.to_string(), "crabcan-web-12");
     }
 
     proptest! {

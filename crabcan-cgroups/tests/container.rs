@@ -645,7 +645,7 @@ fn only_empty_cgroups_go_with_a_bare_rmdir() {
     release(&mut child);
     until(&mut child, "up");
     // A process in them: every directory is refused and left for the full removal.
-    assert_eq!(crabcan_cgroups::remove_if_empty(&paths, true), paths);
+    assert_eq!(crabcan_cgroups::remove_if_empty(&paths), paths);
     assert!(paths.iter().all(|p| p.is_dir()));
     let _ = child.kill();
     support::wait_within(&mut child, LIMIT);
@@ -661,13 +661,13 @@ fn only_empty_cgroups_go_with_a_bare_rmdir() {
     while !left.is_empty() {
         assert!(Instant::now() < deadline, "left: {left:?}");
         std::thread::sleep(Duration::from_millis(10));
-        left = crabcan_cgroups::remove_if_empty(&left, true);
+        left = crabcan_cgroups::remove_if_empty(&left);
     }
     assert!(plain.is_dir(), "a directory outside cgroupfs was removed");
     std::fs::remove_dir(&plain).unwrap();
     assert_gone(&paths);
     // Already gone: nothing left to do.
-    assert!(crabcan_cgroups::remove_if_empty(&paths, true).is_empty());
+    assert!(crabcan_cgroups::remove_if_empty(&paths).is_empty());
     drop(cg);
 }
 

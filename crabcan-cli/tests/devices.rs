@@ -98,39 +98,14 @@ fn own_cgroups() -> BTreeSet<PathBuf> {
     found
 }
 
-/// The shared `crabcan` directory crabcan would create in the v1 devices hierarchy, if the
-/// host has one.
-fn v1_parent() -> Option<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = crabcan_cgroups::v1_devices_mount(&mountinfo)?;
-    let own = crabcan_cgroups::own_v1_path(
-        &std::fs::read_to_string("/proc/self/cgroup").ok()?,
-        "devices",
-    )?;
-    let dir = crabcan_cgroups::own_cgroup_dir(&mount, &own).ok()?;
-    let place = crabcan_cgroups::placement(&mount.mount_point, &dir, "x");
-    Some(place.parent_dir().to_path_buf())
-}
-
 /// Waits (bounded) until none of this file's cgroup directories is left, failing if one
-/// stays; the shared v1 parent too, unless it was there before (another crabcan's).
-fn assert_no_own_cgroup(parent_before: bool) {
-    let parent_left = || !parent_before && v1_parent().is_some_and(|p| p.exists());
+/// stays.
+fn assert_no_own_cgroup() {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while (!own_cgroups().is_empty() || parent_left()) && Instant::now() < deadline {
+    while !own_cgroups().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(own_cgroups(), BTreeSet::new(), "device cgroups left behind");
-    assert!(
-        !parent_left(),
-        "the shared parent {:?} is left",
-        v1_parent()
-    );
-}
-
-/// Whether the shared v1 parent exists now (another crabcan's run may hold it).
-fn parent_exists() -> bool {
-    v1_parent().is_some_and(|p| p.exists())
 }
 
 /// What the script of [`confinement_script`] prints when the rules hold.
@@ -149,7 +124,6 @@ fn confinement_script() -> &'static str {
 }
 
 fn check_confined(flags: &[&str]) {
-    let before = parent_exists();
     let nodes = Nodes::new();
     let add = nodes.add_flag();
     let host = hostname();
@@ -169,7 +143,7 @@ fn check_confined(flags: &[&str]) {
             .is_some_and(|l| l.starts_with("ok: ok-terminal")),
         "a pty must still work: {out}"
     );
-    assert_no_own_cgroup(before);
+    assert_no_own_cgroup();
 }
 
 #[test]
@@ -190,7 +164,6 @@ fn devices_only_the_standard_nodes_open_for_host_root_inside() {
 fn devices_rules_are_placed_where_the_host_has_a_controller() {
     require_root();
     let _g = serial();
-    let before = parent_exists();
     let host = hostname();
     let o = output_within(
         crabcan()
@@ -223,15 +196,14 @@ fn devices_rules_are_placed_where_the_host_has_a_controller() {
             "the rules go in the v1 devices hierarchy: {line}"
         );
     }
-    assert_no_own_cgroup(before);
+    assert_no_own_cgroup();
 }
 
 #[test]
 fn devices_cgroup_of_a_killed_crabcan_is_swept_by_the_next_run() {
     require_root();
     let _g = serial();
-    let before = parent_exists();
-    assert_no_own_cgroup(before);
+    assert_no_own_cgroup();
     let host = hostname();
     let marker = format!("devkill-{}", std::process::id());
     let mut child = crabcan()
@@ -262,7 +234,7 @@ fn devices_cgroup_of_a_killed_crabcan_is_swept_by_the_next_run() {
     assert_eq!(own_cgroups(), held, "what a SIGKILLed crabcan leaves");
     let o = sh(&["--hostname", &host], "true");
     assert_ok(&o);
-    assert_no_own_cgroup(before);
+    assert_no_own_cgroup();
 }
 
 /// The scratch cgroup of [`devices_program_itself_confines_a_cgroup`], removed on drop.

@@ -523,7 +523,7 @@ fn cgroup_namespace_with_limits_and_sigkill_cleanup() {
         let path = v2_path(&host_view).expect("v2 entry").to_string();
         let leaf = path.rsplit('/').next().unwrap_or("");
         assert!(
-            path.contains("/crabcan/") && leaf.starts_with(&format!("crabcan-{}-", hostname())),
+            leaf.starts_with(&format!("crabcan-{}-", hostname())),
             "the container is not in a crabcan cgroup: {path}"
         );
         // In every hierarchy (on a hybrid host: each v1 one and the v2 one).

@@ -418,6 +418,10 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
             "the container is not running"
         );
         pid = child.id();
+        assert!(
+            !run_cgroups_of(pid).is_empty(),
+            "the run has no cgroup to check for"
+        );
         child.kill().unwrap();
         wait_within(&mut child, LIMIT, "the SIGKILLed crabcan");
     });
@@ -428,15 +432,34 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
         "mount point left in the rootfs after SIGKILL"
     );
     // And the run's cgroup, named after crabcan's pid, in every hierarchy.
-    let suffix = format!("-{pid}");
-    let left: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .flatten()
-        .filter_map(|h| std::fs::read_dir(h.path().join("crabcan")).ok())
-        .flat_map(|d| d.flatten().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(&suffix))
-        .collect();
+    let left = run_cgroups_of(pid);
     assert!(left.is_empty(), "cgroups left after SIGKILL: {left:?}");
+}
+
+/// The cgroup directories of the `crabcan run` with pid `pid` (`crabcan-<name>-<pid>`), in
+/// every hierarchy, five levels deep.
+fn run_cgroups_of(pid: u32) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, suffix: &str, found: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if name.starts_with("crabcan-") && name.ends_with(suffix) {
+                found.push(e.path());
+            } else if depth > 1 {
+                walk(&e.path(), depth - 1, suffix, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        Path::new("/sys/fs/cgroup"),
+        6,
+        &format!("-{pid}"),
+        &mut found,
+    );
+    found
 }
 
 #[test]
@@ -719,7 +742,7 @@ fn without_a_pids_cgroup_an_ordinary_users_container_is_capped_by_nproc() {
         assert_ok(&o);
         let out = stdout(&o);
         assert!(
-            !out.contains("/crabcan/crabcan-"),
+            !out.contains("/crabcan-"),
             "this test needs a user without a delegated cgroup, and the container got one: {out}"
         );
         let line = out

@@ -65,8 +65,7 @@ fn remove_cgroups(s: &State) -> Result<()> {
     let Some(path) = s.cgroup_path.as_deref() else {
         return Ok(());
     };
-    let run = crabcan_cgroups::CgroupPath::parse(path).is_ok_and(|p| p.is_run());
-    let mut left = crabcan_cgroups::remove_if_empty(&s.cgroup_paths, run);
+    let mut left = crabcan_cgroups::remove_if_empty(&s.cgroup_paths);
     left.retain(|d| d.is_dir());
     if left.is_empty() {
         return Ok(());
