@@ -156,7 +156,7 @@ fn the_full_floor_does_the_rest_of_crabcans_default_setup() {
          echo lo=$(cat /sys/class/net/lo/flags); \
          echo ptmx=$(readlink /dev/ptmx); \
          for f in {}; do echo \"size $f $(cat $f | wc -c)\"; done; \
-         (echo 1 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo sysctl=written \
+         (echo 4096 > /proc/sys/kernel/msgmax) 2>/dev/null && echo sysctl=written \
            || echo sysctl=refused; \
          sed 's/^/mountinfo /' /proc/self/mountinfo; echo ready; read x; exit 0",
         masked_files.join(" ")
@@ -211,6 +211,7 @@ fn the_full_floor_does_the_rest_of_crabcans_default_setup() {
     let lo = u32::from_str_radix(value("lo=").trim_start_matches("0x"), 16).expect("lo flags");
     assert_eq!(lo & 1, 1, "lo is not up: flags {lo:#x}");
     assert_eq!(value("ptmx="), "pts/ptmx");
+    // Root owns its IPC namespace's sysctls: only the read-only mount refuses this write.
     assert_eq!(value("sysctl="), "refused", "/proc/sys is writable");
     for f in &masked_files {
         assert_eq!(
