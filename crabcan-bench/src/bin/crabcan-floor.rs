@@ -610,7 +610,8 @@ fn on(what: &str, path: &CStr, e: std::io::Error) -> String {
     format!("{what} {}: {e}", path.to_string_lossy())
 }
 
-/// Root's ids, the root tree, `/proc`, `/dev`, `pivot_root`, then the init forks the command.
+/// Root's ids, the root tree, `/proc`, `/dev`, `pivot_root`, then the init forks the command;
+/// with `--full`, the rest of crabcan's setup in its order, and the command's confinement.
 fn child(p: &Paths, sock: i32) -> Result<(), String> {
     let tree = recv_fd(sock)?;
     // SAFETY: raw system calls on C strings made before the clone and on live locals; the
