@@ -1,8 +1,9 @@
 //! `cargo xtask bench [--no-install] [--runs N] [--quick] [--crabcan PATH]`: crabcan's start
 //! latency (also under podman's seccomp profile against its own default), memory, bind-mount
 //! growth and throughput, measured side by side with bubblewrap, crun, runc, the bare cost of
-//! the namespaces (`unshare`) and the floor program (`crabcan-floor`, with and without
-//! crabcan's cgroup work); the OCI commands (`run --bundle`, `create`, `start`, `delete`,
+//! the namespaces (`unshare`) and the floor program (`crabcan-floor`: alone, with crabcan's
+//! cgroup work, and with all the kernel work of crabcan's default run, which splits the gap
+//! between the kernel's share and crabcan's own); the OCI commands (`run --bundle`, `create`, `start`, `delete`,
 //! `exec`, memory, residency) of runc, crun and crabcan once it has them; and podman and ctr
 //! end to end with runc and crabcan. Reports PASS/MISS against the targets; it fails only when
 //! the harness breaks or a crabcan container fails. `cargo xtask bench ARGS` runs it as
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use report::{GrowthPoint, Stats, Throughput};
+use report::{FloorSplit, GrowthPoint, Stats, Throughput};
 use serde::Serialize;
 use setup::{Runtime, Skipped, Starter};
 
@@ -430,6 +431,10 @@ struct Results {
     throughput: Vec<Throughput>,
     left_behind: Vec<String>,
     targets: Vec<Target>,
+    /// Figures without a limit that explain the targets.
+    diagnostics: Vec<Diagnostic>,
+    /// The gap from `floor+cgroups` to crabcan, split at `floor+all`.
+    floor_split_ms: Option<FloorSplit>,
 }
 
 impl Results {
@@ -457,12 +462,23 @@ impl Results {
             throughput: m.throughput,
             left_behind,
             targets: Vec::new(),
+            diagnostics: Vec::new(),
+            floor_split_ms: None,
         };
         let crab = r.median(Starter::Crabcan);
         for l in &mut r.latency {
             l.median_ratio_to_crabcan = crab.map(|c| l.ms.median / c);
         }
         r.targets = targets(&r);
+        let floor_all = r.median(Starter::MinFloorAll);
+        r.diagnostics = vec![Diagnostic {
+            what: format!("crabcan median / {} median", Starter::MinFloorAll.name()),
+            value: crab.zip(floor_all).map(|(c, f)| c / f),
+        }];
+        r.floor_split_ms = match (r.median(Starter::MinFloorCgroups), floor_all, crab) {
+            (Some(g), Some(a), Some(c)) => Some(FloorSplit::of(g, a, c)),
+            _ => None,
+        };
         r
     }
 
@@ -845,6 +861,14 @@ fn own_rss(crab: &Runtime, samples: usize) -> Result<Option<OwnRss>> {
     }))
 }
 
+/// A figure that explains the targets, with no limit and no verdict of its own.
+#[derive(Serialize)]
+struct Diagnostic {
+    what: String,
+    #[serde(serialize_with = "report::opt_num")]
+    value: Option<f64>,
+}
+
 /// One target: what it says, the measured ratio or value, the limit, and the verdict.
 #[derive(Serialize)]
 struct Target {
@@ -1199,6 +1223,40 @@ fn render_table(r: &Results) -> String {
         if !t.note.is_empty() {
             s.push_str(&format!("        {}\n", t.note));
         }
+    }
+    s.push_str(&render_diagnostics(r));
+    s
+}
+
+/// The diagnostics: no limits, they tell the kernel's share of the gap from crabcan's.
+fn render_diagnostics(r: &Results) -> String {
+    let mut s = String::from("\n== diagnostics (no limit: where the gap to the floor goes)\n");
+    for d in &r.diagnostics {
+        s.push_str(&format!(
+            "  DIAG  {:<58} {}\n",
+            d.what,
+            d.value.map_or("n/a".into(), f2)
+        ));
+    }
+    match &r.floor_split_ms {
+        Some(f) => {
+            s.push_str(&format!(
+                "        floor+cgroups {} ms -> floor+all {} ms: {:+.2} ms, the kernel work \
+                 crabcan's default run adds (mounts, masks, hostname, loopback, capabilities, \
+                 seccomp)\n",
+                f2(f.floor_cgroups),
+                f2(f.floor_all),
+                f.kernel_added
+            ));
+            s.push_str(&format!(
+                "        floor+all {} ms -> crabcan {} ms: {:+.2} ms, crabcan's own overhead \
+                 (its processes, id-range lease, state, planning)\n",
+                f2(f.floor_all),
+                f2(f.crabcan),
+                f.crabcan_own
+            ));
+        }
+        None => s.push_str("        no split: floor+cgroups, floor+all or crabcan has no median\n"),
     }
     s
 }

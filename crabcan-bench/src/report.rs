@@ -94,6 +94,39 @@ pub struct Throughput {
     pub per_sec: f64,
 }
 
+/// How the gap between the floor with crabcan's cgroup work and crabcan's default run
+/// splits, from the medians of the interleaved start-latency rows, in ms: the kernel work
+/// crabcan's default adds on top of the cgroups (`floor+cgroups` to `floor+all`) and what
+/// is crabcan's own (`floor+all` to crabcan).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FloorSplit {
+    #[serde(serialize_with = "num")]
+    pub floor_cgroups: f64,
+    #[serde(serialize_with = "num")]
+    pub floor_all: f64,
+    #[serde(serialize_with = "num")]
+    pub crabcan: f64,
+    /// `floor_all - floor_cgroups`.
+    #[serde(serialize_with = "num")]
+    pub kernel_added: f64,
+    /// `crabcan - floor_all`.
+    #[serde(serialize_with = "num")]
+    pub crabcan_own: f64,
+}
+
+impl FloorSplit {
+    /// The split of the three medians.
+    pub fn of(floor_cgroups: f64, floor_all: f64, crabcan: f64) -> FloorSplit {
+        FloorSplit {
+            floor_cgroups,
+            floor_all,
+            crabcan,
+            kernel_added: floor_all - floor_cgroups,
+            crabcan_own: crabcan - floor_all,
+        }
+    }
+}
+
 /// A "nice" axis maximum at or above `x` (1, 2 or 5 times a power of ten).
 fn nice_ceiling(x: f64) -> f64 {
     if x <= 0.0 || !x.is_finite() {
@@ -422,6 +455,17 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&n).unwrap(),
             r#"{"a":21.5004,"b":2,"c":3416,"d":null,"e":null,"f":0.3333}"#
+        );
+    }
+
+    #[test]
+    fn the_floor_split_adds_up_to_the_gap() {
+        let s = FloorSplit::of(3.0, 3.75, 6.5);
+        assert_eq!((s.kernel_added, s.crabcan_own), (0.75, 2.75));
+        assert_eq!(s.kernel_added + s.crabcan_own, s.crabcan - s.floor_cgroups);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"floor_cgroups":3,"floor_all":3.75,"crabcan":6.5,"kernel_added":0.75,"crabcan_own":2.75}"#
         );
     }
 

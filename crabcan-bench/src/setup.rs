@@ -163,11 +163,14 @@ pub enum Starter {
     MinFloor,
     /// `crabcan-floor --cgroups`: the same plus crabcan's cgroup work.
     MinFloorCgroups,
+    /// `crabcan-floor --full`: the same plus the rest of the kernel work of crabcan's
+    /// default run (mounts, masks, hostname, loopback, capabilities, seccomp).
+    MinFloorAll,
 }
 
 impl Starter {
     /// Every runtime, crabcan first.
-    pub const ALL: [Starter; 7] = [
+    pub const ALL: [Starter; 8] = [
         Starter::Crabcan,
         Starter::Bwrap,
         Starter::Crun,
@@ -175,6 +178,7 @@ impl Starter {
         Starter::Floor,
         Starter::MinFloor,
         Starter::MinFloorCgroups,
+        Starter::MinFloorAll,
     ];
 
     /// Short name used in the table and the JSON.
@@ -187,6 +191,7 @@ impl Starter {
             Starter::Floor => "unshare-floor",
             Starter::MinFloor => "floor",
             Starter::MinFloorCgroups => "floor+cgroups",
+            Starter::MinFloorAll => "floor+all",
         }
     }
 
@@ -197,7 +202,7 @@ impl Starter {
             Starter::Crun => "crun",
             Starter::Runc => "runc",
             Starter::Floor => "unshare",
-            Starter::MinFloor | Starter::MinFloorCgroups => "crabcan-floor",
+            Starter::MinFloor | Starter::MinFloorCgroups | Starter::MinFloorAll => "crabcan-floor",
         }
     }
 
@@ -208,8 +213,16 @@ impl Starter {
             Starter::Crun => "crun",
             Starter::Runc => "runc",
             Starter::Floor => "util-linux",
-            Starter::MinFloor | Starter::MinFloorCgroups => "crabcan-floor",
+            Starter::MinFloor | Starter::MinFloorCgroups | Starter::MinFloorAll => "crabcan-floor",
         }
+    }
+
+    /// A floor program of ours rather than a runtime found on the host.
+    fn is_ours(self) -> bool {
+        matches!(
+            self,
+            Starter::MinFloor | Starter::MinFloorCgroups | Starter::MinFloorAll
+        )
     }
 }
 
@@ -275,6 +288,10 @@ impl Runtime {
             }
             Starter::MinFloorCgroups => {
                 v.push("--cgroups".into());
+                v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
+            }
+            Starter::MinFloorAll => {
+                v.push("--full".into());
                 v.extend([self.rootfs.clone().into(), "/bin/true".into()]);
             }
         }
@@ -387,10 +404,7 @@ pub fn runtimes(
     let missing: Vec<Starter> = Starter::ALL[1..]
         .iter()
         .copied()
-        .filter(|k| {
-            !matches!(k, Starter::MinFloor | Starter::MinFloorCgroups)
-                && which(k.program()).is_none()
-        })
+        .filter(|k| !k.is_ours() && which(k.program()).is_none())
         .collect();
     let mut install_error = None;
     if install && !missing.is_empty() {
@@ -412,7 +426,7 @@ pub fn runtimes(
     for starter in Starter::ALL {
         let program = match starter {
             Starter::Crabcan => Some(crabcan.to_path_buf()),
-            Starter::MinFloor | Starter::MinFloorCgroups => Some(floor.to_path_buf()),
+            _ if starter.is_ours() => Some(floor.to_path_buf()),
             _ => which(starter.program()),
         };
         let Some(program) = program else {

@@ -17,6 +17,17 @@
 //! crabcan's. The process enters them as crabcan's does, by itself, before it runs: cloned
 //! with `clone3`'s `CLONE_INTO_CGROUP` into the v2 directory, and writing `0` into each v1
 //! hierarchy's `tasks` file (opened by the parent) first thing.
+//!
+//! `crabcan-floor --full ROOTFS COMMAND…` adds to that the rest of the kernel-visible setup
+//! of crabcan's default run, each piece the cheapest plain way: the hostname, a nodev root,
+//! read-only device nodes, a read-only sysfs, devpts with the `/dev/ptmx` link, a `/dev/shm`
+//! tmpfs, the `/dev` links, the masked paths (a read-only `/dev/null` over files, an empty
+//! read-only tmpfs over directories), the read-only `/proc` paths, loopback up, and in the
+//! command's process the capability bounding set and sets, no_new_privs and crabcan's
+//! default seccomp filter just before exec. The lists (masked and read-only paths, `/dev`
+//! links, capabilities) and the filter program are crabcan's own, taken as data: the kernel
+//! does the same work for them. What is left between this and `crabcan run` is crabcan's
+//! own cost (its process architecture, id-range lease, state, parsing and planning).
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -27,14 +38,18 @@ const ID_BASE: u32 = 0xC000_0000 - 0x1_0000;
 /// The device nodes crabcan binds into its `/dev`.
 const NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// The hostname `--full` sets (crabcan's default is a random one of similar length).
+const HOSTNAME: &str = "crabcan-floor";
+
 fn main() -> ExitCode {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
-    let cgroups = args.first().is_some_and(|a| a == "--cgroups");
+    let full = args.first().is_some_and(|a| a == "--full");
+    let cgroups = full || args.first().is_some_and(|a| a == "--cgroups");
     if cgroups {
         args.remove(0);
     }
     if args.len() < 2 {
-        eprintln!("usage: crabcan-floor [--cgroups] ROOTFS COMMAND [ARG…]");
+        eprintln!("usage: crabcan-floor [--cgroups | --full] ROOTFS COMMAND [ARG…]");
         return ExitCode::from(125);
     }
     let groups: Vec<Group> = if cgroups {
@@ -48,7 +63,7 @@ fn main() -> ExitCode {
     } else {
         Vec::new()
     };
-    let result = run(&args[0], &args[1..], &groups);
+    let result = run(&args[0], &args[1..], &groups, full);
     for g in groups.iter().rev() {
         // A cgroup emptied a moment ago can still be busy while its last task is reaped.
         for _ in 0..100 {
@@ -88,6 +103,55 @@ struct Paths {
     argv: Vec<CString>,
     /// Whether the child makes a cgroup namespace (rooted in the cgroups it was placed in).
     cgroup_ns: bool,
+    /// The rest of crabcan's default setup (`--full`).
+    full: Option<Full>,
+}
+
+/// What `--full` adds, as C strings and data made before the clone. Paths are the host's
+/// names inside the root: the child sets everything up before `pivot_root`, as crabcan does.
+struct Full {
+    hostname: CString,
+    sys: CString,
+    pts: CString,
+    shm: CString,
+    /// The container's read-only `/dev/null`, bound over masked files.
+    null: CString,
+    /// (target, link) of each `/dev` symlink.
+    links: Vec<(CString, CString)>,
+    masked: Vec<CString>,
+    read_only: Vec<CString>,
+    /// The capabilities kept in the bounding, effective and permitted sets.
+    keep: u64,
+    filter: crabcan_security::Compiled,
+}
+
+impl Full {
+    fn new(root: &std::path::Path) -> Result<Full, String> {
+        let inside = |p: &str| c(root.join(p.trim_start_matches('/')));
+        Ok(Full {
+            hostname: c(HOSTNAME)?,
+            sys: inside("/sys")?,
+            pts: inside("/dev/pts")?,
+            shm: inside("/dev/shm")?,
+            null: inside("/dev/null")?,
+            links: crabcan_mounts::DEV_SYMLINKS
+                .iter()
+                .map(|(link, target)| Ok((c(target)?, inside(link)?)))
+                .collect::<Result<_, String>>()?,
+            masked: crabcan_mounts::MASKED_PATHS
+                .iter()
+                .map(|p| inside(p))
+                .collect::<Result<_, String>>()?,
+            read_only: crabcan_mounts::READONLY_PATHS
+                .iter()
+                .map(|p| inside(p))
+                .collect::<Result<_, String>>()?,
+            keep: crabcan_security::DEFAULT_CAPS
+                .iter()
+                .fold(0, |m, cap| m | 1u64 << cap.number()),
+            filter: crabcan_security::profile::crabcan_default_program(),
+        })
+    }
 }
 
 /// The descriptors the child enters its cgroups with, opened by the parent: each v1
@@ -300,7 +364,12 @@ fn make_cgroups() -> Result<Vec<Group>, String> {
     Ok(made)
 }
 
-fn run(rootfs: &OsStr, command: &[std::ffi::OsString], cgroups: &[Group]) -> Result<u8, String> {
+fn run(
+    rootfs: &OsStr,
+    command: &[std::ffi::OsString],
+    cgroups: &[Group],
+    full: bool,
+) -> Result<u8, String> {
     let root = std::fs::canonicalize(rootfs)
         .map_err(|e| format!("cannot resolve {}: {e}", rootfs.to_string_lossy()))?;
     let paths = Paths {
@@ -313,6 +382,7 @@ fn run(rootfs: &OsStr, command: &[std::ffi::OsString], cgroups: &[Group]) -> Res
             .collect::<Result<_, String>>()?,
         argv: command.iter().map(c).collect::<Result<_, String>>()?,
         cgroup_ns: !cgroups.is_empty(),
+        full: if full { Some(Full::new(&root)?) } else { None },
     };
     let mut pair = [0; 2];
     // SAFETY: socketpair writes two descriptors into the live array.
@@ -382,8 +452,15 @@ fn parent(pid: libc::pid_t, p: &Paths, sock: i32) -> Result<(), String> {
         )
     };
     let tree = check(tree, "open_tree of the root")? as i32;
+    // crabcan's root is nodev too (device nodes shipped in an image must not open): the
+    // same call sets it.
+    let nodev = if p.full.is_some() {
+        libc::MOUNT_ATTR_NODEV
+    } else {
+        0
+    };
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_set: libc::MOUNT_ATTR_IDMAP | nodev,
         attr_clr: 0,
         propagation: 0,
         userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
@@ -460,15 +537,14 @@ fn sys(r: libc::c_int, what: &str) -> Result<(), String> {
     check(r.into(), what).map(|_| ())
 }
 
-/// mount(2); `what` names it in the error.
-fn mount(
+/// mount(2), with the kernel's error as it is.
+fn mount_raw(
     source: Option<&CStr>,
     target: &CStr,
     fstype: Option<&CStr>,
     flags: libc::c_ulong,
     data: Option<&CStr>,
-    what: &str,
-) -> Result<(), String> {
+) -> std::io::Result<()> {
     let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
     // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
     let r = unsafe {
@@ -480,10 +556,62 @@ fn mount(
             ptr(data).cast(),
         )
     };
-    sys(r, what)
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
-/// Root's ids, the root tree, `/proc`, `/dev`, `pivot_root`, then the init forks the command.
+/// mount(2); `what` names it in the error.
+fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+    what: &str,
+) -> Result<(), String> {
+    mount_raw(source, target, fstype, flags, data).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Makes the attached mount at `path` read-only (and every mount below it when `recursive`)
+/// with mount_setattr(2), which leaves the attributes the kernel locked on a mount copied
+/// into a user namespace's mount namespace alone (a `MS_REMOUNT` would have to repeat them).
+fn set_read_only(path: &CStr, recursive: bool) -> std::io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: mount_setattr reads `attr`, a live properly laid out struct, of the size given,
+    // and a NUL-terminated path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `what` failed on `path`, as one line.
+fn on(what: &str, path: &CStr, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", path.to_string_lossy())
+}
+
+/// Root's ids, the root tree, `/proc`, `/dev`, `pivot_root`, then the init forks the command;
+/// with `--full`, the rest of crabcan's setup in its order, and the command's confinement.
 fn child(p: &Paths, sock: i32) -> Result<(), String> {
     let tree = recv_fd(sock)?;
     // SAFETY: raw system calls on C strings made before the clone and on live locals; the
@@ -495,6 +623,12 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
             sys(
                 libc::unshare(libc::CLONE_NEWCGROUP),
                 "unshare the cgroup namespace",
+            )?;
+        }
+        if let Some(f) = &p.full {
+            sys(
+                libc::sethostname(f.hostname.as_ptr(), f.hostname.as_bytes().len()),
+                "sethostname",
             )?;
         }
         mount(
@@ -523,12 +657,27 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
             None,
             "mount /proc",
         )?;
+        if let Some(f) = &p.full {
+            mount(
+                Some(c"sysfs"),
+                &f.sys,
+                Some(c"sysfs"),
+                nodev | libc::MS_RDONLY,
+                None,
+                "mount /sys",
+            )?;
+        }
+        // crabcan's /dev options when the rest of its setup is asked for.
+        let (dev_flags, dev_data) = match p.full {
+            Some(_) => (libc::MS_STRICTATIME, c"mode=755,size=65536k"),
+            None => (0, c"mode=755"),
+        };
         mount(
             Some(c"tmpfs"),
             &p.dev,
             Some(c"tmpfs"),
-            libc::MS_NOSUID | libc::MS_NOEXEC,
-            Some(c"mode=755"),
+            libc::MS_NOSUID | libc::MS_NOEXEC | dev_flags,
+            Some(dev_data),
             "mount /dev",
         )?;
         for (host, inside) in &p.nodes {
@@ -547,6 +696,13 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
                 None,
                 "bind a /dev node",
             )?;
+            // Read-only, as crabcan's: else container root could chmod the host's node.
+            if p.full.is_some() {
+                set_read_only(inside, false).map_err(|e| on("make read-only", inside, e))?;
+            }
+        }
+        if let Some(f) = &p.full {
+            dev_and_proc(f)?;
         }
         sys(libc::chdir(p.root.as_ptr()), "chdir to the root")?;
         let r = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
@@ -556,10 +712,19 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
             "detach the old root",
         )?;
         sys(libc::chdir(c"/".as_ptr()), "chdir /")?;
+        if p.full.is_some() {
+            loopback_up()?;
+        }
         // The init: PID 1 forks the command and ends with its status.
         let cmd = libc::fork();
         sys(cmd, "fork the command")?;
         if cmd == 0 {
+            if let Some(f) = &p.full
+                && let Err(e) = confine(f)
+            {
+                eprintln!("crabcan-floor: {e}");
+                libc::_exit(125);
+            }
             let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
             argv.push(std::ptr::null());
             let envp = [c"PATH=/bin:/usr/bin".as_ptr(), std::ptr::null()];
@@ -579,4 +744,167 @@ fn child(p: &Paths, sock: i32) -> Result<(), String> {
             128 + libc::WTERMSIG(status)
         });
     }
+}
+
+/// `--full`'s part of the mounts, after the device nodes and before `pivot_root`, in
+/// crabcan's order: devpts, shm, the `/dev` links, the masked paths, the read-only paths.
+/// Paths that do not exist are neither masked nor made read-only, as crabcan's.
+fn dev_and_proc(f: &Full) -> Result<(), String> {
+    let hardened = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let mkdir = |path: &CStr, mode: libc::mode_t| {
+        // SAFETY: mkdir(2) on a NUL-terminated path that outlives the call.
+        let r = unsafe { libc::mkdir(path.as_ptr(), mode) };
+        sys(r, "mkdir").map_err(|e| format!("{e} ({})", path.to_string_lossy()))
+    };
+    mkdir(&f.pts, 0o755)?;
+    mount(
+        Some(c"devpts"),
+        &f.pts,
+        Some(c"devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some(c"newinstance,ptmxmode=0666,mode=0620"),
+        "mount /dev/pts",
+    )?;
+    mkdir(&f.shm, 0o1777)?;
+    mount(
+        Some(c"shm"),
+        &f.shm,
+        Some(c"tmpfs"),
+        hardened,
+        Some(c"mode=1777,size=65536k"),
+        "mount /dev/shm",
+    )?;
+    for (target, link) in &f.links {
+        // SAFETY: symlink(2) on NUL-terminated strings that outlive the call.
+        let r = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
+        sys(r, "symlink").map_err(|e| format!("{e} ({})", link.to_string_lossy()))?;
+    }
+    for path in &f.masked {
+        // SAFETY: stat is plain data; all zero is a valid value, and stat(2) fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: stat(2) on a NUL-terminated path into a live local.
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::NotFound {
+                continue;
+            }
+            return Err(on("mask", path, e));
+        }
+        let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            mount_raw(
+                Some(c"tmpfs"),
+                path,
+                Some(c"tmpfs"),
+                hardened | libc::MS_RDONLY,
+                Some(c"size=0,mode=555"),
+            )
+        } else {
+            // A bind of the container's /dev/null, itself a read-only bind: the copy keeps
+            // its read-only flag, so one call masks a file.
+            mount_raw(Some(&f.null), path, None, libc::MS_BIND, None)
+        };
+        r.map_err(|e| on("mask", path, e))?;
+    }
+    for path in &f.read_only {
+        match mount_raw(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            r => r.map_err(|e| on("bind for read-only", path, e))?,
+        }
+        set_read_only(path, true).map_err(|e| on("make read-only", path, e))?;
+    }
+    Ok(())
+}
+
+/// Sets `lo` up in the new network namespace (it starts down).
+fn loopback_up() -> Result<(), String> {
+    let what = "bring up lo";
+    // SAFETY: socket(2) takes integers only.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    sys(sock, what)?;
+    // SAFETY: ifreq is plain data; all zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: ioctls on our socket with a live ifreq naming lo; the kernel fills the flags
+    // on the first, which the second sets with IFF_UP added.
+    let r = unsafe {
+        let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            r = libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req);
+        }
+        let r = check(r.into(), what);
+        libc::close(sock);
+        r
+    };
+    r.map(|_| ())
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`: one half (32 capabilities) of each set.
+#[repr(C)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The command's confinement as crabcan's default applies it, last before exec: every
+/// capability not kept dropped from the bounding set, the kept ones effective and
+/// permitted (none inheritable), no_new_privs, then the seccomp filter.
+fn confine(f: &Full) -> Result<(), String> {
+    for n in 0..64u8 {
+        if f.keep & (1 << n) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and touches only kernel state.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) } != 0 {
+            let e = std::io::Error::last_os_error();
+            // EINVAL: past the kernel's last capability, so the set is done.
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(format!("drop capability {n} from the bounding set: {e}"));
+        }
+    }
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [f.keep as u32, (f.keep >> 32) as u32].map(|half| CapData {
+        effective: half,
+        permitted: half,
+        inheritable: 0,
+    });
+    // SAFETY: version 3 takes a header and two data structs, both live for the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
+    check(r, "capset")?;
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    sys(r, "set no_new_privs")?;
+    let insns = &f.filter.instructions;
+    let prog = libc::sock_fprog {
+        len: u16::try_from(insns.len()).map_err(|_| "the seccomp program is too long")?,
+        // The kernel only reads through this pointer; BpfInsn has sock_filter's layout.
+        filter: insns.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: seccomp(2) reads the program the live `prog` points at.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            f.filter.flag_bits(),
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    check(r, "load the seccomp filter").map(|_| ())
 }
