@@ -67,7 +67,7 @@ fn seccomp_choice(
     let path = match arg {
         SeccompArg::Default => {
             return Ok((
-                Seccomp::CrabcanDefault,
+                Seccomp::Compiled(profile::crabcan_default_program()),
                 Some(Cow::Borrowed(profile::CRABCAN_DEFAULT_JSON)),
             ));
         }
@@ -81,8 +81,8 @@ fn seccomp_choice(
         Errcode::usage(format!("invalid --seccomp {}", e.describe_in(&shown, "")))
     };
     let p = profile::parse(&text).map_err(bad)?;
-    profile::compile(&p).map_err(bad)?;
-    Ok((Seccomp::Profile(p), Some(Cow::Owned(text))))
+    let compiled = profile::compile(&p).map_err(bad)?;
+    Ok((Seccomp::Compiled(compiled), Some(Cow::Owned(text))))
 }
 
 /// `--name` and the state directory it is recorded in.

@@ -23,7 +23,7 @@
 //! let cfg = SecurityConfig {
 //!     capabilities: Capabilities::for_uid(kept_set(&add, &drop), 0),
 //!     no_new_privs: true,
-//!     seccomp: Seccomp::CrabcanDefault,
+//!     seccomp: Seccomp::Compiled(crabcan_security::profile::crabcan_default_program()),
 //! };
 //! let plan = crabcan_security::plan(&cfg).unwrap();
 //! assert!(crabcan_security::describe(&plan).contains("NET_ADMIN"));
@@ -77,10 +77,11 @@ impl Capabilities {
 /// The system call filter chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seccomp {
-    /// crabcan's default profile ([`profile::CRABCAN_DEFAULT_JSON`], `crabcan run`'s):
-    /// loads the program compiled from it when crabcan was built
-    /// ([`profile::crabcan_default_program`]), so a start neither parses nor compiles it.
-    CrabcanDefault,
+    /// Load this program, compiled already: crabcan's default
+    /// ([`profile::crabcan_default_program`], compiled when crabcan was built, so a start
+    /// neither parses nor compiles it), or a profile the front end compiled while checking
+    /// it (compiled once, not again here).
+    Compiled(Compiled),
     /// Compile and load this profile.
     Profile(Profile),
     /// No filter.
@@ -104,7 +105,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             capabilities: Capabilities::for_uid(CapSet::of(DEFAULT_CAPS), 0),
             no_new_privs: true,
-            seccomp: Seccomp::CrabcanDefault,
+            seccomp: Seccomp::Compiled(profile::crabcan_default_program()),
         }
     }
 }
@@ -154,7 +155,7 @@ pub fn plan(cfg: &SecurityConfig) -> Result<SecurityPlan> {
     }
     let seccomp = match &cfg.seccomp {
         Seccomp::Unconfined => None,
-        Seccomp::CrabcanDefault => Some(profile::crabcan_default_program()),
+        Seccomp::Compiled(c) => Some(c.clone()),
         Seccomp::Profile(p) => {
             Some(profile::compile(p).map_err(|e| Errcode::usage(e.to_string()))?)
         }

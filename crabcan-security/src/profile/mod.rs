@@ -421,7 +421,7 @@ impl Profile {
 }
 
 /// [`CRABCAN_DEFAULT_JSON`] as [`compile`] makes it, compiled when crabcan was built: the
-/// program of [`crate::Seccomp::CrabcanDefault`]. Parsing and compiling the profile at each
+/// program `crabcan run` loads by default. Parsing and compiling the profile at each
 /// start took about 0.7 ms, a tenth of a `crabcan run`; a test compiles the JSON and
 /// checks that this is its program (`CRABCAN_BLESS=1` on that test writes it again after
 /// a change to the JSON or to the compiler).
