@@ -116,6 +116,16 @@ pub struct DetachedSpec {
     pub start_container_hooks: Vec<ChildHook>,
 }
 
+/// The container's state as its own hooks get it (OCI state JSON): createContainer's
+/// ("creating"), and startContainer's ("created", as runc passes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookStates {
+    /// For the createContainer hooks.
+    pub creating: Vec<u8>,
+    /// For the startContainer hooks.
+    pub created: Vec<u8>,
+}
+
 /// The parent's handle on the detached child during `create`.
 pub struct Detached {
     pid: Pid,
@@ -229,16 +239,21 @@ impl Detached {
     }
 
     /// Waits until the child's namespaces exist, runs `hooks` (the runtime-namespace
-    /// hooks), then lets the child go on, giving it the state `hooks` returned (the JSON its
-    /// own hooks get). Without hooks on either side the child does not stop: nothing runs.
-    pub fn at_hooks(&mut self, hooks: impl FnOnce() -> Result<Vec<u8>>) -> Result<()> {
+    /// hooks), then lets the child go on, giving it the states `hooks` returned (the JSON
+    /// its own hooks get). Without hooks on either side the child does not stop: nothing
+    /// runs.
+    pub fn at_hooks(&mut self, hooks: impl FnOnce() -> Result<HookStates>) -> Result<()> {
         if !self.stops_for_hooks {
             return Ok(());
         }
         self.expect(AT_HOOKS)?;
-        let state = hooks()?;
+        let states = hooks()?;
         let mut msg = GO_ON.to_vec();
-        msg.extend_from_slice(&state);
+        let len = u32::try_from(states.creating.len())
+            .map_err(|_| Errcode::setup("the container's state is too long for its hooks"))?;
+        msg.extend_from_slice(&len.to_le_bytes());
+        msg.extend_from_slice(&states.creating);
+        msg.extend_from_slice(&states.created);
         nix::sys::socket::send(self.chan.as_raw_fd(), &msg, MsgFlags::empty())
             .sys_ctx(|| "let the container's process go on")?;
         Ok(())
@@ -301,13 +316,24 @@ fn send(chan: RawFd, word: &[u8]) -> Result<()> {
 }
 
 /// Receives the parent's go-on word and what follows it.
-fn recv_go_on(chan: RawFd) -> Result<Vec<u8>> {
+fn recv_go_on(chan: RawFd) -> Result<HookStates> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         match nix::sys::socket::recv(chan, &mut buf, MsgFlags::empty()) {
             Err(Errno::EINTR) => continue,
             Ok(n) if n > 0 && buf[..n].starts_with(GO_ON) => {
-                return Ok(buf[GO_ON.len()..n].to_vec());
+                let rest = &buf[GO_ON.len()..n];
+                let bad = || Errcode::setup("malformed hook states from the parent");
+                let (len, states) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+                let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| bad())?;
+                if len > states.len() {
+                    return Err(bad());
+                }
+                let (creating, created) = states.split_at(len);
+                return Ok(HookStates {
+                    creating: creating.to_vec(),
+                    created: created.to_vec(),
+                });
             }
             Ok(0) => {
                 // The parent went away: create failed, nothing to report to.
@@ -382,14 +408,14 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
             ));
         }
     }
-    let hook_state = if stops_for_hooks(spec) {
+    let hook_states = if stops_for_hooks(spec) {
         send(chan, AT_HOOKS)?;
         recv_go_on(chan)?
     } else {
-        Vec::new()
+        HookStates::default()
     };
     for h in &spec.create_container_hooks {
-        run_hook(h, &hook_state, "createContainer")?;
+        run_hook(h, &hook_states.creating, "createContainer")?;
     }
     // Before the mounts, through the /proc this process still sees: a sysctl is resolved
     // in the opener's namespaces (already the container's), and the container's own
@@ -474,7 +500,7 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     send(chan, READY)?;
     let go = wait_for_start(spec)?;
     for h in &spec.start_container_hooks {
-        run_hook(h, &hook_state, "startContainer").inspect_err(|e| {
+        run_hook(h, &hook_states.created, "startContainer").inspect_err(|e| {
             eprintln!("crabcan: {e}");
         })?;
     }

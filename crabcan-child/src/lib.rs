@@ -25,7 +25,7 @@ mod net;
 mod sealed;
 mod tty;
 
-pub use detached::{ChildHook, Console, Detached, DetachedSpec, spawn_detached};
+pub use detached::{ChildHook, Console, Detached, DetachedSpec, HookStates, spawn_detached};
 pub use exec::{DEFAULT_PATH, argv, candidates, environment, resolve};
 pub use exec_join::{ExecSpec, JoinNs, exec_in};
 pub use guardian::{Guardian, guardian};

@@ -724,6 +724,10 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
         st["status"].as_str().unwrap().to_string()
     };
     assert_eq!(status("prestart"), "creating");
+    assert_eq!(status("createRuntime"), "creating");
+    assert_eq!(status("createContainer"), "creating");
+    // Released by start, before its command runs (as runc passes it).
+    assert_eq!(status("startContainer"), "created");
     // The container that started, however soon its command ended.
     assert_eq!(status("poststart"), "running");
     assert_eq!(status("poststop"), "stopped");

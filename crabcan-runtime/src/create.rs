@@ -342,7 +342,10 @@ fn create_locked(
             .map(HookRecord::from)
             .collect();
         hooks::run_all("createRuntime", &recs, &creating)?;
-        Ok(creating)
+        Ok(crabcan_child::HookStates {
+            creating,
+            created: crate::state_json_as(&state, Status::Created),
+        })
     })?;
     let pid = child_ready(child)?;
     locked.write(&state)?;
