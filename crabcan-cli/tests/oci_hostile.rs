@@ -566,20 +566,15 @@ fn capless_read_root(pid: i32) -> std::process::Output {
 
 /// The processes whose parent is `parent`.
 fn children_of(parent: i32) -> Vec<i32> {
+    // Each thread's children are listed under it (the kernel keeps no list per process).
+    let tasks = std::fs::read_dir(format!("/proc/{parent}/task"));
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
+    for t in tasks.into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
     }
     out
 }
