@@ -315,10 +315,18 @@ fn send(chan: RawFd, word: &[u8]) -> Result<()> {
         .map(drop)
 }
 
-/// Receives the parent's go-on word and what follows it.
+/// Receives the parent's go-on word and what follows it, whatever its length: the states
+/// carry the config's annotations, which have no size limit of their own.
 fn recv_go_on(chan: RawFd) -> Result<HookStates> {
-    let mut buf = vec![0u8; 1 << 16];
     loop {
+        // A seqpacket message not read whole is cut short without an error: its length
+        // first (MSG_TRUNC gives the full length of the message peeked at).
+        let size =
+            match nix::sys::socket::recv(chan, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Err(Errno::EINTR) => continue,
+                r => r.sys_ctx(|| "wait for the parent")?,
+            };
+        let mut buf = vec![0u8; size.max(1)];
         match nix::sys::socket::recv(chan, &mut buf, MsgFlags::empty()) {
             Err(Errno::EINTR) => continue,
             Ok(n) if n > 0 && buf[..n].starts_with(GO_ON) => {

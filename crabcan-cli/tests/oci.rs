@@ -734,6 +734,49 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
 }
 
 #[test]
+fn the_containers_own_hooks_get_the_whole_state_however_large_its_annotations() {
+    let env = Env::new("bighooks");
+    let out = env.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Past the 64 KiB a message was once read into, for each of the two states.
+    let big = "x".repeat(80 * 1024);
+    let b = env.bundle("b", &["true"], |c| {
+        c["root"]["readonly"] = json!(false);
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/tmp", "type": "bind", "source": out, "options": ["rbind", "rw"]
+        }));
+        c["annotations"] = json!({"big": big});
+        let hook = |name: &str| {
+            json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > /tmp/{name}")]})
+        };
+        c["hooks"] = json!({
+            // Before the root switch: the host's path of the bind.
+            "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c",
+                                 format!("cat > {}/createContainer", out.display())]}],
+            "startContainer": [hook("startContainer")]
+        });
+    });
+    let pid = env.create("big1", &b);
+    assert_ok(&env.cc(&["start", "big1"]));
+    assert_eq!(reap(pid), 0);
+    assert_ok(&env.cc(&["delete", "big1"]));
+    for (hook, status) in [
+        ("createContainer", "creating"),
+        ("startContainer", "created"),
+    ] {
+        let text = std::fs::read_to_string(out.join(hook)).unwrap();
+        let st: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{hook} got {} bytes of invalid JSON: {e}", text.len()));
+        assert_eq!(
+            st["annotations"]["big"].as_str().map(str::len),
+            Some(big.len()),
+            "{hook}"
+        );
+        assert_eq!(st["status"], json!(status), "{hook}");
+    }
+}
+
+#[test]
 fn a_container_joins_another_containers_network_namespace_by_path() {
     let env = Env::new("netns");
     let sb = env.bundle("sb", &["sh", "-c", TRAP_LOOP], |_| {});
