@@ -14,10 +14,18 @@ use std::time::{Duration, Instant};
 /// How long a removal waits for the kernel to let go of an emptied cgroup.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The pid of the crabcan that owns a container cgroup named `crabcan-<name>-<pid>`.
+/// The directory name of the cgroup `crabcan run` with pid `pid` makes for the container
+/// `name`: `crabcan-<name>@<pid>`. No OCI container id holds an `@`, so the default cgroup
+/// of an OCI container (its id, beside a run's in the same directory) never takes this
+/// form: the sweep of dead runs cannot take one for a run's, nor a run reuse one.
+pub fn run_leaf(name: &str, pid: u32) -> String {
+    format!("{}{name}@{pid}", crate::plan::CGROUP_PREFIX)
+}
+
+/// The pid of the crabcan that owns a run's container cgroup ([`run_leaf`]).
 pub fn owner_pid(dir_name: &str) -> Option<i32> {
     let rest = dir_name.strip_prefix(crate::plan::CGROUP_PREFIX)?;
-    let (_, pid) = rest.rsplit_once('-')?;
+    let (_, pid) = rest.rsplit_once('@')?;
     pid.parse().ok().filter(|p| *p > 0)
 }
 
@@ -145,11 +153,15 @@ pub(crate) fn write_file(path: &Path, value: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn owner_pid_is_the_last_dash_number() {
-        assert_eq!(super::owner_pid("crabcan-brave-otter-12-4321"), Some(4321));
-        assert_eq!(super::owner_pid("crabcan-box-7"), Some(7));
+    fn owner_pid_is_the_number_after_the_at() {
+        let leaf = super::run_leaf("brave-otter-12", 4321);
+        assert_eq!(leaf, "crabcan-brave-otter-12@4321");
+        assert_eq!(super::owner_pid(&leaf), Some(4321));
+        assert_eq!(super::owner_pid("crabcan-box@7"), Some(7));
         assert_eq!(super::owner_pid("crabcan-box"), None);
-        assert_eq!(super::owner_pid("other-box-7"), None);
-        assert_eq!(super::owner_pid("crabcan-box-0"), None);
+        assert_eq!(super::owner_pid("other-box@7"), None);
+        assert_eq!(super::owner_pid("crabcan-box@0"), None);
+        // An OCI container's default cgroup (its id) is never a run's.
+        assert_eq!(super::owner_pid("crabcan-box-7"), None);
     }
 }

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 /// How long a freeze or thaw may take before it is given up.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many times creation restarts when a concurrent removal deletes a shared parent.
+/// How many times creation restarts when a concurrent removal deletes a parent directory
+/// on the way (another tool's, which crabcan made missing levels of).
 const CREATE_ATTEMPTS: usize = 5;
 
 /// The container's directory in one hierarchy.
@@ -143,7 +144,7 @@ impl ContainerCgroup {
             };
             match cg.make_dirs(&plan) {
                 Ok(()) => {}
-                // Another crabcan removed the shared parent between our steps: again.
+                // Someone removed a parent directory between our steps: again.
                 Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < CREATE_ATTEMPTS => {
                     let _ = cg.clone().remove();
                     continue;

@@ -30,7 +30,7 @@ mod plan;
 mod resources;
 pub mod stats;
 
-pub use cgroup::{owner_pid, remove_if_empty};
+pub use cgroup::{owner_pid, remove_if_empty, run_leaf};
 pub use container::{ContainerCgroup, Entry};
 pub use devices::{
     Access, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, BpfInsn, DeviceKind, DeviceRule, MAX_MAJOR,

@@ -13,7 +13,7 @@ pub enum CgroupPath {
     /// Under the caller's own cgroup in each hierarchy, as runc places a relative path
     /// ("machine/box" → "`<own>`/machine/box").
     Relative(String),
-    /// crabcan run's own place for `leaf`, its `crabcan-<name>-<pid>` directory. On cgroup
+    /// crabcan run's own place for `leaf`, its [`crate::run_leaf`] directory. On cgroup
     /// v2 it goes beside the caller's cgroup (under its parent) unless the caller is at the
     /// root: a v2 cgroup holding processes may not give controllers to children. On v1 it
     /// goes under the caller's cgroup, so the container stays inside whatever limits enclose
@@ -100,8 +100,7 @@ impl CgroupPath {
         }
     }
 
-    /// Whether this is crabcan run's placement (its shared parent is removed when empty,
-    /// and crashed runs are swept there).
+    /// Whether this is crabcan run's placement (crashed runs are swept beside it).
     pub fn is_run(&self) -> bool {
         matches!(self, CgroupPath::Run(_))
     }

@@ -31,7 +31,11 @@ fn layout() -> Layout {
 
 /// crabcan run's placement with a name unique to the test and this process.
 fn run_path(test: &str) -> CgroupPath {
-    CgroupPath::run(&format!("crabcan-t{test}-{}", std::process::id())).unwrap()
+    CgroupPath::run(&crabcan_cgroups::run_leaf(
+        &format!("t{test}"),
+        std::process::id(),
+    ))
+    .unwrap()
 }
 
 fn require(layout: &Layout, controllers: &[&str]) {
@@ -404,14 +408,20 @@ fn a_run_cgroup_whose_owner_died_is_swept_in_every_hierarchy() {
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
     dead.wait().unwrap();
-    let stale = CgroupPath::run(&format!("crabcan-tstale-{dead_pid}")).unwrap();
+    let stale = CgroupPath::run(&crabcan_cgroups::run_leaf("tstale", dead_pid)).unwrap();
     let old = create(&l, &stale, &Resources::default());
     let old_paths = old.paths();
     std::mem::forget(old);
-    // An engine-named cgroup beside it is never touched.
+    // An engine-named cgroup beside it is never touched, nor the default cgroup of an OCI
+    // container whose id merely looks like a run's name.
     let foreign: Vec<PathBuf> = old_paths
         .iter()
-        .map(|p| p.with_file_name(format!("docker-{dead_pid}")))
+        .flat_map(|p| {
+            [
+                p.with_file_name(format!("docker-{dead_pid}")),
+                p.with_file_name(format!("crabcan-tstale-{dead_pid}")),
+            ]
+        })
         .collect();
     for f in &foreign {
         std::fs::create_dir(f).unwrap();

@@ -91,7 +91,7 @@ fn crabcan_cgroups() -> BTreeSet<PathBuf> {
             }
         }
     }
-    let mine = format!("crabcan-{}-", hostname());
+    let mine = format!("crabcan-{}@", hostname());
     let mut found = BTreeSet::new();
     for mount in cgroup_mounts() {
         walk(&mount, 5, &mine, &mut found);
@@ -523,7 +523,7 @@ fn cgroup_namespace_with_limits_and_sigkill_cleanup() {
         let path = v2_path(&host_view).expect("v2 entry").to_string();
         let leaf = path.rsplit('/').next().unwrap_or("");
         assert!(
-            leaf.starts_with(&format!("crabcan-{}-", hostname())),
+            leaf.starts_with(&format!("crabcan-{}@", hostname())),
             "the container is not in a crabcan cgroup: {path}"
         );
         // In every hierarchy (on a hybrid host: each v1 one and the v2 one).
@@ -593,7 +593,7 @@ fn every_process_of_the_container_is_in_its_cgroup_in_every_hierarchy() {
                 .next()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or_else(|| panic!("the init ({}) has no child", run.pid));
-            let leaf = format!("crabcan-{}-{crabcan_pid}", hostname());
+            let leaf = crabcan_cgroups::run_leaf(&hostname(), crabcan_pid as u32);
             let dirs: Vec<PathBuf> = crabcan_cgroups()
                 .into_iter()
                 .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy() == leaf))
@@ -642,7 +642,7 @@ fn default_pids_cap_applies_where_the_controller_exists() {
             std::fs::read_to_string(format!("/proc/{}/cgroup", run.pid)).expect("read cgroup");
         let path = v2_path(&host_view).expect("v2 entry").to_string();
         assert!(
-            path.contains(&format!("/crabcan-{}-", hostname())),
+            path.contains(&format!("/crabcan-{}@", hostname())),
             "not in this container's crabcan cgroup: {path}"
         );
         let dir = run.controller_dir("pids");

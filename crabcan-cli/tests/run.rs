@@ -436,7 +436,7 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
     assert!(left.is_empty(), "cgroups left after SIGKILL: {left:?}");
 }
 
-/// The cgroup directories of the `crabcan run` with pid `pid` (`crabcan-<name>-<pid>`), in
+/// The cgroup directories of the `crabcan run` with pid `pid` (`crabcan-<name>@<pid>`), in
 /// every hierarchy, five levels deep.
 fn run_cgroups_of(pid: u32) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: usize, suffix: &str, found: &mut Vec<PathBuf>) {
@@ -456,7 +456,7 @@ fn run_cgroups_of(pid: u32) -> Vec<PathBuf> {
     walk(
         Path::new("/sys/fs/cgroup"),
         6,
-        &format!("-{pid}"),
+        &format!("@{pid}"),
         &mut found,
     );
     found

@@ -145,10 +145,11 @@ pub fn create(spec: Spec) -> Result<Container> {
             log::debug!("mount plan: {line}");
         }
     }
-    let cg_name = format!("{}-{}", spec.hostname, std::process::id());
-    crabcan_cgroups::check_container_name(&cg_name)?;
-    let cg_path =
-        crabcan_cgroups::CgroupPath::run(&format!("{}{cg_name}", crabcan_cgroups::CGROUP_PREFIX))?;
+    crabcan_cgroups::check_container_name(&spec.hostname)?;
+    let cg_path = crabcan_cgroups::CgroupPath::run(&crabcan_cgroups::run_leaf(
+        &spec.hostname,
+        std::process::id(),
+    ))?;
     if let Some(r) = &record {
         // An exec into the container reads what the run applies from its record: a record
         // it could not read fails the run now, before the host is changed.
