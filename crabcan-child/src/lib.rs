@@ -58,6 +58,8 @@ pub const FORWARDED: &[Signal] = &[
 
 /// Sent by the child just before `execve`, so the parent can tell exec from a silent death.
 const EXEC_MARKER: &[u8] = b"exec";
+/// The parent's message with the seccomp program ([`ChildSpec::seccomp_later`]).
+const FILTER_MESSAGE: &[u8] = b"filter:";
 
 /// Stack for the cloned child; it runs setup code only, then execs.
 pub(crate) const CHILD_STACK: usize = 1024 * 1024;
@@ -92,6 +94,9 @@ pub struct ChildSpec {
     pub net: Net,
     /// Capabilities, no_new_privs and seccomp.
     pub security: crabcan_security::SecurityPlan,
+    /// The seccomp program is not in `security` but comes from the parent after the
+    /// release ([`Container::release_with`]), compiled while this process sets up.
+    pub seccomp_later: bool,
     /// Resource limits set on the command's process.
     pub rlimits: Vec<crabcan_security::RlimitSpec>,
     /// A crabcan init is PID 1 and the command its child (otherwise the command is PID 1).
@@ -305,6 +310,17 @@ impl Container {
     /// setup error. With [`ChildSpec::tty`], the pty's master has arrived by then
     /// ([`Container::take_pty`]).
     pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
+        self.release_with(mounts, None)
+    }
+
+    /// [`Container::release`], then `filter` makes the seccomp program of a
+    /// [`ChildSpec::seccomp_later`] process while it sets up, and it is sent on. An error of
+    /// `filter` is this call's (the process, waiting for its program, is killed on drop).
+    pub fn release_with(
+        &mut self,
+        mounts: Vec<OwnedFd>,
+        filter: Option<Box<dyn FnOnce() -> Result<crabcan_security::Compiled> + '_>>,
+    ) -> Result<()> {
         let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
         let iov = [std::io::IoSlice::new(b"g")];
         let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
@@ -318,6 +334,12 @@ impl Container {
         )
         .sys_ctx(|| "release the container's process")?;
         drop(mounts);
+        if let Some(f) = filter {
+            let mut msg = FILTER_MESSAGE.to_vec();
+            msg.extend_from_slice(&f()?.to_bytes());
+            nix::sys::socket::send(self.chan.as_raw_fd(), &msg, MsgFlags::empty())
+                .sys_ctx(|| "send the container's process its seccomp program")?;
+        }
         // The child sends EXEC_MARKER right before execve; then either an error (exec
         // failed) or EOF (the channel is CLOEXEC: exec succeeded). EOF without the marker
         // means the child died during setup without a word (killed by a signal).
@@ -677,6 +699,28 @@ fn setup_and_exec(
     }
 }
 
+/// The seccomp program the parent sends after the release ([`ChildSpec::seccomp_later`]),
+/// read whole whatever its size.
+fn recv_filter(chan: i32) -> Result<crabcan_security::Compiled> {
+    let bad = || Errcode::setup("the parent sent no usable seccomp program");
+    loop {
+        let size =
+            match nix::sys::socket::recv(chan, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Err(Errno::EINTR) => continue,
+                r => r.sys_ctx(|| "wait for the seccomp program")?,
+            };
+        let mut buf = vec![0u8; size.max(1)];
+        let n = match nix::sys::socket::recv(chan, &mut buf, MsgFlags::empty()) {
+            Err(Errno::EINTR) => continue,
+            r => r.sys_ctx(|| "read the seccomp program")?,
+        };
+        return buf[..n]
+            .strip_prefix(FILTER_MESSAGE)
+            .and_then(crabcan_security::Compiled::from_bytes)
+            .ok_or_else(bad);
+    }
+}
+
 /// The command's own setup, in its process (the init's child, or the cloned process
 /// itself without an init), ending in `execve`.
 fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
@@ -686,9 +730,16 @@ fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     if let Some(t) = &spec.tty {
         tty::for_command(t, chan, spec.uid)?;
     }
+    let later;
+    let security = if spec.seccomp_later {
+        later = spec.security.clone().with_seccomp(recv_filter(chan)?);
+        &later
+    } else {
+        &spec.security
+    };
     crabcan_security::apply_rlimits(&spec.rlimits)?;
-    crabcan_security::apply_seccomp_before_cap_drop(&spec.security)?;
-    crabcan_security::apply_bounding(&spec.security)?;
+    crabcan_security::apply_seccomp_before_cap_drop(security)?;
+    crabcan_security::apply_bounding(security)?;
     // The container's root ids were taken right after the go (become_root); only another
     // uid needs a switch.
     if spec.uid != 0 {
@@ -700,7 +751,7 @@ fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
         .sys_ctx(|| format!("chdir to the working directory {}", spec.workdir.display()))?;
     close_other_fds()?;
     command_signals(mask)?;
-    crabcan_security::apply_final(&spec.security)?;
+    crabcan_security::apply_final(security)?;
     log::debug!("exec {:?}", spec.argv);
     nix::sys::socket::send(chan, EXEC_MARKER, MsgFlags::empty())
         .sys_ctx(|| "tell the parent the command starts")?;

@@ -45,6 +45,8 @@ pub struct Config {
     pub child: ChildSpec,
     /// The user turned seccomp off.
     pub seccomp_off: bool,
+    /// The compile of a `--seccomp FILE`, run while the container's process sets up.
+    pub seccomp_later: Option<crabcan_runtime::oneshot::LaterFilter>,
     /// The limits asked for (checked: their resources convert).
     pub limits: crabcan_cgroups::Limits,
     /// The container's host ids are a range of its own, allocated when it starts (the map
@@ -56,33 +58,49 @@ pub struct Config {
     pub named: Option<Named>,
 }
 
-/// The filter `--seccomp` names, and the profile's text (none for no filter). A profile
-/// file is read, parsed and compiled here so that any fault is one line naming the file,
-/// the path inside it and the reason; a bad profile never means no filter.
-fn seccomp_choice(
-    arg: &SeccompArg,
-    cwd: &Path,
-) -> Result<(crabcan_security::Seccomp, Option<Cow<'static, str>>)> {
+/// What `--seccomp` chose: the filter of the security plan, the profile's text (none for
+/// no filter), and the compile of a profile file, which the plan then lacks. A profile file
+/// is read and parsed here, and compiled while the container's process sets up (the
+/// parent waits for it then anyway: the compile costs a start nothing); any fault is one
+/// line naming the file, the path inside it and the reason, and a bad profile never means
+/// no filter.
+type SeccompChoice = (
+    crabcan_security::Seccomp,
+    Option<Cow<'static, str>>,
+    Option<crabcan_runtime::oneshot::LaterFilter>,
+);
+
+fn seccomp_choice(arg: &SeccompArg, cwd: &Path) -> Result<SeccompChoice> {
     use crabcan_security::{Seccomp, profile};
     let path = match arg {
         SeccompArg::Default => {
             return Ok((
                 Seccomp::Compiled(profile::crabcan_default_program()),
                 Some(Cow::Borrowed(profile::CRABCAN_DEFAULT_JSON)),
+                None,
             ));
         }
-        SeccompArg::Unconfined => return Ok((Seccomp::Unconfined, None)),
+        SeccompArg::Unconfined => return Ok((Seccomp::Unconfined, None, None)),
         SeccompArg::File(p) => p,
     };
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(cwd.join(path))
         .map_err(|e| Errcode::usage(format!("invalid --seccomp {shown}: cannot read it: {e}")))?;
-    let bad = |e: crabcan_security::ProfileError| {
+    let bad = move |e: crabcan_security::ProfileError| {
         Errcode::usage(format!("invalid --seccomp {}", e.describe_in(&shown, "")))
     };
-    let p = profile::parse(&text).map_err(bad)?;
-    let compiled = profile::compile(&p).map_err(bad)?;
-    Ok((Seccomp::Compiled(compiled), Some(Cow::Owned(text))))
+    if !cfg!(target_arch = "x86_64") {
+        return Err(Errcode::setup(
+            "seccomp profiles are only compiled for x86 architectures",
+        ));
+    }
+    let p = profile::parse(&text).map_err(&bad)?;
+    let compile = move || profile::compile(&p).map_err(bad);
+    Ok((
+        Seccomp::Unconfined,
+        Some(Cow::Owned(text)),
+        Some(crabcan_runtime::oneshot::LaterFilter(Box::new(compile))),
+    ))
 }
 
 /// `--name` and the state directory it is recorded in.
@@ -300,7 +318,7 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
         &caps("--cap-add", &args.cap_add)?,
         &caps("--cap-drop", &args.cap_drop)?,
     );
-    let (seccomp, seccomp_text) = seccomp_choice(&args.seccomp, &caller.cwd)?;
+    let (seccomp, seccomp_text, seccomp_later) = seccomp_choice(&args.seccomp, &caller.cwd)?;
     let named = named(args, caller, seccomp_text)?;
     let security = crabcan_security::plan(&crabcan_security::SecurityConfig {
         capabilities: crabcan_security::Capabilities::for_uid(kept, args.uid),
@@ -347,7 +365,9 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
             init: !args.no_init,
             // The size is the caller's terminal's, read when the container starts.
             tty: args.tty.then(crabcan_child::Tty::default),
+            seccomp_later: seccomp_later.is_some(),
         },
+        seccomp_later,
         seccomp_off: args.seccomp == SeccompArg::Unconfined,
         limits,
         auto_ids,

@@ -11,6 +11,7 @@ pub fn run(cfg: Config) -> Result<i32> {
     let Config {
         child: mut spec,
         seccomp_off,
+        seccomp_later,
         limits,
         auto_ids,
         nproc_given,
@@ -46,6 +47,7 @@ pub fn run(cfg: Config) -> Result<i32> {
         nproc_given,
         record,
         terminal,
+        seccomp_later,
     })
     .map_err(userns_hint)?;
     if seccomp_off {

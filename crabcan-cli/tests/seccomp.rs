@@ -39,16 +39,21 @@ fn a_profile_file_takes_effect() {
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
             {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
     );
-    let o = sh(
-        &["--seccomp", f.arg()],
-        "mkdir /tmp/seccomp-mkdir 2>&1; echo rc=$?; echo alive",
-    );
-    let out = stdout(&o);
-    assert!(
-        out.contains("Permission denied") && out.contains("rc=1") && out.contains("alive"),
-        "stdout: {out}\nstderr: {}",
-        stderr(&o)
-    );
+    // The command is the init's child, or the first process itself.
+    for extra in [&[][..], &["--no-init"][..]] {
+        let mut args = vec!["--seccomp", f.arg()];
+        args.extend_from_slice(extra);
+        let o = sh(
+            &args,
+            "mkdir /tmp/seccomp-mkdir 2>&1; echo rc=$?; echo alive",
+        );
+        let out = stdout(&o);
+        assert!(
+            out.contains("Permission denied") && out.contains("rc=1") && out.contains("alive"),
+            "{extra:?} stdout: {out}\nstderr: {}",
+            stderr(&o)
+        );
+    }
     // The same command under the default filter creates the directory.
     let o = sh(
         &[],
@@ -91,4 +96,59 @@ fn a_bad_profile_is_one_line_naming_the_path_and_exit_125() {
         "{}",
         stderr(&o)
     );
+}
+
+/// A profile that parses but cannot be compiled (two rules for one call with different
+/// actions, which could both match) is found while the container's process sets up: the
+/// run fails the same way, and leaves nothing.
+#[test]
+fn a_profile_that_cannot_be_compiled_fails_the_run_and_leaves_nothing() {
+    require_root();
+    let f = ProfileFile::new(
+        "overlap",
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["read"],"action":"SCMP_ACT_ERRNO",
+             "args":[{"index":0,"value":1,"op":"SCMP_CMP_EQ"}]},
+            {"names":["read"],"action":"SCMP_ACT_KILL",
+             "args":[{"index":1,"value":2,"op":"SCMP_CMP_EQ"}]}]}"#,
+    );
+    let host = format!("overlap-{}", std::process::id());
+    let before = host_state();
+    let o = sh(&["--seccomp", f.arg(), "--hostname", &host], "echo RAN");
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(!stdout(&o).contains("RAN"), "the command ran");
+    let err = stderr(&o);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("invalid --seccomp {} syscalls[1]", f.arg()))
+            && err.contains("can match the same call"),
+        "{err}"
+    );
+    assert_eq!(host_state(), before, "host state changed");
+    let left = cgroups_named(&format!("crabcan-{host}@"));
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// Cgroup directories whose names start with `prefix`, in every hierarchy, six levels deep.
+fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, depth: usize, prefix: &str, found: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(e.path());
+            } else if depth > 1 {
+                walk(&e.path(), depth - 1, prefix, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        std::path::Path::new("/sys/fs/cgroup"),
+        6,
+        prefix,
+        &mut found,
+    );
+    found
 }

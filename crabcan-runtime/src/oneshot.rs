@@ -76,6 +76,19 @@ pub struct Spec {
     pub record: Option<Record>,
     /// The caller's terminal; required when `child.tty` is set.
     pub terminal: Option<Terminal>,
+    /// A seccomp program made while the container's process sets up, instead of one in
+    /// `child.security`: the front end's compile of a given profile (with its own error),
+    /// which so costs the start nothing where the process's setup takes as long.
+    pub seccomp_later: Option<LaterFilter>,
+}
+
+/// The front end's compile of the seccomp profile it was given ([`Spec::seccomp_later`]).
+pub struct LaterFilter(pub Box<dyn FnOnce() -> Result<crabcan_security::Compiled>>);
+
+impl std::fmt::Debug for LaterFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaterFilter(..)")
+    }
 }
 
 /// A one-shot container from [`create`] to [`Container::delete`] (or drop).
@@ -91,6 +104,7 @@ pub struct Container {
     cgroup: Option<ContainerCgroup>,
     child: Option<crabcan_child::Container>,
     handed: Vec<OwnedFd>,
+    seccomp_later: Option<LaterFilter>,
     started: bool,
 }
 
@@ -110,7 +124,10 @@ pub fn create(spec: Spec) -> Result<Container> {
         nproc_given,
         record,
         terminal,
+        seccomp_later,
     } = spec;
+    let mut spec = spec;
+    spec.seccomp_later = seccomp_later.is_some();
     if spec.tty.is_some() && terminal.is_none() {
         return Err(Errcode::setup(
             "the command's pty needs the caller's terminal, and none was given",
@@ -172,6 +189,7 @@ pub fn create(spec: Spec) -> Result<Container> {
         cgroup: None,
         child: None,
         handed: Vec::new(),
+        seccomp_later,
         started: false,
     };
     // The name is taken first: a second run with it fails before it changes anything.
@@ -220,7 +238,18 @@ pub fn create(spec: Spec) -> Result<Container> {
             log::debug!("created mount point {} in the root", p.display());
         }
     }
-    log::debug!("security: {}", crabcan_security::describe(&c.spec.security));
+    let described = crabcan_security::describe(&c.spec.security);
+    log::debug!(
+        "security: {}",
+        if c.seccomp_later.is_some() {
+            described.replace(
+                "seccomp unconfined",
+                "seccomp the given profile, compiled while the process sets up",
+            )
+        } else {
+            described
+        }
+    );
     let pids_cap = match make_cgroup(&limits, limit_name, is_root, &cg_path)? {
         Some((cg, pids)) => {
             c.cgroup = Some(cg);
@@ -324,7 +353,8 @@ impl Container {
             _ => return Err(Errcode::setup("the container was started already")),
         };
         self.started = true;
-        child.release(std::mem::take(&mut self.handed))?;
+        let filter = self.seccomp_later.take().map(|f| f.0);
+        child.release_with(std::mem::take(&mut self.handed), filter)?;
         log::debug!("container running {:?}", self.spec.argv);
         // Only now, set up completely: an exec must never join a container whose root is
         // not switched yet.
@@ -532,6 +562,7 @@ mod tests {
             rlimits: vec![crabcan_security::parse_rlimit("nofile=100:200").unwrap()],
             init: true,
             tty: None,
+            seccomp_later: false,
         }
     }
 
@@ -544,6 +575,7 @@ mod tests {
             nproc_given: false,
             record: None,
             terminal: None,
+            seccomp_later: None,
         }
     }
 

@@ -119,6 +119,13 @@ pub struct SecurityPlan {
 }
 
 impl SecurityPlan {
+    /// This plan with `program` as its seccomp filter (one compiled after the plan was
+    /// made, as crabcan run's for a given profile, while the container sets up).
+    pub fn with_seccomp(mut self, program: Compiled) -> SecurityPlan {
+        self.seccomp = Some(program);
+        self
+    }
+
     /// Capabilities kept in the bounding set (what the command can ever hold).
     pub fn bounding(&self) -> CapSet {
         self.caps.bounding

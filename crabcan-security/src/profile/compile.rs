@@ -28,6 +28,50 @@ impl Compiled {
     pub fn flag_bits(&self) -> u32 {
         self.flags.iter().fold(0, |b, f| b | f.bits())
     }
+
+    /// The program as bytes to send to another process: the flag bits (u32, little
+    /// endian), then each instruction as the kernel lays it out (code, jt, jf, k).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + 8 * self.instructions.len());
+        out.extend_from_slice(&self.flag_bits().to_le_bytes());
+        for i in &self.instructions {
+            out.extend_from_slice(&i.code.to_le_bytes());
+            out.extend_from_slice(&[i.jt, i.jf]);
+            out.extend_from_slice(&i.k.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads [`Compiled::to_bytes`]; `None` for anything else (unknown flag bits, a partial
+    /// instruction, no instruction or more than the kernel takes).
+    pub fn from_bytes(b: &[u8]) -> Option<Compiled> {
+        let (bits, rest) = b.split_first_chunk::<4>()?;
+        let bits = u32::from_le_bytes(*bits);
+        let flags: Vec<Flag> = [Flag::Tsync, Flag::Log, Flag::SpecAllow]
+            .into_iter()
+            .filter(|f| bits & f.bits() != 0)
+            .collect();
+        if flags.iter().fold(0, |a, f| a | f.bits()) != bits
+            || rest.is_empty()
+            || rest.len() % 8 != 0
+            || rest.len() / 8 > MAX_INSNS
+        {
+            return None;
+        }
+        let instructions = rest
+            .chunks_exact(8)
+            .map(|c| BpfInsn {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(Compiled {
+            instructions,
+            flags,
+        })
+    }
 }
 
 const OFF_NR: u32 = 0;

@@ -428,3 +428,18 @@ fn the_default_program_shipped_is_the_default_profile_compiled() {
          CRABCAN_BLESS=1 cargo test -p crabcan-security default_program"
     );
 }
+
+#[test]
+fn a_program_goes_through_bytes_whole_or_not_at_all() {
+    let mut c = crabcan_default_program();
+    c.flags = vec![Flag::Log, Flag::SpecAllow];
+    let b = c.to_bytes();
+    assert_eq!(Compiled::from_bytes(&b), Some(c.clone()));
+    // Cut short, empty, or with a flag bit no flag has: refused.
+    assert_eq!(Compiled::from_bytes(&b[..b.len() - 1]), None);
+    assert_eq!(Compiled::from_bytes(&b[..4]), None);
+    assert_eq!(Compiled::from_bytes(&[]), None);
+    let mut odd = b.clone();
+    odd[0] |= 0x80;
+    assert_eq!(Compiled::from_bytes(&odd), None);
+}
