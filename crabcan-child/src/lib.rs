@@ -111,6 +111,8 @@ pub struct Container {
     chan: OwnedFd,
     reaped: Option<i32>,
     pty: Option<PtyEnds>,
+    /// The process waits for its seccomp program ([`ChildSpec::seccomp_later`]).
+    seccomp_later: bool,
 }
 
 /// The signals the parent takes with `sigwait`: the forwarded ones and SIGCHLD.
@@ -219,6 +221,7 @@ pub fn spawn(
         chan: parent_end,
         reaped: None,
         pty: None,
+        seccomp_later: spec.seccomp_later,
     })
 }
 
@@ -321,6 +324,13 @@ impl Container {
         mounts: Vec<OwnedFd>,
         filter: Option<Box<dyn FnOnce() -> Result<crabcan_security::Compiled> + '_>>,
     ) -> Result<()> {
+        // A process waiting for a program that never comes would hang the run; one that
+        // is sent a program it does not wait for would run without it.
+        if filter.is_some() != self.seccomp_later {
+            return Err(Errcode::setup(
+                "the container's process and crabcan disagree on who makes its seccomp program",
+            ));
+        }
         let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
         let iov = [std::io::IoSlice::new(b"g")];
         let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
@@ -337,8 +347,18 @@ impl Container {
         if let Some(f) = filter {
             let mut msg = FILTER_MESSAGE.to_vec();
             msg.extend_from_slice(&f()?.to_bytes());
-            nix::sys::socket::send(self.chan.as_raw_fd(), &msg, MsgFlags::empty())
-                .sys_ctx(|| "send the container's process its seccomp program")?;
+            match nix::sys::socket::send(self.chan.as_raw_fd(), &msg, MsgFlags::empty()) {
+                Ok(_) => {}
+                // The process is gone, having failed its setup while the program was
+                // made: its own error, read below, says why.
+                Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ECONNREFUSED) => {}
+                Err(e) => {
+                    return Err(Errcode::sys(
+                        "send the container's process its seccomp program",
+                        e,
+                    ));
+                }
+            }
         }
         // The child sends EXEC_MARKER right before execve; then either an error (exec
         // failed) or EOF (the channel is CLOEXEC: exec succeeded). EOF without the marker

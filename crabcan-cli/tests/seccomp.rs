@@ -152,3 +152,26 @@ fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
     );
     found
 }
+
+/// The container's process failing its setup while crabcan compiles the given profile:
+/// its own error is the one shown, not crabcan's failure to send it the program.
+#[test]
+fn a_setup_error_while_the_profile_compiles_is_the_one_shown() {
+    require_root();
+    let f = ProfileFile::new(
+        "setup-error",
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    );
+    for _ in 0..5 {
+        // One process allowed: the init cannot fork the command.
+        let o = sh(&["--seccomp", f.arg(), "--pids", "1"], "echo RAN");
+        assert_eq!(code(&o), 125, "{}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("fork the command from the init") && err.contains("process limit"),
+            "{err}"
+        );
+    }
+}
