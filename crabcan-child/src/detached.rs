@@ -318,40 +318,26 @@ fn send(chan: RawFd, word: &[u8]) -> Result<()> {
 /// Receives the parent's go-on word and what follows it, whatever its length: the states
 /// carry the config's annotations, which have no size limit of their own.
 fn recv_go_on(chan: RawFd) -> Result<HookStates> {
-    loop {
-        // A seqpacket message not read whole is cut short without an error: its length
-        // first (MSG_TRUNC gives the full length of the message peeked at).
-        let size =
-            match nix::sys::socket::recv(chan, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
-                Err(Errno::EINTR) => continue,
-                r => r.sys_ctx(|| "wait for the parent")?,
-            };
-        let mut buf = vec![0u8; size.max(1)];
-        match nix::sys::socket::recv(chan, &mut buf, MsgFlags::empty()) {
-            Err(Errno::EINTR) => continue,
-            Ok(n) if n > 0 && buf[..n].starts_with(GO_ON) => {
-                let rest = &buf[GO_ON.len()..n];
-                let bad = || Errcode::setup("malformed hook states from the parent");
-                let (len, states) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
-                let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| bad())?;
-                if len > states.len() {
-                    return Err(bad());
-                }
-                let (creating, created) = states.split_at(len);
-                return Ok(HookStates {
-                    creating: creating.to_vec(),
-                    created: created.to_vec(),
-                });
-            }
-            Ok(0) => {
-                // The parent went away: create failed, nothing to report to.
-                // SAFETY: see child_main.
-                unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) }
-            }
-            Ok(_) => return Err(Errcode::setup("unexpected message from the parent")),
-            Err(e) => return Err(Errcode::sys("wait for the parent", e)),
-        }
+    let msg = crate::recv_whole(chan, "wait for the parent")?;
+    if msg.is_empty() {
+        // The parent went away: create failed, nothing to report to.
+        // SAFETY: see child_main.
+        unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) }
     }
+    let rest = msg
+        .strip_prefix(GO_ON)
+        .ok_or_else(|| Errcode::setup("unexpected message from the parent"))?;
+    let bad = || Errcode::setup("malformed hook states from the parent");
+    let (len, states) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| bad())?;
+    if len > states.len() {
+        return Err(bad());
+    }
+    let (creating, created) = states.split_at(len);
+    Ok(HookStates {
+        creating: creating.to_vec(),
+        created: created.to_vec(),
+    })
 }
 
 fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Result<Never> {

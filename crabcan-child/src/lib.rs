@@ -368,6 +368,9 @@ impl Container {
         loop {
             let (n, mut fds) = match recv_with_fds(self.chan.as_raw_fd(), &mut buf) {
                 Err(Errno::EINTR) => continue,
+                // A process that ended with its seccomp program unread: the kernel says so
+                // once, before what the process sent (its setup error), still queued.
+                Err(Errno::ECONNRESET) if self.seccomp_later => continue,
                 r => r.sys_ctx(|| "read the container's setup result")?,
             };
             match &buf[..n] {
@@ -719,26 +722,33 @@ fn setup_and_exec(
     }
 }
 
-/// The seccomp program the parent sends after the release ([`ChildSpec::seccomp_later`]),
-/// read whole whatever its size.
-fn recv_filter(chan: i32) -> Result<crabcan_security::Compiled> {
-    let bad = || Errcode::setup("the parent sent no usable seccomp program");
+/// Receives one message whole, whatever its length: a seqpacket message not read whole is
+/// cut short without an error, so its length is peeked first (MSG_TRUNC gives the full
+/// length of the message peeked at). An empty message is the peer's end.
+pub(crate) fn recv_whole(chan: RawFd, what: &str) -> Result<Vec<u8>> {
     loop {
         let size =
             match nix::sys::socket::recv(chan, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
                 Err(Errno::EINTR) => continue,
-                r => r.sys_ctx(|| "wait for the seccomp program")?,
+                r => r.sys_ctx(|| what.to_string())?,
             };
         let mut buf = vec![0u8; size.max(1)];
-        let n = match nix::sys::socket::recv(chan, &mut buf, MsgFlags::empty()) {
+        match nix::sys::socket::recv(chan, &mut buf, MsgFlags::empty()) {
             Err(Errno::EINTR) => continue,
-            r => r.sys_ctx(|| "read the seccomp program")?,
-        };
-        return buf[..n]
-            .strip_prefix(FILTER_MESSAGE)
-            .and_then(crabcan_security::Compiled::from_bytes)
-            .ok_or_else(bad);
+            r => {
+                buf.truncate(r.sys_ctx(|| what.to_string())?);
+                return Ok(buf);
+            }
+        }
     }
+}
+
+/// The seccomp program the parent sends after the release ([`ChildSpec::seccomp_later`]).
+fn recv_filter(chan: i32) -> Result<crabcan_security::Compiled> {
+    recv_whole(chan, "wait for the seccomp program")?
+        .strip_prefix(FILTER_MESSAGE)
+        .and_then(crabcan_security::Compiled::from_bytes)
+        .ok_or_else(|| Errcode::setup("the parent sent no usable seccomp program"))
 }
 
 /// The command's own setup, in its process (the init's child, or the cloned process
