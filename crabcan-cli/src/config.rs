@@ -61,9 +61,9 @@ pub struct Config {
 /// What `--seccomp` chose: the filter of the security plan, the profile's text (none for
 /// no filter), and the compile of a profile file, which the plan then lacks. A profile file
 /// is read and parsed here, and compiled while the container's process sets up (the
-/// parent waits for it then anyway: the compile costs a start nothing); any fault is one
-/// line naming the file, the path inside it and the reason, and a bad profile never means
-/// no filter.
+/// parent waits for it then anyway, so most of the compile hides behind that setup); any
+/// fault is one line naming the file, the path inside it and the reason, and a bad profile
+/// never means no filter.
 type SeccompChoice = (
     crabcan_security::Seccomp,
     Option<Cow<'static, str>>,
@@ -365,7 +365,8 @@ pub fn build(args: &RunArgs, caller: &Caller, hostname: impl FnOnce() -> String)
             init: !args.no_init,
             // The size is the caller's terminal's, read when the container starts.
             tty: args.tty.then(crabcan_child::Tty::default),
-            seccomp_later: seccomp_later.is_some(),
+            // The runtime sets it from `seccomp_later` below.
+            seccomp_later: false,
         },
         seccomp_later,
         seccomp_off: args.seccomp == SeccompArg::Unconfined,
