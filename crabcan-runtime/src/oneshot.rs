@@ -162,7 +162,9 @@ pub fn create(spec: Spec) -> Result<Container> {
             log::debug!("mount plan: {line}");
         }
     }
-    crabcan_cgroups::check_container_name(&spec.hostname)?;
+    // Checked with its pid, as the directory name holds both (the `@` of the leaf counts
+    // as one character like the `-` here): the whole must fit a file name.
+    crabcan_cgroups::check_container_name(&format!("{}-{}", spec.hostname, std::process::id()))?;
     let cg_path = crabcan_cgroups::CgroupPath::run(&crabcan_cgroups::run_leaf(
         &spec.hostname,
         std::process::id(),
