@@ -72,9 +72,24 @@ fn real_main() -> Result<i32> {
         xdg_runtime_dir: std::env::var("XDG_RUNTIME_DIR").ok(),
     };
     let cfg = config::build(&args, &caller, || {
-        crabcan_hostname::generate(&mut rand::rng())
+        crabcan_hostname::generate(&mut hostname_rng())
     })?;
     launch::run(cfg)
+}
+
+/// The generator of the random hostname: a small one seeded by the kernel. The name needs
+/// no cryptographic generator, and the thread-local ChaCha one checks the CPU's features at
+/// its first use (three `cpuid` instructions, each a trap to the hypervisor in a virtual
+/// machine: ~20 µs of every start here). Should the kernel give no random bytes, the clock
+/// and pid seed it: a name still differs from run to run.
+fn hostname_rng() -> rand::rngs::SmallRng {
+    use rand::SeedableRng;
+    rand::rngs::SmallRng::try_from_rng(&mut rand::rngs::SysRng).unwrap_or_else(|_| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        rand::rngs::SmallRng::seed_from_u64(now ^ (u64::from(std::process::id()) << 32))
+    })
 }
 
 fn init_logging(debug: bool) {

@@ -240,18 +240,21 @@ pub fn create(spec: Spec) -> Result<Container> {
             log::debug!("created mount point {} in the root", p.display());
         }
     }
-    let described = crabcan_security::describe(&c.spec.security);
-    log::debug!(
-        "security: {}",
-        if c.seccomp_later.is_some() {
-            described.replace(
-                "seccomp unconfined",
-                "seccomp the given profile, compiled while the process sets up",
-            )
-        } else {
-            described
-        }
-    );
+    // Described only for a debug log: the text costs ~35 µs of a start.
+    if log::log_enabled!(log::Level::Debug) {
+        let described = crabcan_security::describe(&c.spec.security);
+        log::debug!(
+            "security: {}",
+            if c.seccomp_later.is_some() {
+                described.replace(
+                    "seccomp unconfined",
+                    "seccomp the given profile, compiled while the process sets up",
+                )
+            } else {
+                described
+            }
+        );
+    }
     let pids_cap = match make_cgroup(&limits, limit_name, is_root, &cg_path)? {
         Some((cg, pids)) => {
             c.cgroup = Some(cg);
