@@ -98,6 +98,10 @@ pub struct DetachedSpec {
     pub env: Vec<CString>,
     /// Capabilities, no_new_privs and seccomp.
     pub security: crabcan_security::SecurityPlan,
+    /// The seccomp program is not in `security` but comes from the parent while the
+    /// process sets up ([`Detached::send_filter`]): the process waits for it just before
+    /// it needs it, after its mounts.
+    pub seccomp_later: bool,
     /// A pty for the process.
     pub console: Option<Console>,
     /// The state directory's `exec.fifo`, opened `O_PATH`: the only thing of the host's
@@ -133,6 +137,10 @@ pub struct Detached {
     done: bool,
     /// The process stops for hooks (see [`Detached::at_hooks`]).
     stops_for_hooks: bool,
+    /// The process waits for its seccomp program ([`DetachedSpec::seccomp_later`]).
+    seccomp_later: bool,
+    /// [`Detached::send_filter`] was called.
+    filter_sent: bool,
 }
 
 /// Clones the detached child. Refuses a multi-threaded caller.
@@ -178,6 +186,8 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
         chan: parent_end,
         done: false,
         stops_for_hooks: stops_for_hooks(spec),
+        seccomp_later: spec.seccomp_later,
+        filter_sent: false,
     })
 }
 
@@ -209,12 +219,27 @@ impl Detached {
         Ok(())
     }
 
+    /// Sends a [`DetachedSpec::seccomp_later`] process its seccomp program, once, after
+    /// [`Detached::release`] (and [`Detached::at_hooks`]).
+    pub fn send_filter(&mut self, program: &crabcan_security::Compiled) -> Result<()> {
+        if !self.seccomp_later || self.filter_sent {
+            return Err(Errcode::setup(
+                "the container's process waits for no seccomp program from crabcan",
+            ));
+        }
+        self.filter_sent = true;
+        crate::send_filter(self.chan.as_raw_fd(), program)
+    }
+
     fn expect(&mut self, word: &[u8]) -> Result<()> {
         let mut buf = vec![0u8; 8192];
         loop {
             let n = match nix::sys::socket::recv(self.chan.as_raw_fd(), &mut buf, MsgFlags::empty())
             {
                 Err(Errno::EINTR) => continue,
+                // A process that ended with its seccomp program unread: the kernel says so
+                // once, before what the process sent (its setup error), still queued.
+                Err(Errno::ECONNRESET) if self.filter_sent => continue,
                 r => r.sys_ctx(|| "read the container's setup result")?,
             };
             return match &buf[..n] {
@@ -262,6 +287,12 @@ impl Detached {
     /// Waits until the child is set up and blocked on the fifo; from then on it is on its
     /// own (the handle no longer kills it when dropped).
     pub fn wait_ready(mut self) -> Result<Pid> {
+        // A process waiting for a program that never comes would hang create.
+        if self.seccomp_later && !self.filter_sent {
+            return Err(Errcode::setup(
+                "the container's process waits for a seccomp program crabcan did not send",
+            ));
+        }
         self.expect(READY)?;
         self.done = true;
         Ok(self.pid)
@@ -475,10 +506,21 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     if let Some(c) = &spec.console {
         console(c)?;
     }
+    // The program the parent made while this process set up, as late as it can come.
+    let later;
+    let security = if spec.seccomp_later {
+        later = spec
+            .security
+            .clone()
+            .with_seccomp(crate::recv_filter(chan)?);
+        &later
+    } else {
+        &spec.security
+    };
     // Without no_new_privs the filter needs CAP_SYS_ADMIN: it goes in now, before the
     // capabilities go (runc's order); with it, last, just before execve.
-    crabcan_security::apply_seccomp_before_cap_drop(&spec.security)?;
-    crabcan_security::apply_bounding(&spec.security)?;
+    crabcan_security::apply_seccomp_before_cap_drop(security)?;
+    crabcan_security::apply_bounding(security)?;
     set_ids(spec)?;
     // Changing ids cleared it.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
@@ -507,7 +549,7 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     // Whatever the runtime's caller ignored (nohup, a shell's background job): a command
     // that starts with SIGHUP or SIGINT ignored cannot even trap what its runtime passes on.
     crate::default_dispositions()?;
-    crabcan_security::apply_final(&spec.security)?;
+    crabcan_security::apply_final(security)?;
     let e = match nix::unistd::execve(&path, &spec.argv, &spec.env) {
         Err(e) => e,
         Ok(never) => match never {},

@@ -345,20 +345,7 @@ impl Container {
         .sys_ctx(|| "release the container's process")?;
         drop(mounts);
         if let Some(f) = filter {
-            let mut msg = FILTER_MESSAGE.to_vec();
-            msg.extend_from_slice(&f()?.to_bytes());
-            match nix::sys::socket::send(self.chan.as_raw_fd(), &msg, MsgFlags::empty()) {
-                Ok(_) => {}
-                // The process is gone, having failed its setup while the program was
-                // made: its own error, read below, says why.
-                Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ECONNREFUSED) => {}
-                Err(e) => {
-                    return Err(Errcode::sys(
-                        "send the container's process its seccomp program",
-                        e,
-                    ));
-                }
-            }
+            send_filter(self.chan.as_raw_fd(), &f()?)?;
         }
         // The child sends EXEC_MARKER right before execve; then either an error (exec
         // failed) or EOF (the channel is CLOEXEC: exec succeeded). EOF without the marker
@@ -743,8 +730,24 @@ pub(crate) fn recv_whole(chan: RawFd, what: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// The seccomp program the parent sends after the release ([`ChildSpec::seccomp_later`]).
-fn recv_filter(chan: i32) -> Result<crabcan_security::Compiled> {
+/// Sends the container's process the seccomp program it waits for. A process that is gone
+/// (it failed its setup while the program was made) is no error here: its own error, which
+/// the caller reads next, says why.
+pub(crate) fn send_filter(chan: RawFd, program: &crabcan_security::Compiled) -> Result<()> {
+    let mut msg = FILTER_MESSAGE.to_vec();
+    msg.extend_from_slice(&program.to_bytes());
+    match nix::sys::socket::send(chan, &msg, MsgFlags::empty()) {
+        Ok(_) | Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ECONNREFUSED) => Ok(()),
+        Err(e) => Err(Errcode::sys(
+            "send the container's process its seccomp program",
+            e,
+        )),
+    }
+}
+
+/// The seccomp program the parent sends after the release ([`ChildSpec::seccomp_later`],
+/// [`DetachedSpec::seccomp_later`]).
+pub(crate) fn recv_filter(chan: i32) -> Result<crabcan_security::Compiled> {
     recv_whole(chan, "wait for the seccomp program")?
         .strip_prefix(FILTER_MESSAGE)
         .and_then(crabcan_security::Compiled::from_bytes)

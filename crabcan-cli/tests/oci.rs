@@ -901,6 +901,39 @@ fn bad_input_is_one_line_exit_1_and_leaves_nothing() {
     );
     assert!(t.elapsed() < Duration::from_secs(20));
     assert!(processes_with("101.5").is_empty(), "the hook was left");
+    // A profile that parses but cannot be compiled (two rules for one call with different
+    // actions): create compiles it while the container's process sets up, and fails the
+    // same way, removing what it had made by then (the cgroup, the process).
+    let cg = format!("crabcan-oci-overlap-{}", std::process::id());
+    let b = env.bundle("overlap", &["true"], |c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["read"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["read"], "action": "SCMP_ACT_KILL",
+             "args": [{"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}]}]});
+        c["linux"]["cgroupsPath"] = json!(cg);
+    });
+    check(
+        &env.cc(&["create", "-b", &b.to_string_lossy(), "bad-seccomp-x9"]),
+        "config.json linux.seccomp.syscalls[1]",
+        "bad-seccomp-x9",
+    );
+    assert!(cgroups_named(&cg).is_empty(), "{cg} left");
+    // The container's process failing its setup while create compiles its profile: its own
+    // error is the one shown (the kernel may first report the program it left unread).
+    let b = env.bundle("hookfails", &["true"], |c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]});
+        c["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]});
+    });
+    for n in 0..8 {
+        let id = format!("bad-hook-seccomp-{n}");
+        check(
+            &env.cc(&["create", "-b", &b.to_string_lossy(), &id]),
+            "createContainer hook /bin/false failed",
+            &id,
+        );
+    }
     for args in [
         &["state", "nope-x6"][..],
         &["start", "nope-x6"],

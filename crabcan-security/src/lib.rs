@@ -155,23 +155,47 @@ impl SecurityPlan {
 /// Computes the plan from the config; pure, no syscalls. A profile that cannot be
 /// compiled is a usage error naming the path inside the profile; it never means no filter.
 pub fn plan(cfg: &SecurityConfig) -> Result<SecurityPlan> {
-    if !matches!(cfg.seccomp, Seccomp::Unconfined) && !cfg!(target_arch = "x86_64") {
-        return Err(Errcode::setup(
-            "seccomp profiles are only compiled for x86 architectures",
-        ));
-    }
+    check_arch(&cfg.seccomp)?;
     let seccomp = match &cfg.seccomp {
         Seccomp::Unconfined => None,
         Seccomp::Compiled(c) => Some(c.clone()),
-        Seccomp::Profile(p) => {
-            Some(profile::compile(p).map_err(|e| Errcode::usage(e.to_string()))?)
-        }
+        Seccomp::Profile(p) => Some(compile_profile(p)?),
     };
     Ok(SecurityPlan {
         caps: cfg.capabilities,
         no_new_privs: cfg.no_new_privs,
         seccomp,
     })
+}
+
+/// [`plan`], except that a profile is not compiled: the plan comes without a filter, and
+/// the profile back, for the caller to compile later ([`profile::compile`]) and add
+/// ([`SecurityPlan::with_seccomp`]), as `create` does while the container's process sets
+/// up. A compiled program stays in the plan. Every check of [`plan`] is made now.
+pub fn plan_deferred(cfg: SecurityConfig) -> Result<(SecurityPlan, Option<Profile>)> {
+    check_arch(&cfg.seccomp)?;
+    let mut cfg = cfg;
+    let profile = match std::mem::replace(&mut cfg.seccomp, Seccomp::Unconfined) {
+        Seccomp::Profile(p) => Some(p),
+        other => {
+            cfg.seccomp = other;
+            None
+        }
+    };
+    Ok((plan(&cfg)?, profile))
+}
+
+fn check_arch(seccomp: &Seccomp) -> Result<()> {
+    if !matches!(seccomp, Seccomp::Unconfined) && !cfg!(target_arch = "x86_64") {
+        return Err(Errcode::setup(
+            "seccomp profiles are only compiled for x86 architectures",
+        ));
+    }
+    Ok(())
+}
+
+fn compile_profile(p: &Profile) -> Result<Compiled> {
+    profile::compile(p).map_err(|e| Errcode::usage(e.to_string()))
 }
 
 /// Step 1: loads the filter now if no_new_privs is off; otherwise does nothing.

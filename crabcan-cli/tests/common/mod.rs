@@ -269,3 +269,27 @@ pub fn kill_guardians_of(crabcan: u32) {
         );
     }
 }
+
+/// Cgroup directories whose names start with `prefix`, in every hierarchy, six levels deep.
+pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, depth: usize, prefix: &str, found: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(e.path());
+            } else if depth > 1 {
+                walk(&e.path(), depth - 1, prefix, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        std::path::Path::new("/sys/fs/cgroup"),
+        6,
+        prefix,
+        &mut found,
+    );
+    found
+}
