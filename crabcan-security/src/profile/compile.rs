@@ -310,19 +310,23 @@ fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
             at[i] = next;
             next += usize::from(keep[i]);
         }
-        // A shared target out of a conditional jump's reach: keep the jump's own.
-        let far = (0..n).filter(|&i| keep[i]).find_map(|i| {
-            let ins = prog[i];
-            if falls(ins.code) || matches!(ins.code, JA | RET | RET_A) {
-                return None;
+        // Shared targets out of a conditional jump's reach: keep the jumps' own. All of
+        // this pass at once (keeping more copies is always correct), so that a long
+        // program takes a few passes, not one per far jump.
+        let mut far = Vec::new();
+        for i in (0..n).filter(|&i| keep[i]) {
+            let code = prog[i].code;
+            if falls(code) || matches!(code, JA | RET | RET_A) {
+                continue;
             }
-            targets(i)
-                .into_iter()
-                .flatten()
-                .find(|&t| !keep[t] && at[redirect(&keep, t)] - at[i] - 1 > usize::from(u8::MAX))
-        });
-        if let Some(t) = far {
-            keep[t] = true;
+            far.extend(targets(i).into_iter().flatten().filter(|&t| {
+                !keep[t] && at[redirect(&keep, t)] - at[i] - 1 > usize::from(u8::MAX)
+            }));
+        }
+        if !far.is_empty() {
+            for t in far {
+                keep[t] = true;
+            }
             continue;
         }
         let mut out = Vec::with_capacity(next);
@@ -1011,7 +1015,16 @@ fn decision_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> Option<Block>
     if steps.iter().any(Vec::is_empty) || rules.len() > usize::from(u16::MAX) {
         return None;
     }
-    let budget = DIAGRAM_GROWTH * steps.iter().map(Vec::len).sum::<usize>() + 8;
+    let tests: usize = steps.iter().map(Vec::len).sum();
+    // Every test is two instructions at least: rules with more tests than half the
+    // kernel's limit never fit a diagram, and building one would recurse as deep as they
+    // have tests, and hold a state per level (a config with thousands of rules for one call
+    // would exhaust the stack or gigabytes of memory). One after another, they are refused
+    // as too long.
+    if tests > MAX_INSNS / 2 {
+        return None;
+    }
+    let budget = DIAGRAM_GROWTH * tests + 8;
     let default = p.default_action.ret();
     let mut d = Diagram {
         actions: rules.iter().map(|r| r.action.ret()).collect(),

@@ -443,3 +443,44 @@ fn a_program_goes_through_bytes_whole_or_not_at_all() {
     odd[0] |= 0x80;
     assert_eq!(Compiled::from_bytes(&odd), None);
 }
+
+/// Thousands of rules for one call, each testing all six arguments: too long for the
+/// kernel, refused in one error, on a small stack and quickly, not a stack overflow or
+/// gigabytes of memory in the decision diagram.
+#[test]
+fn thousands_of_rules_for_one_call_are_refused_without_exhausting_the_stack() {
+    let rule = |i: usize| {
+        let args: Vec<String> = (0..6)
+            .map(|a| {
+                format!(
+                    r#"{{"index":{a},"value":{},"op":"SCMP_CMP_EQ"}}"#,
+                    i * 7 + a
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"names":["ioctl"],"action":"SCMP_ACT_ERRNO","args":[{}]}}"#,
+            args.join(",")
+        )
+    };
+    let rules: Vec<String> = (0..6000).map(rule).collect();
+    let json = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{}]}}"#,
+        rules.join(",")
+    );
+    let p = parse(&json).unwrap();
+    let started = std::time::Instant::now();
+    let e = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || compile(&p).map(|_| ()))
+        .unwrap()
+        .join()
+        .expect("the compile crashed");
+    let e = e.expect_err("a program past the kernel's limit was made");
+    assert!(e.to_string().contains("more than the kernel's 4096"), "{e}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
