@@ -225,6 +225,41 @@ fn engine_configs_run() {
     }
 }
 
+/// The command runs under the config's own filter and no other, with no_new_privs on and
+/// off (the filter goes in after or before the capabilities are dropped), and with hooks on
+/// both sides (the process stops for them while its program is made).
+#[test]
+fn the_command_runs_under_the_configs_own_seccomp_filter() {
+    let env = Env::new("ownfilter");
+    let script = "rmdir /no-such-dir 2>&1; grep '^Seccomp:' /proc/self/status";
+    for (n, (nnp, hooks)) in [(true, false), (false, false), (true, true), (false, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let b = env.bundle(&format!("own-{n}"), &["sh", "-c", script], |c| {
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]});
+            if hooks {
+                c["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}],
+                                    "createContainer": [{"path": "/bin/true"}]});
+            }
+        });
+        let id = format!("own-filter-{n}");
+        let o = env.cc(&["run", "-b", &b.to_string_lossy(), &id]);
+        assert_ok(&o);
+        let out = stdout(&o);
+        // EPERM from the filter, where the kernel has another answer (ENOENT, EROFS).
+        assert!(
+            out.contains("not permitted"),
+            "no_new_privs {nnp}, hooks {hooks}: {out}"
+        );
+        assert!(out.contains("Seccomp:\t2"), "{out}");
+        env.assert_gone(&id);
+    }
+}
+
 #[test]
 fn delete_force_kills_and_unknown_ids_are_fine_with_force() {
     let env = Env::new("force");
@@ -905,6 +940,7 @@ fn bad_input_is_one_line_exit_1_and_leaves_nothing() {
     // actions): create compiles it while the container's process sets up, and fails the
     // same way, removing what it had made by then (the cgroup, the process).
     let cg = format!("crabcan-oci-overlap-{}", std::process::id());
+    let marker = env.dir.path().join("hook-ran");
     let b = env.bundle("overlap", &["true"], |c| {
         c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["read"], "action": "SCMP_ACT_ERRNO",
@@ -912,6 +948,8 @@ fn bad_input_is_one_line_exit_1_and_leaves_nothing() {
             {"names": ["read"], "action": "SCMP_ACT_KILL",
              "args": [{"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}]}]});
         c["linux"]["cgroupsPath"] = json!(cg);
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh",
+            "args": ["sh", "-c", format!("touch {}", marker.display())]}]});
     });
     check(
         &env.cc(&["create", "-b", &b.to_string_lossy(), "bad-seccomp-x9"]),
@@ -919,6 +957,8 @@ fn bad_input_is_one_line_exit_1_and_leaves_nothing() {
         "bad-seccomp-x9",
     );
     assert!(cgroups_named(&cg).is_empty(), "{cg} left");
+    // No hook ran for a container that was never made.
+    assert!(!marker.exists(), "the createRuntime hook ran");
     // The container's process failing its setup while create compiles its profile: its own
     // error is the one shown (the kernel may first report the program it left unread).
     let b = env.bundle("hookfails", &["true"], |c| {

@@ -152,15 +152,17 @@ fn create_locked(
     // container's process sets up (the process waits for it after its mounts), where the
     // compile (~0.4 ms in a fresh process for a typical engine's profile) mostly hides.
     let (security, profile) = crabcan_security::plan_deferred(crabcan_oci::security_config(plan))?;
-    log::debug!(
-        "security: {}{}",
-        crabcan_security::describe(&security),
+    log::debug!("security: {}", {
+        let described = crabcan_security::describe(&security);
         if profile.is_some() {
-            " (the config's seccomp profile, compiled while the process sets up)"
+            described.replace(
+                "seccomp unconfined",
+                "seccomp the config's profile, compiled while the process sets up",
+            )
         } else {
-            ""
+            described
         }
-    );
+    });
     // Recorded before the cgroup exists and again right after it does: a create killed
     // from here on leaves a record `delete --force` undoes (the mount points made above,
     // the cgroup).
@@ -343,6 +345,15 @@ fn create_locked(
     child.release(handed)?;
     state.pid = pid.as_raw();
     state.pid_start = start_time(pid.as_raw()).unwrap_or(0);
+    // Compiled before the runtime's hooks: a profile that cannot be compiled fails create
+    // before any hook runs for a container that is never made. Sent after them: the
+    // process reads the hook states first.
+    let program = match &profile {
+        Some(p) => Some(crabcan_security::profile::compile(p).map_err(|e| {
+            Errcode::usage(e.describe_in(crabcan_oci::CONFIG_FILE, "linux.seccomp"))
+        })?),
+        None => None,
+    };
     child.at_hooks(|| {
         let creating = crate::state_json_as(&state, Status::Creating);
         let recs: Vec<HookRecord> = plan.hooks.prestart.iter().map(HookRecord::from).collect();
@@ -359,11 +370,8 @@ fn create_locked(
             created: crate::state_json_as(&state, Status::Created),
         })
     })?;
-    if let Some(p) = &profile {
-        let program = crabcan_security::profile::compile(p).map_err(|e| {
-            Errcode::usage(e.describe_in(crabcan_oci::CONFIG_FILE, "linux.seccomp"))
-        })?;
-        child.send_filter(&program)?;
+    if let Some(p) = &program {
+        child.send_filter(p)?;
     }
     let pid = child_ready(child)?;
     locked.write(&state)?;
