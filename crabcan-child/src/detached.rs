@@ -18,7 +18,7 @@ use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::MsgFlags;
 use nix::unistd::{Gid, Pid, Uid};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -146,13 +146,7 @@ pub struct Detached {
 /// Clones the detached child. Refuses a multi-threaded caller.
 pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
     crate::ensure_single_threaded("create the container's process")?;
-    let (parent_end, child_end) = nix::sys::socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .sys_ctx(|| "create the parent/child socket pair")?;
+    let (parent_end, child_end) = crate::channel()?;
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
     if born_undumpable(spec) {
@@ -204,19 +198,7 @@ impl Detached {
 
     /// Lets the child set up, handing it the mount descriptors.
     pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
-        let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
-        let iov = [std::io::IoSlice::new(b"g")];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-        nix::sys::socket::sendmsg::<()>(
-            self.chan.as_raw_fd(),
-            &iov,
-            cmsgs,
-            MsgFlags::empty(),
-            None,
-        )
-        .sys_ctx(|| "release the container's process")?;
-        Ok(())
+        crate::send_go(self.chan.as_raw_fd(), &mounts)
     }
 
     /// Sends a [`DetachedSpec::seccomp_later`] process its seccomp program, once, after

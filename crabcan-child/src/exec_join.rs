@@ -21,7 +21,7 @@ use crabcan_errors::{Errcode, Result, SysContext};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::MsgFlags;
 use nix::unistd::Pid;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -82,13 +82,7 @@ pub struct ExecSpec {
 /// caller; the process is the caller's child.
 pub fn exec_in(spec: &ExecSpec) -> Result<Pid> {
     crate::ensure_single_threaded("start the process in the container")?;
-    let (parent_end, child_end) = nix::sys::socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .sys_ctx(|| "create the parent/child socket pair")?;
+    let (parent_end, child_end) = crate::channel()?;
     let (parent_raw, child_raw) = (parent_end.as_raw_fd(), child_end.as_raw_fd());
     let entry = spec
         .cgroup
@@ -354,13 +348,7 @@ mod tests {
     /// and the error is the process's.
     #[test]
     fn an_error_before_the_pid_still_yields_the_pid() {
-        let (ours, theirs) = nix::sys::socket::socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (ours, theirs) = crate::channel().unwrap();
         let failure = Errcode::usage("executable file not found");
         for m in [failure.encode(), [PID, b"4242".as_slice()].concat()] {
             nix::sys::socket::send(theirs.as_raw_fd(), &m, MsgFlags::empty()).unwrap();

@@ -185,13 +185,7 @@ pub fn spawn(
     cgroup: Option<&crabcan_cgroups::Entry>,
 ) -> Result<Container> {
     ensure_single_threaded("start the container's process")?;
-    let (parent_end, child_end) = nix::sys::socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .sys_ctx(|| "create the parent/child socket pair")?;
+    let (parent_end, child_end) = crate::channel()?;
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
@@ -331,18 +325,7 @@ impl Container {
                 "the container's process and crabcan disagree on who makes its seccomp program",
             ));
         }
-        let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
-        let iov = [std::io::IoSlice::new(b"g")];
-        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-        let cmsgs: &[nix::sys::socket::ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-        nix::sys::socket::sendmsg::<()>(
-            self.chan.as_raw_fd(),
-            &iov,
-            cmsgs,
-            MsgFlags::empty(),
-            None,
-        )
-        .sys_ctx(|| "release the container's process")?;
+        send_go(self.chan.as_raw_fd(), &mounts)?;
         drop(mounts);
         if let Some(f) = filter {
             send_filter(self.chan.as_raw_fd(), &f()?)?;
@@ -574,6 +557,29 @@ fn child_main(
     };
     // SAFETY: _exit is always safe; it skips the parent's atexit handlers and buffers.
     unsafe { libc::_exit(code) }
+}
+
+/// The parent/child channel: a seqpacket pair, so that each message arrives whole (and
+/// descriptors with it), both ends close-on-exec.
+pub(crate) fn channel() -> Result<(OwnedFd, OwnedFd)> {
+    nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .sys_ctx(|| "create the parent/child socket pair")
+}
+
+/// The parent's go ([`wait_for_go`]), with the descriptors the process's mounts need.
+pub(crate) fn send_go(chan: RawFd, mounts: &[OwnedFd]) -> Result<()> {
+    let fds: Vec<RawFd> = mounts.iter().map(AsRawFd::as_raw_fd).collect();
+    let iov = [std::io::IoSlice::new(b"g")];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[nix::sys::socket::ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    nix::sys::socket::sendmsg::<()>(chan, &iov, cmsgs, MsgFlags::empty(), None)
+        .sys_ctx(|| "release the container's process")?;
+    Ok(())
 }
 
 /// Waits for the parent's go; returns the fds that came with it.

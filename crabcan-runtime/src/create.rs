@@ -257,22 +257,14 @@ fn create_locked(
         deny_setgroups: !nix::unistd::geteuid().is_root(),
         use_helpers: false,
     });
-    let cstrings = |v: &[String], what: &str| -> Result<Vec<CString>> {
-        v.iter()
-            .map(|s| {
-                CString::new(s.as_bytes())
-                    .map_err(|_| Errcode::usage(format!("{what} contains a NUL byte")))
-            })
-            .collect()
-    };
     let child_hooks = |hs: &[crabcan_oci::Hook]| -> Result<Vec<ChildHook>> {
         hs.iter()
             .map(|h| {
                 Ok(ChildHook {
                     path: CString::new(h.path.as_os_str().as_encoded_bytes())
                         .map_err(|_| Errcode::usage("a hook path contains a NUL byte"))?,
-                    args: cstrings(&h.args, "a hook argument")?,
-                    env: cstrings(&h.env, "a hook environment entry")?,
+                    args: crate::cstrings(&h.args, "a hook argument")?,
+                    env: crate::cstrings(&h.env, "a hook environment entry")?,
                     timeout: h.timeout,
                 })
             })
@@ -301,8 +293,8 @@ fn create_locked(
         additional_gids: plan.process.additional_gids.clone(),
         umask: plan.process.umask,
         cwd: plan.process.cwd.clone(),
-        argv: cstrings(&plan.process.args, "process.args")?,
-        env: cstrings(&plan.process.env, "process.env")?,
+        argv: crate::cstrings(&plan.process.args, "process.args")?,
+        env: crate::cstrings(&plan.process.env, "process.env")?,
         security,
         seccomp_later: profile.is_some(),
         console,

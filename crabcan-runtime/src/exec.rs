@@ -6,7 +6,6 @@ use crabcan_child::{Console, ExecSpec, JoinNs};
 use crabcan_errors::{Errcode, Result};
 use nix::sched::CloneFlags;
 use serde_json::{Value, json};
-use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -273,14 +272,6 @@ fn launch(
         }
         (None, false) => (None, None),
     };
-    let cstrings = |v: &[String], what: &str| -> Result<Vec<CString>> {
-        v.iter()
-            .map(|s| {
-                CString::new(s.as_bytes())
-                    .map_err(|_| Errcode::usage(format!("{what} contains a NUL byte")))
-            })
-            .collect()
-    };
     // A container with a cgroup whose cgroup cannot be opened would get an exec'd process
     // outside every limit: refuse instead.
     let cgroup = match crate::open_cgroup(&s) {
@@ -310,8 +301,8 @@ fn launch(
         additional_gids: plan.process.additional_gids.clone(),
         umask: plan.process.umask,
         cwd: plan.process.cwd.clone(),
-        argv: cstrings(&plan.process.args, "process.args")?,
-        env: cstrings(&plan.process.env, "process.env")?,
+        argv: crate::cstrings(&plan.process.args, "process.args")?,
+        env: crate::cstrings(&plan.process.env, "process.env")?,
         security,
         console,
         preserve_fds: o.preserve_fds,

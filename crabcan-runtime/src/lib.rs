@@ -606,6 +606,17 @@ pub fn wait_and_delete(root: &Path, id: &str, pid: nix::unistd::Pid) -> Result<i
     code
 }
 
+/// A config's strings for `execve` (arguments, environment); a NUL inside one is the
+/// config's error, naming `what`.
+pub(crate) fn cstrings(v: &[String], what: &str) -> Result<Vec<std::ffi::CString>> {
+    v.iter()
+        .map(|s| {
+            std::ffi::CString::new(s.as_bytes())
+                .map_err(|_| Errcode::usage(format!("{what} contains a NUL byte")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
