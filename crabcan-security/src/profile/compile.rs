@@ -136,7 +136,17 @@ fn compile_layout(p: &Profile, row_tests: usize) -> PResult<Compiled> {
         if r.action == p.default_action {
             continue;
         }
-        for name in &r.names {
+        // A name a rule repeats adds nothing but work (the overlap check is quadratic).
+        let mut seen = std::collections::HashSet::new();
+        for (k, name) in r.names.iter().enumerate() {
+            let again = if r.names.len() <= 64 {
+                r.names[..k].contains(name)
+            } else {
+                !seen.insert(name.as_str())
+            };
+            if again {
+                continue;
+            }
             // `send` and `recv` exist only behind x86's socketcall: no number of their own.
             const NOWHERE: [Option<u32>; 3] = [None; 3];
             let nrs = lookup(name).or_else(|| multiplexed(name).map(|_| &NOWHERE));
@@ -424,6 +434,11 @@ fn multiplexed(name: &str) -> Option<(&'static str, u64)> {
     }
 }
 
+/// Pairs of rules with different actions the overlap check compares at most, per ABI. An
+/// engine's profile needs a few thousand; a profile past this is refused rather than
+/// checked for minutes (the check is quadratic in the rules of a call).
+const OVERLAP_CHECKS_MAX: usize = 1 << 22;
+
 /// The leaf of every number that has rules on `arch`, sorted by number, after the
 /// overlap check.
 fn leaves(p: &Profile, named: &[Named<'_>], arch: Arch) -> PResult<Vec<(u32, Leaf)>> {
@@ -463,6 +478,7 @@ fn leaves(p: &Profile, named: &[Named<'_>], arch: Arch) -> PResult<Vec<(u32, Lea
     }
     entries.sort_by_key(|e| (e.nr, e.origin));
     let mut out = Vec::new();
+    let mut checks = 0usize;
     for group in entries.chunk_by(|a, b| a.nr == b.nr) {
         // An unconditional rule decides alone, the first one if several: libseccomp keeps
         // the first and treats conditional rules as covered by it. Engines' shipped
@@ -471,10 +487,40 @@ fn leaves(p: &Profile, named: &[Named<'_>], arch: Arch) -> PResult<Vec<(u32, Lea
             out.push((e.nr, Leaf::Ret(e.action.ret())));
             continue;
         }
+        // Every distinct conditional rule of a call takes an instruction at least: more
+        // of them than the kernel takes in a whole filter are refused before any work.
+        let distinct: std::collections::HashSet<(u32, &[Condition])> = group
+            .iter()
+            .map(|e| (e.action.ret(), e.args.as_ref()))
+            .collect();
+        if distinct.len() > MAX_INSNS || group.len() > 4 * MAX_INSNS {
+            let last = &group[group.len() - 1];
+            return Err(ProfileError::new(
+                format!("syscalls[{}]", last.origin),
+                format!(
+                    "{} conditional rules for {:?} on {}: the filter would be longer than \
+                     the kernel's {MAX_INSNS} instructions",
+                    group.len(),
+                    last.name,
+                    arch.name()
+                ),
+            ));
+        }
         for (k, b) in group.iter().enumerate() {
             for a in &group[..k] {
                 if a.action == b.action {
                     continue;
+                }
+                checks += 1;
+                if checks > OVERLAP_CHECKS_MAX {
+                    return Err(ProfileError::new(
+                        format!("syscalls[{}]", b.origin),
+                        format!(
+                            "more than {OVERLAP_CHECKS_MAX} pairs of rules with different \
+                             actions on {} to check for overlap: shorten the profile",
+                            arch.name()
+                        ),
+                    ));
                 }
                 let both: Vec<&Condition> = a.args.iter().chain(b.args.iter()).collect();
                 if satisfiable(&both, arch.is_64bit()) {
