@@ -45,6 +45,24 @@ impl Dir {
     }
 }
 
+/// Which of a cgroup's directories a step makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    V1,
+    V2,
+}
+
+impl Part {
+    fn has(self, d: &Dir) -> bool {
+        match self {
+            Part::All => true,
+            Part::V1 => !d.is_v2(),
+            Part::V2 => d.is_v2(),
+        }
+    }
+}
+
 /// A container's cgroup: one directory per mounted hierarchy (every v1 one, and v2).
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {
@@ -72,6 +90,21 @@ impl Entry {
     /// The v2 directory, for `clone3`'s `CLONE_INTO_CGROUP`; `None` without a v2 hierarchy.
     pub fn v2_dir(&self) -> Option<BorrowedFd<'_>> {
         self.v2_dir.as_ref().map(|(_, fd)| fd.as_fd())
+    }
+
+    /// The v1 hierarchies' `tasks` files (directory, descriptor), to hand to the process
+    /// that enters ([`Entry::of_v1`]); the v2 directory is left out (the process was cloned
+    /// into it).
+    pub fn into_v1(self) -> Vec<(PathBuf, OwnedFd)> {
+        self.v1_tasks
+    }
+
+    /// An entry into v1 hierarchies only, from what [`Entry::into_v1`] handed over.
+    pub fn of_v1(v1_tasks: Vec<(PathBuf, OwnedFd)>) -> Entry {
+        Entry {
+            v1_tasks,
+            v2_dir: None,
+        }
     }
 
     /// Every descriptor it holds, for a caller that closes all others.
@@ -134,6 +167,47 @@ impl ContainerCgroup {
         resources: &Resources,
     ) -> Result<ContainerCgroup> {
         let plan = plan_resources(resources, layout)?;
+        let cg = Self::make(layout, path, &plan, Part::All)?;
+        if let Err(e) = cg.apply(&plan, true) {
+            let _ = cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// The first step of a creation in two, for a process that starts in the cgroup between
+    /// them: only the v2 directory, which a process can be cloned into (`CLONE_INTO_CGROUP`,
+    /// see [`Entry`]; [`ContainerCgroup::entry`] opens it). [`ContainerCgroup::complete`]
+    /// makes the rest, so that the kernel's work for the cgroup and for the process's
+    /// namespaces can overlap. On failure nothing it made is left behind.
+    pub fn create_v2_first(
+        layout: &Layout,
+        path: &CgroupPath,
+        resources: &Resources,
+    ) -> Result<ContainerCgroup> {
+        Self::make(layout, path, &plan_resources(resources, layout)?, Part::V2)
+    }
+
+    /// The second step of [`ContainerCgroup::create_v2_first`]: the v1 directories, then
+    /// `resources` and the device rules in every hierarchy. The process in the cgroup must
+    /// not run anything of its own before this has returned: its limits start here. On
+    /// failure the caller removes the cgroup ([`ContainerCgroup::remove`]) once that process
+    /// is gone.
+    pub fn complete(&mut self, resources: &Resources) -> Result<()> {
+        let plan = plan_resources(resources, &self.layout)?;
+        self.make_dirs(&plan, Part::V1)?;
+        self.apply(&plan, true)
+    }
+
+    /// Makes the directories of `part` (none exists in use by others), again from the start
+    /// when a concurrent removal took a parent away on the way. On failure nothing it made
+    /// is left behind.
+    fn make(
+        layout: &Layout,
+        path: &CgroupPath,
+        plan: &ResourcePlan,
+        part: Part,
+    ) -> Result<ContainerCgroup> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -142,23 +216,17 @@ impl ContainerCgroup {
                 path: path.clone(),
                 dirs: Vec::new(),
             };
-            match cg.make_dirs(&plan) {
-                Ok(()) => {}
+            match cg.make_dirs(plan, part) {
+                Ok(()) => return Ok(cg),
                 // Someone removed a parent directory between our steps: again.
                 Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < CREATE_ATTEMPTS => {
-                    let _ = cg.clone().remove();
-                    continue;
+                    let _ = cg.remove();
                 }
                 Err(e) => {
                     let _ = cg.remove();
                     return Err(e);
                 }
             }
-            if let Err(e) = cg.apply(&plan, true) {
-                let _ = cg.remove();
-                return Err(e);
-            }
-            return Ok(cg);
         }
     }
 
@@ -423,12 +491,15 @@ impl ContainerCgroup {
         first.map_or(Ok(()), Err)
     }
 
-    fn make_dirs(&mut self, plan: &ResourcePlan) -> Result<()> {
+    fn make_dirs(&mut self, plan: &ResourcePlan, part: Part) -> Result<()> {
         // A cgroup given by path that processes already use belongs to someone else (another
         // container): adopting it would put our limits on them and kill them at removal.
         // Checked in every hierarchy before anything is made or written.
         if !self.path.is_run() {
-            for d in dirs_for(&self.layout, &self.path)? {
+            for d in dirs_for(&self.layout, &self.path)?
+                .into_iter()
+                .filter(|d| part.has(d))
+            {
                 let mut pids = Vec::new();
                 if d.path.is_dir() && collect_pids(&d.path, &mut pids).is_ok() && !pids.is_empty() {
                     return Err(Errcode::usage(format!(
@@ -439,7 +510,10 @@ impl ContainerCgroup {
                 }
             }
         }
-        for d in dirs_for(&self.layout, &self.path)? {
+        for d in dirs_for(&self.layout, &self.path)?
+            .into_iter()
+            .filter(|d| part.has(d))
+        {
             let mount = self.mount_of(&d).to_path_buf();
             if self.path.is_run()
                 && let Some(parent) = d.path.parent()

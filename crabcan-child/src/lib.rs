@@ -56,6 +56,10 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGQUIT,
 ];
 
+/// Leads the message of [`Container::join_cgroup`]: the directories follow, NUL-separated,
+/// their `tasks` files as descriptors.
+const CGROUP_MESSAGE: &[u8] = b"c";
+
 /// Sent by the child just before `execve`, so the parent can tell exec from a silent death.
 const EXEC_MARKER: &[u8] = b"exec";
 /// The parent's message with the seccomp program ([`ChildSpec::seccomp_later`]).
@@ -113,6 +117,8 @@ pub struct Container {
     pty: Option<PtyEnds>,
     /// The process waits for its seccomp program ([`ChildSpec::seccomp_later`]).
     seccomp_later: bool,
+    /// The process waits for its v1 cgroups ([`Joining::Later`]).
+    cgroup_later: bool,
 }
 
 /// The signals the parent takes with `sigwait`: the forwarded ones and SIGCHLD.
@@ -171,44 +177,50 @@ fn count_entries<T>(listing: impl Iterator<Item = std::io::Result<T>>) -> std::i
     Ok(n)
 }
 
+/// How the container's process enters its cgroup (see [`crabcan_cgroups::Entry`]): cloned
+/// into the v2 directory where `clone3` allows it, and writing itself into each v1
+/// hierarchy. Its copies of the entry's descriptors are closed once it is in; a failure to
+/// enter is its setup error, reported by [`Container::release`].
+pub enum Joining<'a> {
+    /// It has no cgroup.
+    None,
+    /// The cgroup is made: the process enters the v1 hierarchies first thing, while the
+    /// caller writes its id maps.
+    Now(&'a crabcan_cgroups::Entry),
+    /// Only the v2 directory is made, this entry's
+    /// ([`crabcan_cgroups::ContainerCgroup::create_v2_first`]): the process waits for the
+    /// v1 hierarchies, which [`Container::join_cgroup`] hands it once the caller has made
+    /// them (while the process makes its network namespace).
+    Later(&'a crabcan_cgroups::Entry),
+}
+
 /// Clones the container's process into new namespaces. It waits for
 /// [`Container::release`] before doing anything. Refuses a multi-threaded caller.
 ///
-/// With `cgroup`, the process enters the container's cgroup by itself (see
-/// [`crabcan_cgroups::Entry`]): cloned into the v2 directory where `clone3` allows it, and
-/// writing itself into each v1 hierarchy first thing, while the caller writes its id maps.
-/// Its copies of the entry's descriptors are closed once it is in. A failure to enter is
-/// its setup error, reported by [`Container::release`].
-pub fn spawn(
-    spec: &ChildSpec,
-    saved_mask: &SigSet,
-    cgroup: Option<&crabcan_cgroups::Entry>,
-) -> Result<Container> {
+/// The network namespace (with [`Net::None`]) is the process's own first step, not the
+/// clone's: the kernel takes a quarter of a millisecond for it, the longest of the
+/// namespaces, and the process does it while the caller goes on (with
+/// [`Joining::Later`], making the cgroup).
+pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet, cgroup: Joining<'_>) -> Result<Container> {
     ensure_single_threaded("start the container's process")?;
     let (parent_end, child_end) = crate::channel()?;
-    let mut flags = CloneFlags::CLONE_NEWUSER
+    let flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC;
-    if spec.net == Net::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();
     let child = |in_v2: bool| -> isize {
-        child_main(spec, parent_raw, child_raw, saved_mask, cgroup, in_v2)
+        child_main(spec, parent_raw, child_raw, saved_mask, &cgroup, in_v2)
+    };
+    let v2 = match &cgroup {
+        Joining::Now(e) | Joining::Later(e) => e.v2_dir(),
+        Joining::None => None,
     };
     // SAFETY: the caller is single-threaded (checked above); the child only runs
     // `child_main`, which ends in exec or _exit.
-    let pid = unsafe {
-        fork::start_child(
-            flags,
-            cgroup.and_then(crabcan_cgroups::Entry::v2_dir),
-            &child,
-            |e| userns_error(e, flags),
-        )
-    }?;
+    let pid = unsafe { fork::start_child(flags, v2, &child, |e| userns_error(e, flags)) }?;
     drop(child_end);
     Ok(Container {
         pid,
@@ -216,6 +228,7 @@ pub fn spawn(
         reaped: None,
         pty: None,
         seccomp_later: spec.seccomp_later,
+        cgroup_later: matches!(cgroup, Joining::Later(_)),
     })
 }
 
@@ -302,6 +315,20 @@ impl Container {
         .sys_ctx(|| "open the container's user namespace")
     }
 
+    /// Hands a process spawned with [`Joining::Later`] the rest of its cgroup, `entry` of
+    /// the completed cgroup: it writes itself into each v1 hierarchy (its v2 directory, if
+    /// any, it was cloned into).
+    pub fn join_cgroup(&mut self, entry: crabcan_cgroups::Entry) -> Result<()> {
+        if !self.cgroup_later {
+            return Err(Errcode::setup(
+                "the container's process waits for no cgroup (it was spawned with its own)",
+            ));
+        }
+        send_cgroup(self.chan.as_raw_fd(), entry)?;
+        self.cgroup_later = false;
+        Ok(())
+    }
+
     /// Lets the child set up and exec, handing it `mounts` (the descriptors its mount plan
     /// needs from outside: `crabcan_mounts::handover`); returns once it has exec'd, or its
     /// setup error. With [`ChildSpec::tty`], the pty's master has arrived by then
@@ -323,6 +350,11 @@ impl Container {
         if filter.is_some() != self.seccomp_later {
             return Err(Errcode::setup(
                 "the container's process and crabcan disagree on who makes its seccomp program",
+            ));
+        }
+        if self.cgroup_later {
+            return Err(Errcode::setup(
+                "the container's process still waits for its cgroup (join_cgroup)",
             ));
         }
         send_go(self.chan.as_raw_fd(), &mounts)?;
@@ -545,7 +577,7 @@ fn child_main(
     parent_end: i32,
     chan: i32,
     mask: &SigSet,
-    cgroup: Option<&crabcan_cgroups::Entry>,
+    cgroup: &Joining<'_>,
     in_v2: bool,
 ) -> ! {
     let code = match setup_and_exec(spec, parent_end, chan, mask, cgroup, in_v2) {
@@ -625,28 +657,132 @@ pub(crate) fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
     Ok(fds)
 }
 
+/// Sends the message [`recv_cgroup`] reads: the v1 hierarchies of `entry`.
+fn send_cgroup(chan: RawFd, entry: crabcan_cgroups::Entry) -> Result<()> {
+    let tasks = entry.into_v1();
+    let mut msg = CGROUP_MESSAGE.to_vec();
+    for (i, (dir, _)) in tasks.iter().enumerate() {
+        if i > 0 {
+            msg.push(0);
+        }
+        msg.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()));
+    }
+    let fds: Vec<RawFd> = tasks.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    let iov = [std::io::IoSlice::new(&msg)];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[nix::sys::socket::ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    nix::sys::socket::sendmsg::<()>(chan, &iov, cmsgs, MsgFlags::empty(), None)
+        .sys_ctx(|| "hand the container's process its cgroup")?;
+    Ok(())
+}
+
+/// Closes this process's copies of the descriptors of the parent's `entry` (the spec that
+/// owns them is the parent's and is never dropped here: the process ends in exec or _exit).
+fn close_copies(entry: &crabcan_cgroups::Entry) {
+    for fd in entry.fds() {
+        // SAFETY: see above; the numbers are not used here again.
+        unsafe { libc::close(fd.as_raw_fd()) };
+    }
+}
+
+/// Receives the message of [`Container::join_cgroup`]: the v1 hierarchies to enter.
+fn recv_cgroup(chan: i32) -> Result<crabcan_cgroups::Entry> {
+    /// More than any host mounts hierarchies.
+    const MAX_FDS: usize = 64;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: CMSG_SPACE is pure arithmetic.
+    let space = unsafe { libc::CMSG_SPACE((MAX_FDS * size_of::<RawFd>()) as u32) };
+    let mut cbuf = vec![0u8; space as usize];
+    let (n, truncated, fds) = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        match nix::sys::socket::recvmsg::<()>(
+            chan,
+            &mut iov,
+            Some(&mut cbuf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Errcode::sys("wait for the container's cgroup", e)),
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().sys_ctx(|| "read the container's cgroup")? {
+                    if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
+                        // SAFETY: the kernel installed these fds in our table for us.
+                        fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                    }
+                }
+                let truncated = msg
+                    .flags
+                    .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+                break (msg.bytes, truncated, fds);
+            }
+        }
+    };
+    if n == 0 {
+        // crabcan went away before handing the cgroup over: nobody to tell.
+        // SAFETY: see child_main.
+        unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) };
+    }
+    let Some(dirs) = buf[..n].strip_prefix(CGROUP_MESSAGE) else {
+        return Err(Errcode::setup(
+            "the parent sent something else than the container's cgroup",
+        ));
+    };
+    let dirs: Vec<PathBuf> = if dirs.is_empty() {
+        Vec::new()
+    } else {
+        dirs.split(|&b| b == 0)
+            .map(|d| {
+                PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(d))
+            })
+            .collect()
+    };
+    if truncated || dirs.len() != fds.len() {
+        return Err(Errcode::setup(format!(
+            "the parent handed over {} cgroup descriptors for {} directories",
+            fds.len(),
+            dirs.len()
+        )));
+    }
+    Ok(crabcan_cgroups::Entry::of_v1(
+        dirs.into_iter().zip(fds).collect(),
+    ))
+}
+
 fn setup_and_exec(
     spec: &ChildSpec,
     parent_end: i32,
     chan: i32,
     mask: &SigSet,
-    cgroup: Option<&crabcan_cgroups::Entry>,
+    cgroup: &Joining<'_>,
     in_v2: bool,
 ) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
     unsafe { libc::close(parent_end) };
+    // The network namespace, owned by the user namespace of the clone like the others (the
+    // process has every capability there from the start), while the parent goes on.
+    let net = match spec.net {
+        Net::None => nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+            .sys_ctx(|| "create the container's network namespace (unshare)"),
+        Net::Host => Ok(()),
+    };
     // Into the cgroups before anything can fork, and while the parent writes the id maps
     // (the writes check the credentials of the descriptors' opener, the parent, so the
     // unmapped ids of this process do not matter). The descriptors lead to the host's
     // cgroup tree: they go at once, since the init never execs. A failure is held until the
     // go, when the parent listens for it.
     let entered = match cgroup {
-        Some(c) => detached::enter_cgroup(c, in_v2),
-        None => Ok(()),
+        Joining::Now(c) => detached::enter_cgroup(c, in_v2),
+        Joining::Later(c) => {
+            close_copies(c);
+            recv_cgroup(chan).and_then(|e| e.enter_self(in_v2))
+        }
+        Joining::None => Ok(()),
     };
     let trees = wait_for_go(chan, crabcan_mounts::handover_count(&spec.mounts))?;
+    net?;
     entered?;
     // The id maps are written now. Until this process takes the container's root ids it
     // still carries crabcan's host ids, which the map need not contain (--userns-base), and
@@ -866,6 +1002,48 @@ fn close_other_fds() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The v1 hierarchies handed to a process spawned with [`Joining::Later`] arrive as
+    /// they were sent: each directory with the descriptor of its `tasks` file, in order. A
+    /// message that does not add up is refused, not half-entered.
+    #[test]
+    fn a_cgroup_handed_over_later_arrives_as_it_was_sent() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("crabcan-join-{}", std::process::id()));
+        let dirs = [base.join("cpu"), base.join("memory,odd name")];
+        let mut sent = Vec::new();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("tasks"), "").unwrap();
+            sent.push((
+                d.clone(),
+                OwnedFd::from(std::fs::File::open(d.join("tasks")).unwrap()),
+            ));
+        }
+        let (a, b) = channel().unwrap();
+        send_cgroup(a.as_raw_fd(), crabcan_cgroups::Entry::of_v1(sent)).unwrap();
+        let got = recv_cgroup(b.as_raw_fd()).unwrap().into_v1();
+        assert_eq!(got.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(), dirs);
+        for (d, fd) in &got {
+            let st = nix::sys::stat::fstat(fd).unwrap();
+            assert_eq!(st.st_ino, std::fs::metadata(d.join("tasks")).unwrap().ino());
+        }
+        // None at all (a v2-only host): an empty entry.
+        send_cgroup(a.as_raw_fd(), crabcan_cgroups::Entry::of_v1(Vec::new())).unwrap();
+        assert!(recv_cgroup(b.as_raw_fd()).unwrap().into_v1().is_empty());
+        // Two directories and one descriptor; another message altogether.
+        let one = std::fs::File::open(dirs[0].join("tasks")).unwrap();
+        let fds = [one.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        for (msg, cmsgs) in [(&b"c/a\0/b"[..], &cmsg[..]), (&b"g"[..], &[][..])] {
+            let iov = [std::io::IoSlice::new(msg)];
+            nix::sys::socket::sendmsg::<()>(a.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)
+                .unwrap();
+            let e = recv_cgroup(b.as_raw_fd()).unwrap_err().to_string();
+            assert!(e.contains("cgroup"), "{e}");
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn a_threaded_caller_is_refused_before_anything_forks() {

@@ -631,6 +631,70 @@ fn every_process_of_the_container_is_in_its_cgroup_in_every_hierarchy() {
     }
 }
 
+/// Root's container cgroup is made in two steps around the clone of the container's
+/// process: the v2 directory before (the process is cloned into it), every v1 one after,
+/// while the process makes its network namespace. A hierarchy that refuses the directory
+/// (here one mounted read-only, in a mount namespace of crabcan's own) fails the run in one
+/// line naming it, with 125, and leaves no cgroup behind in any hierarchy, which also means
+/// no process of the container is left in one. On a hybrid host the refusing hierarchy is
+/// the last v1 one, so the failure comes after the clone; on a v2-only host it is the v2
+/// one, before.
+#[test]
+fn a_cgroup_hierarchy_that_refuses_the_container_fails_the_run_and_leaves_nothing() {
+    let _serial = serial();
+    require_root();
+    let layout = Layout::detect().expect("layout");
+    let refusing = match layout.v1.last() {
+        Some(h) => h.mount_point.clone(),
+        None => layout
+            .v2
+            .as_ref()
+            .expect("a cgroup hierarchy")
+            .mount_point
+            .clone(),
+    };
+    let target = std::ffi::CString::new(refusing.as_os_str().as_encoded_bytes()).unwrap();
+    let host = hostname();
+    let mut c = crabcan();
+    c.args(["run", "--hostname", &host, "--mount"])
+        .arg(rootfs())
+        .args(["--", "/bin/true"]);
+    // SAFETY: between fork and exec only system calls, on strings made before the fork.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = leaves_no_cgroup(|| output_within(&mut c, LIMIT));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("cannot set up the container's cgroup")
+            && err.contains(&*refusing.to_string_lossy())
+            && err.contains("Read-only file system"),
+        "{err}"
+    );
+}
+
 #[test]
 fn default_pids_cap_applies_where_the_controller_exists() {
     require_root();

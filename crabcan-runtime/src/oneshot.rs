@@ -255,11 +255,26 @@ pub fn create(spec: Spec) -> Result<Container> {
             }
         );
     }
-    let pids_cap = match make_cgroup(&limits, limit_name, is_root, &cg_path)? {
-        Some((cg, pids)) => {
+    // A cgroup the run cannot do without is made in two steps, around the clone of the
+    // container's process (Container::spawn); one that may be skipped is made whole first,
+    // as whether it exists decides the nproc rlimit below, which the process takes with it.
+    let mut later = None;
+    let pids_cap = match plan_cgroup(&limits, limit_name, is_root, &cg_path)? {
+        Some(p) if p.required => {
+            let cg = ContainerCgroup::create_v2_first(&p.layout, &cg_path, &p.resources)
+                .map_err(|e| p.error(e, is_root))?;
             c.cgroup = Some(cg);
-            pids
+            let caps = p.caps_pids();
+            later = Some(p);
+            caps
         }
+        Some(p) => match make_cgroup(&p, is_root, &cg_path)? {
+            Some(cg) => {
+                c.cgroup = Some(cg);
+                p.caps_pids()
+            }
+            None => false,
+        },
         None => false,
     };
     if !pids_cap && !nproc_given && limits.pids != Some(crabcan_cgroups::UNLIMITED) {
@@ -279,15 +294,15 @@ pub fn create(spec: Spec) -> Result<Container> {
     if let Some(r) = record {
         c.recorded = Some(RunSpec::of_child(&c.spec, r.seccomp, r.read_only)?);
     }
-    c.spawn()?;
+    c.spawn(later.as_ref(), is_root)?;
     Ok(c)
 }
 
 impl Container {
     /// Clones the container's process (it enters its cgroup by itself, then waits),
-    /// announces it to the guardian, maps its ids and opens what its mounts need from the
-    /// host.
-    fn spawn(&mut self) -> Result<()> {
+    /// announces it to the guardian, completes its cgroup when `later` planned it in two
+    /// steps, maps its ids and opens what its mounts need from the host.
+    fn spawn(&mut self, later: Option<&CgroupPlan>, is_root: bool) -> Result<()> {
         // The process writes itself into its cgroup, which spares every run the kernel's
         // wait for an RCU grace period that moving it by pid costs (crabcan_cgroups::Entry).
         // The one case left to the move by pid: the entry's files cannot be opened by
@@ -303,16 +318,28 @@ impl Container {
             },
             None => None,
         };
-        let child = self.child.insert(crabcan_child::spawn(
-            &self.spec,
-            &self.mask,
-            entry.as_ref(),
-        )?);
+        let joining = match (&entry, later) {
+            (Some(e), Some(_)) => crabcan_child::Joining::Later(e),
+            (Some(e), None) => crabcan_child::Joining::Now(e),
+            (None, _) => crabcan_child::Joining::None,
+        };
+        let child = self
+            .child
+            .insert(crabcan_child::spawn(&self.spec, &self.mask, joining)?);
         log::debug!("container process {} cloned", child.pid());
         if let Some(g) = &self.guardian {
             // Should crabcan die, the guardian kills the container and waits for it before
             // it gives its id range back.
             g.watch(child.pid());
+        }
+        // The rest of a cgroup made in two steps, while the process makes its network
+        // namespace; then it enters, while its ids are mapped here.
+        if let (Some(p), Some(cg)) = (later, self.cgroup.as_mut()) {
+            cg.complete(&p.resources).map_err(|e| p.error(e, is_root))?;
+            log_cgroup(cg, &p.resources);
+            if entry.is_some() {
+                child.join_cgroup(cg.entry()?)?;
+            }
         }
         child.write_id_maps(&self.spec.idmap)?;
         log::debug!(
@@ -441,18 +468,50 @@ impl Drop for Container {
     }
 }
 
-/// The container's cgroup: the limits asked for, plus crabcan's defaults (a pids cap where
-/// the controller exists; device rules for root's containers). Returns it and whether it
-/// caps processes. An explicit limit that cannot be applied, or root's device rules where a
-/// device controller exists, fail the run; an ordinary user's defaults are skipped when no
-/// cgroup is delegated to the user (then an nproc rlimit stands in for the pids cap, and
-/// host permissions decide which device nodes open).
-fn make_cgroup(
+/// The container's cgroup as planned: the limits asked for, plus crabcan's defaults (a pids
+/// cap where the controller exists; device rules for root's containers).
+struct CgroupPlan {
+    layout: crabcan_cgroups::Layout,
+    resources: crabcan_cgroups::Resources,
+    /// A failure to make it fails the run: a limit was asked for, or crabcan runs as root.
+    /// Otherwise (an ordinary user's defaults, where no cgroup is delegated to the user) it
+    /// is skipped: then an nproc rlimit stands in for the pids cap, and host permissions
+    /// decide which device nodes open.
+    required: bool,
+}
+
+impl CgroupPlan {
+    /// Whether the cgroup caps the container's processes.
+    fn caps_pids(&self) -> bool {
+        self.resources.pids.is_some()
+    }
+
+    /// The error of making the cgroup, as the run reports it.
+    fn error(&self, e: Errcode, is_root: bool) -> Errcode {
+        let e = e.context("cannot set up the container's cgroup");
+        let denied = matches!(
+            e.errno(),
+            Some(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS)
+        );
+        if denied && !is_root {
+            e.with_hint(
+                "cgroup limits need root or a cgroup delegated to this user; drop the limit flags",
+            )
+        } else {
+            e
+        }
+    }
+}
+
+/// Plans the container's cgroup; `None` when it has none (no cgroup hierarchy, and nothing
+/// asked for; or nothing to apply). An explicit limit whose controller exists nowhere fails
+/// here, naming the limit.
+fn plan_cgroup(
     limits: &Limits,
     limit_name: fn(LimitKind) -> String,
     is_root: bool,
     path: &crabcan_cgroups::CgroupPath,
-) -> Result<Option<(ContainerCgroup, bool)>> {
+) -> Result<Option<CgroupPlan>> {
     use crabcan_cgroups as cg;
     let asked = limits
         .resources()
@@ -505,44 +564,50 @@ fn make_cgroup(
             log::debug!("cgroup {path}: {line}");
         }
     }
-    let caps = full.pids.is_some();
-    match ContainerCgroup::create(&layout, path, &full) {
+    Ok(Some(CgroupPlan {
+        layout,
+        resources: full,
+        required: explicit || is_root,
+    }))
+}
+
+/// Makes the planned cgroup whole; `None` when it could not be made and is not required.
+fn make_cgroup(
+    plan: &CgroupPlan,
+    is_root: bool,
+    path: &crabcan_cgroups::CgroupPath,
+) -> Result<Option<ContainerCgroup>> {
+    match ContainerCgroup::create(&plan.layout, path, &plan.resources) {
         Ok(c) => {
-            for d in c.paths() {
-                log::debug!("cgroup {} created", d.display());
-            }
-            if full.devices.is_some()
-                && let Some(d) = c.devices_dir()
-            {
-                let v2 = match c.v2_dir() {
-                    Some(v2) if v2 != d => format!(
-                        " (cgroup v1; the container's cgroup v2 directory {} has none)",
-                        v2.display()
-                    ),
-                    _ => String::new(),
-                };
-                log::debug!("device rules applied on {}{v2}", d.display());
-            }
-            Ok(Some((c, caps)))
+            log_cgroup(&c, &plan.resources);
+            Ok(Some(c))
         }
-        Err(e) if explicit || is_root => {
-            let e = e.context("cannot set up the container's cgroup");
-            let denied = matches!(
-                e.errno(),
-                Some(
-                    nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS
-                )
-            );
-            Err(if denied && !is_root {
-                e.with_hint("cgroup limits need root or a cgroup delegated to this user; drop the limit flags")
-            } else {
-                e
-            })
-        }
+        Err(e) if plan.required => Err(plan.error(e, is_root)),
         Err(e) => {
             log::debug!("default limits skipped: {e}");
             Ok(None)
         }
+    }
+}
+
+fn log_cgroup(c: &ContainerCgroup, resources: &crabcan_cgroups::Resources) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    for d in c.paths() {
+        log::debug!("cgroup {} created", d.display());
+    }
+    if resources.devices.is_some()
+        && let Some(d) = c.devices_dir()
+    {
+        let v2 = match c.v2_dir() {
+            Some(v2) if v2 != d => format!(
+                " (cgroup v1; the container's cgroup v2 directory {} has none)",
+                v2.display()
+            ),
+            _ => String::new(),
+        };
+        log::debug!("device rules applied on {}{v2}", d.display());
     }
 }
 
