@@ -144,6 +144,30 @@ pub(crate) fn io_err(e: io::Error, what: String) -> Errcode {
     )
 }
 
+/// Reads a file the kernel makes as it is read (/proc, cgroupfs) whole. Such files report
+/// no size, so a sized read starts with a 32-byte probe and doubles from there: eight
+/// read(2)s for a mountinfo, each making the text again. One buffer of 16 KiB takes the
+/// usual ones in one.
+pub(crate) fn read_virtual(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// Cgroup files take one value per write(2), so the text must go in one call.
 pub(crate) fn write_file(path: &Path, value: &str) -> io::Result<()> {
     let mut f = fs::OpenOptions::new().write(true).open(path)?;

@@ -664,10 +664,23 @@ impl ContainerCgroup {
                 "device rules: the cgroup has no devices directory",
             ));
         };
+        // One open per run of lines to the same file: the kernel takes each write(2) as one
+        // rule, so a default set of nine rules is two opens, not nine.
+        let mut open: Option<(&str, fs::File)> = None;
         for l in lines {
             let file = d.path.join(l.file);
-            write_file(&file, &l.value)
-                .sys_ctx(|| format!("write '{}' to {} (device rules)", l.value, file.display()))?;
+            let what = || format!("write '{}' to {} (device rules)", l.value, file.display());
+            let f = match open.take() {
+                Some((name, f)) if name == l.file => open.insert((name, f)),
+                _ => open.insert((
+                    l.file,
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(&file)
+                        .sys_ctx(what)?,
+                )),
+            };
+            io::Write::write_all(&mut f.1, l.value.as_bytes()).sys_ctx(what)?;
         }
         Ok(())
     }

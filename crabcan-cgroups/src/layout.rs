@@ -4,7 +4,6 @@
 
 use crate::host::{Cgroup2Mount, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path};
 use crabcan_errors::{Errcode, Result, SysContext};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// How the host mounts its cgroups.
@@ -83,12 +82,18 @@ pub const V1_CONTROLLERS: &[&str] = &[
 impl Layout {
     /// Reads this process's mountinfo and cgroup files and the v2 root's controllers.
     pub fn detect() -> Result<Layout> {
-        let raw = fs::read("/proc/self/mountinfo").sys_ctx(|| "read /proc/self/mountinfo")?;
-        let cg = fs::read_to_string("/proc/self/cgroup").sys_ctx(|| "read /proc/self/cgroup")?;
-        let mut layout = Layout::from_mountinfo(&String::from_utf8_lossy(&raw), &cg)?;
+        let read =
+            |p: &Path| crate::cgroup::read_virtual(p).sys_ctx(|| format!("read {}", p.display()));
+        let text = |p: &Path| {
+            String::from_utf8(read(p)?)
+                .map_err(|_| Errcode::setup(format!("read {}: the text is not UTF-8", p.display())))
+        };
+        // Mount points are any bytes; those of the cgroup hierarchies are what counts.
+        let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
+        let cg = text(Path::new("/proc/self/cgroup"))?;
+        let mut layout = Layout::from_mountinfo(&String::from_utf8_lossy(&mountinfo), &cg)?;
         if let Some(v2) = layout.v2.as_mut() {
-            let file = v2.mount_point.join("cgroup.controllers");
-            let text = fs::read_to_string(&file).sys_ctx(|| format!("read {}", file.display()))?;
+            let text = text(&v2.mount_point.join("cgroup.controllers"))?;
             v2.controllers = text.split_whitespace().map(str::to_string).collect();
         }
         Ok(layout)
