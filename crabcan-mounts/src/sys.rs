@@ -220,7 +220,8 @@ pub enum PointKind {
     File,
 }
 
-/// Opens `rel` beneath `root` (as `O_PATH`), creating it and its missing parent directories.
+/// Opens `rel` beneath `root` (as `O_PATH`; a file it creates, as the write-only descriptor
+/// that created it), creating it and its missing parent directories.
 /// A symlink on the way whose target is missing gets its target created, inside the root
 /// (as the lookup itself resolves it). Each thing created is passed to `created` (its path
 /// relative to `root`, and its kind).
@@ -255,33 +256,40 @@ fn ensure_depth(
     }
     let parent = rel.parent().unwrap_or(Path::new("/"));
     let name = rel.file_name().ok_or(Errno::EINVAL)?;
+    // The parent as its own lookup resolved it: a parent that is no directory fails the
+    // creation below with ENOTDIR, as an O_DIRECTORY open of it would.
     let pfd = if parent != Path::new("/") && !parent.as_os_str().is_empty() {
-        drop(ensure_depth(
-            root,
-            parent,
-            PointKind::Dir,
-            0o755,
-            created,
-            depth + 1,
-        )?);
-        open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?
+        ensure_depth(root, parent, PointKind::Dir, 0o755, created, depth + 1)?
     } else {
         open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?
     };
+    // What is created here is taken by its one name in the parent, without following a
+    // symlink: the thing itself, not a second lookup from the root.
     let made = match kind {
         PointKind::Dir => {
-            nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode))
+            nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode)).and_then(
+                |()| {
+                    nix::fcntl::openat(
+                        pfd.as_fd(),
+                        name,
+                        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                },
+            )
         }
         PointKind::File => nix::fcntl::openat(
             pfd.as_fd(),
             name,
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
             Mode::from_bits_truncate(mode),
-        )
-        .map(drop),
+        ),
     };
     match made {
-        Ok(()) => created(rel, kind),
+        Ok(fd) => {
+            created(rel, kind);
+            return Ok(fd);
+        }
         Err(Errno::EEXIST) => {
             // The lookup failed but the name exists: a symlink to something missing.
             if let Ok(target) = nix::fcntl::readlinkat(pfd.as_fd(), name) {
@@ -335,6 +343,72 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Mount points are made inside the root whatever the image holds: missing parents
+    /// too, a dangling symlink's target (an absolute one taken from the root, not the
+    /// host), each reported once; what comes back is the very thing made; a parent that is
+    /// a file fails with ENOTDIR and makes nothing.
+    #[test]
+    fn mount_points_are_made_inside_the_root() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("crabcan-ensure-{}", std::process::id()));
+        let outside =
+            std::env::temp_dir().join(format!("crabcan-ensure-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(dir.join("afile"), "").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("etc/away")).unwrap();
+        let root = open_pinned(&dir, true, false).unwrap();
+        let mut made = Vec::new();
+        let mut note = |p: &Path, k: PointKind| made.push((p.to_path_buf(), k));
+        let fd = ensure_in_root(
+            root.as_fd(),
+            Path::new("/a/b/c"),
+            PointKind::File,
+            0o644,
+            &mut note,
+        )
+        .unwrap();
+        let ino = nix::sys::stat::fstat(&fd).unwrap().st_ino;
+        assert_eq!(ino, std::fs::metadata(dir.join("a/b/c")).unwrap().ino());
+        let fd = ensure_in_root(
+            root.as_fd(),
+            Path::new("/etc/away/d"),
+            PointKind::Dir,
+            0o755,
+            &mut note,
+        )
+        .unwrap();
+        let inside = dir.join(outside.strip_prefix("/").unwrap()).join("d");
+        assert!(
+            inside.is_dir(),
+            "the symlink's target is made inside the root"
+        );
+        assert!(!outside.exists(), "nothing is made on the host");
+        assert_eq!(
+            nix::sys::stat::fstat(&fd).unwrap().st_ino,
+            std::fs::metadata(&inside).unwrap().ino()
+        );
+        let e = ensure_in_root(
+            root.as_fd(),
+            Path::new("/afile/x"),
+            PointKind::File,
+            0o644,
+            &mut note,
+        )
+        .unwrap_err();
+        assert_eq!(e, Errno::ENOTDIR);
+        let kinds: Vec<PointKind> = made.iter().map(|(_, k)| *k).collect();
+        assert_eq!(made[0].0, Path::new("/a"));
+        assert_eq!(made[2].0, Path::new("/a/b/c"));
+        assert_eq!(
+            kinds[..3],
+            [PointKind::Dir, PointKind::Dir, PointKind::File]
+        );
+        assert_eq!(made.last().unwrap().1, PointKind::Dir);
+        assert!(!dir.join("afile").is_dir());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn symlink_targets_stay_in_the_root() {
