@@ -146,6 +146,8 @@ pub struct Detached {
 /// Clones the detached child. Refuses a multi-threaded caller.
 pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
     crate::ensure_single_threaded("create the container's process")?;
+    // Read once here: the process has it from this one's memory (see crate::spawn).
+    let _ = crabcan_security::kernel_last_cap();
     let (parent_end, child_end) = crate::channel()?;
     let parent_raw = parent_end.as_raw_fd();
     let child_raw = child_end.as_raw_fd();

@@ -82,6 +82,8 @@ pub struct ExecSpec {
 /// caller; the process is the caller's child.
 pub fn exec_in(spec: &ExecSpec) -> Result<Pid> {
     crate::ensure_single_threaded("start the process in the container")?;
+    // Read once here: the process has it from this one's memory (see crate::spawn).
+    let _ = crabcan_security::kernel_last_cap();
     let (parent_end, child_end) = crate::channel()?;
     let (parent_raw, child_raw) = (parent_end.as_raw_fd(), child_end.as_raw_fd());
     let entry = spec

@@ -1,8 +1,9 @@
 //! The container's process bootstrap: one `clone` into new namespaces, the parent/child
 //! channel, the id maps, the ordered setup in the child, and `execve`.
 //!
-//! In the child, after the parent's go: container root's ids, non-dumpable, cgroup
-//! namespace, hostname, mounts and `pivot_root`, loopback; then (in the command's process,
+//! In the child, while the parent maps its ids: its network namespace with loopback up, its
+//! hostname, its cgroup; after the parent's go: container root's ids, non-dumpable, cgroup
+//! namespace, mounts and `pivot_root`; then (in the command's process,
 //! forked by the child acting as the container's init unless [`ChildSpec::init`] is off)
 //! rlimits, capability bounding set, ids, working directory, fds marked close-on-exec,
 //! signal mask, then capabilities, no_new_privs and seccomp last, and `execve`.
@@ -203,6 +204,9 @@ pub enum Joining<'a> {
 /// [`Joining::Later`], making the cgroup).
 pub fn spawn(spec: &ChildSpec, saved_mask: &SigSet, cgroup: Joining<'_>) -> Result<Container> {
     ensure_single_threaded("start the container's process")?;
+    // Read here once, the process has it from this one's memory (a file read less in its
+    // last steps before exec); an error is the process's own, where it needs the number.
+    let _ = crabcan_security::kernel_last_cap();
     let (parent_end, child_end) = crate::channel()?;
     let flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
@@ -761,13 +765,16 @@ fn setup_and_exec(
     // Our copy of the parent's end must go, or we would never see EOF if crabcan dies.
     // SAFETY: the fd number came from the parent's socketpair and is not used here again.
     unsafe { libc::close(parent_end) };
-    // The network namespace, owned by the user namespace of the clone like the others (the
-    // process has every capability there from the start), while the parent goes on.
+    // The network namespace (with its loopback up) and the hostname, while the parent goes
+    // on: the process has every capability in its user namespace from the start, and owns
+    // its network namespace through it as it would the clone's.
     let net = match spec.net {
         Net::None => nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-            .sys_ctx(|| "create the container's network namespace (unshare)"),
+            .sys_ctx(|| "create the container's network namespace (unshare)")
+            .and_then(|()| net::loopback_up()),
         Net::Host => Ok(()),
     };
+    let named = crabcan_hostname::apply(&spec.hostname);
     // Into the cgroups before anything can fork, and while the parent writes the id maps
     // (the writes check the credentials of the descriptors' opener, the parent, so the
     // unmapped ids of this process do not matter). The descriptors lead to the host's
@@ -783,6 +790,8 @@ fn setup_and_exec(
     };
     let trees = wait_for_go(chan, crabcan_mounts::handover_count(&spec.mounts))?;
     net?;
+    named?;
+    log::debug!("hostname set to {}", spec.hostname);
     entered?;
     // The id maps are written now. Until this process takes the container's root ids it
     // still carries crabcan's host ids, which the map need not contain (--userns-base), and
@@ -799,13 +808,8 @@ fn setup_and_exec(
     // In our cgroup by now (entered above, or placed by the parent before the go): root the
     // cgroup namespace there.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).sys_ctx(|| "create the cgroup namespace")?;
-    crabcan_hostname::apply(&spec.hostname)?;
-    log::debug!("hostname set to {}", spec.hostname);
     crabcan_mounts::apply_with(&spec.mounts, trees)?;
     log::debug!("mounts applied, root pivoted");
-    if spec.net == Net::None {
-        net::loopback_up()?;
-    }
     if !spec.init {
         return command(spec, chan, mask);
     }

@@ -351,16 +351,23 @@ pub fn kept_set(add: &CapList, drop: &CapList) -> CapSet {
 /// The highest capability number the running kernel knows.
 ///
 /// Read from procfs; when that is not mounted, probed with `PR_CAPBSET_READ`, which fails
-/// with EINVAL exactly for numbers the kernel does not know.
+/// with EINVAL exactly for numbers the kernel does not know. Read once per process, and a
+/// process forked after the first read has it from its parent's memory: a container's
+/// process that asks in its last steps before exec costs no file read there.
 pub fn kernel_last_cap() -> Result<u8> {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    static LAST: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    if let Some(n) = LAST.get() {
+        return Ok(*n);
+    }
+    let n = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| parse_last_cap(&s))
         .or_else(|| last_cap_by(bounding_knows))
         .ok_or_else(|| {
             Errcode::setup("cannot find the kernel's highest capability number")
                 .with_hint("is /proc mounted?")
-        })
+        })?;
+    Ok(*LAST.get_or_init(|| n))
 }
 
 /// The number in `/proc/sys/kernel/cap_last_cap`, if it is one a 64-bit set can hold.

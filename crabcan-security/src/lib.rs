@@ -34,7 +34,10 @@ pub mod profile;
 mod rlimit;
 pub mod seccomp;
 
-pub use caps::{CapList, CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS, kept_set, parse_cap_list};
+pub use caps::{
+    CapList, CapSet, Capability, DEFAULT_CAPS, KNOWN_CAPS, kept_set, kernel_last_cap,
+    parse_cap_list,
+};
 pub use profile::{Compiled, Profile, ProfileError};
 pub use rlimit::{RlimitSpec, apply_rlimits, parse_rlimit, rlimit_names, target_hard};
 pub use seccomp::BpfInsn;
