@@ -175,6 +175,21 @@ impl ContainerCgroup {
         Ok(cg)
     }
 
+    /// Removes the empty cgroups that runs which are gone left beside this one (a crabcan
+    /// SIGKILLed together with its guardian cannot remove its own). For a run's cgroup
+    /// ([`CgroupPath::run`]); a caller calls it where it costs no time, once the container
+    /// runs: it reads the directory of every hierarchy.
+    pub fn sweep_dead_runs(&self) {
+        if !self.path.is_run() {
+            return;
+        }
+        for d in &self.dirs {
+            if let Some(parent) = d.path.parent() {
+                crate::cgroup::sweep_stale(parent);
+            }
+        }
+    }
+
     /// The first step of a creation in two, for a process that starts in the cgroup between
     /// them: only the v2 directory, which a process can be cloned into (`CLONE_INTO_CGROUP`,
     /// see [`Entry`]; [`ContainerCgroup::entry`] opens it). [`ContainerCgroup::complete`]
@@ -515,11 +530,6 @@ impl ContainerCgroup {
             .filter(|d| part.has(d))
         {
             let mount = self.mount_of(&d).to_path_buf();
-            if self.path.is_run()
-                && let Some(parent) = d.path.parent()
-            {
-                crate::cgroup::sweep_stale(parent);
-            }
             let created = create_chain(&mount, &d)?;
             if created.is_none() && self.path.is_run() {
                 // A leftover of a killed run is reusable only if nothing runs in it.

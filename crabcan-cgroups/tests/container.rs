@@ -427,6 +427,10 @@ fn a_run_cgroup_whose_owner_died_is_swept_in_every_hierarchy() {
         std::fs::create_dir(f).unwrap();
     }
     let next = create(&l, &run_path("sweeper"), &Resources::default());
+    // Creation leaves them (the sweep is no part of a start's path) ...
+    assert!(old_paths.iter().all(|p| p.exists()));
+    // ... the run sweeps them once its container runs.
+    next.sweep_dead_runs();
     assert_gone(&old_paths);
     for f in &foreign {
         assert!(f.exists(), "{} was swept", f.display());

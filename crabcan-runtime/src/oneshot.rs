@@ -388,6 +388,10 @@ impl Container {
         let filter = self.seccomp_later.take().map(|f| f.0);
         child.release_with(std::mem::take(&mut self.handed), filter)?;
         log::debug!("container running {:?}", self.spec.argv);
+        // While the container runs: the cgroups of dead runs beside its own go.
+        if let Some(cg) = &self.cgroup {
+            cg.sweep_dead_runs();
+        }
         // Only now, set up completely: an exec must never join a container whose root is
         // not switched yet.
         if let (Some(reg), Some(run)) = (self.registration.as_mut(), &self.recorded) {
