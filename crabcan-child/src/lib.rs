@@ -783,8 +783,14 @@ fn setup_and_exec(
     let entered = match cgroup {
         Joining::Now(c) => detached::enter_cgroup(c, in_v2),
         Joining::Later(c) => {
+            // A plain clone (a kernel without clone3, or a seccomp filter refusing it, as
+            // container engines' default profiles do) left the process outside its v2
+            // directory, which the message does not name: it enters from here, or it
+            // would run without the limits and device rules that live there.
+            let v2 = c.enter_self(in_v2);
             close_copies(c);
-            recv_cgroup(chan).and_then(|e| e.enter_self(in_v2))
+            let v1 = recv_cgroup(chan).and_then(|e| e.enter_self(in_v2));
+            v2.and(v1)
         }
         Joining::None => Ok(()),
     };

@@ -186,8 +186,19 @@ struct Running {
 
 impl Running {
     fn start(flags: &[&str], script: &str) -> Running {
+        Running::start_with(flags, script, |_| {})
+    }
+
+    /// [`Running::start`], with `setup` applied to crabcan's command first.
+    fn start_with(
+        flags: &[&str],
+        script: &str,
+        setup: impl FnOnce(&mut std::process::Command),
+    ) -> Running {
         let root = rootfs();
-        let mut child = crabcan()
+        let mut cmd = crabcan();
+        setup(&mut cmd);
+        let mut child = cmd
             .arg("run")
             .arg("--mount")
             .arg(&root)
@@ -582,9 +593,24 @@ fn every_process_of_the_container_is_in_its_cgroup_in_every_hierarchy() {
     let layout = Layout::detect().expect("cannot inspect this host's cgroups");
     let hierarchies = layout.v1.len() + usize::from(layout.v2.is_some());
     let mounts = cgroup_mounts();
-    for flags in [&[][..], &["--userns", "host"][..]] {
+    // The third: clone3 refused, as container engines' default seccomp profiles do (crabcan
+    // inside a container), so the process is cloned the classic way, outside its v2
+    // directory, and must enter it by itself.
+    for (flags, no_clone3) in [
+        (&[][..], false),
+        (&["--userns", "host"][..], false),
+        (&[][..], true),
+    ] {
         leaves_no_cgroup(|| {
-            let run = Running::start(flags, "echo ready; exec sleep 1000");
+            let run = Running::start_with(flags, "echo ready; exec sleep 1000", |c| {
+                if no_clone3 {
+                    refuse_clone3(c);
+                }
+            });
+            let what = format!(
+                "{flags:?}{}",
+                if no_clone3 { ", clone3 refused" } else { "" }
+            );
             let crabcan_pid = run.child.id() as i32;
             let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", run.pid))
                 .expect("read the init's children");
@@ -601,7 +627,7 @@ fn every_process_of_the_container_is_in_its_cgroup_in_every_hierarchy() {
             assert_eq!(
                 dirs.len(),
                 hierarchies,
-                "{flags:?}: the container's cgroup {leaf} is not in each of the {hierarchies} \
+                "{what}: the container's cgroup {leaf} is not in each of the {hierarchies} \
                  hierarchies ({}): {dirs:?}",
                 layout.describe()
             );
@@ -609,7 +635,7 @@ fn every_process_of_the_container_is_in_its_cgroup_in_every_hierarchy() {
                 assert_eq!(
                     procs_of(d),
                     BTreeSet::from([run.pid, command]),
-                    "{flags:?}: the processes of {} are not the container's init {} and \
+                    "{what}: the processes of {} are not the container's init {} and \
                      command {command} (crabcan is {crabcan_pid})",
                     d.display(),
                     run.pid
@@ -619,14 +645,64 @@ fn every_process_of_the_container_is_in_its_cgroup_in_every_hierarchy() {
                 for t in fd_targets(pid) {
                     assert!(
                         !mounts.iter().any(|m| t.starts_with(m)),
-                        "{flags:?}: process {pid} of the container holds {} of the host's \
+                        "{what}: process {pid} of the container holds {} of the host's \
                          cgroup tree",
                         t.display()
                     );
                 }
             }
             let (code, _, err) = run.kill_command();
-            assert_eq!(code, Some(137), "{flags:?}: {err}");
+            assert_eq!(code, Some(137), "{what}: {err}");
+        });
+    }
+}
+
+/// Makes `cmd` run under a seccomp filter that fails clone3 with ENOSYS (and allows every
+/// other call), as the default profiles of docker and podman do.
+fn refuse_clone3(cmd: &mut std::process::Command) {
+    // Offset 0 of seccomp_data is the call's number.
+    let prog = [
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_clone3 as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    // SAFETY: between fork and exec only a prctl on a program that the closure owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr().cast_mut(),
+            };
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &fprog as *const libc::sock_fprog,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
 }
