@@ -693,7 +693,16 @@ fn close_copies(entry: &crabcan_cgroups::Entry) {
 fn recv_cgroup(chan: i32) -> Result<crabcan_cgroups::Entry> {
     /// More than any host mounts hierarchies.
     const MAX_FDS: usize = 64;
-    let mut buf = vec![0u8; 16 * 1024];
+    // The directories are under the caller's cgroups, whose paths may be kilobytes long:
+    // the message's length comes first (a seqpacket message not read whole is cut short).
+    // A peek with no room for descriptors installs none.
+    let size = loop {
+        match nix::sys::socket::recv(chan, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+            Err(Errno::EINTR) => continue,
+            r => break r.sys_ctx(|| "wait for the container's cgroup")?,
+        }
+    };
+    let mut buf = vec![0u8; size.max(1)];
     // SAFETY: CMSG_SPACE is pure arithmetic.
     let space = unsafe { libc::CMSG_SPACE((MAX_FDS * size_of::<RawFd>()) as u32) };
     let mut cbuf = vec![0u8; space as usize];
@@ -741,7 +750,14 @@ fn recv_cgroup(chan: i32) -> Result<crabcan_cgroups::Entry> {
             })
             .collect()
     };
-    if truncated || dirs.len() != fds.len() {
+    if truncated {
+        return Err(Errcode::setup(format!(
+            "the container's cgroup arrived cut short ({n} bytes, {} descriptors, at most \
+             {MAX_FDS} taken)",
+            fds.len()
+        )));
+    }
+    if dirs.len() != fds.len() {
         return Err(Errcode::setup(format!(
             "the parent handed over {} cgroup descriptors for {} directories",
             fds.len(),
@@ -1053,6 +1069,31 @@ mod tests {
             assert!(e.contains("cgroup"), "{e}");
         }
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// The directories handed over are under crabcan's own cgroups, whose paths may each be
+    /// as long as a path can be: a message of many such paths arrives whole.
+    #[test]
+    fn a_cgroup_under_long_paths_arrives_whole() {
+        let file = std::env::temp_dir().join(format!("crabcan-join-long-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let component = "d".repeat(250);
+        let sent: Vec<(PathBuf, OwnedFd)> = (0..12)
+            .map(|i| {
+                let mut dir = PathBuf::from(format!("/sys/fs/cgroup/h{i}"));
+                for _ in 0..16 {
+                    dir.push(&component);
+                }
+                (dir, OwnedFd::from(std::fs::File::open(&file).unwrap()))
+            })
+            .collect();
+        let dirs: Vec<PathBuf> = sent.iter().map(|(d, _)| d.clone()).collect();
+        let (a, b) = channel().unwrap();
+        send_cgroup(a.as_raw_fd(), crabcan_cgroups::Entry::of_v1(sent)).unwrap();
+        let got = recv_cgroup(b.as_raw_fd()).map(crabcan_cgroups::Entry::into_v1);
+        std::fs::remove_file(&file).unwrap();
+        let got = got.unwrap();
+        assert_eq!(got.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(), dirs);
     }
 
     #[test]
