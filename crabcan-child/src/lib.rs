@@ -147,12 +147,21 @@ pub fn block_signals() -> Result<SigSet> {
 /// the copy, and `setns` into a user or mount namespace refuses a threaded caller. The
 /// functions that fork call it first, so that they are safe to call whatever the caller.
 pub fn ensure_single_threaded(what: &str) -> Result<()> {
-    // The listing, not the thread count in /proc/self/stat: the kernel builds the whole stat
-    // line (times, memory) for that, which measured slower than listing the tasks.
+    // The kernel counts the threads in the link count of /proc/self/task (two, plus one per
+    // thread): one stat. Where it says less than one thread, the tasks are listed instead.
+    // Not the thread count in /proc/self/stat: the kernel builds the whole stat line
+    // (times, memory) for that.
     let cannot =
         |e: std::io::Error| Errcode::setup(format!("{what}: cannot read /proc/self/task: {e}"));
-    let threads =
-        count_entries(std::fs::read_dir("/proc/self/task").map_err(cannot)?).map_err(cannot)?;
+    let links = std::os::unix::fs::MetadataExt::nlink(
+        &std::fs::metadata("/proc/self/task").map_err(cannot)?,
+    );
+    let threads = match usize::try_from(links.saturating_sub(2)) {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            count_entries(std::fs::read_dir("/proc/self/task").map_err(cannot)?).map_err(cannot)?
+        }
+    };
     if threads == 0 {
         return Err(Errcode::setup(format!(
             "{what}: /proc/self/task lists no thread, so it cannot tell how many this process has"
