@@ -33,6 +33,8 @@ struct State<'p> {
     plan: &'p MountPlan,
     clones: Vec<Option<Cloned>>,
     root: Option<OwnedFd>,
+    /// The root's device and inode, for the check that a mount point is not the root.
+    root_id: (u64, u64),
     /// Idmapped clones made by the parent, by source index.
     given: Vec<Option<OwnedFd>>,
     /// The idmapped root made by the parent.
@@ -235,6 +237,7 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
         plan,
         clones: (0..plan.sources.len()).map(|_| None).collect(),
         root: None,
+        root_id: (0, 0),
         given,
         given_root,
         pinned_root,
@@ -294,6 +297,13 @@ impl<'p> State<'p> {
             .as_ref()
             .map(|f| f.as_fd())
             .ok_or_else(|| Errcode::setup("mount plan uses the root before setting it up"))
+    }
+
+    fn set_root(&mut self, root: OwnedFd) -> Result<()> {
+        let st = nix::sys::stat::fstat(root.as_fd()).sys_ctx(|| "inspect the container's root")?;
+        self.root_id = (st.st_dev, st.st_ino);
+        self.root = Some(root);
+        Ok(())
     }
 
     fn ensure(&self, path: &Path, kind: PointKind, mode: u32) -> Result<OwnedFd> {
@@ -424,8 +434,7 @@ impl<'p> State<'p> {
                 }
                 sys::move_mount(tree.as_fd(), at.as_fd()).sys_ctx(what)?;
                 // The attached tree's own descriptor is the new root.
-                self.root = Some(tree);
-                Ok(())
+                self.set_root(tree)
             }
             Step::RootScratch { size } => {
                 let staging = SCRATCH_STAGING
@@ -446,11 +455,10 @@ impl<'p> State<'p> {
                     Some(format!("mode=755,size={size}").as_str()),
                 )
                 .sys_ctx(|| format!("mount the scratch root (tmpfs) on {}", staging.display()))?;
-                self.root = Some(
+                self.set_root(
                     open_dir(staging)
                         .sys_ctx(|| format!("open the scratch root at {}", staging.display()))?,
-                );
-                Ok(())
+                )
             }
             Step::Dir { path, mode } => self.ensure(path, PointKind::Dir, *mode).map(drop),
             Step::Symlink { path, target } => self.symlink(path, target),
@@ -516,7 +524,9 @@ impl<'p> State<'p> {
     /// would be reachable at `/..` after `pivot_root`).
     fn refuse_root(&self, at: std::os::fd::BorrowedFd<'_>, target: &Path) -> Result<()> {
         let what = || format!("check mount point {}", target.display());
-        if sys::same_inode(at, self.root()?).sys_ctx(what)? {
+        self.root()?;
+        let st = nix::sys::stat::fstat(at).sys_ctx(what)?;
+        if (st.st_dev, st.st_ino) == self.root_id {
             return Err(Errcode::setup(format!(
                 "refusing to mount on {}: it resolves to the container's root itself \
                  (a symlink in the image)",

@@ -35,6 +35,15 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
             dir.display()
         )));
     };
+    let root_id = match nix::sys::stat::fstat(root.as_fd()) {
+        Ok(st) => (st.st_dev, st.st_ino),
+        Err(e) => {
+            return Err(Errcode::sys(
+                format!("inspect the root {}", dir.display()),
+                e,
+            ));
+        }
+    };
     let mut prepared = Prepared {
         root: None,
         created: Vec::new(),
@@ -49,15 +58,24 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
         // Only mount points on the root directory itself: ones below an earlier mount
         // (/dev/null on the /dev tmpfs) are made inside the container.
         if !target.ancestors().any(|a| mounted.contains(a)) {
-            if let Err(e) = check_target(root.as_fd(), target, fresh, dir) {
-                prepared.root = Some(root);
-                prepared.cleanup_quietly();
-                return Err(e);
-            }
+            let exists = match check_target(root.as_fd(), root_id, target, fresh, dir) {
+                Ok(exists) => exists,
+                Err(e) => {
+                    prepared.root = Some(root);
+                    prepared.cleanup_quietly();
+                    return Err(e);
+                }
+            };
             let mode = if kind == PointKind::Dir { 0o755 } else { 0o644 };
-            let r = sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut |p, k| {
-                prepared.created.push((p.to_path_buf(), k))
-            });
+            // What the check found needs no second lookup.
+            let r = if exists {
+                Ok(())
+            } else {
+                sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut |p, k| {
+                    prepared.created.push((p.to_path_buf(), k))
+                })
+                .map(drop)
+            };
             if let Err(e) = r {
                 prepared.root = Some(root);
                 prepared.cleanup_quietly();
@@ -111,12 +129,14 @@ fn mount_point<'p>(
 /// Refuses, before anything is created, a mount point that an image symlink redirects:
 /// any symlink on the path of a fresh filesystem's mount point (`/proc -> /`), and any
 /// target that resolves to the root directory itself.
+/// Whether `target` exists, refusing one that must not be mounted on.
 fn check_target(
     root: std::os::fd::BorrowedFd<'_>,
+    root_id: (u64, u64),
     target: &Path,
     fresh: bool,
     dir: &Path,
-) -> Result<()> {
+) -> Result<bool> {
     let opened = if fresh {
         sys::open_in_root_no_symlinks(root, target, OFlag::O_PATH)
     } else {
@@ -124,7 +144,7 @@ fn check_target(
     };
     let at = match opened {
         Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOENT) => return Ok(false),
         Err(Errno::ELOOP) if fresh => {
             return Err(Errcode::setup(format!(
                 "refusing to mount on {}: it is a symlink in {} (an image must not redirect \
@@ -140,16 +160,16 @@ fn check_target(
             ));
         }
     };
-    if sys::same_inode(at.as_fd(), root)
-        .sys_ctx(|| format!("check mount point {}", target.display()))?
-    {
+    let st = nix::sys::stat::fstat(at.as_fd())
+        .sys_ctx(|| format!("check mount point {}", target.display()))?;
+    if (st.st_dev, st.st_ino) == root_id {
         return Err(Errcode::setup(format!(
             "refusing to mount on {}: it resolves to the root {} itself (a symlink in the image)",
             target.display(),
             dir.display()
         )));
     }
-    Ok(())
+    Ok(true)
 }
 
 fn source(plan: &MountPlan, index: usize) -> Result<&crate::plan::Source> {
