@@ -210,8 +210,21 @@ impl ContainerCgroup {
     /// is gone.
     pub fn complete(&mut self, resources: &Resources) -> Result<()> {
         let plan = plan_resources(resources, &self.layout)?;
-        self.make_dirs(&plan, Part::V1)?;
+        let made = self.make_dirs(&plan, Part::V1);
+        // In the order of a cgroup made at once (see `paths`).
+        self.dirs.sort_by_key(Dir::is_v2);
+        made?;
         self.apply(&plan, true)
+    }
+
+    /// Every directory the cgroup has once complete, made or not yet, in the order of
+    /// [`ContainerCgroup::paths`]: what a record must name before the second step of a
+    /// creation in two, so that whatever that step leaves can be found.
+    pub fn planned_paths(&self) -> Result<Vec<PathBuf>> {
+        Ok(dirs_for(&self.layout, &self.path)?
+            .into_iter()
+            .map(|d| d.path)
+            .collect())
     }
 
     /// Makes the directories of `part` (none exists in use by others), again from the start

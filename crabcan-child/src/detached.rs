@@ -111,6 +111,11 @@ pub struct DetachedSpec {
     pub preserve_fds: u32,
     /// The container's cgroup, entered by the process itself before anything else.
     pub cgroup: Option<crabcan_cgroups::Entry>,
+    /// `cgroup` is the v2 directory of a cgroup made in two steps
+    /// ([`crabcan_cgroups::ContainerCgroup::create_v2_first`]): the process waits for the
+    /// v1 hierarchies, which [`Detached::join_cgroup`] hands it once they are made (while
+    /// it makes its network namespace).
+    pub cgroup_later: bool,
     /// The parent runs hooks of its own (createRuntime, prestart) once the namespaces
     /// exist: the process waits for them before its mounts.
     pub runtime_hooks: bool,
@@ -141,6 +146,8 @@ pub struct Detached {
     seccomp_later: bool,
     /// [`Detached::send_filter`] was called.
     filter_sent: bool,
+    /// The process waits for its v1 cgroups ([`DetachedSpec::cgroup_later`]).
+    cgroup_later: bool,
 }
 
 /// Clones the detached child. Refuses a multi-threaded caller.
@@ -163,8 +170,9 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
             .sys_ctx(|| "make the runtime non-dumpable before the clone")?;
     }
     // The cgroup namespace is made once the process is in its cgroups, so that it is
-    // rooted there.
-    let flags = spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP;
+    // rooted there; the network namespace by the process itself, its first step, while
+    // this one goes on (see crate::spawn).
+    let flags = spec.new_namespaces - CloneFlags::CLONE_NEWCGROUP - CloneFlags::CLONE_NEWNET;
     let child = |in_v2: bool| -> isize { child_main(spec, parent_raw, child_raw, in_v2) };
     // SAFETY: the caller is single-threaded (documented); the child only runs
     // `child_main`, which ends in exec or _exit.
@@ -184,6 +192,7 @@ pub fn spawn_detached(spec: &DetachedSpec) -> Result<Detached> {
         stops_for_hooks: stops_for_hooks(spec),
         seccomp_later: spec.seccomp_later,
         filter_sent: false,
+        cgroup_later: spec.cgroup.is_some() && spec.cgroup_later,
     })
 }
 
@@ -198,8 +207,26 @@ impl Detached {
         crate::write_maps(self.pid, map)
     }
 
+    /// Hands a process spawned with [`DetachedSpec::cgroup_later`] the rest of its cgroup,
+    /// `entry` of the completed cgroup (see [`crate::Container::join_cgroup`]).
+    pub fn join_cgroup(&mut self, entry: crabcan_cgroups::Entry) -> Result<()> {
+        if !self.cgroup_later {
+            return Err(Errcode::setup(
+                "the container's process waits for no cgroup (it was spawned with its own)",
+            ));
+        }
+        crate::send_cgroup(self.chan.as_raw_fd(), entry)?;
+        self.cgroup_later = false;
+        Ok(())
+    }
+
     /// Lets the child set up, handing it the mount descriptors.
     pub fn release(&mut self, mounts: Vec<OwnedFd>) -> Result<()> {
+        if self.cgroup_later {
+            return Err(Errcode::setup(
+                "the container's process still waits for its cgroup (join_cgroup)",
+            ));
+        }
         crate::send_go(self.chan.as_raw_fd(), &mounts)
     }
 
@@ -368,14 +395,35 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
         keep.extend(c.fds().iter().map(AsRawFd::as_raw_fd));
     }
     close_others(3 + spec.preserve_fds as RawFd, &keep)?;
-    if let Some(c) = &spec.cgroup {
-        enter_cgroup(c, in_v2)?;
-    }
+    // Made here rather than by the clone, while the parent goes on (see crate::spawn):
+    // before any namespace is joined, so that it belongs to the same user namespace as
+    // the clone's would.
+    let net = if spec.new_namespaces.contains(CloneFlags::CLONE_NEWNET) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+            .sys_ctx(|| "create the container's network namespace (unshare)")
+    } else {
+        Ok(())
+    };
+    // A failure here is held until the go, when the parent listens for it.
+    let entered = match &spec.cgroup {
+        // Its v2 directory now (unless cloned into it), its v1 ones once the parent made
+        // them.
+        // The message is read whatever came before, or the go would be taken for it.
+        Some(c) if spec.cgroup_later => {
+            let v2 = enter_cgroup(c, in_v2);
+            let v1 = crate::recv_cgroup(chan).and_then(|v1| v1.enter_self(in_v2));
+            v2.and(v1)
+        }
+        Some(c) => enter_cgroup(c, in_v2),
+        None => Ok(()),
+    };
     let count = spec
         .mounts
         .as_ref()
         .map_or(0, crabcan_mounts::handover_count);
     let trees = crate::wait_for_go(chan, count)?;
+    net?;
+    entered?;
     // Nothing of the container may inspect or ptrace this process, which runs crabcan's
     // code and holds its descriptors (host cgroup directories among them) until it execs.
     // Born so ([`born_undumpable`]), except where an ordinary user's runtime had to write

@@ -671,7 +671,7 @@ pub(crate) fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
 }
 
 /// Sends the message [`recv_cgroup`] reads: the v1 hierarchies of `entry`.
-fn send_cgroup(chan: RawFd, entry: crabcan_cgroups::Entry) -> Result<()> {
+pub(crate) fn send_cgroup(chan: RawFd, entry: crabcan_cgroups::Entry) -> Result<()> {
     let tasks = entry.into_v1();
     let mut msg = CGROUP_MESSAGE.to_vec();
     for (i, (dir, _)) in tasks.iter().enumerate() {
@@ -699,7 +699,7 @@ fn close_copies(entry: &crabcan_cgroups::Entry) {
 }
 
 /// Receives the message of [`Container::join_cgroup`]: the v1 hierarchies to enter.
-fn recv_cgroup(chan: i32) -> Result<crabcan_cgroups::Entry> {
+pub(crate) fn recv_cgroup(chan: i32) -> Result<crabcan_cgroups::Entry> {
     /// More than any host mounts hierarchies.
     const MAX_FDS: usize = 64;
     // The directories are under the caller's cgroups, whose paths may be kilobytes long:

@@ -885,6 +885,68 @@ fn two_containers_are_created_in_parallel() {
     }
 }
 
+/// The container's cgroup is made in two steps around the clone of its process: the v2
+/// directory before, every v1 one after, while the process makes its network namespace. A
+/// hierarchy that refuses the directory (mounted read-only in a mount namespace of
+/// create's own) fails create in one line with 1, and leaves nothing: no cgroup in any
+/// hierarchy, no record, no process. On a hybrid host the refused one is the last v1
+/// hierarchy, after the clone; on a v2-only host the v2 one, before.
+#[test]
+fn a_cgroup_hierarchy_that_refuses_the_container_fails_create_and_leaves_nothing() {
+    let env = Env::new("rocg");
+    let layout = crabcan_cgroups::Layout::detect().expect("layout");
+    let refusing = match layout.v1.last() {
+        Some(h) => h.mount_point.clone(),
+        None => layout
+            .v2
+            .as_ref()
+            .expect("a cgroup hierarchy")
+            .mount_point
+            .clone(),
+    };
+    let target = std::ffi::CString::new(refusing.as_os_str().as_encoded_bytes()).unwrap();
+    let cg = format!("crabcan-oci-rocg-{}", std::process::id());
+    let b = env.bundle("rocg", &["true"], |c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+    });
+    let mut c = env.cmd(&["create", "-b", &b.to_string_lossy(), "rocg-x1"]);
+    // SAFETY: between fork and exec only system calls, on strings made before the fork.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = detached_output(&mut c);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_one_line(&o, "Read-only file system");
+    assert!(
+        stderr(&o).contains(&*refusing.to_string_lossy()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(cgroups_named(&cg).is_empty(), "{cg} left");
+    assert!(!env.root().join("rocg-x1").exists(), "a record was left");
+    assert!(processes_with("rocg-x1").is_empty(), "a process was left");
+}
+
 #[test]
 fn bad_input_is_one_line_exit_1_and_leaves_nothing() {
     let env = Env::new("bad");

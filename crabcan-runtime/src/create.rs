@@ -182,10 +182,11 @@ fn create_locked(
         poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
     };
     locked.write_creating(&state)?;
-    let cgroup = cgroup(plan, &o.id)?;
+    let mut cgroup = cgroup(plan, &o.id)?;
     if let Some(c) = cgroup.as_ref() {
         state.cgroup_path = Some(c.cgroup_path().to_string());
-        state.cgroup_paths = c.paths();
+        // Every directory it will have: the v1 ones are made after the clone.
+        state.cgroup_paths = c.planned_paths()?;
         locked.write_creating(&state)?;
     }
 
@@ -301,6 +302,7 @@ fn create_locked(
         fifo: fifo_fd,
         preserve_fds: o.preserve_fds,
         cgroup: cgroup.as_ref().map(|c| c.entry()).transpose()?,
+        cgroup_later: true,
         runtime_hooks: !plan.hooks.prestart.is_empty() || !plan.hooks.create_runtime.is_empty(),
         create_container_hooks: child_hooks(&plan.hooks.create_container)?,
         start_container_hooks: child_hooks(&plan.hooks.start_container)?,
@@ -313,6 +315,13 @@ fn create_locked(
     let mut child = child?;
     let pid = child.pid();
     log::debug!("container process {pid} cloned");
+    // The rest of the cgroup, while the process makes its network namespace; then it
+    // enters, while its ids are mapped here.
+    if let Some(c) = cgroup.0.as_mut() {
+        c.complete(&plan.resources)
+            .map_err(|e| e.context(format!("cgroup {}", c.cgroup_path())))?;
+        child.join_cgroup(c.entry()?)?;
+    }
     if let Some(m) = &idmap {
         child.write_id_maps(m)?;
     }
@@ -459,9 +468,10 @@ impl Drop for Cgroup {
     }
 }
 
-/// Creates the container's cgroup with its limits and device rules. An ordinary user
-/// without limits to set gets none (as runc rootless), having no cgroup of its own to
-/// write.
+/// Creates the container's cgroup: its v2 directory, which the process is cloned into;
+/// the rest (v1 directories, limits and device rules) is made after the clone
+/// ([`crabcan_cgroups::ContainerCgroup::complete`]). An ordinary user without limits to
+/// set gets none (as runc rootless), having no cgroup of its own to write.
 fn cgroup(plan: &Plan, id: &str) -> Result<Cgroup> {
     if !nix::unistd::geteuid().is_root()
         && plan.resources == crabcan_cgroups::Resources::default()
@@ -471,7 +481,7 @@ fn cgroup(plan: &Plan, id: &str) -> Result<Cgroup> {
     }
     let layout = crabcan_cgroups::Layout::detect()?;
     let path = crabcan_oci::cgroup_path(plan, id)?;
-    let cg = crabcan_cgroups::ContainerCgroup::create(&layout, &path, &plan.resources)
+    let cg = crabcan_cgroups::ContainerCgroup::create_v2_first(&layout, &path, &plan.resources)
         .map_err(|e| e.context(format!("cgroup {path}")))?;
     Ok(Cgroup(Some(cg)))
 }
