@@ -63,6 +63,26 @@ impl Part {
     }
 }
 
+/// Refuses a cgroup given by path that processes already use in one of `dirs`: it belongs
+/// to someone else (another container), and adopting it would put our limits on them and
+/// kill them at removal. Checked in every hierarchy before anything is made or written.
+fn refuse_in_use(path: &CgroupPath, dirs: &[Dir]) -> Result<()> {
+    if path.is_run() {
+        return Ok(());
+    }
+    for d in dirs {
+        let mut pids = Vec::new();
+        if d.path.is_dir() && collect_pids(&d.path, &mut pids).is_ok() && !pids.is_empty() {
+            return Err(Errcode::usage(format!(
+                "cgroup {} is not empty: {} process(es) run in it",
+                d.path.display(),
+                pids.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A container's cgroup: one directory per mounted hierarchy (every v1 one, and v2).
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {
@@ -195,12 +215,24 @@ impl ContainerCgroup {
     /// see [`Entry`]; [`ContainerCgroup::entry`] opens it). [`ContainerCgroup::complete`]
     /// makes the rest, so that the kernel's work for the cgroup and for the process's
     /// namespaces can overlap. On failure nothing it made is left behind.
+    ///
+    /// `record` is given every directory the cgroup will have once complete, after the
+    /// check that none is in use by others and before anything is made: a caller killed
+    /// at any later point has named whatever was left (and a record of it never names
+    /// directories of someone else's that the second step would have refused).
     pub fn create_v2_first(
         layout: &Layout,
         path: &CgroupPath,
         resources: &Resources,
+        record: impl FnOnce(Vec<PathBuf>) -> Result<()>,
     ) -> Result<ContainerCgroup> {
-        Self::make(layout, path, &plan_resources(resources, layout)?, Part::V2)
+        let plan = plan_resources(resources, layout)?;
+        let dirs = dirs_for(layout, path)?;
+        // Every hierarchy now, not only the v2 one this step makes: the process is cloned
+        // before the second step would find the v1 ones in use.
+        refuse_in_use(path, &dirs)?;
+        record(dirs.into_iter().map(|d| d.path).collect())?;
+        Self::make(layout, path, &plan, Part::V2)
     }
 
     /// The second step of [`ContainerCgroup::create_v2_first`]: the v1 directories, then
@@ -215,16 +247,6 @@ impl ContainerCgroup {
         self.dirs.sort_by_key(Dir::is_v2);
         made?;
         self.apply(&plan, true)
-    }
-
-    /// Every directory the cgroup has once complete, made or not yet, in the order of
-    /// [`ContainerCgroup::paths`]: what a record must name before the second step of a
-    /// creation in two, so that whatever that step leaves can be found.
-    pub fn planned_paths(&self) -> Result<Vec<PathBuf>> {
-        Ok(dirs_for(&self.layout, &self.path)?
-            .into_iter()
-            .map(|d| d.path)
-            .collect())
     }
 
     /// Makes the directories of `part` (none exists in use by others), again from the start
@@ -520,28 +542,12 @@ impl ContainerCgroup {
     }
 
     fn make_dirs(&mut self, plan: &ResourcePlan, part: Part) -> Result<()> {
-        // A cgroup given by path that processes already use belongs to someone else (another
-        // container): adopting it would put our limits on them and kill them at removal.
-        // Checked in every hierarchy before anything is made or written.
-        if !self.path.is_run() {
-            for d in dirs_for(&self.layout, &self.path)?
-                .into_iter()
-                .filter(|d| part.has(d))
-            {
-                let mut pids = Vec::new();
-                if d.path.is_dir() && collect_pids(&d.path, &mut pids).is_ok() && !pids.is_empty() {
-                    return Err(Errcode::usage(format!(
-                        "cgroup {} is not empty: {} process(es) run in it",
-                        d.path.display(),
-                        pids.len()
-                    )));
-                }
-            }
-        }
-        for d in dirs_for(&self.layout, &self.path)?
+        let mine: Vec<Dir> = dirs_for(&self.layout, &self.path)?
             .into_iter()
             .filter(|d| part.has(d))
-        {
+            .collect();
+        refuse_in_use(&self.path, &mine)?;
+        for d in mine {
             let mount = self.mount_of(&d).to_path_buf();
             let created = create_chain(&mount, &d)?;
             if created.is_none() && self.path.is_run() {

@@ -726,3 +726,76 @@ fn a_sub_cgroup_the_container_froze_does_not_keep_its_process_alive_at_removal()
         started.elapsed()
     );
 }
+
+/// A creation in two steps names every directory before it makes one (a caller killed in
+/// between has recorded whatever was left), and refuses a path whose directory in any
+/// hierarchy holds someone else's process before it names or makes anything: such a
+/// record would have the cgroup's removal kill that process.
+#[test]
+fn a_two_step_creation_names_its_directories_first_and_none_in_use() {
+    let l = layout();
+    let name = format!("/crabcan-ttwostep-{}", std::process::id());
+    let path = CgroupPath::parse(&name).unwrap();
+    let (mut named, mut made_first) = (Vec::new(), Vec::new());
+    let cg = ContainerCgroup::create_v2_first(&l, &path, &Resources::default(), |dirs| {
+        made_first = dirs.iter().filter(|d| d.exists()).cloned().collect();
+        named = dirs;
+        Ok(())
+    })
+    .unwrap();
+    let mut cg = Guard(Some(cg));
+    assert!(made_first.is_empty(), "made before named: {made_first:?}");
+    cg.0.as_mut()
+        .unwrap()
+        .complete(&Resources::default())
+        .unwrap();
+    assert_eq!(
+        named,
+        cg.paths(),
+        "the directories named are not the cgroup's"
+    );
+    cg.remove();
+    assert_gone(&named);
+
+    // Someone else's process in the last hierarchy only (a v1 one on a hybrid host, which
+    // the first step does not make).
+    let theirs = named[l.v1.len().max(1) - 1].clone();
+    std::fs::create_dir(&theirs).unwrap();
+    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
+    std::fs::write(theirs.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let mut recorded = false;
+    let r = ContainerCgroup::create_v2_first(&l, &path, &Resources::default(), |_| {
+        recorded = true;
+        Ok(())
+    });
+    let made: Vec<PathBuf> = named
+        .iter()
+        .filter(|d| **d != theirs && d.exists())
+        .cloned()
+        .collect();
+    let alive = sleeper.try_wait().unwrap().is_none();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while std::fs::remove_dir(&theirs).is_err() {
+        assert!(Instant::now() < deadline, "{} stays busy", theirs.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for d in &made {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(alive, "the other process died");
+    let e = match r {
+        Ok(cg) => {
+            drop(Guard(Some(cg)));
+            panic!(
+                "a cgroup whose {} holds a process was created",
+                theirs.display()
+            );
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("is not empty"), "{e}");
+    assert!(!recorded, "a cgroup in use by others was named");
+    assert!(made.is_empty(), "made before the refusal: {made:?}");
+}

@@ -182,13 +182,13 @@ fn create_locked(
         poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
     };
     locked.write_creating(&state)?;
-    let mut cgroup = cgroup(plan, &o.id)?;
-    if let Some(c) = cgroup.as_ref() {
-        state.cgroup_path = Some(c.cgroup_path().to_string());
-        // Every directory it will have: the v1 ones are made after the clone.
-        state.cgroup_paths = c.planned_paths()?;
-        locked.write_creating(&state)?;
-    }
+    // Every directory it will have, recorded before the first is made (the v1 ones are
+    // made after the clone).
+    let mut cgroup = cgroup(plan, &o.id, |path, dirs| {
+        state.cgroup_path = Some(path.to_string());
+        state.cgroup_paths = dirs;
+        locked.write_creating(&state)
+    })?;
 
     // Every namespace to join is opened before the first join.
     let mut joins: Vec<(NsKind, OwnedFd)> = Vec::new();
@@ -471,8 +471,13 @@ impl Drop for Cgroup {
 /// Creates the container's cgroup: its v2 directory, which the process is cloned into;
 /// the rest (v1 directories, limits and device rules) is made after the clone
 /// ([`crabcan_cgroups::ContainerCgroup::complete`]). An ordinary user without limits to
-/// set gets none (as runc rootless), having no cgroup of its own to write.
-fn cgroup(plan: &Plan, id: &str) -> Result<Cgroup> {
+/// set gets none (as runc rootless), having no cgroup of its own to write. `record` is
+/// given its path and directories before any is made.
+fn cgroup(
+    plan: &Plan,
+    id: &str,
+    record: impl FnOnce(&crabcan_cgroups::CgroupPath, Vec<PathBuf>) -> Result<()>,
+) -> Result<Cgroup> {
     if !nix::unistd::geteuid().is_root()
         && plan.resources == crabcan_cgroups::Resources::default()
         && plan.cgroups_path.is_none()
@@ -481,8 +486,13 @@ fn cgroup(plan: &Plan, id: &str) -> Result<Cgroup> {
     }
     let layout = crabcan_cgroups::Layout::detect()?;
     let path = crabcan_oci::cgroup_path(plan, id)?;
-    let cg = crabcan_cgroups::ContainerCgroup::create_v2_first(&layout, &path, &plan.resources)
-        .map_err(|e| e.context(format!("cgroup {path}")))?;
+    let cg = crabcan_cgroups::ContainerCgroup::create_v2_first(
+        &layout,
+        &path,
+        &plan.resources,
+        |dirs| record(&path, dirs),
+    )
+    .map_err(|e| e.context(format!("cgroup {path}")))?;
     Ok(Cgroup(Some(cg)))
 }
 

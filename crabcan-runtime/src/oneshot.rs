@@ -261,8 +261,9 @@ pub fn create(spec: Spec) -> Result<Container> {
     let mut later = None;
     let pids_cap = match plan_cgroup(&limits, limit_name, is_root, &cg_path)? {
         Some(p) if p.required => {
-            let cg = ContainerCgroup::create_v2_first(&p.layout, &cg_path, &p.resources)
-                .map_err(|e| p.error(e, is_root))?;
+            let cg =
+                ContainerCgroup::create_v2_first(&p.layout, &cg_path, &p.resources, |_| Ok(()))
+                    .map_err(|e| p.error(e, is_root))?;
             c.cgroup = Some(cg);
             let caps = p.caps_pids();
             later = Some(p);
