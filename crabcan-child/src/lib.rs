@@ -845,9 +845,42 @@ fn setup_and_exec(
         return command(spec, chan, mask);
     }
     init::block().sys_ctx(|| "block the signals the init forwards")?;
-    // SAFETY: the child is single-threaded (cloned without CLONE_THREAD and never spawns
-    // threads); the forked process only runs `command`, which ends in exec or _exit.
-    let forked = unsafe { nix::unistd::fork() }.map_err(|e| {
+    // The command's process shares the init's memory until it execs, as posix_spawn's
+    // does (CLONE_VM | CLONE_VFORK): no copy of the page tables, the longest part of a
+    // fork, while the init waits. Its own stack; everything else it changes (ids,
+    // capabilities, seccomp, limits, descriptors, signals) is its own task's.
+    let mut stack = fork::Stack::new()?;
+    let cb = Box::new(|| -> isize {
+        // A process group of its own: a kill(0, …) inside reaches the command's group,
+        // not the init. With a pty, a session of its own too: the pty becomes its
+        // controlling terminal, for job control (the init's session has none).
+        if spec.tty.is_some() {
+            let _ = nix::unistd::setsid();
+        } else {
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        }
+        let e = match command(spec, chan, mask) {
+            Ok(()) => Errcode::setup("the command returned without exec"),
+            Err(e) => e,
+        };
+        let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
+        // SAFETY: see child_main.
+        unsafe { libc::_exit(e.exit_code()) }
+    });
+    // SAFETY: the init is single-threaded (cloned without CLONE_THREAD, never spawns
+    // threads) and waits (CLONE_VFORK) until the new process has exec'd or _exited, so
+    // nothing of its memory changes under either, and the stack outlives that; the panic
+    // hook that ends a raw clone's child (fork::start_child) is the init's, shared.
+    let cloned = unsafe {
+        nix::sched::clone(
+            cb,
+            stack.as_mut_slice(),
+            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+            Some(Signal::SIGCHLD as i32),
+        )
+    };
+    drop(stack);
+    let child = cloned.map_err(|e| {
         let err = Errcode::sys("fork the command from the init", e);
         if e == Errno::EAGAIN {
             // The init is the container's first process: the second one is refused only by
@@ -857,33 +890,12 @@ fn setup_and_exec(
             err
         }
     })?;
-    match forked {
-        nix::unistd::ForkResult::Child => {
-            // A process group of its own: a kill(0, …) inside reaches the command's group,
-            // not the init. With a pty, a session of its own too: the pty becomes its
-            // controlling terminal, for job control (the init's session has none).
-            if spec.tty.is_some() {
-                let _ = nix::unistd::setsid();
-            } else {
-                let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-            }
-            let e = match command(spec, chan, mask) {
-                Ok(()) => Errcode::setup("the command returned without exec"),
-                Err(e) => e,
-            };
-            let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
-            // SAFETY: see child_main.
-            unsafe { libc::_exit(e.exit_code()) }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            // Only the command keeps the channel: its exec closes it, which the parent reads.
-            // SAFETY: the fd is ours and not used again in the init.
-            unsafe { libc::close(chan) };
-            let code = init::serve(child);
-            // SAFETY: see child_main.
-            unsafe { libc::_exit(code) }
-        }
-    }
+    // Only the command keeps the channel: its exec closes it, which the parent reads.
+    // SAFETY: the fd is ours and not used again in the init.
+    unsafe { libc::close(chan) };
+    let code = init::serve(child);
+    // SAFETY: see child_main.
+    unsafe { libc::_exit(code) }
 }
 
 /// Receives one message whole, whatever its length: a seqpacket message not read whole is
@@ -954,6 +966,10 @@ fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     // uid needs a switch.
     if spec.uid != 0 {
         switch_ids(spec.uid, &spec.idmap)?;
+        // A change of ids makes the memory dumpable again where the host's suid_dumpable
+        // says so, and that memory is the init's too until the exec (see setup_and_exec).
+        nix::sys::prctl::set_dumpable(false)
+            .sys_ctx(|| "keep the container's init non-dumpable")?;
     }
     // Changing ids, and the init's fork, cleared the parent-death signal: set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;

@@ -771,6 +771,36 @@ fn a_cgroup_hierarchy_that_refuses_the_container_fails_the_run_and_leaves_nothin
     );
 }
 
+/// The command's process shares the init's memory until it execs (a vfork-style clone):
+/// a change of ids there makes that memory dumpable again where the host's
+/// `fs.suid_dumpable` is 1, which would open the init (crabcan's code and descriptors) to
+/// ptrace and /proc from the container. The init stays non-dumpable: its /proc files
+/// belong to the host's root, not to the container's root. (In this file: the setting is
+/// the host's, and the tests here run one at a time.)
+#[test]
+fn the_init_stays_non_dumpable_when_the_command_changes_ids() {
+    let _serial = serial();
+    require_root();
+    const KNOB: &str = "/proc/sys/fs/suid_dumpable";
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(KNOB, &self.0);
+        }
+    }
+    let _restore = Restore(std::fs::read_to_string(KNOB).expect("read suid_dumpable"));
+    std::fs::write(KNOB, "1").expect("set suid_dumpable to 1");
+    let run = Running::start(&["--uid", "1000"], "id -u; echo ready; sleep 30");
+    assert_eq!(run.lines, ["1000"], "the command's uid");
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(format!("/proc/{}/environ", run.pid)).expect("the init's environ"),
+    );
+    assert_eq!(
+        owner, 0,
+        "the init became dumpable (its /proc files are its own)"
+    );
+}
+
 #[test]
 fn default_pids_cap_applies_where_the_controller_exists() {
     require_root();
