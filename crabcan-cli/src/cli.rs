@@ -276,7 +276,7 @@ pub enum Parsed {
 /// Parses the process arguments; clap errors become one-line usage errors (exit 125).
 pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
     let args = normalise(args);
-    match Cli::try_parse_from(args) {
+    match crate::parse_keeping_command::<Cli>(args) {
         Ok(Cli {
             debug,
             root,

@@ -4,7 +4,8 @@ use clap::Args;
 use crabcan_errors::{Errcode, Result};
 use std::path::PathBuf;
 
-/// runc's `exec` flags.
+// runc's `exec` flags. (No doc comment: it would become the help text of `exec`, see
+// `crate::oci::CreateArgs`.)
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// A JSON file holding the OCI process (the flags that shape the process are ignored).

@@ -34,6 +34,20 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `T::try_parse_from`, without tearing down the parser's command tree afterwards: the
+/// process is short-lived, and dropping the tree (every argument's definition, cloned into
+/// each subcommand for the global flags) cost as much as a third of the parse.
+pub(crate) fn parse_keeping_command<T: clap::Parser>(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> std::result::Result<T, clap::Error> {
+    let mut cmd = T::command();
+    let parsed = cmd
+        .try_get_matches_from_mut(args)
+        .and_then(|mut m| T::from_arg_matches_mut(&mut m));
+    std::mem::forget(cmd);
+    parsed
+}
+
 /// Writes `text` to stdout. A reader that went away (a closed pipe, as `| head` leaves)
 /// ends the output quietly instead of a panic; any other failure is an error naming stdout.
 pub(crate) fn emit(text: &str) -> Result<()> {
