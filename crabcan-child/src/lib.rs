@@ -627,15 +627,20 @@ pub(crate) fn send_go(chan: RawFd, mounts: &[OwnedFd]) -> Result<()> {
     Ok(())
 }
 
-/// Waits for the parent's go; returns the fds that came with it.
-pub(crate) fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
-    let mut go = [0u8; 1];
-    // Room for SCM_RIGHTS with `expected` fds (plus one, to notice a surplus).
+/// Receives one message on the channel into `buf`, with up to `max_fds` descriptors
+/// (close-on-exec): its length, whether it or its descriptors were cut short, and the
+/// descriptors. `what` names the message in errors.
+fn recv_fds(
+    chan: RawFd,
+    buf: &mut [u8],
+    max_fds: usize,
+    what: &str,
+) -> Result<(usize, bool, Vec<OwnedFd>)> {
     // SAFETY: CMSG_SPACE is pure arithmetic.
-    let space = unsafe { libc::CMSG_SPACE(((expected + 1) * size_of::<RawFd>()) as u32) };
+    let space = unsafe { libc::CMSG_SPACE((max_fds * size_of::<RawFd>()) as u32) };
     let mut cbuf = vec![0u8; space as usize];
-    let (n, fds) = loop {
-        let mut iov = [std::io::IoSliceMut::new(&mut go)];
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
         match nix::sys::socket::recvmsg::<()>(
             chan,
             &mut iov,
@@ -643,19 +648,29 @@ pub(crate) fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
             MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Errcode::sys("wait for the parent", e)),
+            Err(e) => return Err(Errcode::sys(format!("wait for {what}"), e)),
             Ok(msg) => {
                 let mut fds = Vec::new();
-                for c in msg.cmsgs().sys_ctx(|| "read the parent's go")? {
+                for c in msg.cmsgs().sys_ctx(|| format!("read {what}"))? {
                     if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
                         // SAFETY: the kernel installed these fds in our table for us.
                         fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
                     }
                 }
-                break (msg.bytes, fds);
+                let truncated = msg
+                    .flags
+                    .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+                return Ok((msg.bytes, truncated, fds));
             }
         }
-    };
+    }
+}
+
+/// Waits for the parent's go; returns the fds that came with it.
+pub(crate) fn wait_for_go(chan: i32, expected: usize) -> Result<Vec<OwnedFd>> {
+    let mut go = [0u8; 1];
+    // Room for `expected` fds, plus one to notice a surplus.
+    let (n, _, fds) = recv_fds(chan, &mut go, expected + 1, "the parent's go")?;
     if n == 0 {
         // crabcan went away before releasing us: nothing to set up, nobody to tell.
         // SAFETY: see child_main.
@@ -712,34 +727,7 @@ pub(crate) fn recv_cgroup(chan: i32) -> Result<crabcan_cgroups::Entry> {
         }
     };
     let mut buf = vec![0u8; size.max(1)];
-    // SAFETY: CMSG_SPACE is pure arithmetic.
-    let space = unsafe { libc::CMSG_SPACE((MAX_FDS * size_of::<RawFd>()) as u32) };
-    let mut cbuf = vec![0u8; space as usize];
-    let (n, truncated, fds) = loop {
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        match nix::sys::socket::recvmsg::<()>(
-            chan,
-            &mut iov,
-            Some(&mut cbuf),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Errcode::sys("wait for the container's cgroup", e)),
-            Ok(msg) => {
-                let mut fds = Vec::new();
-                for c in msg.cmsgs().sys_ctx(|| "read the container's cgroup")? {
-                    if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
-                        // SAFETY: the kernel installed these fds in our table for us.
-                        fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-                    }
-                }
-                let truncated = msg
-                    .flags
-                    .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
-                break (msg.bytes, truncated, fds);
-            }
-        }
-    };
+    let (n, truncated, fds) = recv_fds(chan, &mut buf, MAX_FDS, "the container's cgroup")?;
     if n == 0 {
         // crabcan went away before handing the cgroup over: nobody to tell.
         // SAFETY: see child_main.

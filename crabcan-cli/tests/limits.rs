@@ -719,46 +719,13 @@ fn refuse_clone3(cmd: &mut std::process::Command) {
 fn a_cgroup_hierarchy_that_refuses_the_container_fails_the_run_and_leaves_nothing() {
     let _serial = serial();
     require_root();
-    let layout = Layout::detect().expect("layout");
-    let refusing = match layout.v1.last() {
-        Some(h) => h.mount_point.clone(),
-        None => layout
-            .v2
-            .as_ref()
-            .expect("a cgroup hierarchy")
-            .mount_point
-            .clone(),
-    };
-    let target = std::ffi::CString::new(refusing.as_os_str().as_encoded_bytes()).unwrap();
+    let refusing = last_cgroup_hierarchy();
     let host = hostname();
     let mut c = crabcan();
     c.args(["run", "--hostname", &host, "--mount"])
         .arg(rootfs())
         .args(["--", "/bin/true"]);
-    // SAFETY: between fork and exec only system calls, on strings made before the fork.
-    unsafe {
-        c.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0
-                || libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) != 0
-                || libc::mount(
-                    std::ptr::null(),
-                    target.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-                    std::ptr::null(),
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    with_read_only_mount(&mut c, &refusing);
     let o = leaves_no_cgroup(|| output_within(&mut c, LIMIT));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(125), "stderr: {err}");

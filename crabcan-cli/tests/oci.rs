@@ -894,46 +894,13 @@ fn two_containers_are_created_in_parallel() {
 #[test]
 fn a_cgroup_hierarchy_that_refuses_the_container_fails_create_and_leaves_nothing() {
     let env = Env::new("rocg");
-    let layout = crabcan_cgroups::Layout::detect().expect("layout");
-    let refusing = match layout.v1.last() {
-        Some(h) => h.mount_point.clone(),
-        None => layout
-            .v2
-            .as_ref()
-            .expect("a cgroup hierarchy")
-            .mount_point
-            .clone(),
-    };
-    let target = std::ffi::CString::new(refusing.as_os_str().as_encoded_bytes()).unwrap();
+    let refusing = last_cgroup_hierarchy();
     let cg = format!("crabcan-oci-rocg-{}", std::process::id());
     let b = env.bundle("rocg", &["true"], |c| {
         c["linux"]["cgroupsPath"] = json!(cg);
     });
     let mut c = env.cmd(&["create", "-b", &b.to_string_lossy(), "rocg-x1"]);
-    // SAFETY: between fork and exec only system calls, on strings made before the fork.
-    unsafe {
-        c.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0
-                || libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) != 0
-                || libc::mount(
-                    std::ptr::null(),
-                    target.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-                    std::ptr::null(),
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    with_read_only_mount(&mut c, &refusing);
     let o = detached_output(&mut c);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert_one_line(&o, "Read-only file system");

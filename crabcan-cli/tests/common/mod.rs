@@ -293,3 +293,48 @@ pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
     );
     found
 }
+
+/// The cgroup hierarchy a test makes refuse the container's directory: the last v1 one
+/// (made after the clone, in the second step of a creation in two), else the v2 one.
+pub fn last_cgroup_hierarchy() -> PathBuf {
+    let layout = crabcan_cgroups::Layout::detect().expect("layout");
+    match layout.v1.last() {
+        Some(h) => h.mount_point.clone(),
+        None => layout
+            .v2
+            .as_ref()
+            .expect("a cgroup hierarchy")
+            .mount_point
+            .clone(),
+    }
+}
+
+/// Makes `c` run in a mount namespace of its own in which `mount_point` is read-only.
+pub fn with_read_only_mount(c: &mut Command, mount_point: &Path) {
+    use std::os::unix::process::CommandExt;
+    let target = std::ffi::CString::new(mount_point.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: between fork and exec only system calls, on strings made before the fork.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
