@@ -295,14 +295,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed> {
                 Ok(Parsed::Print(e.render().to_string()))
             }
             _ => {
-                let text = e.render().to_string();
-                let first = text
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
-                    .to_string();
-                Err(Errcode::usage(first).with_hint("see crabcan run --help"))
+                Err(Errcode::usage(crate::clap_error_line(&e)).with_hint("see crabcan run --help"))
             }
         },
     }

@@ -34,6 +34,30 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The one line a clap error becomes: its first line, and where that line only announces a
+/// list (the missing required arguments), the list's items after it, so that the line says
+/// which.
+pub(crate) fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
+    let Some(first) = lines.next() else {
+        return "invalid arguments".to_string();
+    };
+    let first = first.trim_start_matches("error: ").trim_end();
+    if !first.ends_with(':') {
+        return first.to_string();
+    }
+    let items: Vec<&str> = lines
+        .take_while(|l| l.starts_with(char::is_whitespace) && !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    if items.is_empty() {
+        first.trim_end_matches(':').to_string()
+    } else {
+        format!("{first} {}", items.join(", "))
+    }
+}
+
 /// `T::try_parse_from`, without tearing down the parser's command tree afterwards: the
 /// process is short-lived, and dropping the tree (every argument's definition, cloned into
 /// each subcommand for the global flags) cost as much as a third of the parse.

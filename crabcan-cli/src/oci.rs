@@ -235,13 +235,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     }
                 };
             }
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("crabcan: {first}");
+            eprintln!("crabcan: {}", crate::clap_error_line(&e));
             return 1;
         }
     };
@@ -576,6 +570,37 @@ mod tests {
 
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
+    }
+
+    /// A command missing its required arguments fails in one line that names them (an
+    /// engine logs only that line), whether the global flags come before or after it.
+    #[test]
+    fn a_missing_argument_is_named_in_the_one_line() {
+        for v in [
+            &["c", "--root", "/r", "state"][..],
+            &["c", "state", "--root", "/r"],
+            &["c", "start"],
+            &["c", "kill", "--all"],
+            &["c", "delete", "--force"],
+            &["c", "create", "--bundle", "b"],
+            &["c", "run", "--bundle", "b"],
+            &["c", "exec", "--process", "p.json"],
+            &["c", "pause"],
+            &["c", "ps"],
+        ] {
+            let e = crate::parse_keeping_command::<OciCli>(os(v)).unwrap_err();
+            let line = crate::clap_error_line(&e);
+            assert_eq!(
+                line, "the following required arguments were not provided: <ID>",
+                "{v:?}"
+            );
+        }
+        let e = crate::parse_keeping_command::<OciCli>(os(&["c", "state", "--bogus", "x"]))
+            .unwrap_err();
+        assert_eq!(
+            crate::clap_error_line(&e),
+            "unexpected argument '--bogus' found"
+        );
     }
 
     #[test]
