@@ -137,18 +137,71 @@ pub(crate) unsafe fn start_child(
     .map_err(clone_error)
 }
 
+/// Starts a process that runs `child` in the caller's memory, as `posix_spawn` does
+/// (`CLONE_VM | CLONE_VFORK`): no copy of the page tables and no copy-on-write faults; the
+/// caller waits until the process has exec'd or _exited. Everything else the process
+/// changes (ids, capabilities, seccomp, limits, descriptors, signal mask and handlers) is
+/// its own task's. SIGCHLD at its death.
+///
+/// What the process leaves in the shared memory stays: so the caller must not rely on
+/// anything the process may have been killed in the middle of. The closure is never freed
+/// here and the caller must make no allocation afterwards that could wait for the
+/// allocator's lock (a process killed inside an allocation, by a seccomp filter or a
+/// signal, holds it forever). And the C library's record of the thread id is the caller's:
+/// an `abort` in the process signals the caller.
+///
+/// # Safety
+/// The caller must be single-threaded, and `child` must end in `execve` or `_exit`.
+pub(crate) unsafe fn spawn_sharing_memory(child: &dyn Fn()) -> Result<Pid, Errno> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the leaked box made below, alive for the whole process.
+        let child = unsafe { &*(arg as *const &dyn Fn()) };
+        child();
+        // SAFETY: `child` never returns (the contract); should it, nothing else may run.
+        unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) }
+    }
+    let mut stack = Stack::new().map_err(|e| e.errno().unwrap_or(Errno::ENOMEM))?;
+    // Leaked: freeing it after the clone would take the allocator's lock (see above).
+    let arg: *mut &dyn Fn() = Box::into_raw(Box::new(child));
+    let slice = stack.as_mut_slice();
+    // The top of the stack, 16-byte aligned as the ABI wants at a call.
+    // SAFETY: one past the end of the mapping, which the stack grows down from.
+    let top = unsafe { slice.as_mut_ptr().add(slice.len()) } as usize & !15;
+    // SAFETY: the caller is single-threaded and waits (CLONE_VFORK) until the process has
+    // exec'd or _exited, so the stack and `arg` outlive its use of them; the trampoline
+    // only calls `child`, which never returns.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg.cast(),
+        )
+    };
+    drop(stack);
+    if pid < 0 {
+        return Err(Errno::last());
+    }
+    Ok(Pid::from_raw(pid))
+}
+
 /// A stack for a child cloned with a function of its own: mapped, not allocated, so that
 /// only the pages the child touches become resident (an allocator that clears memory would
 /// write all of it: crabcan's allocator for musl builds does).
+/// The guard page below a child's stack.
+const GUARD: usize = 4096;
+
 pub(crate) struct Stack {
     ptr: std::ptr::NonNull<libc::c_void>,
     len: usize,
 }
 
 impl Stack {
-    /// Maps [`crate::CHILD_STACK`] bytes of zero pages.
+    /// Maps [`crate::CHILD_STACK`] bytes of zero pages, above a page that faults: a stack
+    /// that overflows ends the process instead of writing below it (into memory it may
+    /// share with its parent).
     pub(crate) fn new() -> crabcan_errors::Result<Stack> {
-        let len = crate::CHILD_STACK;
+        let len = crate::CHILD_STACK + GUARD;
         // SAFETY: an anonymous private mapping at an address the kernel picks; nothing else
         // refers to it.
         let ptr = unsafe {
@@ -162,7 +215,17 @@ impl Stack {
             )
         };
         match std::ptr::NonNull::new(ptr) {
-            Some(ptr) if ptr.as_ptr() != libc::MAP_FAILED => Ok(Stack { ptr, len }),
+            Some(ptr) if ptr.as_ptr() != libc::MAP_FAILED => {
+                let stack = Stack { ptr, len };
+                // SAFETY: the first page of the mapping made above, ours.
+                if unsafe { libc::mprotect(ptr.as_ptr(), GUARD, libc::PROT_NONE) } != 0 {
+                    return Err(crabcan_errors::Errcode::sys(
+                        "protect the child's stack guard page (mprotect)",
+                        Errno::last(),
+                    ));
+                }
+                Ok(stack)
+            }
             _ => Err(crabcan_errors::Errcode::sys(
                 "map a stack for the child (mmap)",
                 Errno::last(),
@@ -170,11 +233,17 @@ impl Stack {
         }
     }
 
-    /// The stack as the bytes `clone` takes.
+    /// The stack as the bytes `clone` takes (above the guard page).
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: `len` bytes mapped readable and writable by `new`, zero-filled by the
-        // kernel (so initialised), and owned by this value until it is dropped.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), self.len) }
+        // SAFETY: the `len - GUARD` bytes above the guard page, mapped readable and writable
+        // by `new`, zero-filled by the kernel (so initialised), and owned by this value
+        // until it is dropped.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.as_ptr().cast::<u8>().add(GUARD),
+                self.len - GUARD,
+            )
+        }
     }
 }
 

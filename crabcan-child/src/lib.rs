@@ -833,12 +833,7 @@ fn setup_and_exec(
         return command(spec, chan, mask);
     }
     init::block().sys_ctx(|| "block the signals the init forwards")?;
-    // The command's process shares the init's memory until it execs, as posix_spawn's
-    // does (CLONE_VM | CLONE_VFORK): no copy of the page tables, the longest part of a
-    // fork, while the init waits. Its own stack; everything else it changes (ids,
-    // capabilities, seccomp, limits, descriptors, signals) is its own task's.
-    let mut stack = fork::Stack::new()?;
-    let cb = Box::new(|| -> isize {
+    let run_command = || {
         // A process group of its own: a kill(0, …) inside reaches the command's group,
         // not the init. With a pty, a session of its own too: the pty becomes its
         // controlling terminal, for job control (the init's session has none).
@@ -854,21 +849,26 @@ fn setup_and_exec(
         let _ = nix::sys::socket::send(chan, &e.encode(), MsgFlags::empty());
         // SAFETY: see child_main.
         unsafe { libc::_exit(e.exit_code()) }
-    });
-    // SAFETY: the init is single-threaded (cloned without CLONE_THREAD, never spawns
-    // threads) and waits (CLONE_VFORK) until the new process has exec'd or _exited, so
-    // nothing of its memory changes under either, and the stack outlives that; the panic
-    // hook that ends a raw clone's child (fork::start_child) is the init's, shared.
-    let cloned = unsafe {
-        nix::sched::clone(
-            cb,
-            stack.as_mut_slice(),
-            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
-            Some(Signal::SIGCHLD as i32),
-        )
     };
-    drop(stack);
-    let child = cloned.map_err(|e| {
+    let started = if spec.uid == 0 {
+        // SAFETY: the init is single-threaded; `run_command` ends in exec or _exit.
+        unsafe { fork::spawn_sharing_memory(&run_command) }
+    } else {
+        // A command that takes other ids gets memory of its own: a change of ids makes a
+        // process's memory dumpable where the host's fs.suid_dumpable says so, and memory
+        // the init shares must never be, not even for a moment.
+        // SAFETY: the init is single-threaded (cloned without CLONE_THREAD and never spawns
+        // threads); the forked process only runs `command`, which ends in exec or _exit.
+        unsafe { nix::unistd::fork() }.map(|f| match f {
+            nix::unistd::ForkResult::Child => {
+                run_command();
+                // SAFETY: see child_main (`run_command` never returns).
+                unsafe { libc::_exit(crabcan_errors::EXIT_CRABCAN) }
+            }
+            nix::unistd::ForkResult::Parent { child } => child,
+        })
+    };
+    let child = started.map_err(|e| {
         let err = Errcode::sys("fork the command from the init", e);
         if e == Errno::EAGAIN {
             // The init is the container's first process: the second one is refused only by
@@ -954,10 +954,6 @@ fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     // uid needs a switch.
     if spec.uid != 0 {
         switch_ids(spec.uid, &spec.idmap)?;
-        // A change of ids makes the memory dumpable again where the host's suid_dumpable
-        // says so, and that memory is the init's too until the exec (see setup_and_exec).
-        nix::sys::prctl::set_dumpable(false)
-            .sys_ctx(|| "keep the container's init non-dumpable")?;
     }
     // Changing ids, and the init's fork, cleared the parent-death signal: set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;

@@ -738,12 +738,13 @@ fn a_cgroup_hierarchy_that_refuses_the_container_fails_the_run_and_leaves_nothin
     );
 }
 
-/// The command's process shares the init's memory until it execs (a vfork-style clone):
-/// a change of ids there makes that memory dumpable again where the host's
-/// `fs.suid_dumpable` is 1, which would open the init (crabcan's code and descriptors) to
-/// ptrace and /proc from the container. The init stays non-dumpable: its /proc files
-/// belong to the host's root, not to the container's root. (In this file: the setting is
-/// the host's, and the tests here run one at a time.)
+/// The command's process of a default run shares the init's memory until it execs (a
+/// vfork-style clone). A change of ids makes a process's memory dumpable where the host's
+/// `fs.suid_dumpable` is 1, which in shared memory would open the init (crabcan's code and
+/// descriptors) to ptrace and /proc from the container: so a command that takes other ids
+/// gets memory of its own. The init stays non-dumpable: its /proc files belong to the
+/// host's root, not to the container's root. (In this file: the setting is the host's, and
+/// the tests here run one at a time.)
 #[test]
 fn the_init_stays_non_dumpable_when_the_command_changes_ids() {
     let _serial = serial();
