@@ -185,12 +185,12 @@ pub(crate) unsafe fn spawn_sharing_memory(child: &dyn Fn()) -> Result<Pid, Errno
     Ok(Pid::from_raw(pid))
 }
 
-/// A stack for a child cloned with a function of its own: mapped, not allocated, so that
-/// only the pages the child touches become resident (an allocator that clears memory would
-/// write all of it: crabcan's allocator for musl builds does).
 /// The guard page below a child's stack.
 const GUARD: usize = 4096;
 
+/// A stack for a child cloned with a function of its own: mapped, not allocated, so that
+/// only the pages the child touches become resident (an allocator that clears memory would
+/// write all of it: crabcan's allocator for musl builds does).
 pub(crate) struct Stack {
     ptr: std::ptr::NonNull<libc::c_void>,
     len: usize,
