@@ -1,6 +1,6 @@
 //! The container's init: PID 1 of its PID namespace, crabcan code, non-dumpable.
 //!
-//! It forks the command, forwards the signals it gets to it, reaps every process that is
+//! It starts the command, forwards the signals it gets to it, reaps every process that is
 //! orphaned into it, and exits with the command's status as soon as the command ends.
 //! Because it is PID 1, its death (with crabcan: it has the parent-death signal) makes the
 //! kernel kill every process of the namespace: the command cannot outlive crabcan by
@@ -38,8 +38,8 @@ fn init_set() -> SigSet {
     set
 }
 
-/// Blocks what the init takes with `sigwait`, before it forks the command (which restores
-/// its own mask before exec), so no signal is lost between the fork and the loop.
+/// Blocks what the init takes with `sigwait`, before it starts the command (which restores
+/// its own mask before exec), so no signal is lost between the start and the loop.
 pub fn block() -> nix::Result<()> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&init_set()), None)
 }

@@ -3,8 +3,9 @@
 //!
 //! In the child, while the parent maps its ids: its network namespace with loopback up, its
 //! hostname, its cgroup; after the parent's go: container root's ids, non-dumpable, cgroup
-//! namespace, mounts and `pivot_root`; then (in the command's process,
-//! forked by the child acting as the container's init unless [`ChildSpec::init`] is off)
+//! namespace, mounts and `pivot_root`; then (in the command's process, started by the
+//! child acting as the container's init unless [`ChildSpec::init`] is off: in the init's
+//! memory until its exec, or forked when it takes other ids)
 //! rlimits, capability bounding set, ids, working directory, fds marked close-on-exec,
 //! signal mask, then capabilities, no_new_privs and seccomp last, and `execve`.
 //!
