@@ -394,6 +394,16 @@ impl ContainerCgroup {
     /// the privileged caller, before the process exists: it then needs no path and no
     /// privilege of its own to enter.
     pub fn entry(&self) -> Result<Entry> {
+        self.open_entry(true)
+    }
+
+    /// [`ContainerCgroup::entry`] of the v1 hierarchies only: what a process cloned into
+    /// the v2 directory still needs once [`ContainerCgroup::complete`] has made them.
+    pub fn v1_entry(&self) -> Result<Entry> {
+        self.open_entry(false)
+    }
+
+    fn open_entry(&self, with_v2: bool) -> Result<Entry> {
         let open = |path: PathBuf, flags: OFlag| {
             nix::fcntl::open(&path, flags | OFlag::O_CLOEXEC, FileMode::empty())
                 .sys_ctx(|| format!("open {}", path.display()))
@@ -404,7 +414,9 @@ impl ContainerCgroup {
         };
         for d in &self.dirs {
             if d.is_v2() {
-                e.v2_dir = Some((d.path.clone(), open(d.path.clone(), OFlag::O_DIRECTORY)?));
+                if with_v2 {
+                    e.v2_dir = Some((d.path.clone(), open(d.path.clone(), OFlag::O_DIRECTORY)?));
+                }
             } else {
                 e.v1_tasks
                     .push((d.path.clone(), open(d.path.join("tasks"), OFlag::O_WRONLY)?));

@@ -320,7 +320,7 @@ fn create_locked(
     if let Some(c) = cgroup.0.as_mut() {
         c.complete(&plan.resources)
             .map_err(|e| e.context(format!("cgroup {}", c.cgroup_path())))?;
-        child.join_cgroup(c.entry()?)?;
+        child.join_cgroup(c.v1_entry()?)?;
     }
     if let Some(m) = &idmap {
         child.write_id_maps(m)?;

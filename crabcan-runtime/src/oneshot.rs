@@ -339,7 +339,7 @@ impl Container {
             cg.complete(&p.resources).map_err(|e| p.error(e, is_root))?;
             log_cgroup(cg, &p.resources);
             if entry.is_some() {
-                child.join_cgroup(cg.entry()?)?;
+                child.join_cgroup(cg.v1_entry()?)?;
             }
         }
         child.write_id_maps(&self.spec.idmap)?;
