@@ -12,7 +12,7 @@ use common::*;
 use engine::*;
 use serde_json::{Value, json};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -284,30 +284,9 @@ fn the_config_is_the_one_the_container_was_created_with() {
     env.delete();
 }
 
-/// Receives one descriptor sent with SCM_RIGHTS on `sock`.
-fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
-    let mut buf = [0u8; 256];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            assert_eq!(fds.len(), 1, "exactly one descriptor");
-            // SAFETY: the kernel just installed this descriptor for us.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no descriptor came over the console socket");
-}
-
-/// Reads the pty master until `end` shows up (or it closes).
-fn read_pty_until(master: OwnedFd, end: &str) -> String {
+/// Reads the pty master until `end` shows up (or it closes). The master comes back with
+/// the text: closing it while the process still runs would hang up its terminal (SIGHUP).
+fn read_pty_until(master: OwnedFd, end: &str) -> (String, std::fs::File) {
     let (tx, rx) = std::sync::mpsc::channel();
     let end = end.to_string();
     std::thread::spawn(move || {
@@ -323,7 +302,7 @@ fn read_pty_until(master: OwnedFd, end: &str) -> String {
                 break;
             }
         }
-        let _ = tx.send(String::from_utf8_lossy(&all).into_owned());
+        let _ = tx.send((String::from_utf8_lossy(&all).into_owned(), f));
     });
     rx.recv_timeout(LIMIT)
         .expect("the pty said nothing in time")
@@ -365,10 +344,11 @@ fn a_console_socket_receives_the_exec_d_processs_pty() {
         &[],
     );
     let master = accept.join().unwrap();
-    let out = read_pty_until(master, "done");
+    let (out, master) = read_pty_until(master, "done");
     assert!(out.contains("/dev/pts/"), "{out:?}");
     assert!(out.contains("stdin-is-a-tty"), "{out:?}");
     assert_eq!(reap(p), 0);
+    drop(master);
     env.delete();
 }
 

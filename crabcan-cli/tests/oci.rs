@@ -13,7 +13,7 @@ use common::*;
 use engine::*;
 use serde_json::{Value, json};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -547,28 +547,6 @@ fn stdio_of_create_reaches_the_container_unchanged() {
     assert_eq!(String::from_utf8_lossy(&out), "got-ping\n");
     assert_eq!(String::from_utf8_lossy(&err), "err-line\n");
     assert_ok(&env.cc(&["delete", "s1"]));
-}
-
-/// Receives one descriptor sent with SCM_RIGHTS on `sock`.
-fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
-    let mut buf = [0u8; 256];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            assert_eq!(fds.len(), 1, "exactly one descriptor");
-            // SAFETY: the kernel just installed this descriptor for us.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no descriptor came over the console socket");
 }
 
 #[test]

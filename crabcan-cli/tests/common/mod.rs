@@ -338,3 +338,25 @@ pub fn with_read_only_mount(c: &mut Command, mount_point: &Path) {
         });
     }
 }
+
+/// Receives one descriptor sent with SCM_RIGHTS on `sock`.
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    let mut buf = [0u8; 256];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(sock),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            assert_eq!(fds.len(), 1, "exactly one descriptor");
+            // SAFETY: the kernel just installed this descriptor for us.
+            return unsafe { std::os::fd::FromRawFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor came over the console socket");
+}
