@@ -38,54 +38,83 @@ pub struct Slot {
     pub gid: u32,
 }
 
-/// The pool's slots, in the order they are tried.
-pub fn pool_slots(subids: Option<(SubIds, SubIds)>) -> Vec<Slot> {
-    match subids {
-        Some((u, g)) => {
-            let n = u.count.min(g.count) / SLOT;
-            (0..n)
-                .filter_map(|k| {
-                    Some(Slot {
-                        uid: u.start.checked_add(k.checked_mul(SLOT)?)?,
-                        gid: g.start.checked_add(k * SLOT)?,
-                    })
-                })
-                // The last id of a slot must stay below u32::MAX, which means "no id".
-                .filter(|s| s.uid.checked_add(SLOT).is_some() && s.gid.checked_add(SLOT).is_some())
-                .collect()
+/// A pool of slots, tried in order: the k-th (from 0) starts at host uid `first.uid + k·65536`
+/// and gid `first.gid + k·65536`. A value, not a list: the built-in pool has 4096 slots,
+/// and a start takes the first free one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    first: Slot,
+    count: u32,
+}
+
+impl Pool {
+    /// A pool of no slot (every allocation from it fails).
+    pub const EMPTY: Pool = Pool {
+        first: Slot { uid: 0, gid: 0 },
+        count: 0,
+    };
+
+    /// How many slots the pool has.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the pool has no slot.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The slots, in the order they are tried.
+    pub fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        (0..self.count).map(|k| Slot {
+            uid: self.first.uid + k * SLOT,
+            gid: self.first.gid + k * SLOT,
+        })
+    }
+
+    /// Every host id any slot of the pool may give a container, as inclusive (first, last)
+    /// ranges: uids, then gids.
+    pub fn host_ranges(&self) -> (HostRanges, HostRanges) {
+        if self.count == 0 {
+            return (Vec::new(), Vec::new());
         }
-        None => (0..POOL_SLOTS)
-            .map(|k| Slot {
-                uid: POOL_BASE + k * SLOT,
-                gid: POOL_BASE + k * SLOT,
-            })
-            .collect(),
+        let last = |first: u32| first + (self.count * SLOT - 1);
+        (
+            vec![(self.first.uid, last(self.first.uid))],
+            vec![(self.first.gid, last(self.first.gid))],
+        )
     }
 }
 
-/// Every host id any slot of the pool may give a container, as inclusive (first, last)
-/// ranges: uids, then gids.
-pub fn pool_host_ranges(slots: &[Slot]) -> (HostRanges, HostRanges) {
-    let span = |first: Option<u32>, last: Option<u32>| match (first, last) {
-        (Some(a), Some(b)) => vec![(a, b.saturating_add(SLOT - 1))],
-        _ => Vec::new(),
+/// The pool cut from the dedicated user's subordinate ranges (as many whole slots as both
+/// hold, each ending below `u32::MAX`, which means "no id"), or the built-in pool.
+pub fn pool_slots(subids: Option<(SubIds, SubIds)>) -> Pool {
+    let Some((u, g)) = subids else {
+        return Pool {
+            first: Slot {
+                uid: POOL_BASE,
+                gid: POOL_BASE,
+            },
+            count: POOL_SLOTS,
+        };
     };
-    (
-        span(
-            slots.iter().map(|s| s.uid).min(),
-            slots.iter().map(|s| s.uid).max(),
-        ),
-        span(
-            slots.iter().map(|s| s.gid).min(),
-            slots.iter().map(|s| s.gid).max(),
-        ),
-    )
+    // Slots that end at or below u32::MAX - 1, from a start.
+    let room = |start: u32| (u32::MAX - start) / SLOT;
+    let count = (u.count.min(g.count) / SLOT)
+        .min(room(u.start))
+        .min(room(g.start));
+    Pool {
+        first: Slot {
+            uid: u.start,
+            gid: g.start,
+        },
+        count,
+    }
 }
 
 /// This host's pool: the dedicated user's ranges when `/etc/subuid` and `/etc/subgid` name
-/// it, else the built-in pool. Read once per run and passed to [`pool_host_ranges`] and
-/// [`allocate_ids`].
-pub fn host_pool() -> Vec<Slot> {
+/// it, else the built-in pool. Read once per run and passed to [`allocate_ids`].
+pub fn host_pool() -> Pool {
     pool_slots(dedicated_ranges())
 }
 
@@ -112,9 +141,9 @@ pub struct IdLease {
 pub const LEASE_DIR: &str = "#ids";
 
 /// Takes a free slot, recording it under `state_dir` (created if missing, mode 0711).
-pub fn allocate_ids(state_dir: &Path, slots: &[Slot]) -> Result<IdLease> {
+pub fn allocate_ids(state_dir: &Path, slots: &Pool) -> Result<IdLease> {
     let dir = state_dir.join(LEASE_DIR);
-    for slot in slots {
+    for slot in slots.slots() {
         let path = dir.join(slot.uid.to_string());
         // A file unlinked by its releaser between our open and our lock is no lock at
         // all: try the same slot again then.
@@ -122,7 +151,7 @@ pub fn allocate_ids(state_dir: &Path, slots: &[Slot]) -> Result<IdLease> {
             match try_slot(&dir, &path)? {
                 Try::Taken(lock) => {
                     return Ok(IdLease {
-                        slot: *slot,
+                        slot,
                         path,
                         dir,
                         state_dir: state_dir.to_path_buf(),
@@ -217,8 +246,9 @@ mod tests {
 
     #[test]
     fn built_in_pool_is_high_and_disjoint() {
-        let s = pool_slots(None);
-        assert_eq!(s.len(), 4096);
+        let p = pool_slots(None);
+        assert_eq!(p.len(), 4096);
+        let s: Vec<Slot> = p.slots().collect();
         assert_eq!(
             s[0],
             Slot {
@@ -229,6 +259,13 @@ mod tests {
         assert_eq!(s[1].uid, 3_221_225_472 + 65_536);
         assert_eq!(s[4095].uid, 3_221_225_472 + 4095 * 65_536);
         assert!(s[4095].uid.checked_add(65_535).is_some());
+        assert_eq!(
+            p.host_ranges(),
+            (
+                vec![(3_221_225_472, 3_221_225_472 + 4096 * 65_536 - 1)],
+                vec![(3_221_225_472, 3_221_225_472 + 4096 * 65_536 - 1)]
+            )
+        );
     }
 
     #[test]
@@ -241,9 +278,16 @@ mod tests {
             start: 500_000,
             count: 2 * 65_536,
         };
-        let s = pool_slots(Some((u, g)));
+        let p = pool_slots(Some((u, g)));
         assert_eq!(
-            s,
+            p.host_ranges(),
+            (
+                vec![(100_000, 100_000 + 2 * 65_536 - 1)],
+                vec![(500_000, 500_000 + 2 * 65_536 - 1)]
+            )
+        );
+        assert_eq!(
+            p.slots().collect::<Vec<_>>(),
             [
                 Slot {
                     uid: 100_000,
@@ -260,6 +304,10 @@ mod tests {
             count: 65_535,
         };
         assert!(pool_slots(Some((tiny, tiny))).is_empty());
+        assert_eq!(
+            pool_slots(Some((tiny, tiny))).host_ranges(),
+            (vec![], vec![])
+        );
         let top = SubIds {
             start: u32::MAX - 65_535,
             count: 65_536,
@@ -268,6 +316,22 @@ mod tests {
             pool_slots(Some((top, top))).is_empty(),
             "a range past the largest id"
         );
+        // The last slot that fits ends at u32::MAX - 1 exactly.
+        let edge = SubIds {
+            start: u32::MAX - 2 * 65_536,
+            count: 5 * 65_536,
+        };
+        let p = pool_slots(Some((edge, edge)));
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p.host_ranges().0,
+            vec![(u32::MAX - 2 * 65_536, u32::MAX - 1)]
+        );
+        let fits = SubIds {
+            start: u32::MAX - 65_536,
+            count: 65_536,
+        };
+        assert_eq!(pool_slots(Some((fits, fits))).len(), 1);
     }
 
     #[test]

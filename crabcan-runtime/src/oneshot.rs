@@ -141,10 +141,10 @@ pub fn create(spec: Spec) -> Result<Container> {
     let pool = if auto_ids {
         crabcan_child::host_pool()
     } else {
-        Vec::new()
+        crabcan_child::Pool::EMPTY
     };
     let (uids, gids) = if auto_ids {
-        crabcan_child::pool_host_ranges(&pool)
+        pool.host_ranges()
     } else {
         spec.idmap.host_ranges()
     };
