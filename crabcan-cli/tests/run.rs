@@ -226,6 +226,38 @@ fn uid_flag_sets_uid_and_gid() {
     assert_eq!(stdout(&o), "0\n");
 }
 
+/// File binds in one directory reuse that directory's descriptor; a directory bound over
+/// it in between must end that: the next file bind goes onto the bound directory's file,
+/// not into the image's directory it covers.
+#[test]
+fn a_file_bind_after_a_directory_bound_over_its_parent_lands_in_that_directory() {
+    require_root();
+    let dir = Scratch::new("cover");
+    let over = dir.path().join("over");
+    std::fs::create_dir(&over).unwrap();
+    std::fs::write(over.join("g"), "the bound directory's own\n").unwrap();
+    std::fs::write(dir.path().join("f1"), "first\n").unwrap();
+    std::fs::write(dir.path().join("f2"), "second\n").unwrap();
+    let name = format!("cover-{}", std::process::id());
+    let mark = marker("crabcan-cover-test");
+    leaves_nothing_behind(&mark, || {
+        let f1 = format!("{}/f1:/{name}/f", dir.s());
+        let d = format!("{}:/{name}", over.display());
+        let f2 = format!("{}/f2:/{name}/g", dir.s());
+        let o = sh(
+            &["-a", &f1, "-a", &d, "-a", &f2],
+            &format!("cat /{name}/g; ls /{name}; : {mark}"),
+        );
+        assert_ok(&o);
+        assert_eq!(stdout(&o), "second\ng\n", "{}", stderr(&o));
+    });
+    assert_eq!(
+        std::fs::read_to_string(over.join("g")).unwrap(),
+        "the bound directory's own\n"
+    );
+    assert!(!rootfs().join(&name).exists(), "/{name} left in the rootfs");
+}
+
 #[test]
 fn add_mounts_are_visible_and_ro_holds() {
     require_root();

@@ -43,6 +43,10 @@ struct State<'p> {
     pinned_root: Option<OwnedFd>,
     /// The roots of the fresh `/proc` and `/sys` (or the bound host `/sys`) by mount point.
     bases: Vec<(&'static str, OwnedFd)>,
+    /// The directory (by its path in the root) where the last device node or symlink was
+    /// made: `/dev`'s nodes and links are made one after the other in it, each without a
+    /// walk from the root. Forgotten at every step that mounts, which could cover it.
+    last_dir: std::cell::RefCell<Option<(PathBuf, std::rc::Rc<OwnedFd>)>>,
 }
 
 /// One idmapped clone the parent makes: the directory root or a source, by index.
@@ -242,6 +246,7 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
         given_root,
         pinned_root,
         bases: Vec::new(),
+        last_dir: std::cell::RefCell::new(None),
     };
     let r = plan.steps.iter().try_for_each(|s| st.step(s));
     drop(st);
@@ -311,6 +316,32 @@ impl<'p> State<'p> {
             .sys_ctx(|| format!("create mount point {}", path.display()))
     }
 
+    /// The directory `dir` of the root (made if missing), kept for the next node or link
+    /// made in it ([`State::last_dir`]).
+    fn dir(&self, dir: &Path) -> Result<std::rc::Rc<OwnedFd>> {
+        if let Some((p, fd)) = &*self.last_dir.borrow()
+            && p == dir
+        {
+            return Ok(fd.clone());
+        }
+        let fd = std::rc::Rc::new(self.ensure(dir, PointKind::Dir, 0o755)?);
+        *self.last_dir.borrow_mut() = Some((dir.to_path_buf(), fd.clone()));
+        Ok(fd)
+    }
+
+    /// [`State::ensure`] for a file whose directory is likely [`State::last_dir`].
+    fn ensure_file(&self, path: &Path) -> Result<OwnedFd> {
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            let dir = self.dir(parent)?;
+            let found = sys::ensure_in_dir(dir.as_fd(), name, PointKind::File, 0o644)
+                .sys_ctx(|| format!("create mount point {}", path.display()))?;
+            if let Some(fd) = found {
+                return Ok(fd);
+            }
+        }
+        self.ensure(path, PointKind::File, 0o644)
+    }
+
     fn source(&self, index: usize) -> Result<&'p crate::plan::Source> {
         self.plan
             .sources
@@ -326,6 +357,18 @@ impl<'p> State<'p> {
     }
 
     fn step(&mut self, step: &Step) -> Result<()> {
+        // A mount on a directory may cover the one kept; one on a file covers none (the
+        // attaching steps forget it themselves when what they attach is a directory).
+        if !matches!(
+            step,
+            Step::Device { .. }
+                | Step::Symlink { .. }
+                | Step::Dir { .. }
+                | Step::HostDir { .. }
+                | Step::Attach { .. }
+        ) {
+            self.last_dir.get_mut().take();
+        }
         match step {
             Step::MakePrivate => nix::mount::mount(
                 None::<&str>,
@@ -496,7 +539,7 @@ impl<'p> State<'p> {
         let what = || format!("create symlink {} -> {}", path.display(), target.display());
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
-        let pfd = self.ensure(parent, PointKind::Dir, 0o755)?;
+        let pfd = self.dir(parent)?;
         match nix::unistd::symlinkat(target, pfd.as_fd(), name) {
             Ok(()) | Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(Errcode::sys(what(), e)),
@@ -508,12 +551,12 @@ impl<'p> State<'p> {
     }
 
     fn attach_ref(&self, tree: &OwnedFd, is_dir: bool, source: &Path, target: &Path) -> Result<()> {
-        let kind = if is_dir {
-            PointKind::Dir
+        let at = if is_dir {
+            self.last_dir.borrow_mut().take();
+            self.ensure(target, PointKind::Dir, 0o755)?
         } else {
-            PointKind::File
+            self.ensure_file(target)?
         };
-        let at = self.ensure(target, kind, if is_dir { 0o755 } else { 0o644 })?;
         self.refuse_root(at.as_fd(), target)?;
         sys::move_mount(tree.as_fd(), at.as_fd())
             .sys_ctx(|| format!("bind-mount {} to {}", source.display(), target.display()))
@@ -818,11 +861,14 @@ impl<'p> State<'p> {
                     node.minor
                 )));
             }
-            return self.attach(tree, false, path, path);
+            let at = self.ensure_file(path)?;
+            self.refuse_root(at.as_fd(), path)?;
+            return sys::move_mount(tree.as_fd(), at.as_fd())
+                .sys_ctx(|| format!("bind-mount {} to {}", path.display(), path.display()));
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
-        let pfd = self.ensure(parent, PointKind::Dir, 0o755)?;
+        let pfd = self.dir(parent)?;
         let kind = match node.kind {
             DeviceKind::Char => SFlag::S_IFCHR,
             DeviceKind::Block => SFlag::S_IFBLK,

@@ -265,26 +265,7 @@ fn ensure_depth(
     };
     // What is created here is taken by its one name in the parent, without following a
     // symlink: the thing itself, not a second lookup from the root.
-    let made = match kind {
-        PointKind::Dir => {
-            nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode)).and_then(
-                |()| {
-                    nix::fcntl::openat(
-                        pfd.as_fd(),
-                        name,
-                        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )
-                },
-            )
-        }
-        PointKind::File => nix::fcntl::openat(
-            pfd.as_fd(),
-            name,
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::from_bits_truncate(mode),
-        ),
-    };
+    let made = make_in(pfd.as_fd(), name, kind, mode);
     match made {
         Ok(fd) => {
             created(rel, kind);
@@ -301,6 +282,65 @@ fn ensure_depth(
         Err(e) => return Err(e),
     }
     open_in_root(root, rel, OFlag::O_PATH)
+}
+
+/// Makes `name` in the directory `dir` as `kind` with `mode`, failing with `EEXIST` when
+/// something (a symlink included) is there, and returns it, taken by its one name.
+fn make_in(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    kind: PointKind,
+    mode: u32,
+) -> Result<OwnedFd, Errno> {
+    match kind {
+        PointKind::Dir => nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(mode))
+            .and_then(|()| {
+                nix::fcntl::openat(
+                    dir,
+                    name,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+            }),
+        PointKind::File => nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(mode),
+        ),
+    }
+}
+
+/// The entry `name` of `dir` (a directory of the root, resolved in it), made as `kind`
+/// with `mode` when missing: what [`ensure_in_root`] gives for `dir/name`, without walking
+/// the path from the root again. `None` when `name` is a symlink, whose target only a
+/// lookup from the root may follow: the caller does that instead.
+pub fn ensure_in_dir(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    kind: PointKind,
+    mode: u32,
+) -> Result<Option<OwnedFd>, Errno> {
+    match nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => {
+            let st = nix::sys::stat::fstat(fd.as_fd())?;
+            let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+            return Ok((!is_link).then_some(fd));
+        }
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    match make_in(dir, name, kind, mode) {
+        Ok(fd) => Ok(Some(fd)),
+        // Made by someone else since the lookup: taken from the root, as any symlink.
+        Err(Errno::EEXIST) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Where the open directory `fd` is, as a path inside `root` (both as the kernel names
@@ -343,6 +383,54 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An entry of a directory already resolved is what a lookup from the root gives:
+    /// made when missing (a file or a directory, with its mode), the thing itself when
+    /// there, and no answer for a symlink (dangling or not), which only a lookup from the
+    /// root may follow; a name under a file fails.
+    #[test]
+    fn an_entry_of_a_resolved_directory_is_made_or_taken_never_followed() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("crabcan-in-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("there"), "").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("/no/such", dir.join("dangling")).unwrap();
+        let d = open_pinned(&dir, true, false).unwrap();
+        let name = std::ffi::OsStr::new;
+        let old = nix::sys::stat::umask(Mode::empty());
+        let made = ensure_in_dir(d.as_fd(), name("null"), PointKind::File, 0o644).unwrap();
+        let sub = ensure_in_dir(d.as_fd(), name("pts"), PointKind::Dir, 0o755).unwrap();
+        nix::sys::stat::umask(old);
+        let meta = std::fs::metadata(dir.join("null")).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            nix::sys::stat::fstat(made.unwrap()).unwrap().st_ino,
+            meta.ino()
+        );
+        let meta = std::fs::metadata(dir.join("pts")).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(
+            nix::sys::stat::fstat(sub.unwrap()).unwrap().st_ino,
+            meta.ino()
+        );
+        let there = ensure_in_dir(d.as_fd(), name("there"), PointKind::File, 0o644).unwrap();
+        assert_eq!(
+            nix::sys::stat::fstat(there.unwrap()).unwrap().st_ino,
+            std::fs::metadata(dir.join("there")).unwrap().ino()
+        );
+        for link in ["link", "dangling"] {
+            let got = ensure_in_dir(d.as_fd(), name(link), PointKind::File, 0o644).unwrap();
+            assert!(got.is_none(), "{link} was followed");
+        }
+        assert!(!Path::new("/no/such").exists());
+        let file = nix::fcntl::open(&dir.join("there"), OFlag::O_PATH, Mode::empty()).unwrap();
+        let under_file = ensure_in_dir(file.as_fd(), name("x"), PointKind::File, 0o644);
+        assert_eq!(under_file.err(), Some(Errno::ENOTDIR));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Mount points are made inside the root whatever the image holds: missing parents
     /// too, a dangling symlink's target (an absolute one taken from the root, not the
