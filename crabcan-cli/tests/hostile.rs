@@ -130,6 +130,51 @@ fn a_bind_target_resolving_to_the_root_is_refused_and_in_root_links_are_followed
     assert_eq!(stdout(&o), "bound\n");
 }
 
+/// A mount point missing inside a bound host directory is never made there: the written
+/// path may not show it (`/x/f` with the image's `x -> /data`, `/data` a bind), the lookup
+/// inside the container does. The run fails in one line and leaves the host directory, the
+/// image and the file as they were; a path that exists there is bound as usual.
+#[test]
+fn an_image_symlink_cannot_have_a_mount_point_made_in_a_bound_host_directory() {
+    require_root();
+    let dir = Scratch::new("hostile-bind-into-bind");
+    let root = image(&dir);
+    let hostdir = dir.path().join("hostdir");
+    std::fs::create_dir(&hostdir).unwrap();
+    // Writable by the container's ids: only the new check stops the creation.
+    std::fs::set_permissions(&hostdir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::write(hostdir.join("there"), "the host's own\n").unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "bound over\n").unwrap();
+    std::os::unix::fs::symlink("/data", root.join("x")).unwrap();
+    let (image_before, host_before) = (tree(&root), tree(&hostdir));
+    let d = format!("{}:/data", hostdir.display());
+    for userns in ["auto", "host"] {
+        let f = format!("{}:/x/f", file.display());
+        let o = sh_in(&root, &["--userns", userns, "-a", &d, "-a", &f], "echo ran");
+        assert_eq!(code(&o), 125, "--userns {userns}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
+        assert!(
+            e.contains("/x/f") && e.contains(&*hostdir.to_string_lossy()),
+            "{e}"
+        );
+        assert_eq!(stdout(&o), "");
+        assert_eq!(tree(&hostdir), host_before, "--userns {userns}");
+        assert_eq!(tree(&root), image_before, "--userns {userns}");
+    }
+    // A mount point that exists in the bound directory is no creation.
+    let f = format!("{}:/x/there", file.display());
+    let o = sh_in(&root, &["-a", &d, "-a", &f], "cat /data/there");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "bound over\n");
+    assert_eq!(
+        std::fs::read_to_string(hostdir.join("there")).unwrap(),
+        "the host's own\n"
+    );
+    assert_eq!(tree(&hostdir), host_before);
+}
+
 #[test]
 fn device_nodes_shipped_in_an_image_do_not_open() {
     require_root();

@@ -47,6 +47,12 @@ struct State<'p> {
     /// made: `/dev`'s nodes and links are made one after the other in it, each without a
     /// walk from the root. Forgotten at every step that mounts, which could cover it.
     last_dir: std::cell::RefCell<Option<(PathBuf, std::rc::Rc<OwnedFd>)>>,
+    /// The mounts of host directories bound so far (mount id, host path): nothing is ever
+    /// made inside one, whatever path leads there (a symlink in the image may), as it
+    /// would stay in the host's directory after the container.
+    host_binds: std::cell::RefCell<Vec<(u64, PathBuf)>>,
+    /// The host directory of the bind a refused creation was in, for its error.
+    refused: std::cell::RefCell<Option<PathBuf>>,
 }
 
 /// One idmapped clone the parent makes: the directory root or a source, by index.
@@ -247,6 +253,8 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
         pinned_root,
         bases: Vec::new(),
         last_dir: std::cell::RefCell::new(None),
+        host_binds: std::cell::RefCell::new(Vec::new()),
+        refused: std::cell::RefCell::new(None),
     };
     let r = plan.steps.iter().try_for_each(|s| st.step(s));
     drop(st);
@@ -312,8 +320,52 @@ impl<'p> State<'p> {
     }
 
     fn ensure(&self, path: &Path, kind: PointKind, mode: u32) -> Result<OwnedFd> {
-        sys::ensure_in_root(self.root()?, path, kind, mode, &mut |_, _| {})
-            .sys_ctx(|| format!("create mount point {}", path.display()))
+        let may_create = |d: BorrowedFd<'_>| self.may_create(d);
+        sys::ensure_in_root_where(self.root()?, path, kind, mode, &mut |_, _| {}, &may_create)
+            .map_err(|e| self.creation_error(path, e))
+    }
+
+    /// Refuses (`EXDEV`) to make anything in `dir` when it is on the mount of a bound host
+    /// directory ([`State::host_binds`]).
+    fn may_create(&self, dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
+        let binds = self.host_binds.borrow();
+        if binds.is_empty() {
+            return Ok(());
+        }
+        let id = sys::mount_id(dir)?;
+        match binds.iter().find(|(m, _)| *m == id) {
+            Some((_, host)) => {
+                *self.refused.borrow_mut() = Some(host.clone());
+                Err(Errno::EXDEV)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The error of a failed creation of `path`'s mount point.
+    fn creation_error(&self, path: &Path, e: Errno) -> Errcode {
+        match (e, self.refused.borrow_mut().take()) {
+            (Errno::EXDEV, Some(host)) => Errcode::setup(format!(
+                "refusing to create mount point {}: it would be made inside the bind mount \
+                 of {} (a symlink in the container's root leads there), and stay there",
+                path.display(),
+                host.display()
+            ))
+            .with_hint(format!(
+                "create it in {} first, or give a path without symlinks",
+                host.display()
+            )),
+            (e, _) => Errcode::sys(format!("create mount point {}", path.display()), e),
+        }
+    }
+
+    /// Notes the bind of the host directory `host` whose mount is `tree`, for
+    /// [`State::may_create`].
+    fn note_host_bind(&self, tree: BorrowedFd<'_>, host: &Path) -> Result<()> {
+        let id = sys::mount_id(tree)
+            .sys_ctx(|| format!("identify the bind mount of {}", host.display()))?;
+        self.host_binds.borrow_mut().push((id, host.to_path_buf()));
+        Ok(())
     }
 
     /// The directory `dir` of the root (made if missing), kept for the next node or link
@@ -333,8 +385,9 @@ impl<'p> State<'p> {
     fn ensure_file(&self, path: &Path) -> Result<OwnedFd> {
         if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
             let dir = self.dir(parent)?;
-            let found = sys::ensure_in_dir(dir.as_fd(), name, PointKind::File, 0o644)
-                .sys_ctx(|| format!("create mount point {}", path.display()))?;
+            let may_create = |d: BorrowedFd<'_>| self.may_create(d);
+            let found = sys::ensure_in_dir(dir.as_fd(), name, PointKind::File, 0o644, &may_create)
+                .map_err(|e| self.creation_error(path, e))?;
             if let Some(fd) = found {
                 return Ok(fd);
             }
@@ -540,6 +593,15 @@ impl<'p> State<'p> {
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
         let pfd = self.dir(parent)?;
+        if let Err(e) = self.may_create(pfd.as_fd()) {
+            // A link already there needs nothing made.
+            let at = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+            if nix::sys::stat::fstatat(pfd.as_fd(), name, at).is_ok() {
+                self.refused.borrow_mut().take();
+                return Ok(());
+            }
+            return Err(self.creation_error(path, e));
+        }
         match nix::unistd::symlinkat(target, pfd.as_fd(), name) {
             Ok(()) | Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(Errcode::sys(what(), e)),
@@ -559,7 +621,11 @@ impl<'p> State<'p> {
         };
         self.refuse_root(at.as_fd(), target)?;
         sys::move_mount(tree.as_fd(), at.as_fd())
-            .sys_ctx(|| format!("bind-mount {} to {}", source.display(), target.display()))
+            .sys_ctx(|| format!("bind-mount {} to {}", source.display(), target.display()))?;
+        if is_dir {
+            self.note_host_bind(tree.as_fd(), source)?;
+        }
+        Ok(())
     }
 
     /// A symlink in the image may lead a mount point anywhere inside the root, but never to
@@ -814,6 +880,9 @@ impl<'p> State<'p> {
         };
         let at = self.entry_target(target, kind, false)?;
         sys::move_mount(fd.as_fd(), at.as_fd()).sys_ctx(what)?;
+        if is_dir {
+            self.note_host_bind(fd.as_fd(), &source)?;
+        }
         if let Some(p) = options.propagation {
             propagate(fd.as_fd(), p.ms_flags()).sys_ctx(what)?;
         }
@@ -874,6 +943,8 @@ impl<'p> State<'p> {
             DeviceKind::Block => SFlag::S_IFBLK,
             DeviceKind::Fifo => SFlag::S_IFIFO,
         };
+        self.may_create(pfd.as_fd())
+            .map_err(|e| self.creation_error(path, e))?;
         let perm = Mode::from_bits_truncate(node.file_mode & 0o7777);
         let dev = nix::sys::stat::makedev(node.major, node.minor);
         nix::sys::stat::mknodat(pfd.as_fd(), name, kind, perm, dev).map_err(|e| match e {

@@ -232,7 +232,46 @@ pub fn ensure_in_root(
     mode: u32,
     created: &mut dyn FnMut(&Path, PointKind),
 ) -> Result<OwnedFd, Errno> {
-    ensure_depth(root, rel, kind, mode, created, 0)
+    ensure_in_root_where(root, rel, kind, mode, created, &|_| Ok(()))
+}
+
+/// [`ensure_in_root`], asking `may_create` about each directory before anything is made
+/// in it: its error is returned and nothing is made there.
+pub fn ensure_in_root_where(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    kind: PointKind,
+    mode: u32,
+    created: &mut dyn FnMut(&Path, PointKind),
+    may_create: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+) -> Result<OwnedFd, Errno> {
+    ensure_depth(root, rel, kind, mode, created, may_create, 0)
+}
+
+/// The id of the mount `fd` is on (statx's `STATX_MNT_ID`, as /proc/self/mountinfo
+/// numbers mounts).
+pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx writes one struct statx into `stx`, which outlives the call; the path
+    // is an empty C string with AT_EMPTY_PATH, so `fd` itself is inspected.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            libc::STATX_MNT_ID,
+            &raw mut stx,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(stx.stx_mnt_id)
 }
 
 /// Symlinks followed while creating one path, as the kernel's own limit.
@@ -244,6 +283,7 @@ fn ensure_depth(
     kind: PointKind,
     mode: u32,
     created: &mut dyn FnMut(&Path, PointKind),
+    may_create: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
     depth: usize,
 ) -> Result<OwnedFd, Errno> {
     if depth > MAX_LINKS {
@@ -259,12 +299,21 @@ fn ensure_depth(
     // The parent as its own lookup resolved it: a parent that is no directory fails the
     // creation below with ENOTDIR, as an O_DIRECTORY open of it would.
     let pfd = if parent != Path::new("/") && !parent.as_os_str().is_empty() {
-        ensure_depth(root, parent, PointKind::Dir, 0o755, created, depth + 1)?
+        ensure_depth(
+            root,
+            parent,
+            PointKind::Dir,
+            0o755,
+            created,
+            may_create,
+            depth + 1,
+        )?
     } else {
         open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?
     };
     // What is created here is taken by its one name in the parent, without following a
     // symlink: the thing itself, not a second lookup from the root.
+    may_create(pfd.as_fd())?;
     let made = make_in(pfd.as_fd(), name, kind, mode);
     match made {
         Ok(fd) => {
@@ -276,7 +325,7 @@ fn ensure_depth(
             if let Ok(target) = nix::fcntl::readlinkat(pfd.as_fd(), name) {
                 let base = path_in_root(root, pfd.as_fd())?;
                 let next = in_root_join(&base, Path::new(&target));
-                return ensure_depth(root, &next, kind, mode, created, depth + 1);
+                return ensure_depth(root, &next, kind, mode, created, may_create, depth + 1);
             }
         }
         Err(e) => return Err(e),
@@ -320,6 +369,7 @@ pub fn ensure_in_dir(
     name: &std::ffi::OsStr,
     kind: PointKind,
     mode: u32,
+    may_create: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
 ) -> Result<Option<OwnedFd>, Errno> {
     match nix::fcntl::openat(
         dir,
@@ -335,6 +385,7 @@ pub fn ensure_in_dir(
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(e),
     }
+    may_create(dir)?;
     match make_in(dir, name, kind, mode) {
         Ok(fd) => Ok(Some(fd)),
         // Made by someone else since the lookup: taken from the root, as any symlink.
@@ -400,8 +451,10 @@ mod tests {
         let d = open_pinned(&dir, true, false).unwrap();
         let name = std::ffi::OsStr::new;
         let old = nix::sys::stat::umask(Mode::empty());
-        let made = ensure_in_dir(d.as_fd(), name("null"), PointKind::File, 0o644).unwrap();
-        let sub = ensure_in_dir(d.as_fd(), name("pts"), PointKind::Dir, 0o755).unwrap();
+        let made =
+            ensure_in_dir(d.as_fd(), name("null"), PointKind::File, 0o644, &|_| Ok(())).unwrap();
+        let sub =
+            ensure_in_dir(d.as_fd(), name("pts"), PointKind::Dir, 0o755, &|_| Ok(())).unwrap();
         nix::sys::stat::umask(old);
         let meta = std::fs::metadata(dir.join("null")).unwrap();
         assert!(meta.is_file());
@@ -416,18 +469,27 @@ mod tests {
             nix::sys::stat::fstat(sub.unwrap()).unwrap().st_ino,
             meta.ino()
         );
-        let there = ensure_in_dir(d.as_fd(), name("there"), PointKind::File, 0o644).unwrap();
+        let there = ensure_in_dir(
+            d.as_fd(),
+            name("there"),
+            PointKind::File,
+            0o644,
+            &|_| Ok(()),
+        )
+        .unwrap();
         assert_eq!(
             nix::sys::stat::fstat(there.unwrap()).unwrap().st_ino,
             std::fs::metadata(dir.join("there")).unwrap().ino()
         );
         for link in ["link", "dangling"] {
-            let got = ensure_in_dir(d.as_fd(), name(link), PointKind::File, 0o644).unwrap();
+            let got =
+                ensure_in_dir(d.as_fd(), name(link), PointKind::File, 0o644, &|_| Ok(())).unwrap();
             assert!(got.is_none(), "{link} was followed");
         }
         assert!(!Path::new("/no/such").exists());
         let file = nix::fcntl::open(&dir.join("there"), OFlag::O_PATH, Mode::empty()).unwrap();
-        let under_file = ensure_in_dir(file.as_fd(), name("x"), PointKind::File, 0o644);
+        let under_file =
+            ensure_in_dir(file.as_fd(), name("x"), PointKind::File, 0o644, &|_| Ok(()));
         assert_eq!(under_file.err(), Some(Errno::ENOTDIR));
         std::fs::remove_dir_all(&dir).unwrap();
     }
