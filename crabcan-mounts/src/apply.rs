@@ -43,9 +43,10 @@ struct State<'p> {
     pinned_root: Option<OwnedFd>,
     /// The roots of the fresh `/proc` and `/sys` (or the bound host `/sys`) by mount point.
     bases: Vec<(&'static str, OwnedFd)>,
-    /// The directory (by its path in the root) where the last device node or symlink was
-    /// made: `/dev`'s nodes and links are made one after the other in it, each without a
-    /// walk from the root. Forgotten at every step that mounts, which could cover it.
+    /// The directory (by its path in the root) where the last device node, symlink or file
+    /// bind was made: `/dev`'s nodes and links are made one after the other in it, each
+    /// without a walk from the root. Forgotten at every step that mounts on a directory,
+    /// which could cover it.
     last_dir: std::cell::RefCell<Option<(PathBuf, std::rc::Rc<OwnedFd>)>>,
     /// The mounts of host directories bound so far (mount id, host path): nothing is ever
     /// made inside one, whatever path leads there (a symlink in the image may), as it
@@ -346,13 +347,13 @@ impl<'p> State<'p> {
     fn creation_error(&self, path: &Path, e: Errno) -> Errcode {
         match (e, self.refused.borrow_mut().take()) {
             (Errno::EXDEV, Some(host)) => Errcode::setup(format!(
-                "refusing to create mount point {}: it would be made inside the bind mount \
-                 of {} (a symlink in the container's root leads there), and stay there",
+                "refusing to create {} in the container: the path leads into the bind mount \
+                 of {}, and what is made there would stay in that host directory",
                 path.display(),
                 host.display()
             ))
             .with_hint(format!(
-                "create it in {} first, or give a path without symlinks",
+                "create it in {} first; mind the symlinks in the container's root",
                 host.display()
             )),
             (e, _) => Errcode::sys(format!("create mount point {}", path.display()), e),
@@ -930,10 +931,7 @@ impl<'p> State<'p> {
                     node.minor
                 )));
             }
-            let at = self.ensure_file(path)?;
-            self.refuse_root(at.as_fd(), path)?;
-            return sys::move_mount(tree.as_fd(), at.as_fd())
-                .sys_ctx(|| format!("bind-mount {} to {}", path.display(), path.display()));
+            return self.attach(tree, false, path, path);
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
