@@ -175,6 +175,70 @@ fn an_image_symlink_cannot_have_a_mount_point_made_in_a_bound_host_directory() {
     assert_eq!(tree(&hostdir), host_before);
 }
 
+/// A tmpfs mounted on `dir` for the life of the value (the host's own mount below a bound
+/// directory, which a recursive bind brings along).
+struct HostMount(PathBuf);
+
+impl HostMount {
+    fn tmpfs(dir: &Path) -> HostMount {
+        std::fs::create_dir_all(dir).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("mode=1777,size=1m"),
+        )
+        .expect("mount a tmpfs below the host directory");
+        HostMount(dir.to_path_buf())
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The host's mounts below a recursively bound directory are the host's too: a symlink
+/// in the image (`x -> /data/sub`, `/data/sub` a host tmpfs inside the bound directory)
+/// must not have a mount point made there, for any id map; one that exists is bound.
+#[test]
+fn no_mount_point_is_made_on_a_host_mount_below_a_bound_directory() {
+    require_root();
+    let dir = Scratch::new("hostile-bind-into-submount");
+    let root = image(&dir);
+    let hostdir = dir.path().join("hostdir");
+    let sub = hostdir.join("sub");
+    let mounted = HostMount::tmpfs(&sub);
+    std::fs::write(sub.join("there"), "the host's own\n").unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "bound over\n").unwrap();
+    std::os::unix::fs::symlink("/data/sub", root.join("x")).unwrap();
+    let (image_before, host_before) = (tree(&root), tree(&sub));
+    let d = format!("{}:/data", hostdir.display());
+    for userns in ["auto", "host"] {
+        let f = format!("{}:/x/f", file.display());
+        let o = sh_in(&root, &["--userns", userns, "-a", &d, "-a", &f], "echo ran");
+        assert_eq!(
+            tree(&sub),
+            host_before,
+            "--userns {userns}: made on the host"
+        );
+        assert_eq!(code(&o), 125, "--userns {userns}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains("/x/f") && e.contains("refusing"), "{e}");
+        assert_eq!(stdout(&o), "");
+        assert_eq!(tree(&root), image_before, "--userns {userns}");
+    }
+    let f = format!("{}:/x/there", file.display());
+    let o = sh_in(&root, &["-a", &d, "-a", &f], "cat /data/sub/there");
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "bound over\n");
+    assert_eq!(tree(&sub), host_before);
+    drop(mounted);
+}
+
 #[test]
 fn device_nodes_shipped_in_an_image_do_not_open() {
     require_root();

@@ -9,6 +9,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::stat::{Mode, SFlag};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -48,10 +49,13 @@ struct State<'p> {
     /// without a walk from the root. Forgotten at every step that mounts on a directory,
     /// which could cover it.
     last_dir: std::cell::RefCell<Option<(PathBuf, std::rc::Rc<OwnedFd>)>>,
-    /// The mounts of host directories bound so far (mount id, host path): nothing is ever
-    /// made inside one, whatever path leads there (a symlink in the image may), as it
-    /// would stay in the host's directory after the container.
-    host_binds: std::cell::RefCell<Vec<(u64, PathBuf)>>,
+    /// The mounts of host directories bound so far (mount id, host path, whether the bind
+    /// is recursive): nothing is ever made on one, nor on a mount below a recursive one
+    /// (the host's own mounts in that directory came along), whatever path leads there
+    /// (a symlink in the image may), as it would stay on the host after the container.
+    host_binds: std::cell::RefCell<Vec<(u64, PathBuf, bool)>>,
+    /// Whether a mount (by id) is below a recursive host bind, and which, as found once.
+    below_bind: std::cell::RefCell<HashMap<u64, Option<PathBuf>>>,
     /// The host directory of the bind a refused creation was in, for its error.
     refused: std::cell::RefCell<Option<PathBuf>>,
 }
@@ -255,6 +259,7 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
         bases: Vec::new(),
         last_dir: std::cell::RefCell::new(None),
         host_binds: std::cell::RefCell::new(Vec::new()),
+        below_bind: std::cell::RefCell::new(HashMap::new()),
         refused: std::cell::RefCell::new(None),
     };
     let r = plan.steps.iter().try_for_each(|s| st.step(s));
@@ -334,13 +339,57 @@ impl<'p> State<'p> {
             return Ok(());
         }
         let id = sys::mount_id(dir)?;
-        match binds.iter().find(|(m, _)| *m == id) {
-            Some((_, host)) => {
-                *self.refused.borrow_mut() = Some(host.clone());
+        let host = match binds.iter().find(|(m, _, _)| *m == id) {
+            Some((_, host, _)) => Some(host.clone()),
+            None if binds.iter().any(|(_, _, recursive)| *recursive) => self.below(id, &binds)?,
+            None => None,
+        };
+        match host {
+            Some(host) => {
+                *self.refused.borrow_mut() = Some(host);
                 Err(Errno::EXDEV)
             }
             None => Ok(()),
         }
+    }
+
+    /// The host directory of the recursive bind that mount `id` is below, if any: its
+    /// chain of parent mounts (in /proc/self/mountinfo) reaches that bind's mount before
+    /// the root's. Read once per mount, when something is to be made on it.
+    fn below(
+        &self,
+        id: u64,
+        binds: &[(u64, PathBuf, bool)],
+    ) -> std::result::Result<Option<PathBuf>, Errno> {
+        if let Some(v) = self.below_bind.borrow().get(&id) {
+            return Ok(v.clone());
+        }
+        let root = sys::mount_id(self.root().map_err(|_| Errno::EBADF)?)?;
+        if id == root {
+            self.below_bind.borrow_mut().insert(id, None);
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let parents = mount_parents(&text);
+        let mut found = None;
+        let mut cur = id;
+        // A chain is never longer than the table.
+        for _ in 0..=parents.len() {
+            if cur == root {
+                break;
+            }
+            if let Some((_, host, _)) = binds.iter().find(|(m, _, r)| *m == cur && *r) {
+                found = Some(host.clone());
+                break;
+            }
+            match parents.get(&cur) {
+                Some(&p) if p != cur => cur = p,
+                _ => break,
+            }
+        }
+        self.below_bind.borrow_mut().insert(id, found.clone());
+        Ok(found)
     }
 
     /// The error of a failed creation of `path`'s mount point.
@@ -362,10 +411,14 @@ impl<'p> State<'p> {
 
     /// Notes the bind of the host directory `host` whose mount is `tree`, for
     /// [`State::may_create`].
-    fn note_host_bind(&self, tree: BorrowedFd<'_>, host: &Path) -> Result<()> {
+    fn note_host_bind(&self, tree: BorrowedFd<'_>, host: &Path, recursive: bool) -> Result<()> {
         let id = sys::mount_id(tree)
             .sys_ctx(|| format!("identify the bind mount of {}", host.display()))?;
-        self.host_binds.borrow_mut().push((id, host.to_path_buf()));
+        self.host_binds
+            .borrow_mut()
+            .push((id, host.to_path_buf(), recursive));
+        // What was found below the mounts before is found again with this bind in view.
+        self.below_bind.borrow_mut().clear();
         Ok(())
     }
 
@@ -562,13 +615,17 @@ impl<'p> State<'p> {
             Step::HostDir { index, path } => match self.take_clone(*index)? {
                 Cloned::Missing => Ok(()),
                 Cloned::Symlink(target) => self.symlink(path, &target),
-                Cloned::Tree { fd, is_dir } => self.attach(fd, is_dir, path, path),
+                Cloned::Tree { fd, is_dir } => {
+                    let recursive = self.source(*index)?.recursive;
+                    self.attach(fd, is_dir, recursive, path, path)
+                }
             },
             Step::Attach { index, target } => {
-                let source = self.source(*index)?.path.clone();
+                let src = self.source(*index)?;
+                let (source, recursive) = (src.path.clone(), src.recursive);
                 match self.take_clone(*index)? {
                     Cloned::Tree { fd, is_dir } => {
-                        self.attach(fd, is_dir, &source, target)?;
+                        self.attach(fd, is_dir, recursive, &source, target)?;
                         self.record_base(target)
                     }
                     _ => Err(Errcode::setup(format!(
@@ -609,11 +666,15 @@ impl<'p> State<'p> {
         }
     }
 
-    fn attach(&self, tree: OwnedFd, is_dir: bool, source: &Path, target: &Path) -> Result<()> {
-        self.attach_ref(&tree, is_dir, source, target)
-    }
-
-    fn attach_ref(&self, tree: &OwnedFd, is_dir: bool, source: &Path, target: &Path) -> Result<()> {
+    /// Attaches the cloned `tree` of `source` (recursive or not) at `target`.
+    fn attach(
+        &self,
+        tree: OwnedFd,
+        is_dir: bool,
+        recursive: bool,
+        source: &Path,
+        target: &Path,
+    ) -> Result<()> {
         let at = if is_dir {
             self.last_dir.borrow_mut().take();
             self.ensure(target, PointKind::Dir, 0o755)?
@@ -624,7 +685,7 @@ impl<'p> State<'p> {
         sys::move_mount(tree.as_fd(), at.as_fd())
             .sys_ctx(|| format!("bind-mount {} to {}", source.display(), target.display()))?;
         if is_dir {
-            self.note_host_bind(tree.as_fd(), source)?;
+            self.note_host_bind(tree.as_fd(), source, recursive)?;
         }
         Ok(())
     }
@@ -858,7 +919,8 @@ impl<'p> State<'p> {
     /// `MS_BIND|MS_REMOUNT` would change, and only those, so flags the kernel locks on the
     /// source stay), the `r…` words apply to the whole tree, then the propagation.
     fn bind_entry(&mut self, index: usize, target: &Path, options: &MountOptions) -> Result<()> {
-        let source = self.source(index)?.path.clone();
+        let src = self.source(index)?;
+        let (source, recursive) = (src.path.clone(), src.recursive);
         let Cloned::Tree { fd, is_dir } = self.take_clone(index)? else {
             return Err(Errcode::setup(format!(
                 "cannot bind-mount {}: it vanished",
@@ -882,7 +944,7 @@ impl<'p> State<'p> {
         let at = self.entry_target(target, kind, false)?;
         sys::move_mount(fd.as_fd(), at.as_fd()).sys_ctx(what)?;
         if is_dir {
-            self.note_host_bind(fd.as_fd(), &source)?;
+            self.note_host_bind(fd.as_fd(), &source, recursive)?;
         }
         if let Some(p) = options.propagation {
             propagate(fd.as_fd(), p.ms_flags()).sys_ctx(what)?;
@@ -931,7 +993,7 @@ impl<'p> State<'p> {
                     node.minor
                 )));
             }
-            return self.attach(tree, false, path, path);
+            return self.attach(tree, false, false, path, path);
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let name = path.file_name().ok_or(Errno::EINVAL).sys_ctx(what)?;
@@ -1063,6 +1125,18 @@ fn clone_source(src: &crate::plan::Source) -> Result<Cloned> {
     tree(fd, path)
 }
 
+/// Each mount's parent mount, by id, from the text of /proc/self/mountinfo (its first two
+/// fields).
+fn mount_parents(mountinfo: &str) -> HashMap<u64, u64> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 fn tree(fd: OwnedFd, path: &Path) -> Result<Cloned> {
     let st =
         nix::sys::stat::fstat(fd.as_fd()).sys_ctx(|| format!("bind-mount {}", path.display()))?;
@@ -1156,6 +1230,17 @@ fn propagate(mounted: BorrowedFd<'_>, flags: libc::c_ulong) -> std::result::Resu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_mount_has_its_parent_from_mountinfo() {
+        let text = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                    31 22 0:30 / /data rw - tmpfs tmpfs rw\n\
+                    40 31 0:31 / /data/sub rw - tmpfs tmpfs rw\n\
+                    garbage line\n";
+        let p = super::mount_parents(text);
+        assert_eq!(p.len(), 3);
+        assert_eq!((p[&22], p[&31], p[&40]), (1, 22, 31));
+    }
+
     use super::*;
 
     #[test]
