@@ -1003,6 +1003,21 @@ impl<'p> State<'p> {
             DeviceKind::Block => SFlag::S_IFBLK,
             DeviceKind::Fifo => SFlag::S_IFIFO,
         };
+        // The very node asked for, there already (a root used before), is taken as it is:
+        // same device, mode and owner; anything else there is refused.
+        let at = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        if let Ok(st) = nix::sys::stat::fstatat(pfd.as_fd(), name, at) {
+            let same = device_matches(st.st_mode, st.st_rdev, node)
+                && st.st_mode & 0o7777 == node.file_mode & 0o7777
+                && (st.st_uid, st.st_gid) == (node.uid, node.gid);
+            if same {
+                return Ok(());
+            }
+            return Err(Errcode::setup(format!(
+                "cannot create device {}: something else exists there already",
+                path.display()
+            )));
+        }
         self.may_create(pfd.as_fd())
             .map_err(|e| self.creation_error(path, e))?;
         let perm = Mode::from_bits_truncate(node.file_mode & 0o7777);

@@ -276,6 +276,37 @@ fn device_nodes_with_mode_and_owner() {
     assert_eq!(code, 0);
 }
 
+/// A root used before (no tmpfs on `/dev`: the nodes are made in the root's own `/dev`)
+/// starts again: the very node asked for, found there, is taken as it is; one with another
+/// mode, owner or device number is refused, and left as it was.
+#[test]
+fn a_device_node_left_by_an_earlier_start_is_taken_only_when_it_is_the_same() {
+    let s = Scratch::new("devices-again");
+    let node = |file_mode, minor| DeviceNode {
+        path: "/dev/again".into(),
+        kind: DeviceKind::Char,
+        major: 1,
+        minor,
+        file_mode,
+        uid: 1234,
+        gid: 5678,
+    };
+    let with = |n: DeviceNode| {
+        let mut cfg = config(&s, vec![]);
+        cfg.devices = vec![n];
+        cfg
+    };
+    let start = |cfg: &MountConfig| in_child(|| apply(cfg).err().unwrap_or(0));
+    assert_eq!(start(&with(node(0o640, 3))), 0, "first start");
+    assert_eq!(start(&with(node(0o640, 3))), 0, "the same node again");
+    assert_eq!(start(&with(node(0o600, 3))), 80, "another mode");
+    assert_eq!(start(&with(node(0o640, 5))), 80, "another device");
+    let m = fs::symlink_metadata(s.root().join("dev/again")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o640);
+    assert_eq!((m.uid(), m.gid()), (1234, 5678));
+    assert_eq!(m.rdev(), nix::sys::stat::makedev(1, 3));
+}
+
 #[test]
 fn rslave_root_receives_host_mount_events() {
     for (prop, want) in [("rslave", true), ("rprivate", false)] {
