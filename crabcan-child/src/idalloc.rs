@@ -137,6 +137,10 @@ pub struct IdLease {
     lock: Option<Flock<std::fs::File>>,
 }
 
+/// How many times the lease directories are made again when they vanish underneath (a
+/// concurrent release removing them while empty) before giving up.
+const DIR_RACES: u32 = 1000;
+
 /// Where the leases live in the state directory: a name no container id can have.
 pub const LEASE_DIR: &str = "#ids";
 
@@ -179,6 +183,9 @@ enum Try {
 
 fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
     let what = || format!("record the container's id range in {}", path.display());
+    // Another crabcan's release removes the directories once empty: between our mkdir and
+    // our open (or between our two mkdirs) they may go again; make them again then.
+    let mut vanished = 0;
     let file = loop {
         match nix::fcntl::open(
             path,
@@ -186,13 +193,28 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
             Mode::from_bits_truncate(0o600),
         ) {
             Ok(fd) => break std::fs::File::from(fd),
-            Err(Errno::ENOENT) => {
+            Err(Errno::ENOENT) if vanished < DIR_RACES => {
+                vanished += 1;
                 use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
+                match std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o711)
                     .create(dir)
-                    .map_err(|e| Errcode::setup(format!("cannot create {}: {e}", dir.display())))?;
+                {
+                    Ok(()) => {}
+                    // Gone again half-way (a parent, or the directory itself once seen).
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                        ) => {}
+                    Err(e) => {
+                        return Err(Errcode::setup(format!(
+                            "cannot create {}: {e}",
+                            dir.display()
+                        )));
+                    }
+                }
             }
             Err(e) => return Err(Errcode::sys(what(), e)),
         }
@@ -332,6 +354,34 @@ mod tests {
             count: 65_536,
         };
         assert_eq!(pool_slots(Some((fits, fits))).len(), 1);
+    }
+
+    /// Releases remove the empty directories while other starts make them: no start
+    /// fails for it (one did, in CI: "cannot create …/#ids: No such file or directory").
+    #[test]
+    fn concurrent_leases_and_releases_never_trip_over_the_directories() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/unit-idalloc-race")
+            .join(std::process::id().to_string());
+        std::fs::create_dir_all(&base).unwrap();
+        let state = base.join("state");
+        let pool = pool_slots(None);
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        allocate_ids(&state, &pool)?.release();
+                    }
+                    Ok::<(), Errcode>(())
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let _ = std::fs::remove_dir_all(&base);
+        for r in results {
+            r.unwrap();
+        }
     }
 
     #[test]

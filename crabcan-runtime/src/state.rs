@@ -264,17 +264,36 @@ impl Locked {
     /// ever sees the record without its first files.
     pub fn create_with(root: &Path, id: &str, files: &[(&str, &[u8])]) -> Result<Locked> {
         validate_id(id)?;
-        // Owner only, whatever the umask (see check_owned).
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)
-            .map_err(|e| {
-                Errcode::setup(format!(
-                    "cannot create the state root {}: {e}",
-                    root.display()
-                ))
-            })?;
+        let make_root = || {
+            let mut tries = 0;
+            loop {
+                // Owner only, whatever the umask (see check_owned).
+                match std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(root)
+                {
+                    Ok(()) => return Ok(()),
+                    // Removed again half-way by a release (see below).
+                    Err(e)
+                        if tries < 1000
+                            && matches!(
+                                e.kind(),
+                                std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                            ) =>
+                    {
+                        tries += 1;
+                    }
+                    Err(e) => {
+                        return Err(Errcode::setup(format!(
+                            "cannot create the state root {}: {e}",
+                            root.display()
+                        )));
+                    }
+                }
+            }
+        };
+        make_root()?;
         let dir = root.join(id);
         let exists = || Errcode::usage(format!("container with id {id} already exists"));
         // The common refusal without making anything (the rename below decides the race).
@@ -292,13 +311,24 @@ impl Locked {
         };
         // Owner only, whatever the umask: what is in it (the records, the config copy) is
         // crabcan's, which no other user reads or writes.
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&staging)
-            .and_then(|()| {
-                std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
-            })
-            .map_err(|e| cannot(&e))?;
+        // The root goes once empty (a run's id lease removes it): made again when it went
+        // between its mkdir and this one.
+        let mut vanished = 0;
+        loop {
+            match std::fs::DirBuilder::new().mode(0o700).create(&staging) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && vanished < 1000 => {
+                    vanished += 1;
+                    make_root()?;
+                }
+                r => {
+                    r.and_then(|()| {
+                        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+                    })
+                    .map_err(|e| cannot(&e))?;
+                    break;
+                }
+            }
+        }
         let staged = (|| {
             let fd = open_dir(&staging).sys_ctx(|| format!("open {}", staging.display()))?;
             check_owned(root, &fd, &staging)?;
@@ -720,6 +750,44 @@ mod tests {
         assert_ne!(status(&dir.join("none"), &s, || false), Status::Stopped);
         s.pid_start += 1;
         assert_eq!(status(&dir, &s, || false), Status::Stopped);
+    }
+
+    /// A run's id lease removes the state root once empty; a record made meanwhile makes
+    /// it again instead of failing ("cannot create the state directory …: No such file").
+    #[test]
+    fn a_record_is_made_while_the_empty_root_comes_and_goes() {
+        let base = std::env::temp_dir().join(format!("crabcan-state-race-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(&base).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let remover = {
+            let (root, stop) = (root.clone(), stop.clone());
+            std::thread::spawn(move || {
+                // As often as starts and ends of runs could come, and more.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::remove_dir(&root);
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                }
+            })
+        };
+        let mut failed = None;
+        for i in 0..2000 {
+            match Locked::create(&root, &format!("c{i}")) {
+                Ok(l) => {
+                    let dir = l.dir().to_path_buf();
+                    drop(l);
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        remover.join().unwrap();
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(failed, None);
     }
 
     #[test]
