@@ -327,7 +327,7 @@ impl<'p> State<'p> {
 
     fn ensure(&self, path: &Path, kind: PointKind, mode: u32) -> Result<OwnedFd> {
         let may_create = |d: BorrowedFd<'_>| self.may_create(d);
-        sys::ensure_in_root_where(self.root()?, path, kind, mode, &mut |_, _| {}, &may_create)
+        sys::ensure_in_root(self.root()?, path, kind, mode, &mut |_, _| {}, &may_create)
             .map_err(|e| self.creation_error(path, e))
     }
 

@@ -71,10 +71,10 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
             let r = if exists {
                 Ok(())
             } else {
-                sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut |p, k| {
-                    prepared.created.push((p.to_path_buf(), k))
-                })
-                .map(drop)
+                // Binds are not mounted yet: everything here is the root directory's.
+                let mut note = |p: &Path, k| prepared.created.push((p.to_path_buf(), k));
+                sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut note, &|_| Ok(()))
+                    .map(drop)
             };
             if let Err(e) = r {
                 prepared.root = Some(root);

@@ -224,20 +224,9 @@ pub enum PointKind {
 /// that created it), creating it and its missing parent directories.
 /// A symlink on the way whose target is missing gets its target created, inside the root
 /// (as the lookup itself resolves it). Each thing created is passed to `created` (its path
-/// relative to `root`, and its kind).
+/// relative to `root`, and its kind); `may_create` is asked about each directory before
+/// anything is made in it (its error is returned, and nothing is made there).
 pub fn ensure_in_root(
-    root: BorrowedFd<'_>,
-    rel: &Path,
-    kind: PointKind,
-    mode: u32,
-    created: &mut dyn FnMut(&Path, PointKind),
-) -> Result<OwnedFd, Errno> {
-    ensure_in_root_where(root, rel, kind, mode, created, &|_| Ok(()))
-}
-
-/// [`ensure_in_root`], asking `may_create` about each directory before anything is made
-/// in it: its error is returned and nothing is made there.
-pub fn ensure_in_root_where(
     root: BorrowedFd<'_>,
     rel: &Path,
     kind: PointKind,
@@ -517,6 +506,7 @@ mod tests {
             PointKind::File,
             0o644,
             &mut note,
+            &|_| Ok(()),
         )
         .unwrap();
         let ino = nix::sys::stat::fstat(&fd).unwrap().st_ino;
@@ -527,6 +517,7 @@ mod tests {
             PointKind::Dir,
             0o755,
             &mut note,
+            &|_| Ok(()),
         )
         .unwrap();
         let inside = dir.join(outside.strip_prefix("/").unwrap()).join("d");
@@ -545,6 +536,7 @@ mod tests {
             PointKind::File,
             0o644,
             &mut note,
+            &|_| Ok(()),
         )
         .unwrap_err();
         assert_eq!(e, Errno::ENOTDIR);
