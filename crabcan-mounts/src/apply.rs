@@ -56,6 +56,10 @@ struct State<'p> {
     host_binds: std::cell::RefCell<Vec<(u64, PathBuf, bool)>>,
     /// Whether a mount (by id) is below a recursive host bind, and which, as found once.
     below_bind: std::cell::RefCell<HashMap<u64, Option<PathBuf>>>,
+    /// The filesystems crabcan mounted itself (by mount id) on a recursive host bind or
+    /// below one: the container's own, like the root, even there (a tmpfs in a volume);
+    /// every other mount met on the way up to a recursive bind is the host's.
+    own_mounts: std::cell::RefCell<Vec<u64>>,
     /// The host directory of the bind a refused creation was in, for its error.
     refused: std::cell::RefCell<Option<PathBuf>>,
 }
@@ -260,6 +264,7 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
         last_dir: std::cell::RefCell::new(None),
         host_binds: std::cell::RefCell::new(Vec::new()),
         below_bind: std::cell::RefCell::new(HashMap::new()),
+        own_mounts: std::cell::RefCell::new(Vec::new()),
         refused: std::cell::RefCell::new(None),
     };
     let r = plan.steps.iter().try_for_each(|s| st.step(s));
@@ -372,11 +377,12 @@ impl<'p> State<'p> {
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
         let parents = mount_parents(&text);
+        let own = self.own_mounts.borrow();
         let mut found = None;
         let mut cur = id;
         // A chain is never longer than the table.
         for _ in 0..=parents.len() {
-            if cur == root {
+            if cur == root || own.contains(&cur) {
                 break;
             }
             if let Some((_, host, _)) = binds.iter().find(|(m, _, r)| *m == cur && *r) {
@@ -390,6 +396,32 @@ impl<'p> State<'p> {
         }
         self.below_bind.borrow_mut().insert(id, found.clone());
         Ok(found)
+    }
+
+    /// Notes the filesystem crabcan just mounted on `at` (the mount point of `target`) as
+    /// the container's own ([`State::own_mounts`]), when `at` is on a recursive host bind
+    /// or below one: elsewhere the way up from it never meets such a bind before the root
+    /// or another own mount, and nothing needs noting (nothing at all without a recursive
+    /// host bind).
+    fn note_own_mount(&self, at: BorrowedFd<'_>, target: &Path) -> Result<()> {
+        let what = || format!("identify the mount on {}", target.display());
+        let binds = self.host_binds.borrow();
+        if !binds.iter().any(|(_, _, r)| *r) {
+            return Ok(());
+        }
+        let on = sys::mount_id(at).sys_ctx(what)?;
+        let below = binds.iter().any(|(m, _, r)| *m == on && *r)
+            || self.below(on, &binds).sys_ctx(what)?.is_some();
+        drop(binds);
+        if !below {
+            return Ok(());
+        }
+        let mounted = sys::open_in_root(self.root()?, target, OFlag::O_PATH).sys_ctx(what)?;
+        let id = sys::mount_id(mounted.as_fd()).sys_ctx(what)?;
+        // A verdict on an id a gone mount had is not this one's.
+        self.below_bind.borrow_mut().remove(&id);
+        self.own_mounts.borrow_mut().push(id);
+        Ok(())
     }
 
     /// The error of a failed creation of `path`'s mount point.
@@ -851,7 +883,8 @@ impl<'p> State<'p> {
                 e.with_hint("the host's /proc has paths mounted over; a fresh proc is refused")
             }
             _ => e,
-        })
+        })?;
+        self.note_own_mount(at.as_fd(), target)
     }
 
     /// Mounts an entry of the explicit layout. `proc` and `sysfs`, and anything on `/dev`,
@@ -887,6 +920,7 @@ impl<'p> State<'p> {
             args.data.as_deref(),
         )
         .sys_ctx(what)?;
+        self.note_own_mount(at.as_fd(), target)?;
         if let Some(below) = below {
             let mounted = sys::open_in_root(self.root()?, target, OFlag::O_PATH).sys_ctx(what)?;
             let fresh = sys::reopen_dir(mounted.as_fd()).sys_ctx(what)?;
@@ -971,7 +1005,8 @@ impl<'p> State<'p> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .sys_ctx(|| "read /proc/self/mountinfo for the cgroup mounts")?;
         let layout = crate::cgroup::layout(&mountinfo);
-        crate::cgroup::mount(self.root()?, target, at.as_fd(), &layout, options)
+        crate::cgroup::mount(self.root()?, target, at.as_fd(), &layout, options)?;
+        self.note_own_mount(at.as_fd(), target)
     }
 
     /// Makes a device node: mknod with its mode and owner, or (in a user namespace, where

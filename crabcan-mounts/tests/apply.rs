@@ -684,3 +684,36 @@ fn entry_propagation_words_are_applied_after_the_mount() {
     });
     assert_eq!(code, 0);
 }
+
+/// A tmpfs the container mounts inside a volume (a recursive bind) is the container's own,
+/// not the host's: what a later entry needs in it (a missing directory, a file's mount
+/// point) is made there, and nothing reaches the host's directory.
+#[test]
+fn mount_points_are_made_in_a_tmpfs_inside_a_volume() {
+    let s = Scratch::new("tmpfs-in-volume");
+    let vol = s.0.join("vol");
+    fs::create_dir_all(vol.join("cache")).unwrap();
+    let file = s.0.join("file");
+    fs::write(&file, "bound\n").unwrap();
+    let cfg = config(
+        &s,
+        vec![
+            entry("/vol", "bind", vol.to_str(), &["rbind"]),
+            entry("/vol/cache", "tmpfs", None, &[]),
+            entry("/vol/cache/sub", "tmpfs", None, &[]),
+            entry("/vol/cache/f", "bind", file.to_str(), &["bind"]),
+        ],
+    );
+    let code = in_child(|| {
+        if let Err(c) = apply(&cfg) {
+            return c;
+        }
+        match fs::read_to_string("/vol/cache/f") {
+            Ok(t) if t == "bound\n" => 0,
+            _ => 1,
+        }
+    });
+    assert_eq!(code, 0);
+    let left: Vec<_> = fs::read_dir(vol.join("cache")).unwrap().collect();
+    assert!(left.is_empty(), "made in the host's directory: {left:?}");
+}
