@@ -186,6 +186,13 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
     // Another crabcan's release removes the directories once empty: between our mkdir and
     // our open (or between our two mkdirs) they may go again; make them again then.
     let mut vanished = 0;
+    let not_dir = || {
+        Errcode::setup(format!(
+            "cannot create {}: it, or a directory above it, is not a directory",
+            dir.display()
+        ))
+        .with_hint("remove what is there (a file or a symlink); crabcan makes the directories")
+    };
     let file = loop {
         match nix::fcntl::open(
             path,
@@ -202,12 +209,17 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
                     .create(dir)
                 {
                     Ok(()) => {}
-                    // Gone again half-way (a parent, or the directory itself once seen).
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
-                        ) => {}
+                    // Gone again half-way (a parent).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    // Seen, then gone again; or something that is no directory, which no
+                    // release removes: that fails here.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        match nix::sys::stat::lstat(dir) {
+                            Err(Errno::ENOENT) => {}
+                            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                            _ => return Err(not_dir()),
+                        }
+                    }
                     Err(e) => {
                         return Err(Errcode::setup(format!(
                             "cannot create {}: {e}",
@@ -216,6 +228,7 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
                     }
                 }
             }
+            Err(Errno::ENOTDIR) => return Err(not_dir()),
             Err(e) => return Err(Errcode::sys(what(), e)),
         }
     };
@@ -422,5 +435,34 @@ mod tests {
         assert_eq!(d.slot().uid, POOL_BASE);
         d.release();
         assert!(!state.exists());
+    }
+
+    /// What stands where the lease directory goes and is no directory (a dangling symlink,
+    /// a file) is no race with a release: the lease fails at once, saying so, and nothing
+    /// is made through it.
+    #[test]
+    fn a_lease_directory_that_is_no_directory_fails_clearly() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/unit-idalloc-notdir")
+            .join(std::process::id().to_string());
+        let state = base.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let pool = pool_slots(None);
+        let ids = state.join(LEASE_DIR);
+        let missing = base.join("missing");
+        std::os::unix::fs::symlink(&missing, &ids).unwrap();
+        let dangling = allocate_ids(&state, &pool).map(|l| l.slot());
+        std::fs::remove_file(&ids).unwrap();
+        std::fs::write(&ids, "").unwrap();
+        let file = allocate_ids(&state, &pool).map(|l| l.slot());
+        let made = missing.exists();
+        let _ = std::fs::remove_dir_all(&base);
+        for r in [dangling, file] {
+            let e = r
+                .expect_err("a lease through something that is no directory")
+                .to_string();
+            assert!(e.contains("#ids") && e.contains("not a directory"), "{e}");
+        }
+        assert!(!made, "made through the symlink");
     }
 }
