@@ -274,13 +274,13 @@ impl Locked {
                     .create(root)
                 {
                     Ok(()) => return Ok(()),
-                    // Removed again half-way by a release (see below).
+                    // Removed again half-way by a release (see below); what is there and
+                    // is no directory (a file, a symlink) is no race, and fails at once.
                     Err(e)
                         if tries < 1000
-                            && matches!(
-                                e.kind(),
-                                std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
-                            ) =>
+                            && (e.kind() == std::io::ErrorKind::NotFound
+                                || e.kind() == std::io::ErrorKind::AlreadyExists
+                                    && root.symlink_metadata().map_or(true, |m| m.is_dir())) =>
                     {
                         tries += 1;
                     }
@@ -750,6 +750,27 @@ mod tests {
         assert_ne!(status(&dir.join("none"), &s, || false), Status::Stopped);
         s.pid_start += 1;
         assert_eq!(status(&dir, &s, || false), Status::Stopped);
+    }
+
+    /// A state root that is a file, or a dangling symlink, is no race with a release: the
+    /// record fails, naming the root.
+    #[test]
+    fn a_state_root_that_is_no_directory_fails_clearly() {
+        let base =
+            std::env::temp_dir().join(format!("crabcan-state-notdir-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let file = base.join("file");
+        std::fs::write(&file, "").unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(base.join("missing"), &link).unwrap();
+        let results = [Locked::create(&file, "c1"), Locked::create(&link, "c1")];
+        let made = base.join("missing").exists();
+        let _ = std::fs::remove_dir_all(&base);
+        for r in results {
+            let e = r.err().expect("a record under no directory").to_string();
+            assert!(e.contains("cannot create the state root"), "{e}");
+        }
+        assert!(!made);
     }
 
     /// A run's id lease removes the state root once empty; a record made meanwhile makes
