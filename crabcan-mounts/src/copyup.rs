@@ -19,9 +19,11 @@ const MAX_DEPTH: usize = 256;
 pub type CopyError = (PathBuf, Errno);
 
 /// Copies the contents of directory `from` into directory `to` — files with their
-/// bytes, directories, symlinks, fifos and device nodes, each with its mode and owner —
-/// and gives `to` the mode and owner of `from` unless `keep_root_mode`. Sockets are
-/// skipped (nothing listens on them in a fresh copy).
+/// bytes, directories, symlinks and fifos, each with its mode and owner — and gives `to`
+/// the mode and owner of `from` unless `keep_root_mode`. Sockets are skipped (nothing
+/// listens on them in a fresh copy), and so are device nodes: made again on a tmpfs
+/// mounted without `nodev` they would open, where the image's own never do (its root is
+/// `nodev`); a container's devices come from its configuration.
 pub fn copy_tree(
     from: BorrowedFd<'_>,
     to: BorrowedFd<'_>,
@@ -98,9 +100,8 @@ fn copy_dir(
                 )
                 .map_err(|e| fail(&name, e))?;
             }
-            SFlag::S_IFIFO | SFlag::S_IFCHR | SFlag::S_IFBLK => {
-                mknodat(to, name.as_os_str(), kind, perm, st.st_rdev)
-                    .map_err(|e| fail(&name, e))?;
+            SFlag::S_IFIFO => {
+                mknodat(to, name.as_os_str(), kind, perm, 0).map_err(|e| fail(&name, e))?;
                 owner_and_mode(to, Some(&name), &st).map_err(|e| fail(&name, e))?;
             }
             _ => {}
@@ -211,6 +212,17 @@ mod tests {
         symlink("/etc/hostname", src.join("out")).unwrap();
         symlink("file", src.join("in")).unwrap();
         nix::unistd::mkfifo(&src.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        // A device node shipped in the image (where it never opens): not made again.
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            nix::sys::stat::mknod(
+                &src.join("sda"),
+                SFlag::S_IFBLK,
+                Mode::from_bits_truncate(0o666),
+                nix::sys::stat::makedev(8, 0),
+            )
+            .unwrap();
+        }
         std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o711)).unwrap();
         let me = nix::unistd::geteuid().as_raw();
         let other = if me == 0 { 4321 } else { me };
@@ -246,6 +258,12 @@ mod tests {
             &m("fifo").file_type()
         ));
         assert_eq!(m("fifo").mode() & 0o7777, 0o600);
+        if root {
+            assert!(
+                dst.join("sda").symlink_metadata().is_err(),
+                "a device node copied"
+            );
+        }
         // The root takes the source's mode, unless the mount gave one.
         assert_eq!(std::fs::metadata(&dst).unwrap().mode() & 0o7777, 0o711);
         let dst2 = base.join("dst2");
