@@ -54,6 +54,10 @@ struct State<'p> {
     /// (the host's own mounts in that directory came along), whatever path leads there
     /// (a symlink in the image may), as it would stay on the host after the container.
     host_binds: std::cell::RefCell<Vec<(u64, PathBuf, bool)>>,
+    /// Binds of host directories attached since their ids were last read (the attached
+    /// tree, host path, recursive): read only once something is to be made, so that a
+    /// thousand binds and nothing to make cost no system call more.
+    pending_binds: std::cell::RefCell<Vec<(OwnedFd, PathBuf, bool)>>,
     /// Whether a mount (by id) is below a recursive host bind, and which, as found once.
     below_bind: std::cell::RefCell<HashMap<u64, Option<PathBuf>>>,
     /// The filesystems crabcan mounted itself (by mount id) on a recursive host bind or
@@ -263,6 +267,7 @@ pub fn apply_with(plan: &MountPlan, handed: Vec<OwnedFd>) -> Result<()> {
         bases: Vec::new(),
         last_dir: std::cell::RefCell::new(None),
         host_binds: std::cell::RefCell::new(Vec::new()),
+        pending_binds: std::cell::RefCell::new(Vec::new()),
         below_bind: std::cell::RefCell::new(HashMap::new()),
         own_mounts: std::cell::RefCell::new(Vec::new()),
         refused: std::cell::RefCell::new(None),
@@ -339,6 +344,7 @@ impl<'p> State<'p> {
     /// Refuses (`EXDEV`) to make anything in `dir` when it is on the mount of a bound host
     /// directory ([`State::host_binds`]).
     fn may_create(&self, dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
+        self.read_pending_binds()?;
         let binds = self.host_binds.borrow();
         if binds.is_empty() {
             return Ok(());
@@ -405,6 +411,7 @@ impl<'p> State<'p> {
     /// host bind).
     fn note_own_mount(&self, at: BorrowedFd<'_>, target: &Path) -> Result<()> {
         let what = || format!("identify the mount on {}", target.display());
+        self.read_pending_binds().sys_ctx(what)?;
         let binds = self.host_binds.borrow();
         if !binds.iter().any(|(_, _, r)| *r) {
             return Ok(());
@@ -441,15 +448,26 @@ impl<'p> State<'p> {
         }
     }
 
-    /// Notes the bind of the host directory `host` whose mount is `tree`, for
+    /// Notes the bind of the host directory `host` whose attached mount is `tree`, for
     /// [`State::may_create`].
-    fn note_host_bind(&self, tree: BorrowedFd<'_>, host: &Path, recursive: bool) -> Result<()> {
-        let id = sys::mount_id(tree)
-            .sys_ctx(|| format!("identify the bind mount of {}", host.display()))?;
-        self.host_binds
+    fn note_host_bind(&self, tree: OwnedFd, host: &Path, recursive: bool) {
+        self.pending_binds
             .borrow_mut()
-            .push((id, host.to_path_buf(), recursive));
-        // What was found below the mounts before is found again with this bind in view.
+            .push((tree, host.to_path_buf(), recursive));
+    }
+
+    /// Reads the mount ids of the binds attached since the last call
+    /// ([`State::pending_binds`]) into [`State::host_binds`].
+    fn read_pending_binds(&self) -> std::result::Result<(), Errno> {
+        let mut pending = self.pending_binds.borrow_mut();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut binds = self.host_binds.borrow_mut();
+        for (tree, host, recursive) in pending.drain(..) {
+            binds.push((sys::mount_id(tree.as_fd())?, host, recursive));
+        }
+        // What was found below the mounts before is found again with these binds in view.
         self.below_bind.borrow_mut().clear();
         Ok(())
     }
@@ -717,7 +735,7 @@ impl<'p> State<'p> {
         sys::move_mount(tree.as_fd(), at.as_fd())
             .sys_ctx(|| format!("bind-mount {} to {}", source.display(), target.display()))?;
         if is_dir {
-            self.note_host_bind(tree.as_fd(), source, recursive)?;
+            self.note_host_bind(tree, source, recursive);
         }
         Ok(())
     }
@@ -977,11 +995,11 @@ impl<'p> State<'p> {
         };
         let at = self.entry_target(target, kind, false)?;
         sys::move_mount(fd.as_fd(), at.as_fd()).sys_ctx(what)?;
-        if is_dir {
-            self.note_host_bind(fd.as_fd(), &source, recursive)?;
-        }
         if let Some(p) = options.propagation {
             propagate(fd.as_fd(), p.ms_flags()).sys_ctx(what)?;
+        }
+        if is_dir {
+            self.note_host_bind(fd, &source, recursive);
         }
         Ok(())
     }
