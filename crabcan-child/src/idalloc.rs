@@ -137,9 +137,35 @@ pub struct IdLease {
     lock: Option<Flock<std::fs::File>>,
 }
 
-/// How many times the lease directories are made again when they vanish underneath (a
+/// Makes the state directory `dir` and its missing parents (with `mode`) where another
+/// crabcan's release removes them once empty (the leases' and the records' directories).
+/// `Ok(false)`: they vanished half-way, try again; an error of kind `NotADirectory`:
+/// something that is no directory (a file, a dangling symlink) stands there, which no
+/// release removes.
+pub fn make_state_dirs(dir: &Path, mode: u32) -> std::io::Result<bool> {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+    {
+        Ok(()) => Ok(true),
+        // Gone again half-way (a parent).
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        // Seen, then gone again; or something that is no directory.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => match dir.symlink_metadata() {
+            Ok(m) if m.is_dir() => Ok(true),
+            Err(m) if m.kind() == ErrorKind::NotFound => Ok(false),
+            _ => Err(ErrorKind::NotADirectory.into()),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// How many times the state directories are made again when they vanish underneath (a
 /// concurrent release removing them while empty) before giving up.
-const DIR_RACES: u32 = 1000;
+pub const DIR_RACES: u32 = 1000;
 
 /// Where the leases live in the state directory: a name no container id can have.
 pub const LEASE_DIR: &str = "#ids";
@@ -202,31 +228,10 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
             Ok(fd) => break std::fs::File::from(fd),
             Err(Errno::ENOENT) if vanished < DIR_RACES => {
                 vanished += 1;
-                use std::os::unix::fs::DirBuilderExt;
-                match std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o711)
-                    .create(dir)
-                {
-                    Ok(()) => {}
-                    // Gone again half-way (a parent).
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    // Seen, then gone again; or something that is no directory, which no
-                    // release removes: that fails here.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        match nix::sys::stat::lstat(dir) {
-                            Err(Errno::ENOENT) => {}
-                            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
-                            _ => return Err(not_dir()),
-                        }
-                    }
-                    Err(e) => {
-                        return Err(Errcode::setup(format!(
-                            "cannot create {}: {e}",
-                            dir.display()
-                        )));
-                    }
-                }
+                make_state_dirs(dir, 0o711).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotADirectory => not_dir(),
+                    _ => Errcode::setup(format!("cannot create {}: {e}", dir.display())),
+                })?;
             }
             Err(Errno::ENOTDIR) => return Err(not_dir()),
             Err(e) => return Err(Errcode::sys(what(), e)),

@@ -31,7 +31,9 @@ pub use detached::{ChildHook, Console, Detached, DetachedSpec, HookStates, spawn
 pub use exec::{DEFAULT_PATH, argv, candidates, environment, resolve};
 pub use exec_join::{ExecSpec, JoinNs, exec_in};
 pub use guardian::{Guardian, guardian};
-pub use idalloc::{IdLease, POOL_BASE, POOL_SLOTS, Pool, Slot, allocate_ids, host_pool};
+pub use idalloc::{
+    DIR_RACES, IdLease, POOL_BASE, POOL_SLOTS, Pool, Slot, allocate_ids, host_pool, make_state_dirs,
+};
 pub use idmap::{HostRanges, IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 pub use init::INIT_FORWARDS;
 pub use sealed::{ImageUse, ProtectedImage, exe_writable_by, protected_image, reexec_sealed};

@@ -264,34 +264,22 @@ impl Locked {
     /// ever sees the record without its first files.
     pub fn create_with(root: &Path, id: &str, files: &[(&str, &[u8])]) -> Result<Locked> {
         validate_id(id)?;
+        // The root goes once empty (a run's id lease removes it): made again when it
+        // vanishes half-way.
         let make_root = || {
-            let mut tries = 0;
-            loop {
+            let cannot = |e: &dyn std::fmt::Display| {
+                Errcode::setup(format!(
+                    "cannot create the state root {}: {e}",
+                    root.display()
+                ))
+            };
+            for _ in 0..crabcan_child::DIR_RACES {
                 // Owner only, whatever the umask (see check_owned).
-                match std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(root)
-                {
-                    Ok(()) => return Ok(()),
-                    // Removed again half-way by a release (see below); what is there and
-                    // is no directory (a file, a symlink) is no race, and fails at once.
-                    Err(e)
-                        if tries < 1000
-                            && (e.kind() == std::io::ErrorKind::NotFound
-                                || e.kind() == std::io::ErrorKind::AlreadyExists
-                                    && root.symlink_metadata().map_or(true, |m| m.is_dir())) =>
-                    {
-                        tries += 1;
-                    }
-                    Err(e) => {
-                        return Err(Errcode::setup(format!(
-                            "cannot create the state root {}: {e}",
-                            root.display()
-                        )));
-                    }
+                if crabcan_child::make_state_dirs(root, 0o700).map_err(|e| cannot(&e))? {
+                    return Ok(());
                 }
             }
+            Err(cannot(&"it vanished again each time it was made"))
         };
         make_root()?;
         let dir = root.join(id);
@@ -311,12 +299,14 @@ impl Locked {
         };
         // Owner only, whatever the umask: what is in it (the records, the config copy) is
         // crabcan's, which no other user reads or writes.
-        // The root goes once empty (a run's id lease removes it): made again when it went
-        // between its mkdir and this one.
+        // The root made again when it went between its mkdir and this one.
         let mut vanished = 0;
         loop {
             match std::fs::DirBuilder::new().mode(0o700).create(&staging) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && vanished < 1000 => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && vanished < crabcan_child::DIR_RACES =>
+                {
                     vanished += 1;
                     make_root()?;
                 }
