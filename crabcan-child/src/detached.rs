@@ -210,14 +210,7 @@ impl Detached {
     /// Hands a process spawned with [`DetachedSpec::cgroup_later`] the rest of its cgroup,
     /// `entry` of the completed cgroup (see [`crate::Container::join_cgroup`]).
     pub fn join_cgroup(&mut self, entry: crabcan_cgroups::Entry) -> Result<()> {
-        if !self.cgroup_later {
-            return Err(Errcode::setup(
-                "the container's process waits for no cgroup (it was spawned with its own)",
-            ));
-        }
-        crate::send_cgroup(self.chan.as_raw_fd(), entry)?;
-        self.cgroup_later = false;
-        Ok(())
+        crate::hand_cgroup(self.chan.as_raw_fd(), &mut self.cgroup_later, entry)
     }
 
     /// Lets the child set up, handing it the mount descriptors.

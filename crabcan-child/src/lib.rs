@@ -333,14 +333,7 @@ impl Container {
     /// the completed cgroup: it writes itself into each v1 hierarchy (its v2 directory, if
     /// any, it was cloned into).
     pub fn join_cgroup(&mut self, entry: crabcan_cgroups::Entry) -> Result<()> {
-        if !self.cgroup_later {
-            return Err(Errcode::setup(
-                "the container's process waits for no cgroup (it was spawned with its own)",
-            ));
-        }
-        send_cgroup(self.chan.as_raw_fd(), entry)?;
-        self.cgroup_later = false;
-        Ok(())
+        hand_cgroup(self.chan.as_raw_fd(), &mut self.cgroup_later, entry)
     }
 
     /// Lets the child set up and exec, handing it `mounts` (the descriptors its mount plan
@@ -1032,6 +1025,23 @@ fn close_other_fds() -> Result<()> {
             Errno::last(),
         ));
     }
+    Ok(())
+}
+
+/// Sends the cgroup `entry` on `chan` to a process that waits for one (`later`, cleared
+/// once sent): the one step of run's and create's two-step cgroups.
+pub(crate) fn hand_cgroup(
+    chan: RawFd,
+    later: &mut bool,
+    entry: crabcan_cgroups::Entry,
+) -> Result<()> {
+    if !*later {
+        return Err(Errcode::setup(
+            "the container's process waits for no cgroup (it was spawned with its own)",
+        ));
+    }
+    send_cgroup(chan, entry)?;
+    *later = false;
     Ok(())
 }
 
