@@ -9,6 +9,13 @@
 //! the guardian then kills the container (it may have cleared its own parent-death signal,
 //! under `--no-init`), waits until it is gone, runs the cleanup and exits, so that nothing
 //! it cleans up (an id range) is given to another container while this one still runs.
+//!
+//! It waits at idle priority (`SCHED_IDLE`): the dismissal wakes it, and a guardian of
+//! normal priority woken on crabcan's own CPU took that CPU from crabcan to exit there
+//! (~0.15 ms at the end of a run, half the time). An idle task runs only where nothing
+//! else wants the CPU. Told of crabcan's death instead, it asks for normal priority back
+//! before it kills and cleans up, so that a busy host does not hold the cleanup back (as
+//! root; without the right to raise its priority again it cleans up as it is).
 
 use crabcan_errors::{Result, SysContext};
 use nix::errno::Errno;
@@ -33,6 +40,8 @@ pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
         ForkResult::Child => {
             drop(tx);
             if let Watch::Died(container) = watch_pipe(rx.as_fd()) {
+                // Best effort: only a caller allowed to raise its priority gets it back.
+                let _ = set_policy(0, libc::SCHED_OTHER);
                 if let Some(fd) = container {
                     kill_and_wait(fd.as_fd());
                 }
@@ -41,11 +50,33 @@ pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
             // SAFETY: _exit skips the parent's atexit handlers and buffers, as it must here.
             unsafe { libc::_exit(0) }
         }
-        ForkResult::Parent { child } => Ok(Guardian {
-            pid: child,
-            tx: Some(tx),
-        }),
+        ForkResult::Parent { child } => {
+            // Lowering a child's priority is always allowed; should it fail, the guardian
+            // only costs what it did before.
+            let _ = set_policy(child.as_raw(), libc::SCHED_IDLE);
+            Ok(Guardian {
+                pid: child,
+                tx: Some(tx),
+            })
+        }
     }
+}
+
+/// Sets the scheduling policy of process `pid` (0: this one) at priority 0. A raw system
+/// call: the C library's wrapper (musl's) refuses to change a whole process's policy.
+fn set_policy(pid: libc::pid_t, policy: libc::c_int) -> nix::Result<()> {
+    let priority: libc::c_int = 0;
+    // SAFETY: sched_setscheduler reads one int (struct sched_param) through the pointer,
+    // which points at a live local.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            pid,
+            policy,
+            &priority as *const libc::c_int,
+        )
+    };
+    Errno::result(r).map(drop)
 }
 
 /// How the pipe ended.

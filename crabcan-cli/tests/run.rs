@@ -454,8 +454,21 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
             !run_cgroups_of(pid).is_empty(),
             "the run has no cgroup to check for"
         );
+        // The guardian waits at idle priority (its wake-up at the end of a run must not
+        // take crabcan's CPU), and cleans up all the same once crabcan is killed. Checked
+        // after the kill, so that a failure leaves no run behind.
+        let policies: Vec<libc::c_long> = guardians_of(pid)
+            .into_iter()
+            // SAFETY: sched_getscheduler takes a pid and reads nothing else.
+            .map(|g| unsafe { libc::syscall(libc::SYS_sched_getscheduler, g) })
+            .collect();
         child.kill().unwrap();
         wait_within(&mut child, LIMIT, "the SIGKILLed crabcan");
+        assert_eq!(
+            policies,
+            [libc::SCHED_IDLE as libc::c_long],
+            "the scheduling policy of crabcan's guardian"
+        );
     });
     // The guardian removes it once crabcan is gone (leaves_nothing_behind already waited
     // for every process with the marker, the guardian included).
