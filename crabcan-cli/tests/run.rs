@@ -454,20 +454,29 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
             !run_cgroups_of(pid).is_empty(),
             "the run has no cgroup to check for"
         );
-        // The guardian waits at idle priority (its wake-up at the end of a run must not
-        // take crabcan's CPU), and cleans up all the same once crabcan is killed. Checked
-        // after the kill, so that a failure leaves no run behind.
-        let policies: Vec<libc::c_long> = guardians_of(pid)
+        // The guardian runs as a batch task (its wake-up at the end of a run must not take
+        // crabcan's CPU), without the caller's stdout and stderr (a caller reading them to
+        // their end must not wait for it), and cleans up all the same once crabcan is
+        // killed. Checked after the kill, so that a failure leaves no run behind.
+        let seen: Vec<(libc::c_long, Vec<PathBuf>)> = guardians_of(pid)
             .into_iter()
-            // SAFETY: sched_getscheduler takes a pid and reads nothing else.
-            .map(|g| unsafe { libc::syscall(libc::SYS_sched_getscheduler, g) })
+            .map(|g| {
+                // SAFETY: sched_getscheduler takes a pid and reads nothing else.
+                let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, g) };
+                let out = [1, 2]
+                    .iter()
+                    .map(|fd| std::fs::read_link(format!("/proc/{g}/fd/{fd}")).unwrap_or_default())
+                    .collect();
+                (policy, out)
+            })
             .collect();
         child.kill().unwrap();
         wait_within(&mut child, LIMIT, "the SIGKILLed crabcan");
+        let null = PathBuf::from("/dev/null");
         assert_eq!(
-            policies,
-            [libc::SCHED_IDLE as libc::c_long],
-            "the scheduling policy of crabcan's guardian"
+            seen,
+            [(libc::SCHED_BATCH as libc::c_long, vec![null.clone(), null])],
+            "crabcan's guardian: its scheduling policy, its stdout and stderr"
         );
     });
     // The guardian removes it once crabcan is gone (leaves_nothing_behind already waited
