@@ -384,8 +384,9 @@ fn an_exec_with_preserved_descriptor_numbers_inherits_none_of_the_runtimes() {
 }
 
 /// A create killed once its cgroup exists leaves a record of it, so that `delete --force`
-/// removes the cgroup. The create is held at a point after the cgroup is made: connecting
-/// to a console socket whose backlog is full blocks until the engine accepts.
+/// removes the cgroup, and the mount point it made in the root for a bind. The create is
+/// held at a point after the cgroup is made: connecting to a console socket whose backlog
+/// is full blocks until the engine accepts.
 #[test]
 fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
     let env = Env::new("killcg");
@@ -409,8 +410,16 @@ fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
     use std::os::fd::FromRawFd;
     // Fills the backlog of 0: the next connect blocks.
     let _first = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    // A destination the root lacks: create makes it on the host, and records it.
+    let point = format!("made-killcg-{}", std::process::id());
     let b = env.bundle("b", &["true"], |c| {
         c["process"]["terminal"] = json!(true);
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": format!("/{point}"),
+            "type": "bind",
+            "source": env.dir.path(),
+            "options": ["rbind", "ro"],
+        }));
     });
     let mut child = env
         .cmd(&[
@@ -447,6 +456,7 @@ fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let made = cgroup_dirs_named(&id);
+    let point_made = rootfs().join(&point).is_dir();
     child.kill().unwrap();
     child.wait().unwrap();
     drop(listener);
@@ -455,11 +465,18 @@ fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
     for d in &left {
         let _ = std::fs::remove_dir(d);
     }
+    let point_left = rootfs().join(&point).exists();
+    let _ = std::fs::remove_dir(rootfs().join(&point));
     assert!(!made.is_empty(), "create was held before making its cgroup");
+    assert!(point_made, "create was held before making the mount point");
     assert_ok(&o);
     assert!(
         left.is_empty(),
         "cgroups left by a killed create after delete --force: {left:?}"
+    );
+    assert!(
+        !point_left,
+        "the mount point a killed create made stays after delete --force"
     );
     assert!(!env.root().join(&id).exists(), "its state directory stays");
 }

@@ -163,9 +163,12 @@ fn create_locked(
             described
         }
     });
-    // Recorded before the cgroup exists and again right after it does: a create killed
-    // from here on leaves a record `delete --force` undoes (the mount points made above,
-    // the cgroup).
+    // Recorded before anything a kill would strand: a create killed from here on leaves a
+    // record `delete --force` undoes (the mount points made above, the cgroup). Written
+    // once where it can be: with the cgroup's directories, before the first is made, and at
+    // once only when the mount points above need it. On ext4 a record written over itself
+    // (a rename onto the old one) starts its writeback at once, and the removal of that
+    // file at the end of create then waits for the disk: 0.25 ms of every create here.
     let mut state = State {
         id: o.id.clone(),
         pid: 0,
@@ -181,7 +184,10 @@ fn create_locked(
         poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
         poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
     };
-    locked.write_creating(&state)?;
+    let early = !state.created_mount_points.is_empty();
+    if early {
+        locked.write_creating(&state)?;
+    }
     // Every directory it will have, recorded before the first is made (the v1 ones are
     // made after the clone).
     let mut cgroup = cgroup(plan, &o.id, |path, dirs| {
@@ -189,6 +195,9 @@ fn create_locked(
         state.cgroup_paths = dirs;
         locked.write_creating(&state)
     })?;
+    if cgroup.0.is_none() && !early {
+        locked.write_creating(&state)?;
+    }
 
     // Every namespace to join is opened before the first join.
     let mut joins: Vec<(NsKind, OwnedFd)> = Vec::new();
