@@ -457,22 +457,36 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
         // The guardian runs as a batch task (its wake-up at the end of a run must not take
         // crabcan's CPU), without the caller's stdout and stderr (a caller reading them to
         // their end must not wait for it), and cleans up all the same once crabcan is
-        // killed. Checked after the kill, so that a failure leaves no run behind.
-        let seen: Vec<(libc::c_long, Vec<PathBuf>)> = guardians_of(pid)
-            .into_iter()
-            .map(|g| {
-                // SAFETY: sched_getscheduler takes a pid and reads nothing else.
-                let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, g) };
-                let out = [1, 2]
-                    .iter()
-                    .map(|fd| std::fs::read_link(format!("/proc/{g}/fd/{fd}")).unwrap_or_default())
-                    .collect();
-                (policy, out)
-            })
-            .collect();
+        // killed. Checked after the kill, so that a failure leaves no run behind. The
+        // policy is set before crabcan goes on; the guardian points its output at /dev/null
+        // itself, once it first runs, which a busy host may delay: waited for (bounded).
+        let null = PathBuf::from("/dev/null");
+        let look = || -> Vec<(libc::c_long, Vec<PathBuf>)> {
+            guardians_of(pid)
+                .into_iter()
+                .map(|g| {
+                    // SAFETY: sched_getscheduler takes a pid and reads nothing else.
+                    let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, g) };
+                    let out = [1, 2]
+                        .iter()
+                        .map(|fd| {
+                            std::fs::read_link(format!("/proc/{g}/fd/{fd}")).unwrap_or_default()
+                        })
+                        .collect();
+                    (policy, out)
+                })
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = look();
+        while seen.iter().any(|(_, out)| out.iter().any(|o| *o != null))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            seen = look();
+        }
         child.kill().unwrap();
         wait_within(&mut child, LIMIT, "the SIGKILLed crabcan");
-        let null = PathBuf::from("/dev/null");
         assert_eq!(
             seen,
             [(libc::SCHED_BATCH as libc::c_long, vec![null.clone(), null])],
