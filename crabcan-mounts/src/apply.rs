@@ -336,9 +336,16 @@ impl<'p> State<'p> {
     }
 
     fn ensure(&self, path: &Path, kind: PointKind, mode: u32) -> Result<OwnedFd> {
-        let may_create = |d: BorrowedFd<'_>| self.may_create(d);
-        sys::ensure_in_root(self.root()?, path, kind, mode, &mut |_, _| {}, &may_create)
-            .map_err(|e| self.creation_error(path, e))
+        let mut may_create = |d: BorrowedFd<'_>, _: &Path| self.may_create(d);
+        sys::ensure_in_root(
+            self.root()?,
+            path,
+            kind,
+            mode,
+            &mut |_, _| {},
+            &mut may_create,
+        )
+        .map_err(|e| self.creation_error(path, e))
     }
 
     /// Refuses (`EXDEV`) to make anything in `dir` when it is on the mount of a bound host

@@ -22,6 +22,20 @@ pub struct Prepared {
 /// (resolving every path inside the root, so a symlink in it cannot point the creation
 /// elsewhere). A scratch root needs nothing: returns an empty [`Prepared`].
 pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
+    prepare_announcing(plan, &mut |_| Ok(()))
+}
+
+/// [`prepare`], telling `announce` the path (inside the root) of each thing it is about to
+/// make, before it exists: a caller that can be killed records it there, so that whoever
+/// cleans up after the kill finds everything that may have been made. An error of
+/// `announce` stops the preparation (what was made is removed) and is returned. An
+/// announced path may end up not made (a dangling symlink is found in its place, and its
+/// target made instead, announced too): a cleanup removes only empty directories and empty
+/// regular files, never a symlink.
+pub fn prepare_announcing(
+    plan: &MountPlan,
+    announce: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<Prepared> {
     check_nested_binds(plan)?;
     let Root::Dir(dir) = &plan.root else {
         return Ok(Prepared {
@@ -68,17 +82,27 @@ pub fn prepare(plan: &MountPlan) -> Result<Prepared> {
             };
             let mode = if kind == PointKind::Dir { 0o755 } else { 0o644 };
             // What the check found needs no second lookup.
+            let mut refused = None;
             let r = if exists {
                 Ok(())
             } else {
                 // Binds are not mounted yet: everything here is the root directory's.
                 let mut note = |p: &Path, k| prepared.created.push((p.to_path_buf(), k));
-                sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut note, &|_| Ok(()))
+                let mut about = |_: std::os::fd::BorrowedFd<'_>, p: &Path| {
+                    announce(p).map_err(|e| {
+                        refused = Some(e);
+                        Errno::ECANCELED
+                    })
+                };
+                sys::ensure_in_root(root.as_fd(), target, kind, mode, &mut note, &mut about)
                     .map(drop)
             };
             if let Err(e) = r {
                 prepared.root = Some(root);
                 prepared.cleanup_quietly();
+                if let Some(refused) = refused {
+                    return Err(refused);
+                }
                 return Err(Errcode::sys(
                     format!(
                         "create mount point {} in {}",

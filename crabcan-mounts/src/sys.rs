@@ -224,15 +224,16 @@ pub enum PointKind {
 /// that created it), creating it and its missing parent directories.
 /// A symlink on the way whose target is missing gets its target created, inside the root
 /// (as the lookup itself resolves it). Each thing created is passed to `created` (its path
-/// relative to `root`, and its kind); `may_create` is asked about each directory before
-/// anything is made in it (its error is returned, and nothing is made there).
+/// relative to `root`, and its kind); `may_create` is asked before each thing is made, with
+/// the directory it goes in and its path (its error is returned, and nothing is made), so
+/// that a caller can record what it is about to make before it exists.
 pub fn ensure_in_root(
     root: BorrowedFd<'_>,
     rel: &Path,
     kind: PointKind,
     mode: u32,
     created: &mut dyn FnMut(&Path, PointKind),
-    may_create: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+    may_create: &mut dyn FnMut(BorrowedFd<'_>, &Path) -> Result<(), Errno>,
 ) -> Result<OwnedFd, Errno> {
     ensure_depth(root, rel, kind, mode, created, may_create, 0)
 }
@@ -272,7 +273,7 @@ fn ensure_depth(
     kind: PointKind,
     mode: u32,
     created: &mut dyn FnMut(&Path, PointKind),
-    may_create: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+    may_create: &mut dyn FnMut(BorrowedFd<'_>, &Path) -> Result<(), Errno>,
     depth: usize,
 ) -> Result<OwnedFd, Errno> {
     if depth > MAX_LINKS {
@@ -302,7 +303,7 @@ fn ensure_depth(
     };
     // What is created here is taken by its one name in the parent, without following a
     // symlink: the thing itself, not a second lookup from the root.
-    may_create(pfd.as_fd())?;
+    may_create(pfd.as_fd(), rel)?;
     let made = make_in(pfd.as_fd(), name, kind, mode);
     match made {
         Ok(fd) => {
@@ -506,7 +507,7 @@ mod tests {
             PointKind::File,
             0o644,
             &mut note,
-            &|_| Ok(()),
+            &mut |_, _| Ok(()),
         )
         .unwrap();
         let ino = nix::sys::stat::fstat(&fd).unwrap().st_ino;
@@ -517,7 +518,7 @@ mod tests {
             PointKind::Dir,
             0o755,
             &mut note,
-            &|_| Ok(()),
+            &mut |_, _| Ok(()),
         )
         .unwrap();
         let inside = dir.join(outside.strip_prefix("/").unwrap()).join("d");
@@ -536,7 +537,7 @@ mod tests {
             PointKind::File,
             0o644,
             &mut note,
-            &|_| Ok(()),
+            &mut |_, _| Ok(()),
         )
         .unwrap_err();
         assert_eq!(e, Errno::ENOTDIR);

@@ -2,7 +2,7 @@
 //! layout are created inside the root (symlinks in it followed inside it), never outside,
 //! never on the root itself, and removed again.
 
-use crabcan_mounts::{MountConfig, MountEntry, Root, plan, prepare};
+use crabcan_mounts::{MountConfig, MountEntry, Root, plan, prepare, prepare_announcing};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -124,4 +124,60 @@ fn the_root_itself_and_redirected_proc_are_refused() {
     // A symlink to a directory inside is fine for other types.
     let cfg = config(&root, vec![entry("/proc", "tmpfs", None, &[])]);
     prepare(&plan(&cfg).unwrap()).unwrap().cleanup().unwrap();
+}
+
+/// Each thing `prepare` makes is announced before it exists (what a caller that may be
+/// killed records, for the cleanup after the kill), and everything made was announced; an
+/// announcement refused stops the preparation, and what was made goes again.
+#[test]
+fn what_is_made_is_announced_before_it_exists() {
+    let s = Scratch::new("announce");
+    let root = s.root();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    symlink("../run/resolv.conf", root.join("etc/resolv.conf")).unwrap();
+    let hosts = s.0.join("hosts");
+    fs::write(&hosts, "").unwrap();
+    let cfg = config(
+        &root,
+        vec![
+            entry("/a/b", "tmpfs", None, &[]),
+            entry("/etc/resolv.conf", "bind", hosts.to_str(), &["rbind", "ro"]),
+            entry("/etc", "tmpfs", None, &[]),
+        ],
+    );
+    let p = plan(&cfg).unwrap();
+    let mut announced: Vec<PathBuf> = Vec::new();
+    let prepared = prepare_announcing(&p, &mut |path| {
+        let host = root.join(path.strip_prefix("/").unwrap());
+        // Nothing there yet, or the dangling symlink whose target is made instead.
+        assert!(
+            fs::symlink_metadata(&host).map_or(true, |m| m.file_type().is_symlink()),
+            "{} announced after it was made",
+            path.display()
+        );
+        announced.push(path.to_path_buf());
+        Ok(())
+    })
+    .unwrap();
+    let made: Vec<PathBuf> = prepared.created().map(Path::to_path_buf).collect();
+    assert_eq!(made.len(), 4, "{made:?}");
+    for m in &made {
+        assert!(announced.contains(m), "{} made unannounced", m.display());
+    }
+    prepared.cleanup().unwrap();
+
+    let mut seen = 0;
+    let e = prepare_announcing(&p, &mut |_| {
+        seen += 1;
+        if seen == 2 {
+            Err(crabcan_errors::Errcode::setup("the record is full"))
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), "the record is full");
+    for p in ["a", "run"] {
+        assert!(!root.join(p).exists(), "{p} left after a refusal");
+    }
 }
