@@ -4,8 +4,9 @@
 //! signal) and the mount namespace goes, but what crabcan wrote on the host (mount points it
 //! had to create in a `--mount` root, the record of its id range) would stay. The guardian
 //! is forked before the container; it waits on a pipe whose only writer is crabcan. crabcan
-//! announces the container's first process on it ([`Guardian::watch`]), and a final byte
-//! means crabcan finished and cleaned up itself. EOF without that byte means crabcan died:
+//! announces the container's first process on it ([`Guardian::watch`]), and each path it is
+//! about to make after the fork ([`Guardian::note`]), and a final byte means crabcan
+//! finished and cleaned up itself. EOF without that byte means crabcan died:
 //! the guardian then kills the container (it may have cleared its own parent-death signal,
 //! under `--no-init`), waits until it is gone, runs the cleanup and exits, so that nothing
 //! it cleans up (an id range) is given to another container while this one still runs.
@@ -21,6 +22,11 @@ use crabcan_errors::{Result, SysContext};
 use nix::errno::Errno;
 use nix::unistd::{ForkResult, Pid};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// The longest path noted: a message stays within a pipe's atomic write (PIPE_BUF, 4096).
+const MAX_NOTE: usize = 4096 - 5;
 
 /// A running guardian; [`Guardian::dismiss`] (or drop) ends it without cleaning up.
 pub struct Guardian {
@@ -28,9 +34,9 @@ pub struct Guardian {
     tx: Option<OwnedFd>,
 }
 
-/// Forks a guardian that calls `cleanup` if this process dies before dismissing it.
-/// Refuses a multi-threaded caller (it forks).
-pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
+/// Forks a guardian that calls `cleanup` if this process dies before dismissing it, with
+/// the paths [`Guardian::note`] gave it. Refuses a multi-threaded caller (it forks).
+pub fn guardian(cleanup: &mut dyn FnMut(&[PathBuf])) -> Result<Guardian> {
     crate::ensure_single_threaded("start the guardian")?;
     let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .sys_ctx(|| "create the guardian's pipe")?;
@@ -40,11 +46,11 @@ pub fn guardian(cleanup: &mut dyn FnMut()) -> Result<Guardian> {
         ForkResult::Child => {
             drop(tx);
             quiet_output();
-            if let Watch::Died(container) = watch_pipe(rx.as_fd()) {
+            if let Watch::Died(container, noted) = watch_pipe(rx.as_fd()) {
                 if let Some(fd) = container {
                     kill_and_wait(fd.as_fd());
                 }
-                cleanup();
+                cleanup(&noted);
             }
             // SAFETY: _exit skips the parent's atexit handlers and buffers, as it must here.
             unsafe { libc::_exit(0) }
@@ -98,20 +104,34 @@ fn set_policy(pid: libc::pid_t, policy: libc::c_int) -> nix::Result<()> {
 enum Watch {
     /// crabcan dismissed the guardian.
     Dismissed,
-    /// crabcan died; the container's first process, when it was announced (a pidfd).
-    Died(Option<OwnedFd>),
+    /// crabcan died; the container's first process, when it was announced (a pidfd), and
+    /// the paths noted.
+    Died(Option<OwnedFd>, Vec<PathBuf>),
 }
 
-/// Reads the pipe: `p` and 4 bytes announce a pid, `d` dismisses, EOF is crabcan's death.
+/// Reads the pipe: `p` and 4 bytes announce a pid, `n`, a 4-byte length and that many
+/// bytes note a path, `d` dismisses, EOF is crabcan's death.
 fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
     let mut container = None;
+    let mut noted = Vec::new();
     loop {
         let mut msg = [0u8; 5];
         match read_full(rx, &mut msg[..1]) {
             Some(()) if msg[0] == b'd' => return Watch::Dismissed,
+            Some(()) if msg[0] == b'n' => {
+                let Some(()) = read_full(rx, &mut msg[1..]) else {
+                    return Watch::Died(container, noted);
+                };
+                let len = u32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]) as usize;
+                let mut path = vec![0u8; len.min(MAX_NOTE)];
+                let Some(()) = read_full(rx, &mut path) else {
+                    return Watch::Died(container, noted);
+                };
+                noted.push(PathBuf::from(std::ffi::OsString::from_vec(path)));
+            }
             Some(()) if msg[0] == b'p' => {
                 let Some(()) = read_full(rx, &mut msg[1..]) else {
-                    return Watch::Died(container);
+                    return Watch::Died(container, noted);
                 };
                 let pid = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
                 // SAFETY: pidfd_open takes a pid and flags; the result is a new fd we own.
@@ -122,7 +142,7 @@ fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
                 }
             }
             Some(()) => {}
-            None => return Watch::Died(container),
+            None => return Watch::Died(container, noted),
         }
     }
 }
@@ -164,6 +184,23 @@ impl Guardian {
         if let Some(tx) = &self.tx {
             let mut msg = [b'p'; 5];
             msg[1..].copy_from_slice(&container.as_raw().to_ne_bytes());
+            let _ = nix::unistd::write(tx, &msg);
+        }
+    }
+
+    /// Tells the guardian about `path`, which crabcan is about to make: if crabcan dies, it
+    /// is among the paths its cleanup is given. A path longer than a pipe's atomic write
+    /// (4 KiB, more than any path the kernel resolves) is cut short, which the cleanup then
+    /// does not find.
+    pub fn note(&self, path: &Path) {
+        if let Some(tx) = &self.tx {
+            let bytes = path.as_os_str().as_bytes();
+            let bytes = &bytes[..bytes.len().min(MAX_NOTE)];
+            let mut msg = Vec::with_capacity(5 + bytes.len());
+            msg.push(b'n');
+            msg.extend_from_slice(&(bytes.len() as u32).to_ne_bytes());
+            msg.extend_from_slice(bytes);
+            // One write: a pipe takes up to PIPE_BUF bytes whole.
             let _ = nix::unistd::write(tx, &msg);
         }
     }

@@ -1127,7 +1127,7 @@ mod tests {
             e.to_string()
                 .starts_with("start the guardian: the calling process has")
         );
-        let Err(e) = guardian(&mut || {}) else {
+        let Err(e) = guardian(&mut |_| {}) else {
             panic!("guardian forked from a threaded caller");
         };
         assert!(e.to_string().contains("threads"), "{e}");

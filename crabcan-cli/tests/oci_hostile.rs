@@ -481,6 +481,50 @@ fn a_create_killed_after_making_its_cgroup_leaves_nothing_after_delete() {
     assert!(!env.root().join(&id).exists(), "its state directory stays");
 }
 
+/// Host only: strace kills create, which the test VM lacks.
+///
+/// A create killed while it makes the mount points the root lacks (after the first, before
+/// the second) has recorded each before making it: `delete --force` removes the one made.
+#[test]
+fn host_only_a_create_killed_while_making_mount_points_leaves_none_after_delete() {
+    let env = Env::new("killprep");
+    let id = format!("killprep-{}", std::process::id());
+    let names = [1, 2].map(|i| format!("made-killprep-{i}-{}", std::process::id()));
+    let b = env.bundle("b", &["true"], |c| {
+        for n in &names {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": format!("/{n}"),
+                "type": "bind",
+                "source": env.dir.path(),
+                "options": ["rbind", "ro"],
+            }));
+        }
+    });
+    let root = env.root();
+    let args: Vec<&std::ffi::OsStr> = [std::ffi::OsStr::new("--root"), root.as_os_str()]
+        .into_iter()
+        .chain(["create", "--bundle"].map(std::ffi::OsStr::new))
+        .chain([b.as_os_str(), std::ffi::OsStr::new(&id)])
+        .collect();
+    let trace = crabcan_killed_at_second_mkdir_in(&rootfs(), &args);
+    let made: Vec<&str> = trace.lines().filter(|l| l.ends_with("= 0")).collect();
+    let o = output_within(&mut env.cmd(&["delete", "--force", &id]), LIMIT);
+    let left: Vec<&String> = names.iter().filter(|n| rootfs().join(n).exists()).collect();
+    for n in &left {
+        let _ = std::fs::remove_dir(rootfs().join(n));
+    }
+    assert!(
+        made.len() == 1 && trace.contains("killed by SIGKILL"),
+        "create was not killed after making one mount point:\n{trace}"
+    );
+    assert_ok(&o);
+    assert!(
+        left.is_empty(),
+        "mount points a killed create made stay after delete --force: {left:?}"
+    );
+    assert!(!env.root().join(&id).exists(), "its state directory stays");
+}
+
 /// A bind entry of `source` (a file) on `destination`.
 fn bind_file(source: &Path, destination: &str) -> Value {
     json!({

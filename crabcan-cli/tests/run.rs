@@ -504,6 +504,40 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
     assert!(left.is_empty(), "cgroups left after SIGKILL: {left:?}");
 }
 
+/// Host only: strace kills crabcan, which the test VM lacks.
+///
+/// A crabcan killed while it makes the mount points its root lacks (after the first, before
+/// the second) leaves neither: the guardian exists before the first is made, is told of
+/// each before it is made, and removes it once crabcan is gone.
+#[test]
+fn host_only_a_run_killed_while_making_mount_points_leaves_none() {
+    require_root();
+    let dir = Scratch::new("killprep");
+    let names = [1, 2].map(|i| format!("made-killprep-{i}-{}", std::process::id()));
+    let adds = names.clone().map(|n| format!("{}:/{n}", dir.s()));
+    let root = rootfs();
+    let args: Vec<&std::ffi::OsStr> = ["run", "-m"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain([root.as_os_str()])
+        .chain(["-a", &adds[0], "-a", &adds[1], "--", "/bin/true"].map(std::ffi::OsStr::new))
+        .collect();
+    let trace = crabcan_killed_at_second_mkdir_in(&root, &args);
+    let made: Vec<&str> = trace.lines().filter(|l| l.ends_with("= 0")).collect();
+    let left: Vec<&String> = names.iter().filter(|n| root.join(n).exists()).collect();
+    for n in &left {
+        let _ = std::fs::remove_dir(root.join(n));
+    }
+    assert!(
+        made.len() == 1 && trace.contains("killed by SIGKILL"),
+        "crabcan was not killed after making one mount point:\n{trace}"
+    );
+    assert!(
+        left.is_empty(),
+        "mount points left after the kill: {left:?}"
+    );
+}
+
 /// The cgroup directories of the `crabcan run` with pid `pid` (`crabcan-<name>@<pid>`), in
 /// every hierarchy, five levels deep.
 fn run_cgroups_of(pid: u32) -> Vec<PathBuf> {

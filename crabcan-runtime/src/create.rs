@@ -140,11 +140,41 @@ fn create_locked(
             log::debug!("mount plan: {line}");
         }
     }
+    // Recorded before anything a kill would strand: a create killed from here on leaves a
+    // record `delete --force` undoes (the mount points made in the root, the cgroup).
+    // Written where it must be: before each mount point is made (announced by prepare),
+    // and with the cgroup's directories, before the first is made; once in all when
+    // neither is made. On ext4 a record written over itself (a rename onto the old one)
+    // starts its writeback at once, and the removal of that file at the end of create then
+    // waits for the disk: 0.25 ms of every create here that makes no mount point.
+    let mut state = State {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: plan.root.clone(),
+        created: now_rfc3339(),
+        owner_uid: nix::unistd::geteuid().as_raw(),
+        cgroup_path: None,
+        cgroup_paths: Vec::new(),
+        created_mount_points: Vec::new(),
+        annotations: plan.annotations.clone(),
+        poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
+        poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
+    };
     let prepared = match &mount_plan {
-        Some(m) => Some(crabcan_mounts::prepare(m)?),
+        Some(m) => Some(crabcan_mounts::prepare_announcing(m, &mut |point| {
+            state.created_mount_points.push(point.to_path_buf());
+            locked.write_creating(&state)
+        })?),
         None => None,
     };
-    let created_points: Vec<PathBuf> = prepared
+    let early = !state.created_mount_points.is_empty();
+    // What was made, of what was announced (a dangling symlink found in an announced
+    // place had its target made instead), for the records written from here on; the one
+    // written already may hold more, which `delete --force` skips (it removes only empty
+    // directories and empty files, never a symlink).
+    state.created_mount_points = prepared
         .iter()
         .flat_map(|p| p.created().map(Path::to_path_buf))
         .collect();
@@ -163,31 +193,6 @@ fn create_locked(
             described
         }
     });
-    // Recorded before anything a kill would strand: a create killed from here on leaves a
-    // record `delete --force` undoes (the mount points made above, the cgroup). Written
-    // once where it can be: with the cgroup's directories, before the first is made, and at
-    // once only when the mount points above need it. On ext4 a record written over itself
-    // (a rename onto the old one) starts its writeback at once, and the removal of that
-    // file at the end of create then waits for the disk: 0.25 ms of every create here.
-    let mut state = State {
-        id: o.id.clone(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.to_path_buf(),
-        rootfs: plan.root.clone(),
-        created: now_rfc3339(),
-        owner_uid: nix::unistd::geteuid().as_raw(),
-        cgroup_path: None,
-        cgroup_paths: Vec::new(),
-        created_mount_points: created_points,
-        annotations: plan.annotations.clone(),
-        poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
-        poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
-    };
-    let early = !state.created_mount_points.is_empty();
-    if early {
-        locked.write_creating(&state)?;
-    }
     // Every directory it will have, recorded before the first is made (the v1 ones are
     // made after the clone).
     let mut cgroup = cgroup(plan, &o.id, |path, dirs| {

@@ -204,17 +204,33 @@ pub fn create(spec: Spec) -> Result<Container> {
         c.spec.idmap.rebase(slot.uid, slot.gid);
         c.lease = Some(lease);
     }
-    let prepared = c.prepared.insert(crabcan_mounts::prepare(&c.spec.mounts)?);
-    let restore = c.terminal.as_ref().and_then(|t| t.restore.as_ref());
-    // Only when crabcan holds something on the host that a SIGKILL would strand.
-    if !prepared.is_empty() || c.lease.is_some() || restore.is_some() || c.registration.is_some() {
-        let lease = &mut c.lease;
-        let owned = c
-            .registration
-            .as_ref()
-            .map(|r| (r.dir().to_path_buf(), r.owner()));
-        c.guardian = Some(crabcan_child::guardian(&mut || {
-            let _ = prepared.remove_now();
+    // The guardian comes before the mount points: prepare announces each before it makes
+    // it, and the guardian, told, removes it should crabcan be killed half-way. Forked only
+    // when crabcan holds something on the host that a SIGKILL would strand (at the first
+    // announcement, when nothing else needs it).
+    let rootfs = match &c.spec.mounts.root {
+        crabcan_mounts::Root::Dir(d) => Some(d.clone()),
+        _ => None,
+    };
+    let Container {
+        spec,
+        terminal,
+        registration,
+        lease,
+        guardian,
+        prepared,
+        ..
+    } = &mut c;
+    let restore = terminal.as_ref().and_then(|t| t.restore.as_ref());
+    let owned = registration
+        .as_ref()
+        .map(|r| (r.dir().to_path_buf(), r.owner()));
+    let needed_now = lease.is_some() || restore.is_some() || owned.is_some();
+    let mut start_guardian = || {
+        crabcan_child::guardian(&mut |points| {
+            if let Some(rootfs) = &rootfs {
+                let _ = crate::remove_mount_points(rootfs, points);
+            }
             if let Some(l) = lease.as_mut() {
                 l.remove_now();
             }
@@ -233,8 +249,23 @@ pub fn create(spec: Spec) -> Result<Container> {
             if let Some(restore) = restore {
                 restore();
             }
-        })?);
+        })
+    };
+    if needed_now {
+        *guardian = Some(start_guardian()?);
     }
+    *prepared = Some(crabcan_mounts::prepare_announcing(
+        &spec.mounts,
+        &mut |point| {
+            if guardian.is_none() {
+                *guardian = Some(start_guardian()?);
+            }
+            if let Some(g) = guardian {
+                g.note(point);
+            }
+            Ok(())
+        },
+    )?);
     if let Some(p) = &c.prepared {
         for p in p.created() {
             log::debug!("created mount point {} in the root", p.display());

@@ -360,3 +360,38 @@ pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
     }
     panic!("no descriptor came over the console socket");
 }
+
+/// Runs crabcan with `args` under strace, which SIGKILLs it at its second `mkdirat` in
+/// `dir` (the second mount point it makes there), before that call makes anything; strace
+/// follows every process crabcan forks to its end. Returns the trace of the `mkdirat`
+/// calls in `dir`.
+pub fn crabcan_killed_at_second_mkdir_in(dir: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let dir = dir.canonicalize().expect("canonical path of the root");
+    let trace = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "mkdir-kill-{}-{}.trace",
+        std::process::id(),
+        args.len()
+    ));
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg("-P")
+        .arg(&dir)
+        .args([
+            "-e",
+            "trace=mkdirat",
+            "-e",
+            "inject=mkdirat:signal=KILL:when=2",
+        ])
+        .arg(crabcan_bin())
+        .args(args);
+    let o = output_within(&mut cmd, std::time::Duration::from_secs(60));
+    let text = std::fs::read_to_string(&trace).unwrap_or_else(|e| {
+        panic!(
+            "no trace from strace (apt install strace): {e}; {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let _ = std::fs::remove_file(&trace);
+    text
+}
