@@ -110,7 +110,8 @@ enum Watch {
 }
 
 /// Reads the pipe: `p` and 4 bytes announce a pid, `n`, a 4-byte length and that many
-/// bytes note a path, `d` dismisses, EOF is crabcan's death.
+/// bytes note a path, `r` forgets the paths noted so far, `d` dismisses, EOF is crabcan's
+/// death.
 fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
     let mut container = None;
     let mut noted = Vec::new();
@@ -118,6 +119,7 @@ fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
         let mut msg = [0u8; 5];
         match read_full(rx, &mut msg[..1]) {
             Some(()) if msg[0] == b'd' => return Watch::Dismissed,
+            Some(()) if msg[0] == b'r' => noted.clear(),
             Some(()) if msg[0] == b'n' => {
                 let Some(()) = read_full(rx, &mut msg[1..]) else {
                     return Watch::Died(container, noted);
@@ -189,13 +191,18 @@ impl Guardian {
     }
 
     /// Tells the guardian about `path`, which crabcan is about to make: if crabcan dies, it
-    /// is among the paths its cleanup is given. A path longer than a pipe's atomic write
-    /// (4 KiB, more than any path the kernel resolves) is cut short, which the cleanup then
-    /// does not find.
-    pub fn note(&self, path: &Path) {
+    /// is among the paths its cleanup is given. A path that does not fit one message (a
+    /// pipe's atomic write, 4 KiB) is refused: the caller must not make it.
+    pub fn note(&self, path: &Path) -> Result<()> {
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.len() > MAX_NOTE {
+            return Err(crabcan_errors::Errcode::usage(format!(
+                "cannot make the mount point {}: its path in the root is longer than {MAX_NOTE} \
+                 bytes",
+                path.display()
+            )));
+        }
         if let Some(tx) = &self.tx {
-            let bytes = path.as_os_str().as_bytes();
-            let bytes = &bytes[..bytes.len().min(MAX_NOTE)];
             let mut msg = Vec::with_capacity(5 + bytes.len());
             msg.push(b'n');
             msg.extend_from_slice(&(bytes.len() as u32).to_ne_bytes());
@@ -203,6 +210,16 @@ impl Guardian {
             // One write: a pipe takes up to PIPE_BUF bytes whole.
             let _ = nix::unistd::write(tx, &msg);
         }
+        Ok(())
+    }
+
+    /// Replaces the paths noted so far with `paths` (what was made of what was noted: a
+    /// noted path can end up made by someone else, or not at all).
+    pub fn renote<'a>(&self, paths: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+        if let Some(tx) = &self.tx {
+            let _ = nix::unistd::write(tx, b"r");
+        }
+        paths.into_iter().try_for_each(|p| self.note(p))
     }
 
     /// Tells the guardian all is well (crabcan cleaned up itself); reaps it if it is gone
@@ -226,5 +243,56 @@ impl Guardian {
 impl Drop for Guardian {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notes_after(send: impl FnOnce(&Guardian)) -> Vec<PathBuf> {
+        let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let g = Guardian {
+            pid: Pid::from_raw(0),
+            tx: Some(tx),
+        };
+        send(&g);
+        // crabcan's death, as the guardian sees it: the pipe's end without a dismissal.
+        let mut g = std::mem::ManuallyDrop::new(g);
+        drop(g.tx.take());
+        match watch_pipe(rx.as_fd()) {
+            Watch::Died(None, noted) => noted,
+            Watch::Died(Some(_), _) => panic!("a container announced"),
+            Watch::Dismissed => panic!("dismissed"),
+        }
+    }
+
+    /// What the guardian removes after crabcan's death is what was noted last: a renote
+    /// replaces the notes (a path noted and then not made by this run is not its to remove).
+    #[test]
+    fn the_guardian_removes_what_was_noted_last() {
+        let noted = notes_after(|g| {
+            g.note(Path::new("/a")).unwrap();
+            g.note(Path::new("/a/b c")).unwrap();
+        });
+        assert_eq!(noted, [PathBuf::from("/a"), PathBuf::from("/a/b c")]);
+        let noted = notes_after(|g| {
+            g.note(Path::new("/a")).unwrap();
+            g.note(Path::new("/taken")).unwrap();
+            g.renote([Path::new("/a")]).unwrap();
+        });
+        assert_eq!(noted, [PathBuf::from("/a")]);
+    }
+
+    /// A path that does not fit one atomic message is refused, not cut to another path.
+    #[test]
+    fn a_path_too_long_to_note_is_refused() {
+        let long = PathBuf::from(format!("/{}", "x".repeat(MAX_NOTE)));
+        let noted = notes_after(|g| {
+            let e = g.note(&long).unwrap_err();
+            assert!(e.to_string().contains("longer than"), "{e}");
+            g.note(Path::new("/ok")).unwrap();
+        });
+        assert_eq!(noted, [PathBuf::from("/ok")]);
     }
 }

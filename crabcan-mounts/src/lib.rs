@@ -59,4 +59,4 @@ pub use plan::{
     MASKED_PATHS, MountConfig, MountEntry, MountPlan, READONLY_PATHS, Root, SCRATCH_HOST_DIRS,
     SCRATCH_MASKED_PATHS, Source, Step, Sysfs, container_path, default_devices, plan,
 };
-pub use prepare::{Prepared, prepare, prepare_announcing};
+pub use prepare::{Prepared, open_root, prepare, prepare_announcing, prepare_in};

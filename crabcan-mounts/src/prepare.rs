@@ -36,6 +36,24 @@ pub fn prepare_announcing(
     plan: &MountPlan,
     announce: &mut dyn FnMut(&Path) -> Result<()>,
 ) -> Result<Prepared> {
+    prepare_in(plan, None, announce)
+}
+
+/// The container's directory root, opened as [`prepare`] opens it (no symlink on its path);
+/// `None` for a scratch root. A caller that must act on the very directory prepare makes
+/// its mount points in (a cleanup after a kill) opens it with this, keeps a copy of the
+/// descriptor, and gives it to [`prepare_in`].
+pub fn open_root(plan: &MountPlan) -> Result<Option<OwnedFd>> {
+    crate::apply::open_root_dir(plan)
+}
+
+/// [`prepare_announcing`] in `root`, the directory root as [`open_root`] opened it (opened
+/// here when `None`).
+pub fn prepare_in(
+    plan: &MountPlan,
+    root: Option<OwnedFd>,
+    announce: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<Prepared> {
     check_nested_binds(plan)?;
     let Root::Dir(dir) = &plan.root else {
         return Ok(Prepared {
@@ -43,11 +61,14 @@ pub fn prepare_announcing(
             created: Vec::new(),
         });
     };
-    let Some(root) = crate::apply::open_root_dir(plan)? else {
-        return Err(Errcode::setup(format!(
-            "cannot open the container's root {}",
-            dir.display()
-        )));
+    let root = match root {
+        Some(r) => r,
+        None => crate::apply::open_root_dir(plan)?.ok_or_else(|| {
+            Errcode::setup(format!(
+                "cannot open the container's root {}",
+                dir.display()
+            ))
+        })?,
     };
     let root_id = match nix::sys::stat::fstat(root.as_fd()) {
         Ok(st) => (st.st_dev, st.st_ino),

@@ -140,13 +140,14 @@ fn create_locked(
             log::debug!("mount plan: {line}");
         }
     }
-    // Recorded before anything a kill would strand: a create killed from here on leaves a
-    // record `delete --force` undoes (the mount points made in the root, the cgroup).
-    // Written where it must be: before each mount point is made (announced by prepare),
-    // and with the cgroup's directories, before the first is made; once in all when
-    // neither is made. On ext4 a record written over itself (a rename onto the old one)
-    // starts its writeback at once, and the removal of that file at the end of create then
-    // waits for the disk: 0.25 ms of every create here that makes no mount point.
+    // Recorded before anything a kill would strand: a create killed from here on leaves
+    // what `delete --force` undoes. Each mount point made in the root is announced by
+    // prepare before it exists and appended to a journal (POINTS_FILE); the record itself
+    // (creating.json) is written once, after the mount points, with what was made: with
+    // the cgroup's directories before the first is made, or after the cgroup step when
+    // none is. On ext4 a record written over itself (a rename onto the old one) starts its
+    // writeback at once, and the removal of that file at the end of create then waits for
+    // the disk: 0.25 ms of a create for each rewrite.
     let mut state = State {
         id: o.id.clone(),
         pid: 0,
@@ -163,17 +164,29 @@ fn create_locked(
         poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
     };
     let prepared = match &mount_plan {
-        Some(m) => Some(crabcan_mounts::prepare_announcing(m, &mut |point| {
-            state.created_mount_points.push(point.to_path_buf());
-            locked.write_creating(&state)
-        })?),
+        Some(m) => {
+            let root = crabcan_mounts::open_root(m)?;
+            let root_id = match &root {
+                Some(r) => {
+                    let st = nix::sys::stat::fstat(r).sys_ctx(|| {
+                        format!("inspect the container's root {}", plan.root.display())
+                    })?;
+                    (st.st_dev, st.st_ino)
+                }
+                None => (0, 0),
+            };
+            let mut journal = None;
+            Some(crabcan_mounts::prepare_in(m, root, &mut |point| {
+                if journal.is_none() {
+                    journal = Some(locked.points_journal(root_id, &plan.root)?);
+                }
+                journal.as_mut().map_or(Ok(()), |j| j.append(point))
+            })?)
+        }
         None => None,
     };
-    let early = !state.created_mount_points.is_empty();
-    // What was made, of what was announced (a dangling symlink found in an announced
-    // place had its target made instead), for the records written from here on; the one
-    // written already may hold more, which `delete --force` skips (it removes only empty
-    // directories and empty files, never a symlink).
+    // What was made, of what was announced (a path announced and then made by someone
+    // else, or a dangling symlink whose target was made instead, is not this create's).
     state.created_mount_points = prepared
         .iter()
         .flat_map(|p| p.created().map(Path::to_path_buf))
@@ -200,7 +213,7 @@ fn create_locked(
         state.cgroup_paths = dirs;
         locked.write_creating(&state)
     })?;
-    if cgroup.0.is_none() && !early {
+    if cgroup.0.is_none() {
         locked.write_creating(&state)?;
     }
 
@@ -393,6 +406,7 @@ fn create_locked(
     // Recorded: delete removes it from now on.
     std::mem::forget(cgroup);
     let _ = std::fs::remove_file(locked.dir().join(crate::state::CREATING_FILE));
+    let _ = std::fs::remove_file(locked.dir().join(crate::state::POINTS_FILE));
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }

@@ -33,7 +33,7 @@ pub use state::{
 
 use crabcan_errors::{Errcode, Result};
 use nix::sys::signal::Signal;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -457,15 +457,25 @@ fn remove_stale(root: &Path, id: &str) -> Result<()> {
         )));
     }
     let mut first = None;
-    if let Ok(s) = state::read_state_file(l.dir(), state::CREATING_FILE) {
-        if let Some(cg) = open_cgroup(&s)
-            && let Err(e) = cg.remove()
-        {
-            first.get_or_insert(e);
-        }
-        if let Err(e) = remove_mount_points(&s.rootfs, &s.created_mount_points) {
-            first.get_or_insert(e);
-        }
+    // The mount points: the record's (what was made) once it is written, else the
+    // journal's (what was about to be made), in the root create opened.
+    let journal = state::read_points(l.dir());
+    let record = state::read_state_file(l.dir(), state::CREATING_FILE).ok();
+    if let Some(s) = &record
+        && let Some(cg) = open_cgroup(s)
+        && let Err(e) = cg.remove()
+    {
+        first.get_or_insert(e);
+    }
+    let points = match (&record, &journal) {
+        (Some(s), _) => Some((s.rootfs.as_path(), s.created_mount_points.as_slice())),
+        (None, Some((_, rootfs, points))) => Some((rootfs.as_path(), points.as_slice())),
+        (None, None) => None,
+    };
+    if let Some((rootfs, points)) = points
+        && let Err(e) = remove_points_of_create(rootfs, journal.as_ref().map(|j| j.0), points)
+    {
+        first.get_or_insert(e);
     }
     if let Err(e) = l.remove() {
         first.get_or_insert(e);
@@ -477,7 +487,7 @@ fn remove_stale(root: &Path, id: &str) -> Result<()> {
 /// inside the root (a symlink the container put in its place cannot redirect the removal)
 /// and only while it is still an empty directory or an empty file.
 pub fn remove_mount_points(rootfs: &Path, points: &[PathBuf]) -> Result<()> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use nix::fcntl::OFlag;
     if points.is_empty() {
         return Ok(());
     }
@@ -487,6 +497,44 @@ pub fn remove_mount_points(rootfs: &Path, points: &[PathBuf]) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Errcode::sys(format!("open {}", rootfs.display()), e))?;
+    remove_mount_points_in(root.as_fd(), points)
+}
+
+/// [`remove_mount_points`] for a killed create, in its root as create opened it: when its
+/// journal gave the root's device and inode (`root`), a directory found at `rootfs` that is
+/// not that one is left alone (its path was given to another directory since).
+fn remove_points_of_create(
+    rootfs: &Path,
+    root: Option<(u64, u64)>,
+    points: &[PathBuf],
+) -> Result<()> {
+    use nix::fcntl::OFlag;
+    if points.is_empty() {
+        return Ok(());
+    }
+    let fd = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Errcode::sys(format!("open {}", rootfs.display()), e))?;
+    if let Some(id) = root {
+        let st = nix::sys::stat::fstat(&fd)
+            .map_err(|e| Errcode::sys(format!("inspect {}", rootfs.display()), e))?;
+        if (st.st_dev, st.st_ino) != id {
+            return Err(Errcode::setup(format!(
+                "the mount points create made are left in place: {} is no longer the root \
+                 directory create made them in",
+                rootfs.display()
+            )));
+        }
+    }
+    remove_mount_points_in(fd.as_fd(), points)
+}
+
+/// [`remove_mount_points`] in the root directory `root` as opened before.
+pub fn remove_mount_points_in(root: BorrowedFd<'_>, points: &[PathBuf]) -> Result<()> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
     let mut first = None;
     for p in points.iter().rev() {
         let rel = p.strip_prefix("/").unwrap_or(p);
@@ -501,7 +549,7 @@ pub fn remove_mount_points(rootfs: &Path, points: &[PathBuf]) -> Result<()> {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        let Ok(pfd) = nix::fcntl::openat2(&root, parent, how) else {
+        let Ok(pfd) = nix::fcntl::openat2(root, parent, how) else {
             continue;
         };
         let Ok(st) = nix::sys::stat::fstatat(&pfd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
@@ -620,6 +668,43 @@ pub(crate) fn cstrings(v: &[String], what: &str) -> Result<Vec<std::ffi::CString
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A killed create's mount points are removed in the root create opened, and only while
+    /// its path still leads to that directory; only empty directories and empty files go,
+    /// never a symlink.
+    #[test]
+    fn a_killed_creates_points_go_only_from_its_own_root() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("crabcan-points-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (root, other) = (base.join("rootfs"), base.join("other"));
+        for d in [&root, &other] {
+            std::fs::create_dir_all(d.join("made/deeper")).unwrap();
+            std::fs::write(d.join("file"), "").unwrap();
+            std::fs::write(d.join("full"), "data").unwrap();
+            std::os::unix::fs::symlink("/", d.join("link")).unwrap();
+        }
+        let points: Vec<PathBuf> = ["/made", "/made/deeper", "/file", "/full", "/link"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let id = |d: &Path| {
+            let m = std::fs::metadata(d).unwrap();
+            (m.dev(), m.ino())
+        };
+        // The path now names another directory: nothing there is touched.
+        let e = remove_points_of_create(&other, Some(id(&root)), &points).unwrap_err();
+        assert!(e.to_string().contains("no longer the root"), "{e}");
+        assert!(other.join("made/deeper").is_dir() && other.join("file").exists());
+        remove_points_of_create(&root, Some(id(&root)), &points).unwrap();
+        assert!(!root.join("made").exists() && !root.join("file").exists());
+        assert!(root.join("full").exists(), "a file with data was removed");
+        assert!(
+            root.join("link").symlink_metadata().is_ok(),
+            "a symlink was removed"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     /// The signal reaches the recorded process, and never one whose start time differs
     /// from the record (a process that took a dead container's pid).

@@ -207,10 +207,16 @@ pub fn create(spec: Spec) -> Result<Container> {
     // The guardian comes before the mount points: prepare announces each before it makes
     // it, and the guardian, told, removes it should crabcan be killed half-way. Forked only
     // when crabcan holds something on the host that a SIGKILL would strand (at the first
-    // announcement, when nothing else needs it).
-    let rootfs = match &c.spec.mounts.root {
-        crabcan_mounts::Root::Dir(d) => Some(d.clone()),
-        _ => None,
+    // announcement, when nothing else needs it). It removes them in the very directory
+    // prepare makes them in (a copy of its descriptor), not in whatever the root's path
+    // leads to by then.
+    let root = crabcan_mounts::open_root(&c.spec.mounts)?;
+    let guarded_root = match &root {
+        Some(r) => Some(
+            r.try_clone()
+                .map_err(|e| Errcode::setup(format!("cannot keep the root's descriptor: {e}")))?,
+        ),
+        None => None,
     };
     let Container {
         spec,
@@ -228,8 +234,8 @@ pub fn create(spec: Spec) -> Result<Container> {
     let needed_now = lease.is_some() || restore.is_some() || owned.is_some();
     let mut start_guardian = || {
         crabcan_child::guardian(&mut |points| {
-            if let Some(rootfs) = &rootfs {
-                let _ = crate::remove_mount_points(rootfs, points);
+            if let Some(root) = &guarded_root {
+                let _ = crate::remove_mount_points_in(std::os::fd::AsFd::as_fd(root), points);
             }
             if let Some(l) = lease.as_mut() {
                 l.remove_now();
@@ -254,18 +260,23 @@ pub fn create(spec: Spec) -> Result<Container> {
     if needed_now {
         *guardian = Some(start_guardian()?);
     }
-    *prepared = Some(crabcan_mounts::prepare_announcing(
+    let mut announced = false;
+    let made = prepared.insert(crabcan_mounts::prepare_in(
         &spec.mounts,
+        root,
         &mut |point| {
             if guardian.is_none() {
                 *guardian = Some(start_guardian()?);
             }
-            if let Some(g) = guardian {
-                g.note(point);
-            }
-            Ok(())
+            announced = true;
+            guardian.as_ref().map_or(Ok(()), |g| g.note(point))
         },
     )?);
+    // What was made, of what was announced: a path announced and then made by someone else
+    // (two containers on one root) is not this run's to remove.
+    if let (true, Some(g)) = (announced, guardian.as_ref()) {
+        g.renote(made.created())?;
+    }
     if let Some(p) = &c.prepared {
         for p in p.created() {
             log::debug!("created mount point {} in the root", p.display());

@@ -13,6 +13,12 @@ pub const STATE_FILE: &str = "state.json";
 /// What create has made so far (cgroup, mount points), before the state file exists: what
 /// `delete --force` undoes after a create that was killed.
 pub const CREATING_FILE: &str = "creating.json";
+/// The mount points create is about to make in the root, each announced before it exists:
+/// an entry `DEV:INO:ROOTFS` naming the root (as create opened it), then one per path inside
+/// it, every entry NUL-terminated. Only appended to (one write per mount point, never a
+/// rewrite, which on ext4 would start the file's writeback each time); read only when
+/// create was killed before its [`CREATING_FILE`], which from then on holds what was made.
+pub const POINTS_FILE: &str = "creating.points";
 /// The fifo a created container blocks on until `start`.
 pub const FIFO: &str = "exec.fifo";
 /// Longest container id accepted.
@@ -407,6 +413,30 @@ impl Locked {
         self.write_as(s, STATE_FILE)
     }
 
+    /// Starts the journal of the mount points create is about to make ([`POINTS_FILE`]) in
+    /// the root directory `root`, found at `rootfs`.
+    pub fn points_journal(&self, root: (u64, u64), rootfs: &Path) -> Result<PointsJournal> {
+        let path = self.dir.join(POINTS_FILE);
+        let cannot = |e: &dyn std::fmt::Display| {
+            Errcode::setup(format!(
+                "cannot record the mount points in {}: {e}",
+                path.display()
+            ))
+        };
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| cannot(&e))?;
+        let mut journal = PointsJournal { file, path };
+        let mut head = format!("{}:{}:", root.0, root.1).into_bytes();
+        head.extend_from_slice(rootfs.as_os_str().as_encoded_bytes());
+        journal.append_entry(&head)?;
+        Ok(journal)
+    }
+
     /// Records what create has made so far (`creating.json`).
     pub fn write_creating(&self, s: &State) -> Result<()> {
         self.write_as(s, CREATING_FILE)
@@ -621,6 +651,58 @@ pub(crate) fn replace_file(tmp: &Path, path: &Path, mode: u32, text: &[u8]) -> s
         })
 }
 
+/// The journal of the mount points create is about to make ([`POINTS_FILE`]).
+pub struct PointsJournal {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl PointsJournal {
+    /// Records `point` (a path inside the root), before it is made.
+    pub fn append(&mut self, point: &Path) -> Result<()> {
+        self.append_entry(point.as_os_str().as_encoded_bytes())
+    }
+
+    fn append_entry(&mut self, entry: &[u8]) -> Result<()> {
+        use std::io::Write;
+        if entry.contains(&0) {
+            return Err(Errcode::setup("a recorded path holds a NUL byte"));
+        }
+        let mut line = Vec::with_capacity(entry.len() + 1);
+        line.extend_from_slice(entry);
+        line.push(0);
+        // One write: a kill cannot leave half an entry that looks whole (the reader drops
+        // an entry without its NUL).
+        self.file.write_all(&line).map_err(|e| {
+            Errcode::setup(format!(
+                "cannot record the mount points in {}: {e}",
+                self.path.display()
+            ))
+        })
+    }
+}
+
+/// What a journal of mount points ([`POINTS_FILE`]) in `dir` holds: the root (its device
+/// and inode as create opened it, and its path) and the paths announced in it, in order.
+/// `None` when there is none, or it does not begin with a root.
+pub fn read_points(dir: &Path) -> Option<((u64, u64), PathBuf, Vec<PathBuf>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let text = std::fs::read(dir.join(POINTS_FILE)).ok()?;
+    // Every whole entry; a last one without its NUL was cut short by a kill.
+    let mut entries: Vec<&[u8]> = text.split(|&b| b == 0).collect();
+    entries.pop();
+    let (head, points) = entries.split_first()?;
+    let mut parts = head.splitn(3, |&b| b == b':');
+    let mut num = || -> Option<u64> { std::str::from_utf8(parts.next()?).ok()?.parse().ok() };
+    let id = (num()?, num()?);
+    let rootfs = PathBuf::from(std::ffi::OsStr::from_bytes(parts.next()?));
+    let points = points
+        .iter()
+        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+        .collect();
+    Some((id, rootfs, points))
+}
+
 /// RFC 3339 UTC time with nanoseconds, as runc prints `created`.
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
@@ -799,6 +881,41 @@ mod tests {
         remover.join().unwrap();
         let _ = std::fs::remove_dir_all(&base);
         assert_eq!(failed, None);
+    }
+
+    /// The journal of mount points gives back the root and every whole entry; an entry a
+    /// kill cut short (no NUL yet) is dropped, never read as another path.
+    #[test]
+    fn the_points_journal_reads_back_its_whole_entries() {
+        let root = std::env::temp_dir().join(format!("crabcan-points-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let l = Locked::create(&root, "c1").unwrap();
+        assert!(read_points(l.dir()).is_none());
+        let mut j = l.points_journal((7, 99), Path::new("/b/root:fs")).unwrap();
+        j.append(Path::new("/a")).unwrap();
+        j.append(Path::new("/a/b c")).unwrap();
+        assert_eq!(
+            read_points(l.dir()),
+            Some((
+                (7, 99),
+                PathBuf::from("/b/root:fs"),
+                vec![PathBuf::from("/a"), PathBuf::from("/a/b c")]
+            ))
+        );
+        use std::io::Write;
+        j.file.write_all(b"/a/b c/d").unwrap();
+        assert_eq!(
+            read_points(l.dir()).unwrap().2.len(),
+            2,
+            "a cut entry was read"
+        );
+        assert!(j.append(Path::new("/x\0y")).is_err());
+        assert!(
+            l.points_journal((7, 99), Path::new("/b")).is_err(),
+            "a second journal replaced the first"
+        );
+        l.remove().unwrap();
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
