@@ -447,8 +447,11 @@ fn a_program_goes_through_bytes_whole_or_not_at_all() {
 /// A thousand and more rules for one call, each testing all six arguments: too long for the
 /// kernel, refused in one error, on a small stack and quickly, not a stack overflow or
 /// gigabytes of memory in the decision diagram.
+///
+/// Host only: it bounds the time taken, which the emulated test VM (some 20 times slower,
+/// on the host's busy CPUs) cannot judge; the compile is the same code there.
 #[test]
-fn thousands_of_rules_for_one_call_are_refused_without_exhausting_the_stack() {
+fn host_only_thousands_of_rules_for_one_call_are_refused_without_exhausting_the_stack() {
     let rule = |i: usize| {
         let args: Vec<String> = (0..6)
             .map(|a| {
@@ -486,8 +489,11 @@ fn thousands_of_rules_for_one_call_are_refused_without_exhausting_the_stack() {
 }
 
 /// A name repeated in one rule is checked once: 20000 copies of it compile as one.
+///
+/// Host only: it bounds the time taken, which the emulated test VM (some 20 times slower,
+/// on the host's busy CPUs) cannot judge; the compile is the same code there.
 #[test]
-fn a_name_repeated_in_a_rule_counts_once() {
+fn host_only_a_name_repeated_in_a_rule_counts_once() {
     let names = vec![r#""ioctl""#; 20_000].join(",");
     let json = format!(
         r#"{{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],"syscalls":[
@@ -512,8 +518,11 @@ fn a_name_repeated_in_a_rule_counts_once() {
 /// More distinct conditional rules for one call than the kernel takes instructions are
 /// refused before the quadratic overlap check, and many calls sharing long lists of rules
 /// with different actions stop at the check's budget: one error each, quickly.
+///
+/// Host only: it bounds the time taken, which the emulated test VM (some 20 times slower,
+/// on the host's busy CPUs) cannot judge; the compile is the same code there.
 #[test]
-fn huge_rule_sets_are_refused_before_the_overlap_check_runs_for_minutes() {
+fn host_only_huge_rule_sets_are_refused_before_the_overlap_check_runs_for_minutes() {
     let rule = |i: usize, names: &str| {
         let action = if i % 2 == 0 {
             "SCMP_ACT_ERRNO"
