@@ -487,17 +487,7 @@ fn remove_stale(root: &Path, id: &str) -> Result<()> {
 /// inside the root (a symlink the container put in its place cannot redirect the removal)
 /// and only while it is still an empty directory or an empty file.
 pub fn remove_mount_points(rootfs: &Path, points: &[PathBuf]) -> Result<()> {
-    use nix::fcntl::OFlag;
-    if points.is_empty() {
-        return Ok(());
-    }
-    let root = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Errcode::sys(format!("open {}", rootfs.display()), e))?;
-    remove_mount_points_in(root.as_fd(), points)
+    remove_points_of_create(rootfs, None, points)
 }
 
 /// [`remove_mount_points`] for a killed create, in its root as create opened it: when its
