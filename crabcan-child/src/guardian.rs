@@ -11,6 +11,9 @@
 //! under `--no-init`), waits until it is gone, runs the cleanup and exits, so that nothing
 //! it cleans up (an id range) is given to another container while this one still runs.
 //!
+//! It runs in a session of its own, so that a signal to crabcan's process group (`timeout
+//! -s KILL` signals its whole group) does not reach it.
+//!
 //! Two things keep it out of a run's time. It runs as a batch task (`SCHED_BATCH`, the
 //! normal share of the CPU, but a waking batch task never takes the CPU from a running one):
 //! the dismissal wakes it, and woken on crabcan's own CPU as an ordinary task it took that
@@ -45,6 +48,9 @@ pub fn guardian(cleanup: &mut dyn FnMut(&[PathBuf])) -> Result<Guardian> {
     match unsafe { nix::unistd::fork() }.sys_ctx(|| "fork the cleanup guardian")? {
         ForkResult::Child => {
             drop(tx);
+            // A session (and process group) of its own: a kill of crabcan's whole group
+            // (`timeout -s KILL`, a shell's job control) must not take the guardian along.
+            let _ = nix::unistd::setsid();
             quiet_output();
             if let Watch::Died(container, noted) = watch_pipe(rx.as_fd()) {
                 if let Some(fd) = container {
@@ -110,8 +116,7 @@ enum Watch {
 }
 
 /// Reads the pipe: `p` and 4 bytes announce a pid, `n`, a 4-byte length and that many
-/// bytes note a path, `r` forgets the paths noted so far, `d` dismisses, EOF is crabcan's
-/// death.
+/// bytes note a path, `f` and the same forget one, `d` dismisses, EOF is crabcan's death.
 fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
     let mut container = None;
     let mut noted = Vec::new();
@@ -119,8 +124,7 @@ fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
         let mut msg = [0u8; 5];
         match read_full(rx, &mut msg[..1]) {
             Some(()) if msg[0] == b'd' => return Watch::Dismissed,
-            Some(()) if msg[0] == b'r' => noted.clear(),
-            Some(()) if msg[0] == b'n' => {
+            Some(()) if msg[0] == b'n' || msg[0] == b'f' => {
                 let Some(()) = read_full(rx, &mut msg[1..]) else {
                     return Watch::Died(container, noted);
                 };
@@ -129,7 +133,12 @@ fn watch_pipe(rx: BorrowedFd<'_>) -> Watch {
                 let Some(()) = read_full(rx, &mut path) else {
                     return Watch::Died(container, noted);
                 };
-                noted.push(PathBuf::from(std::ffi::OsString::from_vec(path)));
+                let path = PathBuf::from(std::ffi::OsString::from_vec(path));
+                if msg[0] == b'n' {
+                    noted.push(path);
+                } else if let Some(i) = noted.iter().rposition(|p| *p == path) {
+                    noted.remove(i);
+                }
             }
             Some(()) if msg[0] == b'p' => {
                 let Some(()) = read_full(rx, &mut msg[1..]) else {
@@ -194,6 +203,17 @@ impl Guardian {
     /// is among the paths its cleanup is given. A path that does not fit one message (a
     /// pipe's atomic write, 4 KiB) is refused: the caller must not make it.
     pub fn note(&self, path: &Path) -> Result<()> {
+        self.send_path(b'n', path)
+    }
+
+    /// Takes back a path noted before (crabcan did not make it after all: it was made by
+    /// someone else meanwhile, or found to be a symlink). One message per path, so that a
+    /// kill at any point leaves the guardian with at least what was made.
+    pub fn forget(&self, path: &Path) -> Result<()> {
+        self.send_path(b'f', path)
+    }
+
+    fn send_path(&self, kind: u8, path: &Path) -> Result<()> {
         let bytes = path.as_os_str().as_bytes();
         if bytes.len() > MAX_NOTE {
             return Err(crabcan_errors::Errcode::usage(format!(
@@ -204,22 +224,13 @@ impl Guardian {
         }
         if let Some(tx) = &self.tx {
             let mut msg = Vec::with_capacity(5 + bytes.len());
-            msg.push(b'n');
+            msg.push(kind);
             msg.extend_from_slice(&(bytes.len() as u32).to_ne_bytes());
             msg.extend_from_slice(bytes);
             // One write: a pipe takes up to PIPE_BUF bytes whole.
             let _ = nix::unistd::write(tx, &msg);
         }
         Ok(())
-    }
-
-    /// Replaces the paths noted so far with `paths` (what was made of what was noted: a
-    /// noted path can end up made by someone else, or not at all).
-    pub fn renote<'a>(&self, paths: impl IntoIterator<Item = &'a Path>) -> Result<()> {
-        if let Some(tx) = &self.tx {
-            let _ = nix::unistd::write(tx, b"r");
-        }
-        paths.into_iter().try_for_each(|p| self.note(p))
     }
 
     /// Tells the guardian all is well (crabcan cleaned up itself); reaps it if it is gone
@@ -267,10 +278,10 @@ mod tests {
         }
     }
 
-    /// What the guardian removes after crabcan's death is what was noted last: a renote
-    /// replaces the notes (a path noted and then not made by this run is not its to remove).
+    /// What the guardian removes after crabcan's death is what was noted and not taken
+    /// back (a path noted and then not made by this run is not its to remove).
     #[test]
-    fn the_guardian_removes_what_was_noted_last() {
+    fn the_guardian_removes_what_was_noted_and_not_taken_back() {
         let noted = notes_after(|g| {
             g.note(Path::new("/a")).unwrap();
             g.note(Path::new("/a/b c")).unwrap();
@@ -279,9 +290,11 @@ mod tests {
         let noted = notes_after(|g| {
             g.note(Path::new("/a")).unwrap();
             g.note(Path::new("/taken")).unwrap();
-            g.renote([Path::new("/a")]).unwrap();
+            g.note(Path::new("/a/b")).unwrap();
+            g.forget(Path::new("/taken")).unwrap();
+            g.forget(Path::new("/never noted")).unwrap();
         });
-        assert_eq!(noted, [PathBuf::from("/a")]);
+        assert_eq!(noted, [PathBuf::from("/a"), PathBuf::from("/a/b")]);
     }
 
     /// A path that does not fit one atomic message is refused, not cut to another path.

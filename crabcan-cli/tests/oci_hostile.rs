@@ -525,6 +525,49 @@ fn host_only_a_create_killed_while_making_mount_points_leaves_none_after_delete(
     assert!(!env.root().join(&id).exists(), "its state directory stays");
 }
 
+/// A bundle whose root path is made a symlink to elsewhere on the host after `create`:
+/// `delete` removes nothing there. The mount points it made are named by the root `create`
+/// opened (its device and inode in the record), which the path no longer leads to; it
+/// leaves them, and says so.
+#[test]
+fn delete_never_removes_mount_points_through_a_root_path_swapped_after_create() {
+    let env = Env::new("swaproot");
+    let id = format!("swaproot-{}", std::process::id());
+    let point = format!("made-swaproot-{}", std::process::id());
+    let link = env.dir.path().join("rootlink");
+    std::os::unix::fs::symlink(rootfs(), &link).unwrap();
+    let b = env.bundle("b", &["true"], |c| {
+        c["root"]["path"] = json!(link);
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": format!("/{point}"),
+            "type": "bind",
+            "source": env.dir.path(),
+            "options": ["rbind", "ro"],
+        }));
+    });
+    assert_ok(&env.cc(&["create", "--bundle", &b.to_string_lossy(), &id]));
+    let made = rootfs().join(&point).is_dir();
+    // The path now leads to a directory of the host's with the same empty entry.
+    let victim = env.dir.path().join("victim");
+    std::fs::create_dir_all(victim.join(&point)).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let o = output_within(&mut env.cmd(&["delete", "--force", &id]), LIMIT);
+    let survived = victim.join(&point).is_dir();
+    let _ = std::fs::remove_dir(rootfs().join(&point));
+    assert!(made, "create made no mount point");
+    assert!(
+        survived,
+        "delete removed a directory outside the container's root"
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("no longer the root"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!env.root().join(&id).exists(), "its state directory stays");
+}
+
 /// A bind entry of `source` (a file) on `destination`.
 fn bind_file(source: &Path, destination: &str) -> Value {
     json!({

@@ -504,6 +504,52 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
     assert!(left.is_empty(), "cgroups left after SIGKILL: {left:?}");
 }
 
+/// A SIGKILL to crabcan's whole process group (as `timeout -s KILL` sends it) leaves
+/// nothing behind either: the guardian, in a session of its own, is not in that group.
+#[test]
+fn sigkill_of_crabcans_process_group_leaves_nothing_behind() {
+    require_root();
+    let dir = Scratch::new("sigkillpg");
+    let made = format!("made-for-sigkillpg-{}", std::process::id());
+    let add = format!("{}:/{made}", dir.s());
+    let root = rootfs();
+    let mark = marker("crabcan-sigkillpg-test");
+    let mut pid = 0;
+    leaves_nothing_behind(&mark, || {
+        let mut child = crabcan()
+            .arg("run")
+            .arg("-m")
+            .arg(&root)
+            .args(["-a", &add, "--", "/bin/sh", "-c"])
+            .arg(format!("echo ready; sleep 1000; : {mark}"))
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn crabcan");
+        let _lines = wait_ready(&mut child);
+        assert!(root.join(&made).is_dir(), "the mount point was not created");
+        pid = child.id();
+        assert!(!run_cgroups_of(pid).is_empty(), "the run has no cgroup");
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        wait_within(&mut child, LIMIT, "the SIGKILLed crabcan");
+    });
+    let point_left = root.join(&made).exists();
+    let _ = std::fs::remove_dir(root.join(&made));
+    assert!(
+        !point_left,
+        "mount point left in the rootfs after SIGKILL of the group"
+    );
+    let left = run_cgroups_of(pid);
+    assert!(
+        left.is_empty(),
+        "cgroups left after SIGKILL of the group: {left:?}"
+    );
+}
+
 /// Host only: strace kills crabcan, which the test VM lacks.
 ///
 /// A crabcan killed while it makes the mount points its root lacks (after the first, before

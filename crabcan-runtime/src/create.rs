@@ -159,10 +159,12 @@ fn create_locked(
         cgroup_path: None,
         cgroup_paths: Vec::new(),
         created_mount_points: Vec::new(),
+        rootfs_id: None,
         annotations: plan.annotations.clone(),
         poststart: plan.hooks.poststart.iter().map(HookRecord::from).collect(),
         poststop: plan.hooks.poststop.iter().map(HookRecord::from).collect(),
     };
+    let mut journaled = false;
     let prepared = match &mount_plan {
         Some(m) => {
             let root = crabcan_mounts::open_root(m)?;
@@ -176,12 +178,17 @@ fn create_locked(
                 None => (0, 0),
             };
             let mut journal = None;
-            Some(crabcan_mounts::prepare_in(m, root, &mut |point| {
+            let prepared = crabcan_mounts::prepare_in(m, root, &mut |point| {
                 if journal.is_none() {
                     journal = Some(locked.points_journal(root_id, &plan.root)?);
                 }
                 journal.as_mut().map_or(Ok(()), |j| j.append(point))
-            })?)
+            })?;
+            journaled = journal.is_some();
+            if !prepared.is_empty() {
+                state.rootfs_id = Some(root_id);
+            }
+            Some(prepared)
         }
         None => None,
     };
@@ -406,7 +413,9 @@ fn create_locked(
     // Recorded: delete removes it from now on.
     std::mem::forget(cgroup);
     let _ = std::fs::remove_file(locked.dir().join(crate::state::CREATING_FILE));
-    let _ = std::fs::remove_file(locked.dir().join(crate::state::POINTS_FILE));
+    if journaled {
+        let _ = std::fs::remove_file(locked.dir().join(crate::state::POINTS_FILE));
+    }
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }

@@ -344,6 +344,7 @@ impl Registration {
             cgroup_path,
             cgroup_paths: cgroup.map(|c| c.paths()).unwrap_or_default(),
             created_mount_points: Vec::new(),
+            rootfs_id: None,
             annotations: Default::default(),
             poststart: Vec::new(),
             poststop: Vec::new(),

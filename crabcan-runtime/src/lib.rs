@@ -371,7 +371,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     if let Err(e) = remove_cgroups(&s) {
         first.get_or_insert(e);
     }
-    if let Err(e) = remove_mount_points(&s.rootfs, &s.created_mount_points) {
+    if let Err(e) = remove_mount_points(&s.rootfs, s.rootfs_id, &s.created_mount_points) {
         first.get_or_insert(e);
     }
     let poststop = s.poststop.clone();
@@ -472,8 +472,13 @@ fn remove_stale(root: &Path, id: &str) -> Result<()> {
         (None, Some((_, rootfs, points))) => Some((rootfs.as_path(), points.as_slice())),
         (None, None) => None,
     };
+    // The root's identity: the record's, else the journal's.
+    let root_id = record
+        .as_ref()
+        .and_then(|s| s.rootfs_id)
+        .or(journal.as_ref().map(|j| j.0));
     if let Some((rootfs, points)) = points
-        && let Err(e) = remove_points_of_create(rootfs, journal.as_ref().map(|j| j.0), points)
+        && let Err(e) = remove_mount_points(rootfs, root_id, points)
     {
         first.get_or_insert(e);
     }
@@ -483,21 +488,13 @@ fn remove_stale(root: &Path, id: &str) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
-/// Removes mount points create made in the root filesystem, deepest first, each resolved
-/// inside the root (a symlink the container put in its place cannot redirect the removal)
-/// and only while it is still an empty directory or an empty file.
-pub fn remove_mount_points(rootfs: &Path, points: &[PathBuf]) -> Result<()> {
-    remove_points_of_create(rootfs, None, points)
-}
-
-/// [`remove_mount_points`] for a killed create, in its root as create opened it: when its
-/// journal gave the root's device and inode (`root`), a directory found at `rootfs` that is
-/// not that one is left alone (its path was given to another directory since).
-fn remove_points_of_create(
-    rootfs: &Path,
-    root: Option<(u64, u64)>,
-    points: &[PathBuf],
-) -> Result<()> {
+/// Removes mount points create made in the root filesystem at `rootfs`, deepest first,
+/// each resolved inside the root (a symlink the container put in its place cannot redirect
+/// the removal) and only while it is still an empty directory or an empty file. With the
+/// root's device and inode as create opened it (`root`), a directory found at `rootfs` that
+/// is not that one is left alone (the path was given to another directory since: a bundle's
+/// `rootfs` made a symlink to elsewhere on the host).
+fn remove_mount_points(rootfs: &Path, root: Option<(u64, u64)>, points: &[PathBuf]) -> Result<()> {
     use nix::fcntl::OFlag;
     if points.is_empty() {
         return Ok(());
@@ -522,7 +519,9 @@ fn remove_points_of_create(
     remove_mount_points_in(fd.as_fd(), points)
 }
 
-/// [`remove_mount_points`] in the root directory `root` as opened before.
+/// Removes the mount points `points` (paths inside the root, made by crabcan) in the root
+/// directory `root` as opened before, deepest first: only empty directories and empty
+/// files, each resolved inside the root, never a symlink.
 pub fn remove_mount_points_in(root: BorrowedFd<'_>, points: &[PathBuf]) -> Result<()> {
     use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
     let mut first = None;
@@ -683,10 +682,10 @@ mod tests {
             (m.dev(), m.ino())
         };
         // The path now names another directory: nothing there is touched.
-        let e = remove_points_of_create(&other, Some(id(&root)), &points).unwrap_err();
+        let e = remove_mount_points(&other, Some(id(&root)), &points).unwrap_err();
         assert!(e.to_string().contains("no longer the root"), "{e}");
         assert!(other.join("made/deeper").is_dir() && other.join("file").exists());
-        remove_points_of_create(&root, Some(id(&root)), &points).unwrap();
+        remove_mount_points(&root, Some(id(&root)), &points).unwrap();
         assert!(!root.join("made").exists() && !root.join("file").exists());
         assert!(root.join("full").exists(), "a file with data was removed");
         assert!(
@@ -717,6 +716,7 @@ mod tests {
             cgroup_path: None,
             cgroup_paths: vec![],
             created_mount_points: vec![],
+            rootfs_id: None,
             annotations: Default::default(),
             poststart: vec![],
             poststop: vec![],

@@ -260,7 +260,7 @@ pub fn create(spec: Spec) -> Result<Container> {
     if needed_now {
         *guardian = Some(start_guardian()?);
     }
-    let mut announced = false;
+    let mut announced: Vec<PathBuf> = Vec::new();
     let made = prepared.insert(crabcan_mounts::prepare_in(
         &spec.mounts,
         root,
@@ -268,14 +268,18 @@ pub fn create(spec: Spec) -> Result<Container> {
             if guardian.is_none() {
                 *guardian = Some(start_guardian()?);
             }
-            announced = true;
+            announced.push(point.to_path_buf());
             guardian.as_ref().map_or(Ok(()), |g| g.note(point))
         },
     )?);
-    // What was made, of what was announced: a path announced and then made by someone else
-    // (two containers on one root) is not this run's to remove.
-    if let (true, Some(g)) = (announced, guardian.as_ref()) {
-        g.renote(made.created())?;
+    // What was announced and not made (made by someone else meanwhile, two containers on
+    // one root; or a dangling symlink, whose target was made instead) is not this run's
+    // to remove: taken back one by one, so that a kill meanwhile strands nothing made.
+    if let Some(g) = guardian.as_ref() {
+        let kept: std::collections::HashSet<&Path> = made.created().collect();
+        for p in announced.iter().filter(|p| !kept.contains(p.as_path())) {
+            g.forget(p)?;
+        }
     }
     if let Some(p) = &c.prepared {
         for p in p.created() {

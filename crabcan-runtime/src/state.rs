@@ -71,6 +71,11 @@ pub struct State {
     pub cgroup_paths: Vec<PathBuf>,
     /// Mount points created in the root filesystem, to remove on delete.
     pub created_mount_points: Vec<PathBuf>,
+    /// The root filesystem's device and inode as create opened it: delete removes the
+    /// mount points only while `rootfs` still leads to that directory. Absent in records
+    /// of a create that made no mount point (or of an older crabcan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_id: Option<(u64, u64)>,
     /// The config's annotations.
     pub annotations: BTreeMap<String, String>,
     /// Hooks run after start.
@@ -765,6 +770,7 @@ mod tests {
             cgroup_path: Some("/default/c1".into()),
             cgroup_paths: vec!["/sys/fs/cgroup/pids/default/c1".into()],
             created_mount_points: vec!["/b/rootfs/proc".into()],
+            rootfs_id: Some((1, 2)),
             annotations: [("a".to_string(), "b".to_string())].into(),
             poststart: vec![],
             poststop: vec![HookRecord {
