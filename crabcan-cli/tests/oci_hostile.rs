@@ -722,11 +722,14 @@ fn host_only_a_process_in_create_is_out_of_reach_before_it_is_released() {
         c["linux"]["gidMappings"] = map;
     });
     env.made("held");
-    // The runtime's clone of the process returns 3 s late: the process exists, waits for
+    // The runtime's clone of the process returns 6 s late: the process exists, waits for
     // its maps and release, and the runtime sleeps.
+    let trace = env.dir.path().join("clone3.trace");
     let mut strace = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=clone3"])
-        .args(["-e", "inject=clone3:delay_exit=3000000:when=1"])
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=clone3"])
+        .args(["-e", "inject=clone3:delay_exit=6000000:when=1"])
         .arg(crabcan_bin())
         .arg("--root")
         .arg(env.root())
@@ -750,8 +753,14 @@ fn host_only_a_process_in_create_is_out_of_reach_before_it_is_released() {
                 .output()
                 .unwrap();
             panic!(
-                "no process of crabcan {runtime} under strace {}:\n{}",
+                "no process of crabcan {runtime} ({}) under strace {}; its trace:\n{}\n{}",
+                if Path::new(&format!("/proc/{runtime}")).exists() {
+                    "still there"
+                } else {
+                    "gone"
+                },
                 strace.id(),
+                std::fs::read_to_string(&trace).unwrap_or_default(),
                 String::from_utf8_lossy(&ps.stdout)
                     .lines()
                     .filter(|l| l.contains("crabcan") || l.contains("strace"))
