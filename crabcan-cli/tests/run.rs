@@ -422,6 +422,27 @@ fn signals_are_forwarded_whatever_the_callers_dispositions() {
     }
 }
 
+/// Starts `crabcan run` in `root` with the bind `add` (whose destination the root lacks)
+/// and a shell that says ready and sleeps, its command line carrying `mark`; `adjust`
+/// changes the command first. Returns once the shell is ready.
+fn start_holding_a_mount_point(
+    root: &Path,
+    add: &str,
+    mark: &str,
+    adjust: impl FnOnce(&mut std::process::Command) -> &mut std::process::Command,
+) -> std::process::Child {
+    let mut cmd = crabcan();
+    cmd.arg("run")
+        .arg("-m")
+        .arg(root)
+        .args(["-a", add, "--", "/bin/sh", "-c"])
+        .arg(format!("echo ready; sleep 1000; : {mark}"))
+        .stdout(Stdio::piped());
+    let mut child = adjust(&mut cmd).spawn().expect("spawn crabcan");
+    let _lines = wait_ready(&mut child);
+    child
+}
+
 #[test]
 fn sigkill_of_crabcan_leaves_nothing_behind() {
     require_root();
@@ -433,16 +454,7 @@ fn sigkill_of_crabcan_leaves_nothing_behind() {
     let mark = marker("crabcan-sigkill-test");
     let mut pid = 0;
     leaves_nothing_behind(&mark, || {
-        let mut child = crabcan()
-            .arg("run")
-            .arg("-m")
-            .arg(&root)
-            .args(["-a", &add, "--", "/bin/sh", "-c"])
-            .arg(format!("echo ready; sleep 1000; : {mark}"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn crabcan");
-        let _lines = wait_ready(&mut child);
+        let mut child = start_holding_a_mount_point(&root, &add, &mark, |c| c);
         assert!(root.join(&made).is_dir(), "the mount point was not created");
         // crabcan and the container's shell both carry the marker.
         assert!(
@@ -516,17 +528,7 @@ fn sigkill_of_crabcans_process_group_leaves_nothing_behind() {
     let mark = marker("crabcan-sigkillpg-test");
     let mut pid = 0;
     leaves_nothing_behind(&mark, || {
-        let mut child = crabcan()
-            .arg("run")
-            .arg("-m")
-            .arg(&root)
-            .args(["-a", &add, "--", "/bin/sh", "-c"])
-            .arg(format!("echo ready; sleep 1000; : {mark}"))
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("spawn crabcan");
-        let _lines = wait_ready(&mut child);
+        let mut child = start_holding_a_mount_point(&root, &add, &mark, |c| c.process_group(0));
         assert!(root.join(&made).is_dir(), "the mount point was not created");
         pid = child.id();
         assert!(!run_cgroups_of(pid).is_empty(), "the run has no cgroup");
