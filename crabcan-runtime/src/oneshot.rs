@@ -281,6 +281,8 @@ pub fn create(spec: Spec) -> Result<Container> {
             g.forget(p)?;
         }
     }
+    // The guardian has its copy; the container's process, cloned below, gets none.
+    drop(guarded_root);
     if let Some(p) = &c.prepared {
         for p in p.created() {
             log::debug!("created mount point {} in the root", p.display());
