@@ -592,7 +592,7 @@ fn execs_give_the_container_no_handle_on_the_runtime() {
     subreaper();
     let env = Env::running("cve", &["sh", "-c", WAIT], |_| {});
     let copy = env.dir.path().join("crabcan-under-attack");
-    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    copy_crabcan_to(&copy);
     let original = std::fs::read(&copy).unwrap();
     let run_copy = |args: &[&str]| {
         let mut c = Command::new(&copy);
@@ -658,7 +658,7 @@ fn a_foreground_exec_outlives_a_rewrite_of_the_binary_in_place() {
     require_root();
     let env = Env::running("rewrite", &["sh", "-c", WAIT], |_| {});
     let copy = env.dir.path().join("crabcan-rewritten");
-    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    copy_crabcan_to(&copy);
     let mut child = Command::new(&copy)
         .arg("--root")
         .arg(env.root())
@@ -741,7 +741,7 @@ fn proc_self_exe_attack(detach: bool) {
         c["root"]["path"] = json!(root);
     });
     let copy = env.dir.path().join("crabcan-under-attack");
-    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    copy_crabcan_to(&copy);
     let original = std::fs::read(&copy).unwrap();
     // A static runtime (as in the VM) asks for no interpreter: the staged loader must then
     // never run (checked below), and the watch test covers the rest.

@@ -464,7 +464,7 @@ fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
     let dir = Scratch::new("hostile-exe");
     let root = image(&dir);
     let copy = dir.path().join("crabcan-under-attack");
-    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    copy_crabcan_to(&copy);
     let original = digest(&copy);
     let probe = root.join("bin/crabcan-probe");
     let staged = has_interpreter(&copy);

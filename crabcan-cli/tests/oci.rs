@@ -1145,7 +1145,7 @@ fn has_overlayfs() -> bool {
 fn a_waiting_container_gives_no_writable_path_to_the_runtime_binary() {
     let env = Env::new("cve");
     let copy = env.dir.path().join("crabcan-under-attack");
-    std::fs::copy(crabcan_bin(), &copy).unwrap();
+    copy_crabcan_to(&copy);
     let original = std::fs::read(&copy).unwrap();
     let b = env.bundle("b", &["sh", "-c", TRAP_LOOP], |_| {});
     let root = env.root();

@@ -395,3 +395,20 @@ pub fn crabcan_killed_at_second_mkdir_in(dir: &Path, args: &[&std::ffi::OsStr]) 
     let _ = std::fs::remove_file(&trace);
     text
 }
+
+/// Copies the crabcan binary to `dest` (executable) in a `cp` process: written from this
+/// multi-threaded test process, the copy's write descriptor could be inherited by a child
+/// another test forks at that moment, and running the copy would then fail with ETXTBSY
+/// until that child execs.
+pub fn copy_crabcan_to(dest: &Path) {
+    let status = Command::new("cp")
+        .arg(crabcan_bin())
+        .arg(dest)
+        .status()
+        .expect("cannot run cp");
+    assert!(
+        status.success(),
+        "cp of the crabcan binary to {}",
+        dest.display()
+    );
+}
