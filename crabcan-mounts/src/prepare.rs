@@ -280,12 +280,6 @@ impl Prepared {
         self.remove_all()
     }
 
-    /// Removes what was created, in place (for a process that cannot give up ownership,
-    /// such as a forked guardian); a second call does nothing.
-    pub fn remove_now(&mut self) -> Result<()> {
-        self.remove_all()
-    }
-
     /// Whether anything was created (and so needs removing).
     pub fn is_empty(&self) -> bool {
         self.created.is_empty()
