@@ -1,6 +1,6 @@
 //! An OCI bundle's `config.json` translated into crabcan's subsystem plans.
 //!
-//! [`load`] reads and parses the bundle's config (with the `oci-spec` types), [`translate`]
+//! [`load`] reads and parses the bundle's config (with the [`spec`] types), [`translate`]
 //! turns it into a [`Plan`]: every field the parsed types carry is either carried into the
 //! plan or refused with one line naming its JSON path
 //! (`config.json linux.intelRdt: not supported`). Pure: no syscalls beyond reading the
@@ -11,6 +11,7 @@
 mod default;
 mod plan;
 mod resources;
+pub mod spec;
 mod subsystems;
 mod translate;
 
@@ -35,7 +36,7 @@ pub struct Bundle {
     /// The bundle directory, absolute.
     pub dir: PathBuf,
     /// The parsed config.
-    pub spec: oci_spec::runtime::Spec,
+    pub spec: spec::Spec,
     /// The same config as plain JSON.
     pub raw: serde_json::Value,
 }
@@ -65,9 +66,9 @@ pub fn parse(dir: PathBuf, text: &str) -> Result<Bundle> {
         )));
     }
     // The path of the field that failed, so a bad value is named as the config spells it
-    // (`config.json linux.seccomp.syscalls[0].args[0].op: unknown variant …`).
+    // (`config.json linux.namespaces[0].type: unknown variant …`).
     let mut de = serde_json::Deserializer::from_str(text);
-    let spec: oci_spec::runtime::Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let spec: spec::Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let why = inner.to_string();

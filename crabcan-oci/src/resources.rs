@@ -3,39 +3,39 @@
 //! path added here.
 
 use crate::field_error;
+use crate::spec;
 use crabcan_cgroups::{
     Access, BlockIo, Cpu, DeviceKind, DeviceRule, HugepageLimit, Memory, Network, Pids, Resources,
     ThrottleDevice, WeightDevice,
 };
 use crabcan_errors::{Errcode, Result};
-use oci_spec::runtime as oci;
 
 fn num_u32(v: i64, at: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| field_error(at, format!("{v} is not a device number")))
 }
 
-fn throttle(v: &Option<Vec<oci::LinuxThrottleDevice>>, at: &str) -> Result<Vec<ThrottleDevice>> {
+fn throttle(v: &Option<Vec<spec::ThrottleDevice>>, at: &str) -> Result<Vec<ThrottleDevice>> {
     let mut out = Vec::new();
     for (i, d) in v.iter().flatten().enumerate() {
         out.push(ThrottleDevice {
-            major: num_u32(d.major(), &format!("{at}[{i}].major"))?,
-            minor: num_u32(d.minor(), &format!("{at}[{i}].minor"))?,
-            rate: d.rate(),
+            major: num_u32(d.major, &format!("{at}[{i}].major"))?,
+            minor: num_u32(d.minor, &format!("{at}[{i}].minor"))?,
+            rate: d.rate,
         });
     }
     Ok(out)
 }
 
 /// The device cgroup rules of `linux.resources.devices`.
-fn device_rules(v: &[oci::LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>> {
+fn device_rules(v: &[spec::DeviceRule]) -> Result<Vec<DeviceRule>> {
     let mut out = Vec::new();
     for (i, d) in v.iter().enumerate() {
         let at = format!("linux.resources.devices[{i}]");
-        let kind = match d.typ() {
-            None | Some(oci::LinuxDeviceType::A) => DeviceKind::All,
-            Some(oci::LinuxDeviceType::C) | Some(oci::LinuxDeviceType::U) => DeviceKind::Char,
-            Some(oci::LinuxDeviceType::B) => DeviceKind::Block,
-            Some(oci::LinuxDeviceType::P) => {
+        let kind = match d.kind {
+            None | Some(spec::DeviceType::A) => DeviceKind::All,
+            Some(spec::DeviceType::C) | Some(spec::DeviceType::U) => DeviceKind::Char,
+            Some(spec::DeviceType::B) => DeviceKind::Block,
+            Some(spec::DeviceType::P) => {
                 return Err(field_error(
                     &format!("{at}.type"),
                     "\"p\" is not a device cgroup type (a, b, c)",
@@ -48,7 +48,7 @@ fn device_rules(v: &[oci::LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>> {
                 Some(n) => num_u32(n, &format!("{at}.{f}")).map(Some),
             }
         };
-        let access = match d.access().as_deref() {
+        let access = match d.access.as_deref() {
             None | Some("") => Access::RWM,
             Some(a) => {
                 if !a.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
@@ -65,10 +65,10 @@ fn device_rules(v: &[oci::LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>> {
             }
         };
         out.push(DeviceRule {
-            allow: d.allow(),
+            allow: d.allow,
             kind,
-            major: num(d.major(), "major")?,
-            minor: num(d.minor(), "minor")?,
+            major: num(d.major, "major")?,
+            minor: num(d.minor, "minor")?,
             access,
         });
     }
@@ -126,137 +126,137 @@ pub fn push_allow(rules: &mut Vec<DeviceRule>, r: DeviceRule) {
 }
 
 /// Translates `linux.resources`.
-pub fn resources(r: &oci::LinuxResources) -> Result<Resources> {
+pub fn resources(r: &spec::Resources) -> Result<Resources> {
     // Engines write 0 (and false) for what they leave unset, and runc reads them so:
     // a zero limit, weight or period is no value at all.
     let nz = |v: Option<i64>| v.filter(|v| *v != 0);
     let nzu = |v: Option<u64>| v.filter(|v| *v != 0);
-    let memory = r.memory().as_ref().map(|m| Memory {
-        limit: nz(m.limit()),
-        reservation: nz(m.reservation()),
-        swap: nz(m.swap()),
-        kernel: nz(m.kernel()),
-        kernel_tcp: nz(m.kernel_tcp()),
-        swappiness: m.swappiness(),
-        disable_oom_killer: m.disable_oom_killer().filter(|d| *d),
+    let memory = r.memory.as_ref().map(|m| Memory {
+        limit: nz(m.limit),
+        reservation: nz(m.reservation),
+        swap: nz(m.swap),
+        kernel: nz(m.kernel),
+        kernel_tcp: nz(m.kernel_tcp),
+        swappiness: m.swappiness,
+        disable_oom_killer: m.disable_oom_killer.filter(|d| *d),
     });
-    if let Some(m) = r.memory() {
-        if m.use_hierarchy().is_some() {
+    if let Some(m) = &r.memory {
+        if m.use_hierarchy.is_some() {
             return Err(field_error(
                 "linux.resources.memory.useHierarchy",
                 "not supported",
             ));
         }
-        if m.check_before_update().is_some() {
+        if m.check_before_update.is_some() {
             return Err(field_error(
                 "linux.resources.memory.checkBeforeUpdate",
                 "not supported",
             ));
         }
     }
-    let cpu = match r.cpu() {
+    let cpu = match &r.cpu {
         None => None,
         Some(c) => {
-            if c.idle().is_some_and(|v| v != 0) {
+            if c.idle.is_some_and(|v| v != 0) {
                 return Err(field_error("linux.resources.cpu.idle", "not supported"));
             }
-            if c.burst().is_some() {
+            if c.burst.is_some() {
                 return Err(field_error("linux.resources.cpu.burst", "not supported"));
             }
             Some(Cpu {
-                shares: nzu(c.shares()),
+                shares: nzu(c.shares),
                 weight: None,
-                quota: nz(c.quota()),
-                period: nzu(c.period()),
-                realtime_runtime: nz(c.realtime_runtime()),
-                realtime_period: nzu(c.realtime_period()),
-                cpus: c.cpus().clone().filter(|s| !s.is_empty()),
-                mems: c.mems().clone().filter(|s| !s.is_empty()),
+                quota: nz(c.quota),
+                period: nzu(c.period),
+                realtime_runtime: nz(c.realtime_runtime),
+                realtime_period: nzu(c.realtime_period),
+                cpus: c.cpus.clone().filter(|s| !s.is_empty()),
+                mems: c.mems.clone().filter(|s| !s.is_empty()),
             })
         }
     };
     let pids = r
-        .pids()
+        .pids
         .as_ref()
-        .filter(|p| p.limit() != 0)
-        .map(|p| Pids { limit: p.limit() });
-    let block_io = match r.block_io() {
+        .filter(|p| p.limit != 0)
+        .map(|p| Pids { limit: p.limit });
+    let block_io = match &r.block_io {
         None => None,
         Some(b) => {
-            if b.leaf_weight().is_some() {
+            if b.leaf_weight.is_some() {
                 return Err(field_error(
                     "linux.resources.blockIO.leafWeight",
                     "not supported",
                 ));
             }
             let mut weight_device = Vec::new();
-            for (i, d) in b.weight_device().iter().flatten().enumerate() {
+            for (i, d) in b.weight_device.iter().flatten().enumerate() {
                 let at = format!("linux.resources.blockIO.weightDevice[{i}]");
-                if d.leaf_weight().is_some() {
+                if d.leaf_weight.is_some() {
                     return Err(field_error(&format!("{at}.leafWeight"), "not supported"));
                 }
-                let Some(w) = d.weight() else { continue };
+                let Some(w) = d.weight else { continue };
                 weight_device.push(WeightDevice {
-                    major: num_u32(d.major(), &format!("{at}.major"))?,
-                    minor: num_u32(d.minor(), &format!("{at}.minor"))?,
+                    major: num_u32(d.major, &format!("{at}.major"))?,
+                    minor: num_u32(d.minor, &format!("{at}.minor"))?,
                     weight: w,
                 });
             }
             Some(BlockIo {
-                weight: b.weight().filter(|w| *w != 0),
+                weight: b.weight.filter(|w| *w != 0),
                 weight_device,
                 throttle_read_bps: throttle(
-                    b.throttle_read_bps_device(),
+                    &b.throttle_read_bps_device,
                     "linux.resources.blockIO.throttleReadBpsDevice",
                 )?,
                 throttle_write_bps: throttle(
-                    b.throttle_write_bps_device(),
+                    &b.throttle_write_bps_device,
                     "linux.resources.blockIO.throttleWriteBpsDevice",
                 )?,
                 throttle_read_iops: throttle(
-                    b.throttle_read_iops_device(),
+                    &b.throttle_read_iops_device,
                     "linux.resources.blockIO.throttleReadIOPSDevice",
                 )?,
                 throttle_write_iops: throttle(
-                    b.throttle_write_iops_device(),
+                    &b.throttle_write_iops_device,
                     "linux.resources.blockIO.throttleWriteIOPSDevice",
                 )?,
             })
         }
     };
-    let hugepage_limits = match r.hugepage_limits() {
+    let hugepage_limits = match &r.hugepage_limits {
         None => None,
         Some(v) => {
             let mut out = Vec::new();
             for (i, h) in v.iter().enumerate() {
-                let limit = u64::try_from(h.limit()).map_err(|_| {
+                let limit = u64::try_from(h.limit).map_err(|_| {
                     field_error(
                         &format!("linux.resources.hugepageLimits[{i}].limit"),
-                        format!("{} is negative", h.limit()),
+                        format!("{} is negative", h.limit),
                     )
                 })?;
                 out.push(HugepageLimit {
-                    page_size: h.page_size().clone(),
+                    page_size: h.page_size.clone(),
                     limit,
                 });
             }
             Some(out)
         }
     };
-    let network = r.network().as_ref().map(|n| Network {
-        class_id: n.class_id(),
+    let network = r.network.as_ref().map(|n| Network {
+        class_id: n.class_id,
         priorities: n
-            .priorities()
+            .priorities
             .iter()
             .flatten()
-            .map(|p| (p.name().clone(), p.priority()))
+            .map(|p| (p.name.clone(), p.priority))
             .collect(),
     });
     let unified = r
-        .unified()
+        .unified
         .as_ref()
         .map(|u| u.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    let devices = match r.devices() {
+    let devices = match &r.devices {
         None => None,
         Some(d) => Some(without_noop_denies(device_rules(d)?)),
     };
@@ -279,7 +279,7 @@ pub fn resources(r: &oci::LinuxResources) -> Result<Resources> {
 /// fields as 0, which mean "leave as is", as runc reads them). Device rules are not
 /// changed by an update, as with runc, so they are dropped here.
 pub fn parse_update(text: &[u8]) -> Result<Resources> {
-    let r: oci::LinuxResources = serde_json::from_slice(text)
+    let r: spec::Resources = serde_json::from_slice(text)
         .map_err(|e| Errcode::usage(format!("invalid resources JSON: {e}")))?;
     let mut res = resources(&r)?;
     res.devices = None;

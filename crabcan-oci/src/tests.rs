@@ -137,14 +137,13 @@ fn seccomp_profiles_are_read_and_their_errors_name_the_path() {
         e.starts_with("config.json linux.seccomp.syscalls[0].args[0]"),
         "{e}"
     );
-    // A value the config types themselves refuse is named by its path too.
+    // An unknown word is named by its path and its value.
     v["linux"]["seccomp"]["syscalls"][0]["args"] =
         json!([{"index": 0, "value": 1, "op": "SCMP_CMP_FOO"}]);
     let e = err_of(&v);
     assert!(
-        e.starts_with(
-            "config.json linux.seccomp.syscalls[0].args[0].op: unknown variant `SCMP_CMP_FOO`"
-        ),
+        e.starts_with("config.json linux.seccomp.syscalls[0].args[0].op: ")
+            && e.contains("\"SCMP_CMP_FOO\""),
         "{e}"
     );
 }
@@ -361,8 +360,134 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
             "hooks.prestart[0].path",
         ),
         ("/windows", json!({"layerFolders": []}), "windows"),
+        ("/solaris", json!({"milestone": "x"}), "solaris"),
+        ("/vm", json!({"kernel": {"path": "/k"}}), "vm"),
+        ("/zos", json!({}), "zos"),
+        (
+            "/uidMappings",
+            json!([{"containerID": 0, "hostID": 0, "size": 1}]),
+            "uidMappings",
+        ),
+        ("/process/commandLine", json!("a b"), "process.commandLine"),
+        (
+            "/process/execCPUAffinity",
+            json!({"initial": "0-1"}),
+            "process.execCPUAffinity",
+        ),
+        // A refused field is refused whatever its value's type.
+        ("/linux/intelRdt", json!(5), "linux.intelRdt"),
+        (
+            "/process/rlimits",
+            json!([{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}]),
+            "process.rlimits[0].type",
+        ),
+        (
+            "/process/capabilities/ambient",
+            json!(["CAP_NOT_ONE"]),
+            "process.capabilities.ambient",
+        ),
         ("/ociVersion", json!("0.9"), "ociVersion"),
     ]
+}
+
+#[test]
+fn a_value_of_the_wrong_type_or_word_is_named_by_its_path() {
+    for (ptr, val, path, why) in [
+        (
+            "/linux/namespaces",
+            json!([{"type": "pidx"}]),
+            "linux.namespaces[0].type",
+            "unknown variant `pidx`",
+        ),
+        (
+            "/linux/devices",
+            json!([{"path": "/dev/x", "type": "q"}]),
+            "linux.devices[0].type",
+            "unknown variant `q`",
+        ),
+        (
+            "/linux/personality",
+            json!({"domain": "LINUX64"}),
+            "linux.personality.domain",
+            "unknown variant",
+        ),
+        (
+            "/process/user/uid",
+            json!(-1),
+            "process.user.uid",
+            "invalid value",
+        ),
+        (
+            "/linux/resources/memory/limit",
+            json!("1g"),
+            "linux.resources.memory.limit",
+            "invalid type",
+        ),
+        (
+            "/linux/resources/blockIO/throttleReadIOPSDevice",
+            json!([{"major": "8"}]),
+            "linux.resources.blockIO.throttleReadIOPSDevice[0].major",
+            "invalid type",
+        ),
+        (
+            "/mounts",
+            json!([{"type": "tmpfs"}]),
+            "mounts[0]",
+            "missing field `destination`",
+        ),
+        (
+            "/process/cwd",
+            Value::Null,
+            "process.cwd",
+            "invalid type: null",
+        ),
+    ] {
+        let mut v = default_spec(None);
+        set(&mut v, ptr, val);
+        let e = err_of(&v);
+        assert!(
+            e.starts_with(&format!("config.json {path}: ")) && e.contains(why),
+            "{ptr}: expected {path}: …{why}…, got: {e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn what_engines_leave_out_reads_as_zero_or_none() {
+    let mut v = default_spec(None);
+    v["linux"]["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"}],
+        "pids": {},
+        "blockIO": {"throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 40}]},
+        "hugepageLimits": [{"pageSize": "2MB"}],
+        "network": {"priorities": [{"name": "eth0"}]}
+    });
+    v["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]);
+    // Unknown fields anywhere are ignored, as the spec asks.
+    v["linux"]["someFutureField"] = json!({"x": 1});
+    v["process"]["user"]["someFutureField"] = json!(1);
+    let p = plan_of(&v).unwrap();
+    assert_eq!(p.resources.pids, None, "a pids limit of 0 is none");
+    let io = p.resources.block_io.as_ref().unwrap();
+    assert_eq!(
+        (
+            io.throttle_write_iops[0].major,
+            io.throttle_write_iops[0].rate
+        ),
+        (8, 40)
+    );
+    let huge = p.resources.hugepage_limits.as_ref().unwrap();
+    assert_eq!((huge[0].page_size.as_str(), huge[0].limit), ("2MB", 0));
+    assert_eq!(
+        p.resources.network.as_ref().unwrap().priorities,
+        [("eth0".to_string(), 0)]
+    );
+    let fuse = &p.devices[0];
+    assert_eq!(
+        (fuse.major, fuse.minor, fuse.file_mode, fuse.uid),
+        (10, 229, 0o666, 0)
+    );
 }
 
 #[test]
@@ -384,7 +509,7 @@ proptest! {
     /// refused by its own path, whatever else the config holds.
     #[test]
     fn a_refused_field_is_named_in_any_config(
-        which in 0..40usize,
+        which in 0..200usize,
         rootless in any::<bool>(),
         extra_env in proptest::collection::vec("[A-Z]{1,5}=[a-z]{0,5}", 0..4),
         terminal in any::<bool>(),

@@ -1,11 +1,11 @@
 //! config.json → [`Plan`]: each field carried over or refused by its JSON path.
 
 use crate::plan::*;
+use crate::spec;
 use crate::{Bundle, field_error};
 use crabcan_errors::Errcode;
 use crabcan_errors::Result;
 use crabcan_security::{CapSet, Capabilities, Capability, Seccomp};
-use oci_spec::runtime as oci;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -33,13 +33,13 @@ impl Host {
 /// skipped on purpose (a security label for an LSM the host does not run).
 pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result<Plan> {
     let s = &b.spec;
-    refuse_if(s.solaris().is_some(), "solaris")?;
-    refuse_if(s.windows().is_some(), "windows")?;
-    refuse_if(s.vm().is_some(), "vm")?;
-    refuse_if(s.zos().is_some(), "zos")?;
-    refuse_if(nonempty(s.uid_mappings()), "uidMappings")?;
-    refuse_if(nonempty(s.gid_mappings()), "gidMappings")?;
-    let version = s.version();
+    refuse_if(s.solaris.is_some(), "solaris")?;
+    refuse_if(s.windows.is_some(), "windows")?;
+    refuse_if(s.vm.is_some(), "vm")?;
+    refuse_if(s.zos.is_some(), "zos")?;
+    refuse_if(nonempty(&s.uid_mappings), "uidMappings")?;
+    refuse_if(nonempty(&s.gid_mappings), "gidMappings")?;
+    let version = &s.oci_version;
     if !version.starts_with("1.") {
         return Err(field_error(
             "ociVersion",
@@ -48,14 +48,14 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
     }
     let root = root(b)?;
     let linux = s
-        .linux()
-        .clone()
+        .linux
+        .as_ref()
         .ok_or_else(|| field_error("linux", "missing (a Linux container needs it)"))?;
-    let namespaces = namespaces(&linux)?;
+    let namespaces = namespaces(linux)?;
     let has = |k: NsKind| namespaces.iter().any(|n| n.kind == k);
     let creates = |k: NsKind| namespaces.iter().any(|n| n.kind == k && n.path.is_none());
-    let uid_mappings = id_mappings(linux.uid_mappings(), "linux.uidMappings")?;
-    let gid_mappings = id_mappings(linux.gid_mappings(), "linux.gidMappings")?;
+    let uid_mappings = id_mappings(&linux.uid_mappings, "linux.uidMappings")?;
+    let gid_mappings = id_mappings(&linux.gid_mappings, "linux.gidMappings")?;
     if creates(NsKind::User) {
         if uid_mappings.is_empty() || gid_mappings.is_empty() {
             return Err(field_error(
@@ -74,8 +74,8 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
             "id mappings need a new user namespace in linux.namespaces",
         ));
     }
-    let hostname = s.hostname().clone().filter(|h| !h.is_empty());
-    let domainname = s.domainname().clone().filter(|h| !h.is_empty());
+    let hostname = s.hostname.clone().filter(|h| !h.is_empty());
+    let domainname = s.domainname.clone().filter(|h| !h.is_empty());
     for (set, path) in [(&hostname, "hostname"), (&domainname, "domainname")] {
         if let Some(name) = set {
             if !creates(NsKind::Uts) {
@@ -100,12 +100,12 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
                 .map_err(|e| Errcode::usage(e.describe_in(crate::CONFIG_FILE, "linux.seccomp")))?,
         ),
     };
-    let sysctl = sysctl(&linux, &has)?;
-    refuse_if(nonempty_map(linux.net_devices()), "linux.netDevices")?;
-    refuse_if(linux.intel_rdt().is_some(), "linux.intelRdt")?;
-    refuse_if(linux.memory_policy().is_some(), "linux.memoryPolicy")?;
-    refuse_if(nonempty_map(linux.time_offsets()), "linux.timeOffsets")?;
-    if let Some(label) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
+    let sysctl = sysctl(linux, &has)?;
+    refuse_if(nonempty_map(&linux.net_devices), "linux.netDevices")?;
+    refuse_if(linux.intel_rdt.is_some(), "linux.intelRdt")?;
+    refuse_if(linux.memory_policy.is_some(), "linux.memoryPolicy")?;
+    refuse_if(nonempty_map(&linux.time_offsets), "linux.timeOffsets")?;
+    if let Some(label) = linux.mount_label.as_deref().filter(|l| !l.is_empty()) {
         if host.selinux {
             return Err(field_error(
                 "linux.mountLabel",
@@ -116,27 +116,27 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
             "config.json linux.mountLabel {label:?} skipped: SELinux is not enabled on this host"
         ));
     }
-    let personality = match linux.personality() {
+    let personality = match &linux.personality {
         None => None,
         Some(p) => {
-            if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            if p.flags.as_ref().is_some_and(|f| !f.is_empty()) {
                 return Err(field_error(
                     "linux.personality.flags",
                     "not supported (no flags may be set)",
                 ));
             }
-            Some(match p.domain() {
-                oci::LinuxPersonalityDomain::PerLinux => 0x0000,
-                oci::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            Some(match p.domain {
+                spec::PersonalityDomain::Linux => 0x0000,
+                spec::PersonalityDomain::Linux32 => 0x0008,
             })
         }
     };
-    let hooks = hooks(s.hooks().as_ref())?;
-    let mounts = mounts(s.mounts().as_deref().unwrap_or(&[]))?;
-    let masked_paths = abs_paths(linux.masked_paths(), "linux.maskedPaths")?;
-    let readonly_paths = abs_paths(linux.readonly_paths(), "linux.readonlyPaths")?;
-    let devices = devices(linux.devices().as_deref().unwrap_or(&[]))?;
-    let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
+    let hooks = hooks(s.hooks.as_ref())?;
+    let mounts = mounts(s.mounts.as_deref().unwrap_or(&[]))?;
+    let masked_paths = abs_paths(&linux.masked_paths, "linux.maskedPaths")?;
+    let readonly_paths = abs_paths(&linux.readonly_paths, "linux.readonlyPaths")?;
+    let devices = devices(linux.devices.as_deref().unwrap_or(&[]))?;
+    let rootfs_propagation = match linux.rootfs_propagation.as_deref() {
         None | Some("") => None,
         Some(p) => Some(crabcan_mounts::Propagation::parse(p).ok_or_else(|| {
             field_error(
@@ -148,7 +148,7 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
             )
         })?),
     };
-    let cgroups_path = match linux.cgroups_path().as_ref() {
+    let cgroups_path = match linux.cgroups_path.as_ref() {
         None => None,
         Some(p) if p.as_os_str().is_empty() => None,
         Some(p) => Some(
@@ -156,10 +156,10 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
                 .map_err(|e| e.context(format!("{} linux.cgroupsPath", crate::CONFIG_FILE)))?,
         ),
     };
-    let mut resources = match linux.resources() {
+    let mut resources = match &linux.resources {
         None => crabcan_cgroups::Resources::default(),
         Some(r) => {
-            refuse_if(nonempty_map(r.rdma()), "linux.resources.rdma")?;
+            refuse_if(nonempty_map(&r.rdma), "linux.resources.rdma")?;
             crate::resources::resources(r)?
         }
     };
@@ -194,18 +194,14 @@ pub fn translate(b: &Bundle, host: Host, warn: &mut dyn FnMut(String)) -> Result
         }
     }
     let annotations: BTreeMap<String, String> = s
-        .annotations()
+        .annotations
         .clone()
         .unwrap_or_default()
         .into_iter()
         .collect();
     Ok(Plan {
         root,
-        root_readonly: s
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false),
+        root_readonly: s.root.as_ref().and_then(|r| r.readonly).unwrap_or(false),
         namespaces,
         uid_mappings,
         gid_mappings,
@@ -246,10 +242,10 @@ fn nonempty_map<K, V>(v: &Option<std::collections::HashMap<K, V>>) -> bool {
 fn root(b: &Bundle) -> Result<PathBuf> {
     let r = b
         .spec
-        .root()
+        .root
         .as_ref()
         .ok_or_else(|| field_error("root", "missing"))?;
-    let p = r.path();
+    let p = &r.path;
     if p.as_os_str().is_empty() {
         return Err(field_error("root.path", "empty"));
     }
@@ -261,19 +257,19 @@ fn root(b: &Bundle) -> Result<PathBuf> {
     Ok(full)
 }
 
-fn namespaces(linux: &oci::Linux) -> Result<Vec<Namespace>> {
+fn namespaces(linux: &spec::Linux) -> Result<Vec<Namespace>> {
     let mut out: Vec<Namespace> = Vec::new();
-    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+    for (i, ns) in linux.namespaces.iter().flatten().enumerate() {
         let at = format!("linux.namespaces[{i}]");
-        let kind = match ns.typ() {
-            oci::LinuxNamespaceType::User => NsKind::User,
-            oci::LinuxNamespaceType::Mount => NsKind::Mount,
-            oci::LinuxNamespaceType::Uts => NsKind::Uts,
-            oci::LinuxNamespaceType::Ipc => NsKind::Ipc,
-            oci::LinuxNamespaceType::Network => NsKind::Net,
-            oci::LinuxNamespaceType::Pid => NsKind::Pid,
-            oci::LinuxNamespaceType::Cgroup => NsKind::Cgroup,
-            oci::LinuxNamespaceType::Time => {
+        let kind = match ns.kind {
+            spec::NamespaceType::User => NsKind::User,
+            spec::NamespaceType::Mount => NsKind::Mount,
+            spec::NamespaceType::Uts => NsKind::Uts,
+            spec::NamespaceType::Ipc => NsKind::Ipc,
+            spec::NamespaceType::Network => NsKind::Net,
+            spec::NamespaceType::Pid => NsKind::Pid,
+            spec::NamespaceType::Cgroup => NsKind::Cgroup,
+            spec::NamespaceType::Time => {
                 return Err(field_error(
                     &format!("{at}.type"),
                     "time namespaces are not supported",
@@ -286,7 +282,7 @@ fn namespaces(linux: &oci::Linux) -> Result<Vec<Namespace>> {
                 format!("{} namespace listed twice", kind.oci_name()),
             ));
         }
-        let path = ns.path().clone().filter(|p| !p.as_os_str().is_empty());
+        let path = ns.path.clone().filter(|p| !p.as_os_str().is_empty());
         if let Some(p) = &path
             && !p.is_absolute()
         {
@@ -323,27 +319,25 @@ fn namespaces(linux: &oci::Linux) -> Result<Vec<Namespace>> {
     Ok(out)
 }
 
-fn id_mappings(v: &Option<Vec<oci::LinuxIdMapping>>, at: &str) -> Result<Vec<IdRange>> {
+fn id_mappings(v: &Option<Vec<spec::IdMapping>>, at: &str) -> Result<Vec<IdRange>> {
     let mut out = Vec::new();
     for (i, m) in v.iter().flatten().enumerate() {
-        if m.size() == 0
-            || m.container_id().checked_add(m.size() - 1).is_none()
-            || m.host_id().checked_add(m.size() - 1).is_none()
+        if m.size == 0
+            || m.container_id.checked_add(m.size - 1).is_none()
+            || m.host_id.checked_add(m.size - 1).is_none()
         {
             return Err(field_error(
                 &format!("{at}[{i}]"),
                 format!(
                     "invalid range containerID {} hostID {} size {}",
-                    m.container_id(),
-                    m.host_id(),
-                    m.size()
+                    m.container_id, m.host_id, m.size
                 ),
             ));
         }
         out.push(IdRange {
-            inside: m.container_id(),
-            outside: m.host_id(),
-            count: m.size(),
+            inside: m.container_id,
+            outside: m.host_id,
+            count: m.size,
         });
     }
     Ok(out)
@@ -367,30 +361,30 @@ fn label(
     Ok(())
 }
 
-fn process(s: &oci::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<Process> {
+fn process(s: &spec::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<Process> {
     let p = s
-        .process()
+        .process
         .as_ref()
         .ok_or_else(|| field_error("process", "missing"))?;
-    refuse_if(p.command_line().is_some(), "process.commandLine")?;
-    refuse_if(p.io_priority().is_some(), "process.ioPriority")?;
-    refuse_if(p.scheduler().is_some(), "process.scheduler")?;
-    refuse_if(p.exec_cpu_affinity().is_some(), "process.execCPUAffinity")?;
+    refuse_if(p.command_line.is_some(), "process.commandLine")?;
+    refuse_if(p.io_priority.is_some(), "process.ioPriority")?;
+    refuse_if(p.scheduler.is_some(), "process.scheduler")?;
+    refuse_if(p.exec_cpu_affinity.is_some(), "process.execCPUAffinity")?;
     label(
-        p.apparmor_profile(),
+        &p.apparmor_profile,
         "process.apparmorProfile",
         "AppArmor",
         host.apparmor,
         warn,
     )?;
     label(
-        p.selinux_label(),
+        &p.selinux_label,
         "process.selinuxLabel",
         "SELinux",
         host.selinux,
         warn,
     )?;
-    let args = p.args().clone().unwrap_or_default();
+    let args = p.args.clone().unwrap_or_default();
     if args.is_empty() || args[0].is_empty() {
         return Err(field_error("process.args", "empty (a command is required)"));
     }
@@ -400,7 +394,7 @@ fn process(s: &oci::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<Pr
             "contains a NUL byte",
         ));
     }
-    let env = p.env().clone().unwrap_or_default();
+    let env = p.env.clone().unwrap_or_default();
     for (i, e) in env.iter().enumerate() {
         if e.contains('\0') || !e.contains('=') || e.starts_with('=') {
             return Err(field_error(
@@ -409,52 +403,57 @@ fn process(s: &oci::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<Pr
             ));
         }
     }
-    let cwd = p.cwd().clone();
+    let cwd = p.cwd.clone();
     if !cwd.is_absolute() {
         return Err(field_error(
             "process.cwd",
             format!("{:?} is not an absolute path", cwd.display().to_string()),
         ));
     }
-    let u = p.user();
+    let u = &p.user;
     refuse_if(
-        u.username().as_deref().is_some_and(|n| !n.is_empty()),
+        u.username.as_deref().is_some_and(|n| !n.is_empty()),
         "process.user.username",
     )?;
-    let caps = match p.capabilities() {
+    let caps = match &p.capabilities {
         None => Capabilities::default(),
         Some(c) => Capabilities {
-            bounding: capset(c.bounding(), "process.capabilities.bounding")?,
-            effective: capset(c.effective(), "process.capabilities.effective")?,
-            permitted: capset(c.permitted(), "process.capabilities.permitted")?,
-            inheritable: capset(c.inheritable(), "process.capabilities.inheritable")?,
-            ambient: capset(c.ambient(), "process.capabilities.ambient")?,
+            bounding: capset(&c.bounding, "process.capabilities.bounding")?,
+            effective: capset(&c.effective, "process.capabilities.effective")?,
+            permitted: capset(&c.permitted, "process.capabilities.permitted")?,
+            inheritable: capset(&c.inheritable, "process.capabilities.inheritable")?,
+            ambient: capset(&c.ambient, "process.capabilities.ambient")?,
         },
     };
     let mut rlimits: Vec<Rlimit> = Vec::new();
-    for (i, r) in p.rlimits().iter().flatten().enumerate() {
-        let (name, resource) = rlimit(r.typ());
+    for (i, r) in p.rlimits.iter().flatten().enumerate() {
         let at = format!("process.rlimits[{i}]");
+        let (name, resource) = rlimit(&r.kind).ok_or_else(|| {
+            field_error(
+                &format!("{at}.type"),
+                format!("unknown rlimit {:?} (RLIMIT_CPU … RLIMIT_RTTIME)", r.kind),
+            )
+        })?;
         if rlimits.iter().any(|x| x.resource == resource) {
             return Err(field_error(
                 &format!("{at}.type"),
                 format!("{name} given twice"),
             ));
         }
-        if r.soft() > r.hard() {
+        if r.soft > r.hard {
             return Err(field_error(
                 &at,
-                format!("soft limit {} above hard limit {}", r.soft(), r.hard()),
+                format!("soft limit {} above hard limit {}", r.soft, r.hard),
             ));
         }
         rlimits.push(Rlimit {
             name,
             resource,
-            soft: r.soft(),
-            hard: r.hard(),
+            soft: r.soft,
+            hard: r.hard,
         });
     }
-    if let Some(adj) = p.oom_score_adj()
+    if let Some(adj) = p.oom_score_adj
         && !(-1000..=1000).contains(&adj)
     {
         return Err(field_error(
@@ -462,15 +461,15 @@ fn process(s: &oci::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<Pr
             format!("{adj} outside -1000..1000"),
         ));
     }
-    let console_size = match p.console_size() {
+    let console_size = match p.console_size {
         None => None,
         Some(b) => {
             let fit = |v: u64, at: &str| {
                 u16::try_from(v).map_err(|_| field_error(at, format!("{v} is too large")))
             };
             Some((
-                fit(b.height(), "process.consoleSize.height")?,
-                fit(b.width(), "process.consoleSize.width")?,
+                fit(b.height, "process.consoleSize.height")?,
+                fit(b.width, "process.consoleSize.width")?,
             ))
         }
     };
@@ -478,52 +477,54 @@ fn process(s: &oci::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<Pr
         args,
         env,
         cwd,
-        uid: u.uid(),
-        gid: u.gid(),
-        additional_gids: u.additional_gids().clone().unwrap_or_default(),
-        umask: u.umask(),
+        uid: u.uid,
+        gid: u.gid,
+        additional_gids: u.additional_gids.clone().unwrap_or_default(),
+        umask: u.umask,
         caps,
-        no_new_privs: p.no_new_privileges().unwrap_or(false),
+        no_new_privs: p.no_new_privileges.unwrap_or(false),
         rlimits,
-        oom_score_adj: p.oom_score_adj(),
-        terminal: p.terminal().unwrap_or(false),
+        oom_score_adj: p.oom_score_adj,
+        terminal: p.terminal.unwrap_or(false),
         console_size,
     })
 }
 
-fn capset(v: &Option<oci::Capabilities>, at: &str) -> Result<CapSet> {
+fn capset(v: &Option<Vec<String>>, at: &str) -> Result<CapSet> {
     let mut caps = Vec::new();
-    for c in v.iter().flatten() {
-        let name = c.to_string();
-        let cap = Capability::parse(&name)
-            .ok_or_else(|| field_error(at, format!("unknown capability CAP_{name}")))?;
+    for name in v.iter().flatten() {
+        let cap = Capability::parse(name)
+            .ok_or_else(|| field_error(at, format!("unknown capability {name:?}")))?;
         caps.push(cap);
     }
     Ok(CapSet::of(&caps))
 }
 
-/// The config's name and the kernel's number of an rlimit (the generic Linux numbering,
+/// The rlimits a config may name, with the kernel's numbers (the generic Linux numbering,
 /// which x86 uses; libc types them differently on glibc and musl).
-fn rlimit(t: oci::PosixRlimitType) -> (&'static str, u32) {
-    use oci::PosixRlimitType as R;
-    match t {
-        R::RlimitCpu => ("RLIMIT_CPU", 0),
-        R::RlimitFsize => ("RLIMIT_FSIZE", 1),
-        R::RlimitData => ("RLIMIT_DATA", 2),
-        R::RlimitStack => ("RLIMIT_STACK", 3),
-        R::RlimitCore => ("RLIMIT_CORE", 4),
-        R::RlimitRss => ("RLIMIT_RSS", 5),
-        R::RlimitNproc => ("RLIMIT_NPROC", 6),
-        R::RlimitNofile => ("RLIMIT_NOFILE", 7),
-        R::RlimitMemlock => ("RLIMIT_MEMLOCK", 8),
-        R::RlimitAs => ("RLIMIT_AS", 9),
-        R::RlimitLocks => ("RLIMIT_LOCKS", 10),
-        R::RlimitSigpending => ("RLIMIT_SIGPENDING", 11),
-        R::RlimitMsgqueue => ("RLIMIT_MSGQUEUE", 12),
-        R::RlimitNice => ("RLIMIT_NICE", 13),
-        R::RlimitRtprio => ("RLIMIT_RTPRIO", 14),
-        R::RlimitRttime => ("RLIMIT_RTTIME", 15),
-    }
+const RLIMITS: [&str; 16] = [
+    "RLIMIT_CPU",
+    "RLIMIT_FSIZE",
+    "RLIMIT_DATA",
+    "RLIMIT_STACK",
+    "RLIMIT_CORE",
+    "RLIMIT_RSS",
+    "RLIMIT_NPROC",
+    "RLIMIT_NOFILE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_AS",
+    "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+];
+
+/// The config's name and the kernel's number of the rlimit `name`.
+fn rlimit(name: &str) -> Option<(&'static str, u32)> {
+    let i = RLIMITS.iter().position(|r| *r == name)?;
+    Some((RLIMITS[i], u32::try_from(i).ok()?))
 }
 
 /// sysctl prefixes that belong to the IPC namespace.
@@ -562,9 +563,9 @@ fn sysctl_allowed(key: &str, has: &dyn Fn(NsKind) -> bool) -> std::result::Resul
     Err("not a namespaced sysctl (it would change the host)".into())
 }
 
-fn sysctl(linux: &oci::Linux, has: &dyn Fn(NsKind) -> bool) -> Result<Vec<(PathBuf, String)>> {
+fn sysctl(linux: &spec::Linux, has: &dyn Fn(NsKind) -> bool) -> Result<Vec<(PathBuf, String)>> {
     let mut out: Vec<(PathBuf, String)> = Vec::new();
-    let mut keys: Vec<_> = linux.sysctl().iter().flatten().collect();
+    let mut keys: Vec<_> = linux.sysctl.iter().flatten().collect();
     keys.sort();
     for (k, v) in keys {
         let at = format!("linux.sysctl.{k}");
@@ -583,18 +584,18 @@ fn sysctl(linux: &oci::Linux, has: &dyn Fn(NsKind) -> bool) -> Result<Vec<(PathB
     Ok(out)
 }
 
-fn hook_list(v: &Option<Vec<oci::Hook>>, at: &str) -> Result<Vec<Hook>> {
+fn hook_list(v: &Option<Vec<spec::Hook>>, at: &str) -> Result<Vec<Hook>> {
     let mut out = Vec::new();
     for (i, h) in v.iter().flatten().enumerate() {
         let here = format!("{at}[{i}]");
-        let path = h.path().clone();
+        let path = h.path.clone();
         if !path.is_absolute() {
             return Err(field_error(
                 &format!("{here}.path"),
                 format!("{} is not an absolute path", path.display()),
             ));
         }
-        let timeout = match h.timeout() {
+        let timeout = match h.timeout {
             None => None,
             Some(t) if t > 0 => Some(Duration::from_secs(t as u64)),
             Some(t) => {
@@ -604,31 +605,31 @@ fn hook_list(v: &Option<Vec<oci::Hook>>, at: &str) -> Result<Vec<Hook>> {
                 ));
             }
         };
-        let args = match h.args() {
+        let args = match &h.args {
             Some(a) if !a.is_empty() => a.clone(),
             _ => vec![path.to_string_lossy().into_owned()],
         };
         out.push(Hook {
             path,
             args,
-            env: h.env().clone().unwrap_or_default(),
+            env: h.env.clone().unwrap_or_default(),
             timeout,
         });
     }
     Ok(out)
 }
 
-fn hooks(h: Option<&oci::Hooks>) -> Result<Hooks> {
+fn hooks(h: Option<&spec::Hooks>) -> Result<Hooks> {
     let Some(h) = h else {
         return Ok(Hooks::default());
     };
     Ok(Hooks {
-        prestart: hook_list(h.prestart(), "hooks.prestart")?,
-        create_runtime: hook_list(h.create_runtime(), "hooks.createRuntime")?,
-        create_container: hook_list(h.create_container(), "hooks.createContainer")?,
-        start_container: hook_list(h.start_container(), "hooks.startContainer")?,
-        poststart: hook_list(h.poststart(), "hooks.poststart")?,
-        poststop: hook_list(h.poststop(), "hooks.poststop")?,
+        prestart: hook_list(&h.prestart, "hooks.prestart")?,
+        create_runtime: hook_list(&h.create_runtime, "hooks.createRuntime")?,
+        create_container: hook_list(&h.create_container, "hooks.createContainer")?,
+        start_container: hook_list(&h.start_container, "hooks.startContainer")?,
+        poststart: hook_list(&h.poststart, "hooks.poststart")?,
+        poststop: hook_list(&h.poststop, "hooks.poststop")?,
     })
 }
 
@@ -639,11 +640,11 @@ fn clean_abs(p: &Path) -> bool {
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
-fn mounts(list: &[oci::Mount]) -> Result<Vec<crabcan_mounts::MountEntry>> {
+fn mounts(list: &[spec::Mount]) -> Result<Vec<crabcan_mounts::MountEntry>> {
     let mut out = Vec::new();
     for (i, m) in list.iter().enumerate() {
         let at = format!("mounts[{i}]");
-        let dest = m.destination().clone();
+        let dest = m.destination.clone();
         if !clean_abs(&dest) {
             return Err(field_error(
                 &format!("{at}.destination"),
@@ -653,13 +654,13 @@ fn mounts(list: &[oci::Mount]) -> Result<Vec<crabcan_mounts::MountEntry>> {
                 ),
             ));
         }
-        refuse_if(nonempty(m.uid_mappings()), &format!("{at}.uidMappings"))?;
-        refuse_if(nonempty(m.gid_mappings()), &format!("{at}.gidMappings"))?;
-        let words = m.options().clone().unwrap_or_default();
+        refuse_if(nonempty(&m.uid_mappings), &format!("{at}.uidMappings"))?;
+        refuse_if(nonempty(&m.gid_mappings), &format!("{at}.gidMappings"))?;
+        let words = m.options.clone().unwrap_or_default();
         let options = crabcan_mounts::MountOptions::parse(&words)
             .map_err(|e| e.context(format!("{} {at}.options", crate::CONFIG_FILE)))?;
         let is_bind = options.bind.is_some();
-        let fstype = match m.typ().as_deref() {
+        let fstype = match m.kind.as_deref() {
             Some(t) if !t.is_empty() => t.to_string(),
             _ if is_bind => "bind".to_string(),
             _ => {
@@ -669,7 +670,7 @@ fn mounts(list: &[oci::Mount]) -> Result<Vec<crabcan_mounts::MountEntry>> {
                 ));
             }
         };
-        let source = m.source().clone().filter(|s| !s.as_os_str().is_empty());
+        let source = m.source.clone().filter(|s| !s.as_os_str().is_empty());
         if is_bind || fstype == "bind" || fstype == "rbind" {
             match &source {
                 Some(s) if s.is_absolute() => {}
@@ -706,22 +707,22 @@ fn abs_paths(v: &Option<Vec<String>>, at: &str) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn devices(list: &[oci::LinuxDevice]) -> Result<Vec<crabcan_mounts::DeviceNode>> {
+fn devices(list: &[spec::Device]) -> Result<Vec<crabcan_mounts::DeviceNode>> {
     let mut out = Vec::new();
     for (i, d) in list.iter().enumerate() {
         let at = format!("linux.devices[{i}]");
-        let path = d.path().clone();
+        let path = d.path.clone();
         if !clean_abs(&path) || !path.starts_with("/dev") || path == Path::new("/dev") {
             return Err(field_error(
                 &format!("{at}.path"),
                 format!("{} must be an absolute path under /dev", path.display()),
             ));
         }
-        let kind = match d.typ() {
-            oci::LinuxDeviceType::C | oci::LinuxDeviceType::U => crabcan_mounts::DeviceKind::Char,
-            oci::LinuxDeviceType::B => crabcan_mounts::DeviceKind::Block,
-            oci::LinuxDeviceType::P => crabcan_mounts::DeviceKind::Fifo,
-            oci::LinuxDeviceType::A => {
+        let kind = match d.kind {
+            spec::DeviceType::C | spec::DeviceType::U => crabcan_mounts::DeviceKind::Char,
+            spec::DeviceType::B => crabcan_mounts::DeviceKind::Block,
+            spec::DeviceType::P => crabcan_mounts::DeviceKind::Fifo,
+            spec::DeviceType::A => {
                 return Err(field_error(
                     &format!("{at}.type"),
                     "\"a\" is only meaningful in a device cgroup rule",
@@ -735,12 +736,12 @@ fn devices(list: &[oci::LinuxDevice]) -> Result<Vec<crabcan_mounts::DeviceNode>>
         out.push(crabcan_mounts::DeviceNode {
             path,
             kind,
-            major: num(d.major(), "major")?,
-            minor: num(d.minor(), "minor")?,
+            major: num(d.major, "major")?,
+            minor: num(d.minor, "minor")?,
             // The spec leaves it open; runc's and the kernel's usual mode for these nodes.
-            file_mode: d.file_mode().unwrap_or(0o666) & 0o7777,
-            uid: d.uid().unwrap_or(0),
-            gid: d.gid().unwrap_or(0),
+            file_mode: d.file_mode.unwrap_or(0o666) & 0o7777,
+            uid: d.uid.unwrap_or(0),
+            gid: d.gid.unwrap_or(0),
         });
     }
     Ok(out)
