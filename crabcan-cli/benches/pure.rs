@@ -98,4 +98,24 @@ fn main() {
         }
         report(name, bench(|| crabcan_security::plan(black_box(&cfg))));
     }
+    // podman's profile as its config.json carries it: read from JSON and compiled.
+    let text = include_str!("../../crabcan-security/tests/fixtures/podman-config-seccomp.json");
+    let value: serde_json::Value = serde_json::from_str(text).expect("the fixture is JSON");
+    let read = || crabcan_security::profile::from_value(black_box(&value));
+    let profile = match read() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("podman's profile: {e}");
+            std::process::exit(1);
+        }
+    };
+    report("security::profile::from_value (podman's)", bench(read));
+    let cfg = SecurityConfig {
+        seccomp: crabcan_security::Seccomp::Profile(profile),
+        ..SecurityConfig::default()
+    };
+    report(
+        "security::plan (podman's profile)",
+        bench(|| crabcan_security::plan(black_box(&cfg))),
+    );
 }
