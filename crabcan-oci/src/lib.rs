@@ -65,15 +65,12 @@ pub fn parse(dir: PathBuf, text: &str) -> Result<Bundle> {
             "{CONFIG_FILE}: expected a JSON object at the top"
         )));
     }
-    // The path of the field that failed, so a bad value is named as the config spells it
+    // Typed from the parsed value (the text is parsed once), with the path of the field
+    // that failed, so a bad value is named as the config spells it
     // (`config.json linux.namespaces[0].type: unknown variant …`).
-    let mut de = serde_json::Deserializer::from_str(text);
-    let spec: spec::Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let spec: spec::Spec = serde_path_to_error::deserialize(&raw).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let why = inner.to_string();
-        // serde_json appends where in the text it was; the path already says where.
-        let why = why.split(" at line ").next().unwrap_or(&why);
+        let why = e.into_inner().to_string();
         if path.is_empty() || path == "." {
             Errcode::usage(format!("{CONFIG_FILE}: {why}"))
         } else {
