@@ -128,7 +128,7 @@ fn named(
         None => crabcan_runtime::default_root(caller.euid, caller.xdg_runtime_dir.as_deref()),
     };
     let seccomp = seccomp
-        .map(|t| serde_json::from_str(&t))
+        .map(|t| crabcan_security::json::parse_strict(&t))
         .transpose()
         .map_err(|e| Errcode::usage(format!("invalid --seccomp profile: {e}")))?;
     Ok(Some(Named {

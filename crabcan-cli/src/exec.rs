@@ -83,7 +83,7 @@ pub fn options(a: &ExecArgs) -> Result<crabcan_runtime::ExecOptions> {
             let text = std::fs::read_to_string(p).map_err(|e| {
                 Errcode::usage(format!("cannot read --process {}: {e}", p.display()))
             })?;
-            Some(serde_json::from_str(&text).map_err(|e| {
+            Some(crabcan_security::json::parse_strict(&text).map_err(|e| {
                 Errcode::usage(format!("--process {}: invalid JSON: {e}", p.display()))
             })?)
         }

@@ -58,8 +58,14 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 
 /// Parses a config's text for the bundle `dir`.
 pub fn parse(dir: PathBuf, text: &str) -> Result<Bundle> {
-    let raw: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| Errcode::usage(format!("{CONFIG_FILE}: invalid JSON: {e}")))?;
+    // A key given twice is refused, not read as its last value.
+    let raw = crabcan_security::json::parse_strict(text).map_err(|e| {
+        Errcode::usage(match (e.syntax, e.path.is_empty()) {
+            (true, _) => format!("{CONFIG_FILE}: invalid JSON: {}", e.why),
+            (false, true) => format!("{CONFIG_FILE}: {}", e.why),
+            (false, false) => format!("{CONFIG_FILE} {}: {}", e.path, e.why),
+        })
+    })?;
     if !raw.is_object() {
         return Err(Errcode::usage(format!(
             "{CONFIG_FILE}: expected a JSON object at the top"

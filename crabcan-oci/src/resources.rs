@@ -279,8 +279,10 @@ pub fn resources(r: &spec::Resources) -> Result<Resources> {
 /// fields as 0, which mean "leave as is", as runc reads them). Device rules are not
 /// changed by an update, as with runc, so they are dropped here.
 pub fn parse_update(text: &[u8]) -> Result<Resources> {
-    let r: spec::Resources = serde_json::from_slice(text)
-        .map_err(|e| Errcode::usage(format!("invalid resources JSON: {e}")))?;
+    let bad = |e: &dyn std::fmt::Display| Errcode::usage(format!("invalid resources JSON: {e}"));
+    let text = std::str::from_utf8(text).map_err(|e| bad(&e))?;
+    let value = crabcan_security::json::parse_strict(text).map_err(|e| bad(&e))?;
+    let r: spec::Resources = serde_path_to_error::deserialize(&value).map_err(|e| bad(&e))?;
     let mut res = resources(&r)?;
     res.devices = None;
     Ok(res)

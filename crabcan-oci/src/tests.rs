@@ -364,6 +364,36 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
         ("/vm", json!({"kernel": {"path": "/k"}}), "vm"),
         ("/zos", json!({}), "zos"),
         (
+            "/linux/resources/memory/useHierarchy",
+            json!(true),
+            "linux.resources.memory.useHierarchy",
+        ),
+        (
+            "/linux/resources/memory/checkBeforeUpdate",
+            json!(true),
+            "linux.resources.memory.checkBeforeUpdate",
+        ),
+        (
+            "/linux/resources/cpu/idle",
+            json!(1),
+            "linux.resources.cpu.idle",
+        ),
+        (
+            "/linux/resources/cpu/burst",
+            json!(1),
+            "linux.resources.cpu.burst",
+        ),
+        (
+            "/linux/resources/blockIO/leafWeight",
+            json!(10),
+            "linux.resources.blockIO.leafWeight",
+        ),
+        (
+            "/linux/resources/blockIO/weightDevice",
+            json!([{"major": 8, "minor": 0, "weight": 10, "leafWeight": 10}]),
+            "linux.resources.blockIO.weightDevice[0].leafWeight",
+        ),
+        (
             "/uidMappings",
             json!([{"containerID": 0, "hostID": 0, "size": 1}]),
             "uidMappings",
@@ -383,8 +413,8 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
         ),
         (
             "/process/capabilities/ambient",
-            json!(["CAP_NOT_ONE"]),
-            "process.capabilities.ambient",
+            json!(["CAP_KILL", "CAP_NOT_ONE"]),
+            "process.capabilities.ambient[1]",
         ),
         ("/ociVersion", json!("0.9"), "ociVersion"),
     ]
@@ -488,6 +518,168 @@ fn what_engines_leave_out_reads_as_zero_or_none() {
         (fuse.major, fuse.minor, fuse.file_mode, fuse.uid),
         (10, 229, 0o666, 0)
     );
+}
+
+/// Every field read, set to a value no default gives, comes through under its JSON
+/// spelling: a misspelt or unnamed field would be read as absent.
+#[test]
+fn every_field_is_read_by_its_spelling() {
+    let mut v = default_spec(Some((1000, 1000)));
+    let map = json!([{"containerID": 0, "hostID": 1000, "size": 1},
+                     {"containerID": 1, "hostID": 100000, "size": 65536}]);
+    v["linux"]["uidMappings"] = map.clone();
+    v["linux"]["gidMappings"] = map;
+    v["domainname"] = json!("example.org");
+    v["annotations"] = json!({"org.example/a": "b"});
+    v["root"]["readonly"] = json!(false);
+    let p = &mut v["process"];
+    p["user"] = json!({"uid": 7, "gid": 8, "umask": 18, "additionalGids": [5, 6]});
+    p["consoleSize"] = json!({"height": 24, "width": 80});
+    p["terminal"] = json!(true);
+    p["oomScoreAdj"] = json!(100);
+    p["noNewPrivileges"] = json!(false);
+    p["capabilities"]["inheritable"] = json!(["CAP_CHOWN"]);
+    let l = &mut v["linux"];
+    l["personality"] = json!({"domain": "LINUX32"});
+    l["rootfsPropagation"] = json!("rslave");
+    l["cgroupsPath"] = json!("/a/b");
+    l["devices"] = json!([{"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200,
+                           "fileMode": 384, "uid": 5, "gid": 6}]);
+    l["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "b", "major": 7, "minor": 3, "access": "rw"}],
+        "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728,
+                   "kernelTCP": 8388608, "swappiness": 10, "disableOOMKiller": true},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "realtimeRuntime": 950,
+                "realtimePeriod": 1000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 100},
+        "blockIO": {"weight": 300,
+                    "weightDevice": [{"major": 8, "minor": 1, "weight": 400}],
+                    "throttleReadBpsDevice": [{"major": 8, "minor": 2, "rate": 1000}],
+                    "throttleWriteBpsDevice": [{"major": 8, "minor": 3, "rate": 2000}],
+                    "throttleReadIOPSDevice": [{"major": 8, "minor": 4, "rate": 30}],
+                    "throttleWriteIOPSDevice": [{"major": 8, "minor": 5, "rate": 40}]},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}],
+        "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
+        "unified": {"memory.high": "max"}
+    });
+    let p = plan_of(&v).unwrap();
+    assert_eq!(
+        (
+            p.uid_mappings[1].inside,
+            p.uid_mappings[1].outside,
+            p.uid_mappings[1].count
+        ),
+        (1, 100000, 65536)
+    );
+    assert_eq!(p.gid_mappings.len(), 2);
+    assert_eq!(p.domainname.as_deref(), Some("example.org"));
+    assert_eq!(p.annotations["org.example/a"], "b");
+    assert!(!p.root_readonly);
+    let pr = &p.process;
+    assert_eq!((pr.uid, pr.gid, pr.umask), (7, 8, Some(18)));
+    assert_eq!(pr.additional_gids, [5, 6]);
+    assert_eq!(pr.console_size, Some((24, 80)));
+    assert!(pr.terminal && !pr.no_new_privs);
+    assert_eq!(pr.oom_score_adj, Some(100));
+    assert!(pr.caps.inheritable.contains(Capability::Chown));
+    assert_eq!(p.personality, Some(0x0008));
+    assert_eq!(
+        p.rootfs_propagation,
+        crabcan_mounts::Propagation::parse("rslave")
+    );
+    assert_eq!(p.cgroups_path.as_ref().unwrap().to_string(), "/a/b");
+    let d = &p.devices[0];
+    assert_eq!(
+        (d.major, d.minor, d.file_mode, d.uid, d.gid),
+        (10, 200, 0o600, 5, 6)
+    );
+    let r = &p.resources;
+    let rules = r.devices.as_ref().unwrap();
+    assert!(!rules[0].allow && rules[0].kind == crabcan_cgroups::DeviceKind::All);
+    assert!(rules.iter().any(|x| x.allow
+        && x.kind == crabcan_cgroups::DeviceKind::Block
+        && (x.major, x.minor) == (Some(7), Some(3))
+        && x.access.read
+        && !x.access.mknod));
+    let m = r.memory.as_ref().unwrap();
+    assert_eq!(
+        (
+            m.limit,
+            m.reservation,
+            m.swap,
+            m.kernel_tcp,
+            m.swappiness,
+            m.disable_oom_killer
+        ),
+        (
+            Some(67108864),
+            Some(33554432),
+            Some(134217728),
+            Some(8388608),
+            Some(10),
+            Some(true)
+        )
+    );
+    let c = r.cpu.as_ref().unwrap();
+    assert_eq!(
+        (
+            c.shares,
+            c.quota,
+            c.period,
+            c.realtime_runtime,
+            c.realtime_period
+        ),
+        (Some(512), Some(50000), Some(100000), Some(950), Some(1000))
+    );
+    assert_eq!(
+        (c.cpus.as_deref(), c.mems.as_deref()),
+        (Some("0"), Some("0"))
+    );
+    assert_eq!(r.pids.map(|p| p.limit), Some(100));
+    let io = r.block_io.as_ref().unwrap();
+    assert_eq!(io.weight, Some(300));
+    assert_eq!(
+        (io.weight_device[0].minor, io.weight_device[0].weight),
+        (1, 400)
+    );
+    let rate = |v: &[crabcan_cgroups::ThrottleDevice]| (v[0].minor, v[0].rate);
+    assert_eq!(rate(&io.throttle_read_bps), (2, 1000));
+    assert_eq!(rate(&io.throttle_write_bps), (3, 2000));
+    assert_eq!(rate(&io.throttle_read_iops), (4, 30));
+    assert_eq!(rate(&io.throttle_write_iops), (5, 40));
+    let huge = &r.hugepage_limits.as_ref().unwrap()[0];
+    assert_eq!((huge.page_size.as_str(), huge.limit), ("2MB", 2097152));
+    let net = r.network.as_ref().unwrap();
+    assert_eq!(net.class_id, Some(1048577));
+    assert_eq!(net.priorities, [("eth0".to_string(), 5)]);
+    assert_eq!(r.unified.as_ref().unwrap()["memory.high"], "max");
+}
+
+#[test]
+fn a_key_given_twice_is_refused_by_its_path() {
+    // The seccomp profile is read from the JSON itself: a repeated key there must not be
+    // read as its last value (a checker reading the first would see another profile).
+    let dup = r#"{"ociVersion": "1.2.0", "root": {"path": "r"},
+        "process": {"user": {"uid": 0, "gid": 0}, "args": ["true"], "cwd": "/"},
+        "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "action": "SCMP_ACT_LOG"}]}}}"#;
+    let e = parse("/b".into(), dup).unwrap_err().to_string();
+    assert!(
+        e.starts_with(r#"config.json linux.seccomp.syscalls[0]: the key "action" is given twice"#),
+        "{e}"
+    );
+    let e = parse(
+        "/b".into(),
+        r#"{"ociVersion": "1.2.0", "ociVersion": "1.0.0"}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with(r#"config.json: the key "ociVersion""#), "{e}");
+    let e = parse("/b".into(), "{\"ociVersion\": ")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("config.json: invalid JSON: "), "{e}");
 }
 
 #[test]

@@ -492,9 +492,13 @@ fn process(s: &spec::Spec, host: Host, warn: &mut dyn FnMut(String)) -> Result<P
 
 fn capset(v: &Option<Vec<String>>, at: &str) -> Result<CapSet> {
     let mut caps = Vec::new();
-    for name in v.iter().flatten() {
-        let cap = Capability::parse(name)
-            .ok_or_else(|| field_error(at, format!("unknown capability {name:?}")))?;
+    for (i, name) in v.iter().flatten().enumerate() {
+        let cap = Capability::parse(name).ok_or_else(|| {
+            field_error(
+                &format!("{at}[{i}]"),
+                format!("unknown capability {name:?}"),
+            )
+        })?;
         caps.push(cap);
     }
     Ok(CapSet::of(&caps))

@@ -186,7 +186,7 @@ fn container_config(dir: &Path, s: &State) -> Result<Value> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Errcode::setup(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
+    crabcan_security::json::parse_strict(&text)
         .map_err(|e| Errcode::setup(format!("{}: invalid JSON: {e}", path.display())))
 }
 

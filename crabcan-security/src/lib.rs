@@ -30,6 +30,7 @@
 //! ```
 
 mod caps;
+pub mod json;
 pub mod profile;
 mod rlimit;
 pub mod seccomp;

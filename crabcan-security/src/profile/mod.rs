@@ -434,7 +434,7 @@ pub fn crabcan_default_program() -> Compiled {
 
 /// Parses a `LinuxSeccomp` JSON object.
 pub fn parse(json: &str) -> PResult<Profile> {
-    let v: Value = serde_json::from_str(json)
+    let v = crate::json::parse_strict(json)
         .map_err(|e| ProfileError::new(ROOT, format!("invalid JSON: {e}")))?;
     from_value(&v)
 }
@@ -570,7 +570,6 @@ fn condition(v: &Value, path: At<'_>) -> PResult<Condition> {
             }
         },
     };
-    let value = u64_field(obj.get("value"), path.key("value"))?.unwrap_or(0);
     let value_two = u64_field(obj.get("valueTwo"), path.key("valueTwo"))?.unwrap_or(0);
     let op_path = path.key("op");
     let op = match obj.get("op") {
@@ -586,6 +585,9 @@ fn condition(v: &Value, path: At<'_>) -> PResult<Condition> {
             other => return Err(ProfileError::new(op_path, format!("unknown op {other:?}"))),
         },
     };
+    // Required, as the spec has it: a misspelt key must not read as a comparison with 0.
+    let value = u64_field(obj.get("value"), path.key("value"))?
+        .ok_or_else(|| ProfileError::new(path.key("value"), "missing"))?;
     Ok(Condition {
         index,
         op,

@@ -52,6 +52,20 @@ fn errors_name_the_json_path() {
             r#"defaultAction: SCMP_ACT_NOTIFY (listenerPath "/run/a.sock") is not supported"#
         )
     );
+    // A condition without its value is not a comparison with 0.
+    assert_eq!(
+        err(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"Value":8,"op":"SCMP_CMP_EQ"}]}]}"#
+        ),
+        "syscalls[0].args[0].value: missing"
+    );
+    // A key given twice is refused, not read as its last value.
+    assert!(
+        err(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["ptrace"],"action":"SCMP_ACT_ERRNO","action":"SCMP_ACT_LOG"}]}"#
+        )
+        .contains(r#"syscalls[0]: the key "action" is given twice"#)
+    );
     // The path inside a bigger document, and the file it came from.
     let e = parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"op":"SCMP_CMP_FOO"}]}]}"#).unwrap_err();
     assert_eq!(
