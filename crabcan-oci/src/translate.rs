@@ -504,31 +504,11 @@ fn capset(v: &Option<Vec<String>>, at: &str) -> Result<CapSet> {
     Ok(CapSet::of(&caps))
 }
 
-/// The rlimits a config may name, with the kernel's numbers (the generic Linux numbering,
-/// which x86 uses; libc types them differently on glibc and musl).
-const RLIMITS: [&str; 16] = [
-    "RLIMIT_CPU",
-    "RLIMIT_FSIZE",
-    "RLIMIT_DATA",
-    "RLIMIT_STACK",
-    "RLIMIT_CORE",
-    "RLIMIT_RSS",
-    "RLIMIT_NPROC",
-    "RLIMIT_NOFILE",
-    "RLIMIT_MEMLOCK",
-    "RLIMIT_AS",
-    "RLIMIT_LOCKS",
-    "RLIMIT_SIGPENDING",
-    "RLIMIT_MSGQUEUE",
-    "RLIMIT_NICE",
-    "RLIMIT_RTPRIO",
-    "RLIMIT_RTTIME",
-];
-
 /// The config's name and the kernel's number of the rlimit `name`.
 fn rlimit(name: &str) -> Option<(&'static str, u32)> {
-    let i = RLIMITS.iter().position(|r| *r == name)?;
-    Some((RLIMITS[i], u32::try_from(i).ok()?))
+    let names = &crabcan_security::KERNEL_RLIMIT_NAMES;
+    let i = names.iter().position(|r| *r == name)?;
+    Some((names[i], u32::try_from(i).ok()?))
 }
 
 /// sysctl prefixes that belong to the IPC namespace.

@@ -157,25 +157,9 @@ impl RunSpec {
 
 /// The kernel's name of an rlimit by its number (the generic Linux numbering, x86's).
 pub fn rlimit_name(resource: u32) -> Option<&'static str> {
-    const NAMES: [&str; 16] = [
-        "RLIMIT_CPU",
-        "RLIMIT_FSIZE",
-        "RLIMIT_DATA",
-        "RLIMIT_STACK",
-        "RLIMIT_CORE",
-        "RLIMIT_RSS",
-        "RLIMIT_NPROC",
-        "RLIMIT_NOFILE",
-        "RLIMIT_MEMLOCK",
-        "RLIMIT_AS",
-        "RLIMIT_LOCKS",
-        "RLIMIT_SIGPENDING",
-        "RLIMIT_MSGQUEUE",
-        "RLIMIT_NICE",
-        "RLIMIT_RTPRIO",
-        "RLIMIT_RTTIME",
-    ];
-    NAMES.get(resource as usize).copied()
+    crabcan_security::KERNEL_RLIMIT_NAMES
+        .get(resource as usize)
+        .copied()
 }
 
 fn cap_names(set: crabcan_security::CapSet) -> Vec<String> {

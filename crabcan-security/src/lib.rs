@@ -40,7 +40,9 @@ pub use caps::{
     parse_cap_list,
 };
 pub use profile::{Compiled, Profile, ProfileError};
-pub use rlimit::{RlimitSpec, apply_rlimits, parse_rlimit, rlimit_names, target_hard};
+pub use rlimit::{
+    KERNEL_RLIMIT_NAMES, RlimitSpec, apply_rlimits, parse_rlimit, rlimit_names, target_hard,
+};
 pub use seccomp::BpfInsn;
 
 use crabcan_errors::{Errcode, Result};

@@ -35,6 +35,27 @@ const RLIMITS: &[(&str, Resource, Unit)] = &[
     ("stack", Resource::RLIMIT_STACK, Unit::Bytes),
 ];
 
+/// The kernel's rlimit names by number (the generic Linux numbering, which x86 uses; libc
+/// types the numbers differently on glibc and musl), as the OCI config spells them.
+pub const KERNEL_RLIMIT_NAMES: [&str; 16] = [
+    "RLIMIT_CPU",
+    "RLIMIT_FSIZE",
+    "RLIMIT_DATA",
+    "RLIMIT_STACK",
+    "RLIMIT_CORE",
+    "RLIMIT_RSS",
+    "RLIMIT_NPROC",
+    "RLIMIT_NOFILE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_AS",
+    "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+];
+
 /// The rlimit names [`parse_rlimit`] accepts, lowercase and without the `RLIMIT_` prefix.
 pub fn rlimit_names() -> impl Iterator<Item = &'static str> {
     RLIMITS.iter().map(|(n, _, _)| *n)
