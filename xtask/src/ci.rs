@@ -83,9 +83,9 @@ pub fn run(args: &[String]) -> Result<bool> {
     // host suite uses the other, and its output comes at the end.
     let guest = if vm {
         eprintln!("ci: cargo xtask vm-test (building the guest's binaries)");
-        let prepared = crate::vmtest::prepare(&[])?;
+        let guest = crate::vmtest::pack_guest(&[])?;
         eprintln!("ci: cargo xtask vm-test runs beside the host suite; its output comes after");
-        Some(std::thread::spawn(move || prepared.boot(false)))
+        Some(std::thread::spawn(move || guest.boot(false)))
     } else {
         None
     };

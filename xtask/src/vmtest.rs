@@ -40,11 +40,11 @@ const QEMU_PACKAGES: &[&str] = &[
 
 /// Runs the suite in the guest; `Ok(true)` only if every test binary passed.
 pub fn run(libtest_args: &[String]) -> Result<bool> {
-    prepare(libtest_args)?.boot(true)
+    pack_guest(libtest_args)?.boot(true)
 }
 
 /// Everything built and packed for the guest, ready to boot.
-pub struct Prepared {
+pub struct PackedGuest {
     started: Instant,
     work: PathBuf,
     kernel: PathBuf,
@@ -55,8 +55,8 @@ pub struct Prepared {
 }
 
 /// Builds the test binaries, crabcan and the guest's initramfs (the part that needs both of
-/// the host's cores); [`Prepared::boot`] then runs them.
-pub fn prepare(libtest_args: &[String]) -> Result<Prepared> {
+/// the host's cores); [`PackedGuest::boot`] then runs them.
+pub fn pack_guest(libtest_args: &[String]) -> Result<PackedGuest> {
     let started = Instant::now();
     let target = util::target_dir();
     let cache = target.join("vm-cache");
@@ -99,7 +99,7 @@ pub fn prepare(libtest_args: &[String]) -> Result<Prepared> {
         .into_iter()
         .chain(tests.iter().map(|t| t.name.clone()))
         .collect();
-    Ok(Prepared {
+    Ok(PackedGuest {
         started,
         work,
         kernel,
@@ -109,7 +109,7 @@ pub fn prepare(libtest_args: &[String]) -> Result<Prepared> {
     })
 }
 
-impl Prepared {
+impl PackedGuest {
     /// Boots the guest and waits for its verdict; `echo` streams the guest's output as it
     /// comes, otherwise it is printed at the end (when the host suite runs meanwhile).
     pub fn boot(self, echo: bool) -> Result<bool> {
