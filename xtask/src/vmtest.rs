@@ -494,7 +494,7 @@ struct PrivateApt {
 impl PrivateApt {
     fn setup(root: &Path) -> Result<PrivateApt> {
         let (source, codename) = host_release_source()?;
-        let backports = Source {
+        let backports = AptSource {
             suites: vec![format!("{codename}-backports")],
             components: vec!["main".to_string()],
             ..source
@@ -634,7 +634,7 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
 
 /// One `deb` entry of an apt sources file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Source {
+struct AptSource {
     uri: String,
     suites: Vec<String>,
     components: Vec<String>,
@@ -642,7 +642,7 @@ struct Source {
     signed_by: Option<String>,
 }
 
-impl Source {
+impl AptSource {
     fn to_deb822(&self) -> String {
         let mut s = format!(
             "Types: deb\nURIs: {}\nSuites: {}\nComponents: {}\n",
@@ -670,7 +670,7 @@ impl Source {
 }
 
 /// The `deb` entries of a deb822 `.sources` file.
-fn parse_deb822(text: &str) -> Vec<Source> {
+fn parse_deb822(text: &str) -> Vec<AptSource> {
     let mut out = Vec::new();
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut flush = |fields: &mut Vec<(String, String)>| {
@@ -690,7 +690,7 @@ fn parse_deb822(text: &str) -> Vec<Source> {
         let enabled = get("Enabled").is_none_or(|v| !v.trim().eq_ignore_ascii_case("no"));
         if enabled && words("Types").iter().any(|t| t == "deb") {
             for uri in words("URIs") {
-                out.push(Source {
+                out.push(AptSource {
                     uri,
                     suites: words("Suites"),
                     components: words("Components"),
@@ -720,7 +720,7 @@ fn parse_deb822(text: &str) -> Vec<Source> {
 }
 
 /// The `deb` lines of a one-line-style `.list` file.
-fn parse_one_line(text: &str) -> Vec<Source> {
+fn parse_one_line(text: &str) -> Vec<AptSource> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or_default();
@@ -740,7 +740,7 @@ fn parse_one_line(text: &str) -> Vec<Source> {
             }
         }
         if let [uri, suite, components @ ..] = rest.as_slice() {
-            out.push(Source {
+            out.push(AptSource {
                 uri: uri.to_string(),
                 suites: vec![suite.to_string()],
                 components: components.iter().map(|c| c.to_string()).collect(),
@@ -752,7 +752,7 @@ fn parse_one_line(text: &str) -> Vec<Source> {
 }
 
 /// The host's source for its Debian release's main archive, and the release's codename.
-fn host_release_source() -> Result<(Source, String)> {
+fn host_release_source() -> Result<(AptSource, String)> {
     let etc = Path::new("/etc/apt");
     let mut files = vec![etc.join("sources.list")];
     if let Ok(dir) = fs::read_dir(etc.join("sources.list.d")) {
@@ -1374,7 +1374,7 @@ mod tests {
             Some("/usr/share/keyrings/debian-archive-keyring.gpg")
         );
         assert_eq!(sources[1].release(), None);
-        let backports = Source {
+        let backports = AptSource {
             suites: vec!["bookworm-backports".to_string()],
             ..first.clone()
         };
