@@ -61,15 +61,21 @@ fn in_child(f: impl FnOnce() -> i32) -> i32 {
 
 /// Applies `cfg`, printing the error; 80 when it fails.
 fn apply(cfg: &MountConfig) -> std::result::Result<(), i32> {
+    // Written to the descriptor itself: the harness's capture of `eprintln!` lives in the
+    // forked child's memory and would be lost with it.
+    let say = |line: String| {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+    };
     let p = match plan(cfg) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("plan: {e}");
+            say(format!("plan: {e}"));
             return Err(81);
         }
     };
     crabcan_mounts::apply(&p).map_err(|e| {
-        eprintln!("apply: {e}");
+        say(format!("apply: {e}"));
         80
     })
 }
