@@ -449,6 +449,7 @@ mod tests {
         let base = std::env::temp_dir().join(format!("crabcan-bench-oci-{}", std::process::id()));
         sys::set_subreaper(true).unwrap();
         let mut found = Vec::new();
+        let mut seen = Vec::new();
         for leave in [false, true] {
             let dir = base.join(if leave { "leave" } else { "clean" });
             fs::create_dir_all(&dir).unwrap();
@@ -468,13 +469,14 @@ mod tests {
                     .iter()
                     .any(|r| r.ends_with("(sleep)") || r.ends_with("(fake-runtime)")),
             );
+            seen.push(s.resident.clone());
         }
         sys::reap_exited();
         let _ = fs::remove_dir_all(&base);
         assert_eq!(
             found,
             [false, true],
-            "resident processes found (clean, leave)"
+            "resident processes found (clean, leave); beside the container: {seen:?}"
         );
     }
 }
