@@ -446,6 +446,7 @@ mod tests {
 
     #[test]
     fn a_process_left_by_create_is_found_and_the_container_is_not() {
+        let _children = sys::children_lock();
         let base = std::env::temp_dir().join(format!("crabcan-bench-oci-{}", std::process::id()));
         sys::set_subreaper(true).unwrap();
         let mut found = Vec::new();

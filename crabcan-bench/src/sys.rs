@@ -202,6 +202,16 @@ pub fn child_pid(child: &std::process::Child) -> io::Result<i32> {
     i32::try_from(child.id()).map_err(|_| io::Error::other("child pid out of range"))
 }
 
+/// Held by each test that spawns processes and waits for them: a test that reaps any exited
+/// child ([`reap_exited`], as the OCI lifecycle does) would otherwise take another test's
+/// child from under its `wait4`, and a subreaper test counts whatever else runs beside it.
+#[cfg(test)]
+pub(crate) fn children_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +224,7 @@ mod tests {
 
     #[test]
     fn reports_exit_codes_signals_and_memory() {
+        let _children = children_lock();
         let exited = reaped("exit 3");
         assert_eq!(exited.code, 3);
         assert!(exited.maxrss_kib > 0);
