@@ -11,6 +11,7 @@
 
 mod engine;
 mod oci;
+mod order;
 mod report;
 mod setup;
 mod sys;
@@ -569,21 +570,23 @@ impl Bench {
     ) -> Result<Measured> {
         let names: Vec<&str> = runtimes.iter().map(|r| r.starter.name()).collect();
         println!(
-            "start latency: {} warm-up + {} measured runs each, interleaved: {}",
+            "start latency: {} warm-up + {} measured runs each, interleaved in a fresh order each round: {}",
             opts.warmup,
             opts.runs,
             names.join(" ")
         );
+        let mut order = order::RoundOrder::new(runtimes.len());
         for _ in 0..opts.warmup {
-            for rt in runtimes {
-                self.timed(rt, &[])?;
+            for &i in order.next_round() {
+                self.timed(&runtimes[i], &[])?;
             }
         }
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); runtimes.len()];
         let mut rss: Vec<Vec<f64>> = vec![Vec::new(); runtimes.len()];
         let mut failures = vec![0; runtimes.len()];
         for _ in 0..opts.runs {
-            for (i, rt) in runtimes.iter().enumerate() {
+            for &i in order.next_round() {
+                let rt = &runtimes[i];
                 match self.timed(rt, &[])? {
                     Some(t) => {
                         times[i].push(ms(t.elapsed));
@@ -1075,7 +1078,7 @@ fn render_table(r: &Results) -> String {
         r.machine.load_after
     ));
     s.push_str(&format!(
-        "\n== start latency of /bin/true ({} runs each, interleaved after {} warm-up rounds)\n",
+        "\n== start latency of /bin/true ({} runs each, interleaved in a fresh order each round, after {} warm-up rounds)\n",
         r.settings.runs, r.settings.warmup
     ));
     let rows: Vec<Vec<String>> = r
@@ -1269,7 +1272,7 @@ fn render_diagnostics(r: &Results) -> String {
 /// The OCI rows: medians of each step, memory, and what `create` left running.
 fn render_oci(r: &Results) -> String {
     let mut s = format!(
-        "\n== OCI commands, runc's command line ({} rounds, interleaved after {} warm-up rounds; \
+        "\n== OCI commands, runc's command line ({} rounds, interleaved in a fresh order each round after {} warm-up rounds; \
          ms are medians)\n",
         r.settings.runs, r.settings.warmup
     );

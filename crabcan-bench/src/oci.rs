@@ -195,12 +195,17 @@ fn measure_all(
         format!("cb-oci-{}-{seq}", std::process::id())
     };
     let pid_file = crate::setup::bench_dir().join("oci.pid");
-    println!("oci: {rounds} rounds of run --bundle, create/start/delete, interleaved");
+    println!(
+        "oci: {rounds} rounds of run --bundle, create/start/delete, interleaved in a fresh order \
+         each round"
+    );
+    let mut order = crate::order::RoundOrder::new(rts.len());
     for round in 0..warmup + rounds {
         let keep = round >= warmup;
-        for (rt, s) in rts.iter().zip(series.iter_mut()) {
+        for &i in order.next_round() {
+            let (rt, s) = (&rts[i], &mut series[i]);
             let mut scratch = Series::default();
-            let s = if keep { &mut *s } else { &mut scratch };
+            let s = if keep { s } else { &mut scratch };
             run_once(rt, true_bundle, &next_id(), s)?;
             lifecycle_once(rt, true_bundle, &next_id(), &pid_file, s)?;
         }
