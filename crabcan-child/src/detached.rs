@@ -208,7 +208,8 @@ impl Detached {
     }
 
     /// Hands a process spawned with [`DetachedSpec::cgroup_later`] the rest of its cgroup,
-    /// `entry` of the completed cgroup (see [`crate::Container::join_cgroup`]).
+    /// `entry` of the completed cgroup: it writes itself into each v1 hierarchy (its v2
+    /// directory, if any, it was cloned into).
     pub fn join_cgroup(&mut self, entry: crabcan_cgroups::Entry) -> Result<()> {
         crate::hand_cgroup(self.chan.as_raw_fd(), &mut self.cgroup_later, entry)
     }

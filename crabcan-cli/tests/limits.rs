@@ -708,13 +708,13 @@ fn refuse_clone3(cmd: &mut std::process::Command) {
 }
 
 /// Root's container cgroup is made in two steps around the clone of the container's
-/// process: the v2 directory before (the process is cloned into it), every v1 one after,
-/// while the process makes its network namespace. A hierarchy that refuses the directory
+/// process: the v2 directory before (the process is cloned into it), every v1 one after
+/// its release, while the process makes its mounts. A hierarchy that refuses the directory
 /// (here one mounted read-only, in a mount namespace of crabcan's own) fails the run in one
 /// line naming it, with 125, and leaves no cgroup behind in any hierarchy, which also means
 /// no process of the container is left in one. On a hybrid host the refusing hierarchy is
-/// the last v1 one, so the failure comes after the clone; on a v2-only host it is the v2
-/// one, before.
+/// the last v1 one, so the failure comes while the released process sets up; on a v2-only
+/// host it is the v2 one, before the clone.
 #[test]
 fn a_cgroup_hierarchy_that_refuses_the_container_fails_the_run_and_leaves_nothing() {
     let _serial = serial();

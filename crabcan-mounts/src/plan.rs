@@ -434,6 +434,13 @@ pub struct MountPlan {
 }
 
 impl MountPlan {
+    /// Whether the plan mounts a cgroup filesystem, which shows the cgroup namespace of the
+    /// process that mounts it: that process must be in its cgroup, in a namespace of its
+    /// own, first.
+    pub fn mounts_cgroup(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Cgroup { .. }))
+    }
+
     /// One line per step, with source paths spelled out (for logs).
     pub fn describe(&self) -> Vec<String> {
         let src = |i: &usize| {

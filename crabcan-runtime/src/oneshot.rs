@@ -9,9 +9,10 @@
 //! a guardian process undoes on the host what a SIGKILLed crabcan could not.
 //!
 //! Order of [`create`]: the sealed re-exec (before anything touches the host), the name
-//! taken, the id range leased, the mount points made, the guardian forked, the cgroup made,
-//! the process cloned (waiting; it enters its cgroup by itself), its id maps written, and the
-//! descriptors it needs from the host opened.
+//! taken, the id range leased, the mount points made, the guardian forked, the cgroup made
+//! (one the run cannot do without: its v2 directory, the rest once the process is
+//! released, while it makes its mounts), the process cloned (waiting; it enters its cgroup
+//! by itself), its id maps written, and the descriptors it needs from the host opened.
 
 use crate::foreground::{Registration, RunSpec, check_run_spec};
 use crabcan_cgroups::{ContainerCgroup, LimitKind, Limits};
@@ -105,6 +106,9 @@ pub struct Container {
     child: Option<crabcan_child::Container>,
     handed: Vec<OwnedFd>,
     seccomp_later: Option<LaterFilter>,
+    /// The second step of a cgroup made in two ([`Container::start`] takes it), and whether
+    /// crabcan runs as root (for its error).
+    completing: Option<(CgroupPlan, bool)>,
     started: bool,
 }
 
@@ -192,6 +196,7 @@ pub fn create(spec: Spec) -> Result<Container> {
         child: None,
         handed: Vec::new(),
         seccomp_later,
+        completing: None,
         started: false,
     };
     // The name is taken first: a second run with it fails before it changes anything.
@@ -303,8 +308,9 @@ pub fn create(spec: Spec) -> Result<Container> {
             }
         );
     }
-    // A cgroup the run cannot do without is made in two steps, around the clone of the
-    // container's process (Container::spawn); one that may be skipped is made whole first,
+    // A cgroup the run cannot do without is made in two steps: its v2 directory before the
+    // clone of the container's process, the rest while it makes its mounts
+    // (Container::start); one that may be skipped is made whole first,
     // as whether it exists decides the nproc rlimit below, which the process takes with it.
     let mut later = None;
     let pids_cap = match plan_cgroup(&limits, limit_name, is_root, &cg_path)? {
@@ -343,15 +349,15 @@ pub fn create(spec: Spec) -> Result<Container> {
     if let Some(r) = record {
         c.recorded = Some(RunSpec::of_child(&c.spec, r.seccomp, r.read_only)?);
     }
-    c.spawn(later.as_ref(), is_root)?;
+    c.spawn(later, is_root)?;
     Ok(c)
 }
 
 impl Container {
     /// Clones the container's process (it enters its cgroup by itself, then waits),
-    /// announces it to the guardian, completes its cgroup when `later` planned it in two
-    /// steps, maps its ids and opens what its mounts need from the host.
-    fn spawn(&mut self, later: Option<&CgroupPlan>, is_root: bool) -> Result<()> {
+    /// announces it to the guardian, maps its ids and opens what its mounts need from the
+    /// host. A cgroup `later` planned in two steps is completed by [`Container::start`].
+    fn spawn(&mut self, later: Option<CgroupPlan>, is_root: bool) -> Result<()> {
         // The process writes itself into its cgroup, which spares every run the kernel's
         // wait for an RCU grace period that moving it by pid costs (crabcan_cgroups::Entry).
         // The one case left to the move by pid: the entry's files cannot be opened by
@@ -367,7 +373,7 @@ impl Container {
             },
             None => None,
         };
-        let joining = match (&entry, later) {
+        let joining = match (&entry, &later) {
             (Some(e), Some(_)) => crabcan_child::Joining::Later(e),
             (Some(e), None) => crabcan_child::Joining::Now(e),
             (None, _) => crabcan_child::Joining::None,
@@ -381,13 +387,15 @@ impl Container {
             // it gives its id range back.
             g.watch(child.pid());
         }
-        // The rest of a cgroup made in two steps, while the process makes its network
-        // namespace; then it enters, while its ids are mapped here.
+        // The rest of a cgroup made in two steps: once the process is released, while it
+        // makes its mounts (start), for a process that enters it by itself; for one moved
+        // by pid (below), now.
         if let (Some(p), Some(cg)) = (later, self.cgroup.as_mut()) {
-            cg.complete(&p.resources).map_err(|e| p.error(e, is_root))?;
-            log_cgroup(cg, &p.resources);
             if entry.is_some() {
-                child.join_cgroup(cg.v1_entry()?)?;
+                self.completing = Some((p, is_root));
+            } else {
+                cg.complete(&p.resources).map_err(|e| p.error(e, is_root))?;
+                log_cgroup(cg, &p.resources);
             }
         }
         child.write_id_maps(&self.spec.idmap)?;
@@ -435,7 +443,19 @@ impl Container {
         };
         self.started = true;
         let filter = self.seccomp_later.take().map(|f| f.0);
-        child.release_with(std::mem::take(&mut self.handed), filter)?;
+        let cgroup = match (self.completing.take(), self.cgroup.as_mut()) {
+            (Some((p, is_root)), Some(cg)) => {
+                let complete = move || {
+                    cg.complete(&p.resources).map_err(|e| p.error(e, is_root))?;
+                    log_cgroup(cg, &p.resources);
+                    cg.v1_entry()
+                };
+                Some(Box::new(complete) as Box<dyn FnOnce() -> Result<_> + '_>)
+            }
+            _ => None,
+        };
+        let handed = std::mem::take(&mut self.handed);
+        child.release_with(handed, crabcan_child::Meanwhile { cgroup, filter })?;
         log::debug!("container running {:?}", self.spec.argv);
         // While the container runs: the cgroups of dead runs beside its own go.
         if let Some(cg) = &self.cgroup {
