@@ -1,5 +1,8 @@
 //! The `crabcan` binary: arguments → configuration → container → exit code.
 
+// Used as the global allocator of the static build only; compiled everywhere for its tests.
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
+mod alloc;
 mod cli;
 mod config;
 mod exec;
@@ -17,7 +20,7 @@ use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMod
 /// munmap calls, each new mapping faulted in again. dlmalloc keeps its 64 KiB segments.
 #[cfg(target_env = "musl")]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: alloc::FlagLocked = alloc::FlagLocked::new();
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
