@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::MsgFlags;
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::Pid;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -430,9 +430,11 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     // over (see below).
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
     if spec.idmap.is_some() {
-        let (u, g) = (Uid::from_raw(0), Gid::from_raw(0));
-        nix::unistd::setresgid(g, g, g).sys_ctx(|| "take the container's root gid")?;
-        nix::unistd::setresuid(u, u, u).sys_ctx(|| "take the container's root uid")?;
+        // SAFETY: the container's process has one thread (cloned without CLONE_THREAD,
+        // and it starts none).
+        unsafe { crate::ids::setresgid(0) }.sys_ctx(|| "take the container's root gid")?;
+        // SAFETY: as above.
+        unsafe { crate::ids::setresuid(0) }.sys_ctx(|| "take the container's root uid")?;
     }
     for (flag, fd) in &spec.join {
         nix::sched::setns(fd, *flag)
@@ -618,22 +620,25 @@ fn set_ids(spec: &DetachedSpec) -> Result<()> {
 }
 
 /// Takes the process's final uid, gid and groups, keeping the permitted capabilities for
-/// the final capability step.
+/// the final capability step. Only in a process with one thread: the container's, or the
+/// one an exec forks into it (see [`crate::ids`]).
 pub(crate) fn set_ids_of(uid: u32, gid: u32, additional_gids: &[u32], deny: bool) -> Result<()> {
-    let groups: Vec<Gid> = additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let groups = additional_gids;
     if !deny {
-        nix::unistd::setgroups(&groups).sys_ctx(|| "set the supplementary groups")?;
+        // SAFETY: the callers' processes have one thread (above).
+        unsafe { crate::ids::setgroups(groups) }.sys_ctx(|| "set the supplementary groups")?;
     } else if !groups.is_empty() {
         return Err(Errcode::setup(
             "additional groups cannot be set: setgroups is denied in this user namespace",
         ));
     }
-    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
     // A config may give a non-root user capabilities: keep the permitted set across the
     // uid change, so the final step can make them effective (it sets every set anyway).
     nix::sys::prctl::set_keepcaps(true).sys_ctx(|| "keep capabilities across setuid")?;
-    nix::unistd::setresgid(g, g, g).sys_ctx(|| format!("set gid {gid} (setresgid)"))?;
-    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {uid} (setresuid)"))?;
+    // SAFETY: as for setgroups above.
+    unsafe { crate::ids::setresgid(gid) }.sys_ctx(|| format!("set gid {gid} (setresgid)"))?;
+    // SAFETY: as for setgroups above.
+    unsafe { crate::ids::setresuid(uid) }.sys_ctx(|| format!("set uid {uid} (setresuid)"))?;
     nix::sys::prctl::set_keepcaps(false).sys_ctx(|| "clear keep-capabilities")
 }
 

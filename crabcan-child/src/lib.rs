@@ -22,6 +22,7 @@ mod fork;
 mod guardian;
 mod idalloc;
 mod idmap;
+mod ids;
 mod init;
 mod net;
 mod sealed;
@@ -45,7 +46,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::{Pid, Uid};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -1020,23 +1021,30 @@ pub(crate) fn default_dispositions() -> Result<()> {
     Ok(())
 }
 
-/// Takes the container's root ids (0 inside), which every map contains.
+/// Takes the container's root ids (0 inside), which every map contains. Only in the
+/// container's process or its forks, which have one thread (see [`ids`]).
 fn become_root(map: &IdMap) -> Result<()> {
     if !map.deny_setgroups {
-        nix::unistd::setgroups(&[]).sys_ctx(|| "clear supplementary groups (setgroups)")?;
+        // SAFETY: the container's process and its forks have one thread.
+        unsafe { ids::setgroups(&[]) }.sys_ctx(|| "clear supplementary groups (setgroups)")?;
     }
-    let (u, g) = (Uid::from_raw(0), Gid::from_raw(0));
-    nix::unistd::setresgid(g, g, g).sys_ctx(|| "take the container's root gid (setresgid)")?;
-    nix::unistd::setresuid(u, u, u).sys_ctx(|| "take the container's root uid (setresuid)")
+    // SAFETY: as above.
+    unsafe { ids::setresgid(0) }.sys_ctx(|| "take the container's root gid (setresgid)")?;
+    // SAFETY: as above.
+    unsafe { ids::setresuid(0) }.sys_ctx(|| "take the container's root uid (setresuid)")
 }
 
+/// Takes `uid` as uid and gid. Only in the container's process or its forks (see
+/// [`become_root`]).
 fn switch_ids(uid: u32, map: &IdMap) -> Result<()> {
-    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(uid));
     if !map.deny_setgroups {
-        nix::unistd::setgroups(&[]).sys_ctx(|| "clear supplementary groups (setgroups)")?;
+        // SAFETY: as in become_root.
+        unsafe { ids::setgroups(&[]) }.sys_ctx(|| "clear supplementary groups (setgroups)")?;
     }
-    nix::unistd::setresgid(g, g, g).sys_ctx(|| format!("set gid {uid} (setresgid)"))?;
-    nix::unistd::setresuid(u, u, u).sys_ctx(|| format!("set uid {uid} (setresuid)"))
+    // SAFETY: as in become_root.
+    unsafe { ids::setresgid(uid) }.sys_ctx(|| format!("set gid {uid} (setresgid)"))?;
+    // SAFETY: as in become_root.
+    unsafe { ids::setresuid(uid) }.sys_ctx(|| format!("set uid {uid} (setresuid)"))
 }
 
 /// Marks every fd above 2 close-on-exec, the channel included (its closing tells the

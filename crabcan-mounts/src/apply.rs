@@ -723,6 +723,27 @@ impl<'p> State<'p> {
         }
     }
 
+    /// [`State::ensure_file`] for a point most likely missing (the device nodes bound into
+    /// the `/dev` crabcan mounted, above all): made at once, and looked up only when
+    /// something is there already or nothing may be made in its directory. `true`: made
+    /// here, so a fresh file.
+    fn ensure_file_made(&self, path: &Path) -> Result<(OwnedFd, bool)> {
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            let dir = self.dir(parent)?;
+            if self.may_create(dir.as_fd()).is_ok() {
+                match sys::make_in(dir.as_fd(), name, PointKind::File, 0o644) {
+                    Ok(fd) => return Ok((fd, true)),
+                    Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(self.creation_error(path, e)),
+                }
+            } else {
+                // The lookup below decides: what is there needs nothing made.
+                self.refused.borrow_mut().take();
+            }
+        }
+        Ok((self.ensure_file(path)?, false))
+    }
+
     /// Attaches the cloned `tree` of `source` (recursive or not) at `target`.
     fn attach(
         &self,
@@ -732,13 +753,16 @@ impl<'p> State<'p> {
         source: &Path,
         target: &Path,
     ) -> Result<()> {
-        let at = if is_dir {
+        let (at, made) = if is_dir {
             self.last_dir.borrow_mut().take();
-            self.ensure(target, PointKind::Dir, 0o755)?
+            (self.ensure(target, PointKind::Dir, 0o755)?, false)
         } else {
-            self.ensure_file(target)?
+            self.ensure_file_made(target)?
         };
-        self.refuse_root(at.as_fd(), target)?;
+        // A fresh file is not the root; only what was there may resolve to it.
+        if !made {
+            self.refuse_root(at.as_fd(), target)?;
+        }
         sys::move_mount(tree.as_fd(), at.as_fd())
             .sys_ctx(|| format!("bind-mount {} to {}", source.display(), target.display()))?;
         if is_dir {

@@ -325,7 +325,7 @@ fn ensure_depth(
 
 /// Makes `name` in the directory `dir` as `kind` with `mode`, failing with `EEXIST` when
 /// something (a symlink included) is there, and returns it, taken by its one name.
-fn make_in(
+pub(crate) fn make_in(
     dir: BorrowedFd<'_>,
     name: &std::ffi::OsStr,
     kind: PointKind,
@@ -481,6 +481,30 @@ mod tests {
         let under_file =
             ensure_in_dir(file.as_fd(), name("x"), PointKind::File, 0o644, &|_| Ok(()));
         assert_eq!(under_file.err(), Some(Errno::ENOTDIR));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A point made in a directory is a fresh one or nothing: whatever is there already,
+    /// a symlink (dangling or not) included, fails with EEXIST and is left as it was.
+    #[test]
+    fn a_point_is_made_fresh_or_not_at_all() {
+        let dir = std::env::temp_dir().join(format!("crabcan-make-in-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("there"), "kept").unwrap();
+        std::os::unix::fs::symlink("/no/such", dir.join("dangling")).unwrap();
+        let d = open_pinned(&dir, true, false).unwrap();
+        let name = std::ffi::OsStr::new;
+        let made = make_in(d.as_fd(), name("null"), PointKind::File, 0o600).unwrap();
+        let st = nix::sys::stat::fstat(made.as_fd()).unwrap();
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+        assert_eq!(st.st_size, 0);
+        for there in ["there", "dangling", "null"] {
+            let e = make_in(d.as_fd(), name(there), PointKind::File, 0o600).err();
+            assert_eq!(e, Some(Errno::EEXIST), "{there}");
+        }
+        assert_eq!(std::fs::read_to_string(dir.join("there")).unwrap(), "kept");
+        assert!(!Path::new("/no/such").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
