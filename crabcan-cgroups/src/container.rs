@@ -83,6 +83,22 @@ fn refuse_in_use(path: &CgroupPath, dirs: &[Dir]) -> Result<()> {
     Ok(())
 }
 
+/// The directories where [`DeadRuns::sweep`] looks for the cgroups of dead runs: the
+/// parents of a run's cgroup directories ([`ContainerCgroup::dead_runs`]).
+#[derive(Debug, Clone)]
+pub struct DeadRuns {
+    parents: Vec<PathBuf>,
+}
+
+impl DeadRuns {
+    /// Removes the empty cgroups that runs which are gone left in these directories.
+    pub fn sweep(self) {
+        for parent in &self.parents {
+            crate::cgroup::sweep_stale(parent);
+        }
+    }
+}
+
 /// A container's cgroup: one directory per mounted hierarchy (every v1 one, and v2).
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {
@@ -197,17 +213,24 @@ impl ContainerCgroup {
 
     /// Removes the empty cgroups that runs which are gone left beside this one (a crabcan
     /// SIGKILLed together with its guardian cannot remove its own). For a run's cgroup
-    /// ([`CgroupPath::run`]); a caller calls it where it costs no time, once the container
-    /// runs: it reads the directory of every hierarchy.
+    /// ([`CgroupPath::run`]); a caller calls it where it costs no time (crabcan's run: while
+    /// the container's process sets up): it reads the directory of every hierarchy.
     pub fn sweep_dead_runs(&self) {
-        if !self.path.is_run() {
-            return;
-        }
-        for d in &self.dirs {
-            if let Some(parent) = d.path.parent() {
-                crate::cgroup::sweep_stale(parent);
-            }
-        }
+        self.dead_runs().sweep();
+    }
+
+    /// [`ContainerCgroup::sweep_dead_runs`] as a value of its own, which borrows nothing of
+    /// the cgroup: to sweep while the cgroup is being completed. It looks beside every
+    /// directory the cgroup has once complete, made yet or not.
+    pub fn dead_runs(&self) -> DeadRuns {
+        let parents = match dirs_for(&self.layout, &self.path) {
+            Ok(dirs) if self.path.is_run() => dirs
+                .iter()
+                .filter_map(|d| d.path.parent().map(Path::to_path_buf))
+                .collect(),
+            _ => Vec::new(),
+        };
+        DeadRuns { parents }
     }
 
     /// The first step of a creation in two, for a process that starts in the cgroup between

@@ -31,7 +31,7 @@ mod resources;
 pub mod stats;
 
 pub use cgroup::{owner_pid, remove_if_empty, run_leaf};
-pub use container::{ContainerCgroup, Entry};
+pub use container::{ContainerCgroup, DeadRuns, Entry};
 pub use devices::{
     Access, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR, BpfInsn, DeviceKind, DeviceRule, MAX_MAJOR,
     MAX_MINOR, V1Write, allowed, attach_program, bpf_program, check_rules, confine_v2,

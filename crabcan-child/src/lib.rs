@@ -134,6 +134,8 @@ pub struct Meanwhile<'a> {
     pub cgroup: Option<Box<dyn FnOnce() -> Result<crabcan_cgroups::Entry> + 'a>>,
     /// Makes the seccomp program of a [`ChildSpec::seccomp_later`] process.
     pub filter: Option<Box<dyn FnOnce() -> Result<crabcan_security::Compiled> + 'a>>,
+    /// The caller's own work, done once the rest is sent, while the process still sets up.
+    pub then: Option<Box<dyn FnOnce() + 'a>>,
 }
 
 /// The signals the parent takes with `sigwait`: the forwarded ones and SIGCHLD.
@@ -359,7 +361,11 @@ impl Container {
     /// the rest of its cgroup, then its seccomp program. An error of either is this call's
     /// (the process, waiting for what never came, is killed on drop).
     pub fn release_with(&mut self, mounts: Vec<OwnedFd>, meanwhile: Meanwhile<'_>) -> Result<()> {
-        let Meanwhile { cgroup, filter } = meanwhile;
+        let Meanwhile {
+            cgroup,
+            filter,
+            then,
+        } = meanwhile;
         // A process waiting for what never comes would hang the run; one that is sent what
         // it does not wait for would run without it.
         if filter.is_some() != self.seccomp_later {
@@ -380,6 +386,9 @@ impl Container {
         }
         if let Some(f) = filter {
             send_filter(self.chan.as_raw_fd(), &f()?)?;
+        }
+        if let Some(t) = then {
+            t();
         }
         // The child sends EXEC_MARKER right before execve; then either an error (exec
         // failed) or EOF (the channel is CLOEXEC: exec succeeded). EOF without the marker

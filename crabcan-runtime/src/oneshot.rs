@@ -443,6 +443,10 @@ impl Container {
         };
         self.started = true;
         let filter = self.seccomp_later.take().map(|f| f.0);
+        // The cgroups of dead runs beside the container's go while its process sets up,
+        // after the rest of its cgroup: with the time the parent's part of the setup leaves.
+        let sweep = self.cgroup.as_ref().map(ContainerCgroup::dead_runs);
+        let then = sweep.map(|s| Box::new(move || s.sweep()) as Box<dyn FnOnce()>);
         let cgroup = match (self.completing.take(), self.cgroup.as_mut()) {
             (Some((p, is_root)), Some(cg)) => {
                 let complete = move || {
@@ -455,12 +459,15 @@ impl Container {
             _ => None,
         };
         let handed = std::mem::take(&mut self.handed);
-        child.release_with(handed, crabcan_child::Meanwhile { cgroup, filter })?;
+        child.release_with(
+            handed,
+            crabcan_child::Meanwhile {
+                cgroup,
+                filter,
+                then,
+            },
+        )?;
         log::debug!("container running {:?}", self.spec.argv);
-        // While the container runs: the cgroups of dead runs beside its own go.
-        if let Some(cg) = &self.cgroup {
-            cg.sweep_dead_runs();
-        }
         // Only now, set up completely: an exec must never join a container whose root is
         // not switched yet.
         if let (Some(reg), Some(run)) = (self.registration.as_mut(), &self.recorded) {
