@@ -87,12 +87,13 @@ pub fn prepare_in(
     // the number of mounts (a thousand binds must not cost a million comparisons).
     let mut mounted: HashSet<&Path> = HashSet::new();
     for step in &plan.steps {
-        let Some((target, kind, fresh)) = mount_point(plan, step)? else {
+        let Some((target, kind, fresh)) = mount_point(step) else {
             continue;
         };
         // Only mount points on the root directory itself: ones below an earlier mount
         // (/dev/null on the /dev tmpfs) are made inside the container.
         if !target.ancestors().any(|a| mounted.contains(a)) {
+            let kind = kind.of(plan)?;
             let exists = match check_target(root.as_fd(), root_id, target, fresh, dir) {
                 Ok(exists) => exists,
                 Err(e) => {
@@ -140,35 +141,41 @@ pub fn prepare_in(
     Ok(prepared)
 }
 
+/// What a mount point is made as: a directory, or what a bind's source is (looked at only
+/// for a point the root itself needs, not for one below an earlier mount).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    LikeSource(usize),
+}
+
+impl Kind {
+    fn of(self, plan: &MountPlan) -> Result<PointKind> {
+        Ok(match self {
+            Kind::Dir => PointKind::Dir,
+            Kind::LikeSource(index) if source(plan, index)?.path.is_dir() => PointKind::Dir,
+            Kind::LikeSource(_) => PointKind::File,
+        })
+    }
+}
+
 /// The mount point a step needs: its path, kind, and whether symlinks on its path are
 /// refused (the fresh `/proc`, `/sys` and `/dev` of the default layout, `proc` and `sysfs`
 /// entries).
-fn mount_point<'p>(
-    plan: &'p MountPlan,
-    step: &'p Step,
-) -> Result<Option<(&'p Path, PointKind, bool)>> {
-    let bind = |index: usize, target: &'p PathBuf| -> Result<Option<(&'p Path, PointKind, bool)>> {
-        let is_dir = source(plan, index)?.path.is_dir();
-        let kind = if is_dir {
-            PointKind::Dir
-        } else {
-            PointKind::File
-        };
-        Ok(Some((target.as_path(), kind, false)))
-    };
-    Ok(match step {
-        Step::Fresh { target, .. } => Some((target.as_path(), PointKind::Dir, true)),
+fn mount_point(step: &Step) -> Option<(&Path, Kind, bool)> {
+    match step {
+        Step::Fresh { target, .. } => Some((target.as_path(), Kind::Dir, true)),
         Step::Mount(e) => Some((
             e.destination.as_path(),
-            PointKind::Dir,
+            Kind::Dir,
             matches!(e.fstype.as_str(), "proc" | "sysfs"),
         )),
-        Step::Cgroup { target, .. } => Some((target.as_path(), PointKind::Dir, false)),
+        Step::Cgroup { target, .. } => Some((target.as_path(), Kind::Dir, false)),
         Step::Attach { index, target } | Step::Bind { index, target, .. } => {
-            return bind(*index, target);
+            Some((target.as_path(), Kind::LikeSource(*index), false))
         }
         _ => None,
-    })
+    }
 }
 
 /// Refuses, before anything is created, a mount point that an image symlink redirects:
