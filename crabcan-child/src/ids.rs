@@ -9,13 +9,25 @@
 
 use nix::errno::Errno;
 
+// 32-bit x86 and Arm keep the 16-bit calls under the plain names; the 32-bit ids have their
+// own there.
+#[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
+use libc::{
+    SYS_setgroups as SYS_SETGROUPS, SYS_setresgid as SYS_SETRESGID, SYS_setresuid as SYS_SETRESUID,
+};
+#[cfg(any(target_arch = "x86", target_arch = "arm"))]
+use libc::{
+    SYS_setgroups32 as SYS_SETGROUPS, SYS_setresgid32 as SYS_SETRESGID,
+    SYS_setresuid32 as SYS_SETRESUID,
+};
+
 /// Sets the supplementary groups.
 ///
 /// # Safety
 /// The calling process has one thread: another thread would keep the groups it had.
 pub(crate) unsafe fn setgroups(groups: &[u32]) -> nix::Result<()> {
     // SAFETY: the kernel reads `groups.len()` gids from `groups`, which outlives the call.
-    let r = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    let r = unsafe { libc::syscall(SYS_SETGROUPS, groups.len(), groups.as_ptr()) };
     Errno::result(r).map(drop)
 }
 
@@ -25,7 +37,7 @@ pub(crate) unsafe fn setgroups(groups: &[u32]) -> nix::Result<()> {
 /// The calling process has one thread: another thread would keep the gids it had.
 pub(crate) unsafe fn setresgid(gid: u32) -> nix::Result<()> {
     // SAFETY: plain integers; no memory is passed.
-    let r = unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) };
+    let r = unsafe { libc::syscall(SYS_SETRESGID, gid, gid, gid) };
     Errno::result(r).map(drop)
 }
 
@@ -35,7 +47,7 @@ pub(crate) unsafe fn setresgid(gid: u32) -> nix::Result<()> {
 /// The calling process has one thread: another thread would keep the uids it had.
 pub(crate) unsafe fn setresuid(uid: u32) -> nix::Result<()> {
     // SAFETY: plain integers; no memory is passed.
-    let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+    let r = unsafe { libc::syscall(SYS_SETRESUID, uid, uid, uid) };
     Errno::result(r).map(drop)
 }
 

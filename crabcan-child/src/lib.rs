@@ -1,9 +1,11 @@
 //! The container's process bootstrap: one `clone` into new namespaces, the parent/child
 //! channel, the id maps, the ordered setup in the child, and `execve`.
 //!
-//! In the child, while the parent maps its ids: its network namespace with loopback up, its
-//! hostname, its cgroup; after the parent's go: container root's ids, non-dumpable, cgroup
-//! namespace, mounts and `pivot_root`; then (in the command's process, started by the
+//! In the child, while the parent maps its ids: loopback up in its network namespace, its
+//! hostname, its cgroup (one made whole before the clone); after the parent's go: container
+//! root's ids, non-dumpable, mounts and `pivot_root`, the rest of a cgroup made in two steps
+//! (before the mounts when one of them is a cgroup mount), the cgroup namespace; then (in
+//! the command's process, started by the
 //! child acting as the container's init unless [`ChildSpec::init`] is off: in the init's
 //! memory until its exec, or forked when it takes other ids)
 //! rlimits, capability bounding set, ids, working directory, fds marked close-on-exec,
@@ -130,7 +132,8 @@ pub struct Container {
 #[derive(Default)]
 pub struct Meanwhile<'a> {
     /// Completes the cgroup of a process spawned with [`Joining::Later`] and gives its
-    /// entry; the process enters the v1 hierarchies once its mounts are made.
+    /// entry; the process enters the v1 hierarchies once its mounts are made (first, when
+    /// one of them is a cgroup mount, which shows the cgroup namespace).
     pub cgroup: Option<Box<dyn FnOnce() -> Result<crabcan_cgroups::Entry> + 'a>>,
     /// Makes the seccomp program of a [`ChildSpec::seccomp_later`] process.
     pub filter: Option<Box<dyn FnOnce() -> Result<crabcan_security::Compiled> + 'a>>,
@@ -320,6 +323,10 @@ fn clone_hint(e: Errno, flags: CloneFlags, k: &UsernsKnobs) -> Option<&'static s
     }
     match e {
         Errno::ENOSPC => Some("a namespace limit in /proc/sys/user/ is reached"),
+        Errno::EINVAL if flags.contains(CloneFlags::CLONE_NEWNET) => Some(
+            "this kernel may lack user or network namespace support (CONFIG_USER_NS, \
+             CONFIG_NET_NS)",
+        ),
         Errno::EINVAL if flags.contains(CloneFlags::CLONE_NEWUSER) => {
             Some("this kernel may lack user namespace support (CONFIG_USER_NS)")
         }
@@ -801,8 +808,8 @@ fn setup_and_exec(
     };
     let named = crabcan_hostname::apply(&spec.hostname);
     // Into the cgroups before anything can fork, and while the parent writes the id maps
-    // (the writes check the credentials of the descriptors' opener, the parent, so the
-    // ids of this process do not matter). The descriptors lead to the host's cgroup tree:
+    // (the writes check the credentials of the descriptors' opener, the parent, against
+    // this process's ids, still crabcan's here). The descriptors lead to the host's cgroup tree:
     // they go at once, since the init never execs. A failure is held until the go, when
     // the parent listens for it.
     let entered = match cgroup {
@@ -837,7 +844,9 @@ fn setup_and_exec(
     nix::unistd::setsid().sys_ctx(|| "start a new session (setsid)")?;
     // The v1 hierarchies of a cgroup completed after the go come while the mounts are made
     // (the parent makes them meanwhile), unless a cgroup mount needs them first. Nothing
-    // forks before they are entered, and only crabcan's code runs.
+    // forks before they are entered, and only crabcan's code runs. This process has the
+    // container's root ids by now: the kernel lets a v1 `tasks` write by the global root
+    // move it (the parent spawns with Joining::Later only as that: see crabcan_runtime).
     let v1_later = matches!(cgroup, Joining::Later(_));
     let join_first = !v1_later || spec.mounts.mounts_cgroup();
     if join_first {

@@ -9,8 +9,9 @@ use dlmalloc::Dlmalloc;
 /// pthread mutex around every call, two calls into the C library each time: sampled over
 /// 300 starts, the lock took three times the user time of the allocations it guarded,
 /// which are thousands per start (the argument parser's above all). crabcan allocates from
-/// one thread almost always, so the flag is free; another thread, where one exists, waits
-/// by spinning while an allocation is in progress (a few hundred nanoseconds at most).
+/// one thread almost always, so the flag is free; another thread, where one exists, spins
+/// a little while an allocation is in progress, then yields its CPU until the flag is free
+/// (the holder may be preempted).
 ///
 /// Like the wrapper it replaces, it does not guard against a fork while another thread
 /// holds it: crabcan forks and clones only when single-threaded (`ensure_single_threaded`).
@@ -34,12 +35,18 @@ impl FlagLocked {
     /// Runs `f` on the heap with the flag held (released however `f` ends).
     #[inline]
     fn with<T>(&self, f: impl FnOnce(&mut Dlmalloc) -> T) -> T {
+        let mut tries = 0u32;
         while self
             .busy
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            core::hint::spin_loop();
+            tries = tries.saturating_add(1);
+            if tries < 64 {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         let _held = Held(&self.busy);
         // SAFETY: the flag, just taken, gives this call the only reference to the heap

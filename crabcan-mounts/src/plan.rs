@@ -438,7 +438,11 @@ impl MountPlan {
     /// process that mounts it: that process must be in its cgroup, in a namespace of its
     /// own, first.
     pub fn mounts_cgroup(&self) -> bool {
-        self.steps.iter().any(|s| matches!(s, Step::Cgroup { .. }))
+        self.steps.iter().any(|s| match s {
+            Step::Cgroup { .. } => true,
+            Step::Mount(e) => matches!(e.fstype.as_str(), "cgroup" | "cgroup2"),
+            _ => false,
+        })
     }
 
     /// One line per step, with source paths spelled out (for logs).
@@ -1431,6 +1435,25 @@ mod tests {
             gid: 0,
         }];
         cfg
+    }
+
+    /// A plan that mounts a cgroup filesystem, of either type, says so (its process must be
+    /// in its cgroup, in a namespace of its own, before its mounts); the default one does not.
+    #[test]
+    fn a_cgroup_mount_of_either_type_is_known() {
+        assert!(plan(&oci_config()).unwrap().mounts_cgroup());
+        let mut v2 = oci_config();
+        v2.entries = Some(vec![
+            MountEntry::new("/sys/fs/cgroup", "cgroup2", Some("cgroup"), &["ro"]).unwrap(),
+        ]);
+        assert!(plan(&v2).unwrap().mounts_cgroup());
+        let mut none = oci_config();
+        none.entries = Some(vec![
+            MountEntry::new("/proc", "proc", Some("proc"), &["nosuid"]).unwrap(),
+        ]);
+        assert!(!plan(&none).unwrap().mounts_cgroup());
+        let default = MountConfig::new(Root::Dir("/b/rootfs".into()));
+        assert!(!plan(&default).unwrap().mounts_cgroup());
     }
 
     #[test]

@@ -93,7 +93,14 @@ pub fn prepare_in(
         // Only mount points on the root directory itself: ones below an earlier mount
         // (/dev/null on the /dev tmpfs) are made inside the container.
         if !target.ancestors().any(|a| mounted.contains(a)) {
-            let kind = kind.of(plan)?;
+            let kind = match kind.of(plan) {
+                Ok(k) => k,
+                Err(e) => {
+                    prepared.root = Some(root);
+                    prepared.cleanup_quietly();
+                    return Err(e);
+                }
+            };
             let exists = match check_target(root.as_fd(), root_id, target, fresh, dir) {
                 Ok(exists) => exists,
                 Err(e) => {

@@ -314,7 +314,11 @@ pub fn create(spec: Spec) -> Result<Container> {
     // as whether it exists decides the nproc rlimit below, which the process takes with it.
     let mut later = None;
     let pids_cap = match plan_cgroup(&limits, limit_name, is_root, &cg_path)? {
-        Some(p) if p.required => {
+        // In two steps only as the global root: the process enters the v1 hierarchies with
+        // the container's ids, and the kernel lets only the global root (the opener of the
+        // `tasks` files) move a process of other ids there. Crabcan as root inside a user
+        // namespace makes it whole first, the process entering before it takes those ids.
+        Some(p) if p.required && is_root && in_initial_userns() => {
             let cg =
                 ContainerCgroup::create_v2_first(&p.layout, &cg_path, &p.resources, |_| Ok(()))
                     .map_err(|e| p.error(e, is_root))?;
@@ -652,6 +656,14 @@ fn plan_cgroup(
 }
 
 /// Makes the planned cgroup whole; `None` when it could not be made and is not required.
+/// Whether this process is in the host's initial user namespace, whose root is the global
+/// root: the kernel gives that namespace's `/proc/self/ns/user` a fixed inode number
+/// (`PROC_USER_INIT_INO`). An error answers no.
+fn in_initial_userns() -> bool {
+    const PROC_USER_INIT_INO: u64 = 0xEFFF_FFFD;
+    nix::sys::stat::stat("/proc/self/ns/user").is_ok_and(|st| st.st_ino == PROC_USER_INIT_INO)
+}
+
 fn make_cgroup(
     plan: &CgroupPlan,
     is_root: bool,
@@ -695,6 +707,29 @@ fn log_cgroup(c: &ContainerCgroup, resources: &crabcan_cgroups::Resources) {
 mod tests {
     use super::*;
     use crabcan_oci::NsKind;
+
+    /// The host's tests run in its initial user namespace; a process in a user namespace
+    /// of its own (where it may be root) is not in it, and so gets its cgroup made whole.
+    #[test]
+    fn only_the_initial_user_namespace_counts_as_the_hosts() {
+        assert!(
+            in_initial_userns(),
+            "the tests run in the host's user namespace"
+        );
+        // SAFETY: the forked child only makes system calls and _exits.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let inside = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok()
+                    && !in_initial_userns();
+                // SAFETY: _exit is always safe.
+                unsafe { libc::_exit(if inside { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let st = nix::sys::wait::waitpid(child, None).expect("wait");
+                assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+    }
 
     fn child(net: crabcan_child::Net, root: crabcan_mounts::Root) -> ChildSpec {
         let security = crabcan_security::plan(&crabcan_security::SecurityConfig::default())
