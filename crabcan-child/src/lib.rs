@@ -809,9 +809,9 @@ fn setup_and_exec(
     let named = crabcan_hostname::apply(&spec.hostname);
     // Into the cgroups before anything can fork, and while the parent writes the id maps
     // (the writes check the credentials of the descriptors' opener, the parent, against
-    // this process's ids, still crabcan's here). The descriptors lead to the host's cgroup tree:
-    // they go at once, since the init never execs. A failure is held until the go, when
-    // the parent listens for it.
+    // this process's ids, still crabcan's here). The descriptors lead to the host's cgroup
+    // tree: they go at once, since the init never execs. A failure is held until the go,
+    // when the parent listens for it.
     let entered = match cgroup {
         Joining::Now(c) => detached::enter_cgroup(c, in_v2),
         Joining::Later(c) => {

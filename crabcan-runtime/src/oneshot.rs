@@ -655,7 +655,6 @@ fn plan_cgroup(
     }))
 }
 
-/// Makes the planned cgroup whole; `None` when it could not be made and is not required.
 /// Whether this process is in the host's initial user namespace, whose root is the global
 /// root: the kernel gives that namespace's `/proc/self/ns/user` a fixed inode number
 /// (`PROC_USER_INIT_INO`). An error answers no.
@@ -664,6 +663,7 @@ fn in_initial_userns() -> bool {
     nix::sys::stat::stat("/proc/self/ns/user").is_ok_and(|st| st.st_ino == PROC_USER_INIT_INO)
 }
 
+/// Makes the planned cgroup whole; `None` when it could not be made and is not required.
 fn make_cgroup(
     plan: &CgroupPlan,
     is_root: bool,
