@@ -104,7 +104,19 @@ impl DeadRuns {
 pub struct ContainerCgroup {
     layout: Layout,
     path: CgroupPath,
+    /// The directories made (or found).
     dirs: Vec<Dir>,
+    /// What the second step of a creation in two has still to do
+    /// ([`ContainerCgroup::complete`]).
+    pending: Option<Pending>,
+}
+
+/// The second step of a creation in two: the directories to make, and the resources as the
+/// first step checked and planned them.
+#[derive(Debug, Clone)]
+struct Pending {
+    dirs: Vec<Dir>,
+    plan: ResourcePlan,
 }
 
 /// A container's cgroup as descriptors, for a single-threaded process to enter it by
@@ -203,7 +215,7 @@ impl ContainerCgroup {
         resources: &Resources,
     ) -> Result<ContainerCgroup> {
         let plan = plan_resources(resources, layout)?;
-        let cg = Self::make(layout, path, &plan, Part::All)?;
+        let cg = Self::make(layout, path, dirs_for(layout, path)?, &plan, Part::All)?;
         if let Err(e) = cg.apply(&plan, true) {
             let _ = cg.remove();
             return Err(e);
@@ -223,12 +235,15 @@ impl ContainerCgroup {
     /// the cgroup: to sweep while the cgroup is being completed. It looks beside every
     /// directory the cgroup has once complete, made yet or not.
     pub fn dead_runs(&self) -> DeadRuns {
-        let parents = match dirs_for(&self.layout, &self.path) {
-            Ok(dirs) if self.path.is_run() => dirs
+        let pending = self.pending.iter().flat_map(|p| &p.dirs);
+        let parents = if self.path.is_run() {
+            self.dirs
                 .iter()
+                .chain(pending)
                 .filter_map(|d| d.path.parent().map(Path::to_path_buf))
-                .collect(),
-            _ => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         };
         DeadRuns { parents }
     }
@@ -254,18 +269,26 @@ impl ContainerCgroup {
         // Every hierarchy now, not only the v2 one this step makes: the process is cloned
         // before the second step would find the v1 ones in use.
         refuse_in_use(path, &dirs)?;
-        record(dirs.into_iter().map(|d| d.path).collect())?;
-        Self::make(layout, path, &plan, Part::V2)
+        record(dirs.iter().map(|d| d.path.clone()).collect())?;
+        let (v2, v1): (Vec<Dir>, Vec<Dir>) = dirs.into_iter().partition(Dir::is_v2);
+        let mut cg = Self::make(layout, path, v2, &plan, Part::V2)?;
+        cg.pending = Some(Pending { dirs: v1, plan });
+        Ok(cg)
     }
 
     /// The second step of [`ContainerCgroup::create_v2_first`]: the v1 directories, then
-    /// `resources` and the device rules in every hierarchy. The process in the cgroup must
+    /// the resources and device rules it was given (checked and planned there) in every
+    /// hierarchy. The process in the cgroup must
     /// not run anything of its own before this has returned: its limits start here. On
     /// failure the caller removes the cgroup ([`ContainerCgroup::remove`]) once that process
     /// is gone.
-    pub fn complete(&mut self, resources: &Resources) -> Result<()> {
-        let plan = plan_resources(resources, &self.layout)?;
-        let made = self.make_dirs(&plan, Part::V1);
+    pub fn complete(&mut self) -> Result<()> {
+        let Some(Pending { dirs, plan }) = self.pending.take() else {
+            return Err(Errcode::setup(
+                "the cgroup was not made in two steps, or was completed already",
+            ));
+        };
+        let made = self.make_dirs(dirs, &plan, Part::V1);
         // In the order of a cgroup made at once (see `paths`).
         self.dirs.sort_by_key(Dir::is_v2);
         made?;
@@ -278,6 +301,7 @@ impl ContainerCgroup {
     fn make(
         layout: &Layout,
         path: &CgroupPath,
+        dirs: Vec<Dir>,
         plan: &ResourcePlan,
         part: Part,
     ) -> Result<ContainerCgroup> {
@@ -288,8 +312,9 @@ impl ContainerCgroup {
                 layout: layout.clone(),
                 path: path.clone(),
                 dirs: Vec::new(),
+                pending: None,
             };
-            match cg.make_dirs(plan, part) {
+            match cg.make_dirs(dirs.clone(), plan, part) {
                 Ok(()) => return Ok(cg),
                 // Someone removed a parent directory between our steps: again.
                 Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < CREATE_ATTEMPTS => {
@@ -311,6 +336,7 @@ impl ContainerCgroup {
             layout: layout.clone(),
             path: path.clone(),
             dirs: Vec::new(),
+            pending: None,
         };
         for d in dirs_for(layout, path)? {
             if d.path.is_dir() {
@@ -338,6 +364,7 @@ impl ContainerCgroup {
             layout: layout.clone(),
             path: path.clone(),
             dirs: Vec::new(),
+            pending: None,
         };
         for p in paths {
             let controllers =
@@ -576,11 +603,9 @@ impl ContainerCgroup {
         first.map_or(Ok(()), Err)
     }
 
-    fn make_dirs(&mut self, plan: &ResourcePlan, part: Part) -> Result<()> {
-        let mine: Vec<Dir> = dirs_for(&self.layout, &self.path)?
-            .into_iter()
-            .filter(|d| part.has(d))
-            .collect();
+    /// Makes those of `dirs` in `part`.
+    fn make_dirs(&mut self, dirs: Vec<Dir>, plan: &ResourcePlan, part: Part) -> Result<()> {
+        let mine: Vec<Dir> = dirs.into_iter().filter(|d| part.has(d)).collect();
         refuse_in_use(&self.path, &mine)?;
         for d in mine {
             let mount = self.mount_of(&d).to_path_buf();
@@ -596,7 +621,8 @@ impl ContainerCgroup {
                         ))
                     })?;
             }
-            self.dirs.push(d.clone());
+            self.dirs.push(d);
+            let d = &self.dirs[self.dirs.len() - 1];
             // crabcan run's cgroup sits right below the caller's (v1), whose cpuset holds a
             // process and so cannot be empty; create_chain filled the new one. A given path
             // may pass levels others made and left empty.

@@ -68,29 +68,34 @@ pub fn own_cgroup_path(proc_cgroup: &str) -> Option<String> {
 
 /// The directory of the caller's own cgroup under `mount`.
 pub fn own_cgroup_dir(mount: &Cgroup2Mount, own_path: &str) -> Result<PathBuf> {
-    let rel = if mount.root == "/" {
-        own_path
+    dir_under(&mount.mount_point, &mount.root, own_path)
+}
+
+/// The directory of the cgroup `path` (absolute in its hierarchy) in the hierarchy whose
+/// cgroup `root` is mounted on `mount_point`.
+pub(crate) fn dir_under(mount_point: &Path, root: &str, path: &str) -> Result<PathBuf> {
+    let rel = if root == "/" {
+        path
     } else {
         // A subtree mount: the path is only reachable if it lies inside that subtree.
-        own_path
-            .strip_prefix(mount.root.as_str())
+        path.strip_prefix(root)
             .filter(|r| r.is_empty() || r.starts_with('/'))
             .ok_or_else(|| {
                 Errcode::setup(format!(
-                    "crabcan's cgroup {own_path} is outside the cgroup2 subtree {} mounted on {}",
-                    mount.root,
-                    mount.mount_point.display()
+                    "crabcan's cgroup {path} is outside the cgroup subtree {root} mounted on {}",
+                    mount_point.display()
                 ))
             })?
     };
-    let mut dir = mount.mount_point.clone();
+    let mut dir = PathBuf::with_capacity(mount_point.as_os_str().len() + rel.len() + 1);
+    dir.push(mount_point);
     for c in Path::new(rel).components() {
         match c {
             Component::Normal(part) => dir.push(part),
             Component::RootDir | Component::CurDir => {}
             Component::ParentDir | Component::Prefix(_) => {
                 return Err(Errcode::setup(format!(
-                    "unexpected cgroup path '{own_path}' in /proc/self/cgroup"
+                    "unexpected cgroup path '{path}' in /proc/self/cgroup"
                 )));
             }
         }
@@ -134,7 +139,7 @@ pub(crate) fn unescape(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! it: pure parsers over /proc/self/mountinfo and /proc/self/cgroup, so every layout (pure
 //! v2, hybrid, pure v1) is tested from recorded text.
 
-use crate::host::{Cgroup2Mount, find_cgroup2_mount, own_cgroup_dir, own_cgroup_path};
+use crate::host::{Cgroup2Mount, find_cgroup2_mount, own_cgroup_path};
 use crabcan_errors::{Errcode, Result, SysContext};
 use std::path::{Path, PathBuf};
 
@@ -246,13 +246,7 @@ impl V2Hierarchy {
 }
 
 fn dir_in(mount_point: &Path, root: &str, path: &str) -> Result<PathBuf> {
-    own_cgroup_dir(
-        &Cgroup2Mount {
-            mount_point: mount_point.to_path_buf(),
-            root: root.to_string(),
-        },
-        path,
-    )
+    crate::host::dir_under(mount_point, root, path)
 }
 
 /// The caller's path in the v1 hierarchy holding exactly `controllers`.
@@ -260,8 +254,7 @@ fn own_v1(proc_cgroup: &str, controllers: &[String]) -> Option<String> {
     proc_cgroup.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let listed: Vec<&str> = ctls.split(',').filter(|c| !c.is_empty()).collect();
-        (controllers.iter().any(|c| listed.contains(&c.as_str())) && path.starts_with('/'))
+        (path.starts_with('/') && ctls.split(',').any(|l| controllers.iter().any(|c| c == l)))
             .then(|| path.to_string())
     })
 }

@@ -745,15 +745,16 @@ fn a_two_step_creation_names_its_directories_first_and_none_in_use() {
     .unwrap();
     let mut cg = Guard(Some(cg));
     assert!(made_first.is_empty(), "made before named: {made_first:?}");
-    cg.0.as_mut()
-        .unwrap()
-        .complete(&Resources::default())
-        .unwrap();
+    cg.0.as_mut().unwrap().complete().unwrap();
     assert_eq!(
         named,
         cg.paths(),
         "the directories named are not the cgroup's"
     );
+    // The second step is taken once: again, it is refused and changes nothing.
+    let again = cg.0.as_mut().unwrap().complete();
+    assert!(again.is_err(), "a second completion was accepted");
+    assert_eq!(named, cg.paths());
     cg.remove();
     assert_gone(&named);
 

@@ -352,7 +352,7 @@ fn create_locked(
     // The rest of the cgroup, while the process makes its network namespace; then it
     // enters, while its ids are mapped here.
     if let Some(c) = cgroup.0.as_mut() {
-        c.complete(&plan.resources)
+        c.complete()
             .map_err(|e| e.context(format!("cgroup {}", c.cgroup_path())))?;
         child.join_cgroup(c.v1_entry()?)?;
     }

@@ -398,7 +398,7 @@ impl Container {
             if entry.is_some() {
                 self.completing = Some((p, is_root));
             } else {
-                cg.complete(&p.resources).map_err(|e| p.error(e, is_root))?;
+                cg.complete().map_err(|e| p.error(e, is_root))?;
                 log_cgroup(cg, &p.resources);
             }
         }
@@ -454,7 +454,7 @@ impl Container {
         let cgroup = match (self.completing.take(), self.cgroup.as_mut()) {
             (Some((p, is_root)), Some(cg)) => {
                 let complete = move || {
-                    cg.complete(&p.resources).map_err(|e| p.error(e, is_root))?;
+                    cg.complete().map_err(|e| p.error(e, is_root))?;
                     log_cgroup(cg, &p.resources);
                     cg.v1_entry()
                 };
