@@ -265,6 +265,8 @@ impl Machine {
 /// What a run could leave behind on the host.
 struct HostState {
     tmp: BTreeSet<String>,
+    /// Id range leases in /run (crabcan run as root holds one while its container runs).
+    leases: BTreeSet<String>,
     mounts: BTreeSet<String>,
 }
 
@@ -298,7 +300,19 @@ impl HostState {
                     .collect()
             })
             .unwrap_or_default();
-        HostState { tmp, mounts }
+        let leases = fs::read_dir("/run")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("crabcan-ids-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        HostState {
+            tmp,
+            leases,
+            mounts,
+        }
     }
 
     /// Differences that a container run could have caused.
@@ -306,6 +320,9 @@ impl HostState {
         let mut out = Vec::new();
         for name in after.tmp.difference(&self.tmp) {
             out.push(format!("new entry in /tmp: {name}"));
+        }
+        for name in after.leases.difference(&self.leases) {
+            out.push(format!("id range lease left in /run: {name}"));
         }
         for line in after.mounts.symmetric_difference(&self.mounts) {
             let what = if after.mounts.contains(line) {
@@ -1202,8 +1219,8 @@ fn render_table(r: &Results) -> String {
     ));
     if r.left_behind.is_empty() {
         s.push_str(
-            "  left behind: nothing (no new /tmp entries named after this run, no new mounts under the bench \
-             directory or /run/crabcan, no orphan still running, every runtime's list empty, \
+            "  left behind: nothing (no new /tmp entries named after this run, no id range lease in \
+             /run, no new mounts under the bench directory or /run/crabcan, no orphan still running, every runtime's list empty, \
              the engines' state and cgroups removed)\n",
         );
     } else {

@@ -35,7 +35,7 @@ pub use exec::{DEFAULT_PATH, argv, candidates, environment, resolve};
 pub use exec_join::{ExecSpec, JoinNs, exec_in};
 pub use guardian::{Guardian, guardian};
 pub use idalloc::{
-    DIR_RACES, IdLease, POOL_BASE, POOL_SLOTS, Pool, Slot, allocate_ids, host_pool, make_state_dirs,
+    IdLease, LEASE_PREFIX, POOL_BASE, POOL_SLOTS, Pool, Slot, allocate_ids, host_pool,
 };
 pub use idmap::{HostRanges, IdMap, ROOT_RANGE, Range, SubIds, lookup_subids, parse_subids};
 pub use init::INIT_FORWARDS;

@@ -784,7 +784,7 @@ fn processes_are_capped_with_or_without_a_cgroup_v2_pids_controller() {
 /// The record of the host id range a container printed its uid map line for.
 fn range_record(map_line: &str) -> PathBuf {
     let base = map_line.split_whitespace().nth(1).expect("a uid map line");
-    Path::new("/run/crabcan/#ids").join(base)
+    Path::new("/run").join(format!("crabcan-ids-{base}"))
 }
 
 #[test]

@@ -23,8 +23,9 @@ use nix::sys::signal::SigSet;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-/// Where root's crabcan records the id ranges its running containers hold.
-const LEASE_DIR: &str = "/run/crabcan";
+/// Where root's crabcan records the id ranges its running containers hold: a directory
+/// every host has and only root writes (see `crabcan_child::allocate_ids`).
+const LEASE_DIR: &str = "/run";
 
 /// The process limit set where no pids cgroup counts the container's processes.
 const DEFAULT_NPROC: u64 = 4096;

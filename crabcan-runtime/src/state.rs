@@ -227,6 +227,36 @@ fn open_dir(dir: &Path) -> nix::Result<OwnedFd> {
     )
 }
 
+/// Makes the state directory `dir` and its missing parents (with `mode`) where something
+/// else may remove it once empty (an operator; an older crabcan's id lease did).
+/// `Ok(false)`: they vanished half-way, try again; an error of kind `NotADirectory`:
+/// something that is no directory (a file, a dangling symlink) stands there, which no
+/// release removes.
+fn make_state_dirs(dir: &Path, mode: u32) -> std::io::Result<bool> {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+    {
+        Ok(()) => Ok(true),
+        // Gone again half-way (a parent).
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        // Seen, then gone again; or something that is no directory.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => match dir.symlink_metadata() {
+            Ok(m) if m.is_dir() => Ok(true),
+            Err(m) if m.kind() == ErrorKind::NotFound => Ok(false),
+            _ => Err(ErrorKind::NotADirectory.into()),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// How many times the state directories are made again when they vanish underneath (a
+/// concurrent release removing them while empty) before giving up.
+const DIR_RACES: u32 = 1000;
+
 /// A caller acts only on records it owns, in a state root it owns: a record another user
 /// can write would let that user choose what the caller's `exec` runs (its user,
 /// capabilities, namespaces, environment) and what `delete` kills and removes. Root
@@ -275,8 +305,8 @@ impl Locked {
     /// ever sees the record without its first files.
     pub fn create_with(root: &Path, id: &str, files: &[(&str, &[u8])]) -> Result<Locked> {
         validate_id(id)?;
-        // The root goes once empty (a run's id lease removes it): made again when it
-        // vanishes half-way.
+        // The root may go once empty (removed by an operator, or by an older crabcan's id
+        // lease): made again when it vanishes half-way.
         let make_root = || {
             let cannot = |e: &dyn std::fmt::Display| {
                 Errcode::setup(format!(
@@ -284,9 +314,9 @@ impl Locked {
                     root.display()
                 ))
             };
-            for _ in 0..crabcan_child::DIR_RACES {
+            for _ in 0..DIR_RACES {
                 // Owner only, whatever the umask (see check_owned).
-                if crabcan_child::make_state_dirs(root, 0o700).map_err(|e| cannot(&e))? {
+                if make_state_dirs(root, 0o700).map_err(|e| cannot(&e))? {
                     return Ok(());
                 }
             }
@@ -314,10 +344,7 @@ impl Locked {
         let mut vanished = 0;
         loop {
             match std::fs::DirBuilder::new().mode(0o700).create(&staging) {
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        && vanished < crabcan_child::DIR_RACES =>
-                {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && vanished < DIR_RACES => {
                     vanished += 1;
                     make_root()?;
                 }
@@ -851,7 +878,7 @@ mod tests {
         assert!(!made);
     }
 
-    /// A run's id lease removes the state root once empty; a record made meanwhile makes
+    /// The state root may be removed once empty; a record made meanwhile makes
     /// it again instead of failing ("cannot create the state directory …: No such file").
     #[test]
     fn a_record_is_made_while_the_empty_root_comes_and_goes() {
