@@ -648,24 +648,25 @@ fn concurrent_containers_get_disjoint_ranges_and_give_them_back() {
     );
     // While it runs its range is recorded; a SIGKILLed crabcan's guardian gives it back.
     let rec = range_record(&map_a);
-    assert!(
-        rec.exists(),
-        "no record {} while the container runs",
-        rec.display()
-    );
+    let file_of_a = std::fs::symlink_metadata(&rec)
+        .map(|m| (m.dev(), m.ino()))
+        .unwrap_or_else(|e| panic!("no record {} while the container runs: {e}", rec.display()));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(a.id() as i32),
         nix::sys::signal::SIGKILL,
     )
     .unwrap();
     let _ = a.wait();
+    // Gone, or a new file: another test's container, started meanwhile, may take the
+    // lowest free range again, under the same name.
+    let left = || std::fs::symlink_metadata(&rec).is_ok_and(|m| (m.dev(), m.ino()) == file_of_a);
     let t = Instant::now();
-    while rec.exists() && t.elapsed() < Duration::from_secs(5) {
+    while left() && t.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(10));
     }
     kill_all(&marker);
     assert!(
-        !rec.exists(),
+        !left(),
         "the id range record {} was left behind",
         rec.display()
     );
