@@ -31,27 +31,16 @@ pub fn owner_pid(dir_name: &str) -> Option<i32> {
 }
 
 /// Removes the empty cgroups of containers whose crabcan is gone (a SIGKILLed crabcan
-/// cannot remove its own): those named in the index hierarchy's directory `index`, in each
-/// of `others` first, then in `index` once gone from every other. A cgroup still holding
-/// processes refuses `rmdir` and stays, the index one with it, for a later sweep.
-pub(crate) fn sweep_stale(index: &Path, others: &[std::path::PathBuf]) {
-    let _ = for_each_name(index, |name| {
+/// cannot remove its own). A cgroup still holding processes refuses `rmdir` and stays.
+pub(crate) fn sweep_stale(parent: &Path) {
+    let _ = for_each_name(parent, |name| {
         let Some(pid) = std::str::from_utf8(name).ok().and_then(owner_pid) else {
             return;
         };
         let gone =
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH);
-        if !gone {
-            return;
-        }
-        let name = std::ffi::OsStr::from_bytes(name);
-        let removed = |dir: &Path| match fs::remove_dir(dir.join(name)) {
-            Ok(()) => true,
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
-        };
-        // Every other tried, even after one refused.
-        if others.iter().filter(|p| !removed(p)).count() == 0 {
-            let _ = fs::remove_dir(index.join(name));
+        if gone {
+            let _ = fs::remove_dir(parent.join(std::ffi::OsStr::from_bytes(name)));
         }
     });
 }

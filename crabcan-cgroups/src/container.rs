@@ -84,33 +84,19 @@ fn refuse_in_use(path: &CgroupPath, dirs: &[Dir]) -> Result<()> {
 }
 
 /// The directories where [`DeadRuns::sweep`] looks for the cgroups of dead runs: the
-/// parents of a run's cgroup directories ([`ContainerCgroup::dead_runs`]), the index
-/// hierarchy's first.
+/// parents of a run's cgroup directories ([`ContainerCgroup::dead_runs`]).
 #[derive(Debug, Clone)]
 pub struct DeadRuns {
     parents: Vec<PathBuf>,
 }
 
 impl DeadRuns {
-    /// Removes the empty cgroups that runs which are gone left in these directories. Only
-    /// the index hierarchy's directory is read (see [`index_of`]): a cgroup is made there
-    /// first and removed there last, so whatever a dead run left anywhere, it left there
-    /// too.
+    /// Removes the empty cgroups that runs which are gone left in these directories.
     pub fn sweep(self) {
-        if let Some((index, others)) = self.parents.split_first() {
-            crate::cgroup::sweep_stale(index, others);
+        for parent in &self.parents {
+            crate::cgroup::sweep_stale(parent);
         }
     }
-}
-
-/// Which of a cgroup's directories is its index: the v2 one, else the first. It is made
-/// before the others and removed after them, and kept while any other is left, so the
-/// sweep of dead runs reads that one hierarchy instead of every one (nine on a hybrid
-/// host).
-fn index_of(dirs: &[Dir]) -> Option<usize> {
-    dirs.iter()
-        .position(Dir::is_v2)
-        .or(if dirs.is_empty() { None } else { Some(0) })
 }
 
 /// A container's cgroup: one directory per mounted hierarchy (every v1 one, and v2).
@@ -249,20 +235,16 @@ impl ContainerCgroup {
     /// the cgroup: to sweep while the cgroup is being completed. It looks beside every
     /// directory the cgroup has once complete, made yet or not.
     pub fn dead_runs(&self) -> DeadRuns {
-        if !self.path.is_run() {
-            return DeadRuns {
-                parents: Vec::new(),
-            };
-        }
-        let pending = self.pending.iter().flat_map(|p| p.dirs.iter().cloned());
-        let mut all: Vec<Dir> = self.dirs.iter().cloned().chain(pending).collect();
-        if let Some(i) = index_of(&all) {
-            all.swap(0, i);
-        }
-        let parents = all
-            .iter()
-            .filter_map(|d| d.path.parent().map(Path::to_path_buf))
-            .collect();
+        let pending = self.pending.iter().flat_map(|p| &p.dirs);
+        let parents = if self.path.is_run() {
+            self.dirs
+                .iter()
+                .chain(pending)
+                .filter_map(|d| d.path.parent().map(Path::to_path_buf))
+                .collect()
+        } else {
+            Vec::new()
+        };
         DeadRuns { parents }
     }
 
@@ -333,11 +315,7 @@ impl ContainerCgroup {
                 pending: None,
             };
             match cg.make_dirs(dirs.clone(), plan, part) {
-                Ok(()) => {
-                    // In the order of `paths` (made the index first).
-                    cg.dirs.sort_by_key(Dir::is_v2);
-                    return Ok(cg);
-                }
+                Ok(()) => return Ok(cg),
                 // Someone removed a parent directory between our steps: again.
                 Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < CREATE_ATTEMPTS => {
                     let _ = cg.remove();
@@ -596,26 +574,13 @@ impl ContainerCgroup {
     /// Kills every process, waits for them, and removes the directory in every hierarchy
     /// (retrying while the kernel still counts exiting processes).
     pub fn remove(self) -> Result<()> {
-        let gone = |d: &Dir| match fs::remove_dir(&d.path) {
-            Ok(()) => true,
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
-        };
         // The usual case, its processes gone: each directory goes with one rmdir, which the
-        // kernel refuses while a process or a sub-cgroup is left in it. The index last, and
-        // only once every other is gone (see `index_of`).
-        let index = index_of(&self.dirs);
-        let mut busy: Vec<&Dir> = self
+        // kernel refuses while a process or a sub-cgroup is left in it.
+        let busy: Vec<&Dir> = self
             .dirs
             .iter()
-            .enumerate()
-            .filter(|(i, d)| Some(*i) != index && !gone(d))
-            .map(|(_, d)| d)
+            .filter(|d| fs::remove_dir(&d.path).is_err_and(|e| e.kind() != io::ErrorKind::NotFound))
             .collect();
-        if let Some(i) = index
-            && (!busy.is_empty() || !gone(&self.dirs[i]))
-        {
-            busy.push(&self.dirs[i]);
-        }
         if !busy.is_empty() {
             if self.freezer().is_ok() && self.is_frozen().unwrap_or(false) {
                 // A frozen process cannot die: thaw so the kill below takes effect.
@@ -628,13 +593,10 @@ impl ContainerCgroup {
             }
         }
         let mut first: Option<Errcode> = None;
-        for d in busy {
-            // The index is last: kept when any other directory is left.
-            let is_index = index.is_some_and(|i| std::ptr::eq(d, &self.dirs[i]));
-            if is_index && first.is_some() {
-                break;
-            }
-            if let Err(e) = remove_tree(&d.path) {
+        for d in &self.dirs {
+            if busy.iter().any(|b| b.path == d.path)
+                && let Err(e) = remove_tree(&d.path)
+            {
                 first.get_or_insert(e);
             }
         }
@@ -643,9 +605,7 @@ impl ContainerCgroup {
 
     /// Makes those of `dirs` in `part`.
     fn make_dirs(&mut self, dirs: Vec<Dir>, plan: &ResourcePlan, part: Part) -> Result<()> {
-        let mut mine: Vec<Dir> = dirs.into_iter().filter(|d| part.has(d)).collect();
-        // The index first (see `index_of`): the v2 directory, before the v1 ones.
-        mine.sort_by_key(|d| !d.is_v2());
+        let mine: Vec<Dir> = dirs.into_iter().filter(|d| part.has(d)).collect();
         refuse_in_use(&self.path, &mine)?;
         for d in mine {
             let mount = self.mount_of(&d).to_path_buf();

@@ -441,58 +441,6 @@ fn a_run_cgroup_whose_owner_died_is_swept_in_every_hierarchy() {
     assert_gone(&paths);
 }
 
-/// The sweep reads one hierarchy, the index (v2 where there is one): a dead run's cgroup
-/// that one of its directories still holds a process in stays there, the index one too,
-/// while the rest goes; once the process is gone a later sweep takes what was left.
-#[test]
-fn a_dead_runs_index_directory_stays_while_any_other_is_left() {
-    let l = layout();
-    let mut dead = Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id();
-    dead.wait().unwrap();
-    let stale = CgroupPath::run(&crabcan_cgroups::run_leaf("tbusy", dead_pid)).unwrap();
-    let old = create(&l, &stale, &Resources::default());
-    let old_paths = old.paths();
-    std::mem::forget(old);
-    if old_paths.len() < 2 {
-        // One hierarchy (v2 only): nothing but the index.
-        for p in &old_paths {
-            std::fs::remove_dir(p).unwrap();
-        }
-        return;
-    }
-    // The index: the v2 directory where there is one (last in `paths`), else the first.
-    let index = if l.v2.is_some() {
-        old_paths[old_paths.len() - 1].clone()
-    } else {
-        old_paths[0].clone()
-    };
-    let busy = old_paths.iter().find(|p| **p != index).unwrap().clone();
-    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
-    std::fs::write(busy.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
-    let next = create(&l, &run_path("busysweeper"), &Resources::default());
-    next.sweep_dead_runs();
-    let mut left: Vec<&PathBuf> = old_paths.iter().filter(|p| p.exists()).collect();
-    left.sort();
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        next.sweep_dead_runs();
-        if old_paths.iter().all(|p| !p.exists()) || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let paths = next.paths();
-    next.remove();
-    assert_gone(&paths);
-    let mut want = [&busy, &index];
-    want.sort();
-    assert_eq!(left, want, "left by the first sweep");
-    assert_gone(&old_paths);
-}
-
 #[test]
 fn a_relative_path_goes_under_the_callers_cgroup() {
     let l = layout();
