@@ -143,8 +143,10 @@ pub struct IdLease {
 pub const LEASE_PREFIX: &str = "crabcan-ids-";
 
 /// Takes a free slot, recording it in `dir`, which must exist: a directory that only root
-/// writes, as what is in it decides which host ids a container gets.
-pub fn allocate_ids(dir: &Path, slots: &Pool) -> Result<IdLease> {
+/// writes, as what is in it decides which host ids a container gets. A slot whose file in
+/// `legacy` (where an older crabcan recorded its slots: `/run/crabcan/#ids/<uid base>`) is
+/// locked is taken too: a container an older crabcan started still holds it.
+pub fn allocate_ids(dir: &Path, legacy: Option<&Path>, slots: &Pool) -> Result<IdLease> {
     for slot in slots.slots() {
         let path = dir.join(format!("{LEASE_PREFIX}{}", slot.uid));
         // A file unlinked by its releaser between our open and our lock is no lock at
@@ -152,11 +154,16 @@ pub fn allocate_ids(dir: &Path, slots: &Pool) -> Result<IdLease> {
         for _ in 0..8 {
             match try_slot(dir, &path)? {
                 Try::Taken(lock) => {
-                    return Ok(IdLease {
+                    let lease = IdLease {
                         slot,
                         path,
                         lock: Some(lock),
-                    });
+                    };
+                    if legacy.is_some_and(|d| held_in(d, slot.uid)) {
+                        lease.release();
+                        break;
+                    }
+                    return Ok(lease);
                 }
                 Try::Busy => break,
                 Try::Again => continue,
@@ -169,6 +176,22 @@ pub fn allocate_ids(dir: &Path, slots: &Pool) -> Result<IdLease> {
         dir.display()
     ))
     .with_hint("wait for a container to end, or choose one with --userns-base"))
+}
+
+/// Whether the file of slot `uid` in the older layout's directory `dir` is locked (usually
+/// there is no such directory: one failed lookup).
+fn held_in(dir: &Path, uid: u32) -> bool {
+    let Ok(fd) = nix::fcntl::open(
+        &dir.join(uid.to_string()),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    matches!(
+        Flock::lock(std::fs::File::from(fd), FlockArg::LockSharedNonblock),
+        Err((_, Errno::EWOULDBLOCK))
+    )
 }
 
 enum Try {
@@ -195,6 +218,13 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
                 } else {
                     ""
                 }
+            )));
+        }
+        Err(e @ (Errno::EACCES | Errno::EROFS)) => {
+            return Err(Errcode::sys(what(), e).with_hint(format!(
+                "crabcan keeps root's host id ranges in {}, which must be writable; or choose \
+                 the ids with --userns-base",
+                dir.display()
             )));
         }
         Err(e) => return Err(Errcode::sys(what(), e)),
@@ -224,10 +254,23 @@ impl IdLease {
         self.remove_now();
     }
 
-    /// [`IdLease::release`] in place (for a guardian that cannot give up ownership).
+    /// [`IdLease::release`] in place (for a guardian that cannot give up ownership). Removes
+    /// the file only while it is the one this lease opened: a guardian's copy of a lease
+    /// that crabcan released (and another run took again, under the same name) before it
+    /// was killed must not remove the other run's record. The descriptor held keeps the
+    /// inode, so its number cannot have gone to the new file.
     pub fn remove_now(&mut self) {
         if let Some(lock) = self.lock.take() {
-            let _ = std::fs::remove_file(&self.path);
+            let ours = match (
+                nix::sys::stat::fstat(&*lock),
+                nix::sys::stat::lstat(&self.path),
+            ) {
+                (Ok(held), Ok(now)) => held.st_dev == now.st_dev && held.st_ino == now.st_ino,
+                _ => false,
+            };
+            if ours {
+                let _ = std::fs::remove_file(&self.path);
+            }
             drop(lock);
         }
     }
@@ -378,7 +421,7 @@ mod tests {
                 let (dir, held) = (dir.0.clone(), held.clone());
                 std::thread::spawn(move || {
                     for _ in 0..2000 {
-                        let lease = allocate_ids(&dir, &pool)?;
+                        let lease = allocate_ids(&dir, None, &pool)?;
                         let uid = lease.slot().uid;
                         assert!(held.lock().unwrap().insert(uid), "slot {uid} held twice");
                         assert!(held.lock().unwrap().remove(&uid));
@@ -399,8 +442,8 @@ mod tests {
         let dir = Scratch::new("unit-idalloc");
         // The built-in pool, whatever this host's subordinate ranges say.
         let pool = pool_slots(None);
-        let a = allocate_ids(&dir.0, &pool).unwrap();
-        let b = allocate_ids(&dir.0, &pool).unwrap();
+        let a = allocate_ids(&dir.0, None, &pool).unwrap();
+        let b = allocate_ids(&dir.0, None, &pool).unwrap();
         assert_ne!(a.slot(), b.slot());
         assert_eq!(
             dir.names(),
@@ -412,7 +455,7 @@ mod tests {
         let a_slot = a.slot();
         a.release();
         // The freed slot is taken again before any later one.
-        let c = allocate_ids(&dir.0, &pool).unwrap();
+        let c = allocate_ids(&dir.0, None, &pool).unwrap();
         assert_eq!(c.slot(), a_slot);
         b.release();
         c.release();
@@ -420,10 +463,55 @@ mod tests {
         // A stale, unlocked file (crabcan was SIGKILLed with no guardian) is reused.
         let stale = dir.0.join(format!("{LEASE_PREFIX}{POOL_BASE}"));
         std::fs::write(&stale, "").unwrap();
-        let d = allocate_ids(&dir.0, &pool).unwrap();
+        let d = allocate_ids(&dir.0, None, &pool).unwrap();
         assert_eq!(d.slot().uid, POOL_BASE);
         d.release();
         assert!(!stale.exists());
+    }
+
+    /// The guardian's copy of a lease that crabcan released before it was killed removes
+    /// nothing: the name may be another run's record by then.
+    #[test]
+    fn a_lease_removes_only_the_file_it_opened() {
+        let dir = Scratch::new("unit-idalloc-own");
+        let pool = pool_slots(None);
+        let a = allocate_ids(&dir.0, None, &pool).unwrap();
+        let name = format!("{LEASE_PREFIX}{POOL_BASE}");
+        // Released by another copy of it, then taken by another run under the same name.
+        std::fs::remove_file(dir.0.join(&name)).unwrap();
+        std::fs::write(dir.0.join(&name), "").unwrap();
+        a.release();
+        assert_eq!(dir.names(), [name], "another run's record was removed");
+    }
+
+    /// A slot whose file an older crabcan holds locked in its own directory is skipped; one
+    /// it left unlocked (its container ended) is taken.
+    #[test]
+    fn a_slot_an_older_crabcan_holds_is_skipped() {
+        let dir = Scratch::new("unit-idalloc-legacy");
+        let legacy = dir.0.join("old");
+        std::fs::create_dir(&legacy).unwrap();
+        let pool = pool_slots(None);
+        let old = std::fs::File::create(legacy.join(POOL_BASE.to_string())).unwrap();
+        let held = Flock::lock(old, FlockArg::LockExclusiveNonblock).unwrap();
+        let a = allocate_ids(&dir.0, Some(&legacy), &pool).unwrap();
+        assert_eq!(
+            a.slot().uid,
+            POOL_BASE + SLOT,
+            "a slot held by an older crabcan"
+        );
+        assert_eq!(
+            dir.names(),
+            [
+                format!("{LEASE_PREFIX}{}", POOL_BASE + SLOT),
+                "old".to_string()
+            ]
+        );
+        a.release();
+        drop(held);
+        let b = allocate_ids(&dir.0, Some(&legacy), &pool).unwrap();
+        assert_eq!(b.slot().uid, POOL_BASE);
+        b.release();
     }
 
     /// A lease directory that is missing, a dangling symlink or a file fails at once, saying
@@ -438,7 +526,7 @@ mod tests {
         let file = base.0.join("file");
         std::fs::write(&file, "").unwrap();
         for dir in [&missing, &link, &file] {
-            let e = allocate_ids(dir, &pool)
+            let e = allocate_ids(dir, None, &pool)
                 .map(|l| l.slot())
                 .expect_err("a lease in no directory")
                 .to_string();

@@ -648,8 +648,10 @@ fn concurrent_containers_get_disjoint_ranges_and_give_them_back() {
     );
     // While it runs its range is recorded; a SIGKILLed crabcan's guardian gives it back.
     let rec = range_record(&map_a);
-    let file_of_a = std::fs::symlink_metadata(&rec)
-        .map(|m| (m.dev(), m.ino()))
+    // Held open: once removed it has no link left, whatever file another test's container
+    // makes meanwhile under the same name (the lowest free range is taken first), and the
+    // open file keeps its inode number from going to that one.
+    let file_of_a = std::fs::File::open(&rec)
         .unwrap_or_else(|e| panic!("no record {} while the container runs: {e}", rec.display()));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(a.id() as i32),
@@ -657,9 +659,7 @@ fn concurrent_containers_get_disjoint_ranges_and_give_them_back() {
     )
     .unwrap();
     let _ = a.wait();
-    // Gone, or a new file: another test's container, started meanwhile, may take the
-    // lowest free range again, under the same name.
-    let left = || std::fs::symlink_metadata(&rec).is_ok_and(|m| (m.dev(), m.ino()) == file_of_a);
+    let left = || file_of_a.metadata().is_ok_and(|m| m.nlink() > 0);
     let t = Instant::now();
     while left() && t.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(10));

@@ -27,6 +27,16 @@ use std::path::{Path, PathBuf};
 /// every host has and only root writes (see `crabcan_child::allocate_ids`).
 const LEASE_DIR: &str = "/run";
 
+/// Where an older crabcan recorded them (`<uid base>` files): a slot held there is skipped.
+const LEGACY_LEASE_DIR: &str = "/run/crabcan/#ids";
+
+/// Root's default state root, which a named run or an OCI container leaves behind empty;
+/// a run as root removes it once empty (fails harmlessly otherwise), as the lease
+/// directory's removal did before.
+fn remove_default_root_if_empty() {
+    let _ = std::fs::remove_dir(crate::state::default_root(0, None));
+}
+
 /// The process limit set where no pids cgroup counts the container's processes.
 const DEFAULT_NPROC: u64 = 4096;
 
@@ -205,7 +215,11 @@ pub fn create(spec: Spec) -> Result<Container> {
         c.registration = Some(Registration::reserve(&r.root, &r.name)?);
     }
     if auto_ids {
-        let lease = crabcan_child::allocate_ids(Path::new(LEASE_DIR), &pool)?;
+        let lease = crabcan_child::allocate_ids(
+            Path::new(LEASE_DIR),
+            Some(Path::new(LEGACY_LEASE_DIR)),
+            &pool,
+        )?;
         let slot = lease.slot();
         c.spec.idmap.rebase(slot.uid, slot.gid);
         c.lease = Some(lease);
@@ -257,6 +271,9 @@ pub fn create(spec: Spec) -> Result<Container> {
             }
             if let Some((dir, owner)) = &owned {
                 crate::foreground::remove_if_owned(dir, *owner);
+            }
+            if is_root {
+                remove_default_root_if_empty();
             }
             if let Some(restore) = restore {
                 restore();
@@ -533,6 +550,7 @@ impl Container {
         {
             log::warn!("{e}");
         }
+        let as_root = nix::unistd::geteuid().is_root();
         if let Some(l) = self.lease.take() {
             l.release();
         }
@@ -540,6 +558,9 @@ impl Container {
             && let Err(e) = r.finish()
         {
             log::warn!("{e}");
+        }
+        if as_root {
+            remove_default_root_if_empty();
         }
         if let Some(g) = self.guardian.take() {
             g.dismiss();

@@ -227,8 +227,8 @@ fn open_dir(dir: &Path) -> nix::Result<OwnedFd> {
     )
 }
 
-/// Makes the state directory `dir` and its missing parents (with `mode`) where something
-/// else may remove it once empty (an operator; an older crabcan's id lease did).
+/// Makes the state directory `dir` and its missing parents (with `mode`) where another
+/// crabcan removes it once empty (a run as root, root's default state root).
 /// `Ok(false)`: they vanished half-way, try again; an error of kind `NotADirectory`:
 /// something that is no directory (a file, a dangling symlink) stands there, which no
 /// release removes.
@@ -305,8 +305,8 @@ impl Locked {
     /// ever sees the record without its first files.
     pub fn create_with(root: &Path, id: &str, files: &[(&str, &[u8])]) -> Result<Locked> {
         validate_id(id)?;
-        // The root may go once empty (removed by an operator, or by an older crabcan's id
-        // lease): made again when it vanishes half-way.
+        // The root goes once empty (a run as root removes root's default one): made again
+        // when it vanishes half-way.
         let make_root = || {
             let cannot = |e: &dyn std::fmt::Display| {
                 Errcode::setup(format!(
@@ -878,8 +878,8 @@ mod tests {
         assert!(!made);
     }
 
-    /// The state root may be removed once empty; a record made meanwhile makes
-    /// it again instead of failing ("cannot create the state directory …: No such file").
+    /// A run as root removes the default state root once empty; a record made meanwhile
+    /// makes it again instead of failing ("cannot create the state directory …: No such file").
     #[test]
     fn a_record_is_made_while_the_empty_root_comes_and_goes() {
         let base = std::env::temp_dir().join(format!("crabcan-state-race-{}", std::process::id()));
