@@ -179,19 +179,29 @@ pub fn allocate_ids(dir: &Path, legacy: Option<&Path>, slots: &Pool) -> Result<I
 }
 
 /// Whether the file of slot `uid` in the older layout's directory `dir` is locked (usually
-/// there is no such directory: one failed lookup).
+/// there is no such directory: one failed lookup). What cannot be looked at, or was
+/// replaced while looked at, counts as held.
 fn held_in(dir: &Path, uid: u32) -> bool {
-    let Ok(fd) = nix::fcntl::open(
-        &dir.join(uid.to_string()),
+    let path = dir.join(uid.to_string());
+    let fd = match nix::fcntl::open(
+        &path,
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         Mode::empty(),
-    ) else {
-        return false;
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return false,
+        Err(_) => return true,
     };
-    matches!(
-        Flock::lock(std::fs::File::from(fd), FlockArg::LockSharedNonblock),
-        Err((_, Errno::EWOULDBLOCK))
-    )
+    let Ok(lock) = Flock::lock(std::fs::File::from(fd), FlockArg::LockSharedNonblock) else {
+        return true;
+    };
+    // Unlocked: free, unless its holder's release unlinked it between our open and our
+    // lock and another older run has made and locked a new file under the name since.
+    match (nix::sys::stat::fstat(&*lock), nix::sys::stat::lstat(&path)) {
+        (Ok(ours), Ok(now)) => ours.st_dev != now.st_dev || ours.st_ino != now.st_ino,
+        (_, Err(Errno::ENOENT)) => false,
+        _ => true,
+    }
 }
 
 enum Try {
@@ -210,14 +220,19 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
         Ok(fd) => std::fs::File::from(fd),
         Err(e @ (Errno::ENOENT | Errno::ENOTDIR)) => {
             return Err(Errcode::setup(format!(
-                "cannot {}: {} is not a directory{}",
+                "cannot {}: {} {}",
                 what(),
                 dir.display(),
                 if e == Errno::ENOENT {
-                    " (it, or a directory above it, is missing)"
+                    "does not exist"
                 } else {
-                    ""
+                    "is not a directory"
                 }
+            ))
+            .with_hint(format!(
+                "crabcan keeps root's host id ranges in {} (a tmpfs on distributions); or \
+                 choose the ids with --userns-base",
+                dir.display()
             )));
         }
         Err(e @ (Errno::EACCES | Errno::EROFS)) => {
@@ -530,8 +545,14 @@ mod tests {
                 .map(|l| l.slot())
                 .expect_err("a lease in no directory")
                 .to_string();
+            // A dangling symlink leads nowhere: missing too.
+            let want = if *dir == file {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
             assert!(
-                e.contains(&*dir.to_string_lossy()) && e.contains("is not a directory"),
+                e.contains(&*dir.to_string_lossy()) && e.contains(want),
                 "{e}"
             );
         }

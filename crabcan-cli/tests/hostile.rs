@@ -660,8 +660,13 @@ fn concurrent_containers_get_disjoint_ranges_and_give_them_back() {
     .unwrap();
     let _ = a.wait();
     let left = || file_of_a.metadata().is_ok_and(|m| m.nlink() > 0);
+    // Locked by the test once the guardian is done (it unlinks before it unlocks), so that
+    // no other run can take the file again and remove it in the guardian's place.
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor the test holds open.
+    let lock = || unsafe { libc::flock(file_of_a.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     let t = Instant::now();
-    while left() && t.elapsed() < Duration::from_secs(5) {
+    while !lock() && t.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(10));
     }
     kill_all(&marker);

@@ -37,6 +37,9 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+# /run, a tmpfs as on every distribution: root's crabcan keeps its id range leases there.
+mkdir -p /run
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 hostname crabcan-vm
