@@ -278,10 +278,9 @@ impl ContainerCgroup {
 
     /// The second step of [`ContainerCgroup::create_v2_first`]: the v1 directories, then
     /// the resources and device rules it was given (checked and planned there) in every
-    /// hierarchy. The process in the cgroup must
-    /// not run anything of its own before this has returned: its limits start here. On
-    /// failure the caller removes the cgroup ([`ContainerCgroup::remove`]) once that process
-    /// is gone.
+    /// hierarchy. The process in the cgroup must not run anything of its own before this
+    /// has returned: its limits start here. On failure the caller removes the cgroup
+    /// ([`ContainerCgroup::remove`]) once that process is gone.
     pub fn complete(&mut self) -> Result<()> {
         let Some(Pending { dirs, plan }) = self.pending.take() else {
             return Err(Errcode::setup(

@@ -145,7 +145,7 @@ pub const LEASE_PREFIX: &str = "crabcan-ids-";
 /// Takes a free slot, recording it in `dir`, which must exist: a directory that only root
 /// writes, as what is in it decides which host ids a container gets. A slot whose file in
 /// `legacy` (where an older crabcan recorded its slots: `/run/crabcan/#ids/<uid base>`) is
-/// locked is taken too: a container an older crabcan started still holds it.
+/// locked is skipped: a container an older crabcan started still holds it.
 pub fn allocate_ids(dir: &Path, legacy: Option<&Path>, slots: &Pool) -> Result<IdLease> {
     for slot in slots.slots() {
         let path = dir.join(format!("{LEASE_PREFIX}{}", slot.uid));
