@@ -171,8 +171,12 @@ fn read_full(rx: BorrowedFd<'_>, buf: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-/// SIGKILLs the process behind `pidfd` and waits (at most 10 s) until it has exited; a
-/// container's first process exits only once every process of its PID namespace is gone.
+/// SIGKILLs the process behind `pidfd` and waits until it has exited; a container's first
+/// process exits only once every process of its PID namespace is gone. There is no bound:
+/// what the cleanup gives back (the id range above all) must not go to another container
+/// while one of this container's processes still runs, however long the kernel takes to
+/// let it die (a process in uninterruptible sleep on a hung filesystem dies only when that
+/// returns).
 fn kill_and_wait(pidfd: BorrowedFd<'_>) {
     // SAFETY: pidfd_send_signal on a pidfd we hold, without siginfo.
     unsafe {
@@ -184,8 +188,16 @@ fn kill_and_wait(pidfd: BorrowedFd<'_>) {
             0,
         )
     };
-    let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
-    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16));
+    loop {
+        let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(n) if n > 0 => return,
+            Ok(_) | Err(Errno::EINTR) => {}
+            // Nothing else is expected of a pidfd we hold; should the kernel be short of
+            // memory, ask again a little later rather than give the ids back early.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
 }
 
 impl Guardian {
@@ -307,5 +319,37 @@ mod tests {
             g.note(Path::new("/ok")).unwrap();
         });
         assert_eq!(noted, [PathBuf::from("/ok")]);
+    }
+
+    /// The guardian's wait returns only once the killed process has exited: a process
+    /// that ignores every signal it can (SIGTERM, SIGINT) is a zombie when it returns.
+    #[test]
+    fn the_guardian_returns_only_once_the_killed_process_is_gone() {
+        // SAFETY: the child only calls async-signal-safe functions (signal, pause, _exit).
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            ForkResult::Child => {
+                // SAFETY: plain libc calls in the forked child.
+                unsafe {
+                    libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    loop {
+                        libc::pause();
+                    }
+                }
+            }
+            ForkResult::Parent { child } => child,
+        };
+        // SAFETY: pidfd_open of our own child; the result is a new fd we own.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
+        assert!(raw >= 0, "pidfd_open: {}", Errno::last());
+        // SAFETY: the kernel just returned this fd to us.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        kill_and_wait(pidfd.as_fd());
+        let status =
+            nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(child, nix::sys::signal::Signal::SIGKILL, false)
+        );
     }
 }
