@@ -2,9 +2,7 @@
 
 use super::interp::{ALU_AND_K, JA, JEQ, JGE, JGT, LD_IMM, LD_W_ABS, MAX_INSNS, RET, RET_A};
 use super::sat::satisfiable;
-use super::{
-    Action, Arch, Condition, Flag, Op, PResult, Profile, ProfileError, X32_SYSCALL_BIT, lookup,
-};
+use super::{Action, Arch, Condition, Flag, Op, PResult, Profile, ProfileError, X32_SYSCALL_BIT};
 use crate::seccomp::BpfInsn;
 use std::borrow::Cow;
 
@@ -130,28 +128,30 @@ fn compile_layout(p: &Profile, row_tests: usize) -> PResult<Compiled> {
     let default = p.default_action.ret();
     // One lookup per name gives its number on every ABI.
     let mut named: Vec<Named<'_>> = Vec::with_capacity(512);
+    // The last rule (plus one) each name of the table was seen in: a name a rule repeats
+    // adds nothing but work (the overlap check is quadratic).
+    let mut seen_in = vec![0usize; super::names_len()];
     for (i, r) in p.syscalls.iter().enumerate() {
         // A rule with the default action changes nothing; libseccomp refuses it, and
         // runtimes drop it before it gets there.
         if r.action == p.default_action {
             continue;
         }
-        // A name a rule repeats adds nothing but work (the overlap check is quadratic).
-        let mut seen = std::collections::HashSet::new();
-        for (k, name) in r.names.iter().enumerate() {
-            let again = if r.names.len() <= 64 {
-                r.names[..k].contains(name)
-            } else {
-                !seen.insert(name.as_str())
-            };
-            if again {
-                continue;
-            }
-            // `send` and `recv` exist only behind x86's socketcall: no number of their own.
-            const NOWHERE: [Option<u32>; 3] = [None; 3];
-            let nrs = lookup(name).or_else(|| multiplexed(name).map(|_| &NOWHERE));
-            if let Some(nrs) = nrs {
-                named.push((nrs, i, name));
+        // Names without a number of their own seen in this rule (a few at most).
+        let mut seen_unnumbered: Vec<&str> = Vec::new();
+        for name in &r.names {
+            if let Some(at) = super::lookup_index(name) {
+                if seen_in[at] == i + 1 {
+                    continue;
+                }
+                seen_in[at] = i + 1;
+                named.push((super::numbers_at(at), i, name));
+            } else if multiplexed(name).is_some() && !seen_unnumbered.contains(&name.as_str()) {
+                // `send` and `recv` exist only behind x86's socketcall: no number of
+                // their own.
+                const NOWHERE: [Option<u32>; 3] = [None; 3];
+                seen_unnumbered.push(name);
+                named.push((&NOWHERE, i, name));
             }
         }
     }
@@ -286,8 +286,8 @@ fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
     };
     // The last instruction of each class of equal ones.
     let mut canon: Vec<usize> = (0..n).collect();
-    let mut seen: std::collections::HashMap<(u16, u32, usize, usize), usize> =
-        std::collections::HashMap::with_capacity(n);
+    let mut seen: FastMap<(u16, u32, usize, usize), usize> =
+        FastMap::with_capacity_and_hasher(n, Default::default());
     for i in (0..n).rev() {
         let ins = prog[i];
         let c = |t: Option<usize>| t.filter(|&t| t < n).map_or(usize::MAX, |t| canon[t]);
@@ -356,6 +356,45 @@ fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
             out.push(ins);
         }
         return out;
+    }
+}
+
+/// A hash map for the compiler's own small integer keys. std's default hasher resists
+/// keys chosen to collide, at several times the cost; here the keys are instruction
+/// fields and rule positions, and a profile that made them collide would only slow its
+/// own compile (bounded by the instruction limit).
+type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Mix>>;
+
+/// A multiply-rotate hasher over the words it is given (the one rustc uses for its own
+/// tables, written out here).
+#[derive(Default)]
+struct Mix(u64);
+
+impl std::hash::Hasher for Mix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
@@ -476,7 +515,20 @@ fn leaves(p: &Profile, named: &[Named<'_>], arch: Arch) -> PResult<Vec<(u32, Lea
             });
         }
     }
-    entries.sort_by_key(|e| (e.nr, e.origin));
+    // By number, and within one by rule: the order they were pushed in is the rules' order,
+    // so the position breaks ties as the rule's index would. Sorted as plain keys, each
+    // entry then moved once.
+    let mut order: Vec<u64> = entries
+        .iter()
+        .enumerate()
+        .map(|(at, e)| (u64::from(e.nr) << 32) | at as u64)
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Entry<'_>>> = entries.into_iter().map(Some).collect();
+    let entries: Vec<Entry<'_>> = order
+        .iter()
+        .filter_map(|k| slots[(k & u64::from(u32::MAX)) as usize].take())
+        .collect();
     let mut out = Vec::new();
     let mut checks = 0usize;
     for group in entries.chunk_by(|a, b| a.nr == b.nr) {
@@ -996,7 +1048,7 @@ struct Diagram {
     budget: usize,
     nodes: Vec<(Atom, Child, Child)>,
     /// States (each live rule and the test it waits on) already made.
-    memo: std::collections::HashMap<Vec<(u16, u16)>, Child>,
+    memo: FastMap<Vec<(u16, u16)>, Child>,
 }
 
 impl Diagram {
@@ -1083,7 +1135,7 @@ fn decision_block(p: &Profile, rules: &[Entry<'_>], arch: Arch) -> Option<Block>
         default,
         budget,
         nodes: Vec::new(),
-        memo: std::collections::HashMap::new(),
+        memo: FastMap::default(),
     };
     let start: Vec<(u16, u16)> = (0..rules.len() as u16).map(|r| (r, 0)).collect();
     let Child::Node(root) = d.build(start)? else {
@@ -1326,11 +1378,15 @@ fn emit(ranges: &[Range], blocks: &[Block], row_tests: usize, out: &mut Vec<BpfI
     } else {
         row_tests
     };
-    let mut t = Vec::new();
-    emit_tree(ranges, blocks, row_tests, &mut t);
-    match chain(ranges, blocks, max_tests) {
-        Some(c) if c.len() < t.len() => out.extend(c),
-        _ => out.extend(t),
+    // The search is laid out in place (no copy of it at every level of the recursion),
+    // and gives way to the row where that is shorter.
+    let base = out.len();
+    emit_tree(ranges, blocks, row_tests, out);
+    if let Some(c) = chain(ranges, blocks, max_tests)
+        && c.len() < out.len() - base
+    {
+        out.truncate(base);
+        out.extend(c);
     }
 }
 
@@ -1402,9 +1458,10 @@ fn chain(ranges: &[Range], blocks: &[Block], max_tests: usize) -> Option<Vec<Bpf
                 tests.push((jump(JGE, r.start, 0, 0), to, S::Next));
             }
         }
-    }
-    if tests.len() > max_tests {
-        return None;
+        // Too many already: no need to look at the rest (a wide range of the search).
+        if tests.len() > max_tests {
+            return None;
+        }
     }
     for &b in &used {
         for v in blocks[b].rets() {

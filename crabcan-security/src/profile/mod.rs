@@ -141,6 +141,11 @@ impl Arch {
 
 /// The numbers of a syscall name on x86_64, x86 and x32 (see [`Arch::slot`]).
 pub fn lookup(name: &str) -> Option<&'static [Option<u32>; 3]> {
+    lookup_index(name).map(|i| &syscalls::NAMES[i].1)
+}
+
+/// Where a syscall name is in the table of names (below [`names_len`]), if it is there.
+pub(crate) fn lookup_index(name: &str) -> Option<usize> {
     let mask = syscalls::INDEX.len() - 1;
     let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
@@ -148,14 +153,24 @@ pub fn lookup(name: &str) -> Option<&'static [Option<u32>; 3]> {
     let mut slot = hash as usize & mask;
     // The index is at most half full, so an empty slot ends every probe.
     for _ in 0..=mask {
-        let i = syscalls::INDEX[slot];
-        let (n, nrs) = syscalls::NAMES.get(usize::from(i))?;
+        let i = usize::from(syscalls::INDEX[slot]);
+        let (n, _) = syscalls::NAMES.get(i)?;
         if *n == name {
-            return Some(nrs);
+            return Some(i);
         }
         slot = (slot + 1) & mask;
     }
     None
+}
+
+/// How many names the table has.
+pub(crate) fn names_len() -> usize {
+    syscalls::NAMES.len()
+}
+
+/// The numbers of the table's `i`th name ([`lookup_index`]).
+pub(crate) fn numbers_at(i: usize) -> &'static [Option<u32>; 3] {
+    &syscalls::NAMES[i].1
 }
 
 /// What the filter does with a matching call.

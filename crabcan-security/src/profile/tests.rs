@@ -581,3 +581,29 @@ fn host_only_huge_rule_sets_are_refused_before_the_overlap_check_runs_for_minute
         started.elapsed()
     );
 }
+
+/// A rule that repeats names (numbered ones, and `send`, which x86 reaches only through
+/// socketcall) compiles to the very program of the rule naming each once.
+#[test]
+fn repeated_names_compile_as_if_named_once() {
+    let profile = |names: &str| {
+        format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO",
+                "architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
+                "syscalls":[{{"names":[{names}],"action":"SCMP_ACT_ALLOW"}},
+                            {{"names":["read"],"action":"SCMP_ACT_KILL"}}]}}"#
+        )
+    };
+    let compiled = |names: &str| compile(&parse(&profile(names)).unwrap()).unwrap();
+    let once = compiled(r#""read","send","write""#);
+    let many = compiled(&(vec![r#""read","send""#; 100].join(",") + r#","write""#));
+    assert_eq!(once.instructions, many.instructions);
+    // The first rule's allow holds for each (the second rule's kill comes after).
+    let read = verdict(
+        &profile(r#""read","send""#),
+        AUDIT_ARCH_X86_64,
+        READ,
+        [0; 6],
+    );
+    assert_eq!(read, 0x7fff_0000);
+}
