@@ -365,8 +365,8 @@ fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
 /// own compile (bounded by the instruction limit).
 type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Mix>>;
 
-/// A multiply-rotate hasher over the words it is given (the one rustc uses for its own
-/// tables, written out here).
+/// A multiply-rotate hasher over the words it is given: each word is folded into the state
+/// and mixed by one multiplication by an odd constant.
 #[derive(Default)]
 struct Mix(u64);
 
