@@ -287,7 +287,7 @@ fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
     // The last instruction of each class of equal ones.
     let mut canon: Vec<usize> = (0..n).collect();
     let mut seen: FastMap<(u16, u32, usize, usize), usize> =
-        FastMap::with_capacity_and_hasher(n, Default::default());
+        FastMap::with_capacity_and_hasher(n, MixState::default());
     for i in (0..n).rev() {
         let ins = prog[i];
         let c = |t: Option<usize>| t.filter(|&t| t < n).map_or(usize::MAX, |t| canon[t]);
@@ -359,20 +359,42 @@ fn share_tails(prog: &[BpfInsn]) -> Vec<BpfInsn> {
     }
 }
 
-/// A hash map for the compiler's own small integer keys. std's default hasher resists
-/// keys chosen to collide, at several times the cost; here the keys are instruction
-/// fields and rule positions, and a profile that made them collide would only slow its
-/// own compile (bounded by the instruction limit).
-type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Mix>>;
+/// A hash map for the compiler's own keys: instruction fields and positions, of which the
+/// profile chooses the constants. std's default hasher costs several times more here; this
+/// one is seeded at random for each process (a profile cannot be made offline to collide)
+/// and folds every bit into the ones the table indexes by.
+type FastMap<K, V> = std::collections::HashMap<K, V, MixState>;
+
+/// Makes [`Mix`] hashers from one random seed.
+#[derive(Clone)]
+struct MixState(u64);
+
+impl Default for MixState {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // std's hasher is keyed at random per process: what it makes of nothing is a
+        // random word.
+        MixState(std::hash::RandomState::new().build_hasher().finish())
+    }
+}
+
+impl std::hash::BuildHasher for MixState {
+    type Hasher = Mix;
+    fn build_hasher(&self) -> Mix {
+        Mix(self.0)
+    }
+}
 
 /// A multiply-rotate hasher over the words it is given: each word is folded into the state
 /// and mixed by one multiplication by an odd constant.
-#[derive(Default)]
 struct Mix(u64);
 
 impl std::hash::Hasher for Mix {
     fn finish(&self) -> u64 {
-        self.0
+        // A multiplication carries each bit upwards only: the high half is folded into the
+        // low one, where the table takes its index.
+        let z = (self.0 ^ (self.0 >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z ^ (z >> 29)
     }
     fn write(&mut self, bytes: &[u8]) {
         for chunk in bytes.chunks(8) {
