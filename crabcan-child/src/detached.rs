@@ -555,8 +555,7 @@ fn setup(spec: &DetachedSpec, parent_end: RawFd, chan: RawFd, in_v2: bool) -> Re
     if let Some(m) = spec.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
     }
-    nix::unistd::chdir(&spec.cwd)
-        .sys_ctx(|| format!("chdir to the working directory {}", spec.cwd.display()))?;
+    crate::exec::chdir_inside(&spec.cwd)?;
     let path = exec::resolve(&spec.argv, &spec.env)?;
     close_from(3 + spec.preserve_fds)?;
     // From here on nothing ties the container to create, which exits once it reads READY.

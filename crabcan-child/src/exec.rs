@@ -169,6 +169,31 @@ fn exists(p: &CStr) -> bool {
     nix::sys::stat::stat(p).is_ok()
 }
 
+/// Changes to the working directory `cwd` of a process already in its root, and makes sure
+/// it is inside that root: a path through a magic link (`/proc/PID/cwd` of a host process,
+/// which a container without its own pid namespace sees) or a descriptor that leads out of
+/// it makes the kernel report the directory as unreachable, and that is refused. The
+/// process still has its capabilities here, so such a directory would give it the host's
+/// files (the CVE-2024-21626 class).
+pub(crate) fn chdir_inside(cwd: &std::path::Path) -> Result<()> {
+    use crabcan_errors::SysContext;
+    nix::unistd::chdir(cwd)
+        .sys_ctx(|| format!("chdir to the working directory {}", cwd.display()))?;
+    let outside = match nix::unistd::getcwd() {
+        Ok(here) => !here.is_absolute() || here.starts_with("(unreachable)"),
+        // The C library reports an unreachable directory as ENOENT.
+        Err(Errno::ENOENT) => true,
+        Err(e) => return Err(Errcode::sys("read the working directory (getcwd)", e)),
+    };
+    if outside {
+        return Err(Errcode::usage(format!(
+            "the working directory {} is outside the container's root",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -996,8 +996,7 @@ fn command(spec: &ChildSpec, chan: i32, mask: &SigSet) -> Result<()> {
     }
     // Changing ids, and the init's fork, cleared the parent-death signal: set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).sys_ctx(|| "set the parent-death signal")?;
-    nix::unistd::chdir(&spec.workdir)
-        .sys_ctx(|| format!("chdir to the working directory {}", spec.workdir.display()))?;
+    crate::exec::chdir_inside(&spec.workdir)?;
     close_other_fds()?;
     command_signals(mask)?;
     crabcan_security::apply_final(security)?;

@@ -786,3 +786,52 @@ fn host_only_a_process_in_create_is_out_of_reach_before_it_is_released() {
     assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
     assert!(status.success(), "create under strace: {status:?}");
 }
+
+/// The CVE-2024-21626 class: a working directory that leads out of the container's root.
+/// Without a pid namespace of its own, the container's /proc shows the host's processes,
+/// and an image's symlink to `/proc/<host pid>/cwd` as the working directory would land
+/// the command, still root, in a host directory. The process chdirs while it still has
+/// its capabilities, so the directory it ends up in is checked: refused, one line, and the
+/// command never runs.
+#[test]
+fn a_working_directory_through_a_host_process_is_refused() {
+    let env = Env::new("cwdlink");
+    let host = env.dir.path().join("host-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("host-marker"), "").unwrap();
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .current_dir(&host)
+        .spawn()
+        .unwrap();
+    let img = env.dir.path().join("img");
+    std::fs::create_dir_all(&img).unwrap();
+    std::os::unix::fs::symlink(format!("/proc/{}/cwd", sleeper.id()), img.join("app")).unwrap();
+    let b = env.bundle("b", &["sh", "-c", "echo ran; ls"], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid" && n["type"] != "user");
+        c["process"]["cwd"] = json!("/mnt/img/app");
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt/img",
+            "type": "bind",
+            "source": img,
+            "options": ["rbind", "ro"],
+        }));
+    });
+    let o = env.cc(&["run", "--bundle", &b.to_string_lossy(), "cwdlink"]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(
+        !stdout(&o).contains("host-marker") && !stdout(&o).contains("ran"),
+        "the command ran in the host's directory: {}",
+        stdout(&o)
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("outside the container's root"),
+        "{}",
+        stderr(&o)
+    );
+}
