@@ -835,3 +835,170 @@ fn a_working_directory_through_a_host_process_is_refused() {
         stderr(&o)
     );
 }
+
+/// Whether a process runs whose command line is exactly `args`.
+fn running_with_args(args: &[&str]) -> bool {
+    let want: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want)
+            && std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+    })
+}
+
+/// A pid file that cannot be written fails `create` (runc's behaviour) and leaves nothing:
+/// not the waiting process, which nobody could start or delete without a record, nor its
+/// cgroup, which would refuse the same id ever after.
+#[test]
+fn a_create_whose_pid_file_cannot_be_written_leaves_nothing() {
+    let env = Env::new("pidfile");
+    let b = env.bundle("b", &["true"], |_| {});
+    let id = format!("pidfile-{}", std::process::id());
+    let bad = env.dir.path().join("missing-dir").join("pid");
+    let o = env.cc(&[
+        "create",
+        "--bundle",
+        &b.to_string_lossy(),
+        "--pid-file",
+        &bad.to_string_lossy(),
+        &id,
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_one_line(&o, "pid file");
+    assert!(!env.root().join(&id).exists(), "the state directory stayed");
+    assert_eq!(
+        cgroup_dirs_named(&id),
+        Vec::<PathBuf>::new(),
+        "cgroups stayed"
+    );
+    // The id is free again: a second create with a pid file that can be written works.
+    env.create(&id, &b);
+    assert_ok(&env.cc(&["delete", "--force", &id]));
+}
+
+/// The same for `exec`: a command whose pid cannot be handed over does not run on.
+#[test]
+fn an_exec_whose_pid_file_cannot_be_written_does_not_run_on() {
+    let env = Env::new("execpid");
+    let b = env.bundle("b", &["sh", "-c", LOOP], |_| {});
+    env.started("target", &b);
+    let marker = format!("{}", 7000 + std::process::id() % 1000);
+    let bad = env.dir.path().join("missing-dir").join("pid");
+    let o = env.cc(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        &bad.to_string_lossy(),
+        "target",
+        "sleep",
+        &marker,
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running_with_args(&["sleep", &marker]) {
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd command runs on though its pid file failed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A created container cannot be paused (its status is its fifo's, and its process waits
+/// in the fifo's open); one whose cgroup was frozen by hand is still deleted at once.
+#[test]
+fn a_created_container_is_never_wedged_by_its_freezer() {
+    let env = Env::new("frozen");
+    let b = env.bundle("b", &["true"], |_| {});
+    env.create("frozen", &b);
+    let o = env.cc(&["pause", "frozen"]);
+    assert_eq!(code(&o), 1);
+    assert_one_line(&o, "has not started");
+    // Frozen by hand, through its freezer.
+    let freezer = env
+        .cgroup_dirs("frozen")
+        .into_iter()
+        .find(|d| d.join("freezer.state").exists())
+        .expect("a freezer hierarchy");
+    std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+    let started = Instant::now();
+    assert_ok(&env.cc(&["delete", "--force", "frozen"]));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "delete took {:?}",
+        started.elapsed()
+    );
+    assert!(!freezer.exists());
+}
+
+/// `start` waits for a process that is slow to take its end of the fifo (a loaded
+/// machine, or a stopped process): it never takes the wait for a failure.
+#[test]
+fn start_waits_for_a_process_slow_to_answer() {
+    let env = Env::new("slowstart");
+    let b = env.bundle("b", &["true"], |_| {});
+    let pid = env.create("slow", &b);
+    let stopped = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut start = env
+        .cmd(&["start", "slow"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let early = start.try_wait().unwrap();
+    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let status = bounded::wait_within(&mut start, LIMIT, "start");
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut start.stderr.take().unwrap(), &mut err);
+    assert_eq!(early, None, "start gave up on a stopped process: {err}");
+    assert!(status.success(), "{err}");
+}
+
+/// `start` waits for the container's startContainer hooks, which run in the container:
+/// a hook that hangs must not keep `kill` and `delete --force` from the container.
+#[test]
+fn a_hanging_start_hook_does_not_hold_kill_or_delete() {
+    let env = Env::new("hookhang");
+    let b = env.bundle("b", &["true"], |c| {
+        c["hooks"] = json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "600"]}]});
+    });
+    env.create("hang", &b);
+    let mut start = env
+        .cmd(&["start", "hang"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The hook runs once start has let the process go on.
+    std::thread::sleep(Duration::from_millis(300));
+    let began = Instant::now();
+    let o = output_within(
+        &mut env.cmd(&["kill", "hang", "KILL"]),
+        Duration::from_secs(10),
+    );
+    assert_ok(&o);
+    let o = output_within(
+        &mut env.cmd(&["delete", "--force", "hang"]),
+        Duration::from_secs(10),
+    );
+    assert_ok(&o);
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    let status = bounded::wait_within(&mut start, LIMIT, "start");
+    assert!(
+        !status.success(),
+        "start reported a start of a killed container"
+    );
+    assert!(!env.root().join("hang").exists());
+}

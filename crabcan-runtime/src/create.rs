@@ -409,15 +409,24 @@ fn create_locked(
         child.send_filter(p)?;
     }
     let pid = child_ready(child)?;
-    locked.write(&state)?;
+    let recorded = locked.write(&state).and_then(|()| match &o.pid_file {
+        Some(p) => write_pid_file(p, pid.as_raw()),
+        None => Ok(()),
+    });
+    if let Err(e) = recorded {
+        // The process waits for a start that no caller would make, in a container no
+        // delete would find: it goes (it is this process's child, so its pid is not
+        // reused before the reaping), and with it the cgroup, the mount points and the
+        // state directory, as after any other failure.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(e);
+    }
     // Recorded: delete removes it from now on.
     std::mem::forget(cgroup);
     let _ = std::fs::remove_file(locked.dir().join(crate::state::CREATING_FILE));
     if journaled {
         let _ = std::fs::remove_file(locked.dir().join(crate::state::POINTS_FILE));
-    }
-    if let Some(p) = &o.pid_file {
-        write_pid_file(p, pid.as_raw())?;
     }
     // The mount points stay until delete, which removes them from the record.
     std::mem::forget(prepared);

@@ -159,7 +159,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Status::Stopped => return Err(Errcode::usage("cannot start a container that has stopped")),
         _ => return Err(Errcode::usage("cannot start an already running container")),
     }
-    release(l.dir(), &s)?;
+    release(l, &s)?;
     if s.poststart.is_empty() {
         return Ok(());
     }
@@ -175,11 +175,19 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The fifo's name once `start` has opened it: the container counts as started.
+const STARTING_FIFO: &str = "exec.fifo.starting";
+
 /// Opens the fifo for reading, which unblocks the container's process, and waits for its
-/// byte; then removes the fifo, which marks the container as running.
-fn release(dir: &Path, s: &State) -> Result<()> {
+/// byte, sent once its startContainer hooks ran; then removes the fifo.
+///
+/// The wait is as long as those hooks take, so the container's lock is given up first,
+/// with the fifo renamed: from then on the container counts as running (a second `start`
+/// is refused), and `kill` and `delete --force` are not held up by a hook that hangs.
+fn release(l: Locked, s: &State) -> Result<()> {
     use nix::fcntl::OFlag;
-    let fifo = dir.join(FIFO);
+    use nix::poll::PollFlags;
+    let fifo = l.dir().join(FIFO);
     // Non-blocking, so a container that died meanwhile cannot hang `start`.
     let fd = nix::fcntl::open(
         &fifo,
@@ -187,51 +195,54 @@ fn release(dir: &Path, s: &State) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Errcode::sys(format!("open {}", fifo.display()), e))?;
-    // The process answers once its startContainer hooks ran; each has its own timeout,
-    // so only its death ends the wait early.
-    let mut opened_by_it = false;
+    let starting = l.dir().join(STARTING_FIFO);
+    std::fs::rename(&fifo, &starting).map_err(|e| {
+        Errcode::setup(format!(
+            "cannot rename {} to {}: {e}",
+            fifo.display(),
+            starting.display()
+        ))
+    })?;
+    drop(l);
+    let stopped = || {
+        let _ = std::fs::remove_file(&starting);
+        Errcode::usage("cannot start a container that has stopped")
+    };
     loop {
-        let mut pfd = [nix::poll::PollFd::new(
-            fd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
+        let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(50u16));
-        let mut b = [0u8; 1];
-        match nix::unistd::read(&fd, &mut b) {
-            Ok(1) => break,
-            // End of file after the writer had it open: it failed before the command
-            // (a startContainer hook, a step after the wait), and said why on its stderr.
-            Ok(_) if opened_by_it => {
-                return Err(Errcode::setup(
-                    "the container's process failed before its command ran (see its stderr)",
-                ));
+        // The kernel reports a hang-up on a fifo only once a writer has had it open and
+        // closed it, never before the first writer: a process slow to open its end (a
+        // loaded machine, a stopped process) is waited for, not taken for a failure.
+        let ev = pfd[0].revents().unwrap_or(PollFlags::empty());
+        if ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(&fd, &mut b) {
+                Ok(1) => break,
+                // The writer closed without its byte: it failed before the command (a
+                // startContainer hook, a step after the wait), and said why on its stderr.
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&starting);
+                    return Err(Errcode::setup(
+                        "the container's process failed before its command ran (see its stderr)",
+                    ));
+                }
+                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Errcode::sys(format!("read {}", starting.display()), e)),
             }
-            Ok(_) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Errcode::sys(format!("read {}", fifo.display()), e)),
         }
-        opened_by_it = opened_by_it || writer_opened(s.pid, &fifo);
         if start_time(s.pid) != Some(s.pid_start) {
-            let _ = std::fs::remove_file(&fifo);
-            return Err(Errcode::usage("cannot start a container that has stopped"));
+            return Err(stopped());
         }
     }
-    std::fs::remove_file(&fifo)
-        .map_err(|e| Errcode::setup(format!("cannot remove {}: {e}", fifo.display())))
-}
-
-/// Whether `pid` holds `fifo` open (it got past its blocking open).
-fn writer_opened(pid: i32, fifo: &Path) -> bool {
-    let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    use std::os::unix::fs::MetadataExt;
-    let Ok(f) = std::fs::metadata(fifo) else {
-        return false;
-    };
-    // By inode: the path the process sees is inside its own mount namespace.
-    d.flatten().any(|e| {
-        std::fs::metadata(e.path()).is_ok_and(|m| m.dev() == f.dev() && m.ino() == f.ino())
-    })
+    match std::fs::remove_file(&starting) {
+        // Removed with the whole directory by a delete meanwhile: the container started.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Errcode::setup(format!(
+            "cannot remove {}: {e}",
+            starting.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The state JSON hooks get on stdin.
@@ -346,6 +357,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Status::Stopped => {}
         Status::Created | Status::Creating => {
             let _ = signal(&s, Signal::SIGKILL);
+            // A frozen process does not die of the KILL until it is thawed: created
+            // containers cannot be paused, but their cgroup can be frozen by hand.
+            if let Some(cg) = open_cgroup(&s)
+                && cg.is_frozen().unwrap_or(false)
+            {
+                cg.thaw()?;
+            }
             wait_gone(&s)?;
         }
         Status::Running | Status::Paused if force => {

@@ -39,7 +39,14 @@ fn live_cgroup_locked(l: Locked, id: &str) -> Result<(Locked, Status, ContainerC
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     let (_l, st, cg) = live_cgroup(root, id)?;
     match st {
-        Status::Created | Status::Running => {}
+        Status::Running => {}
+        // Its process waits for start in the fifo's open, which a frozen process never
+        // leaves; and a created container's status is read from its fifo, not its freezer.
+        Status::Created => {
+            return Err(Errcode::usage(
+                "cannot pause a container that has not started",
+            ));
+        }
         Status::Paused => return Err(Errcode::usage("container already paused")),
         _ => return Err(not_running()),
     }
