@@ -175,15 +175,14 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The fifo's name once `start` has opened it: the container counts as started.
-const STARTING_FIFO: &str = "exec.fifo.starting";
-
 /// Opens the fifo for reading, which unblocks the container's process, and waits for its
-/// byte, sent once its startContainer hooks ran; then removes the fifo.
+/// byte, sent once its startContainer hooks ran; then removes the fifo, which marks the
+/// container as running.
 ///
-/// The wait is as long as those hooks take, so the container's lock is given up first,
-/// with the fifo renamed: from then on the container counts as running (a second `start`
-/// is refused), and `kill` and `delete --force` are not held up by a hook that hangs.
+/// The wait is as long as those hooks take, so the container's lock is given up once the
+/// fifo is open: `kill` and `delete --force` are not held up by a hook that hangs. Until
+/// the byte, the container stays `created`, as runc reports it (a `start` that is killed
+/// before the process opened its end can be made again).
 fn release(l: Locked, s: &State) -> Result<()> {
     use nix::fcntl::OFlag;
     use nix::poll::PollFlags;
@@ -195,17 +194,18 @@ fn release(l: Locked, s: &State) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Errcode::sys(format!("open {}", fifo.display()), e))?;
-    let starting = l.dir().join(STARTING_FIFO);
-    std::fs::rename(&fifo, &starting).map_err(|e| {
-        Errcode::setup(format!(
-            "cannot rename {} to {}: {e}",
-            fifo.display(),
-            starting.display()
-        ))
-    })?;
+    // The fifo is removed in this very directory, never by its path once the lock is
+    // given up: a delete and a new create of the same id meanwhile make a new directory.
+    let dir = nix::fcntl::open(
+        l.dir(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Errcode::sys(format!("open {}", l.dir().display()), e))?;
     drop(l);
+    let remove_fifo = || nix::unistd::unlinkat(&dir, FIFO, nix::unistd::UnlinkatFlags::NoRemoveDir);
     let stopped = || {
-        let _ = std::fs::remove_file(&starting);
+        let _ = remove_fifo();
         Errcode::usage("cannot start a container that has stopped")
     };
     loop {
@@ -222,25 +222,24 @@ fn release(l: Locked, s: &State) -> Result<()> {
                 // The writer closed without its byte: it failed before the command (a
                 // startContainer hook, a step after the wait), and said why on its stderr.
                 Ok(_) => {
-                    let _ = std::fs::remove_file(&starting);
+                    let _ = remove_fifo();
                     return Err(Errcode::setup(
                         "the container's process failed before its command ran (see its stderr)",
                     ));
                 }
                 Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(Errcode::sys(format!("read {}", starting.display()), e)),
+                Err(e) => return Err(Errcode::sys(format!("read {}", fifo.display()), e)),
             }
         }
         if start_time(s.pid) != Some(s.pid_start) {
             return Err(stopped());
         }
     }
-    match std::fs::remove_file(&starting) {
+    match remove_fifo() {
         // Removed with the whole directory by a delete meanwhile: the container started.
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Errcode::setup(format!(
-            "cannot remove {}: {e}",
-            starting.display()
-        ))),
+        Err(e) if e != nix::errno::Errno::ENOENT => {
+            Err(Errcode::sys(format!("remove {}", fifo.display()), e))
+        }
         _ => Ok(()),
     }
 }
