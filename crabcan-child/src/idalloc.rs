@@ -251,9 +251,38 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
     };
     let held = nix::sys::stat::fstat(&*lock).sys_ctx(what)?;
     match nix::sys::stat::lstat(path) {
-        Ok(now) if now.st_ino == held.st_ino && now.st_dev == held.st_dev => Ok(Try::Taken(lock)),
-        Ok(_) | Err(Errno::ENOENT) => Ok(Try::Again),
-        Err(e) => Err(Errcode::sys(what(), e)),
+        Ok(now) if now.st_ino == held.st_ino && now.st_dev == held.st_dev => {}
+        Ok(_) | Err(Errno::ENOENT) => return Ok(Try::Again),
+        Err(e) => return Err(Errcode::sys(what(), e)),
+    }
+    // A file left with a holder in it: a container whose crabcan and guardian were both
+    // killed (a service manager stopping its unit), run without crabcan's init, so that
+    // no process of it holds the lock. Its ids are in use for as long as it lives.
+    if held.st_size > 0 {
+        if holder_lives(&lock) {
+            return Ok(Try::Busy);
+        }
+        lock.set_len(0)
+            .map_err(|e| Errcode::setup(format!("cannot {}: {e}", what())))?;
+    }
+    Ok(Try::Taken(lock))
+}
+
+/// Whether the process a lease file names (`PID START_TIME`) still runs.
+fn holder_lives(file: &std::fs::File) -> bool {
+    use std::io::Read;
+    let mut text = String::new();
+    if file.take(64).read_to_string(&mut text).is_err() {
+        // Unreadable: counted as held, the safe side.
+        return true;
+    }
+    let mut words = text.split_whitespace().map(str::parse::<u64>);
+    match (words.next(), words.next()) {
+        (Some(Ok(pid)), Some(Ok(start))) => i32::try_from(pid)
+            .ok()
+            .and_then(crate::start_time)
+            .is_some_and(|t| t == start),
+        _ => false,
     }
 }
 
@@ -261,6 +290,22 @@ impl IdLease {
     /// The slot held.
     pub fn slot(&self) -> Slot {
         self.slot
+    }
+
+    /// Names the container's first process `pid` in the lease file, for a container whose
+    /// processes do not hold the lease themselves (run without crabcan's init, its command
+    /// execs as PID 1 and closes its copy): should crabcan and its guardian both be killed
+    /// while it runs, a later run skips the slot for as long as that process lives.
+    pub fn record_holder(&self, pid: i32) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let what = || format!("record the container's process in {}", self.path.display());
+        let start = crate::start_time(pid)
+            .ok_or_else(|| Errcode::setup(format!("cannot {}: it has ended", what())))?;
+        let Some(lock) = &self.lock else {
+            return Ok(());
+        };
+        lock.write_all_at(format!("{pid} {start}\n").as_bytes(), 0)
+            .map_err(|e| Errcode::setup(format!("cannot {}: {e}", what())))
     }
 
     /// Gives the slot back: removes its file (while still holding the lock, so nobody can
@@ -558,5 +603,48 @@ mod tests {
         }
         assert!(!missing.exists(), "made through the symlink");
         assert_eq!(base.names(), ["file", "link"]);
+    }
+
+    /// A container run without crabcan's init holds no lease itself: should crabcan and its
+    /// guardian both be killed while it runs (a service manager stopping their unit), the
+    /// lock goes with them. The slot is still skipped for as long as the process the lease
+    /// file names lives, and taken again (the name cleared) once it is gone.
+    #[test]
+    fn a_slot_whose_recorded_process_lives_is_skipped_after_its_holders_died() {
+        let dir = Scratch::new("unit-idalloc-holder");
+        let pool = pool_slots(None);
+        let mut container = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let mut lease = allocate_ids(&dir.0, None, &pool).unwrap();
+        let slot = lease.slot();
+        lease.record_holder(container.id() as i32).unwrap();
+        // crabcan and the guardian killed: the lock goes, the file stays.
+        drop(lease.lock.take());
+        drop(lease);
+        let next = allocate_ids(&dir.0, None, &pool).unwrap();
+        assert_ne!(
+            next.slot(),
+            slot,
+            "a slot in use by a live container was given out"
+        );
+        next.release();
+        container.kill().unwrap();
+        container.wait().unwrap();
+        let again = allocate_ids(&dir.0, None, &pool).unwrap();
+        assert_eq!(
+            again.slot(),
+            slot,
+            "the slot stays taken after its process ended"
+        );
+        let file = dir.0.join(format!("{LEASE_PREFIX}{}", slot.uid));
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            0,
+            "the old name stayed"
+        );
+        again.release();
+        assert_eq!(dir.names(), Vec::<String>::new());
     }
 }

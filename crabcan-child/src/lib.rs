@@ -1117,6 +1117,26 @@ fn hand_cgroup_to_setup(
     }
 }
 
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`, in clock ticks since
+/// boot), `None` when it is gone or a zombie: with the pid, it names one process for good.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Field 22 (start time) of a `/proc/PID/stat` line, `None` for a zombie or dead process.
+pub fn parse_stat(text: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // `state` was field 3; the start time is field 22.
+    fields.nth(18)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -409,6 +409,16 @@ impl Container {
             // it gives its id range back.
             g.watch(child.pid());
         }
+        // Without crabcan's init no process of the container keeps the lease open (the
+        // init does, as long as the container lives): named in the lease, the process keeps
+        // its slot from other runs even if crabcan and the guardian are killed together.
+        // Before the process is released, so before its command can clear its parent-death
+        // signal.
+        if !self.spec.init
+            && let Some(lease) = &self.lease
+        {
+            lease.record_holder(child.pid().as_raw())?;
+        }
         // The rest of a cgroup made in two steps: once the process is released, while it
         // makes its mounts (start), for a process that enters it by itself; for one moved
         // by pid (below), now.

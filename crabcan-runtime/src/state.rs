@@ -167,25 +167,7 @@ pub fn default_root(euid: u32, xdg_runtime_dir: Option<&str>) -> PathBuf {
     }
 }
 
-/// Start time of `pid` in clock ticks after boot, or `None` when no such process exists or
-/// it is a zombie.
-pub fn start_time(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
-}
-
-/// Field 22 (start time) of a `/proc/PID/stat` line, `None` for a zombie or dead process.
-pub fn parse_stat(text: &str) -> Option<u64> {
-    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // `state` was field 3; the start time is field 22.
-    fields.nth(18)?.parse().ok()
-}
+pub use crabcan_child::{parse_stat, start_time};
 
 /// A container's directory, locked exclusively for as long as this lives.
 pub struct Locked {
