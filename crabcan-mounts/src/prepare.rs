@@ -334,7 +334,20 @@ fn remove_in_root(root: std::os::fd::BorrowedFd<'_>, path: &Path, kind: PointKin
     };
     let flag = match kind {
         PointKind::Dir => UnlinkatFlags::RemoveDir,
-        PointKind::File => UnlinkatFlags::NoRemoveDir,
+        PointKind::File => {
+            // Only the empty file it made: what the container (or anyone) put in its place
+            // since (a file with data, a symlink, a device node) is not crabcan's to remove.
+            match nix::sys::stat::fstatat(
+                pfd.as_fd(),
+                name,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size == 0 => {}
+                Ok(_) | Err(Errno::ENOENT) => return Ok(()),
+                Err(e) => return Err(Errcode::sys(what(), e)),
+            }
+            UnlinkatFlags::NoRemoveDir
+        }
     };
     match nix::unistd::unlinkat(pfd.as_fd(), name, flag) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),

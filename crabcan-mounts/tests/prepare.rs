@@ -181,3 +181,43 @@ fn what_is_made_is_announced_before_it_exists() {
         assert!(!root.join(p).exists(), "{p} left after a refusal");
     }
 }
+
+/// The cleanup removes the empty file it made for a file bind, and nothing that took its
+/// place since: a file with data, a symlink (never followed either).
+#[test]
+fn a_file_point_replaced_since_is_not_removed() {
+    let s = Scratch::new("replaced");
+    let root = s.root();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let hosts = s.0.join("hosts");
+    fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let target = s.0.join("target");
+    fs::write(&target, "keep").unwrap();
+    let cfg = config(
+        &root,
+        vec![
+            entry("/etc/a", "bind", hosts.to_str(), &["rbind", "ro"]),
+            entry("/etc/b", "bind", hosts.to_str(), &["rbind", "ro"]),
+            entry("/etc/c", "bind", hosts.to_str(), &["rbind", "ro"]),
+        ],
+    );
+    let prepared = prepare(&plan(&cfg).unwrap()).unwrap();
+    for p in ["etc/a", "etc/b", "etc/c"] {
+        assert!(root.join(p).is_file(), "{p} not made");
+    }
+    // What the container left in their place.
+    fs::write(root.join("etc/a"), "data").unwrap();
+    fs::remove_file(root.join("etc/b")).unwrap();
+    symlink(&target, root.join("etc/b")).unwrap();
+    prepared.cleanup().unwrap();
+    assert_eq!(fs::read_to_string(root.join("etc/a")).unwrap(), "data");
+    assert!(
+        root.join("etc/b").is_symlink(),
+        "a symlink in its place was removed"
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+    assert!(
+        !root.join("etc/c").exists(),
+        "the empty file it made stayed"
+    );
+}
