@@ -922,13 +922,20 @@ fn a_created_container_is_never_wedged_by_its_freezer() {
     let o = env.cc(&["pause", "frozen"]);
     assert_eq!(code(&o), 1);
     assert_one_line(&o, "has not started");
-    // Frozen by hand, through its freezer.
-    let freezer = env
-        .cgroup_dirs("frozen")
-        .into_iter()
+    // Frozen by hand, through its freezer: v1's freezer.state, or v2's cgroup.freeze.
+    let dirs = env.cgroup_dirs("frozen");
+    let freezer = dirs
+        .iter()
         .find(|d| d.join("freezer.state").exists())
-        .expect("a freezer hierarchy");
-    std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+        .map(|d| (d.clone(), "freezer.state", "FROZEN"))
+        .or_else(|| {
+            dirs.iter()
+                .find(|d| d.join("cgroup.freeze").exists())
+                .map(|d| (d.clone(), "cgroup.freeze", "1"))
+        })
+        .expect("a freezer (v1 freezer.state or v2 cgroup.freeze)");
+    std::fs::write(freezer.0.join(freezer.1), freezer.2).unwrap();
+    let freezer = freezer.0;
     let started = Instant::now();
     assert_ok(&env.cc(&["delete", "--force", "frozen"]));
     assert!(
