@@ -1009,3 +1009,28 @@ fn a_hanging_start_hook_does_not_hold_kill_or_delete() {
     );
     assert!(!env.root().join("hang").exists());
 }
+
+/// Two starts at once, while the process runs a startContainer hook: one starts it, the
+/// other is refused at once, and the first is not made to report a failure by a second
+/// reader of the fifo taking the process's byte.
+#[test]
+fn a_second_start_during_the_hooks_is_refused() {
+    let env = Env::new("twostarts");
+    let b = env.bundle("b", &["true"], |c| {
+        c["hooks"] = json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "1"]}]});
+    });
+    env.create("two", &b);
+    let mut first = env
+        .cmd(&["start", "two"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = output_within(&mut env.cmd(&["start", "two"]), Duration::from_secs(10));
+    let status = bounded::wait_within(&mut first, LIMIT, "start");
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut first.stderr.take().unwrap(), &mut err);
+    assert!(status.success(), "the first start failed: {err}");
+    assert_eq!(code(&second), 1, "{}", stderr(&second));
+    assert_one_line(&second, "already running");
+}

@@ -181,8 +181,10 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 ///
 /// The wait is as long as those hooks take, so the container's lock is given up once the
 /// fifo is open: `kill` and `delete --force` are not held up by a hook that hangs. Until
-/// the byte, the container stays `created`, as runc reports it (a `start` that is killed
-/// before the process opened its end can be made again).
+/// the byte, the container stays `created`, as runc reports it. A second `start` meanwhile
+/// is refused (the fifo is locked). A `start` that is killed meanwhile leaves the process
+/// without a reader for its byte, and it ends (`stopped`); only one killed before the
+/// process opened its end leaves it to a later `start`.
 fn release(l: Locked, s: &State) -> Result<()> {
     use nix::fcntl::OFlag;
     use nix::poll::PollFlags;
@@ -194,6 +196,17 @@ fn release(l: Locked, s: &State) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Errcode::sys(format!("open {}", fifo.display()), e))?;
+    // One start at a time, past the container's lock too: the fifo itself is locked for as
+    // long as this start waits (a start that is killed lets go of it with its descriptor).
+    // A second reader would race this one for the byte, and the loser would report a
+    // failure of a container that runs.
+    let fd = match nix::fcntl::Flock::lock(fd, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(fd) => fd,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            return Err(Errcode::usage("cannot start an already running container"));
+        }
+        Err((_, e)) => return Err(Errcode::sys(format!("lock {}", fifo.display()), e)),
+    };
     // The fifo is removed in this very directory, never by its path once the lock is
     // given up: a delete and a new create of the same id meanwhile make a new directory.
     let dir = nix::fcntl::open(
@@ -217,7 +230,7 @@ fn release(l: Locked, s: &State) -> Result<()> {
         let ev = pfd[0].revents().unwrap_or(PollFlags::empty());
         if ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
             let mut b = [0u8; 1];
-            match nix::unistd::read(&fd, &mut b) {
+            match nix::unistd::read(&*fd, &mut b) {
                 Ok(1) => break,
                 // The writer closed without its byte: it failed before the command (a
                 // startContainer hook, a step after the wait), and said why on its stderr.
@@ -232,6 +245,12 @@ fn release(l: Locked, s: &State) -> Result<()> {
             }
         }
         if start_time(s.pid) != Some(s.pid_start) {
+            // A short command may have run and ended between the poll and this look: its
+            // byte is then still in the fifo, and the start happened.
+            let mut b = [0u8; 1];
+            if nix::unistd::read(&*fd, &mut b) == Ok(1) {
+                break;
+            }
             return Err(stopped());
         }
     }
@@ -357,11 +376,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Status::Created | Status::Creating => {
             let _ = signal(&s, Signal::SIGKILL);
             // A frozen process does not die of the KILL until it is thawed: created
-            // containers cannot be paused, but their cgroup can be frozen by hand.
+            // containers cannot be paused, but their cgroup can be frozen by hand (and a v1
+            // freezer may be caught halfway, FREEZING). Thawing a thawed one changes nothing.
+            // Without a freezer there is nothing to thaw.
             if let Some(cg) = open_cgroup(&s)
-                && cg.is_frozen().unwrap_or(false)
+                && let Err(e) = cg.thaw()
             {
-                cg.thaw()?;
+                log::debug!("{e}");
             }
             wait_gone(&s)?;
         }
