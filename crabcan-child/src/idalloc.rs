@@ -268,21 +268,77 @@ fn try_slot(dir: &Path, path: &Path) -> Result<Try> {
     Ok(Try::Taken(lock))
 }
 
-/// Whether the process a lease file names (`PID START_TIME`) still runs.
+/// Whether the process a lease file names still runs. A name from another boot is stale; a
+/// name from another pid or time namespace cannot be judged from here (the pid and the
+/// start time read differently there) and counts as running, as does a file that cannot be
+/// read or parsed: the safe side is a slot skipped.
 fn holder_lives(file: &std::fs::File) -> bool {
     use std::io::Read;
     let mut text = String::new();
-    if file.take(64).read_to_string(&mut text).is_err() {
-        // Unreadable: counted as held, the safe side.
+    if file.take(256).read_to_string(&mut text).is_err() {
         return true;
     }
-    let mut words = text.split_whitespace().map(str::parse::<u64>);
-    match (words.next(), words.next()) {
-        (Some(Ok(pid)), Some(Ok(start))) => i32::try_from(pid)
-            .ok()
-            .and_then(crate::start_time)
-            .is_some_and(|t| t == start),
-        _ => false,
+    let Some(holder) = Holder::parse(&text) else {
+        return true;
+    };
+    let here = Holder::context();
+    if holder.boot != here.boot {
+        return false;
+    }
+    if (holder.pid_ns, holder.time_ns) != (here.pid_ns, here.time_ns) {
+        return true;
+    }
+    i32::try_from(holder.pid)
+        .ok()
+        .and_then(crate::start_time)
+        .is_some_and(|t| t == holder.start)
+}
+
+/// The process a lease file names, and where its pid and start time were read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Holder {
+    pid: u64,
+    start: u64,
+    /// The inodes of the pid and time namespaces the numbers were read in (0: none).
+    pid_ns: u64,
+    time_ns: u64,
+    /// The kernel's boot id.
+    boot: String,
+}
+
+impl Holder {
+    /// This process's namespaces and boot (the pid and start time left at 0).
+    fn context() -> Holder {
+        let ino = |p: &str| nix::sys::stat::stat(p).map_or(0, |st| st.st_ino);
+        Holder {
+            pid_ns: ino("/proc/self/ns/pid"),
+            time_ns: ino("/proc/self/ns/time"),
+            boot: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|b| b.trim().to_string())
+                .unwrap_or_default(),
+            ..Holder::default()
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {} {}\n",
+            self.pid, self.start, self.pid_ns, self.time_ns, self.boot
+        )
+    }
+
+    fn parse(text: &str) -> Option<Holder> {
+        let mut w = text.split_whitespace();
+        let mut num = || w.next()?.parse::<u64>().ok();
+        let (pid, start, pid_ns, time_ns) = (num()?, num()?, num()?, num()?);
+        let boot = w.next()?.to_string();
+        w.next().is_none().then_some(Holder {
+            pid,
+            start,
+            pid_ns,
+            time_ns,
+            boot,
+        })
     }
 }
 
@@ -304,7 +360,12 @@ impl IdLease {
         let Some(lock) = &self.lock else {
             return Ok(());
         };
-        lock.write_all_at(format!("{pid} {start}\n").as_bytes(), 0)
+        let holder = Holder {
+            pid: u64::try_from(pid).unwrap_or(0),
+            start,
+            ..Holder::context()
+        };
+        lock.write_all_at(holder.line().as_bytes(), 0)
             .map_err(|e| Errcode::setup(format!("cannot {}: {e}", what())))
     }
 
@@ -645,6 +706,57 @@ mod tests {
             "the old name stayed"
         );
         again.release();
+        assert_eq!(dir.names(), Vec::<String>::new());
+    }
+
+    /// A name read in another boot is stale (the slot is free); one read in another pid or
+    /// time namespace cannot be judged here, and a file that cannot be parsed neither: the
+    /// slot is skipped.
+    #[test]
+    fn a_lease_name_from_elsewhere_is_judged_on_the_safe_side() {
+        let dir = Scratch::new("unit-idalloc-elsewhere");
+        let pool = pool_slots(None);
+        let first = pool.slots().next().unwrap();
+        let file = dir.0.join(format!("{LEASE_PREFIX}{}", first.uid));
+        let me = std::process::id();
+        let here = Holder {
+            pid: u64::from(me),
+            start: crate::start_time(me as i32).unwrap(),
+            ..Holder::context()
+        };
+        assert_eq!(Holder::parse(&here.line()), Some(here.clone()));
+        let taken = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            let lease = allocate_ids(&dir.0, None, &pool).unwrap();
+            let got = lease.slot() == first;
+            lease.release();
+            let _ = std::fs::remove_file(&file);
+            got
+        };
+        // This very process, named as a crabcan here would: the slot is in use.
+        assert!(!taken(&here.line()));
+        let other_boot = Holder {
+            boot: "00000000-0000-0000-0000-000000000000".into(),
+            ..here.clone()
+        };
+        assert!(
+            taken(&other_boot.line()),
+            "a name from another boot kept the slot"
+        );
+        let other_ns = Holder {
+            pid_ns: here.pid_ns + 1,
+            pid: 1,
+            start: 1,
+            ..Holder::context()
+        };
+        assert!(
+            !taken(&other_ns.line()),
+            "a name from another pid namespace was judged"
+        );
+        assert!(
+            !taken("not a holder\n"),
+            "an unparseable name was taken for free"
+        );
         assert_eq!(dir.names(), Vec::<String>::new());
     }
 }
