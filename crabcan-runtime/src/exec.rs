@@ -318,34 +318,14 @@ fn launch(
     if let Some(p) = &o.pid_file
         && let Err(e) = crate::create::write_pid_file(p, pid.as_raw())
     {
-        // A process its caller cannot know of must not run on: it is killed through a
-        // descriptor taken while it is known to be the one just started.
-        kill_started(pid);
+        // A process its caller cannot know of must not run on (not this process's child:
+        // the joiner that forked it has exited; pinned by its start time, read at once).
+        if let Some(start) = start_time(pid.as_raw()) {
+            let _ = crate::signal_pid(pid.as_raw(), start, nix::sys::signal::Signal::SIGKILL);
+        }
         return Err(e);
     }
     Ok((pid, pty_end))
-}
-
-/// SIGKILLs the process `pid` that exec started a moment ago (not this process's child:
-/// the joiner that forked it has exited), through a pidfd.
-fn kill_started(pid: nix::unistd::Pid) {
-    // SAFETY: pidfd_open of a pid; the result, if any, is a new fd we own.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if raw < 0 {
-        return;
-    }
-    // SAFETY: the kernel just returned this fd to us.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
-    // SAFETY: pidfd_send_signal on a pidfd we hold, without siginfo.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
 }
 
 fn console_of(sock: std::os::unix::net::UnixStream, plan: &crabcan_oci::Plan) -> Console {

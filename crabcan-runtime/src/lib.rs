@@ -298,23 +298,28 @@ pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
 /// since: a pidfd pins the process first, then its start time is checked against the
 /// record, and the signal goes through the pidfd. ESRCH: the recorded process is gone.
 fn signal(s: &State, sig: Signal) -> nix::Result<()> {
+    signal_pid(s.pid, s.pid_start, sig)
+}
+
+/// [`signal`] to the process `pid` that started at `start` (a `/proc/PID/stat` start time).
+pub(crate) fn signal_pid(pid: i32, start: u64, sig: Signal) -> nix::Result<()> {
     use nix::errno::Errno;
     // SAFETY: pidfd_open with a pid and no flags; the result is a new fd we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, s.pid, 0) };
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         let e = Errno::last();
         if e != Errno::ENOSYS {
             return Err(e);
         }
         // Before Linux 5.3: the check and the signal are two steps.
-        if start_time(s.pid) != Some(s.pid_start) {
+        if start_time(pid) != Some(start) {
             return Err(Errno::ESRCH);
         }
-        return nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), sig);
+        return nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
     // SAFETY: the kernel just returned this fd to us.
     let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-    if start_time(s.pid) != Some(s.pid_start) {
+    if start_time(pid) != Some(start) {
         return Err(Errno::ESRCH);
     }
     // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo and no flags.
