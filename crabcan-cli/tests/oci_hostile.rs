@@ -910,6 +910,16 @@ fn an_exec_whose_pid_file_cannot_be_written_does_not_run_on() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The killed command was adopted by this test (a subreaper, as an engine is): reaped
+    // here, as an engine does, or its pid namespace's init would wait for it at delete.
+    while let Ok(s) = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(-1),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    ) {
+        if s == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
+    }
 }
 
 /// A created container cannot be paused (its status is its fifo's, and its process waits
