@@ -956,6 +956,24 @@ fn a_created_container_is_never_wedged_by_its_freezer() {
     assert!(!freezer.exists());
 }
 
+/// A bundle whose process runs a startContainer hook sleeping `seconds` before its command.
+fn sleeping_hook(c: &mut Value, seconds: &str) {
+    c["hooks"] = json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", seconds]}]});
+}
+
+/// Waits for a spawned crabcan whose stderr is piped: its status and what it said.
+fn status_and_stderr(
+    child: &mut std::process::Child,
+    what: &str,
+) -> (std::process::ExitStatus, String) {
+    let status = bounded::wait_within(child, LIMIT, what);
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status, err)
+}
+
 /// `start` waits for a process that is slow to take its end of the fifo (a loaded
 /// machine, or a stopped process): it never takes the wait for a failure.
 #[test]
@@ -973,9 +991,7 @@ fn start_waits_for_a_process_slow_to_answer() {
     std::thread::sleep(Duration::from_millis(400));
     let early = start.try_wait().unwrap();
     nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGCONT).unwrap();
-    let status = bounded::wait_within(&mut start, LIMIT, "start");
-    let mut err = String::new();
-    let _ = std::io::Read::read_to_string(&mut start.stderr.take().unwrap(), &mut err);
+    let (status, err) = status_and_stderr(&mut start, "start");
     assert_eq!(early, None, "start gave up on a stopped process: {err}");
     assert!(status.success(), "{err}");
 }
@@ -985,9 +1001,7 @@ fn start_waits_for_a_process_slow_to_answer() {
 #[test]
 fn a_hanging_start_hook_does_not_hold_kill_or_delete() {
     let env = Env::new("hookhang");
-    let b = env.bundle("b", &["true"], |c| {
-        c["hooks"] = json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "600"]}]});
-    });
+    let b = env.bundle("b", &["true"], |c| sleeping_hook(c, "600"));
     env.create("hang", &b);
     let mut start = env
         .cmd(&["start", "hang"])
@@ -1026,9 +1040,7 @@ fn a_hanging_start_hook_does_not_hold_kill_or_delete() {
 #[test]
 fn a_second_start_during_the_hooks_is_refused() {
     let env = Env::new("twostarts");
-    let b = env.bundle("b", &["true"], |c| {
-        c["hooks"] = json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "1"]}]});
-    });
+    let b = env.bundle("b", &["true"], |c| sleeping_hook(c, "1"));
     env.create("two", &b);
     let mut first = env
         .cmd(&["start", "two"])
@@ -1037,9 +1049,7 @@ fn a_second_start_during_the_hooks_is_refused() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let second = output_within(&mut env.cmd(&["start", "two"]), Duration::from_secs(10));
-    let status = bounded::wait_within(&mut first, LIMIT, "start");
-    let mut err = String::new();
-    let _ = std::io::Read::read_to_string(&mut first.stderr.take().unwrap(), &mut err);
+    let (status, err) = status_and_stderr(&mut first, "start");
     assert!(status.success(), "the first start failed: {err}");
     assert_eq!(code(&second), 1, "{}", stderr(&second));
     assert_one_line(&second, "already running");
